@@ -1,0 +1,120 @@
+"""Header keywords: their types, which ones each step reads, and the configuration-group keys.
+
+This is the one place that knows which primary-header keywords a step needs. Readers call
+:func:`require` with the step name; a missing or mistyped keyword becomes an
+:class:`~detcal.errors.InputError` naming the file and the keyword.
+"""
+
+from .errors import InputError
+
+#: Python type of every keyword detcal reads.
+TYPES = {
+    "TELESCOP": str, "INSTRUME": str, "DETECTOR": str, "EXP_TYPE": str, "READPATT": str,
+    "SUBARRAY": str, "CORONMSK": str,
+    "NINTS": int, "NGROUPS": int, "NFRAMES": int, "GROUPGAP": int, "NOUTPUTS": int,
+    "INTSTART": int, "INTEND": int, "DRPFRMS1": int,
+    "SUBSTRT1": int, "SUBSTRT2": int, "SUBSIZE1": int, "SUBSIZE2": int,
+    "FASTAXIS": int, "SLOWAXIS": int,
+    "TFRAME": float, "TGROUP": float, "EXPSTART": float, "EFFINTTM": float, "EFFEXPTM": float,
+    "ZEROFRAM": bool,
+}
+
+#: Every ramp needs these to be read at all (shape checks, subarray placement).
+BASE = ("INSTRUME", "DETECTOR", "NINTS", "NGROUPS", "NFRAMES", "GROUPGAP",
+        "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
+
+#: Keywords each step reads (beyond nothing); ``inventory`` is what a raw file must carry.
+STEP = {
+    "inventory": BASE + ("READPATT", "NOUTPUTS", "EXP_TYPE", "TFRAME", "TGROUP"),
+    "dq_init": BASE,
+    "saturation": BASE,
+    "superbias": BASE,
+    "refpix": BASE + ("NOUTPUTS", "FASTAXIS", "SLOWAXIS"),
+    "linearity": BASE,
+    "rscd": BASE + ("READPATT",),
+    "dark_current": BASE,
+    "jump": BASE + ("TFRAME", "TGROUP"),
+    "ramp_fit": BASE + ("TFRAME", "TGROUP"),
+}
+
+#: The keywords that define a detector configuration group: files that differ in any of them are
+#: never combined (darks, noise statistics). CORONMSK joins when present.
+GROUP = ("DETECTOR", "SUBARRAY", "READPATT", "NOUTPUTS", "NGROUPS", "NFRAMES", "GROUPGAP")
+GROUP_OPTIONAL = ("CORONMSK",)
+
+#: Columns of results/inventory.tsv after ``exposure``, ``path`` and ``group``.
+INVENTORY = ("INSTRUME", "DETECTOR", "EXP_TYPE", "READPATT", "SUBARRAY", "NOUTPUTS", "NINTS",
+             "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP", "EXPSTART", "FASTAXIS",
+             "SLOWAXIS", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
+
+#: Primary keywords every reference file we write carries (JWST ReferenceFileModel requirements
+#: plus the subarray keywords); DARK adds its readout keywords.
+REFERENCE = ("REFTYPE", "DESCRIP", "AUTHOR", "PEDIGREE", "USEAFTER", "TELESCOP", "INSTRUME",
+             "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
+REFERENCE_EXTRA = {"DARK": ("READPATT", "NFRAMES", "NGROUPS", "GROUPGAP")}
+
+#: Calibration-step status keywords (as the JWST pipeline writes them).
+CAL_STEP = {
+    "dq_init": "S_DQINIT", "saturation": "S_SATURA", "superbias": "S_SUPERB",
+    "refpix": "S_REFPIX", "linearity": "S_LINEAR", "rscd": "S_RSCD", "persistence": "S_PERSIS",
+    "dark_current": "S_DARK", "jump": "S_JUMP", "ramp_fit": "S_RAMP",
+}
+
+
+def value(header, key, path, needed_by=None):
+    """Return ``header[key]`` converted to its type in :data:`TYPES`.
+
+    Raises :class:`InputError` if the keyword is absent, empty, or of the wrong type.
+    """
+    why = f" (needed by {needed_by})" if needed_by else ""
+    if key not in header or header[key] is None or header[key] == "":
+        raise InputError(path, f"missing header keyword {key}{why}")
+    raw = header[key]
+    kind = TYPES.get(key, str)
+    try:
+        if kind is int:
+            if isinstance(raw, bool) or float(raw) != int(float(raw)):
+                raise ValueError
+            return int(float(raw))
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            raise ValueError
+        return str(raw).strip()
+    except (TypeError, ValueError):
+        raise InputError(path, f"header keyword {key}={raw!r} is not a valid {kind.__name__}{why}")
+
+
+def require(header, step, path):
+    """Check that ``header`` has every keyword ``step`` needs; return them as a typed dict."""
+    if step not in STEP:
+        raise KeyError(f"unknown step {step!r}; known: {sorted(STEP)}")
+    return {key: value(header, key, path, needed_by=step) for key in STEP[step]}
+
+
+def optional(header, key, default=None):
+    """Typed value of an optional keyword, or ``default`` when absent or unusable."""
+    try:
+        return value(header, key, "<header>")
+    except InputError:
+        return default
+
+
+def group_id(meta):
+    """Name of the configuration group of a file, from its typed keyword dict.
+
+    Example: ``NRCA1-FULL-RAPID-4amp-10g`` (readout keywords spelled out only when not 1/0 so
+    that the name stays readable; every GROUP keyword is part of it).
+    """
+    parts = [meta["DETECTOR"], meta["SUBARRAY"], meta["READPATT"], f"{meta['NOUTPUTS']}amp",
+             f"{meta['NGROUPS']}g"]
+    if meta["NFRAMES"] != 1 or meta["GROUPGAP"] != 0:
+        parts.append(f"f{meta['NFRAMES']}gap{meta['GROUPGAP']}")
+    coron = meta.get("CORONMSK")
+    if coron and coron.upper() not in ("NONE", "N/A"):
+        parts.append(coron)
+    return "-".join(str(p) for p in parts).replace(" ", "_")

@@ -1,0 +1,64 @@
+"""Step order per instrument family, and what each step needs: the one table the workflow reads.
+
+The per-file chain of an exposure is its family's order restricted to the steps that are
+switched on (and implemented); each step's input is the previous step's output, so switching a
+step off closes the chain over the gap.
+"""
+
+from .geometry import family  # noqa: F401  (re-exported: the workflow asks pipeline for families)
+
+#: Detector1 step order per family (jwst calwebb_detector1 order, MIRI as the seeds run it).
+ORDER = {
+    "NIR": ("dq_init", "saturation", "superbias", "refpix", "linearity", "persistence",
+            "dark_current", "jump", "ramp_fit"),
+    "MIRI": ("dq_init", "saturation", "linearity", "rscd", "dark_current", "refpix", "jump",
+             "ramp_fit"),
+}
+
+#: Reference files (config keys, see detcal.io.REFTYPES) each step reads.
+REFERENCES = {
+    "dq_init": ("mask",),
+    "saturation": ("saturation", "superbias"),
+    "superbias": ("superbias",),
+    "refpix": (),
+    "linearity": ("linearity",),
+    "persistence": (),
+    "rscd": ("rscd",),
+    "dark_current": ("dark",),
+    "jump": ("gain", "readnoise"),
+    "ramp_fit": ("gain", "readnoise"),
+}
+
+#: References a step can run without (the step then does less, and logs it).
+OPTIONAL_REFERENCES = {"saturation": ("superbias",)}
+
+#: File suffix of each step's ramp product, as the seeds' jwst runs name them.
+SUFFIX = {
+    "dq_init": "dqinitstep", "saturation": "saturationstep", "superbias": "superbiasstep",
+    "refpix": "refpixstep", "linearity": "linearitystep", "persistence": "persistencestep",
+    "rscd": "rscd_step", "dark_current": "darkcurrentstep", "jump": "jumpstep",
+}
+
+#: Steps whose product is a ramp (ramp_fit makes rate/rateints instead).
+RAMP_STEPS = tuple(SUFFIX)
+
+
+def available_steps():
+    """Steps that detcal implements (a module in detcal.steps with a ``run`` function)."""
+    from . import steps
+    return tuple(name for name in ORDER["NIR"] + ORDER["MIRI"] if name in steps.REGISTRY)
+
+
+def chain(fam, enabled):
+    """Ordered steps for family ``fam`` among ``enabled`` (a mapping step -> bool) that exist."""
+    have = available_steps()
+    return tuple(s for s in ORDER[fam] if enabled.get(s, True) and s in have)
+
+
+def previous_step(fam, enabled, step):
+    """The step whose product feeds ``step`` (None: the raw file)."""
+    steps = chain(fam, enabled)
+    if step not in steps:
+        raise ValueError(f"step {step} is not in the {fam} chain {steps}")
+    i = steps.index(step)
+    return steps[i - 1] if i else None
