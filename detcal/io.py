@@ -61,11 +61,15 @@ class Ramp:
         return self.data.shape
 
 
-_CARRY_THROUGH = ("INT_TIMES", "GROUP")
+_CARRY_THROUGH = ("INT_TIMES", "GROUP", "AVDRKCUR")  # AVDRKCUR: set by dark_current, read by ramp_fit
 
 
-def _open(path):
-    """Open a FITS file, turning every way it can be unreadable into one InputError."""
+def _open(path, read_data=True):
+    """Open a FITS file, turning every way it can be unreadable into one InputError.
+
+    Truncation is detected from the headers alone, so ``read_data=False`` is a cheap full check
+    of the file's structure.
+    """
     if not os.path.exists(path):
         raise InputError(path, "file does not exist")
     try:
@@ -74,13 +78,26 @@ def _open(path):
             warnings.simplefilter("error", AstropyUserWarning)
             warnings.simplefilter("error", VerifyWarning)
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-            for hdu in hdul:
-                hdu.data  # force the read so truncation shows up here
+            nextend = hdul[0].header.get("NEXTEND")
+            if type(nextend) is int and len(hdul) - 1 < nextend:
+                # cut at an HDU boundary: only the count written by _atomic_write can tell
+                hdul.close()
+                raise InputError(path, f"file is truncated: NEXTEND={nextend} but only "
+                                       f"{len(hdul) - 1} extensions are present")
+            if read_data:
+                for hdu in hdul:
+                    hdu.data  # force the read so any damage in the data shows up here
             return hdul
     except InputError:
         raise
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError, warnings...
         raise InputError(path, f"not a readable FITS file ({type(exc).__name__}: {exc})") from None
+
+
+def read_headers(path):
+    """Primary header and {EXTNAME: header} of a FITS file, checking its structure (not its data)."""
+    with _open(path, read_data=False) as hdul:
+        return hdul[0].header.copy(), {h.name: h.header.copy() for h in hdul[1:]}
 
 
 def _check_ramp_shape(path, data, header, step):
@@ -161,6 +178,7 @@ def _atomic_write(hdul, path):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=directory)
     os.close(fd)
+    hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
     try:
         hdul.writeto(tmp, overwrite=True, checksum=False)
         os.replace(tmp, path)

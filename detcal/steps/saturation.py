@@ -1,0 +1,231 @@
+"""Saturation: flag groups at or above the saturation threshold, and groups at the A-to-D floor.
+
+Reproduces ``stcal.saturation.saturation.flag_saturated_pixels`` (stcal 1.20, as called by the
+jwst 3.0 saturation step with ``use_readpatt=True``) flag for flag, without modifying its inputs.
+It works on one (ny, nx) plane at a time with preallocated scratch arrays and a separable box
+dilation, which on full frames is leaner and faster than (nints, ngroups)-sized temporaries
+(2048x2048x10 groups: about 0.1 s against 0.4 s for stcal, warm, one core). The algorithm:
+
+1. Forward pass: a group is SATURATED once any group up to and including it reached the threshold
+   (``data >= threshold``; the flag is sticky). SATURATED bits already in GROUPDQ also seed step 2.
+2. Growth: in every group, the SATURATED pixels are grown by ``n_pix_grow_sat`` pixels in a
+   ``(2n+1) x (2n+1)`` box (binary dilation, outside the array counts as not saturated). The growth
+   does not cascade from group to group.
+3. A-to-D floor: a group with ``data <= 0`` gets AD_FLOOR | DO_NOT_USE (that group only, not grown).
+4. Pixels whose threshold is NaN or whose reference DQ has NO_SAT_CHECK are never flagged
+   SATURATED (their threshold becomes ``atod_limit + 1``); NaN thresholds gain NO_SAT_CHECK.
+5. Frame-averaged groups (NFRAMES > 1): a group whose average would be diluted below the
+   threshold although its last frame saturated is flagged DO_NOT_USE (and grown) when the next
+   group is SATURATED and the group reaches ``threshold * mean(frames) / last frame``.
+6. Group-2 check (NGROUPS > 2, any NFRAMES): group 2 gets DO_NOT_USE when group 3 is SATURATED but
+   group 2 is not, the jump from group 1 to 2 is larger than ``(threshold - group 1) / NFRAMES``
+   and group 1 (bias-subtracted) extrapolated to the end of group 3 would stay below threshold.
+7. Every reference DQ bit (NO_SAT_CHECK included) is OR-ed into PIXELDQ.
+
+Dtypes follow stcal so that the flags are bit-identical: comparisons against the plain threshold
+are float32, those that involve the dilution factor or the mean frame number are float64.
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from .. import dqflags
+from ..errors import InputError
+
+log = logging.getLogger("detcal.saturation")
+
+#: Reference files (config keys) this step reads; ``superbias`` is optional.
+REFERENCES = ("saturation", "superbias")
+
+#: Hard DN limit of the 16-bit A-to-D converter (jwst ``ATOD_LIMIT``).
+ATOD_LIMIT = 65535.0
+
+_SAT = np.uint8(dqflags.SATURATED)
+_DNU = np.uint8(dqflags.DO_NOT_USE)
+_LOW = np.uint8(dqflags.AD_FLOOR | dqflags.DO_NOT_USE)
+
+
+def read_pattern(ngroups, nframes):
+    """Frame numbers (1-based) averaged into each group, as jwst builds them (GROUPGAP ignored).
+
+    Returns a list of ``ngroups`` lists of ``nframes`` ints: ``[[1..nf], [nf+1..2nf], ...]``.
+    """
+    return [[g * nframes + k + 1 for k in range(nframes)] for g in range(ngroups)]
+
+
+def grow(mask, n):
+    """Binary dilation of ``mask`` over its last two axes with a ``(2n+1) x (2n+1)`` box.
+
+    Parameters
+    ----------
+    mask : ndarray, bool, shape (..., ny, nx)
+    n : int
+        Half-width of the box in pixels; ``n <= 0`` returns ``mask`` itself.
+
+    Returns
+    -------
+    ndarray, bool, shape (..., ny, nx); pixels outside the array count as False.
+    """
+    if n <= 0:
+        return mask
+    rows = mask.copy()
+    for k in range(1, n + 1):
+        rows[..., k:] |= mask[..., :-k]
+        rows[..., :-k] |= mask[..., k:]
+    out = rows.copy()
+    for k in range(1, n + 1):
+        out[..., k:, :] |= rows[..., :-k, :]
+        out[..., :-k, :] |= rows[..., k:, :]
+    return out
+
+
+def _flag(gdq, where, bits):
+    """``gdq |= bits`` where ``where`` (bool, same shape), in place and without a mask index."""
+    gdq |= where.view(np.uint8) * bits
+
+
+def flag_saturation(data, groupdq, pixeldq, sat_thresh, sat_dq, n_pix_grow_sat=1, nframes=1,
+                    bias=None, atod_limit=ATOD_LIMIT):
+    """Flag saturated and A-to-D-floor groups (see the module docstring for the algorithm).
+
+    Parameters
+    ----------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)       [DN, raw, bias included]
+    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)      existing SATURATED bits seed growth
+    pixeldq : ndarray, uint32, shape (ny, nx)
+    sat_thresh : ndarray, float32, shape (ny, nx)                 [DN, raw, bias included]
+        Saturation threshold; NaN means "do not check this pixel".
+    sat_dq : ndarray, uint32, shape (ny, nx)
+        Reference DQ (DQ_DEF applied); NO_SAT_CHECK pixels are never flagged. All bits go to PIXELDQ.
+    n_pix_grow_sat : int
+        Half-width in pixels of the box by which SATURATED (and diluted-group DO_NOT_USE) flags grow.
+    nframes : int
+        Frames averaged per group (header NFRAMES); > 1 enables the diluted-group pass.
+    bias : ndarray, float32, shape (ny, nx), or None               [DN]
+        Superbias for the group-2 check. None means 0 there, as in stcal (the check still runs).
+        NaN bias values make the check false for that pixel, as in jwst.
+    atod_limit : float                                             [DN]
+        Unchecked pixels get the threshold ``atod_limit + 1``.
+
+    Returns
+    -------
+    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)       new array
+    pixeldq : ndarray, uint32, shape (ny, nx)                      new array, ``pixeldq | sat_dq``
+        (sat_dq with NO_SAT_CHECK added where the threshold is NaN)
+
+    The inputs are not modified.
+    """
+    data = np.asarray(data)
+    if data.ndim != 4:
+        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    nints, ngroups, ny, nx = data.shape
+    gdq = np.array(groupdq, dtype=np.uint8, copy=True)
+    if gdq.shape != data.shape:
+        raise ValueError(f"groupdq shape {gdq.shape} differs from data shape {data.shape}")
+    thr = np.array(sat_thresh, copy=True)
+    ref_dq = np.array(sat_dq, dtype=np.uint32, copy=True)
+    if thr.shape != (ny, nx) or ref_dq.shape != (ny, nx):
+        raise ValueError(f"sat_thresh {thr.shape} and sat_dq {ref_dq.shape} must be the image shape "
+                         f"{(ny, nx)}")
+
+    nan_thr = np.isnan(thr)
+    unchecked = ((ref_dq & dqflags.NO_SAT_CHECK) == dqflags.NO_SAT_CHECK) | nan_thr
+    ref_dq[nan_thr] |= np.uint32(dqflags.NO_SAT_CHECK)
+    thr[unchecked] = atod_limit + 1
+
+    pattern = read_pattern(ngroups, int(nframes))
+    # Dilution factor of each group (stcal: np.mean(read_pattern[g]) / read_pattern[g][-1]).
+    dilution = [np.mean(frames) / frames[-1] for frames in pattern]
+    thr64 = thr.astype(np.float64) if nframes > 1 else None
+
+    # Work plane by plane with preallocated 2-D scratch arrays: on full frames this is faster than
+    # (nints, ngroups)-sized temporaries, whose fresh pages cost more than the Python loop.
+    crossed = np.empty((ny, nx), bool)     # sticky: reached the threshold in this or an earlier group
+    scratch = np.empty((ny, nx), bool)
+    bits = np.empty((ny, nx), np.uint8)
+    sat = np.empty((ngroups, ny, nx), bool)  # SATURATED after growth, per group of this integration
+    for i in range(nints):
+        d = data[i]
+        g = gdq[i]
+        crossed[...] = False
+        for k in range(ngroups):
+            # 1.-2. forward pass, then growth of this group's SATURATED bits (not cascading)
+            np.greater_equal(d[k], thr, out=scratch)
+            crossed |= scratch
+            _flag(g[k], crossed, _SAT)
+            if n_pix_grow_sat > 0:
+                np.not_equal(np.bitwise_and(g[k], _SAT, out=bits), 0, out=scratch)
+                _flag(g[k], grow(scratch, n_pix_grow_sat), _SAT)
+            np.not_equal(np.bitwise_and(g[k], _SAT, out=bits), 0, out=sat[k])
+            # 3. A-to-D floor (this group only)
+            _flag(g[k], np.less_equal(d[k], 0, out=scratch), _LOW)
+
+        # 5. backward pass over frame-averaged groups. It reads only flags of the forward pass
+        #    (it adds DO_NOT_USE, never SATURATED), so the order of the groups does not matter.
+        if nframes > 1:
+            for k in range(ngroups - 2, -1, -1):
+                if dilution[k] == 1:
+                    continue
+                limit = np.where(unchecked, 1.0, dilution[k]) * thr64
+                partial = ((d[k] >= limit)
+                           & ((g[k] & (_SAT | _DNU)) == 0)
+                           & sat[k + 1])
+                _flag(g[k], grow(partial, n_pix_grow_sat), _DNU)
+
+        # 6. group-2 check
+        if ngroups > 2:
+            b = 0.0 if bias is None else bias
+            first = d[0] - b
+            mask = (first / np.mean(pattern[0])) * pattern[2][-1] + b < thr
+            mask &= (d[1] - d[0]) > (thr - d[0]) / len(pattern[1])
+            mask &= sat[2] & ~sat[1]
+            _flag(g[1], mask, _DNU)
+
+    return gdq, np.bitwise_or(np.asarray(pixeldq, np.uint32), ref_dq)
+
+
+def _reference_array(ref, name, shape):
+    """The image-shaped array ``name`` of a Reference, or an InputError naming the file."""
+    arr = getattr(ref, name)
+    if arr is None:
+        return None
+    if arr.shape != shape:
+        raise InputError(ref.path, f"{ref.reftype} {name} has shape {arr.shape}, but the science "
+                                   f"frames are {shape}; read it with like=ramp to cut a subarray")
+    return arr
+
+
+def run(ramp, refs, n_pix_grow_sat=1):
+    """Apply :func:`flag_saturation` to a :class:`detcal.io.Ramp` (updated and returned).
+
+    ``refs['saturation']``: SATURATION Reference (SCI threshold, DQ), cut to the ramp.
+    ``refs['superbias']`` (optional): SUPERBIAS Reference used for the group-2 check; without it the
+    check uses a bias of 0, as jwst does when no superbias applies (MIRI).
+    """
+    meta = ramp.meta("saturation")
+    shape = ramp.data.shape[-2:]
+    ref = refs["saturation"]
+    thresh = _reference_array(ref, "data", shape)
+    sat_dq = _reference_array(ref, "dq", shape)
+    if sat_dq is None:
+        sat_dq = np.zeros(shape, np.uint32)
+    bias_ref = refs.get("superbias")
+    bias = None
+    if bias_ref is None:
+        log.info("no SUPERBIAS reference: the group-2 check uses a bias of 0 (as jwst without one)")
+    else:
+        bias = _reference_array(bias_ref, "data", shape)
+        ramp.header["R_SUPERB"] = os.path.basename(bias_ref.path)
+    ramp.groupdq, ramp.pixeldq = flag_saturation(
+        ramp.data, ramp.groupdq, ramp.pixeldq, thresh, sat_dq, n_pix_grow_sat=n_pix_grow_sat,
+        nframes=meta["NFRAMES"], bias=bias)
+    ramp.header["R_SATURA"] = os.path.basename(ref.path)
+    n_sat = int(np.count_nonzero(ramp.groupdq & _SAT))
+    n_pix = int(np.count_nonzero(np.any(ramp.groupdq & _SAT, axis=(0, 1))))
+    n_low = int(np.count_nonzero(np.any(ramp.groupdq & dqflags.AD_FLOOR, axis=(0, 1))))
+    log.info("saturation: %d saturated pixel-groups on %d pixels, %d A/D-floor pixels "
+             "(n_pix_grow_sat=%d, NFRAMES=%d)", n_sat, n_pix, n_low, n_pix_grow_sat,
+             meta["NFRAMES"])
+    return ramp

@@ -1,0 +1,365 @@
+"""detcal.io: round trips, stdatamodels compatibility, subarray cutting and clear input errors."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import make_header, make_ramp, make_reference_header
+from detcal import dqflags, io
+from detcal.errors import InputError
+
+NY, NX = 8, 10
+
+
+def random_ramp(nints=2, ngroups=4, ny=NY, nx=NX, instrument="NIRCAM", seed=0, **keywords):
+    rng = np.random.default_rng(seed)
+    shape = (nints, ngroups, ny, nx)
+    return make_ramp(*shape, instrument=instrument,
+                     data=rng.normal(1e4, 30, shape).astype(np.float32),
+                     pixeldq=rng.choice([0, dqflags.HOT, dqflags.REFERENCE_PIXEL | dqflags.DO_NOT_USE],
+                                        (ny, nx)).astype(np.uint32),
+                     groupdq=rng.choice([0, dqflags.SATURATED, dqflags.JUMP_DET], shape).astype(np.uint8),
+                     **keywords)
+
+
+def rscd_table():
+    return np.array([("FULL", "FAST", 1, 2), ("SUB256", "SLOW", 3, 4)],
+                    dtype=[("subarray", "S17"), ("readpatt", "S12"), ("group_skip1", "i4"),
+                           ("group_skip", "i4")])
+
+
+def reference_arrays(reftype, ny=NY, nx=NX, seed=1):
+    """Arrays of every extension a reference type can carry (float ones random, DQ all bits)."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100, 5, (ny, nx)).astype(np.float32)
+    dq = rng.choice([0, dqflags.HOT, dqflags.DO_NOT_USE | dqflags.DEAD, dqflags.NO_SAT_CHECK,
+                     dqflags.REFERENCE_PIXEL], (ny, nx)).astype(np.uint32)
+    return {
+        "MASK": {"DQ": dq},
+        "SATURATION": {"SCI": img, "DQ": dq},
+        "SUPERBIAS": {"SCI": img, "DQ": dq, "ERR": img / 10},
+        "LINEARITY": {"COEFFS": rng.normal(0, 1, (4, ny, nx)).astype(np.float32), "DQ": dq,
+                      "INV_COEFFS": rng.normal(0, 1, (4, ny, nx)).astype(np.float32)},
+        "DARK": {"SCI": rng.normal(0, 1, (4, ny, nx)).astype(np.float32), "DQ": dq,
+                 "ERR": np.ones((4, ny, nx), np.float32), "AVDRKCUR": img / 100},
+        "MIRIDARK": {"SCI": rng.normal(0, 1, (2, 4, ny, nx)).astype(np.float32),
+                     "DQ": np.stack([dq[None], dq[None]]), "ERR": np.ones((2, 4, ny, nx), np.float32)},
+        "GAIN": {"SCI": img / 50},
+        "READNOISE": {"SCI": img / 10},
+        "RSCD": {"RSCD_GROUP_SKIP": rscd_table()},
+    }[reftype]
+
+
+def write_reference_of(kind, fits_writer, name=None):
+    """Write a reference of ``kind`` (a REFTYPE, or MIRIDARK) like a matching ramp; return path, arrays."""
+    reftype = "DARK" if kind == "MIRIDARK" else kind
+    like = make_ramp(1, 4, NY, NX, instrument="MIRI" if kind in ("MIRIDARK", "RSCD") else "NIRCAM")
+    arrays = reference_arrays(kind)
+    path = fits_writer.reference(reftype, like, name=name or f"{kind.lower()}.fits", **arrays)
+    return path, arrays
+
+
+KINDS = ["MASK", "SATURATION", "SUPERBIAS", "LINEARITY", "DARK", "MIRIDARK", "GAIN", "READNOISE",
+         "RSCD"]
+
+
+# --------------------------------------------------------------------------------------------
+# round trips
+# --------------------------------------------------------------------------------------------
+def test_ramp_round_trip_preserves_data_dq_and_header_keywords(fits_writer):
+    ramp = random_ramp(NFRAMES=4, GROUPGAP=1)
+    back = io.read_ramp(fits_writer.ramp(ramp))
+    assert back.data.dtype == np.float32 and back.pixeldq.dtype == np.uint32
+    assert back.groupdq.dtype == np.uint8
+    np.testing.assert_array_equal(back.data, ramp.data)
+    np.testing.assert_array_equal(back.pixeldq, ramp.pixeldq)
+    np.testing.assert_array_equal(back.groupdq, ramp.groupdq)
+    for key in ("INSTRUME", "DETECTOR", "READPATT", "NINTS", "NGROUPS", "NFRAMES", "GROUPGAP",
+                "TFRAME", "TGROUP", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2",
+                "NOUTPUTS", "FASTAXIS", "SLOWAXIS", "EXP_TYPE"):
+        assert back.header[key] == ramp.header[key], key
+    assert back.meta("ramp_fit")["NFRAMES"] == 4
+
+
+def test_ramp_round_trip_carries_int_times_table(fits_writer):
+    ramp = random_ramp()
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column("integration_number", "J", array=[1, 2]),
+         fits.Column("int_mid_MJD_UTC", "D", array=[60000.1, 60000.2])], name="INT_TIMES")
+    ramp.tables = [table]
+    back = io.read_ramp(fits_writer.ramp(ramp))
+    assert [t.name for t in back.tables] == ["INT_TIMES"]
+    assert list(back.tables[0].data["integration_number"]) == [1, 2]
+
+
+def test_uncal_uint16_reads_as_float32_with_zero_dq(fits_writer):
+    raw = np.arange(2 * 3 * NY * NX, dtype=np.uint16).reshape(2, 3, NY, NX)
+    raw[0, 0, 0, 0] = 65535
+    path = fits_writer.uncal(raw, make_header(2, 3, NY, NX))
+    with fits.open(path) as hdul:
+        assert hdul["SCI"].data.dtype == np.uint16     # stored as unsigned 16-bit (BZERO=32768)
+    ramp = io.read_ramp(path)
+    assert ramp.data.dtype == np.float32 and ramp.data[0, 0, 0, 0] == 65535.0
+    np.testing.assert_array_equal(ramp.data, raw.astype(np.float32))
+    assert not ramp.pixeldq.any() and not ramp.groupdq.any()
+    assert ramp.groupdq.shape == raw.shape and ramp.pixeldq.shape == (NY, NX)
+
+
+def test_write_uncal_refuses_non_uint16_data(tmp_path):
+    with pytest.raises(ValueError, match="uint16"):
+        io.write_uncal(np.zeros((1, 2, 2, 2), np.float32), make_header(1, 2, 2, 2), tmp_path / "x.fits")
+
+
+def test_written_ramp_records_step_and_provenance_history(fits_writer):
+    path = fits_writer.ramp(random_ramp(), step="superbias", inputs=["/data/in_uncal.fits", "/r/sb.fits"],
+                            params={"n_pix_grow_sat": 1})
+    header = fits.getheader(path)
+    history = "\n".join(str(h) for h in header["HISTORY"])
+    assert header["S_SUPERB"] == "COMPLETE"
+    assert header["DCVERS"]
+    assert "superbias" in history and "in_uncal.fits" in history and "sb.fits" in history
+    assert "n_pix_grow_sat = 1" in history
+
+
+@pytest.mark.parametrize("kind", KINDS[:-1])
+def test_reference_round_trip_preserves_every_array(kind, fits_writer):
+    path, arrays = write_reference_of(kind, fits_writer)
+    reftype = "DARK" if kind == "MIRIDARK" else kind
+    ref = io.read_reference(path, reftype)
+    main = {"MASK": "DQ", "LINEARITY": "COEFFS"}.get(reftype, "SCI")
+    np.testing.assert_array_equal(ref.data, arrays[main])
+    assert ref.data.dtype == (np.uint32 if main == "DQ" else np.float32)
+    if "DQ" in arrays:
+        np.testing.assert_array_equal(ref.dq, arrays["DQ"])
+        assert ref.dq.dtype == np.uint32
+    if "ERR" in arrays:
+        np.testing.assert_array_equal(ref.err, arrays["ERR"])
+    for ext in set(arrays) - {main, "DQ", "ERR"}:
+        np.testing.assert_array_equal(ref.extras[ext], arrays[ext])
+    assert ref.header["REFTYPE"] == reftype
+
+
+def test_miri_dark_reference_is_four_dimensional(fits_writer):
+    path, _ = write_reference_of("MIRIDARK", fits_writer)
+    ref = io.read_reference(path, "DARK")
+    assert ref.data.shape == (2, 4, NY, NX) and ref.dq.shape == (2, 1, NY, NX)
+
+
+def test_rscd_table_round_trip(fits_writer):
+    path, _ = write_reference_of("RSCD", fits_writer)
+    table = io.read_reference(path, "RSCD").extras["table"]
+    subarrays = np.char.decode(np.asarray(table["subarray"]).astype("S"))
+    assert [s.strip() for s in subarrays] == ["FULL", "SUB256"]
+    assert list(table["group_skip1"]) == [1, 3] and list(table["group_skip"]) == [2, 4]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reference_records_provenance_history(kind, fits_writer):
+    path, _ = write_reference_of(kind, fits_writer)
+    header = fits.getheader(path)
+    assert header["DCVERS"] and any("detcal" in str(h) for h in header["HISTORY"])
+    for key in ("REFTYPE", "DESCRIP", "AUTHOR", "PEDIGREE", "USEAFTER", "INSTRUME", "DETECTOR"):
+        assert header[key], key
+
+
+def test_dq_def_maps_file_bits_to_jwst_bits_and_drops_unlisted_ones(tmp_path):
+    from stdatamodels.jwst.datamodels import MaskModel
+    header = make_reference_header("MASK", make_ramp(1, 2, 1, 4))
+    dq_def = fits.BinTableHDU.from_columns(
+        [fits.Column("BIT", "J", array=[0, 1]),
+         fits.Column("VALUE", "J", array=[1, 2]),
+         fits.Column("NAME", "40A", array=["HOT", "DO_NOT_USE"]),
+         fits.Column("DESCRIPTION", "80A", array=["hot", "bad"])], name="DQ_DEF")
+    dq = np.array([[1, 4, 3, 0]], np.uint32)
+    path = str(tmp_path / "foreign_mask.fits")
+    fits.HDUList([fits.PrimaryHDU(header=header), fits.ImageHDU(dq, name="DQ"), dq_def]).writeto(path)
+    ref = io.read_reference(path, "MASK")
+    assert ref.dq.tolist() == [[dqflags.HOT, 0, dqflags.HOT | dqflags.DO_NOT_USE, 0]]
+    with MaskModel(path) as model:                      # stdatamodels applies DQ_DEF the same way
+        np.testing.assert_array_equal(model.dq, ref.dq)
+
+
+# --------------------------------------------------------------------------------------------
+# stdatamodels opens and validates everything we write
+# --------------------------------------------------------------------------------------------
+MODELS = {"MASK": "MaskModel", "SATURATION": "SaturationModel", "SUPERBIAS": "SuperBiasModel",
+          "LINEARITY": "LinearityModel", "DARK": "DarkModel", "MIRIDARK": "DarkMIRIModel",
+          "GAIN": "GainModel", "READNOISE": "ReadnoiseModel", "RSCD": "RSCDModel"}
+
+
+def open_and_validate(model_name, path):
+    from stdatamodels.jwst import datamodels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with getattr(datamodels, model_name)(path) as model:
+            model.validate()
+            return model.__class__.__name__
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reference_opens_and_validates_with_its_stdatamodels_model(kind, fits_writer):
+    path, arrays = write_reference_of(kind, fits_writer)
+    assert open_and_validate(MODELS[kind], path) == MODELS[kind]
+
+
+def test_ramp_and_uncal_open_and_validate_as_ramp_model(fits_writer):
+    from stdatamodels.jwst.datamodels import RampModel
+    ramp = random_ramp()
+    for path in (fits_writer.ramp(ramp, step="saturation"),
+                 fits_writer.uncal(np.ones(ramp.shape, np.uint16), ramp.header)):
+        assert open_and_validate("RampModel", path) == "RampModel"
+    with RampModel(fits_writer.path("test_ramp.fits")) as model:
+        np.testing.assert_array_equal(model.data, ramp.data)
+        np.testing.assert_array_equal(model.groupdq, ramp.groupdq)
+        np.testing.assert_array_equal(model.pixeldq, ramp.pixeldq)
+        assert model.meta.exposure.ngroups == 4 and model.meta.subarray.xsize == NX
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------
+def test_write_leaves_only_the_target_file(fits_writer, tmp_path):
+    fits_writer.ramp(random_ramp(), name="a.fits")
+    fits_writer.reference("GAIN", make_ramp(1, 2, NY, NX), name="g.fits", SCI=np.ones((NY, NX)))
+    assert sorted(os.listdir(tmp_path)) == ["a.fits", "g.fits"]
+
+
+def test_failed_write_leaves_neither_partial_target_nor_temp_file(tmp_path, monkeypatch):
+    def broken_writeto(self, name, *args, **kwargs):
+        with open(name, "wb") as fh:
+            fh.write(b"SIMPLE  =                    T")      # a partial file, then the disk fails
+        raise OSError("disk full")
+    monkeypatch.setattr(fits.HDUList, "writeto", broken_writeto)
+    with pytest.raises(OSError, match="disk full"):
+        io.write_ramp(random_ramp(), tmp_path / "out.fits")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_overwrite_keeps_the_previous_file(fits_writer, tmp_path, monkeypatch):
+    path = fits_writer.ramp(random_ramp(seed=1), name="keep.fits")
+    before = open(path, "rb").read()
+    monkeypatch.setattr(fits.HDUList, "writeto", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    with pytest.raises(OSError):
+        io.write_ramp(random_ramp(seed=2), path)
+    assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["keep.fits"]
+
+
+# --------------------------------------------------------------------------------------------
+# subarrays
+# --------------------------------------------------------------------------------------------
+def subarray_ramp(fits_writer, xstart=5, ystart=3, ny=4, nx=6):
+    ramp = make_ramp(1, 2, ny, nx, SUBARRAY="SUBTEST", SUBSTRT1=xstart, SUBSTRT2=ystart)
+    return io.read_ramp(fits_writer.ramp(ramp, name="sub_ramp.fits"))
+
+
+@pytest.mark.parametrize("kind", ["SUPERBIAS", "MASK", "LINEARITY", "MIRIDARK"])
+def test_full_frame_reference_is_cut_to_the_science_subarray(kind, fits_writer):
+    ramp = subarray_ramp(fits_writer)               # columns 5..10, rows 3..6 (1-based)
+    path, arrays = write_reference_of(kind, fits_writer)
+    reftype = "DARK" if kind == "MIRIDARK" else kind
+    ref = io.read_reference(path, reftype, like=ramp)
+    main = {"MASK": "DQ", "LINEARITY": "COEFFS"}.get(reftype, "SCI")
+    np.testing.assert_array_equal(ref.data, arrays[main][..., 2:6, 4:10])
+    np.testing.assert_array_equal(ref.dq, arrays["DQ"][..., 2:6, 4:10])
+
+
+def test_subarray_reference_containing_the_science_subarray_is_cut_by_offsets(fits_writer):
+    ramp = subarray_ramp(fits_writer, xstart=5, ystart=3)
+    like = make_ramp(1, 2, 6, 8, SUBARRAY="SUBBIG", SUBSTRT1=4, SUBSTRT2=2)  # covers cols 4..11
+    sci = np.arange(48, dtype=np.float32).reshape(6, 8)
+    path = fits_writer.reference("GAIN", like, SCI=sci)
+    ref = io.read_reference(path, "GAIN", like=ramp)
+    np.testing.assert_array_equal(ref.data, sci[1:5, 1:7])
+
+
+def test_reference_that_does_not_contain_the_subarray_is_an_error_naming_it(fits_writer):
+    ramp = subarray_ramp(fits_writer, xstart=7, ystart=3)    # columns 7..12 > 10 columns of the ref
+    path, _ = write_reference_of("SUPERBIAS", fits_writer, name="too_small_bias.fits")
+    with pytest.raises(InputError, match="too_small_bias.fits.*does not contain"):
+        io.read_reference(path, "SUPERBIAS", like=ramp)
+
+
+# --------------------------------------------------------------------------------------------
+# bad input: one InputError naming the file and the problem
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0.3, 0.75, 0.999])
+def test_truncated_ramp_is_an_input_error_naming_the_file(keep, fits_writer):
+    path = fits_writer.ramp(random_ramp(), name="cut_ramp.fits")
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[:int(len(raw) * keep)])
+    with pytest.raises(InputError, match="(?s)cut_ramp.fits: .*(truncated|corrupted)") as err:
+        io.read_ramp(path)
+    assert err.value.path == path
+
+
+def test_ramp_cut_at_an_hdu_boundary_is_an_input_error(fits_writer):
+    ramp = random_ramp()
+    path = fits_writer.ramp(ramp, name="lost_dq.fits")
+    with fits.open(path) as hdul:
+        groupdq_offset = hdul.fileinfo(3)["hdrLoc"]          # file ends right before GROUPDQ
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[:groupdq_offset])
+    with pytest.raises(InputError, match="lost_dq.fits.*truncated"):
+        io.read_ramp(path)
+
+
+def test_truncated_reference_is_an_input_error_naming_the_file(fits_writer):
+    path, _ = write_reference_of("SUPERBIAS", fits_writer, name="cut_bias.fits")
+    raw = open(path, "rb").read()
+    for keep in (len(raw) // 2, len(raw) - 2880, len(raw) - 1):
+        open(path, "wb").write(raw[:keep])
+        with pytest.raises(InputError, match="(?s)cut_bias.fits: .*(truncated|corrupted)"):
+            io.read_reference(path, "SUPERBIAS")
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="nothere.fits.*does not exist"):
+        io.read_ramp(tmp_path / "nothere.fits")
+
+
+def test_three_dimensional_sci_is_an_input_error(tmp_path):
+    path = str(tmp_path / "flat_uncal.fits")
+    fits.HDUList([fits.PrimaryHDU(header=make_header(1, 3, NY, NX)),
+                  fits.ImageHDU(np.zeros((3, NY, NX), np.uint16), name="SCI")]).writeto(path)
+    with pytest.raises(InputError, match="flat_uncal.fits.*SCI has 3 dimensions"):
+        io.read_ramp(path)
+
+
+def test_missing_ngroups_is_an_input_error_naming_the_keyword(fits_writer):
+    path = fits_writer.uncal(np.zeros((1, 3, NY, NX)), make_header(1, 3, NY, NX, NGROUPS=None),
+                             name="no_ngroups_uncal.fits")
+    with pytest.raises(InputError, match="no_ngroups_uncal.fits.*missing header keyword NGROUPS"):
+        io.read_ramp(path)
+
+
+def test_ngroups_disagreeing_with_the_data_is_an_input_error(fits_writer):
+    path = fits_writer.uncal(np.zeros((1, 3, NY, NX)), make_header(1, 5, NY, NX), name="bad_ng.fits")
+    with pytest.raises(InputError, match="bad_ng.fits.*NGROUPS=5 but SCI has 3 groups"):
+        io.read_ramp(path)
+
+
+def test_reference_smaller_than_the_science_array_is_an_input_error(fits_writer):
+    ramp = io.read_ramp(fits_writer.ramp(random_ramp(ny=NY, nx=NX)))
+    small = make_ramp(1, 2, NY - 2, NX)
+    path = fits_writer.reference("SATURATION", small, name="small_sat.fits",
+                                 SCI=np.ones((NY - 2, NX)), DQ=np.zeros((NY - 2, NX)))
+    with pytest.raises(InputError, match="small_sat.fits.*does not contain"):
+        io.read_reference(path, "SATURATION", like=ramp)
+
+
+def test_reference_with_wrong_number_of_dimensions_is_an_input_error(tmp_path):
+    header = make_reference_header("SUPERBIAS", make_ramp(1, 2, NY, NX))
+    path = str(tmp_path / "cube_bias.fits")
+    fits.HDUList([fits.PrimaryHDU(header=header),
+                  fits.ImageHDU(np.zeros((2, NY, NX), np.float32), name="SCI")]).writeto(path)
+    with pytest.raises(InputError, match="cube_bias.fits.*SCI has 3 dimensions"):
+        io.read_reference(path, "SUPERBIAS")
+
+
+def test_reference_with_the_wrong_reftype_is_an_input_error(fits_writer):
+    path, _ = write_reference_of("GAIN", fits_writer, name="gain_not_bias.fits")
+    with pytest.raises(InputError, match="gain_not_bias.fits.*REFTYPE is 'GAIN'.*SUPERBIAS"):
+        io.read_reference(path, "SUPERBIAS")
