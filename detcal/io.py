@@ -396,3 +396,41 @@ def write_reference(path, reftype, arrays, header, step=None, inputs=(), params=
         if "DQ" in layout:
             hdus.append(dq_def_table())
     _atomic_write(fits.HDUList(hdus), path)
+
+
+# --------------------------------------------------------------------------------------------
+# Rate products (ramp_fit)
+# --------------------------------------------------------------------------------------------
+#: Extensions of a rate/rateints product: (products key, EXTNAME, dtype, BUNIT).
+RATE_EXTENSIONS = (("sci", "SCI", np.float32, "DN/s"), ("err", "ERR", np.float32, "DN/s"),
+                   ("dq", "DQ", np.uint32, None), ("var_poisson", "VAR_POISSON", np.float32, None),
+                   ("var_rnoise", "VAR_RNOISE", np.float32, None))
+
+
+def write_rate(path, products, header, tables=(), step="ramp_fit", inputs=(), params=None):
+    """Write a ramp_fit product: ``rate`` (2-D, ImageModel layout) or ``rateints`` (3-D, CubeModel).
+
+    ``products``: dict with 'sci', 'err', 'dq', 'var_poisson', 'var_rnoise' (as returned by
+    :func:`detcal.steps.ramp_fit.fit_ramps`); ``header``: the ramp's primary header (copied; S_RAMP
+    set COMPLETE, HISTORY added). For 3-D products an INT_TIMES table among ``tables`` (e.g.
+    ``ramp.tables``) is written too. SCI and ERR carry BUNIT = 'DN/s'.
+    """
+    ndim = np.ndim(products["sci"])
+    if ndim not in (2, 3):
+        raise ValueError(f"rate products must be 2-D or 3-D, got SCI of shape {np.shape(products['sci'])}")
+    header = header.copy()
+    header["S_RAMP"] = "COMPLETE"
+    header["DATAMODL"] = "ImageModel" if ndim == 2 else "CubeModel"
+    add_history(header, step, inputs, params)
+    hdus = [fits.PrimaryHDU(header=header)]
+    for key, extname, dtype, bunit in RATE_EXTENSIONS:
+        arr = np.asarray(products[key], dtype=dtype)
+        if arr.shape != np.shape(products["sci"]):
+            raise ValueError(f"rate product {key} has shape {arr.shape}, SCI has {np.shape(products['sci'])}")
+        hdu = fits.ImageHDU(arr, name=extname)
+        if bunit:
+            hdu.header["BUNIT"] = bunit
+        hdus.append(hdu)
+    if ndim == 3:
+        hdus += [t.copy() for t in tables if t.name == "INT_TIMES"]
+    _atomic_write(fits.HDUList(hdus), path)

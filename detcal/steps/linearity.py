@@ -1,0 +1,148 @@
+"""Classic (group-level) non-linearity correction (jwst ``linearity`` / stcal ``linearity``).
+
+Every group value ``x`` of a pixel is replaced by the polynomial ``sum_j coeffs[j] * x**j`` of
+the LINEARITY reference (``coeffs[0]`` is the constant term), evaluated by Horner's rule in
+float32 in the same order as stcal 1.20 ``apply_polynomial``::
+
+    r = c[n-1] * x
+    for j in n-2 .. 1:  r += c[j];  r *= x
+    r += c[0]
+
+so results are bit-identical to stcal. Groups flagged SATURATED keep their input value
+(DO_NOT_USE groups *are* corrected, as in stcal). Pixels flagged NO_LIN_CORR in the reference DQ
+are left unchanged; pixels with a NaN coefficient or a zero linear term are left unchanged and get
+NO_LIN_CORR in PIXELDQ. All reference DQ bits are OR-ed into PIXELDQ.
+
+Not implemented: stcal's read-level path (used by jwst only when the reference has INV_COEFFS,
+NFRAMES > 1 and the exposure has no read times), which linearises the individual frames of a
+multi-frame group through the inverse polynomial. :func:`run` logs a warning when that path
+would have applied; otherwise the results are those of jwst.
+"""
+
+import logging
+
+import numpy as np
+
+from .. import dqflags
+from ..errors import InputError
+
+#: Reference files this step reads (config keys).
+REFERENCES = ("linearity",)
+
+log = logging.getLogger("detcal.linearity")
+
+_SAT = np.uint8(dqflags.SATURATED)
+_NO_LIN = np.uint32(dqflags.NO_LIN_CORR)
+
+
+def prepare_coefficients(coeffs, lin_dq, pixeldq):
+    """Replace unusable coefficients by the identity ``[0, 1, 0, ...]`` (stcal ``prepare_coefficients``).
+
+    Parameters
+    ----------
+    coeffs : ndarray, float32, shape (ncoeffs, ny, nx)   ncoeffs >= 2; not modified
+    lin_dq : ndarray, uint32, shape (ny, nx) or None       reference DQ
+    pixeldq : ndarray, uint32, shape (ny, nx)
+
+    Returns
+    -------
+    coeffs : ndarray, float32, shape (ncoeffs, ny, nx)     copy with identity coefficients where
+                                                           NO_LIN_CORR, NaN, or coeffs[1] == 0
+    pixeldq : ndarray, uint32, shape (ny, nx)              pixeldq | lin_dq | NO_LIN_CORR (NaN/zero)
+    n_bad : int                                            pixels identity-ed because of NaN/zero
+    """
+    coeffs = np.array(coeffs, dtype=np.float32, copy=True)
+    if coeffs.ndim != 3 or coeffs.shape[0] < 2:
+        raise ValueError(f"coefficients must be (ncoeffs >= 2, ny, nx), got shape {coeffs.shape}")
+    pixeldq = np.asarray(pixeldq, np.uint32)
+    lin_dq = np.zeros(pixeldq.shape, np.uint32) if lin_dq is None else np.asarray(lin_dq, np.uint32)
+    new_pdq = pixeldq | lin_dq
+    identity = np.zeros(coeffs.shape[0], np.float32)
+    identity[1] = 1.0
+    flagged = (lin_dq & _NO_LIN) != 0
+    coeffs[:, flagged] = identity[:, None]
+    bad = np.isnan(coeffs).any(axis=0) | (coeffs[1] == 0)
+    coeffs[:, bad] = identity[:, None]
+    new_pdq[bad] |= _NO_LIN
+    return coeffs, new_pdq, int(bad.sum())
+
+
+def apply_polynomial(x, coeffs, out=None):
+    """Evaluate ``sum_j coeffs[j] * x**j`` by Horner's rule in float32 (stcal's operation order).
+
+    Parameters
+    ----------
+    x : ndarray, float32, shape (..., ny, nx)         [DN]
+    coeffs : ndarray, float32, shape (ncoeffs, ny, nx)
+    out : ndarray, float32, shape of ``x``, optional  where to write the result (not ``x`` itself)
+
+    Returns
+    -------
+    ndarray, float32, shape of ``x``                   [DN]
+    """
+    n = coeffs.shape[0]
+    r = np.multiply(coeffs[n - 1], x, out=out)
+    for j in range(n - 2, 0, -1):
+        r += coeffs[j]
+        r *= x
+    r += coeffs[0]
+    return r
+
+
+def correct_linearity(data, groupdq, pixeldq, coeffs, lin_dq=None):
+    """Linearise every group (see the module docstring).
+
+    Parameters
+    ----------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)   [DN]; not modified
+    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)   SATURATED groups are left unchanged
+    pixeldq : ndarray, uint32, shape (ny, nx)
+    coeffs : ndarray, float32, shape (ncoeffs, ny, nx)          COEFFS, coeffs[0] = constant term
+    lin_dq : ndarray, uint32, shape (ny, nx) or None            reference DQ (OR-ed into pixeldq)
+
+    Returns
+    -------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)   corrected copy [DN]
+    pixeldq : ndarray, uint32, shape (ny, nx)                  with the reference DQ and NO_LIN_CORR
+    """
+    data = np.asarray(data, np.float32)
+    if data.ndim != 4:
+        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    if tuple(np.shape(coeffs)[-2:]) != data.shape[2:]:
+        raise ValueError(f"coefficients {np.shape(coeffs)} do not match frames {data.shape[2:]}")
+    coeffs, pixeldq, _ = prepare_coefficients(coeffs, lin_dq, pixeldq)
+    out = np.empty_like(data)
+    groupdq = np.asarray(groupdq)
+    for i in range(data.shape[0]):
+        for g in range(data.shape[1]):
+            x = data[i, g]
+            apply_polynomial(x, coeffs, out=out[i, g])
+            np.copyto(out[i, g], x, where=(groupdq[i, g] & _SAT) != 0)
+    return out, pixeldq
+
+
+def run(ramp, refs):
+    """Apply :func:`correct_linearity` with ``refs['linearity']`` (a LINEARITY Reference).
+
+    Logs the number of pixels left uncorrected (NO_LIN_CORR) and of saturated groups kept.
+    """
+    meta = ramp.meta("linearity")
+    ref = refs["linearity"]
+    coeffs = ref.data
+    if coeffs.ndim != 3 or coeffs.shape[0] < 2:
+        raise InputError(ref.path, f"COEFFS must be (ncoeffs >= 2, ny, nx), got shape {coeffs.shape}")
+    if coeffs.shape[1:] != ramp.data.shape[2:]:
+        raise InputError(ref.path, f"COEFFS frames {coeffs.shape[1:]} do not match the science frames "
+                                   f"{ramp.data.shape[2:]} of {ramp.path}")
+    if "INV_COEFFS" in (ref.extras or {}) and meta["NFRAMES"] > 1:
+        log.warning("linearity: %s has INV_COEFFS and NFRAMES=%d > 1; jwst would use the read-level "
+                    "correction, detcal applies the group-level one", ref.path, meta["NFRAMES"])
+    before = ramp.pixeldq
+    ramp.data, ramp.pixeldq = correct_linearity(ramp.data, ramp.groupdq, ramp.pixeldq, coeffs, ref.dq)
+    nolin = (ramp.pixeldq & _NO_LIN) != 0
+    added = int((nolin & ((before & _NO_LIN) == 0)).sum())
+    nsat = int(((ramp.groupdq & _SAT) != 0).sum())
+    log.info("linearity: %s, %d coefficients, %d pixels without correction (NO_LIN_CORR, %d new), "
+             "%d saturated groups left unchanged", meta["DETECTOR"], coeffs.shape[0], int(nolin.sum()),
+             added, nsat)
+    return ramp

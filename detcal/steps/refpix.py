@@ -1,0 +1,545 @@
+"""Reference-pixel correction (jwst ``refpix``, the NIR "median" algorithm).
+
+What it does (jwst 3.0 ``jwst/refpix/reference_pixels.py``; see
+``research/jwst_algorithms.md`` section 5), in the detector frame (``Geometry.to_detector``):
+
+* **4-output data** (full frames, mini full frames, and subarrays with NOUTPUTS=4), every
+  integration and every group including group 0:
+
+  1. *Top/bottom.* For each amplifier (column stripe of width ``nx / NOUTPUTS``, from
+     :class:`detcal.geometry.Geometry`) and each edge (the 4 bottom and the 4 top rows of the full
+     frame), the sigma-clipped mean (:func:`clipped_means`) of the reference pixels in the "odd"
+     columns (even 0-based index counted from the amplifier's first column) and in the "even"
+     columns. Top and bottom are averaged (or whichever exists). If both parities have a value,
+     they are subtracted from every row of their columns of the amplifier; otherwise the amplifier
+     is left uncorrected. ``odd_even_columns=False``: one mean over all columns.
+  2. *Sides.* On the top/bottom-corrected group, a running median over ``side_smoothing_length``
+     rows (reflected at the frame edges, jwst padding) of the 4 left and the 4 right reference
+     columns; left and right are averaged (or whichever exists, or 0), multiplied by
+     ``side_gain`` and subtracted from every column of its row.
+
+* **1-output subarrays** (NOUTPUTS=1): the reference pixels are those whose PIXELDQ has
+  REFERENCE_PIXEL and not DO_NOT_USE (NIRSpec SUB512/SUB512S/SUB32 also get their first and
+  last 4 columns, as jwst). One clipped mean per column parity (full-frame detector column index
+  even/odd), subtracted from all columns of that parity; no side correction. No reference
+  pixels: nothing is done, and the reason is returned.
+
+* **MIRI**: subarrays are skipped (as jwst); the full-frame MIRI algorithm (first-read
+  subtraction, odd/even rows of the left/right reference columns) is a later issue:
+  :func:`subtract_reference_pixels` raises ``NotImplementedError`` for it (the extension point
+  is :data:`_FAMILY`).
+
+Reference pixels outside the array (subarrays) do not exist; a subarray is treated exactly as
+jwst treats it, i.e. as embedded in a full frame whose reference pixels outside the data are
+DO_NOT_USE (so a running-median window is truncated at the subarray's edge, and reflected at the
+full frame's edge).
+
+Bit-level parity with jwst 3.0
+------------------------------
+The arithmetic reproduces jwst's dtypes, which are not uniform:
+
+* the clipped mean is ``scipy.stats.sigmaclip(v, siglimit, siglimit)`` followed by ``.mean()``
+  in the dtype of the work buffer; when the good reference values are all equal jwst returns
+  their float64 mean instead (float64 then propagates through the top/bottom average);
+* jwst's work buffer is float32 for the first frame (integration 0, group 0) and **float64 for
+  every later frame when ``use_side_ref_pixels`` is on**, because the side correction replaces
+  the buffer by a float64 array that is then reused. So frame 0 is corrected in float32 (one
+  rounding after the top/bottom correction, float32 medians) and later frames in float64 (one
+  rounding at the end). With ``use_side_ref_pixels=False`` every frame is float32. detcal does
+  the same, so the results are bit-identical; the difference between the two precisions is of
+  order 1e-6 DN.
+
+Deliberate differences from jwst (all in cases where jwst fails or has no defined result):
+jwst raises a TypeError when a 1-output subarray has reference pixels of only one column
+parity; detcal leaves the frame uncorrected and says so. jwst fails for
+``side_smoothing_length=1`` or windows longer than the frame; detcal reflects as
+``numpy.pad(mode='reflect')``. jwst's 4-output code is hard-wired to 2048x2048; detcal takes the
+amplifier widths from the geometry, so mini full frames (e.g. 256x256, amplifiers 64 wide) work.
+The NIRSpec IRS2 readout and the 'sirs' side algorithm are not covered.
+"""
+
+import logging
+
+import numpy as np
+
+from .. import dqflags
+from ..geometry import NREF, to_detector
+
+#: Reference files this step reads (none: the reference pixels are in the data).
+REFERENCES = ()
+
+#: jwst's NIRSpec subarrays without reference pixels, whose first/last 4 columns are used.
+NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")
+
+log = logging.getLogger("detcal.refpix")
+
+_DNU = np.uint32(dqflags.DO_NOT_USE)
+_REF = np.uint32(dqflags.REFERENCE_PIXEL)
+_ROW_CHUNK = 128     # rows per block when applying corrections (keeps float64 temporaries small)
+_FRAME_CHUNK = 32    # frames per block in the running median
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+def clipped_means(values, good, siglimit=3.0):
+    """Sigma-clipped means of many vectors at once, bit-identical to jwst's ``sigma_clip``.
+
+    For each row ``v = values[b][good[b]]`` (kept in order): if ``v`` is empty the result is
+    invalid; if ``np.std(v, dtype=float64) == 0`` the result is ``v.mean(dtype=float64)``
+    ("wide"); otherwise it is ``scipy.stats.sigmaclip(v, siglimit, siglimit)[0].mean()`` computed
+    in the dtype of ``values`` (iterate ``mean +- siglimit*std`` with inclusive bounds until
+    nothing more is removed). Rows are processed together whenever they have the same number of
+    surviving values, which gives exactly numpy's 1-D results (row reductions are pairwise like
+    1-D ones).
+
+    Parameters
+    ----------
+    values : ndarray, float32 or float64, shape (nvec, n)       [DN]
+    good : ndarray, bool, shape (nvec, n) or (n,)                True where a value may be used
+    siglimit : float                                              clipping limit in sigma
+
+    Returns
+    -------
+    mean : ndarray, float64, shape (nvec,)   the clipped mean (a float32 value unless ``wide``);
+                                             NaN where invalid
+    wide : ndarray, bool, shape (nvec,)      True where jwst's result is a float64 (std == 0)
+    valid : ndarray, bool, shape (nvec,)     False where there was no good value
+    """
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values must be 2-D (nvec, n), got shape {values.shape}")
+    good = np.broadcast_to(np.asarray(good, bool), values.shape)
+    siglimit = float(siglimit)   # a Python float keeps the arithmetic in the values' dtype
+    nvec = values.shape[0]
+    mean = np.full(nvec, np.nan)
+    count = good.sum(axis=1)
+    valid = count > 0
+    # std == 0 (all good values equal): jwst returns the float64 mean, i.e. that value.
+    with np.errstate(invalid="ignore"):
+        lo = np.where(good, values, np.inf).min(axis=1, initial=np.inf)
+        hi = np.where(good, values, -np.inf).max(axis=1, initial=-np.inf)
+    wide = valid & (lo == hi) & np.isfinite(lo)
+    mean[wide] = lo[wide]
+
+    kept = good.copy()
+    active = valid & ~wide
+    lengths = count.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        while active.any():
+            snapshot = lengths.copy()
+            for length in np.unique(snapshot[active]):
+                rows = np.flatnonzero(active & (snapshot == length))
+                if length == 0:          # everything clipped (only with NaN values): mean of nothing
+                    active[rows] = False
+                    continue
+                v = values[rows]
+                k = kept[rows]
+                c = v[k].reshape(len(rows), length)
+                m = c.mean(axis=1)
+                s = c.std(axis=1)
+                low = m - s * siglimit
+                high = m + s * siglimit
+                k &= (v >= low[:, None]) & (v <= high[:, None])
+                new = k.sum(axis=1)
+                done = new == length
+                mean[rows[done]] = m[done]
+                active[rows[done]] = False
+                kept[rows] = k
+                lengths[rows] = new
+    return mean, wide, valid
+
+
+def _average_with_none(a, b):
+    """jwst ``average_with_none`` on arrays of (mean, wide, valid) triples, with jwst's dtypes."""
+    (va, wa, oka), (vb, wb, okb) = a, b
+    both = oka & okb
+    with np.errstate(invalid="ignore"):
+        narrow = ((va.astype(np.float32) + vb.astype(np.float32)) * np.float32(0.5)).astype(np.float64)
+        wide64 = 0.5 * (va + vb)
+    avg = np.where(wa | wb, wide64, narrow)
+    value = np.where(both, avg, np.where(oka, va, vb))
+    wide = np.where(both, wa | wb, np.where(oka, wa, wb))
+    return value, wide, oka | okb
+
+
+def _reflect(index, n):
+    """Reflect integer indices into [0, n) without repeating the edge (numpy 'reflect')."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    index = np.abs(index) % period
+    return np.where(index > n - 1, period - index, index)
+
+
+def window_rows(ny, length, row0=0, full_ny=None):
+    """Source rows of jwst's running-median windows.
+
+    Window ``i`` covers the reflected full-frame rows ``row0 + i - h .. row0 + i - h + length - 1``
+    with ``h = length // 2`` (for an even ``length`` jwst pads as for ``length + 1`` but keeps the
+    window ``length`` rows long). Rows outside the array (a subarray starting at full-frame row
+    ``row0`` of a ``full_ny``-row frame) are -1.
+
+    Returns
+    -------
+    ndarray, int, shape (ny, length): row index into the array, or -1
+    """
+    full_ny = ny if full_ny is None else full_ny
+    h = length // 2
+    q = row0 + np.arange(ny)[:, None] - h + np.arange(length)[None, :]
+    src = _reflect(q, full_ny) - row0
+    return np.where((src >= 0) & (src < ny), src, -1)
+
+
+def running_median(block, good, src):
+    """jwst's side-pixel running median of several frames at once.
+
+    Parameters
+    ----------
+    block : ndarray, float32 or float64, shape (nframes, ny, ncols)   [DN] side reference columns
+    good : ndarray, bool, shape (ny, ncols)         pixels that may be used (not DO_NOT_USE)
+    src : ndarray, int, shape (ny, L)               window rows, from :func:`window_rows`
+
+    Returns
+    -------
+    ndarray, float64, shape (nframes, ny): ``np.median`` of the good pixels of each window,
+    computed in the dtype of ``block`` (the mean of the two middle values for an even count);
+    NaN where a window has no good pixel or a good NaN.
+    """
+    nframes, ny, ncols = block.shape
+    L = src.shape[1]
+    out = np.full((nframes, ny), np.nan)
+    if ncols == 0 or nframes == 0:
+        return out
+    rows = np.clip(src, 0, None)
+    mask = good[rows] & (src >= 0)[:, :, None]                 # (ny, L, ncols)
+    mask = mask.reshape(ny, L * ncols)
+    n = mask.sum(axis=1)
+    k1 = np.clip((n - 1) // 2, 0, None)[None, :, None]
+    k2 = np.clip(n // 2, 0, L * ncols - 1)[None, :, None]
+    two = block.dtype.type(2)
+    for f0 in range(0, nframes, _FRAME_CHUNK):
+        vals = block[f0:f0 + _FRAME_CHUNK][:, rows, :].reshape(-1, ny, L * ncols)
+        hasnan = (np.isnan(vals) & mask).any(axis=2)
+        vals = np.where(mask, vals, np.inf)
+        vals.sort(axis=2)
+        s1 = np.take_along_axis(vals, k1, axis=2)[..., 0]
+        s2 = np.take_along_axis(vals, k2, axis=2)[..., 0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            med = np.where((n % 2 == 1)[None, :], s2, (s1 + s2) / two)
+        med = med.astype(np.float64)
+        med[:, n == 0] = np.nan
+        med[hasnan] = np.nan
+        out[f0:f0 + _FRAME_CHUNK] = med
+    return out
+
+
+def _combine_with_nans(a, b):
+    """Average of two side signals, or whichever is not NaN, or 0 (jwst ``combine_with_nans``)."""
+    na, nb = np.isnan(a), np.isnan(b)
+    with np.errstate(invalid="ignore"):
+        out = 0.5 * (a + b)
+    out = np.where(na & ~nb, b, out)
+    out = np.where(nb & ~na, a, out)
+    return np.where(na & nb, 0.0, out)
+
+
+def detector_window(geom):
+    """Where the array sits in the full frame, in the detector frame.
+
+    Returns
+    -------
+    (row0, col0, (full_ny, full_nx)): offsets of the detector-frame array in the detector-frame
+    full frame, and that full frame's shape.
+    """
+    inside = np.zeros(geom.full_shape, bool)
+    y0, x0 = geom.start
+    inside[y0:y0 + geom.shape[0], x0:x0 + geom.shape[1]] = True
+    det = to_detector(inside, geom.fastaxis, geom.slowaxis)
+    rows = np.flatnonzero(det.any(axis=1))
+    cols = np.flatnonzero(det.any(axis=0))
+    return int(rows[0]), int(cols[0]), det.shape
+
+
+# --------------------------------------------------------------------------------------------
+# NIR, 4 outputs
+# --------------------------------------------------------------------------------------------
+def _frames(nints, ngroups):
+    return [(i, g) for i in range(nints) for g in range(ngroups)]
+
+
+def _edge_rows(row0, ny, full_ny):
+    """Array rows of the bottom and top reference rows (full-frame rows [0,4) and [N-4,N))."""
+    edges = {}
+    for name, (a, b) in (("bottom", (0, NREF)), ("top", (full_ny - NREF, full_ny))):
+        lo, hi = max(a - row0, 0), min(b - row0, ny)
+        if hi > lo:
+            edges[name] = np.arange(lo, hi)
+    return edges
+
+
+def _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
+                      side_smoothing_length, side_gain, siglimit):
+    """4-output correction of detector-frame views ``src`` -> ``dst``; returns a reason or None."""
+    nints, ngroups, ny, nx = src.shape
+    frames = _frames(nints, ngroups)
+    nfr = len(frames)
+    row0, col0, (full_ny, full_nx) = detector_window(geom)
+    amps = to_detector(geom.amplifier_map(), geom.fastaxis, geom.slowaxis)[0]
+    full_amps = to_detector(geom.full_frame_amplifier_map(), geom.fastaxis, geom.slowaxis)[0]
+    amp_start = {int(k): int(np.flatnonzero(full_amps == k)[0]) for k in np.unique(full_amps)}
+    good_dq = (dq & _DNU) == 0
+    # jwst's work-buffer precision: frame 0 in float32, later frames in float64 with side pixels.
+    wide_frame = np.zeros(nfr, bool)
+    if use_side_ref_pixels:
+        wide_frame[1:] = True
+
+    # ---- top/bottom clipped means: one vector per (frame, edge, amp, parity) ----------------
+    edges = _edge_rows(row0, ny, full_ny)
+    combos = []       # (edge, amp, parity or None, columns)
+    for edge in edges:
+        for amp in np.unique(amps):
+            cols = np.flatnonzero(amps == amp)
+            if odd_even_columns:
+                rel = (col0 + cols - amp_start[int(amp)]) % 2
+                combos.append((edge, int(amp), "odd", cols[rel == 0]))
+                combos.append((edge, int(amp), "even", cols[rel == 1]))
+            else:
+                combos.append((edge, int(amp), None, cols))
+    corr = np.zeros((nfr, nx))
+    n_uncorrected = 0
+    n_refs = 0
+    if combos:
+        nmax = max(len(edges[e]) * len(c) for e, _, _, c in combos)
+        values = np.zeros((len(combos), nfr, nmax), np.float32)
+        good = np.zeros((len(combos), nfr, nmax), bool)
+        for j, (edge, _, _, cols) in enumerate(combos):
+            rows = edges[edge]
+            n = len(rows) * len(cols)
+            values[j, :, :n] = src[:, :, rows][..., cols].reshape(nfr, n)
+            good[j, :, :n] = good_dq[np.ix_(rows, cols)].ravel()
+            n_refs += int(good[j, 0, :n].sum())
+        mean = np.full((len(combos), nfr), np.nan)
+        wide = np.zeros((len(combos), nfr), bool)
+        ok = np.zeros((len(combos), nfr), bool)
+        for is_wide, dtype in ((False, np.float32), (True, np.float64)):
+            sel = wide_frame == is_wide
+            if not sel.any():
+                continue
+            v = values[:, sel].reshape(-1, nmax).astype(dtype)
+            m, w, o = clipped_means(v, good[:, sel].reshape(-1, nmax), siglimit)
+            mean[:, sel] = m.reshape(len(combos), -1)
+            wide[:, sel] = w.reshape(len(combos), -1) | is_wide
+            ok[:, sel] = o.reshape(len(combos), -1)
+        index = {(e, a, p): j for j, (e, a, p, _) in enumerate(combos)}
+        missing = (np.full(nfr, np.nan), np.zeros(nfr, bool), np.zeros(nfr, bool))
+
+        def ref(amp, parity):
+            per_edge = [(mean[index[k]], wide[index[k]], ok[index[k]]) if k in index else missing
+                        for k in (("top", amp, parity), ("bottom", amp, parity))]
+            return _average_with_none(*per_edge)
+
+        for amp in np.unique(amps):
+            amp = int(amp)
+            cols = np.flatnonzero(amps == amp)
+            if odd_even_columns:
+                rel = (col0 + cols - amp_start[amp]) % 2
+                (vo, _, oko), (ve, _, oke) = ref(amp, "odd"), ref(amp, "even")
+                use = oko & oke
+                corr[np.ix_(use, cols[rel == 0])] = vo[use, None]
+                corr[np.ix_(use, cols[rel == 1])] = ve[use, None]
+            else:
+                v, _, use = ref(amp, None)
+                corr[np.ix_(use, cols)] = v[use, None]
+            n_uncorrected += int((~use).sum())
+
+    # ---- side reference pixels: running median of the top/bottom-corrected columns ----------
+    side = None
+    n_side = 0
+    if use_side_ref_pixels:
+        src_rows = window_rows(ny, side_smoothing_length, row0, full_ny)
+        signals = []
+        for a, b in ((0, NREF), (full_nx - NREF, full_nx)):
+            cols = np.arange(max(a - col0, 0), min(b - col0, nx))
+            block = np.empty((nfr, ny, len(cols)))
+            for f, (i, g) in enumerate(frames):
+                block[f] = src[i, g][:, cols]
+            block -= corr[:, None, cols]
+            sig = np.full((nfr, ny), np.nan)
+            good_side = good_dq[:, cols]
+            n_side += int(good_side.sum())
+            for is_wide, dtype in ((False, np.float32), (True, np.float64)):
+                sel = wide_frame == is_wide
+                if sel.any():
+                    sig[sel] = running_median(block[sel].astype(dtype), good_side, src_rows)
+            signals.append(sig)
+        side = float(side_gain) * _combine_with_nans(*signals)
+
+    if n_refs == 0 and n_side == 0:
+        dst[...] = src
+        return "no usable reference pixels (top/bottom or side): data left unchanged"
+
+    # ---- apply, row block by row block ------------------------------------------------------
+    for f, (i, g) in enumerate(frames):
+        c = corr[f]
+        c32 = c.astype(np.float32)
+        if side is None and not wide_frame[f] and np.array_equal(c32, c):
+            # float32 corrections: float32 arithmetic gives the same correctly rounded result
+            np.subtract(src[i, g], c32, out=dst[i, g])
+            continue
+        for r in range(0, ny, _ROW_CHUNK):
+            tmp = src[i, g, r:r + _ROW_CHUNK].astype(np.float64)
+            tmp -= c
+            if not wide_frame[f]:
+                tmp = tmp.astype(np.float32).astype(np.float64)   # jwst's float32 work buffer
+            if side is not None:
+                tmp -= side[f, r:r + _ROW_CHUNK, None]
+            dst[i, g, r:r + _ROW_CHUNK] = tmp
+    if n_refs == 0:
+        return "no usable top/bottom reference pixels: only the side correction was applied"
+    if n_uncorrected:
+        return (f"top/bottom reference pixels unusable in {n_uncorrected} amplifier-frame(s): "
+                "those amplifiers were not offset-corrected there")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# NIR, 1 output (subarrays)
+# --------------------------------------------------------------------------------------------
+def _nir_single_output(src, dst, dq, geom, odd_even_columns, siglimit):
+    nints, ngroups, ny, nx = src.shape
+    frames = _frames(nints, ngroups)
+    _, col0, _ = detector_window(geom)
+    refmask = ((dq & _REF) != 0) & ((dq & _DNU) == 0)
+    if not refmask.any():
+        dst[...] = src
+        return ("subarray has no reference pixels (no pixel with REFERENCE_PIXEL and without "
+                "DO_NOT_USE): data left unchanged")
+    even_col = ((col0 + np.arange(nx)) % 2 == 0)[None, :]
+    if odd_even_columns:
+        sets = [("even", refmask & even_col, even_col[0]), ("odd", refmask & ~even_col, ~even_col[0])]
+    else:
+        sets = [("all", refmask, np.ones(nx, bool))]
+    corr = np.zeros((len(frames), nx))
+    use = np.ones(len(frames), bool)
+    missing = []
+    for name, mask, cols in sets:
+        n = int(mask.sum())
+        if n == 0:
+            use[:] = False
+            missing.append(name)
+            continue
+        values = np.empty((len(frames), n), np.float32)
+        for f, (i, g) in enumerate(frames):
+            values[f] = src[i, g][mask]
+        m, _, _ = clipped_means(values, np.ones(n, bool), siglimit)
+        corr[:, cols] = m[:, None]
+    for f, (i, g) in enumerate(frames):
+        if use[f]:
+            dst[i, g] = src[i, g].astype(np.float64) - corr[f]
+        else:
+            dst[i, g] = src[i, g]
+    if missing:
+        return (f"no reference pixels in the {' and '.join(missing)} columns: data left unchanged "
+                "(jwst would fail here)")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------
+def _nir(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
+         side_gain, odd_even_rows, siglimit, subarray):
+    del odd_even_rows  # MIRI only
+    out = np.empty_like(data)
+    src = to_detector(data, geom.fastaxis, geom.slowaxis)
+    dst = to_detector(out, geom.fastaxis, geom.slowaxis)
+    if geom.is_full_frame or geom.noutputs != 1:
+        dq = to_detector(pixeldq, geom.fastaxis, geom.slowaxis)
+        reason = _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
+                                   side_smoothing_length, side_gain, siglimit)
+    else:
+        pdq = pixeldq.copy()
+        if subarray is not None and str(subarray).strip().upper() in NRS_EDGELESS_SUBARRAYS:
+            pdq[:, :NREF] |= _REF
+            pdq[:, -NREF:] |= _REF
+        dq = to_detector(pdq, geom.fastaxis, geom.slowaxis)
+        reason = _nir_single_output(src, dst, dq, geom, odd_even_columns, siglimit)
+    return out, reason
+
+
+def _miri(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
+          side_gain, odd_even_rows, siglimit, subarray):
+    if not geom.is_full_frame:
+        return data.copy(), "MIRI subarray: reference-pixel correction skipped (as jwst)"
+    raise NotImplementedError("the MIRI full-frame reference-pixel correction is not implemented yet; "
+                              "switch the step off for MIRI data (config: steps: {refpix: false})")
+
+
+#: Instrument family -> implementation (MIRI full frame: a later issue).
+_FAMILY = {"NIR": _nir, "MIRI": _miri}
+
+
+def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_side_ref_pixels=True,
+                              side_smoothing_length=11, side_gain=1.0, odd_even_rows=True,
+                              siglimit=3.0, subarray=None):
+    """Correct bias drifts with the reference pixels (jwst ``refpix``, see the module docstring).
+
+    Parameters
+    ----------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)   [DN], science frame; not modified
+    pixeldq : ndarray, uint32, shape (ny, nx)                  DO_NOT_USE excludes a reference pixel;
+                                                               REFERENCE_PIXEL marks them (1-output)
+    geom : detcal.geometry.Geometry                            orientation, outputs, subarray place
+    odd_even_columns : bool                                    separate odd/even column offsets
+    use_side_ref_pixels : bool                                 side (row drift) correction (4-output)
+    side_smoothing_length : int                                rows in the running median (>= 1)
+    side_gain : float                                          factor on the side signal
+    odd_even_rows : bool                                       MIRI only; ignored for NIR
+    siglimit : float                                           clipping limit of the means [sigma]
+    subarray : str or None                                     SUBARRAY (NIRSpec edgeless subarrays)
+
+    Returns
+    -------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)   corrected copy [DN]
+    reason : str or None                                       why (part of) the data were left
+                                                               uncorrected; None if all was done
+    """
+    data = np.asarray(data)
+    if data.ndim != 4:
+        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    if data.dtype != np.float32:
+        data = data.astype(np.float32)
+    if tuple(pixeldq.shape) != data.shape[2:]:
+        raise ValueError(f"pixeldq shape {pixeldq.shape} does not match frames {data.shape[2:]}")
+    if tuple(geom.shape) != data.shape[2:]:
+        raise ValueError(f"geometry shape {geom.shape} does not match frames {data.shape[2:]}")
+    side_smoothing_length = int(side_smoothing_length)
+    if side_smoothing_length < 1:
+        raise ValueError(f"side_smoothing_length must be >= 1, got {side_smoothing_length}")
+    pixeldq = np.asarray(pixeldq, np.uint32)
+    return _FAMILY[geom.family](data, pixeldq, geom, bool(odd_even_columns), bool(use_side_ref_pixels),
+                                side_smoothing_length, float(side_gain), bool(odd_even_rows),
+                                float(siglimit), subarray)
+
+
+def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_smoothing_length=11,
+        side_gain=1.0, odd_even_rows=True, siglimit=3.0):
+    """Apply :func:`subtract_reference_pixels` to a :class:`detcal.io.Ramp` (no reference files).
+
+    Parameters mirror the jwst RefPixStep parameters. Needs NOUTPUTS, FASTAXIS, SLOWAXIS.
+    Returns the ramp with corrected ``data``; logs a one-line summary (and the reason when
+    something was left uncorrected).
+    """
+    meta = ramp.meta("refpix")
+    geom = ramp.geometry
+    ramp.data, reason = subtract_reference_pixels(
+        ramp.data, ramp.pixeldq, geom, odd_even_columns=odd_even_columns,
+        use_side_ref_pixels=use_side_ref_pixels, side_smoothing_length=side_smoothing_length,
+        side_gain=side_gain, odd_even_rows=odd_even_rows, siglimit=siglimit, subarray=meta["SUBARRAY"])
+    mode = ("4-output" if (geom.is_full_frame or geom.noutputs != 1) else "1-output subarray")
+    log.info("refpix: %s %s %s, %d int x %d groups, odd_even_columns=%s, side=%s (L=%d, gain=%g)%s",
+             meta["DETECTOR"], meta["SUBARRAY"], mode, ramp.data.shape[0], ramp.data.shape[1],
+             odd_even_columns, use_side_ref_pixels, side_smoothing_length, side_gain,
+             f"; {reason}" if reason else "")
+    return ramp
