@@ -191,8 +191,8 @@ def _atomic_write(hdul, path):
 def write_ramp(ramp, path, step=None, inputs=(), params=None):
     """Write ``ramp`` in the RampModel layout; mark ``step`` COMPLETE (S_* keyword) and add HISTORY."""
     header = ramp.header.copy()
-    if step in keywords.CAL_STEP:
-        header[keywords.CAL_STEP[step]] = "COMPLETE"
+    if step in keywords.CAL_STEP and header.get(keywords.CAL_STEP[step]) != "SKIPPED":
+        header[keywords.CAL_STEP[step]] = "COMPLETE"  # a step that skipped itself says so
     add_history(header, step, inputs, params)
     hdus = [fits.PrimaryHDU(header=header),
             fits.ImageHDU(np.asarray(ramp.data, np.float32), name="SCI"),

@@ -46,7 +46,7 @@ RAMP_STEPS = tuple(SUFFIX)
 def available_steps():
     """Steps that detcal implements (a module in detcal.steps with a ``run`` function)."""
     from . import steps
-    return tuple(name for name in ORDER["NIR"] + ORDER["MIRI"] if name in steps.REGISTRY)
+    return tuple(name for name in dict.fromkeys(ORDER["NIR"] + ORDER["MIRI"]) if name in steps.REGISTRY)
 
 
 def chain(fam, enabled):
@@ -62,3 +62,9 @@ def previous_step(fam, enabled, step):
         raise ValueError(f"step {step} is not in the {fam} chain {steps}")
     i = steps.index(step)
     return steps[i - 1] if i else None
+
+
+def last_ramp_step(fam, enabled):
+    """The last step of the chain whose product is a ramp (None if the chain is empty)."""
+    ramps = [s for s in chain(fam, enabled) if s in RAMP_STEPS]
+    return ramps[-1] if ramps else None

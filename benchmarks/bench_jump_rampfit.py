@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Benchmark detcal jump + ramp_fit against stcal 1.20 (two-point difference + OLS_C).
+
+Builds one simulated dark ramp (default 1 integration x 10 groups x 2048 x 2048: bias-subtracted,
+Gaussian read noise of 10 DN CDS, Poisson dark current, a few thousand cosmic-ray steps; seeded),
+writes it to a scratch directory, then runs each implementation in its own fresh Python
+subprocess so that the peak memory (``ru_maxrss``) of one does not hide the other's. Prints the
+wall times of both steps, the time ratio, both peak memories and the agreement of the results
+(fraction of equal GROUPDQ values, maximum relative slope difference).
+
+    .venv/bin/python benchmarks/bench_jump_rampfit.py                 # full frame (~1 min)
+    .venv/bin/python benchmarks/bench_jump_rampfit.py --size 512      # quick check
+
+stcal must be importable (``pip install -e '.[test]'``). Use ``--cores`` nothing: both run on one
+core (stcal ``max_cores='1'``, detcal is single-threaded).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+TFRAME = 10.73676  # NIRCam full-frame frame time [s]
+
+
+def simulate(path, nints, ngroups, ny, nx, ncr, seed):
+    """Write data.npy, gain.npy, readnoise.npy, truth.json for a dark ramp into ``path``."""
+    rng = np.random.default_rng(seed)
+    gain = rng.normal(2.0, 0.05, (ny, nx)).astype(np.float32)
+    rn_cds = rng.normal(10.0, 1.0, (ny, nx)).clip(5, 20).astype(np.float32)   # DN, CDS
+    dark = np.full((ny, nx), 0.01, np.float32)                                # DN/s
+    hot = rng.random((ny, nx)) < 1e-3
+    dark[hot] = rng.uniform(1.0, 50.0, hot.sum())
+    data = np.empty((nints, ngroups, ny, nx), np.float32)
+    for i in range(nints):
+        acc = np.zeros((ny, nx), np.float32)
+        for k in range(ngroups):
+            acc += rng.poisson(dark * gain * TFRAME).astype(np.float32) / gain
+            noise = rng.standard_normal((ny, nx), dtype=np.float32) * (rn_cds / np.float32(np.sqrt(2)))
+            data[i, k] = acc + noise
+    # cosmic rays: a step from a random group on
+    yy = rng.integers(0, ny, ncr)
+    xx = rng.integers(0, nx, ncr)
+    ii = rng.integers(0, nints, ncr)
+    kk = rng.integers(1, ngroups, ncr)
+    amp = rng.lognormal(np.log(150.0), 1.2, ncr).astype(np.float32)
+    for i, k, y, x, a in zip(ii, kk, yy, xx, amp):
+        data[i, k:, y, x] += a
+    np.save(os.path.join(path, "data.npy"), data)
+    np.save(os.path.join(path, "gain.npy"), gain)
+    np.save(os.path.join(path, "readnoise.npy"), rn_cds)
+    with open(os.path.join(path, "truth.json"), "w") as f:
+        json.dump({"ncr": int(ncr), "tframe": TFRAME}, f)
+
+
+def _load(path):
+    data = np.load(os.path.join(path, "data.npy"))
+    gain = np.load(os.path.join(path, "gain.npy"))
+    rn = np.load(os.path.join(path, "readnoise.npy"))
+    gdq = np.zeros(data.shape, np.uint8)
+    pdq = np.zeros(data.shape[-2:], np.uint32)
+    return data, gdq, pdq, gain, rn
+
+
+def _maxrss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_detcal(path):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from detcal.steps.jump import detect_jumps
+    from detcal.steps.ramp_fit import fit_ramps
+    data, gdq, pdq, gain, rn = _load(path)
+    base = _maxrss_mb()
+    t0 = time.perf_counter()
+    gdq, pdq, info = detect_jumps(data, gdq, pdq, gain, rn, 1, TFRAME)
+    t1 = time.perf_counter()
+    rate, _ = fit_ramps(data, gdq, pdq, gain, rn, TFRAME, TFRAME, 1, 0)
+    t2 = time.perf_counter()
+    np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
+    np.save(os.path.join(path, "detcal_slope.npy"), rate["sci"])
+    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "base_mb": base, "peak_mb": _maxrss_mb(),
+            "n_primary": info["n_primary_crs"]}
+
+
+def child_stcal(path):
+    import logging
+    logging.disable(logging.INFO)
+    from stcal.jump.jump import detect_jumps_data
+    from stcal.jump.jump_class import JumpData
+    from stcal.ramp_fitting.ramp_fit import ramp_fit_data
+    from stcal.ramp_fitting.ramp_fit_class import RampData
+    from stdatamodels.jwst.datamodels import dqflags
+    pix = dqflags.pixel
+    data, gdq, pdq, gain, rn = _load(path)
+    base = _maxrss_mb()
+    t0 = time.perf_counter()
+    jd = JumpData(gain2d=gain, rnoise2d=rn, dqflags=pix)
+    jd.init_arrays_from_arrays(data, gdq, pdq)
+    jd.nframes = 1
+    jd.dt_group = np.ones(1)
+    jd.n_reads_groupdiff = np.ones(1) * 2
+    jd.max_cores = "1"
+    gdq, pdq, n_primary, _ = detect_jumps_data(jd)
+    t1 = time.perf_counter()
+    ny, nx = pdq.shape
+    rd = RampData()
+    rd.set_arrays(data, gdq, pdq, np.zeros((ny, nx), np.float32))
+    rd.set_meta(name="NIRCAM", frame_time=TFRAME, group_time=TFRAME, groupgap=0, nframes=1,
+                drop_frames1=None)
+    rd.algorithm = "OLS_C"
+    rd.set_dqflags(pix)
+    rd.suppress_one_group_ramps = True
+    rd.start_row, rd.num_rows = 0, ny
+    image_info, _, _ = ramp_fit_data(rd, False, rn.copy(), gain, "OLS_C", "optimal", "1")
+    t2 = time.perf_counter()
+    np.save(os.path.join(path, "stcal_gdq.npy"), gdq)
+    np.save(os.path.join(path, "stcal_slope.npy"), image_info["slope"])
+    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "base_mb": base, "peak_mb": _maxrss_mb(),
+            "n_primary": int(n_primary)}
+
+
+def run_child(which, path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", which, path],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=2048, help="frame size ny = nx (default 2048)")
+    ap.add_argument("--ngroups", type=int, default=10)
+    ap.add_argument("--nints", type=int, default=1)
+    ap.add_argument("--ncr", type=int, default=None, help="cosmic rays (default 3000 per 2048^2)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--child", nargs=2, metavar=("WHICH", "PATH"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        which, path = args.child
+        result = child_detcal(path) if which == "detcal" else child_stcal(path)
+        print(json.dumps(result))
+        return 0
+
+    ncr = args.ncr if args.ncr is not None else int(3000 * args.size ** 2 / 2048 ** 2)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as path:
+        t = time.perf_counter()
+        simulate(path, args.nints, args.ngroups, args.size, args.size, ncr, args.seed)
+        print(f"simulated {args.nints} x {args.ngroups} x {args.size} x {args.size} dark ramp with "
+              f"{ncr} cosmic rays in {time.perf_counter() - t:.1f} s")
+        res = {}
+        for which in ("stcal", "detcal"):
+            res[which] = run_child(which, path)
+        g_d = np.load(os.path.join(path, "detcal_gdq.npy"))
+        g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
+        s_d = np.load(os.path.join(path, "detcal_slope.npy"))
+        s_s = np.load(os.path.join(path, "stcal_slope.npy"))
+
+    same_gdq = float(np.mean(g_d == g_s))
+    nan_mismatch = int(np.count_nonzero(np.isnan(s_d) != np.isnan(s_s)))
+    both = np.isfinite(s_d) & np.isfinite(s_s)
+    rel = np.abs(s_d[both] - s_s[both]) / np.maximum(np.abs(s_s[both]), 1e-6)
+    print(f"{'':8s} {'jump [s]':>9s} {'ramp_fit [s]':>13s} {'total [s]':>10s} {'inputs [MB]':>12s} "
+          f"{'peak [MB]':>10s} {'primary CRs':>12s}")
+    for which in ("stcal", "detcal"):
+        r = res[which]
+        print(f"{which:8s} {r['jump_s']:9.2f} {r['ramp_fit_s']:13.2f} "
+              f"{r['jump_s'] + r['ramp_fit_s']:10.2f} {r['base_mb']:12.0f} {r['peak_mb']:10.0f} "
+              f"{r['n_primary']:12d}")
+    tot = {w: res[w]["jump_s"] + res[w]["ramp_fit_s"] for w in res}
+    print(f"time ratio detcal/stcal: jump {res['detcal']['jump_s'] / res['stcal']['jump_s']:.3f}, "
+          f"ramp_fit {res['detcal']['ramp_fit_s'] / res['stcal']['ramp_fit_s']:.3f}, "
+          f"total {tot['detcal'] / tot['stcal']:.3f} (stcal is {tot['stcal'] / tot['detcal']:.1f}x slower)")
+    print(f"peak memory ratio detcal/stcal: {res['detcal']['peak_mb'] / res['stcal']['peak_mb']:.3f}")
+    print(f"agreement: GROUPDQ equal in {same_gdq:.8f} of pixel-groups "
+          f"({int(np.count_nonzero(g_d != g_s))} differ); slopes: {nan_mismatch} NaN mismatches, "
+          f"max relative difference {rel.max() if rel.size else 0.0:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,542 @@
+"""Ramp fitting: optimally weighted least-squares slopes (the stcal OLS_C algorithm).
+
+Reproduces ``stcal.ramp_fitting.ramp_fit.ramp_fit`` with ``algorithm='OLS_C'``,
+``weighting='optimal'`` (stcal 1.20, as the jwst 3.0 RampFitStep calls it) for every pixel:
+
+* Read noise per group ``rn = READNOISE * gain / sqrt(2 * NFRAMES)`` [e-] (the input array is
+  not modified, unlike stcal). Gain <= 0 or NaN: NO_GAIN_VALUE | DO_NOT_USE in the pixel DQ.
+* ``suppress_one_group``: an integration with exactly one good group (ignoring PERSISTENCE)
+  becomes DO_NOT_USE in every group.
+* Segments: maximal runs of good groups (``gdq & ~PERSISTENCE == 0``); a run that follows a group
+  flagged exactly JUMP_DET starts at that group. Length-1 segments are dropped when a longer one
+  exists, otherwise only the first is kept. An integration whose group 0 is SATURATED has none.
+* Per segment of ``n`` groups (``T`` = TGROUP, ``g`` = gain, ``dc`` = average dark current, ``mr``
+  = the pixel's median rate: the mean over integrations of the median first difference of
+  ``data / T`` ignoring DO_NOT_USE / SATURATED groups and differences into JUMP groups):
+
+  - n >= 3: weights ``|(k - mid) / mid| ** P`` with the exponent ``P`` from the segment SNR
+    (``<5: 0, <10: 0.4, <20: 1, <50: 3, <100: 6, else 10``); slope = weighted LSQ slope / T;
+    ``var_p = (mr + dc if mr > 0 else dc) / (T g (n - 1))``,
+    ``var_r = 12 (rn / T)^2 / ((n^3 - n) g^2)``;
+  - n = 2: ``(y1 - y0) / T``, ``var_p = (...) / (T g)``, ``var_r = 12 (rn / T)^2 / (6 g^2)``;
+  - n = 1: ``y / t1`` (``t1`` = T, or ``(NFRAMES + 1) TFRAME / 2`` for a ramp whose only good group
+    is group 0 when ``suppress_one_group`` is off), variances as n = 2 with ``t1``.
+
+* Integration (JP-4318): slope = sum(slope_s / var_r_s) / sum(1 / var_r_s);
+  VAR_POISSON = 1 / sum(1 / var_p_s) (segments with var_p > 0); VAR_RNOISE = 1 / sum(1 / var_r_s);
+  ERR = sqrt(1 / sum(1 / (var_p_s + var_r_s))). Exposure: the same sums over all integrations and
+  segments, but ERR = sqrt(VAR_POISSON + VAR_RNOISE). Variances >= 1e6 become 0.
+* DQ: JUMP_DET / PERSISTENCE if any group had it; DO_NOT_USE (+ SATURATED) for integrations
+  without usable groups; any DO_NOT_USE or SATURATED in the DQ (e.g. DO_NOT_USE in PIXELDQ)
+  makes the slope NaN and the variances 0; partial saturation sets SATURATED but keeps the slope.
+
+Arithmetic is float64 as in the C code (TGROUP/TFRAME rounded to float32 as stcal passes them,
+weights through float32 ``powf``), outputs float32. Vectorised: pixels without any GROUPDQ flag and
+with finite data (the common case) get closed-form weighted sums over groups, bucketed by weight
+exponent; flagged pixels go through a vectorised segment path. Work is done in blocks of rows
+sized from a memory budget.
+
+Deliberate differences from stcal: when group 0 is SATURATED in every pixel (or, for MIRI, no
+usable group remains) stcal returns no product at all; here the per-pixel rules apply (all NaN,
+DQ DO_NOT_USE | SATURATED). ZEROFRAME, CHARGELOSS re-fitting and the optional ``fitopt`` product
+are not implemented.
+"""
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import math
+
+import numpy as np
+
+from .. import dqflags
+from .jump import _median_sorted, sort_columns
+
+log = logging.getLogger("detcal.ramp_fit")
+
+#: Reference files (config keys) this step reads.
+REFERENCES = ("gain", "readnoise")
+
+#: Variances at or above this are set to 0 (stcal ``LARGE_VARIANCE_THRESHOLD``).
+LARGE_VARIANCE = 1.0e6
+
+#: SNR limits of the weight exponents and the exponents (stcal ``snr_power``).
+SNR_LIMITS = np.array([5.0, 10.0, 20.0, 50.0, 100.0])
+POWERS = (0.0, 0.4, 1.0, 3.0, 6.0, 10.0)
+
+_DNU = dqflags.DO_NOT_USE
+_SAT = dqflags.SATURATED
+_JUMP = dqflags.JUMP_DET
+_PERS = dqflags.PERSISTENCE
+_U8_DNU = np.uint8(_DNU)
+_U8_NOT_PERS = np.uint8(0xFF & ~_PERS)
+_INVALID = np.uint32(_DNU | _SAT)
+
+#: Approximate bytes of temporaries per pixel-group (used to size the row blocks).
+_BYTES_PER_PIXEL_GROUP = 64
+
+#: Keys of the rate and rateints dicts (FITS extensions SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE).
+PRODUCT_NAMES = ("sci", "err", "dq", "var_poisson", "var_rnoise")
+
+
+def _load_powf():
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        f = libm.powf
+        f.restype = ctypes.c_float
+        f.argtypes = (ctypes.c_float, ctypes.c_float)
+        return lambda x, y: float(f(x, y))
+    except (OSError, AttributeError):  # no C math library: round a double pow
+        return lambda x, y: float(np.float32(math.pow(np.float32(x), np.float32(y))))
+
+
+_powf = _load_powf()
+
+
+@functools.lru_cache(maxsize=None)
+def weight_table(n):
+    """Slope coefficients for a segment of ``n >= 3`` groups, one row per weight exponent.
+
+    Returns float64 (len(POWERS), n): ``slope * TGROUP = sum_k c[p, k] * y_k``, the weighted
+    least-squares slope with stcal's optimal weights ``powf(|(k - mid) / mid|, P)`` (the 1/rn^2
+    factor cancels).
+    """
+    mid = (n - 1) / 2.0
+    invmid = 1.0 / mid
+    x = np.arange(n, dtype=np.float64)
+    table = np.empty((len(POWERS), n))
+    for row, p in enumerate(POWERS):
+        w = np.array([_powf(abs((k - mid) * invmid), p) for k in range(n)])
+        sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
+        table[row] = w * (x * sw - sx) / (sw * sxx - sx * sx)
+    return table
+
+
+def _power_index(snr):
+    """Row of :func:`weight_table` for each SNR (NaN counts as the highest, as in stcal)."""
+    return np.searchsorted(SNR_LIMITS, snr, side="right")
+
+
+def _snr(delta, rn, g):
+    """stcal ``segment_snr`` from the segment's last-minus-first value (float64 arrays)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = rn * rn + delta * g
+        s = delta * g / np.sqrt(den)
+    s = np.where(s < 0.0, 0.0, s)
+    return np.where((den <= 0.0) | (g == 0.0), 0.0, s)
+
+
+def _var_poisson(mr, dc, pden):
+    return np.where(mr > 0.0, mr + dc, dc) / pden
+
+
+def _var_rnoise(rn, t, n, g):
+    """Segment read-noise variance 12 (rn/t)^2 / ((n^3 - n) g^2) (n = 2 for 1- and 2-group segments)."""
+    rnum = rn / t
+    rnum = 12.0 * rnum * rnum
+    rden = (n * n * n - n) * g * g
+    return rnum / rden
+
+
+def _median_rate(y, gdq, T, one_group_time, is0th, suppress):
+    """The pixel's median rate mr (P,), as stcal ``compute_median_rate``.
+
+    y : float64 (nints, ngroups, P), SATURATED groups NaN; gdq uint8 same shape.
+    """
+    nints, ngroups, npix = y.shape
+    if ngroups == 1:
+        acc = np.zeros(npix)
+        for i in range(nints):
+            acc += y[i, 0] / one_group_time
+        return acc / float(nints)
+    rates = y / T
+    rates[(gdq & _U8_DNU) != 0] = np.nan
+    diffs = rates[:, 1:] - rates[:, :-1]
+    diffs[(gdq[:, 1:] & np.uint8(_JUMP)) != 0] = np.nan
+    nvalid = (ngroups - 1) - np.count_nonzero(np.isnan(diffs), axis=1)
+    first = rates[:, 0]
+    only_first = (nvalid == 0) & ~np.isnan(first)
+    med = np.stack([_median_sorted(sort_columns(diffs[i]), nvalid[i]) for i in range(nints)])
+    med = np.where(only_first, first, med)
+    if not suppress:
+        med = np.where(is0th, y[:, 0] / one_group_time, med)
+    med = np.where(np.isnan(med), 0.0, med)
+    acc = np.zeros(npix)
+    for i in range(nints):
+        acc += med[i]
+    return acc / float(nints)
+
+
+def _segments(gdq):
+    """Usable segments of each integration ramp of some pixels.
+
+    gdq : uint8 (nints, M, ngroups). Returns int arrays (integ, pixel, start, length), ordered
+    by integration, pixel and start, after stcal's length-1 pruning. Integrations whose group 0
+    is SATURATED have no segment.
+    """
+    nints, npix, ngroups = gdq.shape
+    core = gdq & _U8_NOT_PERS
+    good = core == 0
+    prev = np.zeros_like(good)
+    prev[..., 1:] = good[..., :-1]
+    nxt = np.zeros_like(good)
+    nxt[..., :-1] = good[..., 1:]
+    si, sm, sk = np.nonzero(good & ~prev)
+    ek = np.nonzero(good & ~nxt)[2]
+    back = sk > 0
+    jump_start = np.zeros(sk.shape, bool)
+    jump_start[back] = core[si[back], sm[back], sk[back] - 1] == _JUMP
+    start = sk - jump_start
+    length = ek + 1 - start
+    keep = (gdq[si, sm, 0] & _SAT) == 0
+    si, sm, start, length = si[keep], sm[keep], start[keep], length[keep]
+    grp = si * npix + sm
+    maxlen = np.zeros(nints * npix, np.int64)
+    np.maximum.at(maxlen, grp, length)
+    first = np.ones(grp.shape, bool)
+    first[1:] = grp[1:] != grp[:-1]
+    keep = (length >= 2) | ((maxlen[grp] == 1) & first)
+    return si[keep], sm[keep], start[keep], length[keep]
+
+
+def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress):
+    """Fit the ramps of one block of pixels.
+
+    y32 : float32 (nints, ngroups, P) [DN]; gdq : uint8 same shape (after suppression);
+    pdq : uint32 (P,); g, rn, dc : float64 (P,) (gain, read noise per group in e-, dark current).
+    Returns (rate dict of (P,) arrays, rateints dict of (nints, P) arrays).
+    """
+    nints, ngroups, npix = y32.shape
+    bad_gain = ~(g > 0.0)
+    pdq = pdq | np.where(bad_gain, np.uint32(_DNU | dqflags.NO_GAIN_VALUE), np.uint32(0))
+
+    sat = (gdq & np.uint8(_SAT)) != 0
+    y = y32.astype(np.float64)
+    y[sat] = np.nan
+    cnt_sat = np.count_nonzero(sat, axis=1)
+    cnt_dnu_sat = np.count_nonzero((gdq & np.uint8(_DNU | _SAT)) != 0, axis=1)
+    good0 = gdq == 0
+    cnt_good = np.count_nonzero(good0, axis=1)
+    is0th = (cnt_good == 1) & good0[:, 0]
+    any_jump = np.any((gdq & np.uint8(_JUMP)) != 0, axis=1)
+    any_pers = np.any((gdq & np.uint8(_PERS)) != 0, axis=1)
+
+    dq_i = np.broadcast_to(pdq, (nints, npix)).copy()
+    dq_i[any_jump] |= np.uint32(_JUMP)
+    dq_i[any_pers] |= np.uint32(_PERS)
+    dq_r = pdq.copy()
+    dq_r[any_jump.any(axis=0)] |= np.uint32(_JUMP)
+    dq_r[any_pers.any(axis=0)] |= np.uint32(_PERS)
+    sat0 = sat[:, 0]
+    dq_i[sat0] |= np.uint32(_DNU | _SAT)
+    none_usable = cnt_dnu_sat == ngroups
+    dq_i[none_usable] |= np.uint32(_DNU)
+    dq_i[none_usable & (cnt_sat == ngroups)] |= np.uint32(_SAT)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mr = _median_rate(y, gdq, T, one_group_time, is0th, suppress)
+
+    sum_r = np.zeros((nints, npix))
+    sum_p = np.zeros((nints, npix))
+    sum_e = np.zeros((nints, npix))
+    sum_num = np.zeros((nints, npix))
+
+    # Fast path: no GROUPDQ flag anywhere in the pixel and finite data: one segment per ramp.
+    flagged = np.any(gdq != 0, axis=(0, 1)) | ~np.all(np.isfinite(y32), axis=(0, 1))
+    if ngroups < 3:
+        flagged[:] = True
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if ngroups >= 3 and not flagged.all():
+            table = weight_table(ngroups)
+            pidx = _power_index(_snr(y[:, -1] - y[:, 0], rn, g))
+            present = np.flatnonzero(np.bincount(pidx.ravel(), minlength=len(POWERS)))
+            slope = np.zeros((nints, npix))
+            for k in range(ngroups):
+                coef = table[present[0], k] if present.size == 1 else table[:, k][pidx]
+                slope += coef * y[:, k]
+            slope /= T
+            var_p = _var_poisson(mr, dc, T * g * (ngroups - 1.0))
+            var_r = _var_rnoise(rn, T, float(ngroups), g)
+            var_r = np.where(bad_gain, 0.0, var_r)
+            sum_r[:] = 1.0 / var_r
+            sum_p[:] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
+            sum_e[:] = 1.0 / (var_p + var_r)
+            sum_num[:] = slope / var_r
+        cols = np.flatnonzero(flagged)
+        if cols.size:
+            sum_r[:, cols] = sum_p[:, cols] = sum_e[:, cols] = sum_num[:, cols] = 0.0
+            _general(y[:, :, cols], gdq[:, :, cols], is0th[:, cols], mr[cols], g[cols], rn[cols],
+                     dc[cols], bad_gain[cols], T, one_group_time, suppress, cols,
+                     sum_r, sum_p, sum_e, sum_num)
+
+        # Integration level.
+        vp_i = np.where(sum_p > 0.0, 1.0 / sum_p, 0.0)
+        vp_i[vp_i >= LARGE_VARIANCE] = 0.0
+        vr_i = 1.0 / sum_r
+        vr_i[vr_i >= LARGE_VARIANCE] = 0.0
+        ve_i = 1.0 / sum_e
+        slope_i = sum_num * vr_i
+        err_i = np.where(ve_i > LARGE_VARIANCE, 0.0, np.sqrt(ve_i))
+        invalid_i = (dq_i & _INVALID) != 0
+        slope_i[invalid_i] = np.nan
+        vp_i[invalid_i] = vr_i[invalid_i] = err_i[invalid_i] = 0.0
+        dnu_cnt = np.count_nonzero((dq_i & np.uint32(_DNU)) != 0, axis=0)
+        sat_cnt = np.count_nonzero((dq_i & np.uint32(_SAT)) != 0, axis=0)
+        partial_sat = cnt_sat > 0
+        dq_i[partial_sat] |= np.uint32(_SAT)
+
+        # Exposure level: sums over integrations, in integration order.
+        acc_p = np.zeros(npix)
+        acc_r = np.zeros(npix)
+        acc_num = np.zeros(npix)
+        for i in range(nints):
+            acc_p += np.where(sum_p[i] > 0.0, sum_p[i], 0.0)
+            acc_r += sum_r[i]
+            acc_num += sum_num[i]
+        dq_r[dnu_cnt == nints] |= np.uint32(_DNU)
+        dq_r[sat_cnt == nints] |= np.uint32(_SAT)
+        vp = np.where(acc_p > 0.0, 1.0 / acc_p, acc_p)
+        vp[(vp >= LARGE_VARIANCE) | (vp < 0.0)] = 0.0
+        vr = np.where(acc_r > 0.0, 1.0 / acc_r, acc_r)
+        vr[vr >= LARGE_VARIANCE] = 0.0
+        err = np.sqrt(vp + vr)
+        invalid = (dq_r & _INVALID) != 0
+        slope = acc_num * vr
+        slope[invalid] = np.nan
+        vp[invalid] = vr[invalid] = err[invalid] = 0.0
+        dq_r[partial_sat.any(axis=0)] |= np.uint32(_SAT)
+
+    f32 = np.float32
+    rate = {"sci": slope.astype(f32), "err": err.astype(f32), "dq": dq_r,
+            "var_poisson": vp.astype(f32), "var_rnoise": vr.astype(f32)}
+    rateints = {"sci": slope_i.astype(f32), "err": err_i.astype(f32), "dq": dq_i,
+                "var_poisson": vp_i.astype(f32), "var_rnoise": vr_i.astype(f32)}
+    return rate, rateints
+
+
+def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress, cols,
+             sum_r, sum_p, sum_e, sum_num):
+    """Segment-by-segment fit of flagged pixels; adds to the (nints, P) sums at ``cols``."""
+    nints, ngroups, m = y.shape
+    yt = np.ascontiguousarray(y.transpose(0, 2, 1))       # (nints, M, ngroups)
+    si, sm, start, length = _segments(np.ascontiguousarray(gdq.transpose(0, 2, 1)))
+    if si.size == 0:
+        return
+    nseg = si.size
+    slope = np.empty(nseg)
+    var_p = np.empty(nseg)
+    var_r = np.empty(nseg)
+    gs, rns, dcs, mrs = g[sm], rn[sm], dc[sm], mr[sm]
+    y0 = yt[si, sm, start]
+
+    one = length == 1
+    if one.any():
+        t1 = np.full(one.sum(), T)
+        if not suppress:
+            t1 = np.where(is0th[si[one], sm[one]], one_group_time, T)
+        slope[one] = y0[one] / t1
+        var_p[one] = _var_poisson(mrs[one], dcs[one], t1 * gs[one])
+        var_r[one] = _var_rnoise(rns[one], t1, 2.0, gs[one])
+    two = length == 2
+    if two.any():
+        slope[two] = (yt[si[two], sm[two], start[two] + 1] - y0[two]) / T
+        var_p[two] = _var_poisson(mrs[two], dcs[two], T * gs[two])
+        var_r[two] = _var_rnoise(rns[two], T, 2.0, gs[two])
+    for n in np.unique(length[length >= 3]):
+        sel = np.flatnonzero(length == n)
+        ii, mm, ss = si[sel], sm[sel], start[sel]
+        seg = yt[ii[:, None], mm[:, None], ss[:, None] + np.arange(n)]
+        pidx = _power_index(_snr(seg[:, -1] - seg[:, 0], rns[sel], gs[sel]))
+        seg = np.where(np.isnan(seg), 0.0, seg)
+        slope[sel] = np.einsum("sk,sk->s", weight_table(int(n))[pidx], seg) / T
+        var_p[sel] = _var_poisson(mrs[sel], dcs[sel], T * gs[sel] * (n - 1.0))
+        vr = _var_rnoise(rns[sel], T, float(n), gs[sel])
+        var_r[sel] = np.where(bad_gain[mm], 0.0, vr)
+
+    where = (si, cols[sm])
+    np.add.at(sum_r, where, 1.0 / var_r)
+    pos = var_p > 0.0
+    np.add.at(sum_p, (si[pos], cols[sm[pos]]), 1.0 / var_p[pos])
+    np.add.at(sum_e, where, 1.0 / (var_p + var_r))
+    np.add.at(sum_num, where, slope / var_r)
+
+
+def _prepare_gdq(gdq, suppress, firstgroup, lastgroup):
+    """Copy of a GROUPDQ block with the first/last-group and one-good-group DO_NOT_USE applied."""
+    gdq = gdq.copy()
+    ngroups = gdq.shape[1]
+    if firstgroup is not None and firstgroup > 0:
+        gdq[:, :firstgroup] |= _U8_DNU
+    if lastgroup is not None and lastgroup < ngroups - 1:
+        gdq[:, lastgroup + 1:] |= _U8_DNU
+    if suppress:
+        one = np.count_nonzero((gdq & _U8_NOT_PERS) == 0, axis=1) == 1   # (nints, ...)
+        gdq |= np.where(one, _U8_DNU, np.uint8(0))[:, None]
+    return gdq
+
+
+def _group_selectors(firstgroup, lastgroup, ngroups):
+    """jwst ``set_groupdq`` rules: returns the (firstgroup, lastgroup) actually applied."""
+    if firstgroup is None and lastgroup is None:
+        return None, None
+    first = 0 if firstgroup is None else max(0, int(firstgroup))
+    last = ngroups - 1 if lastgroup is None else int(lastgroup)
+    if first >= last:
+        log.warning("ramp_fit: firstgroup %s >= lastgroup %s, group selectors ignored", first, last)
+        return None, None
+    return first, last
+
+
+def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, groupgap,
+              average_dark_current=None, suppress_one_group=True, *, firstgroup=None,
+              lastgroup=None, miri=False, memory_mb=16):
+    """Fit slopes to every ramp with stcal's OLS_C optimal weighting.
+
+    Parameters
+    ----------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)      [DN]
+    groupdq : ndarray, uint8, same shape
+    pixeldq : ndarray, uint32, shape (ny, nx)
+    gain : ndarray, float32, shape (ny, nx)                      [e-/DN]
+    readnoise : ndarray, float32, shape (ny, nx)                 [DN]   CDS read noise
+    tframe, tgroup : float                                       [s]    TFRAME, TGROUP
+    nframes, groupgap : int                                             NFRAMES, GROUPGAP
+    average_dark_current : ndarray, float32, shape (ny, nx), or None   (None: 0)
+                                added to the median rate in the Poisson variance, as stcal does
+                                (jwst documents it in e-/s)
+    suppress_one_group : bool   ramps with one good group count as having none
+                                (ignored when ngroups == 1, as in jwst)
+    firstgroup, lastgroup : int or None   groups outside [first, last] (0-based) are DO_NOT_USE
+    miri : bool                 drop leading/trailing groups that are DO_NOT_USE in every pixel
+    memory_mb : float           working-memory budget for the row blocks [MB]
+
+    Inputs are not modified.
+
+    Returns
+    -------
+    rate : dict   'sci' float32 (ny, nx) [DN/s], 'err' float32 [DN/s], 'dq' uint32,
+                  'var_poisson', 'var_rnoise' float32 [(DN/s)^2]
+    rateints : dict   the same keys, arrays of shape (nints, ny, nx)
+    """
+    data = np.asarray(data)
+    if data.ndim != 4:
+        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    nints, ngroups, ny, nx = data.shape
+    if np.shape(groupdq) != data.shape:
+        raise ValueError(f"groupdq shape {np.shape(groupdq)} does not match data {data.shape}")
+    gain = np.asarray(gain, dtype=np.float32)
+    readnoise = np.asarray(readnoise, dtype=np.float32)
+    if average_dark_current is None:
+        average_dark_current = np.zeros((ny, nx), np.float32)
+    dark = np.asarray(average_dark_current, dtype=np.float32)
+    for name, arr in (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise),
+                      ("average_dark_current", dark)):
+        if np.shape(arr) != (ny, nx):
+            raise ValueError(f"{name} shape {np.shape(arr)} does not match the frames {(ny, nx)}")
+    if nframes < 1 or tgroup <= 0:
+        raise ValueError(f"need nframes >= 1 and tgroup > 0 (got {nframes}, {tgroup})")
+    groupdq = np.asarray(groupdq, dtype=np.uint8)
+    pixeldq = np.asarray(pixeldq, dtype=np.uint32)
+
+    # stcal passes the times through C floats.
+    T = float(np.float32(tgroup))
+    tf = float(np.float32(tframe))
+    one_group_time = (float(nframes) + 1.0) * tf / 2.0
+    suppress = bool(suppress_one_group) and ngroups > 1
+    first, last = _group_selectors(firstgroup, lastgroup, ngroups)
+    rn_scale = np.sqrt(2.0 * nframes)
+
+    rows = max(1, int(memory_mb * 1e6) // max(1, nints * ngroups * nx * _BYTES_PER_PIXEL_GROUP))
+    blocks = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
+
+    g_lo, g_hi = 0, ngroups
+    if miri and ngroups > 1:
+        g_lo, g_hi = _miri_group_range(groupdq, blocks, suppress, first, last)
+        if g_hi - g_lo < 2:
+            log.warning("ramp_fit: MIRI ramp has fewer than 2 usable groups; all slopes are NaN")
+            return _unusable(pixeldq, gain, nints)
+
+    rate = {k: np.empty((ny, nx), np.uint32 if k == "dq" else np.float32) for k in PRODUCT_NAMES}
+    rateints = {k: np.empty((nints,) + v.shape, v.dtype) for k, v in rate.items()}
+
+    for r0, r1 in blocks:
+        gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)[:, g_lo:g_hi]
+        if g_lo > 0:
+            gdq[:, 0] &= np.uint8(0xFF & ~_JUMP)
+        npix = (r1 - r0) * nx
+        gdq = gdq.reshape(nints, g_hi - g_lo, npix)
+        y32 = np.asarray(data[:, g_lo:g_hi, r0:r1, :], np.float32).reshape(nints, g_hi - g_lo, npix)
+        g = gain[r0:r1].ravel().astype(np.float64)
+        rn = (readnoise[r0:r1].astype(np.float64) * (gain[r0:r1].astype(np.float64) / rn_scale))
+        rn = rn.astype(np.float32).ravel().astype(np.float64)
+        dc = dark[r0:r1].ravel().astype(np.float64)
+        r, ri = _fit_block(y32, gdq, pixeldq[r0:r1].ravel(), g, rn, dc, T, one_group_time,
+                           suppress)
+        for k in rate:
+            rate[k][r0:r1] = r[k].reshape(r1 - r0, nx)
+            rateints[k][:, r0:r1] = ri[k].reshape(nints, r1 - r0, nx)
+    return rate, rateints
+
+
+def _miri_group_range(groupdq, blocks, suppress, first, last):
+    """Groups [lo, hi) kept for MIRI: leading groups and one trailing group that are DO_NOT_USE in
+    every pixel of every integration are dropped (stcal ``discard_miri_groups``)."""
+    ngroups = groupdq.shape[1]
+    all_dnu = np.ones(ngroups, bool)
+    for r0, r1 in blocks:
+        gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)
+        all_dnu &= np.all((gdq & _U8_DNU) != 0, axis=(0, 2, 3))
+    lo = 0
+    while lo < ngroups and all_dnu[lo]:
+        lo += 1
+    hi = ngroups
+    if lo < ngroups and all_dnu[hi - 1]:
+        hi -= 1
+    return lo, hi
+
+
+def _unusable(pixeldq, gain, nints):
+    """Products for an exposure without usable groups: NaN slopes, zero variances, DO_NOT_USE."""
+    dq = pixeldq | np.uint32(_DNU)
+    dq[~(gain > 0.0)] |= np.uint32(dqflags.NO_GAIN_VALUE)
+    shape = pixeldq.shape
+    rate = {"sci": np.full(shape, np.nan, np.float32), "err": np.zeros(shape, np.float32),
+            "dq": dq, "var_poisson": np.zeros(shape, np.float32),
+            "var_rnoise": np.zeros(shape, np.float32)}
+    rateints = {k: np.repeat(v[None], nints, axis=0) for k, v in rate.items()}
+    return rate, rateints
+
+
+def _ramp_dark_current(ramp):
+    """The AVDRKCUR image the dark_current step stores on a ramp (``ramp.tables``), or None."""
+    for hdu in ramp.tables:
+        if hdu.name == "AVDRKCUR" and hdu.data is not None and hdu.data.shape == ramp.data.shape[2:]:
+            return np.asarray(hdu.data, np.float32)
+    return None
+
+
+def run(ramp, refs, **params):
+    """Fit the ramps of a :class:`detcal.io.Ramp`; returns ``(rate, rateints)``, not a Ramp.
+
+    ``refs['gain']``, ``refs['readnoise']``: GAIN and READNOISE References cut to the subarray.
+    ``params``: keyword arguments of :func:`fit_ramps` (``suppress_one_group``, ``firstgroup``,
+    ``lastgroup``, ``average_dark_current``, ``memory_mb``). Without ``average_dark_current`` the
+    AVDRKCUR image that the dark_current step stored on the ramp is used (0 if there is none).
+    MIRI ramps (INSTRUME) drop leading/trailing groups that are DO_NOT_USE everywhere. Write the
+    two dicts (see :func:`fit_ramps`) with :func:`detcal.io.write_rate`, passing ``ramp.header``
+    (and ``tables=ramp.tables`` for the rateints INT_TIMES).
+    """
+    meta = ramp.meta("ramp_fit")
+    params = dict(params)
+    params.setdefault("miri", meta["INSTRUME"].upper() == "MIRI")
+    if params.get("average_dark_current") is None:
+        params["average_dark_current"] = _ramp_dark_current(ramp)
+    gain, rnoise = refs["gain"], refs["readnoise"]
+    rate, rateints = fit_ramps(ramp.data, ramp.groupdq, ramp.pixeldq, gain.data, rnoise.data,
+                               meta["TFRAME"], meta["TGROUP"], meta["NFRAMES"], meta["GROUPGAP"],
+                               **params)
+    good = np.isfinite(rate["sci"])
+    log.info("ramp_fit: %d of %d pixels have a slope; median %.4g DN/s", int(good.sum()), good.size,
+             float(np.median(rate["sci"][good])) if good.any() else float("nan"))
+    return rate, rateints
