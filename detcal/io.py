@@ -178,6 +178,9 @@ def _atomic_write(hdul, path):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; products are ordinary files
     hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
     try:
         hdul.writeto(tmp, overwrite=True, checksum=False)

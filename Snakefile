@@ -1,0 +1,24 @@
+# Infrared-detector dark commissioning: raw dark ramps -> detector1 steps -> analyses,
+# reference files and one HTML report. See README.md; configuration in config/.
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/inventory.smk"
+include: "workflow/rules/detector1.smk"
+include: "workflow/rules/rates.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

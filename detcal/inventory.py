@@ -1,0 +1,82 @@
+"""Inventory of input ramps: one row per file with its configuration keywords and group.
+
+Reads primary headers only (cheap enough to run when the workflow is parsed). A file that
+cannot be used is an :class:`~detcal.errors.InputError` naming it.
+"""
+
+import glob
+import os
+
+import pandas as pd
+
+from . import io, keywords
+from .errors import InputError
+from .geometry import family
+
+_SUFFIXES = (".fits.gz", ".fits", ".fit")
+
+
+def exposure_name(path):
+    """``.../jw01062001001_01101_00001_nrca1_uncal.fits`` -> ``jw01062001001_01101_00001_nrca1``."""
+    name = os.path.basename(str(path))
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name[:-6] if name.endswith("_uncal") else name
+
+
+def expand_inputs(raw):
+    """Paths from a glob pattern or a list of patterns/paths, sorted; error if nothing matches."""
+    patterns = [raw] if isinstance(raw, str) else list(raw)
+    paths = []
+    for pattern in patterns:
+        found = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not found:
+            raise InputError(pattern, "matches no file (config key 'raw')")
+        paths += found
+    return list(dict.fromkeys(os.path.normpath(p) for p in paths))
+
+
+def header_row(path):
+    """Typed inventory keywords of one raw file plus ``exposure``, ``path``, ``family``, ``group``."""
+    path = str(path)
+    header, extensions = io.read_headers(path)
+    if "SCI" not in extensions:
+        raise InputError(path, "no SCI extension (a ramp file needs SCI)")
+    sci = extensions["SCI"]
+    meta = keywords.require(header, "inventory", path)
+    for key in keywords.INVENTORY:
+        if key not in meta:
+            meta[key] = keywords.optional(header, key)
+    for key in keywords.GROUP_OPTIONAL:
+        meta[key] = keywords.optional(header, key)
+    if sci.get("NAXIS") != 4:
+        raise InputError(path, f"SCI has {sci.get('NAXIS')} dimensions; a ramp needs 4 (nints, ngroups, ny, nx)")
+    try:
+        fam = family(meta["INSTRUME"])
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
+    row = {"exposure": exposure_name(path), "path": path, "family": fam,
+           "group": keywords.group_id(meta)}
+    row.update({k: meta[k] for k in keywords.INVENTORY})
+    return row
+
+
+def scan(paths):
+    """DataFrame (index: exposure) of :func:`header_row` for every path; names must be unique."""
+    rows = [header_row(p) for p in paths]
+    table = pd.DataFrame(rows, columns=["exposure", "path", "family", "group", *keywords.INVENTORY])
+    dup = table["exposure"][table["exposure"].duplicated()]
+    if len(dup):
+        clash = table.loc[table["exposure"] == dup.iloc[0], "path"].tolist()
+        raise InputError(clash[0], f"exposure name {dup.iloc[0]!r} is also used by {clash[1]} "
+                                   "(exposure names come from file names and must be unique)")
+    return table.set_index("exposure", drop=False).sort_index()
+
+
+def write(table, path):
+    """Write the inventory as TSV (units in the column names where they have one)."""
+    out = table.rename(columns={"TFRAME": "TFRAME_s", "TGROUP": "TGROUP_s", "EXPSTART": "EXPSTART_mjd"})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    out.to_csv(path, sep="\t", index=False)

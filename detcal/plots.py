@@ -1,0 +1,70 @@
+"""Figures. Each figure is drawn from a table that is saved next to it (TSV, units in names)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: Integration drawn per step (index; the seeds draw the last one for rscd, the first otherwise).
+STEP_INTEGRATION = {"rscd": -1}
+
+
+def valid_pixels(pixels, shape):
+    """The (row, column) pairs of ``pixels`` that fall inside a (ny, nx) frame."""
+    ny, nx = shape[-2:]
+    return [(int(y), int(x)) for y, x in pixels if 0 <= y < ny and 0 <= x < nx]
+
+
+def sample_ramps(data, pixels):
+    """Copy the ramps of ``pixels`` from data (nints, ngroups, ny, nx): float64 (npix, nints, ngroups)."""
+    return np.array([data[:, :, y, x] for y, x in pixels], dtype=np.float64).reshape(
+        len(pixels), data.shape[0], data.shape[1])
+
+
+def step_table(step, before, after, groupdq, pixels):
+    """Long table of sample-pixel ramps before and after a step, for one integration.
+
+    before, after : float (npix, nints, ngroups) [DN] from :func:`sample_ramps`
+    groupdq : uint8 (npix, nints, ngroups) after the step
+    """
+    integ = STEP_INTEGRATION.get(step, 0) % before.shape[1]
+    rows = []
+    for k, (y, x) in enumerate(pixels):
+        for g in range(before.shape[2]):
+            rows.append({"pixel_row": y, "pixel_column": x, "integration": integ + 1, "group": g + 1,
+                         "input_DN": before[k, integ, g], "output_DN": after[k, integ, g],
+                         "removed_DN": before[k, integ, g] - after[k, integ, g],
+                         "groupdq": int(groupdq[k, integ, g])})
+    return pd.DataFrame(rows, columns=["pixel_row", "pixel_column", "integration", "group", "input_DN",
+                                       "output_DN", "removed_DN", "groupdq"])
+
+
+def plot_step(table, step, exposure, path):
+    """The seeds' before/after figure: input vs output ramp (top) and removed signal (bottom) per pixel."""
+    pixels = table[["pixel_row", "pixel_column"]].drop_duplicates().to_numpy()
+    ncol = max(len(pixels), 1)
+    fig, axs = plt.subplots(2, ncol, figsize=(5.5 * ncol, 6), sharex="col", squeeze=False)
+    for k, (y, x) in enumerate(pixels):
+        t = table[(table.pixel_row == y) & (table.pixel_column == x)]
+        top, bottom = axs[0, k], axs[1, k]
+        top.plot(t.group, t.input_DN, "r^-", ms=4, lw=1.5, label="input ramp")
+        top.plot(t.group, t.output_DN, "bo-", ms=4, lw=1.5, label=f"{step} output ramp")
+        flagged = t[t.groupdq != 0]
+        if len(flagged):
+            top.plot(flagged.group, flagged.output_DN, "kx", ms=9, mew=2, label="flagged group (GROUPDQ)")
+        top.set_title(f"{exposure}\npixel (row {y}, col {x}), integration {int(t.integration.iloc[0])}",
+                      fontsize=10)
+        top.set_ylabel("signal [DN]")
+        top.legend(fontsize=8)
+        bottom.plot(t.group, t.removed_DN, "gs-", ms=4, lw=1.5, label=f"signal removed by {step}")
+        bottom.set_xlabel("group number")
+        bottom.set_ylabel("input - output [DN]")
+        bottom.legend(fontsize=8)
+    if not len(pixels):
+        axs[0, 0].text(0.5, 0.5, "no sample pixel inside this detector", ha="center")
+    fig.suptitle(f"{step} step", fontsize=13)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,258 @@
+"""Simulator tables: readout patterns, detector orientations, parameter presets, spec handling.
+
+Everything here is data or pure bookkeeping: no random numbers, no arrays. A *spec* is the dict
+the workflow passes for one detector (see :func:`normalize_spec`); its ``preset`` names an entry
+of :data:`PRESETS` whose parameters ``overrides`` may change.
+"""
+
+import zlib
+
+#: Readout patterns: READPATT -> (NFRAMES, GROUPGAP). The one definition in detcal.
+#: NIRCam from JDox "NIRCam Detector Readout Patterns"; NIRISS NISRAPID/NIS (no dropped frames).
+READ_PATTERNS = {
+    "RAPID": (1, 0),
+    "BRIGHT1": (1, 1),
+    "BRIGHT2": (2, 0),
+    "SHALLOW2": (2, 3),
+    "SHALLOW4": (4, 1),
+    "MEDIUM2": (2, 8),
+    "MEDIUM8": (8, 2),
+    "DEEP2": (2, 18),
+    "DEEP8": (8, 12),
+    "NISRAPID": (1, 0),
+    "NIS": (4, 0),
+}
+
+#: DETECTOR -> (INSTRUME, FASTAXIS, SLOWAXIS) of the real detectors (jwst "orientation of
+#: detector image": NIRCam SCAs 481/483/485/487/489 = A1/A3/ALONG/B2/B4 have (-1, 2), the others
+#: (1, -2); NIRISS (-2, -1)).
+DETECTORS = {
+    "NRCA1": ("NIRCAM", -1, 2), "NRCA2": ("NIRCAM", 1, -2), "NRCA3": ("NIRCAM", -1, 2),
+    "NRCA4": ("NIRCAM", 1, -2), "NRCALONG": ("NIRCAM", -1, 2),
+    "NRCB1": ("NIRCAM", 1, -2), "NRCB2": ("NIRCAM", -1, 2), "NRCB3": ("NIRCAM", 1, -2),
+    "NRCB4": ("NIRCAM", -1, 2), "NRCBLONG": ("NIRCAM", 1, -2),
+    "NIS": ("NIRISS", -2, -1),
+}
+
+#: Full-frame frame time of a 2048x2048 H2RG read through 4 outputs [s].
+FULL_FRAME_TFRAME = 10.73677
+
+#: Parameter name -> (unit, description). Every preset defines every one of these.
+PARAMETERS = {
+    # identity and readout
+    "instrument": ("", "INSTRUME keyword"),
+    "exp_type": ("", "EXP_TYPE keyword of the darks"),
+    "rapid_pattern": ("", "READPATT of the NFRAMES=1/GROUPGAP=0 pattern (written to the DARK reference)"),
+    "noutputs": ("", "number of outputs (1 or 4)"),
+    "tframe": ("s", "frame time; None = NIRCam formula for the array size and outputs"),
+    "pixel_time": ("s", "time per pixel read"),
+    "row_overhead": ("pixel", "pixel times of overhead at the end of every row"),
+    "pixel_pitch": ("um", "pixel pitch (CR hit area)"),
+    "fastaxis": ("", "FASTAXIS; None = from the DETECTORS table"),
+    "slowaxis": ("", "SLOWAXIS; None = from the DETECTORS table"),
+    # gain and white noise
+    "gain": ("e-/DN", "conversion gain (uniform)"),
+    "rn_cds": ("e-", "white CDS read noise of active pixels (single frame sigma = rn_cds/sqrt(2))"),
+    "rn_scatter": ("", "fractional rms pixel-to-pixel scatter of the white read noise"),
+    "ref_rn_ratio": ("", "white read noise of reference pixels / active pixels"),
+    "ktc": ("e-", "kTC reset noise per integration"),
+    # correlated noise
+    "c_pink": ("e-", "correlated 1/f (common to all outputs): rms over one full-frame time band"),
+    "u_pink": ("e-", "uncorrelated 1/f (per output): rms over one full-frame time band"),
+    "amp_offset": ("e-", "rms per-integration offset of each output and column parity"),
+    "amp_drift": ("e-", "rms per-frame random-walk step of each output and column-parity offset"),
+    "pink_method": ("", "'auto', 'exact' (one continuous stream) or 'split' (coarse+fine)"),
+    # bias
+    "bias_level": ("DN", "mean bias level"),
+    "bias_amp_sigma": ("DN", "rms bias offset between outputs"),
+    "bias_col_sigma": ("DN", "rms bias offset between column parities of one output"),
+    "bias_gradient": ("DN", "peak-to-peak linear bias gradient along the slow-scan axis"),
+    "bias_pixel_sigma": ("DN", "rms pixel-to-pixel bias structure"),
+    # dark current
+    "dark_median": ("e-/s", "median dark rate of normal pixels"),
+    "dark_sigma": ("", "lognormal (natural log) scatter of normal-pixel dark rates"),
+    "shot_noise": ("", "Poisson shot noise on the dark current (False: deterministic charge)"),
+    "warm_frac": ("", "fraction of active pixels in the warm population"),
+    "warm_min": ("e-/s", "lower end of the warm population = WARM threshold"),
+    "hot_min": ("e-/s", "lower end of the hot population = HOT threshold"),
+    "hot_frac": ("", "fraction of active pixels in the hot population"),
+    "hot_max": ("e-/s", "upper end of the hot population (log-uniform between hot_min and hot_max)"),
+    "very_hot_frac": ("", "fraction of active pixels in the saturating very-hot population"),
+    "very_hot_min": ("e-/s", "lower end of the very-hot population"),
+    "very_hot_max": ("e-/s", "upper end of the very-hot population"),
+    "dead_frac": ("", "fraction of active pixels that are dead (no response; DO_NOT_USE|DEAD)"),
+    # cosmic rays
+    "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
+    "cr_median": ("e-", "median total charge of one hit (lognormal)"),
+    "cr_sigma": ("", "lognormal (natural log) width of the hit charge"),
+    "cr_central_min": ("", "minimum fraction of the charge in the central pixel"),
+    "cr_central_max": ("", "maximum fraction of the charge in the central pixel"),
+    "cr_8_frac": ("", "fraction of hits sharing with the 8 neighbours (others: the 4 nearest)"),
+    # nonlinearity and saturation
+    "well": ("e-", "full well (measured, superbias-subtracted signal at saturation)"),
+    "well_scatter": ("", "fractional rms pixel-to-pixel scatter of the well"),
+    "nonlin": ("", "simulate nonlinearity (False: identity LINEARITY coefficients)"),
+    "nl_frac": ("", "S_true/S_meas - 1 at the well"),
+    "nl_cubic": ("", "share of nl_frac from the cubic term"),
+    "nl_scatter": ("", "fractional rms pixel-to-pixel scatter of c2 and c3"),
+    "sat_margin": ("", "SATURATION threshold = bias + sat_margin * well (DN)"),
+}
+
+_COMMON = {
+    "noutputs": 4, "tframe": None, "pixel_time": 10e-6, "row_overhead": 12, "pixel_pitch": 18.0,
+    "fastaxis": None, "slowaxis": None, "rn_scatter": 0.05, "ref_rn_ratio": 0.8,
+    "c_pink": 3.0, "u_pink": 1.0, "amp_offset": 30.0, "amp_drift": 3.0, "pink_method": "auto",
+    "bias_level": 11000.0, "bias_amp_sigma": 300.0, "bias_col_sigma": 20.0, "bias_gradient": 150.0,
+    "bias_pixel_sigma": 200.0, "dark_sigma": 0.3, "shot_noise": True,
+    "warm_frac": 0.005, "warm_min": 0.05, "hot_min": 1.0, "hot_frac": 0.001, "hot_max": 100.0,
+    "very_hot_frac": 1e-4, "very_hot_min": 300.0, "very_hot_max": 3000.0, "dead_frac": 1e-4,
+    "cr_rate": 4.0, "cr_median": 2500.0, "cr_sigma": 1.0, "cr_central_min": 0.70,
+    "cr_central_max": 0.85, "cr_8_frac": 0.5,
+    "well_scatter": 0.02, "nonlin": True, "nl_frac": 0.08, "nl_cubic": 0.25, "nl_scatter": 0.05,
+    "sat_margin": 0.97,
+}
+
+#: Realistic defaults per detector kind (numbers: /work/shared/research/analysis.md section 3).
+#: NIRCam: JDox flight averages (CDS noise, dark, gain, well), pynrc kTC, NGHXRG/pynrc 1/f
+#: amplitudes (c_pink 3 e-, u_pink 1 e-), CR rate ~4 /cm2/s (NIRSpec flight, near solar maximum).
+#: NIRISS: pre-launch "at a glance" values (flight values unconfirmed); well as NIRCam SW.
+#: Warm population: log-uniform from warm_min (0.05 e-/s; LW 0.2 e-/s, well above its 0.034
+#: median) to hot_min (1 e-/s); hot: log-uniform 1-100 e-/s; very hot (saturating within a
+#: RAPID ramp): 300-3000 e-/s. The HOT/WARM masks are these thresholds applied to the map.
+PRESETS = {
+    "nircam_sw": dict(_COMMON, instrument="NIRCAM", exp_type="NRC_DARK", rapid_pattern="RAPID",
+                      gain=2.05, rn_cds=15.77, ktc=37.6, dark_median=0.0019, well=105750.0),
+    "nircam_lw": dict(_COMMON, instrument="NIRCAM", exp_type="NRC_DARK", rapid_pattern="RAPID",
+                      gain=1.82, rn_cds=13.25, ktc=36.8, dark_median=0.0342, well=83300.0,
+                      warm_min=0.2),  # ~6x the median, so normal pixels stay below WARM
+    "niriss": dict(_COMMON, instrument="NIRISS", exp_type="NIS_DARK", rapid_pattern="NISRAPID",
+                   gain=1.5, rn_cds=23.0, ktc=37.6, dark_median=0.015, well=105750.0),
+}
+
+for _name, _preset in PRESETS.items():
+    assert set(_preset) == set(PARAMETERS), (_name, set(_preset) ^ set(PARAMETERS))
+
+#: Keys of a detector spec and their defaults (None = required).
+SPEC_KEYS = {
+    "name": None,          # DETECTOR keyword, e.g. 'NRCA1'
+    "preset": None,        # key of PRESETS
+    "size": 256,           # pixels per side of the square array (incl. the 4-pixel border)
+    "readpatt": "",        # key of READ_PATTERNS; '' = the preset's rapid_pattern (RAPID, NISRAPID)
+    "ngroups": 10,
+    "nints": 1,
+    "nexposures": 1,
+    "overrides": {},       # parameter name -> value, replacing the preset's
+    "prefix": "demo",      # exposure-name prefix
+    "expstart": 60310.0,   # MJD of the first exposure (2024-01-01)
+    "cadence": 1.0,        # hours between exposure starts
+    "dark_ngroups": 0,     # minimum NGROUPS of the DARK reference (0: what the exposures need)
+}
+
+
+def frame_time(ny, nx, noutputs, pixel_time=10e-6, row_overhead=12):
+    """NIRCam frame time [s] of an ny x nx array (JDox; jwql ``calc_frame_time``).
+
+    4 outputs: ((nx/4 + 12) * (ny + 1) + 1) * 10 us; 1 output: (nx + 12) * (ny + 2) * 10 us.
+    ``frame_time(2048, 2048, 4) == 10.73677``.
+    """
+    return round(frame_samples(ny, nx, noutputs, row_overhead) * pixel_time, 9)
+
+
+def frame_samples(ny, nx, noutputs, row_overhead=12):
+    """Number of pixel times in one frame (the read window of the 1/f stream)."""
+    if noutputs == 4:
+        return (nx // 4 + row_overhead) * (ny + 1) + 1
+    if noutputs == 1:
+        return (nx + row_overhead) * (ny + 2)
+    raise ValueError(f"noutputs must be 1 or 4, got {noutputs}")
+
+
+def pattern(readpatt):
+    """(NFRAMES, GROUPGAP) of a readout pattern; ValueError naming the known ones."""
+    try:
+        return READ_PATTERNS[str(readpatt).upper()]
+    except KeyError:
+        raise ValueError(f"unknown readout pattern {readpatt!r}; known: {sorted(READ_PATTERNS)}") from None
+
+
+def frames_per_integration(ngroups, nframes, groupgap):
+    """Frames read or skipped from reset to the last read: NGROUPS*NFRAMES + (NGROUPS-1)*GROUPGAP."""
+    return ngroups * nframes + (ngroups - 1) * groupgap
+
+
+def resolve_params(preset, overrides=None):
+    """Full parameter dict: a copy of ``PRESETS[preset]`` updated by ``overrides``.
+
+    Unknown preset or parameter names raise ValueError listing the valid ones.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown simulator preset {preset!r}; known: {sorted(PRESETS)}")
+    params = dict(PRESETS[preset])
+    unknown = sorted(set(overrides or {}) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown simulator parameter(s) {unknown}; known: {sorted(PARAMETERS)}")
+    params.update(overrides or {})
+    if params["noutputs"] not in (1, 4):
+        raise ValueError(f"noutputs must be 1 or 4, got {params['noutputs']}")
+    return params
+
+
+def normalize_spec(spec):
+    """Validate a detector spec and fill its defaults (see :data:`SPEC_KEYS`).
+
+    Returns a new dict with every key of SPEC_KEYS plus ``params`` (the resolved parameters),
+    ``nframes``/``groupgap`` (from READPATT), ``fastaxis``/``slowaxis`` and ``tframe`` [s].
+    An already normalized spec (it has ``params``) is returned unchanged.
+    """
+    if "params" in spec:
+        return spec
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"unknown detector spec key(s) {unknown}; known: {sorted(SPEC_KEYS)}")
+    out = {}
+    for key, default in SPEC_KEYS.items():
+        if spec.get(key) is None:
+            if default is None:
+                raise ValueError(f"detector spec needs {key!r} (got keys {sorted(spec)})")
+            out[key] = dict(default) if isinstance(default, dict) else default
+        else:
+            out[key] = spec[key]
+    out["name"] = str(out["name"]).strip().upper()
+    out["params"] = params = resolve_params(out["preset"], out["overrides"])
+    out["readpatt"] = str(out["readpatt"] or params["rapid_pattern"]).strip().upper()
+    out["nframes"], out["groupgap"] = pattern(out["readpatt"])
+    for key in ("size", "ngroups", "nints", "nexposures", "dark_ngroups"):
+        out[key] = int(out[key])
+    size, nout = out["size"], params["noutputs"]
+    if size < 16 or size % (2 * nout):
+        raise ValueError(f"size must be >= 16 and a multiple of 2*noutputs={2 * nout}, got {size}")
+    if out["ngroups"] < 1 or out["nints"] < 1 or out["nexposures"] < 1:
+        raise ValueError("ngroups, nints and nexposures must be >= 1")
+    out["fastaxis"], out["slowaxis"] = orientation(out["name"], params)
+    out["tframe"] = float(params["tframe"] or frame_time(size, size, nout, params["pixel_time"],
+                                                         params["row_overhead"]))
+    return out
+
+
+def orientation(name, params):
+    """(FASTAXIS, SLOWAXIS) of a detector: parameters if set, else the :data:`DETECTORS` table."""
+    if params.get("fastaxis") is not None and params.get("slowaxis") is not None:
+        fast, slow = int(params["fastaxis"]), int(params["slowaxis"])
+    elif name in DETECTORS:
+        _, fast, slow = DETECTORS[name]
+    else:
+        raise ValueError(f"detector {name!r} is not in the orientation table {sorted(DETECTORS)}; "
+                         "give fastaxis and slowaxis in the overrides")
+    if sorted((abs(fast), abs(slow))) != [1, 2]:
+        raise ValueError(f"FASTAXIS={fast}, SLOWAXIS={slow} do not describe two different axes")
+    return fast, slow
+
+
+def exposure_name(detector, index, prefix="demo"):
+    """Name of exposure ``index`` (0-based) of a detector: ``exposure_name('NRCA1', 0) == 'demo_nrca1_e001'``."""
+    return f"{prefix}_{str(detector).strip().lower()}_e{int(index) + 1:03d}"
+
+
+def detector_key(name):
+    """Stable integer for a detector name (used in the random-seed spawn keys)."""
+    return zlib.crc32(str(name).strip().upper().encode())

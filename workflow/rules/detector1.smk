@@ -1,0 +1,28 @@
+# Detector1 per-file chain: one rule per ramp step (defined in this loop, one definition of the
+# rule shape). The order per instrument family lives in detcal.pipeline.ORDER; each rule's
+# input is the previous switched-on step's product. ramp_fit has its own rule (rates.smk).
+for step in pipeline.RAMP_STEPS:
+
+    rule:
+        name:
+            step
+        input:
+            unpack(step_references(step)),
+            ramp=step_input(step),
+        output:
+            ramp=step_output(step),
+            table=step_table(step),
+            figure=step_figure(step),
+            **step_extra_outputs(step),
+        log:
+            step_log(step),
+        benchmark:
+            step_benchmark(step)
+        conda:
+            "../../envs/detcal.yaml"
+        params:
+            step=step,
+            parameters=step_parameters(step),
+            pixels=config["sample_pixels"],
+        script:
+            "../scripts/step.py"

@@ -1,0 +1,11 @@
+"""Apply one detector1 step to one ramp file (rules in workflow/rules/detector1.smk)."""
+from detcal import runner
+
+step = snakemake.params.step
+with runner.logged(snakemake.log[0], step):
+    references = {key: path for key, path in snakemake.input.items() if key != "ramp"}
+    runner.run_step_file(step, snakemake.input.ramp, references, snakemake.output.ramp,
+                         snakemake.params.parameters, pixels=snakemake.params.pixels,
+                         table=snakemake.output.table, figure=snakemake.output.figure,
+                         exposure=snakemake.wildcards.exposure,
+                         extra_output=snakemake.output.get("extra"))
