@@ -11,8 +11,6 @@ from . import keywords, simulate
 from .geometry import family
 from .simulate import params as simparams
 
-#: Reference files the simulator writes for every detector (config keys of detcal.io.REFTYPES).
-REFERENCES = simulate.REFERENCE_KEYS
 
 
 def _specs(demo):
@@ -42,6 +40,19 @@ def table(demo, outdir):
                          "EXPSTART": spec["expstart"] + i * spec["cadence"] / 24.0, **meta})
     columns = ["exposure", "path", "family", "group", *keywords.INVENTORY]
     return pd.DataFrame(rows, columns=columns).set_index("exposure", drop=False).sort_index()
+
+
+def reference_files(demo, outdir):
+    """{DETECTOR: {reference key: path}} of the references the simulation writes."""
+    out = {}
+    for spec in _specs(demo):
+        out[spec["name"]] = dict(simulate.planned_files(spec, outdir)["references"])
+    return out
+
+
+def truth_files(demo, outdir):
+    """{DETECTOR: path of its truth file}."""
+    return {spec["name"]: simulate.planned_files(spec, outdir)["truth"] for spec in _specs(demo)}
 
 
 def files(demo, outdir):

@@ -26,6 +26,7 @@ def _load_exposures():
 
 
 EXPOSURES = _load_exposures()
+DEMO_REFERENCES = demo.reference_files(config["demo"], DEMO_DIR) if DEMO else {}
 KEEP = set(config["keep"]) | {
     pipeline.last_ramp_step(fam, STEPS_ON) for fam in set(EXPOSURES["family"])
 }
@@ -118,8 +119,8 @@ def reference_path(detector, key, step=None):
         if not os.path.exists(path):
             raise WorkflowError(f"error: {path}: file does not exist (config {where})")
         return path
-    if DEMO and key in demo.REFERENCES:
-        return f"{DEMO_DIR}/references/{detector}/{key}.fits"
+    if DEMO:
+        return DEMO_REFERENCES.get(detector, {}).get(key)
     return None
 
 
