@@ -102,9 +102,13 @@ def test_real_data_run_through_configfile_without_edits(tmp_path, demo_run):
     shutil.copytree(demo_run / "results/demo/uncal", data / "raw")
     shutil.copytree(demo_run / "results/demo/references/NRCA1", data / "refs")
     refs = {key: str(data / "refs" / f"{key}.fits") for key in ("mask", "saturation", "superbias")}
+    # a per-step override: the saturation group-2 check gets its own copy of the superbias
+    shutil.copy(refs["superbias"], data / "refs" / "bias_for_saturation.fits")
+    refs["steps"] = {"saturation": {"superbias": str(data / "refs" / "bias_for_saturation.fits")}}
     work = tmp_path / "work"
     work.mkdir()
     snakemake(work, config={"raw": str(data / "raw" / "*_uncal.fits"), "references": {"NRCA1": refs},
+                            "keep": ["saturation"],
                             "steps": {name: name in ("dq_init", "saturation", "superbias")
                                       for name in pipeline.ORDER["NIR"]}})
     table = pd.read_csv(work / "results/inventory.tsv", sep="\t")
@@ -114,6 +118,34 @@ def test_real_data_run_through_configfile_without_edits(tmp_path, demo_run):
     raw = io.read_ramp(data / "raw" / f"{exposure}_uncal.fits")
     bias = io.read_reference(refs["superbias"], "SUPERBIAS", like=raw).data
     np.testing.assert_allclose(ramp.data, raw.data - bias, atol=0.01)
+    history = "\n".join(fits.getheader(work / "results/ramps" / exposure / f"{exposure}_saturationstep.fits")["HISTORY"])
+    assert "saturation input bias_for_saturation.fits" in history
+    assert "superbias input superbias.fits" in "\n".join(ramp.header["HISTORY"])
+
+
+def test_every_step_draws_its_sample_pixel_figure_from_a_table(demo_run):
+    exposure = demo.table(TINY_DEMO, "results/demo").index[0]
+    for step in pipeline.chain("NIR", {}):
+        if step == "ramp_fit":
+            continue
+        folder = demo_run / "results/plots/steps" / exposure
+        table = pd.read_csv(folder / f"{exposure}_{step}.tsv", sep="\t")
+        assert {"input_DN", "output_DN", "removed_DN", "groupdq"} <= set(table.columns)
+        assert (folder / f"{exposure}_{step}.png").stat().st_size > 10000
+    sb = pd.read_csv(demo_run / "results/plots/steps" / exposure / f"{exposure}_superbias.tsv", sep="\t")
+    assert (sb["removed_DN"] > 1000).all()          # the superbias step removes the ~10^4 DN bias
+
+
+def test_demo_run_reaches_rate_files(demo_run):
+    from stdatamodels.jwst import datamodels
+    for exposure in demo.table(TINY_DEMO, "results/demo").index:
+        with datamodels.ImageModel(str(demo_run / f"results/rates/{exposure}_rate.fits")) as rate:
+            good = np.isfinite(rate.data)
+            values = rate.data[good]
+            spread = 1.4826 * np.median(np.abs(values - np.median(values)))
+            # dark-subtracted dark: centred on 0 DN/s within a fraction of the pixel noise
+            assert good.mean() > 0.9 and abs(np.median(values)) < 0.5 * spread
+            assert rate.meta.bunit_data == "DN/s"
 
 
 def test_missing_reference_for_real_data_is_one_clear_error(tmp_path, demo_run):
