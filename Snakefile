@@ -16,6 +16,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/detector1.smk"
 include: "workflow/rules/rates.smk"
+include: "workflow/rules/nodark.smk"
 
 
 rule all:

@@ -68,3 +68,15 @@ def last_ramp_step(fam, enabled):
     """The last step of the chain whose product is a ramp (None if the chain is empty)."""
     ramps = [s for s in chain(fam, enabled) if s in RAMP_STEPS]
     return ramps[-1] if ramps else None
+
+
+def product_before(fam, enabled, step):
+    """The last switched-on step that comes before ``step`` in the family order (None: raw).
+
+    Unlike :func:`previous_step` this works whether or not ``step`` itself is on: the branch that
+    skips dark subtraction starts from ``product_before(fam, enabled, 'dark_current')``.
+    """
+    steps = chain(fam, enabled)
+    earlier = ORDER[fam][: ORDER[fam].index(step)]
+    before = [s for s in steps if s in earlier and s in RAMP_STEPS]
+    return before[-1] if before else None

@@ -107,6 +107,14 @@ def step_input(step):
     return previous_product
 
 
+def nodark_input(wildcards):
+    """Input of the branch without dark subtraction: the product just before dark_current."""
+    step = pipeline.product_before(_family(wildcards), STEPS_ON, "dark_current")
+    if step is None:
+        return EXPOSURES.loc[wildcards.exposure, "path"]
+    return ramp_path(wildcards.exposure, step)
+
+
 def reference_path(detector, key, step=None):
     """The ``key`` reference for ``detector`` (and ``step``): per-step override, per-detector
     config, the demo's, or None."""

@@ -6,6 +6,6 @@ with runner.logged(snakemake.log[0], step):
     references = {key: path for key, path in snakemake.input.items() if key != "ramp"}
     runner.run_step_file(step, snakemake.input.ramp, references, snakemake.output.ramp,
                          snakemake.params.parameters, pixels=snakemake.params.pixels,
-                         table=snakemake.output.table, figure=snakemake.output.figure,
+                         table=snakemake.output.get("table"), figure=snakemake.output.get("figure"),
                          exposure=snakemake.wildcards.exposure,
                          extra_output=snakemake.output.get("extra"))
