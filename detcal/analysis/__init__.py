@@ -1,0 +1,1 @@
+"""Commissioning analyses of calibrated dark ramps (numbers, tables and figures)."""

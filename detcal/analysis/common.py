@@ -1,0 +1,541 @@
+"""Shared pieces of the commissioning analyses (jumps, dark current, stability, summary).
+
+* Pixel selections: active pixels (reference pixels excluded, through
+  :class:`detcal.geometry.Geometry`, the one definition) and amplifiers (outputs), labelled
+  ``'1'..'N'`` (output index + 1) and ``'all'`` (every selected pixel of the array).
+* Robust statistics: iterative sigma clipping (astropy ``sigma_clip`` defaults: median centre,
+  standard deviation, ``maxiters=5``), MAD-based sigma, a histogram with a Gaussian fit and a
+  Pearson chi-square.
+* Products: headers of a list of files checked to belong to one configuration group, exposure
+  names from product names, the slope-image file (MEAN/STD/NUSED/DQ) that the dark-current
+  analysis writes and the stability analysis uses as its baseline.
+* Writers: TSV (units in the column names) and JSON (NaN written as null); matplotlib (Agg)
+  figure helpers.
+
+No Snakemake, no logging configuration.
+"""
+
+import contextlib
+import json
+import math
+import os
+import types
+import warnings
+from collections import namedtuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from scipy import optimize  # noqa: E402
+
+from .. import __version__, dqflags, io, keywords, pipeline  # noqa: E402
+from ..errors import InputError  # noqa: E402
+from ..geometry import Geometry, family  # noqa: E402
+
+#: Label of the whole-array row in per-amplifier tables.
+ALL = "all"
+
+#: MAD -> sigma of a Gaussian.
+MAD_TO_SIGMA = 1.482602218505602
+
+#: Pixel pitch per instrument family [um] (CR hit area).
+PIXEL_PITCH_UM = {"NIR": 18.0, "MIRI": 25.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# DQ and pixel selections
+# ----------------------------------------------------------------------------------------------
+def dq_bits(names):
+    """OR of the DQ flag values named in ``names`` (e.g. ``('DO_NOT_USE', 'HOT')``); 0 for none."""
+    bits = 0
+    for name in names or ():
+        try:
+            bits |= dqflags.PIXEL[str(name).strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown DQ flag {name!r}; known: {sorted(dqflags.PIXEL)}") from None
+    return bits
+
+
+def layout(header, shape, path="<header>"):
+    """Geometry, amplifier map and active-pixel mask of an array.
+
+    Parameters
+    ----------
+    header : primary header with INSTRUME, SUBARRAY, SUBSTRT1/2, SUBSIZE1/2 (NOUTPUTS, FASTAXIS,
+        SLOWAXIS optional)
+    shape : tuple, the array's (..., ny, nx)
+
+    Returns
+    -------
+    geometry : :class:`detcal.geometry.Geometry`
+    amp_map : int8 (ny, nx), output index 0..noutputs-1
+    active : bool (ny, nx), True on non-reference pixels
+    """
+    geom = Geometry.from_header(header, shape, path)
+    return geom, geom.amplifier_map(), ~geom.reference_mask()
+
+
+def amplifier_masks(amp_map, select, noutputs):
+    """Pixel selection per amplifier plus the whole array.
+
+    Parameters
+    ----------
+    amp_map : int (ny, nx), output index
+    select : bool (ny, nx), pixels to use
+    noutputs : int
+
+    Returns
+    -------
+    dict label -> bool (ny, nx): ``'1'..str(noutputs)`` then :data:`ALL`
+    """
+    out = {str(k + 1): select & (amp_map == k) for k in range(noutputs)}
+    out[ALL] = select.copy()
+    return out
+
+
+def amplifier_labels(noutputs):
+    """``['1', ..., str(noutputs), 'all']``."""
+    return [str(k + 1) for k in range(noutputs)] + [ALL]
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------
+ClippedStats = namedtuple("ClippedStats", "mean median std npix lower upper")
+
+
+def clipped_stats(values, sigma=3.0, maxiters=5):
+    """Iterative sigma clipping of a set of values (astropy ``sigma_clip`` defaults).
+
+    Each iteration rejects values with ``|x - median| > sigma * std`` (std with ddof=0, of the
+    values kept so far); stops when nothing changes or after ``maxiters`` iterations.
+
+    Parameters
+    ----------
+    values : array-like, any shape; NaN/inf ignored
+    sigma : float
+    maxiters : int
+
+    Returns
+    -------
+    ClippedStats(mean, median, std, npix, lower, upper): statistics of the kept values (std with
+    ddof=0, as astropy) and the final clipping bounds; NaN everywhere (npix 0) if nothing is finite.
+    """
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return ClippedStats(math.nan, math.nan, math.nan, 0, math.nan, math.nan)
+    lower, upper = -math.inf, math.inf
+    for _ in range(int(maxiters)):
+        med, std = np.median(x), x.std()
+        lower, upper = med - sigma * std, med + sigma * std
+        keep = (x >= lower) & (x <= upper)
+        if keep.all():
+            break
+        x = x[keep]
+        if x.size == 0:
+            return ClippedStats(math.nan, math.nan, math.nan, 0, lower, upper)
+    return ClippedStats(float(x.mean()), float(np.median(x)), float(x.std()), int(x.size),
+                        float(lower), float(upper))
+
+
+def robust_sigma(values):
+    """MAD-based standard deviation (1.4826 * median |x - median|) of the finite values; NaN if none."""
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan
+    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x))))
+
+
+def clipped_mean_std_images(cube, sigma=3.0, maxiters=5, block_rows=256):
+    """Per-pixel sigma-clipped mean and standard deviation along the first axis (JWQL mean image).
+
+    Parameters
+    ----------
+    cube : ndarray (n, ny, nx) float, NaN = missing (e.g. slopes of integrations) [any unit]
+    sigma, maxiters : clipping along axis 0 (centre median, std ddof=0 for the clipping, as
+        astropy ``sigma_clip(axis=0)``)
+    block_rows : rows processed at once (memory: about 6 x n x block_rows x nx x 8 bytes)
+
+    Returns
+    -------
+    mean : float32 (ny, nx)       [unit of cube]   NaN where no value is left
+    std : float32 (ny, nx)        [unit of cube]   sample std (ddof=1) of the kept values, NaN if < 2
+    nused : int16 (ny, nx)        number of values kept
+    """
+    cube = np.asarray(cube)
+    n, ny, nx = cube.shape
+    mean = np.full((ny, nx), np.nan, np.float32)
+    std = np.full((ny, nx), np.nan, np.float32)
+    nused = np.zeros((ny, nx), np.int16)
+    for r0 in range(0, ny, block_rows):
+        x = np.array(cube[:, r0:r0 + block_rows], np.float64)
+        keep = np.isfinite(x)
+        for _ in range(int(maxiters)):
+            xm = np.where(keep, x, np.nan)
+            with np.errstate(invalid="ignore"), _quiet():
+                med = np.nanmedian(xm, axis=0)
+                sd = np.nanstd(xm, axis=0)
+                new = keep & (np.abs(x - med) <= sigma * sd)
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        cnt = keep.sum(axis=0)
+        xm = np.where(keep, x, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = xm.sum(axis=0) / cnt
+            var = (np.where(keep, x - m, 0.0) ** 2).sum(axis=0) / (cnt - 1)
+        mean[r0:r0 + block_rows] = np.where(cnt > 0, m, np.nan)
+        std[r0:r0 + block_rows] = np.where(cnt > 1, np.sqrt(var), np.nan)
+        nused[r0:r0 + block_rows] = cnt
+    return mean, std, nused
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence numpy's 'All-NaN slice' / 'Degrees of freedom' RuntimeWarnings inside a block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        yield
+
+
+def gaussian(x, amplitude, peak, width):
+    """``amplitude * exp(-(x - peak)^2 / (2 width^2))``."""
+    return amplitude * np.exp(-0.5 * ((x - peak) / width) ** 2)
+
+
+def histogram_gaussian_fit(values, centre, width, nsigma=7.0, bins="auto", min_expected=5.0):
+    """JWQL-style histogram and 1-D Gaussian fit (the histogram mode).
+
+    The histogram covers ``centre +/- nsigma * width`` with numpy's ``bins`` rule (10 bins if the
+    rule gives fewer than 7 edges). The Gaussian (amplitude, peak, width) is fitted to the bin
+    counts at the bin centres, starting from (max count, centre, width), by weighted least squares
+    with weights ``sqrt(count + 1)`` and then again with Pearson weights ``sqrt(model)``. The
+    goodness of fit is Pearson's chi-square ``sum((n_i - m_i)^2 / m_i)`` over the bins whose
+    fitted count ``m_i`` is at least ``min_expected`` (where the chi-square approximation
+    holds), with ``dof = nbins_used - 3`` (not JWQL's ``(n - (N p)^2)``, whose square is
+    misplaced).
+
+    Parameters
+    ----------
+    values : array-like [any unit], NaN ignored
+    centre, width : float [unit of values], e.g. the clipped mean and std
+    nsigma : float
+    bins : numpy bins rule or int
+    min_expected : float, counts
+
+    Returns
+    -------
+    dict: ``edges`` (nbins+1,), ``counts`` (nbins,) int, ``model`` (nbins,) float (fitted counts
+    at the bin centres), ``amplitude``, ``peak``, ``width`` and their ``*_err`` (sqrt of the
+    covariance diagonal), ``chi2``, ``dof``, ``reduced_chi2``, ``fit_ok`` (bool). Fit values are
+    NaN when the fit fails or there are fewer than 4 populated bins.
+    """
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    nan = math.nan
+    out = {"edges": np.zeros(1), "counts": np.zeros(0, np.int64), "model": np.zeros(0),
+           "amplitude": nan, "peak": nan, "width": nan, "amplitude_err": nan, "peak_err": nan,
+           "width_err": nan, "chi2": nan, "dof": 0, "reduced_chi2": nan, "fit_ok": False}
+    if x.size < 10 or not (np.isfinite(centre) and np.isfinite(width) and width > 0):
+        return out
+    lo, hi = centre - nsigma * width, centre + nsigma * width
+    x = x[(x >= lo) & (x <= hi)]
+    edges = np.histogram_bin_edges(x, bins=bins, range=(lo, hi))
+    if len(edges) < 7:
+        edges = np.linspace(lo, hi, 11)
+    counts, edges = np.histogram(x, bins=edges)
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    out.update(edges=edges, counts=counts, model=np.full(mid.shape, nan))
+    if np.count_nonzero(counts) < 4:
+        return out
+    try:
+        with _quiet():
+            # pass 1: weights from the counts; pass 2: Pearson weights from the pass-1 model
+            # (count-based weights alone bias the amplitude low)
+            popt, pcov = optimize.curve_fit(gaussian, mid, counts, p0=(counts.max(), centre, width),
+                                            sigma=np.sqrt(counts + 1.0), absolute_sigma=True,
+                                            maxfev=5000)
+            weight = np.sqrt(np.maximum(gaussian(mid, *popt), 1.0))
+            popt, pcov = optimize.curve_fit(gaussian, mid, counts, p0=popt, sigma=weight,
+                                            absolute_sigma=True, maxfev=5000)
+    except (RuntimeError, ValueError):
+        return out
+    popt[2] = abs(popt[2])
+    model = gaussian(mid, *popt)
+    use = model >= min_expected
+    chi2 = float(np.sum((counts[use] - model[use]) ** 2 / model[use]))
+    dof = int(use.sum()) - 3
+    err = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.all(np.isfinite(pcov)) else np.full(3, nan)
+    out.update(model=model, amplitude=float(popt[0]), peak=float(popt[1]), width=float(popt[2]),
+               amplitude_err=float(err[0]), peak_err=float(err[1]), width_err=float(err[2]),
+               chi2=chi2, dof=dof, reduced_chi2=chi2 / dof if dof > 0 else nan,
+               fit_ok=bool(np.all(np.isfinite(popt))))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Products
+# ----------------------------------------------------------------------------------------------
+_PRODUCT_SUFFIXES = tuple(f"_{s}" for s in pipeline.SUFFIX.values()) + ("_rateints", "_rate", "_uncal")
+
+
+def exposure_name(path):
+    """Exposure name of a product: ``.../demo_nrca1_e001_jumpstep.fits`` -> ``demo_nrca1_e001``."""
+    name = os.path.basename(str(path))
+    for ext in (".fits.gz", ".fits", ".fit"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for suffix in _PRODUCT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def group_values(header, path):
+    """Typed values of the configuration-group keywords (:data:`detcal.keywords.GROUP`) of a header."""
+    vals = {k: keywords.value(header, k, path, needed_by="the analyses") for k in keywords.GROUP}
+    for k in keywords.GROUP_OPTIONAL:
+        vals[k] = keywords.optional(header, k)
+    return vals
+
+
+def check_one_group(headers, paths):
+    """Raise :class:`InputError` naming the first file whose group keywords differ from the first's.
+
+    Returns the group values (dict) of the first file.
+    """
+    if not headers:
+        raise ValueError("no input files given")
+    ref = group_values(headers[0], paths[0])
+    for header, path in zip(headers[1:], paths[1:]):
+        vals = group_values(header, path)
+        diff = [k for k in ref if vals[k] != ref[k]]
+        if diff:
+            raise InputError(path, "does not belong to the configuration group of "
+                                   f"{os.path.basename(str(paths[0]))}: "
+                             + ", ".join(f"{k}={vals[k]!r} (not {ref[k]!r})" for k in diff))
+    return ref
+
+
+def group_name(header, path="<header>"):
+    """Configuration-group name (as the inventory names it) of a file's header."""
+    meta = group_values(header, path)
+    return keywords.group_id(meta)
+
+
+def expstart(header):
+    """EXPSTART [MJD] of a header, NaN if absent."""
+    val = keywords.optional(header, "EXPSTART")
+    return math.nan if val is None else float(val)
+
+
+def pixel_pitch(header, pixel_pitch_um=None):
+    """Pixel pitch [um]: the value given, else 18 (NIR) or 25 (MIRI) from INSTRUME."""
+    if pixel_pitch_um is not None:
+        return float(pixel_pitch_um)
+    return PIXEL_PITCH_UM[family(keywords.value(header, "INSTRUME", "<header>"))]
+
+
+def read_rateints(path):
+    """Read a rate or rateints product.
+
+    Returns
+    -------
+    sci : float32 (nints, ny, nx) [DN/s] (a 2-D rate becomes nints=1)
+    dq : uint32 (nints, ny, nx)
+    header : primary header
+    """
+    path = str(path)
+    with io._open(path) as hdul:
+        names = [h.name for h in hdul]
+        for ext in ("SCI", "DQ"):
+            if ext not in names or hdul[ext].data is None:
+                raise InputError(path, f"rate product has no {ext} extension")
+        sci = np.asarray(hdul["SCI"].data, np.float32)
+        dq = np.asarray(hdul["DQ"].data, np.uint32)
+        header = hdul[0].header.copy()
+    if sci.ndim == 2:
+        sci, dq = sci[None], dq[None]
+    if sci.ndim != 3 or dq.shape != sci.shape:
+        raise InputError(path, f"SCI {sci.shape} / DQ {dq.shape}: expected a 2-D rate or 3-D rateints product")
+    return sci, dq, header
+
+
+def read_gain(path, header, shape):
+    """GAIN reference [e-/DN] cut to the subarray of a product with ``header`` and (ny, nx) ``shape``."""
+    like = types.SimpleNamespace(data=np.empty((1, 1) + tuple(shape[-2:]), np.float32), header=header,
+                                 path=str(header.get("FILENAME", "<product>")))
+    return io.read_reference(path, "GAIN", like=like).data.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Slope-image file (dark-current image; stability baseline)
+# ----------------------------------------------------------------------------------------------
+#: Keywords copied from the products into a slope-image file (those present).
+_IMAGE_KEYS = ("TELESCOP", "INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1",
+               "SUBSIZE2", "FASTAXIS", "SLOWAXIS", "NOUTPUTS", "READPATT", "NGROUPS", "NFRAMES",
+               "GROUPGAP", "TFRAME", "TGROUP", "CORONMSK", "EXP_TYPE")
+
+
+def write_slope_images(path, mean, std, nused, dq, header, nints, expstarts=(), inputs=()):
+    """Write the slope-image file: the dark-monitor baseline format.
+
+    Layout: primary header (the group and subarray keywords of ``header``; ``DCKIND =
+    'SLOPE_IMAGES'``, ``NINTUSED`` integrations, ``EXPSTART``/``EXPEND`` = first/last EXPSTART
+    [MJD], ``BUNIT = 'DN/s'``) and image extensions
+
+    * ``MEAN`` float32 (ny, nx) [DN/s]: per-pixel sigma-clipped mean slope over the integrations
+    * ``STD`` float32 (ny, nx) [DN/s]: per-pixel sample std (ddof=1) of the kept slopes
+    * ``NUSED`` int16 (ny, nx): integrations kept per pixel
+    * ``DQ`` uint32 (ny, nx): flags set in every integration (pixel properties, not transients)
+
+    A later run passes this file as ``baseline`` to :func:`detcal.analysis.stability.stability_file`.
+    """
+    h = fits.Header()
+    for key in _IMAGE_KEYS:
+        if key in header:
+            h[key] = header[key]
+    h["DCKIND"] = ("SLOPE_IMAGES", "slope mean/std images (dark baseline)")
+    h["BUNIT"] = ("DN/s", "unit of MEAN and STD")
+    h["NINTUSED"] = (int(nints), "integrations combined")
+    times = [t for t in expstarts if np.isfinite(t)]
+    if times:
+        h["EXPSTART"] = (float(min(times)), "[MJD] first exposure start")
+        h["EXPEND"] = (float(max(times)), "[MJD] last exposure start")
+    io.add_history(h, "slope images", inputs)
+    hdus = [fits.PrimaryHDU(header=h)]
+    for name, arr, dtype in (("MEAN", mean, np.float32), ("STD", std, np.float32),
+                             ("NUSED", nused, np.int16), ("DQ", dq, np.uint32)):
+        hdu = fits.ImageHDU(np.asarray(arr, dtype), name=name)
+        if name in ("MEAN", "STD"):
+            hdu.header["BUNIT"] = "DN/s"
+        hdus.append(hdu)
+    io._atomic_write(fits.HDUList(hdus), path)
+
+
+def read_slope_images(path):
+    """Read a slope-image file: dict with ``mean``, ``std`` (float32 DN/s), ``nused``, ``dq``, ``header``."""
+    path = str(path)
+    with io._open(path) as hdul:
+        names = [h.name for h in hdul]
+        missing = [e for e in ("MEAN", "STD") if e not in names]
+        if missing:
+            raise InputError(path, f"not a slope-image (baseline) file: no {', '.join(missing)} "
+                                   "extension (expected MEAN, STD, NUSED, DQ)")
+        out = {"header": hdul[0].header.copy(),
+               "mean": np.asarray(hdul["MEAN"].data, np.float32),
+               "std": np.asarray(hdul["STD"].data, np.float32)}
+        shape = out["mean"].shape
+        out["nused"] = (np.asarray(hdul["NUSED"].data, np.int16) if "NUSED" in names
+                        else np.zeros(shape, np.int16))
+        out["dq"] = (np.asarray(hdul["DQ"].data, np.uint32) if "DQ" in names
+                     else np.zeros(shape, np.uint32))
+    if out["std"].shape != shape:
+        raise InputError(path, f"MEAN {shape} and STD {out['std'].shape} differ in shape")
+    return out
+
+
+def persistent_dq(dq_cube):
+    """uint32 (ny, nx): DQ bits set in every plane of ``dq_cube`` (n, ny, nx)."""
+    return np.bitwise_and.reduce(np.asarray(dq_cube, np.uint32), axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writers
+# ----------------------------------------------------------------------------------------------
+def _makedirs(path):
+    directory = os.path.dirname(os.path.abspath(str(path)))
+    os.makedirs(directory, exist_ok=True)
+
+
+def write_tsv(table, path):
+    """Write a pandas DataFrame as TSV (no index); NaN written as an empty field."""
+    _makedirs(path)
+    table.to_csv(path, sep="\t", index=False, na_rep="")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def write_json(obj, path):
+    """Write ``obj`` as indented JSON (numpy scalars converted, NaN/inf as null)."""
+    _makedirs(path)
+    doc = _jsonable(obj)
+    if isinstance(doc, dict):
+        doc.setdefault("detcal_version", __version__)
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def read_json(path):
+    """Read a JSON file written by :func:`write_json`."""
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def records(table):
+    """List of row dicts of a DataFrame (for JSON)."""
+    return [{k: _jsonable(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+def save_figure(fig, path):
+    """Save a figure (PNG, 110 dpi) and close it."""
+    _makedirs(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def image_range(image, select=None, nsigma=5.0):
+    """Colour range ``median +/- nsigma * sigma`` (3-sigma clipped statistics of the selected pixels)."""
+    vals = np.asarray(image)[select] if select is not None else np.asarray(image)
+    st = clipped_stats(vals)
+    if not np.isfinite(st.median):
+        return 0.0, 1.0
+    half = nsigma * st.std if st.std > 0 else 1.0
+    return st.median - half, st.median + half
+
+
+def show_image(ax, image, vmin, vmax, colorbar_label, title, cmap="viridis"):
+    """Draw a science-frame image (origin lower-left) with a labelled colour bar; returns the AxesImage."""
+    im = ax.imshow(image, origin="lower", vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label(colorbar_label)
+    ax.set_xlabel("column [pixel]")
+    ax.set_ylabel("row [pixel]")
+    ax.set_title(title, fontsize=10)
+    return im
+
+
+def subplot_grid(n, ncols=3, size=3.6):
+    """Figure with a grid for ``n`` panels; unused axes hidden. Returns (fig, flat list of axes)."""
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols + 0.6, size * nrows), squeeze=False)
+    flat = list(axs.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]

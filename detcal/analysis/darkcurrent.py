@@ -1,0 +1,380 @@
+"""Dark current per amplifier and per detector from the slope products of one configuration group.
+
+Input: the ``rateints`` products (per-integration slopes [DN/s]) of a group, from a chain that
+does **not** subtract a dark, and the GAIN reference [e-/DN].
+
+1. Slope image: per-pixel 3-sigma-clipped mean over every integration of every file (the JWQL
+   dark monitor's mean image), with its per-pixel std; written in the slope-image format of
+   :func:`detcal.analysis.common.write_slope_images` (usable as a stability baseline).
+2. Pixels used: active (reference pixels excluded) and no DQ bit of ``exclude_dq`` set in the
+   integrations' DQ that is common to all of them (default DO_NOT_USE, DEAD, HOT, i.e. pixel
+   properties; JUMP_DET is a transient and is not a reason to drop a pixel).
+3. Per amplifier and for the whole array (``'all'``):
+
+   * ``mean``: 3-sigma-clipped mean of the slope image (astropy ``sigma_clip`` defaults:
+     median centre, ``maxiters=5``), with ``median`` and ``std`` (pixel scatter);
+   * ``mode``: peak of a Gaussian fitted to the histogram over ``mean +/- 7 std`` (JWQL),
+     with its fit error, width and Pearson chi-square (:func:`common.histogram_gaussian_fit`);
+   * ``sigma_stat`` of the mean: the scatter of the same clipped mean computed on each
+     integration's slope image, ``std(ddof=1) / sqrt(n_integrations)``. Correlated noise (1/f,
+     amplifier drifts, reference-pixel correction) moves all pixels of an integration together,
+     so ``std / sqrt(npix)`` would underestimate it; with one integration only that white-noise
+     value is given and ``sigma_stat_method`` says so.
+
+4. Units: DN/s, and e-/s and e-/1000 s with the amplifier's median gain (per-amplifier gain
+   from the GAIN reference; ``'all'`` uses the median over the whole array).
+5. Expected values (NRC-09, ground): SW 1.9 +/- 1.1, LW 27 +/- 5 e-/1000 s, looked up by
+   DETECTOR, then by channel (:data:`CHANNELS`); configurable. Verdict ``PASS`` when
+   ``|measured - expected| <= n_sigma * sqrt(uncertainty^2 + sigma_stat^2)`` (default
+   ``n_sigma = 2``; measured = the clipped mean), ``FAIL`` otherwise, ``N/A`` without an
+   expectation.
+
+Known offsets of the input slopes (measured on simulated 10-group RAPID ramps, see the tests):
+the optimally weighted ramp fit reads a 0.5 e-/s dark 0.3 % high compared with plain OLS (its
+weights depend on each ramp's own SNR, which is near the 5 and 10 switch points there), and
+cosmic-ray charge below the jump threshold (unflagged diagonal neighbours) adds about
+0.05-0.07 e-/1000 s per event/cm^2/s of CR rate (~0.25 e-/1000 s at 4 events/cm^2/s), which matters
+for short-wave darks of ~2 e-/1000 s.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from . import common
+
+#: Expected dark current [e-/1000 s]: (value, uncertainty) per channel (NRC-09 notebooks, ground).
+EXPECTED = {"SW": (1.9, 1.1), "LW": (27.0, 5.0)}
+
+#: DETECTOR -> channel for the expectation lookup.
+CHANNELS = {**{f"NRC{m}{k}": "SW" for m in "AB" for k in "1234"},
+            "NRCALONG": "LW", "NRCBLONG": "LW", "NRCA5": "LW", "NRCB5": "LW"}
+
+#: DQ flags that exclude a pixel from the statistics (when set in every integration).
+EXCLUDE_DQ = ("DO_NOT_USE", "DEAD", "HOT")
+
+CONVENTIONS = {
+    "slope_image": "per-pixel 3-sigma-clipped mean over all integrations (rateints) of all files",
+    "pixels": "active (non-reference) pixels without the excluded DQ flags",
+    "mean": "3-sigma-clipped mean (median centre, maxiters 5) of the slope image",
+    "mode": "peak of a Gaussian fitted to the histogram over mean +/- 7 std (Pearson chi2, dof = bins - 3)",
+    "sigma_stat": "std(ddof=1) of the per-integration clipped means / sqrt(n_integrations)",
+    "units": "DN/s; e-/s = DN/s x gain (amplifier median of the GAIN reference); e-/1000s = 1000 x e-/s",
+    "verdict": "PASS if |mean - expected| <= n_sigma x sqrt(expected_unc^2 + sigma_stat^2)",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure functions
+# ----------------------------------------------------------------------------------------------
+def expected_dark(detector, expected=None):
+    """Expected dark current of a detector: ``(value, uncertainty)`` [e-/1000 s] or None.
+
+    Parameters
+    ----------
+    detector : str, DETECTOR keyword
+    expected : dict, optional
+        ``{key: (value, uncertainty)}`` with keys detector names or channels ('SW', 'LW', ...);
+        replaces :data:`EXPECTED` entries of the same key. Lookup: the detector name, then its
+        channel (:data:`CHANNELS`).
+    """
+    table = dict(EXPECTED)
+    table.update({str(k).upper(): tuple(v) for k, v in (expected or {}).items()})
+    det = str(detector).strip().upper()
+    for key in (det, CHANNELS.get(det)):
+        if key and key in table:
+            value, unc = table[key]
+            return float(value), float(unc)
+    return None
+
+
+def verdict(measured, sigma_stat, expected_value, expected_unc, n_sigma=2.0):
+    """``'PASS'``, ``'FAIL'`` or ``'N/A'`` for a measured dark current [all in e-/1000 s]."""
+    if expected_value is None or not np.isfinite(measured):
+        return "N/A"
+    stat = sigma_stat if np.isfinite(sigma_stat) else 0.0
+    return "PASS" if abs(measured - expected_value) <= n_sigma * math.hypot(expected_unc, stat) else "FAIL"
+
+
+def pixel_selection(active, dq_cube, exclude_dq=EXCLUDE_DQ):
+    """bool (ny, nx): active pixels without the ``exclude_dq`` flags set in every integration.
+
+    Parameters
+    ----------
+    active : bool (ny, nx)
+    dq_cube : uint32 (n, ny, nx), DQ of the integrations
+    exclude_dq : flag names
+    """
+    bits = common.dq_bits(exclude_dq)
+    return active & ((common.persistent_dq(dq_cube) & np.uint32(bits)) == 0)
+
+
+def amplifier_dark(image, masks, sigma=3.0, maxiters=5, hist_nsigma=7.0):
+    """Clipped statistics and histogram mode of a slope image per pixel selection.
+
+    Parameters
+    ----------
+    image : float (ny, nx) [DN/s], NaN ignored
+    masks : dict label -> bool (ny, nx) (:func:`common.amplifier_masks`)
+    sigma, maxiters : clipping
+    hist_nsigma : histogram half-range in clipped std
+
+    Returns
+    -------
+    dict label -> dict: ``stats`` (:class:`common.ClippedStats`), ``fit``
+    (:func:`common.histogram_gaussian_fit` result)
+    """
+    out = {}
+    for label, sel in masks.items():
+        st = common.clipped_stats(image[sel], sigma, maxiters)
+        fit = common.histogram_gaussian_fit(image[sel], st.mean, st.std, nsigma=hist_nsigma)
+        out[label] = {"stats": st, "fit": fit}
+    return out
+
+
+def integration_means(cube, masks, sigma=3.0, maxiters=5):
+    """Clipped mean of every integration's slope image per pixel selection.
+
+    Parameters
+    ----------
+    cube : float (n, ny, nx) [DN/s]
+    masks : dict label -> bool (ny, nx)
+
+    Returns
+    -------
+    dict label -> float64 (n,) [DN/s]
+    """
+    return {label: np.array([common.clipped_stats(img[sel], sigma, maxiters).mean for img in cube])
+            for label, sel in masks.items()}
+
+
+def sigma_stat(means, fallback=math.nan):
+    """Error of the mean from the scatter of independent estimates: ``std(ddof=1) / sqrt(n)``.
+
+    Returns ``(value, method)``; with fewer than 2 finite estimates ``(fallback, 'white')``.
+    """
+    m = np.asarray(means, np.float64)
+    m = m[np.isfinite(m)]
+    if m.size < 2:
+        return fallback, "white"
+    return float(m.std(ddof=1) / math.sqrt(m.size)), "integration_scatter"
+
+
+def read_group(rateints_paths):
+    """Stack the rateints products of a group.
+
+    Returns
+    -------
+    cube : float32 (n_total_ints, ny, nx) [DN/s]
+    dq : uint32 (n_total_ints, ny, nx)
+    headers : list of primary headers (one per file, in the given order)
+    exposure_of : int (n_total_ints,), index of each integration's file
+    """
+    paths = [str(p) for p in rateints_paths]
+    if not paths:
+        raise ValueError("no rateints products given")
+    sci, dq, headers, owner = [], [], [], []
+    for k, path in enumerate(paths):
+        s, d, h = common.read_rateints(path)
+        if sci and s.shape[1:] != sci[0].shape[1:]:
+            raise InputError(path, f"slope images are {s.shape[2]} x {s.shape[1]}, but "
+                                   f"{paths[0]} has {sci[0].shape[2]} x {sci[0].shape[1]}")
+        sci.append(s)
+        dq.append(d)
+        headers.append(h)
+        owner += [k] * s.shape[0]
+    common.check_one_group(headers, paths)
+    return np.concatenate(sci), np.concatenate(dq), headers, np.array(owner)
+
+
+def amplifier_gains(gain, masks):
+    """Median gain [e-/DN] of the finite, positive gain values of each selection."""
+    out = {}
+    for label, sel in masks.items():
+        g = gain[sel]
+        g = g[np.isfinite(g) & (g > 0)]
+        out[label] = float(np.median(g)) if g.size else math.nan
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+def histogram_table(results):
+    """Long table of the per-amplifier histograms and fitted Gaussians (the histogram figure's data).
+
+    Columns: amplifier, bin_low_DN_per_s, bin_high_DN_per_s, bin_centre_DN_per_s, n_pixels,
+    gaussian_fit_n_pixels.
+    """
+    rows = []
+    for label, res in results.items():
+        fit = res["fit"]
+        edges = fit["edges"]
+        for k in range(len(fit["counts"])):
+            rows.append((label, edges[k], edges[k + 1], 0.5 * (edges[k] + edges[k + 1]),
+                         int(fit["counts"][k]), float(fit["model"][k])))
+    return pd.DataFrame(rows, columns=["amplifier", "bin_low_DN_per_s", "bin_high_DN_per_s",
+                                       "bin_centre_DN_per_s", "n_pixels", "gaussian_fit_n_pixels"])
+
+
+def plot_histograms(hist, table, path, title):
+    """Histogram per amplifier and for the whole array (log y) with the Gaussian fit."""
+    labels = list(dict.fromkeys(hist.amplifier))
+    fig, axs = common.subplot_grid(max(len(labels), 1), ncols=3, size=3.6)
+    for ax, label in zip(axs, labels):
+        h = hist[hist.amplifier == label]
+        if len(h):
+            edges = np.r_[h.bin_low_DN_per_s.to_numpy(), h.bin_high_DN_per_s.to_numpy()[-1:]]
+            ax.stairs(h.n_pixels.to_numpy(), edges, fill=True, color="0.6", label="pixels")
+        ok = h.gaussian_fit_n_pixels > 0
+        ax.plot(h.bin_centre_DN_per_s[ok], h.gaussian_fit_n_pixels[ok], "r-", lw=1.2, label="Gaussian fit")
+        row = table[table.amplifier == label].iloc[0]
+        ax.axvline(row.mean_DN_per_s, color="b", lw=1, ls="--", label="clipped mean")
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)
+        ax.set_xlabel("dark rate [DN/s]")
+        ax.set_ylabel("number of pixels")
+        name = "whole array" if label == common.ALL else f"amplifier {label}"
+        ax.set_title(f"{name}: mean {row.mean_DN_per_s:.4g}, mode {row.mode_DN_per_s:.4g} DN/s\n"
+                     f"= {row.mean_e_per_1000s:.3g} e-/1000 s (reduced chi2 {row.gauss_reduced_chi2:.2f})",
+                     fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    common.save_figure(fig, path)
+
+
+def plot_slope_image(image, select, path, title, nsigma=5.0):
+    """Slope image, colour range median +/- 5 sigma (clipped, selected pixels), colour bar DN/s."""
+    vmin, vmax = common.image_range(image, select, nsigma)
+    fig, ax = common.plt.subplots(figsize=(6.4, 5.4))
+    common.show_image(ax, image, vmin, vmax, "dark rate [DN/s]", title)
+    fig.tight_layout()
+    common.save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# File level
+# ----------------------------------------------------------------------------------------------
+def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=None,
+                      histogram_tsv=None, histogram_png=None, image_fits=None, image_png=None,
+                      expected=None, n_sigma=2.0, sigma=3.0, maxiters=5, hist_nsigma=7.0,
+                      exclude_dq=EXCLUDE_DQ):
+    """Dark current of one configuration group.
+
+    Parameters
+    ----------
+    rateints_paths : list of str
+        ``{exposure}_rateints.fits`` of the group (a chain without dark subtraction). 2-D
+        ``rate`` products are accepted as one integration each (then ``sigma_stat`` is the
+        scatter of the per-exposure means).
+    gain_path : str
+        GAIN reference [e-/DN] of the detector (cut to the subarray).
+    output_tsv : str
+        One row per amplifier ('1'..'N', 'all'); columns with units in their names.
+    output_json : str
+        ``summary`` (the whole-array numbers: ``dark_current_e_per_1000s``,
+        ``dark_current_err_e_per_1000s``, expected value, ``verdict``), ``table``,
+        ``per_integration`` means, ``conventions``, ``parameters``.
+    group : str, optional
+        Group name (default: from the first file's keywords).
+    histogram_tsv, histogram_png : str, optional
+        Histogram table per amplifier (with the fitted Gaussian) and its figure (log y).
+    image_fits, image_png : str, optional
+        The slope images (MEAN, STD, NUSED, DQ; the stability baseline format) and the MEAN image.
+    expected : dict, optional
+        Expected values ``{detector or channel: (value, uncertainty)}`` [e-/1000 s]; see
+        :func:`expected_dark`.
+    n_sigma : float
+        Verdict tolerance (see :func:`verdict`).
+    sigma, maxiters, hist_nsigma : statistics parameters (see :func:`amplifier_dark`).
+    exclude_dq : flag names excluded from the statistics.
+
+    Returns
+    -------
+    dict: the JSON document written.
+    """
+    paths = [str(p) for p in rateints_paths]
+    cube, dq, headers, owner = read_group(paths)
+    header = headers[0]
+    group = group or common.group_name(header, paths[0])
+    detector = str(header["DETECTOR"]).strip()
+    geom, amp_map, active = common.layout(header, cube.shape, paths[0])
+    select = pixel_selection(active, dq, exclude_dq)
+    masks = common.amplifier_masks(amp_map, select, geom.noutputs)
+    gain = common.read_gain(gain_path, header, cube.shape)
+    gains = amplifier_gains(gain, masks)
+
+    mean_img, std_img, nused = common.clipped_mean_std_images(cube, sigma, maxiters)
+    results = amplifier_dark(mean_img, masks, sigma, maxiters, hist_nsigma)
+    per_int = integration_means(cube, masks, sigma, maxiters)
+    exp = expected_dark(detector, expected)
+    rows = []
+    for label, res in results.items():
+        st, fit = res["stats"], res["fit"]
+        white = st.std / math.sqrt(st.npix) if st.npix else math.nan
+        stat, method = sigma_stat(per_int[label], white)
+        g = gains[label]
+        mean_ks, stat_ks = st.mean * g * 1000.0, stat * g * 1000.0
+        rows.append({
+            "group": group, "detector": detector, "amplifier": label,
+            "n_pixels": st.npix, "n_pixels_selected": int(masks[label].sum()),
+            "n_integrations": int(cube.shape[0]),
+            "mean_DN_per_s": st.mean, "median_DN_per_s": st.median, "std_DN_per_s": st.std,
+            "sigma_stat_DN_per_s": stat, "sigma_stat_method": method,
+            "mode_DN_per_s": fit["peak"], "mode_err_DN_per_s": fit["peak_err"],
+            "gauss_width_DN_per_s": fit["width"], "gauss_chi2": fit["chi2"], "gauss_dof": fit["dof"],
+            "gauss_reduced_chi2": fit["reduced_chi2"],
+            "gain_e_per_DN": g,
+            "mean_e_per_s": st.mean * g, "sigma_stat_e_per_s": stat * g, "mode_e_per_s": fit["peak"] * g,
+            "mean_e_per_1000s": mean_ks, "sigma_stat_e_per_1000s": stat_ks,
+            "mode_e_per_1000s": fit["peak"] * g * 1000.0,
+            "expected_e_per_1000s": exp[0] if exp else math.nan,
+            "expected_unc_e_per_1000s": exp[1] if exp else math.nan,
+            "verdict": verdict(mean_ks, stat_ks, exp[0] if exp else None, exp[1] if exp else 0.0, n_sigma),
+        })
+    table = pd.DataFrame(rows)
+    common.write_tsv(table, output_tsv)
+
+    whole = table[table.amplifier == common.ALL].iloc[0]
+    summary = {
+        "detector": detector,
+        "n_files": len(paths), "n_integrations": int(cube.shape[0]),
+        "dark_current_DN_per_s": whole.mean_DN_per_s,
+        "dark_current_err_DN_per_s": whole.sigma_stat_DN_per_s,
+        "dark_current_e_per_s": whole.mean_e_per_s,
+        "dark_current_e_per_1000s": whole.mean_e_per_1000s,
+        "dark_current_err_e_per_1000s": whole.sigma_stat_e_per_1000s,
+        "dark_mode_e_per_1000s": whole.mode_e_per_1000s,
+        "expected_e_per_1000s": exp[0] if exp else None,
+        "expected_unc_e_per_1000s": exp[1] if exp else None,
+        "verdict": whole.verdict,
+        "amplifier_verdicts": {r.amplifier: r.verdict for r in table.itertuples() if r.amplifier != common.ALL},
+    }
+    exposures = [common.exposure_name(p) for p in paths]
+    per_int_rows = [{"exposure": exposures[owner[i]], "integration_in_file": int(np.sum(owner[:i] == owner[i])) + 1,
+                     **{f"mean_DN_per_s_amp_{label}": per_int[label][i] for label in per_int}}
+                    for i in range(cube.shape[0])]
+    doc = {"analysis": "darkcurrent", "group": group, "inputs": paths, "gain": str(gain_path),
+           "conventions": CONVENTIONS,
+           "parameters": {"sigma": sigma, "maxiters": maxiters, "hist_nsigma": hist_nsigma,
+                          "n_sigma": n_sigma, "exclude_dq": list(exclude_dq)},
+           "summary": summary, "table": common.records(table), "per_integration": per_int_rows}
+    common.write_json(doc, output_json)
+
+    title = f"{group}: {len(paths)} files, {cube.shape[0]} integrations"
+    if histogram_tsv or histogram_png:
+        hist = histogram_table(results)
+        if histogram_tsv:
+            common.write_tsv(hist, histogram_tsv)
+        if histogram_png:
+            plot_histograms(hist, table, histogram_png, f"dark rate histograms, {title}")
+    if image_fits:
+        common.write_slope_images(image_fits, mean_img, std_img, nused, common.persistent_dq(dq), header,
+                                  cube.shape[0], [common.expstart(h) for h in headers], paths)
+    if image_png:
+        plot_slope_image(mean_img, select, image_png, f"mean dark rate (clipped over integrations)\n{title}")
+    return doc
+

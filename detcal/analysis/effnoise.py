@@ -1,0 +1,526 @@
+"""Effective noise: the noise of an up-the-ramp slope fit vs the number of groups fitted.
+
+Definition (pynrc ``calc_eff_noise``, the NRC-09 "effective noise"; research/analysis.md 1.2)
+-------------------------------------------------------------------------------------------
+For each N in a set of group counts, every ramp (every integration of every file) is fitted with
+an **unweighted OLS** line over its first N groups (closed form for equally spaced groups,
+``slope = sum_g (g - (N-1)/2) y_g / (TGROUP N (N^2-1)/12)`` [DN/s], accumulated group by group).
+
+* **spatial** slope noise of a channel (amplifier output, or the reference pixels): per ramp the
+  robust sigma of the slope image over the channel's good pixels; median over ramps. The robust
+  sigma (:func:`detcal.analysis.noise.robust_sigma`) is the standard deviation within +-4
+  MAD-sigma (MAD/0.67449) of the median, corrected for the truncation: pynrc's plain MAD/0.67449
+  moves in steps of 1.48 DN on integer-valued data (slopes over 2-3 groups of raw DN), a bias of
+  several % at NIRCam CDS noise.
+  Works with one ramp; contains fixed-pattern dark-rate scatter.
+* **temporal** slope noise: per pixel the sample variance of the slope across ramps; the median
+  over the channel's pixels, divided by the median of chi2(k)/k (k = nramps - 1) so that it is
+  unbiased for Gaussian noise (pynrc uses the plain median, low by 1-4 % for 10-50 ramps).
+  Needs at least ``min_ramps`` (10, NRC-09) ramps; with fewer it is not computed and the table
+  and log say so (spatial is still computed).
+* **effective noise** = slope noise x (N - 1) x TGROUP: the noise of the accumulated signal, in DN
+  and e- (GAIN reference, median over the channel's active pixels). The channel average is
+  sqrt(mean over outputs of the variance).
+
+Theory (Rauscher et al. 2007 with the Robberto 2009 correction; analysis.md 1.3), in e-^2::
+
+    var(n) = 12 (n-1) / (m n (n+1)) sigma_read^2
+           + 6 (n^2+1) / (5 n (n+1)) (n-1) t_g f
+           - 2 (m^2-1) (n-1) / (m n (n+1)) t_f f
+
+with m = NFRAMES, t_f = TFRAME, t_g = TGROUP (= (NFRAMES + GROUPGAP) TFRAME), f the dark rate
+[e-/s] and sigma_read the single-frame read noise [e-]. ``read_noise_source='n2'`` (default,
+as pynrc) solves the formula at N = 2 for sigma_read from the measured N = 2 point (temporal if
+available, else spatial), so 1/f seen by a single CDS is part of it; ``'reference'`` uses the
+READNOISE reference (CDS noise [DN] x gain / sqrt(2), median over the channel). The dark rate is
+measured: median over the channel's active pixels of the slope at the largest N, median over
+ramps (negative values are clipped to 0 for the theory).
+
+Excess variance (pynrc ``fit_func_var_ex``): ``var_ex(n, m) = 12 (n-1)/(n+1) p0^2 - p1/sqrt(m)``
+[e-^2] fitted with ``scipy.optimize.least_squares`` (in q = p0^2 >= 0 and p1, start (1.5^2, 10))
+to measured^2 - theory^2 over all N (temporal if available, else spatial); errors from the (linear) design
+matrix scaled by the residual variance. ``excess_positive``: var_ex at the largest N is > 0;
+``excess_significant``: it is > 2 sigma.
+
+Inputs: superbias- and refpix-corrected ramps (NIR ``linearity`` or ``refpix`` product, before
+dark_current and jump; 1/f still in), as pynrc (which keeps the 1/f by not using side reference
+columns); GAIN reference; optionally READNOISE. Cosmic rays are not masked (the robust spatial
+statistic and the median over pixels of the temporal one are insensitive to a few % of hit
+pixels); DO_NOT_USE pixels are left out.
+"""
+
+import logging
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.optimize import least_squares  # noqa: E402
+
+from .. import io  # noqa: E402
+from ..errors import InputError  # noqa: E402
+from .noise import (MIN_TEMPORAL, PixelMoments, amplifier_gains, check_same_configuration,  # noqa: E402
+                    good_pixels, mean_gain, median_variance, open_ramp, robust_sigma,
+                    subsample_rows, write_json)
+
+log = logging.getLogger("detcal.analysis.effnoise")
+
+#: pynrc's start values of the excess-variance fit (p0 [e-], p1 [e-^2]).
+EXCESS_P_START = (1.5, 10.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------------------------
+def default_group_counts(ngroups, nlin=15):
+    """Group counts N fitted: 2..ngroups for ngroups < 20, else [2, 3, 5] + linspace(10, ngroups, nlin).
+
+    Integers, unique, sorted, capped at ``ngroups`` (pynrc ``calc_eff_noise``; it uses 2..nz for
+    short non-RAPID ramps too).
+    """
+    ngroups = int(ngroups)
+    if ngroups < 2:
+        raise ValueError(f"effective noise needs at least 2 groups, got NGROUPS={ngroups}")
+    if ngroups < 20:
+        return list(range(2, ngroups + 1))
+    ns = [2, 3, 5] + list(np.linspace(10, ngroups, nlin).astype(int))
+    return sorted({int(n) for n in ns if 2 <= n <= ngroups})
+
+
+def iter_ols_slopes(groups, ns, tgroup):
+    """Unweighted OLS slopes of one ramp over its first N groups, for each N in ``ns``.
+
+    Parameters
+    ----------
+    groups : iterable of ndarray (ny, nx) [DN]   the groups of one integration, in order
+    ns : sequence of int >= 2                      group counts (any order)
+    tgroup : float [s]                             time between groups
+
+    Yields
+    ------
+    (N, slope) in increasing N; slope float32 (ny, nx) [DN/s]. Stops after max(ns) groups.
+    """
+    want = sorted({int(n) for n in ns})
+    if not want or want[0] < 2:
+        raise ValueError(f"group counts must be >= 2, got {list(ns)}")
+    s0 = s1 = y0 = None
+    g = -1
+    for g, frame in enumerate(groups):
+        if g >= want[-1]:
+            break
+        y = np.asarray(frame, np.float64)
+        if y0 is None:
+            y0 = y.copy()                     # slopes do not depend on a constant; keeps sums small
+            s0 = np.zeros_like(y)
+            s1 = np.zeros_like(y)
+        y = y - y0
+        s0 += y
+        s1 += g * y
+        n = g + 1
+        if n in want:
+            denom = tgroup * n * (n * n - 1) / 12.0
+            yield n, ((s1 - 0.5 * (n - 1) * s0) / denom).astype(np.float32)
+    if g + 1 < want[-1]:
+        raise ValueError(f"ramp has {g + 1} groups, fewer than N = {want[-1]}")
+
+
+def ols_slopes(ramp, ns, tgroup):
+    """float32 (len(ns), ny, nx) [DN/s]: OLS slopes of ``ramp`` (ngroups, ny, nx) [DN] for sorted ``ns``."""
+    return np.stack([s for _, s in iter_ols_slopes(ramp, ns, tgroup)])
+
+
+def multiaccum_variance(n, m, tframe, read_noise, flux, tgroup=None, groupgap=0):
+    """Variance of the accumulated signal of an OLS ramp fit (Rauscher 2007 / Robberto 2009) [e-^2].
+
+    Parameters
+    ----------
+    n : int or ndarray        groups fitted
+    m : int                   frames averaged per group (NFRAMES)
+    tframe : float [s]        frame time
+    read_noise : float [e-]   single-frame read noise (CDS noise / sqrt(2))
+    flux : float [e-/s]       dark (+ any) current
+    tgroup : float [s]        group time; default (m + groupgap) * tframe
+
+    Returns
+    -------
+    ndarray float64 [e-^2]; the effective noise is its square root, the slope noise that / ((n-1) tgroup).
+    """
+    n = np.asarray(n, np.float64)
+    tg = (m + groupgap) * tframe if tgroup is None else tgroup
+    read = 12.0 * (n - 1) / (m * n * (n + 1)) * read_noise ** 2
+    shot = 6.0 * (n ** 2 + 1) / (5.0 * n * (n + 1)) * (n - 1) * tg * flux
+    frame = -2.0 * (m ** 2 - 1) * (n - 1) / (m * n * (n + 1)) * tframe * flux
+    return read + shot + frame
+
+
+def read_noise_from_n2(var_n2, m, tframe, flux, tgroup=None, groupgap=0):
+    """Single-frame read noise [e-] that makes :func:`multiaccum_variance` equal ``var_n2`` at n=2.
+
+    var_n2 : measured variance of the N=2 effective noise [e-^2]; NaN if the flux terms exceed it.
+    """
+    flux_part = multiaccum_variance(2, m, tframe, 0.0, flux, tgroup, groupgap)
+    rest = (var_n2 - flux_part) * m / 2.0
+    return float(np.sqrt(rest)) if rest >= 0 else np.nan
+
+
+def excess_variance(n, m, p0, p1):
+    """pynrc's empirical excess variance ``12 (n-1)/(n+1) p0^2 - p1/sqrt(m)`` [e-^2]."""
+    n = np.asarray(n, np.float64)
+    return 12.0 * (n - 1) / (n + 1) * p0 ** 2 - p1 / np.sqrt(m)
+
+
+def fit_excess_variance(n, m, measured_var, theory_var, p_start=EXCESS_P_START):
+    """Fit :func:`excess_variance` to ``measured_var - theory_var`` (both [e-^2], per N).
+
+    The model is linear in (p0^2, p1): ``scipy.optimize.least_squares`` fits q = p0^2 >= 0 and p1
+    (a fit in p0 itself has a vanishing Jacobian at p0 = 0 and can stop there); p0 = sqrt(q),
+    errors from the (linear) design matrix scaled by the residual variance; p0_err =
+    sqrt(q + q_err) - sqrt(q) (= q_err / (2 p0) far from the bound q = 0).
+
+    Returns
+    -------
+    dict: p0 [e-] (>= 0), p0_err, p1 [e-^2], p1_err, excess_var_nmax [e-^2] (var_ex at the largest
+    N) and its error, excess_positive, excess_significant (> 2 sigma), npoints, success, message.
+    """
+    n = np.asarray(n, np.float64)
+    y = np.asarray(measured_var, np.float64) - np.asarray(theory_var, np.float64)
+    ok = np.isfinite(y)
+    out = {"p0": np.nan, "p0_err": np.nan, "p1": np.nan, "p1_err": np.nan,
+           "excess_var_nmax": np.nan, "excess_var_nmax_err": np.nan, "excess_positive": False,
+           "excess_significant": False, "npoints": int(ok.sum()), "success": False, "message": ""}
+    if ok.sum() < 2:
+        out["message"] = f"{int(ok.sum())} usable point(s): need 2 for (p0, p1)"
+        return out
+    n, y = n[ok], y[ok]
+    shape = 12.0 * (n - 1) / (n + 1)
+
+    def resid(x):
+        return y - (shape * x[0] - x[1] / np.sqrt(m))
+
+    res = least_squares(resid, [p_start[0] ** 2, p_start[1]], bounds=([0.0, -np.inf], [np.inf, np.inf]))
+    q, p1 = float(res.x[0]), float(res.x[1])
+    dof = n.size - 2
+    cov = np.full((2, 2), np.nan)
+    if dof > 0:     # linear model: covariance from the design matrix (res.jac is 0 at an active bound)
+        design = np.column_stack([shape, np.full(n.size, -1.0 / np.sqrt(m))])
+        try:
+            cov = np.linalg.inv(design.T @ design) * (2.0 * res.cost / dof)
+        except np.linalg.LinAlgError:
+            pass
+    p0 = float(np.sqrt(q))
+    q_err = float(np.sqrt(cov[0, 0]))
+    p0_err = float(np.sqrt(q + q_err) - p0)           # = q_err/(2 p0) far from the bound
+    nmax = n.max()
+    ex = float(excess_variance(nmax, m, p0, p1))
+    grad = np.array([12.0 * (nmax - 1) / (nmax + 1), -1.0 / np.sqrt(m)])
+    ex_err = float(np.sqrt(grad @ cov @ grad)) if np.all(np.isfinite(cov)) else np.nan
+    out.update({"p0": p0, "p0_err": p0_err, "p1": p1, "p1_err": float(np.sqrt(cov[1, 1])),
+                "excess_var_nmax": ex, "excess_var_nmax_err": ex_err, "excess_positive": bool(ex > 0),
+                "excess_significant": bool(ex > 2 * ex_err) if np.isfinite(ex_err) else False,
+                "success": bool(res.success), "message": str(res.message)})
+    return out
+
+
+def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN_TEMPORAL,
+                            max_temporal_pixels=2 ** 19):
+    """Spatial and temporal slope noise per channel for every N.
+
+    Parameters
+    ----------
+    ramps : iterable of ramps; a ramp is an iterable of groups (ny, nx) [DN], e.g. an ndarray
+        (ngroups, ny, nx); every integration counts as a ramp
+    geom : detcal.geometry.Geometry          amplifier map and reference pixels
+    tgroup : float [s]
+    ns : sequence of int                      group counts (sorted, >= 2)
+    pixeldq : ndarray uint32 (ny, nx) or None DO_NOT_USE pixels are left out
+    min_ramps : int                           temporal statistics need at least this many ramps
+    max_temporal_pixels : int                 pixels followed for the temporal statistic
+
+    Returns
+    -------
+    dict: ``ns`` (list), ``channels`` (list of str: '0'.. and 'reference' if any),
+    ``spatial_var``/``temporal_var`` float64 (nchan, len(ns)) [(DN/s)^2] (temporal NaN when
+    fewer than ``min_ramps``), ``dark_rate`` (nchan,) [DN/s] (median slope at max N),
+    ``nramps``, ``temporal_ok``.
+    """
+    ns = sorted({int(n) for n in ns})
+    ref = geom.reference_mask()
+    good = np.ones(geom.shape, bool) if pixeldq is None else good_pixels(pixeldq)
+    amp = geom.amplifier_map()
+    nout = int(amp.max()) + 1
+    masks = [(~ref) & good & (amp == k) for k in range(nout)]
+    names = [str(k) for k in range(nout)]
+    if (ref & good).any():
+        masks.append(ref & good)
+        names.append("reference")
+    followed = subsample_rows(np.logical_or.reduce(masks), max_temporal_pixels)
+    moments = PixelMoments(ns, followed)
+    chan_of = np.full(geom.shape, -1, int)
+    for c, m in enumerate(masks):
+        chan_of[m] = c
+    chan_followed = chan_of.reshape(-1)[followed]
+    spatial, dark = [], []
+    nramps = 0
+    for ramp in ramps:
+        sp = np.full((len(masks), len(ns)), np.nan)
+        followed_slopes = []
+        for i, (n, s) in enumerate(iter_ols_slopes(ramp, ns, tgroup)):
+            for c, m in enumerate(masks):
+                sp[c, i] = robust_sigma(s[m]) ** 2
+            followed_slopes.append(s.reshape(-1)[followed])
+        moments.add(followed_slopes, indexed=True)
+        dark.append([float(np.median(s[m])) for m in masks])             # s: slope at max N
+        spatial.append(sp)
+        nramps += 1
+    if nramps == 0:
+        raise ValueError("no ramps")
+    spatial = np.median(np.array(spatial), axis=0)     # median over ramps of sigma^2 (= median sigma)^2
+    temporal_ok = nramps >= min_ramps
+    temporal = np.full((len(masks), len(ns)), np.nan)
+    if temporal_ok:
+        for i, n in enumerate(ns):
+            var = moments.variance(n)
+            for c in range(len(masks)):
+                temporal[c, i] = median_variance(var[chan_followed == c], nramps - 1)
+    return {"ns": ns, "channels": names, "spatial_var": spatial, "temporal_var": temporal,
+            "dark_rate": np.median(np.array(dark), axis=0), "nramps": nramps,
+            "temporal_ok": temporal_ok, "nout": nout}
+
+
+def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
+                          read_noise_source="n2", readnoise_cds_dn=None):
+    """Effective noise table, theory and excess fits from :func:`measure_effective_noise` output.
+
+    Parameters
+    ----------
+    stats : dict                    :func:`measure_effective_noise`
+    gains : ndarray (nout,) [e-/DN] per output (NaN: no e- values, no theory)
+    tgroup, tframe : float [s]; nframes, groupgap : int
+    read_noise_source : 'n2' | 'reference'
+    readnoise_cds_dn : ndarray (nout,) [DN] READNOISE reference (CDS) per output, or None
+
+    Returns
+    -------
+    table : pandas.DataFrame, one row per (channel, N); channel '0'.., 'all' (output average),
+        'reference'. Columns: channel, ngroups_fit, time_s, slope_noise_{spatial,temporal}_DN_per_s,
+        eff_noise_{spatial,temporal}_{DN,e}, gain_e_per_DN, theory_e, theory_plus_excess_e,
+        temporal_valid
+    summary : dict per channel: gain, dark rate [DN/s, e-/s], read noise [e-] (n2 and reference;
+        which one the theory used), fit (see :func:`fit_excess_variance`), statistic fitted
+    """
+    if read_noise_source not in ("n2", "reference"):
+        raise ValueError(f"read_noise_source must be 'n2' or 'reference', got {read_noise_source!r}")
+    ns = np.array(stats["ns"], float)
+    t = (ns - 1) * tgroup
+    nout = stats["nout"]
+    gains = np.asarray(gains, float)
+    use = "temporal" if stats["temporal_ok"] else "spatial"
+    rows, summary = [], {}
+    chans = list(stats["channels"])
+    var_dn = {s: np.asarray(stats[f"{s}_var"]) * t[None, :] ** 2 for s in ("spatial", "temporal")}
+    theory_var_amp = []
+    for c, name in enumerate(chans + ["all"]):
+        if name == "all":
+            v = {s: np.nanmean(var_dn[s][:nout], axis=0) if np.isfinite(var_dn[s][:nout]).any()
+                 else np.full(len(ns), np.nan) for s in var_dn}
+            g = mean_gain(gains)
+            dark_dn = float(np.mean(stats["dark_rate"][:nout]))
+        else:
+            v = {s: var_dn[s][c] for s in var_dn}
+            g = float(gains[c]) if name != "reference" else mean_gain(gains)
+            dark_dn = float(stats["dark_rate"][c]) if name != "reference" else 0.0
+        flux = max(dark_dn * g, 0.0) if np.isfinite(g) else np.nan
+        meas_e2 = v[use] * g ** 2
+        rn_n2 = read_noise_from_n2(meas_e2[0], nframes, tframe, flux, tgroup, groupgap) \
+            if ns[0] == 2 and np.isfinite(meas_e2[0]) and np.isfinite(flux) else np.nan
+        rn_ref = np.nan
+        if readnoise_cds_dn is not None and name not in ("reference",):
+            ref_dn = float(np.mean(readnoise_cds_dn)) if name == "all" else float(readnoise_cds_dn[c])
+            rn_ref = ref_dn * g / np.sqrt(2.0)
+        rn = rn_n2 if read_noise_source == "n2" else rn_ref
+        if name == "all" and theory_var_amp:
+            theory = np.mean(theory_var_amp, axis=0)
+        elif np.isfinite(rn) and np.isfinite(flux):
+            theory = multiaccum_variance(ns, nframes, tframe, rn, flux, tgroup, groupgap)
+        else:
+            theory = np.full(len(ns), np.nan)
+        if name not in ("reference", "all"):
+            theory_var_amp.append(theory)
+        fit = None
+        if name != "reference":
+            fit = fit_excess_variance(ns, nframes, meas_e2, theory)
+            excess = (excess_variance(ns, nframes, fit["p0"], fit["p1"]) if fit["npoints"] >= 2
+                      else np.full(len(ns), np.nan))
+        else:
+            excess = np.full(len(ns), np.nan)
+        summary[name] = {"gain_e_per_DN": g, "dark_rate_DN_per_s": dark_dn, "dark_rate_e_per_s": flux,
+                         "read_noise_n2_e": rn_n2, "read_noise_reference_e": rn_ref,
+                         "read_noise_used_e": rn, "read_noise_source": read_noise_source,
+                         "statistic_fitted": use, "excess_fit": fit}
+        for i in range(len(ns)):
+            rows.append({
+                "channel": name, "ngroups_fit": int(ns[i]), "time_s": t[i],
+                "slope_noise_spatial_DN_per_s": np.sqrt(v["spatial"][i]) / t[i],
+                "slope_noise_temporal_DN_per_s": np.sqrt(v["temporal"][i]) / t[i],
+                "eff_noise_spatial_DN": np.sqrt(v["spatial"][i]),
+                "eff_noise_temporal_DN": np.sqrt(v["temporal"][i]),
+                "eff_noise_spatial_e": np.sqrt(v["spatial"][i]) * g,
+                "eff_noise_temporal_e": np.sqrt(v["temporal"][i]) * g,
+                "gain_e_per_DN": g,
+                "theory_e": np.sqrt(theory[i]) if theory[i] >= 0 else np.nan,
+                "theory_plus_excess_e": (np.sqrt(theory[i] + excess[i])
+                                         if np.isfinite(excess[i]) and theory[i] + excess[i] >= 0 else np.nan),
+                "temporal_valid": bool(stats["temporal_ok"]),
+            })
+    return pd.DataFrame(rows), summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure (drawn from the table)
+# ---------------------------------------------------------------------------------------------
+def plot_effective_noise(table, path, title="", note=""):
+    """Effective noise [e- or DN] vs (N-1) TGROUP per channel (top) and slope noise [DN/s] (bottom)."""
+    chans = [c for c in table.channel.unique()]
+    chans = [c for c in chans if c not in ("all", "reference")] + [c for c in ("all", "reference") if c in chans]
+    use_e = table.eff_noise_spatial_e.notna().any()
+    unit = "e-" if use_e else "DN"
+    fig, axs = plt.subplots(2, len(chans), figsize=(3.6 * len(chans), 7), squeeze=False)
+    for j, c in enumerate(chans):
+        t = table[table.channel == c].sort_values("ngroups_fit")
+        ax = axs[0, j]
+        for stat, mk in (("spatial", "o"), ("temporal", "s")):
+            y = t[f"eff_noise_{stat}_{'e' if use_e else 'DN'}"]
+            if y.notna().any():
+                ax.plot(t.time_s, y, mk, ms=4, label=f"measured, {stat}")
+        if use_e and t.theory_e.notna().any():
+            ax.plot(t.time_s, t.theory_e, "k-", lw=1.2, label="theory (MULTIACCUM)")
+        if use_e and t.theory_plus_excess_e.notna().any():
+            ax.plot(t.time_s, t.theory_plus_excess_e, "r--", lw=1.2, label="theory + excess")
+        label = {"all": "channel average", "reference": "reference pixels"}.get(c, f"output {c}")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("time (N-1) x TGROUP [s]")
+        ax.set_ylabel(f"effective noise [{unit}]")
+        ax.legend(fontsize=7)
+        ax = axs[1, j]
+        for stat, mk in (("spatial", "o"), ("temporal", "s")):
+            y = t[f"slope_noise_{stat}_DN_per_s"]
+            if y.notna().any():
+                ax.loglog(t.time_s, y, mk, ms=4, label=f"measured, {stat}")
+        if use_e and t.theory_e.notna().any():
+            ax.loglog(t.time_s, t.theory_e / t.gain_e_per_DN / t.time_s, "k-", lw=1.2, label="theory")
+        if use_e and t.theory_plus_excess_e.notna().any():
+            ax.loglog(t.time_s, t.theory_plus_excess_e / t.gain_e_per_DN / t.time_s, "r--", lw=1.2,
+                      label="theory + excess")
+        ax.set_xlabel("time (N-1) x TGROUP [s]")
+        ax.set_ylabel("slope noise [DN/s]")
+    fig.suptitle(" ".join(s for s in (title, note) if s), fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# File level: one configuration group
+# ---------------------------------------------------------------------------------------------
+def _ramp_groups(ramp, integration, ngroups):
+    for g in range(ngroups):
+        yield ramp.frame(integration, g)
+
+
+def _iter_ramps(paths, first):
+    for path in paths:
+        with open_ramp(path) as ramp:
+            check_same_configuration(first, ramp)
+            for i in range(ramp.shape[0]):
+                yield _ramp_groups(ramp, i, ramp.shape[1])
+
+
+def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_path=None,
+                          readnoise_path=None, gain=None, ngroups=None, read_noise_source="n2",
+                          min_ramps=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None):
+    """Effective noise of one configuration group: table (TSV), summary (JSON) and figure (PNG).
+
+    Parameters
+    ----------
+    ramp_paths : list of str   ramp products of one group (superbias + refpix corrected, 1/f in:
+                               the NIR ``linearity`` or ``refpix`` products); every integration is a ramp
+    table_path, json_path, figure_path : str   outputs
+    gain_path : str or None    GAIN reference [e-/DN]; ``gain``: a number instead (else no e-)
+    readnoise_path : str or None  READNOISE reference [DN, CDS]; needed for read_noise_source='reference'
+    ngroups : list of int or None  group counts; default :func:`default_group_counts`
+    read_noise_source : 'n2' | 'reference'
+    min_ramps : int            temporal statistics need this many ramps
+    max_temporal_pixels : int  pixels followed for the temporal statistic
+    title : str                figure title (default: the group's DETECTOR etc.)
+
+    Returns
+    -------
+    (table DataFrame, summary dict)
+    """
+    paths = [str(p) for p in ramp_paths]
+    if not paths:
+        raise ValueError("no ramp files given")
+    with open_ramp(paths[0]) as first:
+        meta, geom, shape, header = first.meta, first.geom, first.shape, first.header
+        pixeldq = first.pixeldq.copy()
+        active = ~geom.reference_mask() & good_pixels(pixeldq)
+        gains = amplifier_gains(gain_path, first, active, gain)
+        rn_ref = None
+        if readnoise_path:
+            like = io.Ramp(np.empty((0, 0) + shape[2:], np.float32), None, None, header, first.path)
+            rn_map = io.read_reference(readnoise_path, "READNOISE", like=like).data.astype(np.float64)
+            amp = geom.amplifier_map()
+            rn_ref = np.array([np.nanmedian(rn_map[active & (amp == k)]) for k in range(len(gains))])
+        elif read_noise_source == "reference":
+            raise InputError(paths[0], "read_noise_source='reference' needs a READNOISE reference")
+        for path in paths[1:]:
+            with open_ramp(path) as other:
+                check_same_configuration(first, other)
+                pixeldq |= other.pixeldq
+        first_stub = first
+    ns = sorted({int(n) for n in (ngroups or default_group_counts(meta["NGROUPS"])) if 2 <= int(n) <= meta["NGROUPS"]})
+    if not ns:
+        raise ValueError(f"no usable group count in {ngroups} for NGROUPS={meta['NGROUPS']}")
+    log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
+    stats = measure_effective_noise(_iter_ramps(paths, first_stub), geom, meta["TGROUP"], ns, pixeldq,
+                                    min_ramps, max_temporal_pixels)
+    note = ""
+    if not stats["temporal_ok"]:
+        note = (f"temporal effective noise not computed: {stats['nramps']} ramp(s), "
+                f"at least {min_ramps} needed (spatial only)")
+        log.warning(note)
+    table, summary = effective_noise_table(stats, gains, meta["TGROUP"], meta["TFRAME"], meta["NFRAMES"],
+                                           meta["GROUPGAP"], read_noise_source, rn_ref)
+    os.makedirs(os.path.dirname(os.path.abspath(table_path)), exist_ok=True)
+    table.to_csv(table_path, sep="\t", index=False, float_format="%.6g")
+    ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
+    ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS")})
+    doc = {
+        "analysis": "effective noise",
+        "configuration": ident,
+        "inputs": [os.path.basename(p) for p in paths],
+        "gain_reference": os.path.basename(gain_path) if gain_path else None,
+        "readnoise_reference": os.path.basename(readnoise_path) if readnoise_path else None,
+        "nramps": stats["nramps"], "temporal_valid": stats["temporal_ok"], "min_ramps_temporal": min_ramps,
+        "note": note, "group_counts": ns,
+        "conventions": {
+            "effective_noise": "noise of the accumulated signal: OLS slope noise x (N-1) x TGROUP",
+            "slope_fit": "unweighted OLS over the first N groups of every integration",
+            "spatial": "robust sigma (std within +-4 MAD/0.67449 of the median, truncation-corrected) over a channel's good pixels per ramp, median over ramps",
+            "temporal": "per-pixel variance across ramps, median over pixels / chi2 median factor (unbiased)",
+            "channel_average": "sqrt(mean over outputs of the variance)",
+            "units": "DN as in the ramps; e- = DN x gain (GAIN reference, median per output)",
+            "theory": "Rauscher 2007 / Robberto 2009 MULTIACCUM variance with the measured dark rate and "
+                      f"single-frame read noise from {'the N=2 point' if read_noise_source == 'n2' else 'the READNOISE reference (CDS/sqrt2)'}",
+            "excess": "var_ex(n, m) = 12 (n-1)/(n+1) p0^2 - p1/sqrt(m) [e-^2], least squares on measured^2 - theory^2",
+            "read_noise": "single-frame read noise [e-] (CDS noise / sqrt(2))",
+        },
+        "channels": summary,
+    }
+    write_json(doc, json_path)
+    label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
+    plot_effective_noise(table, figure_path, title=f"Effective noise {label} ({stats['nramps']} ramps)", note=note)
+    return table, doc

@@ -1,0 +1,1105 @@
+"""CDS noise and its decomposition: white, correlated 1/f and uncorrelated 1/f; power spectra.
+
+What is measured (NIR H2RG family; 1 or 4 outputs)
+--------------------------------------------------
+CDS frames are differences of **independent** group pairs of one integration,
+``cds = data[1::2] - data[0::2]`` (the last group is dropped when NGROUPS is odd; the groups of
+a pair are TGROUP apart). Every frame is turned into the detector frame
+(:func:`detcal.geometry.to_detector`) and cut into the outputs' column stripes; odd outputs are
+flipped so that every output block ``(ny, w)`` is in **readout order** (pixel ``j`` of row ``r``
+is read at sample ``r*(w + row_overhead) + j`` after the frame start, 10 us per sample). That is
+the layout :mod:`detcal.simulate.noise` generates its 1/f streams in, and the layout of real
+NIRCam data whatever their FASTAXIS/SLOWAXIS.
+
+Time-domain decomposition (pynrc ``gen_cds_dict`` style), per CDS frame:
+
+* ``total``: the CDS frame, minus its median per output;
+* the 1/f model of each output, ``fn``: a Savitzky-Golay smoothing (default window 31 samples,
+  order 3) of the output's readout-ordered stream (rows concatenated; ``per_line`` smooths every
+  row on its own); pixels more than ``clip`` robust sigma from the median are replaced by the
+  median before smoothing;
+* ``pink_corr`` = mean of ``fn`` over the outputs (common to all outputs in readout order);
+* ``pink_uncorr`` = ``fn - pink_corr`` (per output);
+* ``white`` = ``total - fn``.
+
+Noise of each component (all **CDS noise**, i.e. the standard deviation of a difference of two
+groups; single-read noise is CDS/sqrt(2); DN, and e- with the gain reference):
+
+* spatial: per frame and output the robust sigma (:func:`robust_sigma`: standard deviation
+  within +-4 MAD-sigma of the median, truncation-corrected; the plain MAD/0.67449 of pynrc is
+  quantized for integer-valued CDS) over the output's good pixels; the result is
+  sqrt(median over frames of sigma^2);
+* temporal: per pixel the sample variance over all CDS frames (every integration of every file);
+  the result is sqrt(median over pixels of the variance) divided by the median of a chi-square
+  variable with (nframes-1) degrees of freedom over its mean, so that it is unbiased for Gaussian
+  noise (pynrc's plain median is low by e.g. 3.5 % in variance for 20 frames). Needs at least
+  ``min_frames`` (10) CDS frames, as the JWQL read-noise monitor; fewer are reported as such.
+
+The smoothing filter also passes a fraction ``h0`` (its central coefficient, 0.073 for 31/3) of
+the white-noise variance, which at realistic amplitudes is larger than the 1/f itself. The table
+gives the raw numbers (``*_raw``, what pynrc reports, but in CDS units: pynrc divides its 1/f
+numbers by sqrt(2)) and **leakage-corrected** ones: white / sqrt(1 - h0), pink_corr^2 -
+h0 white^2 / nout, pink_uncorr^2 - h0 white^2 (1 - 1/nout) (negative differences become 0).
+
+Power spectra and the 1/f amplitudes
+------------------------------------
+Each output's readout-ordered stream of the active rows is laid out on the true time axis: the
+row overhead (12 samples) and the columns that are reference pixels in any output are zeros; the
+mean is subtracted and outliers are set to zero. One-sided periodograms
+``P_k = 2 dt |X_k|^2 / n`` (``n`` samples used; white noise of CDS variance ``W`` gives
+``2 dt W``) are averaged over frames: per output (auto spectra) and, for the correlated part,
+the real cross spectra ``2 dt Re(X_i X_j^*) / n`` averaged over output pairs (white and
+uncorrelated noise average out of it).
+
+Model: ``P(f) = 2 dt W + A K(f)``, with ``A`` the amplitude of a single-stream 1/f spectrum
+``S(f) = A/f`` [DN^2/Hz] (the convention of :mod:`detcal.simulate.noise`) and ``K`` the exact
+expected periodogram of a unit (A = 1) 1/f stream seen through the CDS (difference of two groups
+TGROUP apart, each the mean of NFRAMES frames TFRAME apart: the factor ``4 sin^2(pi f TGROUP)``,
+which at the lowest frequencies is far from its mean 2) and through the sampling mask (row
+overheads, reference columns: replicas at the row-frequency harmonics). ``K`` is computed from
+the stream's autocovariance (closed form with the cosine integral) and the mask's
+autocorrelation; bins at the row-frequency harmonics (where subtracting the mean acts) are left
+out of the fit. The cross spectrum gives ``A_corr``, each auto spectrum ``W`` and ``A_corr +
+A_uncorr``. Weighted least squares over logarithmic frequency bins, iteratively reweighted
+with the model (periodogram variance ~ mean^2); errors from the covariance scaled by the reduced
+chi-square.
+
+Amplitudes are reported as ``A`` [DN^2] and, in the simulator's convention, as the rms of the
+stream over the band from 1/T_ref to Nyquist (T_ref = 10.73677 s, one NIRCam full-frame time):
+``rms = sqrt(A ln(T_ref / (2 dt)))`` [DN, e-]. A CDS frame cannot see that band (its lowest
+frequency is ~1/(frame time)); the conversion is exact for a 1/f spectrum, which is what the fit
+assumes. The white amplitude is the white CDS noise ``sqrt(W)``.
+
+Inputs: superbias- and refpix-corrected ramps (the ``linearity`` or ``refpix`` step product of
+the NIR chain, before dark_current and jump). The refpix side-pixel correction removes part of
+the correlated 1/f at the row frequency and below; the analysis measures what the pipeline
+leaves. MIRI is not an H2RG-like readout and is rejected.
+"""
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.fft  # noqa: E402
+import scipy.special  # noqa: E402
+import scipy.stats  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
+
+from .. import dqflags, io, keywords  # noqa: E402
+from ..errors import InputError  # noqa: E402
+from ..geometry import Geometry  # noqa: E402
+from ..simulate.noise import pink_amplitude  # noqa: E402
+
+log = logging.getLogger("detcal.analysis.noise")
+
+#: Robust sigma: MAD / MAD_TO_SIGMA (the MAD of a unit normal).
+MAD_TO_SIGMA = 0.6744897501960817
+#: Pixel read time [s] when the header has no TSAMPLE [us].
+PIXEL_TIME = 10e-6
+#: NIRCam row overhead [pixel times] (JDox frame-time formula).
+ROW_OVERHEAD = 12
+#: JWQL read-noise monitor / NRC-09: minimum samples for a temporal (per-pixel) statistic.
+MIN_TEMPORAL = 10
+#: Components of the time-domain decomposition, in table order.
+COMPONENTS = ("total", "white", "pink_corr", "pink_uncorr")
+
+
+# ---------------------------------------------------------------------------------------------
+# Robust statistics shared by the noise analyses
+# ---------------------------------------------------------------------------------------------
+def mad_sigma(x):
+    """``median(|x - median(x)|) / 0.67449`` (pynrc ``medabsdev``) of a 1-D selection; NaN if empty."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    if x.size == 0:
+        return np.nan
+    return float(np.median(np.abs(x - np.median(x))) / MAD_TO_SIGMA)
+
+
+def robust_sigma(x, clip=4.0):
+    """Outlier-robust standard deviation: std of the values within ``clip`` MAD-sigma of the median.
+
+    The MAD of integer-valued data (CDS of raw DN, slopes over 2-3 groups) moves in steps of
+    1/0.67449 DN, a bias of several % at CDS noise of a few DN; the clipped standard deviation
+    has no such steps and is as insensitive to hot pixels and cosmic rays. It is divided by the
+    standard deviation of a unit normal truncated at +-clip, so it is unbiased for Gaussian data.
+
+    Parameters
+    ----------
+    x : array_like, float   (any shape; flattened)
+    clip : float            [MAD sigma]
+
+    Returns
+    -------
+    float [units of x]; NaN for fewer than 2 values
+    """
+    x = np.asarray(x, np.float64).reshape(-1)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return np.nan
+    med = np.median(x)
+    s = np.median(np.abs(x - med)) / MAD_TO_SIGMA
+    if s > 0:
+        x = x[np.abs(x - med) <= clip * s]
+    if x.size < 2:
+        return np.nan
+    return float(np.std(x, ddof=1) / _truncated_sigma(clip))
+
+
+def _truncated_sigma(c):
+    """Standard deviation of a unit normal truncated at +-c."""
+    phi = np.exp(-0.5 * c * c) / np.sqrt(2 * np.pi)
+    return float(np.sqrt(1.0 - 2.0 * c * phi / (2.0 * scipy.stats.norm.cdf(c) - 1.0)))
+
+
+def chi2_median_factor(dof):
+    """Median of ``chi2(dof)/dof``: the bias of the median of sample variances with ``dof`` dof."""
+    dof = np.asarray(dof, np.float64)
+    return scipy.stats.chi2.median(dof) / dof
+
+
+def median_variance(var, dof):
+    """Unbiased (Gaussian) noise variance from per-pixel sample variances: median / chi2 median.
+
+    Parameters
+    ----------
+    var : ndarray, float, shape (npix,)   sample variances (ddof=1) [unit^2]
+    dof : int                              degrees of freedom of each (nsamples - 1)
+
+    Returns
+    -------
+    float [unit^2]; NaN when ``var`` is empty or ``dof < 1``
+    """
+    var = np.asarray(var, np.float64)
+    var = var[np.isfinite(var)]
+    if var.size == 0 or dof < 1:
+        return np.nan
+    return float(np.median(var) / chi2_median_factor(dof))
+
+
+class PixelMoments:
+    """Per-pixel running mean/variance (Welford, float64) of a subset of pixels over samples.
+
+    ``keys`` name the quantities (e.g. the group counts N or the noise components); ``index`` is
+    the flat index (into ny*nx) of the pixels followed.
+    """
+
+    def __init__(self, keys, index):
+        self.keys = list(keys)
+        self.index = np.asarray(index, np.intp)
+        self.n = 0
+        self.mean = np.zeros((len(self.keys), self.index.size))
+        self.m2 = np.zeros_like(self.mean)
+
+    def add(self, values, indexed=False):
+        """values : sequence (one per key) of images (ny, nx) or flat arrays (ny*nx,); with
+        ``indexed`` the values of the followed pixels only ((npix,) each, in ``index`` order)."""
+        self.n += 1
+        for i, v in enumerate(values):
+            x = np.asarray(v, np.float64).reshape(-1)
+            x = x if indexed else x[self.index]
+            delta = x - self.mean[i]
+            self.mean[i] += delta / self.n
+            self.m2[i] += delta * (x - self.mean[i])
+
+    def variance(self, key):
+        """Sample variance (ddof=1) of every pixel followed: (npix,); NaN if fewer than 2 samples."""
+        if self.n < 2:
+            return np.full(self.index.size, np.nan)
+        return self.m2[self.keys.index(key)] / (self.n - 1)
+
+
+def subsample_rows(mask, max_pixels):
+    """Flat indices of the True pixels of ``mask`` (ny, nx) on every k-th row, at most ~max_pixels.
+
+    The temporal statistics need per-pixel accumulators; on a full frame a regular subset of rows
+    (every amplifier keeps its share) keeps them small without changing the median noticeably.
+    """
+    ny = mask.shape[0]
+    total = int(mask.sum())
+    step = max(1, int(np.ceil(total / max(int(max_pixels), 1))))
+    rows = np.zeros(ny, bool)
+    rows[::step] = True
+    return np.flatnonzero(mask & rows[:, None])
+
+
+# ---------------------------------------------------------------------------------------------
+# Readout order
+# ---------------------------------------------------------------------------------------------
+def output_width(geom):
+    """Columns per output in the detector frame; checks that the outputs are column stripes."""
+    if geom.family != "NIR":
+        raise ValueError(f"readout-order analyses need an H2RG-like (NIR) detector, got {geom.family}")
+    amp = geom.to_detector(geom.amplifier_map())
+    nx = amp.shape[-1]
+    nout = geom.noutputs if int(amp.max()) > 0 else 1
+    if nx % nout:
+        raise ValueError(f"{nx} detector columns cannot be split into {nout} outputs")
+    w = nx // nout
+    expect = np.repeat(np.arange(nout), w)
+    if not np.all(amp == expect[None, :]):
+        raise ValueError("the amplifier map is not column stripes in the detector frame "
+                         "(subarray not spanning the outputs?)")
+    return nout, w
+
+
+def readout_order(a, geom):
+    """Science-frame images (..., ny, nx) -> output blocks in readout order (..., nout, nyd, w).
+
+    Detector frame (``geom.to_detector``); output k holds detector columns ``[k*w, (k+1)*w)``,
+    odd outputs flipped so that index ``j`` of a row is the j-th pixel read. Returns a copy.
+    """
+    nout, w = output_width(geom)
+    d = geom.to_detector(np.asarray(a))
+    blocks = [d[..., k * w:(k + 1) * w][..., ::-1] if k % 2 else d[..., k * w:(k + 1) * w]
+              for k in range(nout)]
+    return np.stack(blocks, axis=-3)
+
+
+def from_readout_order(blocks, geom):
+    """Inverse of :func:`readout_order`: (..., nout, nyd, w) -> science frame (..., ny, nx)."""
+    nout, _ = output_width(geom)
+    parts = [blocks[..., k, :, ::-1] if k % 2 else blocks[..., k, :, :] for k in range(nout)]
+    return np.ascontiguousarray(geom.to_science(np.concatenate(parts, axis=-1)))
+
+
+def cds_pairs(ngroups):
+    """Group index pairs (g0, g1) of the independent CDS frames: (0,1), (2,3), ..."""
+    return [(g, g + 1) for g in range(0, ngroups - 1, 2)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Time-domain decomposition
+# ---------------------------------------------------------------------------------------------
+def savgol_leakage(window=31, order=3):
+    """Central coefficient ``h0`` of the smoothing kernel = fraction of white variance it passes."""
+    return float(savgol_coeffs(window, order)[window // 2])
+
+
+def decompose_cds(blocks, good, window=31, order=3, per_line=False, clip=10.0):
+    """Split one CDS frame into total, white, correlated and uncorrelated 1/f (readout order).
+
+    Parameters
+    ----------
+    blocks : ndarray, float, shape (nout, ny, w)     [DN] CDS frame in readout order
+    good : ndarray, bool, shape (nout, ny, w)        pixels that define the medians and clipping
+    window, order : int                               Savitzky-Golay smoothing
+    per_line : bool                                   smooth each row separately (else the stream)
+    clip : float                                      outlier threshold [robust sigma]
+
+    Returns
+    -------
+    dict of float64 arrays (nout, ny, w) [DN]: ``total`` (median-subtracted), ``white``,
+    ``pink_corr`` (broadcast to every output; zeros when nout == 1), ``pink_uncorr``
+    (= the whole 1/f model when nout == 1), and bool ``outlier``.
+    """
+    x = np.asarray(blocks, np.float64)
+    nout, ny, w = x.shape
+    total = np.empty_like(x)
+    filled = np.empty_like(x)
+    outlier = np.zeros(x.shape, bool)
+    for k in range(nout):
+        sel = x[k][good[k]]
+        med = np.median(sel) if sel.size else 0.0
+        total[k] = x[k] - med
+        sig = mad_sigma(total[k][good[k]]) if sel.size else np.inf
+        outlier[k] = (np.abs(total[k]) > clip * sig) | ~np.isfinite(total[k])
+        filled[k] = np.where(outlier[k], 0.0, total[k])
+    if per_line:
+        win = min(window, w - (1 - w % 2))
+        fn = savgol_filter(filled, win, min(order, win - 1), axis=-1)
+    else:
+        win = min(window, ny * w - (1 - (ny * w) % 2))
+        fn = savgol_filter(filled.reshape(nout, ny * w), win, min(order, win - 1),
+                           axis=-1).reshape(x.shape)
+    if nout > 1:
+        corr = np.broadcast_to(fn.mean(axis=0), x.shape)
+    else:
+        corr = np.zeros_like(fn)
+    return {"total": total, "white": total - fn, "pink_corr": np.array(corr),
+            "pink_uncorr": fn - corr, "outlier": outlier}
+
+
+def leakage_corrected(var, white_var, h0, nout):
+    """White-noise leakage correction of the component variances of one output (see module doc).
+
+    var : dict component -> raw variance [DN^2]; white_var : raw white variance of this output;
+    returns dict component -> corrected variance (>= 0).
+    """
+    w = white_var / (1.0 - h0)
+    out = {"total": var["total"], "white": w}
+    if nout > 1:
+        out["pink_corr"] = max(var["pink_corr"] - h0 * w / nout, 0.0)
+        out["pink_uncorr"] = max(var["pink_uncorr"] - h0 * w * (1.0 - 1.0 / nout), 0.0)
+    else:
+        out["pink_corr"] = np.nan
+        out["pink_uncorr"] = max(var["pink_uncorr"] - h0 * w, 0.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Power spectra
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class StreamLayout:
+    """Where the analysed samples of a frame sit on the time axis (common to all outputs).
+
+    rows : slice of detector rows used (the active rows)
+    colmask : bool (w,) columns (readout index) used in every row (active in every output)
+    row_samples : int = w + row_overhead
+    """
+
+    rows: slice
+    colmask: np.ndarray
+    row_samples: int
+
+    @property
+    def nrows(self):
+        return self.rows.stop - self.rows.start
+
+    @property
+    def nsamples(self):
+        """Length of the stream (analysed rows x row_samples)."""
+        return self.nrows * self.row_samples
+
+    def mask(self):
+        """bool (nsamples,): samples that hold data."""
+        m = np.zeros((self.nrows, self.row_samples), bool)
+        m[:, :self.colmask.size] = self.colmask
+        return m.reshape(-1)
+
+    @property
+    def nused(self):
+        return int(self.colmask.sum()) * self.nrows
+
+
+def stream_layout(active_blocks, row_overhead=ROW_OVERHEAD):
+    """Layout of the PSD streams from the active-pixel map in readout order (nout, ny, w)."""
+    act = np.asarray(active_blocks, bool)
+    rows_any = np.flatnonzero(act.any(axis=(0, 2)))
+    if rows_any.size == 0:
+        raise ValueError("no active pixels")
+    rows = slice(int(rows_any[0]), int(rows_any[-1]) + 1)
+    colmask = act[:, rows, :].all(axis=(0, 1))
+    if not colmask.any():
+        raise ValueError("no readout column is active in every output and row")
+    return StreamLayout(rows, colmask, act.shape[-1] + int(row_overhead))
+
+
+def frame_streams(blocks, layout, outlier=None):
+    """Readout-ordered streams of one frame on the time axis: float64 (nout, nsamples) [DN].
+
+    Mean of the used samples subtracted; unused samples (overheads, reference columns,
+    outliers) are 0. Returns the streams and the number of samples used per output (nout,).
+    """
+    nout, _, w = blocks.shape
+    sub = np.asarray(blocks, np.float64)[:, layout.rows, :]
+    use = np.broadcast_to(layout.colmask, sub.shape).copy()
+    if outlier is not None:
+        use &= ~outlier[:, layout.rows, :]
+    out = np.zeros((nout, layout.nrows, layout.row_samples))
+    nused = use.reshape(nout, -1).sum(axis=1)
+    for k in range(nout):
+        mean = sub[k][use[k]].mean() if nused[k] else 0.0
+        out[k, :, :w] = np.where(use[k], sub[k] - mean, 0.0)
+    return out.reshape(nout, -1), nused
+
+
+def frame_periodograms(streams, nused, dt):
+    """Auto and output-pair-averaged cross periodograms of one frame [DN^2/Hz].
+
+    Returns auto (nout, nf) and cross (nf,) (zeros if nout == 1), nf = nsamples//2 + 1.
+    """
+    spec = scipy.fft.rfft(streams, axis=-1, workers=1)
+    norm = 2.0 * dt / np.maximum(nused, 1)[:, None]
+    auto = (spec.real ** 2 + spec.imag ** 2) * norm
+    nout = spec.shape[0]
+    cross = np.zeros(spec.shape[-1])
+    if nout > 1:
+        # sum_{i<j} Re(X_i X_j*) = (|sum X|^2 - sum |X|^2) / 2
+        tot = spec.sum(axis=0)
+        pair_sum = 0.5 * ((tot.real ** 2 + tot.imag ** 2) - (spec.real ** 2 + spec.imag ** 2).sum(axis=0))
+        cross = pair_sum * 2.0 * dt / np.mean(nused) / (nout * (nout - 1) / 2)
+    return auto, cross
+
+
+def _cin(x):
+    """Cin(x) = integral_0^x (1 - cos t)/t dt = gamma + ln x - Ci(x)  (x >= 0)."""
+    x = np.abs(np.asarray(x, np.float64))
+    out = np.zeros_like(x)
+    pos = x > 0
+    _, ci = scipy.special.sici(x[pos])
+    out[pos] = np.euler_gamma + np.log(x[pos]) - ci
+    return out
+
+
+def cds_pink_autocovariance(lags, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME):
+    """Autocovariance of the CDS of a unit 1/f stream, ``S(f) = 1/f`` up to Nyquist [DN^2].
+
+    The stream is sampled every ``dt``; a group is the mean of ``nframes`` reads ``tframe``
+    apart; the CDS is the difference of two groups ``tgroup`` apart.
+
+    Parameters
+    ----------
+    lags : ndarray, float   [samples]
+    tgroup, tframe : float  [s]
+    nframes : int
+    dt : float              [s]
+
+    Returns
+    -------
+    ndarray, float64, same shape as lags [DN^2 per unit A]
+    """
+    lags = np.asarray(lags, np.float64)
+    tg = tgroup / dt
+    tf = (tframe or tgroup) / dt
+    m = int(nframes)
+    # stream: R(tau) = ln(fN/f0) - Cin(pi tau)  (fN = 1/(2 dt)); the constant cancels below
+    out = np.zeros_like(lags)
+    for d in range(-(m - 1), m):
+        wgt = (m - abs(d)) / m ** 2
+        base = lags + d * tf
+        out += wgt * (-2.0 * _cin(np.pi * base) + _cin(np.pi * (base + tg)) + _cin(np.pi * (base - tg)))
+    return out
+
+
+def pink_kernel(layout, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME):
+    """Expected periodogram ``K`` (nf,) of the CDS of a unit 1/f stream seen through ``layout``.
+
+    Normalised as :func:`frame_periodograms` (``2 dt |X|^2 / n``), so a 1/f stream of amplitude
+    A gives ``A K`` [DN^2/Hz] in the auto spectra and, if common to all outputs, in the cross
+    spectrum.
+    """
+    mask = layout.mask().astype(np.float64)
+    n = mask.size
+    nfft = scipy.fft.next_fast_len(2 * n, real=True)
+    mf = scipy.fft.rfft(mask, nfft)
+    rho = scipy.fft.irfft(mf.real ** 2 + mf.imag ** 2, nfft)[:n]       # mask autocorrelation
+    a = rho * cds_pink_autocovariance(np.arange(n), tgroup, tframe, nframes, dt)
+    b = a.copy()
+    b[1:] += a[1:][::-1]                                              # fold negative lags
+    ex2 = scipy.fft.rfft(b).real                                      # E|X_k|^2
+    return 2.0 * dt * ex2 / layout.nused
+
+
+def log_bins(nf, nrows, nbins=40, kmin=1):
+    """Logarithmic frequency bins over FFT indices ``kmin..nf-1``, skipping row-frequency harmonics.
+
+    Returns a list of index arrays (non-empty), in increasing frequency.
+    """
+    k = np.arange(nf)
+    keep = (k >= kmin) & (k % nrows != 0)
+    edges = np.unique(np.round(np.geomspace(kmin, nf, nbins + 1)).astype(int))
+    bins = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        idx = k[lo:hi][keep[lo:hi]]
+        if idx.size:
+            bins.append(idx)
+    return bins
+
+
+def fit_linear_psd(y, design, nk, var_of_model, iterations=4):
+    """Weighted linear least squares ``y ~ design @ p`` with model-based weights (IRLS).
+
+    y : (nb,) binned spectrum; design : (nb, npar); nk : (nb,) FFT bins per bin;
+    var_of_model : callable(model (nb,)) -> relative variance (nb,).
+    Returns p (npar,), err (npar,), chi2_red.
+    """
+    model = np.maximum(y, np.finfo(float).tiny)
+    p = np.zeros(design.shape[1])
+    cov = np.full((design.shape[1],) * 2, np.nan)
+    for _ in range(iterations):
+        wgt = nk / np.maximum(var_of_model(model), np.finfo(float).tiny)
+        aw = design * np.sqrt(wgt)[:, None]
+        yw = y * np.sqrt(wgt)
+        p, *_ = np.linalg.lstsq(aw, yw, rcond=None)
+        model = np.maximum(design @ p, np.finfo(float).tiny * 1e6)
+    resid = (y - design @ p) * np.sqrt(wgt)
+    dof = max(len(y) - design.shape[1], 1)
+    chi2_red = float(resid @ resid / dof)
+    try:
+        cov = np.linalg.inv(aw.T @ aw) * chi2_red
+    except np.linalg.LinAlgError:
+        pass
+    return p, np.sqrt(np.diag(cov)), chi2_red
+
+
+def fit_power_spectra(auto, cross, kernel, bins, dt):
+    """Fit white + 1/f to the frame-averaged spectra.
+
+    Parameters
+    ----------
+    auto : ndarray (nout, nf) [DN^2/Hz]   mean auto periodograms
+    cross : ndarray (nf,) [DN^2/Hz]        mean pair-averaged cross periodogram (ignored if nout=1)
+    kernel : ndarray (nf,)                 :func:`pink_kernel`
+    bins : list of index arrays            :func:`log_bins`
+    dt : float [s]
+
+    Returns
+    -------
+    dict: ``white_var`` (nout,) [DN^2 CDS variance] and errors, ``a_total`` (nout,) [DN^2],
+    ``a_corr`` [DN^2] (NaN if nout == 1), ``a_uncorr`` (nout,), each with ``*_err``; the same for
+    the output-averaged auto spectrum (``mean_*``); ``chi2_*``.
+    """
+    nout = auto.shape[0]
+    nk = np.array([b.size for b in bins], float)
+    kb = np.array([kernel[b].mean() for b in bins])
+    white_col = np.full(len(bins), 2.0 * dt)
+    res = {}
+    if nout > 1:
+        cb = np.array([cross[b].mean() for b in bins])
+        mean_auto = np.array([auto.mean(axis=0)[b].mean() for b in bins])
+        # var of a pair-averaged cross periodogram ~ (P_auto^2 + C^2)/2 per pair and bin
+        npairs = nout * (nout - 1) / 2
+        p, err, chi2 = fit_linear_psd(cb, kb[:, None], nk,
+                                      lambda m: (mean_auto ** 2 + m ** 2) / (2 * npairs))
+        res["a_corr"], res["a_corr_err"], res["chi2_corr"] = float(p[0]), float(err[0]), chi2
+    else:
+        res["a_corr"] = res["a_corr_err"] = res["chi2_corr"] = np.nan
+    design = np.column_stack([white_col, kb])
+    wv, wv_err, at, at_err, chis = [], [], [], [], []
+    for k in range(nout + 1):
+        spec = auto.mean(axis=0) if k == nout else auto[k]
+        y = np.array([spec[b].mean() for b in bins])
+        scale = nout if k == nout else 1
+        p, err, chi2 = fit_linear_psd(y, design, nk, lambda m, s=scale: m ** 2 / s)
+        wv.append(p[0]); wv_err.append(err[0]); at.append(p[1]); at_err.append(err[1]); chis.append(chi2)
+    ac = res["a_corr"] if nout > 1 else 0.0
+    ace = res["a_corr_err"] if nout > 1 else 0.0
+    res.update({
+        "white_var": np.array(wv[:nout]), "white_var_err": np.array(wv_err[:nout]),
+        "a_total": np.array(at[:nout]), "a_total_err": np.array(at_err[:nout]),
+        "a_uncorr": np.array(at[:nout]) - ac,
+        "a_uncorr_err": np.hypot(np.array(at_err[:nout]), ace),
+        "chi2_auto": np.array(chis[:nout]),
+        "mean_white_var": wv[nout], "mean_white_var_err": wv_err[nout],
+        "mean_a_total": at[nout], "mean_a_total_err": at_err[nout],
+        "mean_a_uncorr": at[nout] - ac, "mean_a_uncorr_err": float(np.hypot(at_err[nout], ace)),
+        "chi2_mean_auto": chis[nout],
+    })
+    return res
+
+
+def pink_rms(a, dt=PIXEL_TIME):
+    """1/f amplitude ``A`` [unit^2] -> the simulator's rms over [1/T_ref, Nyquist] [unit].
+
+    Inverse of :func:`detcal.simulate.noise.pink_amplitude`; NaN for negative ``A`` is avoided by
+    keeping the sign: ``sign(A) sqrt(|A| ln(T_ref/(2 dt)))``.
+    """
+    a = np.asarray(a, np.float64)
+    per_unit = pink_amplitude(1.0, dt)
+    return np.sign(a) * np.sqrt(np.abs(a) / per_unit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading ramp products group by group (memory-lean: one frame at a time)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RampFile:
+    """An open ramp product: metadata and lazy access to its frames."""
+
+    path: str
+    header: fits.Header
+    meta: dict
+    geom: Geometry
+    shape: tuple
+    pixeldq: np.ndarray
+    _sci: object
+
+    def frame(self, integration, group):
+        """float64 (ny, nx) [DN] of one group (read from disk on demand)."""
+        return np.asarray(self._sci[integration, group], np.float64)
+
+    @property
+    def pixel_time(self):
+        tsample = keywords.optional(self.header, "TSAMPLE")
+        return float(tsample) * 1e-6 if tsample else PIXEL_TIME
+
+
+@contextmanager
+def open_ramp(path, step="ramp_fit"):
+    """Open a ramp product (RampModel layout or uncal) for frame-by-frame reading.
+
+    Checks the keywords ``step`` needs (TFRAME/TGROUP for 'ramp_fit') and the SCI shape against
+    NINTS/NGROUPS/SUBSIZE; raises :class:`detcal.errors.InputError` naming the file.
+    """
+    path = str(path)
+    header, ext = io.read_headers(path)
+    meta = keywords.require(header, step, path)
+    if "SCI" not in ext:
+        raise InputError(path, "no SCI extension")
+    hdul = fits.open(path)          # default memmap: lazy, falls back to reading for scaled data
+    try:
+        sci = hdul["SCI"]
+        shape = tuple(sci.shape)
+        if len(shape) != 4:
+            raise InputError(path, f"SCI has shape {shape}; a ramp needs (nints, ngroups, ny, nx)")
+        if shape[1] != meta["NGROUPS"] or (shape[2], shape[3]) != (meta["SUBSIZE2"], meta["SUBSIZE1"]):
+            raise InputError(path, f"SCI shape {shape} disagrees with NGROUPS={meta['NGROUPS']}, "
+                                   f"SUBSIZE1/2={meta['SUBSIZE1']}/{meta['SUBSIZE2']}")
+        geom = Geometry.from_header(header, shape, path)
+        if "PIXELDQ" in ext and hdul["PIXELDQ"].data is not None:
+            pixeldq = np.asarray(hdul["PIXELDQ"].data, np.uint32)
+        else:
+            pixeldq = np.zeros(shape[2:], np.uint32)
+        yield RampFile(path, header, meta, geom, shape, pixeldq, sci.section)
+    finally:
+        hdul.close()
+
+
+def check_same_configuration(first, other):
+    """Raise InputError if ``other`` cannot be analysed together with ``first`` (RampFile)."""
+    for key in ("DETECTOR", "NGROUPS", "NFRAMES", "GROUPGAP", "SUBARRAY"):
+        if first.meta.get(key) != other.meta.get(key):
+            raise InputError(other.path, f"{key}={other.meta.get(key)!r} differs from "
+                                         f"{first.meta.get(key)!r} of {first.path}")
+    if first.shape[1:] != other.shape[1:]:
+        raise InputError(other.path, f"frame shape {other.shape[1:]} differs from {first.shape[1:]}")
+    if abs(first.meta["TGROUP"] - other.meta["TGROUP"]) > 1e-6 * first.meta["TGROUP"]:
+        raise InputError(other.path, f"TGROUP={other.meta['TGROUP']} differs from {first.meta['TGROUP']}")
+
+
+def amplifier_gains(gain_path, ramp, active, value=None):
+    """Median gain [e-/DN] of each output's active pixels: float64 (nout,).
+
+    ``gain_path``: GAIN reference (cut to the ramp's subarray); ``value``: a number to use
+    instead (when there is no reference). Neither: NaN (e- columns are then NaN).
+    """
+    amp = ramp.geom.amplifier_map()
+    nout = int(amp.max()) + 1
+    if gain_path:
+        like = io.Ramp(np.empty((0, 0) + ramp.shape[2:], np.float32), None, None, ramp.header, ramp.path)
+        g = io.read_reference(gain_path, "GAIN", like=like).data.astype(np.float64)
+        ok = active & np.isfinite(g) & (g > 0)
+        return np.array([np.median(g[ok & (amp == k)]) if (ok & (amp == k)).any() else np.nan
+                         for k in range(nout)])
+    return np.full(nout, np.nan if value is None else float(value))
+
+
+def mean_gain(gains):
+    """Mean of the finite per-output gains, NaN when there is none (no e- values)."""
+    gains = np.asarray(gains, float)
+    return float(np.mean(gains[np.isfinite(gains)])) if np.isfinite(gains).any() else np.nan
+
+
+def good_pixels(pixeldq):
+    """bool (ny, nx): pixels without DO_NOT_USE."""
+    return (np.asarray(pixeldq, np.uint32) & np.uint32(dqflags.DO_NOT_USE)) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The analysis of one configuration group
+# ---------------------------------------------------------------------------------------------
+def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, tframe=None,
+                       nframes=1, row_overhead=ROW_OVERHEAD, window=31, order=3, per_line=False,
+                       clip=10.0, nbins=40, max_temporal_pixels=2 ** 19, min_frames=MIN_TEMPORAL):
+    """CDS noise decomposition and power spectra of a sequence of CDS frames.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray (ny, nx) [DN], science frame
+        CDS frames (independent group pairs); consumed one at a time.
+    geom : detcal.geometry.Geometry
+    pixeldq : ndarray uint32 (ny, nx) or None    DO_NOT_USE pixels are left out of statistics
+    dt : float [s]                               pixel read time
+    tgroup, tframe : float [s]; nframes : int    CDS timing (for the 1/f kernel)
+    row_overhead : int [samples]
+    window, order, per_line, clip : smoothing (see :func:`decompose_cds`)
+    nbins : int                                  logarithmic frequency bins of the fit/table
+    max_temporal_pixels : int                    pixels followed for temporal statistics
+    min_frames : int                             temporal statistics need at least this many
+
+    Returns
+    -------
+    dict with ``nframes``; ``noise`` (list of row dicts: output, pixels, component, statistic,
+    var_raw, var [DN^2]); ``spectra`` (freq [Hz] (nb,), auto (nout, nb), auto_err, cross (nb,),
+    cross_err, kernel (nb,) [DN^2/Hz]); ``fit`` (see :func:`fit_power_spectra`); ``h0``.
+    """
+    nout, w = output_width(geom)
+    ref = geom.reference_mask()
+    good = np.ones(geom.shape, bool) if pixeldq is None else good_pixels(pixeldq)
+    sets = {"active": ~ref & good, "reference": ref & good}
+    sets = {k: v for k, v in sets.items() if v.any()}
+    blocks_of = {name: readout_order(m, geom) for name, m in sets.items()}
+    layout = stream_layout(readout_order(~ref, geom), row_overhead)
+    h0 = savgol_leakage(window, order)
+    # temporal accumulators: one per pixel set over the chosen pixels (flat indices of blocks)
+    moments = {name: PixelMoments(COMPONENTS, subsample_rows(m.reshape(-1, m.shape[-1]), max_temporal_pixels))
+               for name, m in blocks_of.items()}
+    spatial = {name: {c: [] for c in COMPONENTS} for name in blocks_of}    # per frame (nout,) vars
+    nf = layout.nsamples // 2 + 1
+    sums = {"auto": np.zeros((nout, nf)), "auto2": np.zeros((nout, nf)),
+            "cross": np.zeros(nf), "cross2": np.zeros(nf)}
+    count = 0
+    for frame in frames:
+        blocks = readout_order(frame, geom)
+        comp = decompose_cds(blocks, blocks_of.get("active", np.ones(blocks.shape, bool)),
+                             window, order, per_line, clip)
+        use_out = ~comp["outlier"]
+        for name, bmask in blocks_of.items():
+            sel = bmask & use_out
+            for c in COMPONENTS:
+                spatial[name][c].append([robust_sigma(comp[c][k][sel[k]]) ** 2 if sel[k].any() else np.nan
+                                         for k in range(nout)])
+            moments[name].add([comp[c].reshape(-1, w) for c in COMPONENTS])
+        streams, nused = frame_streams(comp["total"], layout, comp["outlier"])
+        auto, cross = frame_periodograms(streams, nused, dt)
+        sums["auto"] += auto; sums["auto2"] += auto ** 2
+        sums["cross"] += cross; sums["cross2"] += cross ** 2
+        count += 1
+    if count == 0:
+        raise ValueError("no CDS frames (every ramp needs at least 2 groups)")
+
+    # ---- noise table ----------------------------------------------------------------------
+    out_index = np.repeat(np.arange(nout), np.prod(blocks_of[next(iter(blocks_of))].shape[1:]))
+    rows = []
+    temporal_ok = count >= min_frames
+    for name, bmask in blocks_of.items():
+        flat_out = out_index[moments[name].index]
+        flat_sel = bmask.reshape(-1)[moments[name].index]
+        for stat in ("spatial", "temporal"):
+            raw = {}
+            for c in COMPONENTS:
+                if stat == "spatial":
+                    v = np.asarray(spatial[name][c], float)
+                    raw[c] = [float(np.nanmedian(v[:, k])) if np.isfinite(v[:, k]).any() else np.nan
+                              for k in range(nout)]
+                else:
+                    var = moments[name].variance(c)
+                    raw[c] = [median_variance(var[(flat_out == k) & flat_sel], count - 1)
+                              if temporal_ok else np.nan for k in range(nout)]
+            for k in range(nout):
+                corr = leakage_corrected({c: raw[c][k] for c in COMPONENTS}, raw["white"][k], h0, nout)
+                for c in COMPONENTS:
+                    rows.append({"output": str(k), "pixels": name, "component": c, "statistic": stat,
+                                 "var_raw": raw[c][k], "var": corr[c]})
+            for c in COMPONENTS:   # output average: mean variance
+                vals = [r for r in rows if r["pixels"] == name and r["statistic"] == stat
+                        and r["component"] == c and r["output"] != "all"]
+                rows.append({"output": "all", "pixels": name, "component": c, "statistic": stat,
+                             "var_raw": float(np.mean([r["var_raw"] for r in vals])),
+                             "var": float(np.mean([r["var"] for r in vals]))})
+
+    # ---- spectra and fit ------------------------------------------------------------------
+    auto_mean = sums["auto"] / count
+    cross_mean = sums["cross"] / count
+    auto_var = np.maximum(sums["auto2"] / count - auto_mean ** 2, 0.0)
+    cross_var = np.maximum(sums["cross2"] / count - cross_mean ** 2, 0.0)
+    kernel = pink_kernel(layout, tgroup, tframe, nframes, dt)
+    bins = log_bins(nf, layout.nrows, nbins)
+    fit = fit_power_spectra(auto_mean, cross_mean, kernel, bins, dt)
+    freq_all = np.arange(nf) / (layout.nsamples * dt)
+
+    def binned(a, var=None):
+        if var is None:
+            return np.array([a[..., b].mean(axis=-1) for b in bins]).T
+        return np.array([np.sqrt(var[..., b].sum(axis=-1) / count) / b.size for b in bins]).T
+
+    spectra = {
+        "freq": np.array([freq_all[b].mean() for b in bins]),
+        "nbins_fft": np.array([b.size for b in bins]),
+        "auto": binned(auto_mean), "auto_err": binned(auto_mean, auto_var),
+        "cross": binned(cross_mean), "cross_err": binned(cross_mean, cross_var),
+        "kernel": binned(kernel),
+    }
+    return {"nframes": count, "temporal_ok": temporal_ok, "noise": rows, "spectra": spectra,
+            "fit": fit, "h0": h0, "layout": layout, "nout": nout, "dt": dt}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables, figures and the file-level function
+# ---------------------------------------------------------------------------------------------
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else float(obj)
+    return obj
+
+
+def write_json(obj, path):
+    """Write ``obj`` as indented JSON (numpy types converted, NaN -> null)."""
+    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(_jsonable(obj), fh, indent=2)
+
+
+def noise_table(result, gains):
+    """CDS noise table from :func:`analyse_cds_frames`: one row per output/pixels/component/statistic.
+
+    Columns: output ('0'.., 'all' = sqrt of the mean variance), pixels (active/reference),
+    component, statistic (spatial/temporal), cds_noise_DN, cds_noise_e (leakage-corrected),
+    cds_noise_raw_DN, cds_noise_raw_e (filter output as is), gain_e_per_DN, n_cds_frames,
+    temporal_valid.
+    """
+    gains = np.asarray(gains, float)
+    rows = []
+    for r in result["noise"]:
+        g = mean_gain(gains) if r["output"] == "all" else float(gains[int(r["output"])])
+        rows.append({"output": r["output"], "pixels": r["pixels"], "component": r["component"],
+                     "statistic": r["statistic"],
+                     "cds_noise_DN": np.sqrt(r["var"]), "cds_noise_e": np.sqrt(r["var"]) * g,
+                     "cds_noise_raw_DN": np.sqrt(r["var_raw"]), "cds_noise_raw_e": np.sqrt(r["var_raw"]) * g,
+                     "gain_e_per_DN": g, "n_cds_frames": result["nframes"],
+                     "temporal_valid": bool(result["temporal_ok"])})
+    return pd.DataFrame(rows)
+
+
+def spectrum_table(result):
+    """Binned power spectra and the fitted model [DN^2/Hz], one row per frequency bin.
+
+    Columns: frequency_Hz, n_fft_bins, psd_output{k}_DN2_per_Hz (+ _err), psd_mean_DN2_per_Hz,
+    psd_cross_DN2_per_Hz (+ _err: correlated part), model_white_DN2_per_Hz (output mean),
+    model_pink_corr_DN2_per_Hz, model_pink_uncorr_DN2_per_Hz (output mean),
+    model_total_DN2_per_Hz (output mean), model_output{k}_DN2_per_Hz.
+    """
+    s, fit = result["spectra"], result["fit"]
+    nout = result["nout"]
+    dt2 = 2.0 * result["dt"]
+    cols = {"frequency_Hz": s["freq"], "n_fft_bins": s["nbins_fft"]}
+    for k in range(nout):
+        cols[f"psd_output{k}_DN2_per_Hz"] = s["auto"][k]
+        cols[f"psd_output{k}_err_DN2_per_Hz"] = s["auto_err"][k]
+    cols["psd_mean_DN2_per_Hz"] = s["auto"].mean(axis=0)
+    cols["psd_cross_DN2_per_Hz"] = s["cross"] if nout > 1 else np.full(len(s["freq"]), np.nan)
+    cols["psd_cross_err_DN2_per_Hz"] = s["cross_err"] if nout > 1 else np.full(len(s["freq"]), np.nan)
+    a_corr = fit["a_corr"] if nout > 1 else 0.0
+    cols["model_white_DN2_per_Hz"] = np.full(len(s["freq"]), dt2 * fit["mean_white_var"])
+    cols["model_pink_corr_DN2_per_Hz"] = a_corr * s["kernel"] if nout > 1 else np.full(len(s["freq"]), np.nan)
+    cols["model_pink_uncorr_DN2_per_Hz"] = fit["mean_a_uncorr"] * s["kernel"]
+    cols["model_total_DN2_per_Hz"] = dt2 * fit["mean_white_var"] + fit["mean_a_total"] * s["kernel"]
+    for k in range(nout):
+        cols[f"model_output{k}_DN2_per_Hz"] = dt2 * fit["white_var"][k] + fit["a_total"][k] * s["kernel"]
+    return pd.DataFrame(cols)
+
+
+def fit_summary(result, gains):
+    """The fitted amplitudes in DN and e-, in the simulator's convention (see the module doc)."""
+    fit, dt = result["fit"], result["dt"]
+    gains = np.asarray(gains, float)
+    gmean = mean_gain(gains)
+
+    def rms(a, err, g):
+        r = float(pink_rms(a, dt))
+        e = 0.5 * abs(r) * err / abs(a) if a else np.nan
+        return {"A_DN2": float(a), "A_err_DN2": float(err), "rms_DN": r, "rms_err_DN": e,
+                "rms_e": r * g, "rms_err_e": e * g}
+
+    def white(v, err, g):
+        s = float(np.sqrt(max(v, 0.0)))
+        e = 0.5 * err / s if s > 0 else np.nan
+        return {"cds_noise_DN": s, "cds_noise_err_DN": e, "cds_noise_e": s * g, "cds_noise_err_e": e * g}
+
+    nout = result["nout"]
+    out = {
+        "white": {**{str(k): white(fit["white_var"][k], fit["white_var_err"][k], gains[k]) for k in range(nout)},
+                  "all": white(fit["mean_white_var"], fit["mean_white_var_err"], gmean)},
+        "pink_corr": rms(fit["a_corr"], fit["a_corr_err"], gmean) if nout > 1 else None,
+        "pink_uncorr": {**{str(k): rms(fit["a_uncorr"][k], fit["a_uncorr_err"][k], gains[k]) for k in range(nout)},
+                        "all": rms(fit["mean_a_uncorr"], fit["mean_a_uncorr_err"], gmean)},
+        "chi2_reduced": {"cross": fit["chi2_corr"], "auto": list(fit["chi2_auto"]),
+                         "mean_auto": fit["chi2_mean_auto"]},
+    }
+    return out
+
+
+def plot_cds_noise(table, path, title=""):
+    """Bar chart of the CDS noise components (active pixels) per output: spatial and temporal panels."""
+    t = table[table.pixels == "active"]
+    outputs = [o for o in t.output.unique() if o != "all"] + ["all"]
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    width = 0.8 / len(COMPONENTS)
+    labels = {"total": "total", "white": "white", "pink_corr": "correlated 1/f",
+              "pink_uncorr": "uncorrelated 1/f"}
+    for ax, stat in zip(axs, ("spatial", "temporal")):
+        ts = t[t.statistic == stat]
+        for i, comp in enumerate(COMPONENTS):
+            vals = [ts[(ts.output == o) & (ts.component == comp)].cds_noise_DN.mean() for o in outputs]
+            ax.bar(np.arange(len(outputs)) + (i - 1.5) * width, vals, width, label=labels[comp])
+        ax.set_xticks(np.arange(len(outputs)))
+        ax.set_xticklabels([f"output {o}" if o != "all" else "average" for o in outputs])
+        ax.set_xlabel("amplifier output")
+        ax.set_ylabel("CDS noise [DN]")
+        valid = bool(ts.temporal_valid.iloc[0]) if len(ts) else False
+        note = "" if stat == "spatial" or valid else f" (not computed: < {MIN_TEMPORAL} CDS frames)"
+        ax.set_title(f"{stat}{note}", fontsize=10)
+        g = ts.gain_e_per_DN.mean() if len(ts) else np.nan
+        if np.isfinite(g):
+            sec = ax.secondary_yaxis("right", functions=(lambda y, g=g: y * g, lambda y, g=g: y / g))
+            sec.set_ylabel("CDS noise [e-]")
+    top = np.nanmax(t.cds_noise_DN.to_numpy(float)) if t.cds_noise_DN.notna().any() else 1.0
+    axs[0].set_ylim(0, 1.3 * top)
+    axs[0].legend(fontsize=8, loc="upper center", ncol=4)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_power_spectrum(table, path, title=""):
+    """CDS power spectra (log-log) with the white + 1/f model: output mean (left), per output (right)."""
+    f = table.frequency_Hz
+    fig, axs = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    ax = axs[0]
+    ax.loglog(f, table.psd_mean_DN2_per_Hz, "o", ms=4, color="k", label="mean over outputs")
+    if table.psd_cross_DN2_per_Hz.notna().any():
+        pos = table.psd_cross_DN2_per_Hz > 0
+        ax.errorbar(f[pos], table.psd_cross_DN2_per_Hz[pos], yerr=table.psd_cross_err_DN2_per_Hz[pos],
+                    fmt="s", ms=3, color="C1", label="cross spectrum (correlated part)")
+        ax.loglog(f, table.model_pink_corr_DN2_per_Hz, "-", color="C1", label="model: correlated 1/f")
+    ax.loglog(f, table.model_white_DN2_per_Hz, "--", color="C0", label="model: white")
+    pos = table.model_pink_uncorr_DN2_per_Hz > 0
+    ax.loglog(f[pos], table.model_pink_uncorr_DN2_per_Hz[pos], "-", color="C2", label="model: uncorrelated 1/f")
+    ax.loglog(f, table.model_total_DN2_per_Hz, "-", color="k", lw=1.5, label="model: total")
+    ax.set_title("output average", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axs[1]
+    k = 0
+    while f"psd_output{k}_DN2_per_Hz" in table:
+        ax.loglog(f, table[f"psd_output{k}_DN2_per_Hz"], "o", ms=3, color=f"C{k}", label=f"output {k}")
+        ax.loglog(f, table[f"model_output{k}_DN2_per_Hz"], "-", color=f"C{k}", lw=1)
+        k += 1
+    ax.set_title("per output (lines: white + 1/f fits)", fontsize=10)
+    ax.legend(fontsize=8)
+    for ax in axs:
+        ax.set_xlabel("frequency [Hz]")
+        ax.set_ylabel("CDS power spectral density [DN$^2$/Hz]")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _iter_cds(paths, first, max_frames=None):
+    n = 0
+    for path in paths:
+        with open_ramp(path) as ramp:
+            check_same_configuration(first, ramp)
+            for i in range(ramp.shape[0]):
+                for g0, g1 in cds_pairs(ramp.shape[1]):
+                    if max_frames is not None and n >= max_frames:
+                        return
+                    yield ramp.frame(i, g1) - ramp.frame(i, g0)
+                    n += 1
+
+
+def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path, json_path,
+                              cds_figure_path, psd_figure_path, gain_path=None, gain=None,
+                              window=31, order=3, per_line=False, clip=10.0, nbins=40,
+                              row_overhead=ROW_OVERHEAD, pixel_time=None, max_frames=None,
+                              min_frames=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None):
+    """CDS noise decomposition and power spectra of one configuration group.
+
+    Parameters
+    ----------
+    ramp_paths : list of str        ramp products of one group (NIR ``linearity`` or ``refpix``
+                                    products: superbias and refpix applied, 1/f in); CDS frames
+                                    from independent group pairs of every integration
+    noise_table_path : str          TSV, :func:`noise_table` (CDS noise, DN and e-)
+    spectrum_table_path : str       TSV, :func:`spectrum_table` (binned PSD + model, DN^2/Hz)
+    json_path : str                 fitted amplitudes (:func:`fit_summary`), conventions, inputs
+    cds_figure_path, psd_figure_path : str   PNG figures drawn from the two tables
+    gain_path : str or None         GAIN reference [e-/DN]; ``gain``: a number instead
+    window, order, per_line, clip   time-domain 1/f smoothing (see :func:`decompose_cds`)
+    nbins : int                     logarithmic frequency bins
+    row_overhead : int              pixel times per row beyond the output width (NIRCam 12)
+    pixel_time : float or None      [s]; default header TSAMPLE [us] or 10 us
+    max_frames : int or None        use at most this many CDS frames
+    min_frames : int                temporal statistics need this many CDS frames
+    max_temporal_pixels : int       pixels followed for the temporal statistics
+
+    Returns
+    -------
+    (noise table, spectrum table, summary dict)
+    """
+    paths = [str(p) for p in ramp_paths]
+    if not paths:
+        raise ValueError("no ramp files given")
+    with open_ramp(paths[0]) as first:
+        meta, geom, header = first.meta, first.geom, first.header
+        if geom.family != "NIR":
+            raise InputError(first.path, f"noise decomposition needs an H2RG-like (NIR) detector, "
+                                         f"got INSTRUME={meta['INSTRUME']}")
+        if meta["NGROUPS"] < 2:
+            raise InputError(first.path, "noise decomposition needs NGROUPS >= 2 (CDS pairs)")
+        pixeldq = first.pixeldq.copy()
+        active = ~geom.reference_mask() & good_pixels(pixeldq)
+        gains = amplifier_gains(gain_path, first, active, gain)
+        dt = float(pixel_time) if pixel_time else first.pixel_time
+        for path in paths[1:]:
+            with open_ramp(path) as other:
+                check_same_configuration(first, other)
+                pixeldq |= other.pixeldq
+        first_stub = first
+    log.info("noise decomposition: %d file(s), %s, NGROUPS=%d, dt=%g s", len(paths),
+             meta["DETECTOR"], meta["NGROUPS"], dt)
+    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames), geom, pixeldq, dt=dt,
+                                tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
+                                row_overhead=row_overhead, window=window, order=order,
+                                per_line=per_line, clip=clip, nbins=nbins,
+                                max_temporal_pixels=max_temporal_pixels, min_frames=min_frames)
+    note = ""
+    if not result["temporal_ok"]:
+        note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
+                f"{min_frames} needed (spatial only)")
+        log.warning(note)
+    ntab = noise_table(result, gains)
+    stab = spectrum_table(result)
+    for path in (noise_table_path, spectrum_table_path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ntab.to_csv(noise_table_path, sep="\t", index=False, float_format="%.6g")
+    stab.to_csv(spectrum_table_path, sep="\t", index=False, float_format="%.6g")
+    layout = result["layout"]
+    ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
+    ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS", "FASTAXIS", "SLOWAXIS")})
+    summary = {
+        "analysis": "CDS noise decomposition and power spectra",
+        "configuration": ident,
+        "inputs": [os.path.basename(p) for p in paths],
+        "gain_reference": os.path.basename(gain_path) if gain_path else None,
+        "gain_e_per_DN": list(gains),
+        "n_cds_frames": result["nframes"], "temporal_valid": result["temporal_ok"],
+        "min_cds_frames_temporal": min_frames, "note": note,
+        "conventions": {
+            "cds": "independent pairs data[1::2] - data[0::2] of every integration (last group dropped if odd)",
+            "noise": "CDS noise (std of a difference of two groups); single-read noise = CDS / sqrt(2)",
+            "readout_order": "detector frame (FASTAXIS/SLOWAXIS), output stripes, odd outputs flipped",
+            "time_domain": f"Savitzky-Golay window {window}, order {order}, "
+                           f"{'per row' if per_line else 'along the readout stream'}; correlated = "
+                           "output mean of the smoothed streams, uncorrelated = remainder, white = data - smoothed",
+            "leakage_correction": f"white / sqrt(1 - h0), pink_corr^2 - h0 white^2/nout, pink_uncorr^2 - "
+                                  f"h0 white^2 (1 - 1/nout); h0 = {result['h0']:.5f}; *_raw columns uncorrected",
+            "psd": "one-sided periodogram 2 dt |rfft|^2 / n of mean-subtracted readout-ordered streams, row "
+                   "overhead and reference columns zero, averaged over frames; cross = Re(X_i X_j*) averaged "
+                   "over output pairs",
+            "model": "P(f) = 2 dt W + A K(f), K = exact expected CDS periodogram of a unit 1/f stream "
+                     "S(f) = 1/f (CDS lag TGROUP, NFRAMES averaging, sampling mask); fitted by weighted "
+                     "least squares over log bins, row-frequency harmonics excluded",
+            "amplitudes": "A [DN^2] of S(f) = A/f per stream; rms = sqrt(A ln(T_ref/(2 dt))) with T_ref = "
+                          "10.73677 s (detcal.simulate convention: rms over 1/T_ref..Nyquist); white = sqrt(W), "
+                          "CDS noise",
+        },
+        "pixel_time_s": dt, "row_overhead": row_overhead,
+        "stream": {"rows": [layout.rows.start, layout.rows.stop], "columns_used": int(layout.colmask.sum()),
+                   "row_samples": layout.row_samples, "nsamples": layout.nsamples},
+        "fit": fit_summary(result, gains),
+    }
+    write_json(summary, json_path)
+    label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
+    plot_cds_noise(ntab, cds_figure_path, title=f"CDS noise {label} ({result['nframes']} CDS frames) {note}")
+    plot_power_spectrum(stab, psd_figure_path, title=f"CDS power spectrum {label} ({result['nframes']} frames)")
+    return ntab, stab, summary

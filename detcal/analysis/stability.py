@@ -1,0 +1,538 @@
+"""Stability and trending across the exposures of one configuration group, and a JWQL-style
+comparison of the slope images with a baseline.
+
+Quantities, per exposure and per amplifier (``'1'..'N'`` and ``'all'``), each measured on every
+integration (the exposure value is the mean of its integrations):
+
+* ``dark``: 3-sigma-clipped mean slope [DN/s] of active pixels without DO_NOT_USE (rateints);
+* ``cds_noise``: CDS noise [DN], the MAD-based sigma of the independent group-pair differences
+  ``data[2k+1] - data[2k]`` (an odd last group dropped) of active pixels, pairs with JUMP_DET,
+  SATURATED or DO_NOT_USE in either group and DO_NOT_USE pixels excluded (jump-step ramps:
+  superbias- and reference-pixel-corrected). CDS convention: the std of a difference, not
+  divided by sqrt(2);
+* ``bias``: 3-sigma-clipped mean of group 1 [DN] of active pixels (raw ``uncal`` files or any
+  product before the superbias step);
+* ``hot_pixels``: number of active pixels with a slope above ``hot_threshold`` [e-/s, with the
+  GAIN reference; DN/s without one].
+
+Drift test (per quantity and amplifier), against the measurement error estimated from the
+scatter of the integrations within the exposures (pooled variance ``s_w^2`` with
+``dof_w = sum(n_e - 1)``; for ``hot_pixels`` at least the Poisson variance of the mean count):
+
+* constant model: one-way ANOVA ``F = [sum n_e (m_e - m)^2 / (k - 1)] / s_w^2`` against
+  F(k - 1, dof_w) (the chi-square of a constant with estimated errors);
+* linear drift: weighted least-squares slope of ``m_e`` vs EXPSTART [per day] with
+  ``sigma_b = s_w / sqrt(sum n_e (t_e - t)^2)``, t-test with dof_w;
+* with one integration per exposure (no ``s_w``): the slope t-test uses the residuals of the
+  fit (k - 2 dof) and the constant model is not tested.
+
+A quantity is flagged when either p-value is below ``alpha`` (default 1e-3).
+
+Baseline comparison (JWQL dark monitor): the per-pixel clipped mean and std of the slopes over
+all integrations are compared with a baseline in the slope-image format
+(:func:`detcal.analysis.common.write_slope_images`; e.g. the ``image_fits`` of a previous
+dark-current run, or ``baseline_output`` of this function). JWQL's ratio tests, each with a
+significance requirement (slopes from a few integrations make plain ratios of near-zero dark
+rates meaningless):
+
+* new hot: ``mean / baseline_mean > 2`` and ``mean - baseline_mean > nsigma * e``;
+* new dead: ``mean / baseline_mean < 0.1`` and ``baseline_mean - mean > nsigma * e``;
+* newly noisy: ``std / baseline_std > 1.5`` and the F-test of the two variances beyond the
+  one-sided ``nsigma`` normal tail probability;
+
+with ``e = sqrt(s^2 / n + s_b^2 / n_b)`` and ``s`` the larger of the pixel's std and the
+amplifier's median std (a std from few integrations is itself noisy).
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+from matplotlib.ticker import MaxNLocator
+from scipy import stats as sstats
+
+from .. import dqflags, io
+from ..errors import InputError
+from . import common
+from .darkcurrent import read_group
+
+QUANTITIES = {
+    "dark": ("dark_DN_per_s", "mean dark rate [DN/s]"),
+    "cds_noise": ("cds_noise_DN", "CDS noise [DN]"),
+    "bias": ("bias_DN", "bias level, group 1 [DN]"),
+    "hot_pixels": ("hot_pixels", "hot pixels [count]"),
+}
+
+_BAD_PAIR = np.uint8(dqflags.JUMP_DET | dqflags.SATURATED | dqflags.DO_NOT_USE)
+
+CONVENTIONS = {
+    "dark": "3-sigma-clipped mean slope of active pixels without DO_NOT_USE, per integration [DN/s]",
+    "cds_noise": "MAD-based sigma of independent group-pair differences (1-0, 3-2, ...) of active pixels; "
+                 "pairs with JUMP_DET/SATURATED/DO_NOT_USE excluded; CDS convention (not / sqrt 2) [DN]",
+    "bias": "3-sigma-clipped mean of group 1 of active pixels [DN]",
+    "hot_pixels": "active pixels with slope > hot_threshold [e-/s with GAIN, else DN/s]",
+    "exposure_value": "mean of the exposure's integrations; error from the pooled within-exposure scatter",
+    "drift_tests": "one-way ANOVA F-test of the exposure means (constant model) and t-test of a weighted "
+                   "linear slope vs EXPSTART, both against the pooled within-exposure scatter; flagged if "
+                   "either p < alpha",
+    "time": "EXPSTART [MJD]; slopes per day",
+    "baseline": "new hot: ratio > 2; dead: ratio < 0.1; noisy: std ratio > 1.5; each also significant at nsigma",
+    "numbering": "integrations and groups 1-based, pixel_row / pixel_column 0-based (science frame)",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurements (pure)
+# ----------------------------------------------------------------------------------------------
+def cds_noise(data, groupdq, pixeldq, masks):
+    """CDS noise of one integration per pixel selection.
+
+    Parameters
+    ----------
+    data : float (ngroups, ny, nx) [DN]
+    groupdq : uint8 (ngroups, ny, nx)
+    pixeldq : uint32 (ny, nx)
+    masks : dict label -> bool (ny, nx)
+
+    Returns
+    -------
+    dict label -> float [DN]: MAD-based sigma of the independent differences ``data[2k+1] -
+    data[2k]`` (an odd last group dropped) over the selected pixels; pairs with JUMP_DET,
+    SATURATED or DO_NOT_USE in either group, and DO_NOT_USE pixels, excluded. NaN with fewer
+    than 2 groups.
+    """
+    ng = (data.shape[0] // 2) * 2
+    if ng < 2:
+        return {label: math.nan for label in masks}
+    d = np.asarray(data[1:ng:2], np.float32) - np.asarray(data[0:ng:2], np.float32)
+    ok = ((groupdq[1:ng:2] | groupdq[0:ng:2]) & _BAD_PAIR) == 0
+    ok &= ((np.asarray(pixeldq) & dqflags.DO_NOT_USE) == 0)[None]
+    return {label: common.robust_sigma(d[ok & sel[None]]) for label, sel in masks.items()}
+
+
+def clipped_means(image, masks, sigma=3.0, maxiters=5):
+    """dict label -> 3-sigma-clipped mean of ``image`` (ny, nx) over each selection."""
+    return {label: common.clipped_stats(image[sel], sigma, maxiters).mean for label, sel in masks.items()}
+
+
+def hot_counts(image, masks, threshold):
+    """dict label -> number of selected pixels with ``image > threshold`` (NaN never counts)."""
+    hot = np.nan_to_num(np.asarray(image, np.float64), nan=-np.inf) > threshold
+    return {label: int(np.count_nonzero(hot & sel)) for label, sel in masks.items()}
+
+
+def trend_test(times, values, alpha=1e-3, poisson=False):
+    """Drift test of one quantity measured on the integrations of several exposures.
+
+    Parameters
+    ----------
+    times : float (k,) [MJD], exposure start times
+    values : list of k 1-D arrays, the quantity on each integration of each exposure
+    alpha : float, p-value below which the quantity is flagged
+    poisson : bool, the quantity is a count: the within-exposure variance is at least the mean
+        count (Poisson), so identical counts in the integrations do not make the error 0
+
+    Returns
+    -------
+    dict: ``n_exposures``, ``used`` (indices of the exposures with values and a time), ``mean``
+    (integration-weighted), ``exposure_means`` (k,), ``exposure_errors`` (k,), ``dof_within``,
+    ``within_sigma``, ``slope_per_day`` and ``slope_err_per_day``, ``slope_significance``
+    (slope / error), ``p_slope``, ``F``, ``p_constant``, ``method`` ('within_exposure_scatter'
+    or 'fit_residuals'), ``flagged``.
+    """
+    t = np.asarray(times, np.float64)
+    vals = [np.asarray(v, np.float64)[np.isfinite(v)] for v in values]
+    keep = [i for i, v in enumerate(vals) if v.size and np.isfinite(t[i])]
+    used = list(keep)
+    t = t[keep]
+    vals = [vals[i] for i in keep]
+    k = len(vals)
+    n = np.array([v.size for v in vals], np.float64)
+    m = np.array([v.mean() for v in vals]) if k else np.zeros(0)
+    nan = math.nan
+    out = {"n_exposures": k, "used": used, "mean": nan, "exposure_means": m, "exposure_errors": np.full(k, nan),
+           "dof_within": 0, "within_sigma": nan, "slope_per_day": nan, "slope_err_per_day": nan,
+           "slope_significance": nan, "p_slope": nan, "F": nan, "p_constant": nan,
+           "method": "none", "flagged": False}
+    if k == 0:
+        return out
+    grand = float(np.sum(n * m) / n.sum())
+    out["mean"] = grand
+    dof_w = int(np.sum(n - 1))
+    ss_w = float(sum(((v - v.mean()) ** 2).sum() for v in vals))
+    if dof_w > 0:
+        var_w = ss_w / dof_w
+        if poisson:
+            var_w = max(var_w, max(grand, 1.0))
+        sw = math.sqrt(var_w)
+        out.update(dof_within=dof_w, within_sigma=sw, exposure_errors=sw / np.sqrt(n),
+                   method="within_exposure_scatter")
+        if k >= 2 and var_w > 0:
+            F = float(np.sum(n * (m - grand) ** 2) / (k - 1) / var_w)
+            out.update(F=F, p_constant=float(sstats.f.sf(F, k - 1, dof_w)))
+            tw = np.sum(n * t) / n.sum()
+            sxx = float(np.sum(n * (t - tw) ** 2))
+            if sxx > 0:
+                b = float(np.sum(n * (t - tw) * (m - grand)) / sxx)
+                eb = sw / math.sqrt(sxx)
+                z = b / eb
+                out.update(slope_per_day=b, slope_err_per_day=eb, slope_significance=z,
+                           p_slope=float(2 * sstats.t.sf(abs(z), dof_w)))
+    elif k >= 3:
+        out["method"] = "fit_residuals"
+        tc = t - t.mean()
+        sxx = float(np.sum(tc ** 2))
+        if sxx > 0:
+            b = float(np.sum(tc * (m - m.mean())) / sxx)
+            resid = m - m.mean() - b * tc
+            s2 = float(np.sum(resid ** 2) / (k - 2))
+            if poisson:
+                s2 = max(s2, max(grand, 1.0))
+            eb = math.sqrt(s2 / sxx) if s2 > 0 else nan
+            z = b / eb if eb and np.isfinite(eb) else (math.inf if b else 0.0)
+            out.update(slope_per_day=b, slope_err_per_day=eb, slope_significance=z,
+                       p_slope=float(2 * sstats.t.sf(abs(z), k - 2)), within_sigma=math.sqrt(s2),
+                       exposure_errors=np.full(k, math.sqrt(s2)))
+    ps = [p for p in (out["p_constant"], out["p_slope"]) if np.isfinite(p)]
+    out["flagged"] = bool(ps and min(ps) < alpha)
+    return out
+
+
+def compare_baseline(mean, std, nused, base_mean, base_std, base_nused, select, amp_map=None,
+                     hot_ratio=2.0, dead_ratio=0.1, noisy_ratio=1.5, nsigma=5.0):
+    """JWQL-style new hot / dead / noisy pixels relative to a baseline (with significance).
+
+    Parameters
+    ----------
+    mean, std : float (ny, nx) [DN/s], per-pixel clipped mean and std over n integrations
+    nused : int (ny, nx), integrations per pixel
+    base_mean, base_std, base_nused : the baseline's (same shapes)
+    select : bool (ny, nx), pixels compared (e.g. active, not DO_NOT_USE)
+    amp_map : int (ny, nx), optional: the std floor is the median std per amplifier (else global)
+    hot_ratio, dead_ratio, noisy_ratio : JWQL thresholds (2, 0.1, 1.5)
+    nsigma : significance of the difference (and the one-sided tail probability of the F-test)
+
+    Returns
+    -------
+    dict ``hot``, ``dead``, ``noisy`` -> bool (ny, nx); ``ratio``, ``std_ratio``, ``z`` float (ny, nx)
+    """
+    mean = np.asarray(mean, np.float64)
+    base_mean = np.asarray(base_mean, np.float64)
+    std, base_std = np.asarray(std, np.float64), np.asarray(base_std, np.float64)
+    n = np.maximum(np.asarray(nused, np.float64), 1)
+    nb = np.maximum(np.asarray(base_nused, np.float64), 1)
+    ok = select & np.isfinite(mean) & np.isfinite(base_mean)
+    amp = np.zeros(mean.shape, int) if amp_map is None else np.asarray(amp_map)
+    floor = np.zeros(mean.shape)
+    floor_b = np.zeros(mean.shape)
+    for a in np.unique(amp[ok]):
+        sel = ok & (amp == a)
+        floor[amp == a] = np.nanmedian(std[sel]) if np.isfinite(std[sel]).any() else 0.0
+        floor_b[amp == a] = np.nanmedian(base_std[sel]) if np.isfinite(base_std[sel]).any() else 0.0
+    s = np.fmax(np.nan_to_num(std, nan=0.0), floor)
+    sb = np.fmax(np.nan_to_num(base_std, nan=0.0), floor_b)
+    err = np.sqrt(s ** 2 / n + sb ** 2 / nb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = mean - base_mean
+        z = np.where(err > 0, diff / err, 0.0)
+        ratio = np.where(base_mean != 0, mean / base_mean, np.sign(mean) * np.inf)
+        std_ratio = std / base_std
+        fstat = std_ratio ** 2
+    hot = ok & (ratio > hot_ratio) & (z > nsigma)
+    dead = ok & (ratio < dead_ratio) & (z < -nsigma)
+    p_tail = sstats.norm.sf(nsigma)
+    good_std = ok & np.isfinite(fstat) & (np.asarray(nused) > 1) & (np.asarray(base_nused) > 1)
+    pf = np.ones(mean.shape)
+    if good_std.any():
+        pf[good_std] = sstats.f.sf(fstat[good_std], n[good_std] - 1, nb[good_std] - 1)
+    noisy = good_std & (std_ratio > noisy_ratio) & (pf < p_tail)
+    return {"hot": hot, "dead": dead, "noisy": noisy, "ratio": ratio, "std_ratio": std_ratio, "z": z}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+def read_group_zero(path):
+    """Group 1 (index 0) of every integration of a ramp file, read without loading the other groups.
+
+    Returns (float32 (nints, ny, nx) [DN], pixeldq uint32 (ny, nx) or zeros, primary header).
+    """
+    path = str(path)
+    header, ext = io.read_headers(path)
+    if "SCI" not in ext or ext["SCI"].get("NAXIS") != 4:
+        raise InputError(path, "needs a 4-D SCI ramp (nints, ngroups, ny, nx) for the bias level")
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        g0 = np.asarray(hdul["SCI"].section[:, 0], np.float32)
+        names = [h.name for h in hdul]
+        pdq = (np.asarray(hdul["PIXELDQ"].data, np.uint32) if "PIXELDQ" in names
+               else np.zeros(g0.shape[1:], np.uint32))
+    return g0, pdq, header
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+def plot_trends(table, trends, path, title):
+    """Quantity vs EXPSTART per amplifier (error bars: within-exposure error), flagged in the legend."""
+    present = [q for q in QUANTITIES if table[QUANTITIES[q][0]].notna().any()]
+    fig, axs = common.subplot_grid(max(len(present), 1), ncols=2, size=4.2)
+    for ax, q in zip(axs, present):
+        col, label = QUANTITIES[q]
+        for amp in list(dict.fromkeys(table.amplifier)):
+            t = table[table.amplifier == amp]
+            tr = trends[(trends.quantity == q) & (trends.amplifier == amp)]
+            flag = bool(tr.flagged.iloc[0]) if len(tr) else False
+            name = "all" if amp == common.ALL else f"amp {amp}"
+            ax.errorbar(t.expstart_mjd, t[col], yerr=t[f"{col}_err"], marker="o" if amp == common.ALL else ".",
+                        ms=5, lw=1.0, capsize=2, label=name + (" FLAGGED" if flag else ""),
+                        color="k" if amp == common.ALL else None)
+        ax.set_xlabel("exposure start [MJD]")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+        ax.ticklabel_format(axis="x", useOffset=False)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    common.save_figure(fig, path)
+
+
+def plot_baseline(mean, select, pixels, path, title):
+    """Mean slope image (median +/- 5 sigma) with new hot (red), dead (blue), noisy (magenta) pixels."""
+    vmin, vmax = common.image_range(mean, select, 5.0)
+    fig, ax = common.plt.subplots(figsize=(6.4, 5.6))
+    common.show_image(ax, mean, vmin, vmax, "dark rate [DN/s]", title)
+    for kind, color in (("hot", "red"), ("dead", "blue"), ("noisy", "magenta")):
+        p = pixels[pixels.kind == kind]
+        if len(p) and len(p) <= 1000:
+            ax.plot(p.pixel_column, p.pixel_row, "o", mfc="none", mec=color, ms=6,
+                    label=f"{len(p)} new {kind} vs baseline")
+        elif len(p):
+            ax.plot([], [], "o", mfc="none", mec=color, label=f"{len(p)} new {kind} (not drawn)")
+    if len(pixels):
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    common.save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# File level
+# ----------------------------------------------------------------------------------------------
+def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, group=None,
+                   ramp_paths=None, bias_paths=None, gain_path=None, hot_threshold=1.0,
+                   baseline=None, baseline_output=None, baseline_tsv=None, baseline_pixels_tsv=None,
+                   trend_png=None, baseline_png=None, alpha=1e-3, sigma=3.0, maxiters=5,
+                   hot_ratio=2.0, dead_ratio=0.1, noisy_ratio=1.5, nsigma=5.0):
+    """Stability of one configuration group across its exposures, and a baseline comparison.
+
+    Parameters
+    ----------
+    rateints_paths : list of str
+        ``{exposure}_rateints.fits`` (or ``rate``) of the group, one per exposure: dark,
+        hot-pixel counts, slope images. EXPSTART [MJD] from their headers orders the exposures.
+    output_tsv : str
+        One row per (exposure, amplifier): ``exposure``, ``expstart_mjd``, ``amplifier``,
+        ``n_integrations``, then per quantity its value and ``_err`` (within-exposure error):
+        ``dark_DN_per_s``, (``dark_e_per_s`` with gain), ``cds_noise_DN``, ``bias_DN``,
+        ``hot_pixels``.
+    output_json : str
+        ``summary`` (``any_drift``, flagged quantities, CDS noise / dark / bias of the group,
+        baseline counts), ``trends``, ``table``, ``conventions``, ``parameters``.
+    trends_tsv : str, optional
+        One row per (quantity, amplifier): drift-test results (see :func:`trend_test`).
+    group : str, optional
+        Group name (default: from the first file's keywords).
+    ramp_paths : list of str, optional
+        Jump-step ramps of the same exposures (matched by exposure name) for the CDS noise.
+    bias_paths : list of str, optional
+        Raw ``uncal`` files (or products before the superbias step) of the same exposures for
+        the bias level (only group 1 is read).
+    gain_path : str, optional
+        GAIN reference: ``hot_threshold`` is then in e-/s (else DN/s) and the dark also in e-/s.
+    hot_threshold : float
+        Slope above which a pixel counts as hot [e-/s with gain, DN/s without]; default 1 e-/s.
+    baseline : str, optional
+        Slope-image file of an earlier run (:func:`common.write_slope_images` format); enables
+        the new hot/dead/noisy comparison.
+    baseline_output : str, optional
+        Write this run's slope images in the baseline format (for a later run).
+    baseline_tsv, baseline_pixels_tsv, baseline_png : str, optional
+        Counts per amplifier of new hot/dead/noisy pixels, the list of those pixels
+        (kind, pixel_row, pixel_column, amplifier, mean/baseline in DN/s, ratio, z), and the
+        mean image with the pixels marked. Written empty (with a note) without a baseline.
+    trend_png : str, optional
+        Quantities vs time per amplifier.
+    alpha : float
+        Drift-test p-value threshold.
+    sigma, maxiters : clipping; hot_ratio, dead_ratio, noisy_ratio, nsigma : baseline tests.
+
+    Returns
+    -------
+    dict: the JSON document written.
+    """
+    paths = [str(p) for p in rateints_paths]
+    cube, dq, headers, owner = read_group(paths)
+    names = [common.exposure_name(p) for p in paths]
+    header = headers[0]
+    group = group or common.group_name(header, paths[0])
+    geom, amp_map, active = common.layout(header, cube.shape, paths[0])
+    usable = active & ((common.persistent_dq(dq) & np.uint32(dqflags.DO_NOT_USE)) == 0)
+    masks = common.amplifier_masks(amp_map, usable, geom.noutputs)
+    labels = list(masks)
+    gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None
+    gains = ({lab: float(np.nanmedian(gain[sel])) if sel.any() else math.nan for lab, sel in masks.items()}
+             if gain is not None else None)
+    starts = np.array([common.expstart(h) for h in headers])
+
+    # per-integration measurements: per[quantity][exposure index] -> {label: list}
+    per = {q: [{lab: [] for lab in labels} for _ in paths] for q in QUANTITIES}
+    for i in range(cube.shape[0]):
+        e = owner[i]
+        img = np.where((dq[i] & np.uint32(dqflags.DO_NOT_USE)) == 0, cube[i], np.nan)
+        for lab, v in clipped_means(img, masks, sigma, maxiters).items():
+            per["dark"][e][lab].append(v)
+        thr_img = img * gain if gain is not None else img
+        for lab, v in hot_counts(thr_img, masks, hot_threshold).items():
+            per["hot_pixels"][e][lab].append(v)
+    inputs = list(paths)
+    for kind, extra in (("cds_noise", ramp_paths), ("bias", bias_paths)):
+        if not extra:
+            continue
+        extra = [str(p) for p in extra]
+        inputs += extra
+        by_name = {common.exposure_name(p): p for p in extra}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise InputError(extra[0], f"no {kind} input for exposure(s) {missing} "
+                                       f"(given: {sorted(by_name)})")
+        for e, name in enumerate(names):
+            p = by_name[name]
+            if kind == "cds_noise":
+                ramp = io.read_ramp(p)
+                common.check_one_group([header, ramp.header], [paths[e], p])
+                for i in range(ramp.data.shape[0]):
+                    for lab, v in cds_noise(ramp.data[i], ramp.groupdq[i], ramp.pixeldq, masks).items():
+                        per[kind][e][lab].append(v)
+                del ramp
+            else:
+                g0, pdq, h = read_group_zero(p)
+                common.check_one_group([header, h], [paths[e], p])
+                for img in g0:
+                    img = np.where((pdq & dqflags.DO_NOT_USE) == 0, img, np.nan)
+                    for lab, v in clipped_means(img, masks, sigma, maxiters).items():
+                        per[kind][e][lab].append(v)
+
+    # table and drift tests
+    rows, trend_rows = [], []
+    order = np.argsort(starts, kind="stable")
+    results = {}
+    for q, (col, _) in QUANTITIES.items():
+        for lab in labels:
+            vals = [per[q][e][lab] for e in range(len(paths))]
+            if not any(len(v) for v in vals):
+                continue
+            res = trend_test(starts, vals, alpha, poisson=(q == "hot_pixels"))
+            results[(q, lab)] = res
+            trend_rows.append({"quantity": q, "column": col, "amplifier": lab,
+                               **{k: v for k, v in res.items()
+                                  if k not in ("used", "exposure_means", "exposure_errors")}})
+    for e in order:
+        for lab in labels:
+            n_int = int(np.sum(owner == e))
+            row = {"exposure": names[e], "expstart_mjd": starts[e], "amplifier": lab, "n_integrations": n_int}
+            for q, (col, _) in QUANTITIES.items():
+                vals = np.asarray(per[q][e][lab], np.float64)
+                res = results.get((q, lab))
+                if res is None or not vals.size:
+                    row[col], row[f"{col}_err"] = math.nan, math.nan
+                    continue
+                used = res["used"]
+                err = res["exposure_errors"][used.index(e)] if e in used else math.nan
+                row[col], row[f"{col}_err"] = float(np.nanmean(vals)), float(err)
+                if q == "dark" and gains is not None:
+                    row["dark_e_per_s"] = row[col] * gains[lab]
+                    row["dark_e_per_s_err"] = row[f"{col}_err"] * gains[lab]
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    common.write_tsv(table, output_tsv)
+    trends = pd.DataFrame(trend_rows)
+    if trends_tsv:
+        common.write_tsv(trends, trends_tsv)
+
+    # baseline
+    mean_img, std_img, nused = common.clipped_mean_std_images(cube, sigma, maxiters)
+    if baseline_output:
+        common.write_slope_images(baseline_output, mean_img, std_img, nused, common.persistent_dq(dq), header,
+                                  cube.shape[0], starts, paths)
+    base_counts, pix = None, pd.DataFrame(columns=["kind", "pixel_row", "pixel_column", "amplifier",
+                                                   "mean_DN_per_s", "baseline_mean_DN_per_s", "ratio",
+                                                   "std_DN_per_s", "baseline_std_DN_per_s", "std_ratio", "z"])
+    if baseline:
+        base = common.read_slope_images(baseline)
+        if base["mean"].shape != mean_img.shape:
+            raise InputError(baseline, f"baseline images are {base['mean'].shape[1]} x {base['mean'].shape[0]}, "
+                                       f"the group's slopes {mean_img.shape[1]} x {mean_img.shape[0]}")
+        bdet = str(base["header"].get("DETECTOR", "")).strip()
+        if bdet and bdet != str(header["DETECTOR"]).strip():
+            raise InputError(baseline, f"baseline is for DETECTOR {bdet}, the group is {header['DETECTOR']}")
+        sel = usable & ((base["dq"] & np.uint32(dqflags.DO_NOT_USE)) == 0)
+        cmp = compare_baseline(mean_img, std_img, nused, base["mean"], base["std"], base["nused"], sel, amp_map,
+                               hot_ratio, dead_ratio, noisy_ratio, nsigma)
+        prow = []
+        for kind in ("hot", "dead", "noisy"):
+            for y, x in zip(*np.nonzero(cmp[kind])):
+                prow.append((kind, int(y), int(x), str(int(amp_map[y, x]) + 1), float(mean_img[y, x]),
+                             float(base["mean"][y, x]), float(cmp["ratio"][y, x]), float(std_img[y, x]),
+                             float(base["std"][y, x]), float(cmp["std_ratio"][y, x]), float(cmp["z"][y, x])))
+        pix = pd.DataFrame(prow, columns=pix.columns)
+        cmasks = common.amplifier_masks(amp_map, sel, geom.noutputs)
+        base_counts = pd.DataFrame([{"amplifier": lab, "n_pixels_compared": int(m.sum()),
+                                     **{f"n_new_{k}": int(np.count_nonzero(cmp[k] & m))
+                                        for k in ("hot", "dead", "noisy")}}
+                                    for lab, m in cmasks.items()])
+    if baseline_tsv:
+        common.write_tsv(base_counts if base_counts is not None else
+                         pd.DataFrame(columns=["amplifier", "n_pixels_compared", "n_new_hot", "n_new_dead",
+                                               "n_new_noisy"]), baseline_tsv)
+    if baseline_pixels_tsv:
+        common.write_tsv(pix, baseline_pixels_tsv)
+
+    flagged = [{"quantity": r["quantity"], "amplifier": r["amplifier"], "p_constant": r["p_constant"],
+                "p_slope": r["p_slope"]} for r in trend_rows if r["flagged"]]
+    whole = {q: results[(q, common.ALL)]["mean"] for q in QUANTITIES if (q, common.ALL) in results}
+    summary = {
+        "detector": str(header["DETECTOR"]).strip(),
+        "n_exposures": len(paths), "n_integrations": int(cube.shape[0]),
+        "expstart_first_mjd": float(np.nanmin(starts)) if np.isfinite(starts).any() else None,
+        "expstart_last_mjd": float(np.nanmax(starts)) if np.isfinite(starts).any() else None,
+        "any_drift": bool(flagged),
+        "flagged": sorted({f"{f['quantity']}" for f in flagged}),
+        "dark_DN_per_s": whole.get("dark"),
+        "cds_noise_DN": whole.get("cds_noise"),
+        "bias_DN": whole.get("bias"),
+        "hot_pixels": whole.get("hot_pixels"),
+        "hot_threshold": hot_threshold,
+        "hot_threshold_unit": "e-/s" if gain is not None else "DN/s",
+        "baseline": str(baseline) if baseline else None,
+    }
+    if base_counts is not None:
+        b = base_counts[base_counts.amplifier == common.ALL].iloc[0]
+        summary.update(n_new_hot=int(b.n_new_hot), n_new_dead=int(b.n_new_dead), n_new_noisy=int(b.n_new_noisy))
+    doc = {"analysis": "stability", "group": group, "inputs": inputs, "conventions": CONVENTIONS,
+           "parameters": {"alpha": alpha, "sigma": sigma, "maxiters": maxiters, "hot_threshold": hot_threshold,
+                          "hot_ratio": hot_ratio, "dead_ratio": dead_ratio, "noisy_ratio": noisy_ratio,
+                          "nsigma": nsigma},
+           "summary": summary, "flagged": flagged, "trends": common.records(trends),
+           "table": common.records(table)}
+    if base_counts is not None:
+        doc["baseline_counts"] = common.records(base_counts)
+    common.write_json(doc, output_json)
+
+    title = f"{group}: {len(paths)} exposures, {cube.shape[0]} integrations"
+    if trend_png:
+        plot_trends(table, trends, trend_png, f"stability, {title}")
+    if baseline_png:
+        what = "mean dark rate vs baseline" if baseline else "mean dark rate (no baseline)"
+        plot_baseline(mean_img, usable, pix, baseline_png, f"{what}\n{title}")
+    return doc
