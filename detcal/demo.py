@@ -27,12 +27,12 @@ def table(demo, outdir):
     for spec in _specs(demo):
         p = spec["params"]
         meta = {"INSTRUME": p["instrument"], "DETECTOR": spec["name"], "EXP_TYPE": p["exp_type"],
-                "READPATT": spec["readpatt"], "SUBARRAY": "FULL", "NOUTPUTS": p["noutputs"],
+                "READPATT": spec["readpatt"], "SUBARRAY": "FULL", "NOUTPUTS": p.get("noutputs", 4),
                 "NINTS": spec["nints"], "NGROUPS": spec["ngroups"], "NFRAMES": spec["nframes"],
                 "GROUPGAP": spec["groupgap"], "TFRAME": spec["tframe"],
                 "TGROUP": spec["tframe"] * (spec["nframes"] + spec["groupgap"]),
                 "FASTAXIS": spec["fastaxis"], "SLOWAXIS": spec["slowaxis"], "SUBSTRT1": 1,
-                "SUBSTRT2": 1, "SUBSIZE1": spec["size"], "SUBSIZE2": spec["size"]}
+                "SUBSTRT2": 1, "SUBSIZE1": spec["shape"][1], "SUBSIZE2": spec["shape"][0]}
         planned = simulate.planned_files(spec, outdir)
         for i, (name, path) in enumerate(zip(planned["exposures"], planned["uncal"])):
             rows.append({"exposure": name, "path": path,

@@ -229,14 +229,14 @@ def test_run_corrects_a_mini_full_frame_ramp_and_logs_one_line(caplog):
     assert len([r for r in caplog.records if r.name == "detcal.refpix"]) == 1
 
 
-def test_miri_subarray_is_skipped_and_miri_full_frame_is_not_implemented_yet():
+def test_miri_subarray_is_skipped_and_miri_full_frame_is_corrected():
     data = np.zeros((1, 2, 16, 16), np.float32)
     geom = Geometry("MIRI", (16, 16), (1024, 1032), (0, 0), 4, 1, 2)
     out, reason = subtract_reference_pixels(data, np.zeros((16, 16), np.uint32), geom)
     assert "MIRI subarray" in reason
-    full = Geometry("MIRI", (16, 16), (16, 16), (0, 0), 4, 1, 2)
-    with pytest.raises(NotImplementedError):
-        subtract_reference_pixels(data, np.zeros((16, 16), np.uint32), full)
+    full = Geometry("MIRI", (16, 16), (16, 16), (0, 0), 4, 1, 2)     # tests/test_miri.py has more
+    out, reason = subtract_reference_pixels(data, np.zeros((16, 16), np.uint32), full)
+    assert reason is None and np.array_equal(out, data)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Truth-known simulator of infrared dark exposures (NIR H2RG now; MIRI and CCD to follow).
+"""Truth-known simulator of infrared dark exposures (NIR H2RG and MIRI; CCD to follow).
 
 In memory::
 
@@ -11,23 +11,33 @@ On disk (what the workflow calls)::
     files = write_detector_set(spec, outdir, seed)   # uncal/, references/{DET}/, truth/
     names = plan(spec)                               # exposure names, without simulating
 
+MIRI (preset ``miri_imager``; ``size`` rows x ``size + 8`` columns)::
+
+    det = miri.make_detector({"name": "MIRIMAGE", "preset": "miri_imager", "size": 128}, seed=1)
+    data, header, truth = miri.simulate_exposure(det, readpatt="FAST", ngroups=20, nints=3)
+
 Modules: :mod:`.params` (readout patterns, detector orientations, presets, spec handling),
-:mod:`.noise` (1/f streams in pixel-read order), :mod:`.h2rg` (detector truth and readout),
-:mod:`.demo` (files). A new detector kind (MIRI, CCD) adds its own module with a ``make_detector``
-/ ``simulate_exposure`` pair and its presets.
+:mod:`.noise` (1/f streams in pixel-read order), :mod:`.h2rg` (NIR detector truth and readout),
+:mod:`.miri` (MIRI detector truth, anomalies and readout), :mod:`.demo` (files; picks the module
+from the preset's instrument). A new detector kind (CCD) adds its own module with a
+``make_detector`` / ``simulate_exposure`` pair and its presets.
 """
 
-from .demo import (REFERENCE_KEYS, planned_files, plan, read_truth, reference_arrays,
-                   write_detector_set, write_references, write_truth)
+from . import miri
+from .demo import (REFERENCE_KEYS, detector_module, planned_files, plan, read_truth,
+                   reference_arrays, reference_keys, write_detector_set, write_references,
+                   write_truth)
 from .h2rg import (CR_DTYPE, Detector, exposure_header, group_frames, linearity_forward,
                    linearity_inverse, make_detector, simulate_exposure)
-from .params import (DETECTORS, PARAMETERS, PRESETS, READ_PATTERNS, SPEC_KEYS, exposure_name,
-                     frame_time, frames_per_integration, normalize_spec, pattern, resolve_params)
+from .params import (DETECTORS, MIRI_PARAMETERS, MIRI_READ_PATTERNS, PARAMETERS, PRESETS,
+                     READ_PATTERNS, SPEC_KEYS, exposure_name, frame_time, frames_per_integration,
+                     normalize_spec, parameters_for, pattern, resolve_params)
 
 __all__ = [
-    "CR_DTYPE", "DETECTORS", "Detector", "PARAMETERS", "PRESETS", "READ_PATTERNS", "REFERENCE_KEYS",
-    "SPEC_KEYS", "exposure_header", "exposure_name", "frame_time", "frames_per_integration",
-    "group_frames", "linearity_forward", "linearity_inverse", "make_detector", "normalize_spec",
-    "pattern", "plan", "planned_files", "read_truth", "reference_arrays", "resolve_params",
+    "CR_DTYPE", "DETECTORS", "Detector", "MIRI_PARAMETERS", "MIRI_READ_PATTERNS", "PARAMETERS",
+    "PRESETS", "READ_PATTERNS", "REFERENCE_KEYS", "SPEC_KEYS", "detector_module", "exposure_header",
+    "exposure_name", "frame_time", "frames_per_integration", "group_frames", "linearity_forward",
+    "linearity_inverse", "make_detector", "miri", "normalize_spec", "parameters_for", "pattern",
+    "plan", "planned_files", "read_truth", "reference_arrays", "reference_keys", "resolve_params",
     "simulate_exposure", "write_detector_set", "write_references", "write_truth",
 ]

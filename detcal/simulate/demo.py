@@ -3,8 +3,12 @@
 Layout under ``outdir`` (names known in advance through :func:`plan` / :func:`planned_files`)::
 
     uncal/{exposure}_uncal.fits              level-1b ramps (SCI uint16), one per exposure
-    references/{DETECTOR}/{key}.fits         key in REFERENCE_KEYS, JWST reference layouts
+    references/{DETECTOR}/{key}.fits         key in reference_keys(spec), JWST reference layouts
     truth/{DETECTOR}_truth.fits              dark-rate map, populations, CR events, parameters
+
+The detector kind follows the spec's preset (:func:`detector_module`): NIR presets use
+:mod:`.h2rg` and write :data:`REFERENCE_KEYS`; MIRI presets use :mod:`.miri` and write
+:data:`detcal.simulate.miri.REFERENCE_KEYS` (no superbias; rscd; a 4-D dark).
 
 Every file is a pure function of (spec, seed): the same inputs give the same bytes.
 """
@@ -16,11 +20,26 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .. import dqflags, io
-from .h2rg import CR_DTYPE, make_detector, simulate_exposure
-from .params import PARAMETERS, exposure_name, frames_per_integration, normalize_spec
+from . import h2rg, miri
+from .h2rg import CR_DTYPE
+from .params import exposure_name, frames_per_integration, normalize_spec, parameters_for
 
-#: Reference files written for every detector (config keys of detcal.io.REFTYPES).
+#: Reference files written for every NIR detector (config keys of detcal.io.REFTYPES).
 REFERENCE_KEYS = ("mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise")
+
+#: Simulator module of each detector family (each has make_detector / simulate_exposure).
+MODULES = {"NIR": h2rg, "MIRI": miri}
+
+
+def detector_module(spec):
+    """The simulator module (:mod:`.h2rg` or :mod:`.miri`) of a spec's detector family."""
+    return MODULES[normalize_spec(spec)["family"]]
+
+
+def reference_keys(spec):
+    """Reference files (config keys) a spec's detector set has: NIR :data:`REFERENCE_KEYS`, MIRI
+    :data:`detcal.simulate.miri.REFERENCE_KEYS`."""
+    return miri.REFERENCE_KEYS if normalize_spec(spec)["family"] == "MIRI" else REFERENCE_KEYS
 
 #: Nominal number of frames a superbias is averaged from (its ERR = single-read scatter / sqrt(N)).
 SUPERBIAS_NFRAMES = 100
@@ -66,7 +85,7 @@ def planned_files(spec, outdir):
         "detector": s["name"],
         "exposures": names,
         "uncal": [os.path.join(outdir, "uncal", f"{n}_uncal.fits") for n in names],
-        "references": {k: os.path.join(ref_dir, f"{k}.fits") for k in REFERENCE_KEYS},
+        "references": {k: os.path.join(ref_dir, f"{k}.fits") for k in reference_keys(s)},
         "truth": os.path.join(outdir, "truth", f"{s['name']}_truth.fits"),
     }
 
@@ -82,10 +101,13 @@ def write_detector_set(spec, outdir, seed):
         - ``name`` (str, required): DETECTOR keyword, e.g. ``'NRCA1'``, ``'NRCALONG'``, ``'NIS'``
           (orientation from :data:`~detcal.simulate.params.DETECTORS`, or give ``fastaxis``/
           ``slowaxis`` in overrides);
-        - ``preset`` (str, required): ``'nircam_sw'``, ``'nircam_lw'`` or ``'niriss'``;
-        - ``size`` (int, 256): pixels per side, including the 4-pixel reference border;
-        - ``readpatt`` (str, default the preset's ``rapid_pattern``: 'RAPID' or 'NISRAPID'; any
-          key of :data:`~detcal.simulate.params.READ_PATTERNS`), ``ngroups`` (int, 10),
+        - ``preset`` (str, required): ``'nircam_sw'``, ``'nircam_lw'``, ``'niriss'`` or
+          ``'miri_imager'`` (name e.g. ``'MIRIMAGE'``);
+        - ``size`` (int, 256): NIR: pixels per side, including the 4-pixel reference border;
+          MIRI: rows (= light-sensitive columns), the array being ``size x (size + 8)``;
+        - ``readpatt`` (str, default the preset's ``rapid_pattern``: 'RAPID', 'NISRAPID' or
+          'FAST'; any key of :data:`~detcal.simulate.params.READ_PATTERNS` of the detector's
+          family: MIRI FAST, FASTR1, SLOW, SLOWR1), ``ngroups`` (int, 10),
           ``nints`` (int, 1), ``nexposures`` (int, 1);
         - ``overrides`` (dict, {}): parameter -> value (names and units in
           :data:`~detcal.simulate.params.PARAMETERS`; e.g. ``{'tframe': 10.73677, 'cr_rate': 0}``);
@@ -103,10 +125,11 @@ def write_detector_set(spec, outdir, seed):
     """
     s = normalize_spec(spec)
     files = planned_files(spec, outdir)
-    det = make_detector(s, seed)
+    module = detector_module(s)
+    det = module.make_detector(s, seed)
     events, exposures = [], []
     for index, (name, path) in enumerate(zip(files["exposures"], files["uncal"])):
-        data, header, truth = simulate_exposure(det, index=index, exposure=name)
+        data, header, truth = module.simulate_exposure(det, index=index, exposure=name)
         io.write_uncal(data, header, path)
         events.append(truth["cr_events"])
         exposures.append((name, header["EXPSTART"], header["READPATT"], header["NGROUPS"],
@@ -132,6 +155,8 @@ def _ref_meta(det):
 def reference_arrays(det, dark_ngroups):
     """Arrays of every reference file, science orientation: {key: {extension: array}}.
 
+    MIRI detectors: :func:`detcal.simulate.miri.reference_arrays`. NIR detectors:
+
     MASK: REFERENCE_PIXEL on the border (never DO_NOT_USE there), HOT / WARM from the truth
     dark-rate populations, DEAD|DO_NOT_USE for dead pixels. SATURATION: bias + sat_margin*well
     [DN raw]. SUPERBIAS: the true kTC-free bias [DN], ERR = single-read scatter
@@ -140,6 +165,8 @@ def reference_arrays(det, dark_ngroups):
     ``dark_ngroups`` [DN] (NFRAMES=1, GROUPGAP=0), ERR = its Poisson scatter in one integration.
     GAIN [e-/DN]. READNOISE: white CDS noise [DN].
     """
+    if isinstance(det, miri.Detector):
+        return miri.reference_arrays(det, dark_ngroups)
     sci = det.science
     shape = det.shape
     mask = np.zeros(shape, np.uint32)
@@ -177,17 +204,18 @@ _DESCRIPTIONS = {
 
 
 def write_references(det, paths, dark_ngroups):
-    """Write every reference file of ``det``: ``paths`` maps REFERENCE_KEYS -> path."""
+    """Write every reference file of ``det``: ``paths`` maps its reference keys -> path."""
     arrays = reference_arrays(det, dark_ngroups)
-    for key in REFERENCE_KEYS:
+    descriptions = miri.DESCRIPTIONS if isinstance(det, miri.Detector) else _DESCRIPTIONS
+    for key in arrays:
         reftype = io.REFTYPES[key]
         meta = _ref_meta(det)
         if key == "dark":
-            meta.update(READPATT=det.params["rapid_pattern"], NFRAMES=1, GROUPGAP=0,
+            meta.update(READPATT=det.dark_readpatt, NFRAMES=1, GROUPGAP=0,
                         NGROUPS=int(dark_ngroups), TFRAME=det.tframe, TGROUP=det.tframe)
         if key == "readnoise":
             meta["BUNIT"] = "DN"
-        header = io.reference_header(reftype, meta, f"Simulated {det.name} {_DESCRIPTIONS[key]}, "
+        header = io.reference_header(reftype, meta, f"Simulated {det.name} {descriptions[key]}, "
                                                     f"detcal.simulate seed {det.seed}",
                                      author="detcal.simulate", pedigree="DUMMY")
         io.write_reference(paths[key], reftype, arrays[key], header, step=f"simulate {key}")
@@ -201,8 +229,10 @@ def write_truth(det, path, events, exposures):
     :data:`~detcal.simulate.h2rg.CR_DTYPE`: exposure, integration/frame/group 0-based, time [s
     after reset], y, x, charge and central-pixel charge [e-], npix), EXPOSURES (table), PARAMS
     (every parameter: name, value, unit, description). The primary header carries the main
-    parameters (:data:`TRUTH_KEYWORDS`) and derived numbers (CDS noise in DN, mean dark rate,
-    population counts, number of CR events).
+    parameters (:data:`TRUTH_KEYWORDS`, those the detector kind has) and derived numbers (CDS
+    noise in DN, mean dark rate, population counts, number of CR events). MIRI adds the anomaly
+    keywords, RESET_AMP / RSCD_AMP / LASTFRAME_AMP maps [DN] and an ANOMALY table
+    (:func:`detcal.simulate.miri.extra_truth`).
     """
     sci = det.science
     p = det.params
@@ -214,7 +244,11 @@ def write_truth(det, path, events, exposures):
     h["TFRAME"] = (det.tframe, "[s] frame time")
     h["READPATT"] = (det.spec["readpatt"], "readout pattern of the exposures")
     for name, (kw, comment) in TRUTH_KEYWORDS.items():
-        h[kw] = (p[name], comment)
+        if name in p:
+            h[kw] = (p[name], comment)
+    extra = miri.extra_truth(det) if isinstance(det, miri.Detector) else {}
+    for kw, card in extra.get("header", {}).items():
+        h[kw] = card
     h["RNCDS_DN"] = (p["rn_cds"] / p["gain"], "[DN] white CDS read noise, active pixels")
     h["RNFRM_E"] = (p["rn_cds"] / np.sqrt(2.0), "[e-] single-frame white read noise")
     h["KTC_DN"] = (p["ktc"] / p["gain"], "[DN] kTC reset noise")
@@ -235,6 +269,7 @@ def write_truth(det, path, events, exposures):
         "DEAD": (sci(det.dead.astype(np.uint8)), ""),
         "RN_FRAME": (sci(det.rn_frame), "e-"),
         "WELL": (sci(det.well), "DN"),
+        **extra.get("images", {}),
     }
     for name, (arr, unit) in images.items():
         hdu = fits.ImageHDU(arr, name=name)
@@ -247,9 +282,12 @@ def write_truth(det, path, events, exposures):
                                      ("groupgap", "i4"), ("tframe", "f8"), ("n_cr", "i4"),
                                      ("pink_method", "U8")])
     hdus.append(_table_hdu(exp, "EXPOSURES"))
-    par = np.array([(k, repr(p[k]), PARAMETERS[k][0], PARAMETERS[k][1]) for k in PARAMETERS],
+    table = parameters_for(det.spec["preset"])
+    par = np.array([(k, repr(p[k]), table[k][0], table[k][1]) for k in table],
                    dtype=[("name", "U20"), ("value", "U40"), ("unit", "U10"), ("description", "U100")])
     hdus.append(_table_hdu(par, "PARAMS"))
+    for name, rec in extra.get("tables", {}).items():
+        hdus.append(_table_hdu(rec, name))
     io._atomic_write(fits.HDUList(hdus), path)
 
 

@@ -191,6 +191,16 @@ class Detector:
         """bool: pixels that collect charge (active and not dead)."""
         return ~self.reference & ~self.dead
 
+    @property
+    def active_box(self):
+        """(y0, y1, x0, x1), detector frame: the light-sensitive area (inside the 4-pixel border)."""
+        return (NREF, self.size - NREF, NREF, self.size - NREF)
+
+    @property
+    def dark_readpatt(self):
+        """READPATT written to the DARK reference (its NFRAMES=1/GROUPGAP=0 pattern)."""
+        return self.params["rapid_pattern"]
+
     def base_header(self):
         """Detector and subarray keywords shared by every file of this detector."""
         h = fits.Header()
@@ -262,6 +272,74 @@ class Detector:
         return (t[:, None, None] * (self.dark_rate / self.gain)[None]).astype(np.float32)
 
 
+def draw_pixel_truth(p, reference, seed, key):
+    """Draw the per-pixel truth shared by every detector kind (its own random streams).
+
+    Parameters
+    ----------
+    p : dict                 resolved parameters (dark populations, read noise, well, nonlinearity)
+    reference : bool (ny, nx) reference pixels (no dark current, identity response), detector frame
+    seed, key : int          master seed and :func:`~detcal.simulate.params.detector_key`
+
+    Returns
+    -------
+    dict of detector-frame arrays: ``dark_rate`` float64 [e-/s] (lognormal normal pixels plus
+    warm, hot and very-hot populations; 0 on reference and dead pixels), ``dead``, ``hot``,
+    ``warm`` (bool; HOT/WARM = the thresholds applied to the map), ``rn_frame`` float64 [e-,
+    single-frame white noise], ``well`` float64 [DN of measured signal above bias], ``coeffs``
+    float64 (4, ny, nx) [DN]: the response polynomial of the signal above bias, c0 = 0, c1 = 1,
+    c2/c3 >= 0 (identity on reference pixels and with ``nonlin=False``).
+    """
+    shape = reference.shape
+    active_idx = np.flatnonzero(~reference)
+    nact = active_idx.size
+
+    # dark-rate map [e-/s]: lognormal normal pixels + warm, hot, very-hot populations; dead pixels
+    r = _rng(seed, key, 0, _DARK)
+    rate = np.zeros(reference.size, np.float64)
+    rate[active_idx] = p["dark_median"] * np.exp(r.normal(0.0, p["dark_sigma"], nact))
+    r = _rng(seed, key, 0, _POP)
+    perm = r.permutation(active_idx)
+    counts = [int(round(p[k] * nact)) for k in ("warm_frac", "hot_frac", "very_hot_frac", "dead_frac")]
+    if sum(counts) > nact:
+        raise ValueError("warm+hot+very_hot+dead fractions exceed the active pixels")
+    edges = np.cumsum([0] + counts)
+    groups = [perm[edges[i]:edges[i + 1]] for i in range(4)]
+
+    def loguniform(lo, hi, size):
+        return np.exp(r.uniform(np.log(lo), np.log(hi), size))
+
+    rate[groups[0]] = loguniform(p["warm_min"], p["hot_min"], counts[0])
+    rate[groups[1]] = loguniform(p["hot_min"], p["hot_max"], counts[1])
+    rate[groups[2]] = loguniform(p["very_hot_min"], p["very_hot_max"], counts[2])
+    dead = np.zeros(reference.size, bool)
+    dead[groups[3]] = True
+    rate[dead] = 0.0
+    rate, dead = rate.reshape(shape), dead.reshape(shape)
+    alive = ~reference & ~dead
+    hot = alive & (rate >= p["hot_min"])
+    warm = alive & (rate >= p["warm_min"]) & ~hot
+
+    # white read noise [e-, single frame]
+    r = _rng(seed, key, 0, _RN)
+    rn = p["rn_cds"] / np.sqrt(2.0) * np.clip(1.0 + p["rn_scatter"] * r.standard_normal(shape), 0.5, None)
+    rn[reference] *= p["ref_rn_ratio"]
+
+    # well [DN of measured signal] and response coefficients [DN]
+    r = _rng(seed, key, 0, _WELL)
+    well = p["well"] / p["gain"] * (1.0 + p["well_scatter"] * r.standard_normal(shape))
+    coeffs = np.zeros((4,) + shape, np.float64)
+    coeffs[1] = 1.0
+    if p["nonlin"]:
+        r = _rng(seed, key, 0, _NL)
+        c2 = p["nl_frac"] * (1 - p["nl_cubic"]) * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well
+        c3 = p["nl_frac"] * p["nl_cubic"] * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well**2
+        coeffs[2] = np.where(reference, 0.0, np.clip(c2, 0.0, None))
+        coeffs[3] = np.where(reference, 0.0, np.clip(c3, 0.0, None))
+    return {"dark_rate": rate, "dead": dead, "hot": hot, "warm": warm, "rn_frame": rn, "well": well,
+            "coeffs": coeffs}
+
+
 def make_detector(spec, seed=0):
     """Draw the truth of one detector.
 
@@ -296,51 +374,9 @@ def make_detector(spec, seed=0):
 
     reference = np.zeros(shape, bool)
     reference[:NREF, :] = reference[-NREF:, :] = reference[:, :NREF] = reference[:, -NREF:] = True
-    active_idx = np.flatnonzero(~reference)
-    nact = active_idx.size
-
-    # dark-rate map [e-/s]: lognormal normal pixels + warm, hot, very-hot populations; dead pixels
-    r = _rng(seed, key, 0, _DARK)
-    rate = np.zeros(n * n, np.float64)
-    rate[active_idx] = p["dark_median"] * np.exp(r.normal(0.0, p["dark_sigma"], nact))
-    r = _rng(seed, key, 0, _POP)
-    perm = r.permutation(active_idx)
-    counts = [int(round(p[k] * nact)) for k in ("warm_frac", "hot_frac", "very_hot_frac", "dead_frac")]
-    if sum(counts) > nact:
-        raise ValueError("warm+hot+very_hot+dead fractions exceed the active pixels")
-    edges = np.cumsum([0] + counts)
-    groups = [perm[edges[i]:edges[i + 1]] for i in range(4)]
-
-    def loguniform(lo, hi, size):
-        return np.exp(r.uniform(np.log(lo), np.log(hi), size))
-
-    rate[groups[0]] = loguniform(p["warm_min"], p["hot_min"], counts[0])
-    rate[groups[1]] = loguniform(p["hot_min"], p["hot_max"], counts[1])
-    rate[groups[2]] = loguniform(p["very_hot_min"], p["very_hot_max"], counts[2])
-    dead = np.zeros(n * n, bool)
-    dead[groups[3]] = True
-    rate[dead] = 0.0
-    rate, dead = rate.reshape(shape), dead.reshape(shape)
-    alive = ~reference & ~dead
-    hot = alive & (rate >= p["hot_min"])
-    warm = alive & (rate >= p["warm_min"]) & ~hot
-
-    # white read noise [e-, single frame]
-    r = _rng(seed, key, 0, _RN)
-    rn = p["rn_cds"] / np.sqrt(2.0) * np.clip(1.0 + p["rn_scatter"] * r.standard_normal(shape), 0.5, None)
-    rn[reference] *= p["ref_rn_ratio"]
-
-    # well [DN of measured signal] and linearity coefficients [DN]
-    r = _rng(seed, key, 0, _WELL)
-    well = p["well"] / p["gain"] * (1.0 + p["well_scatter"] * r.standard_normal(shape))
-    coeffs = np.zeros((4,) + shape, np.float64)
-    coeffs[1] = 1.0
-    if p["nonlin"]:
-        r = _rng(seed, key, 0, _NL)
-        c2 = p["nl_frac"] * (1 - p["nl_cubic"]) * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well
-        c3 = p["nl_frac"] * p["nl_cubic"] * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well**2
-        coeffs[2] = np.where(reference, 0.0, np.clip(c2, 0.0, None))
-        coeffs[3] = np.where(reference, 0.0, np.clip(c3, 0.0, None))
+    t = draw_pixel_truth(p, reference, seed, key)
+    rate, dead, hot, warm, rn, well, coeffs = (t[k] for k in ("dark_rate", "dead", "hot", "warm",
+                                                              "rn_frame", "well", "coeffs"))
 
     return Detector(spec=spec, seed=int(seed), bias=bias, dark_rate=rate.astype(np.float32),
                     rn_frame=rn.astype(np.float32), well=well.astype(np.float32),
@@ -465,18 +501,24 @@ def simulate_exposure(det, readpatt=None, ngroups=None, nints=None, index=0, see
 def _cosmic_rays(det, rng, ntot, integration, read_group):
     """Draw the CR events of one integration.
 
+    Hits land uniformly in ``det.active_box`` (detector frame) at ``params['cr_rate']`` per cm^2
+    (pixel pitch ``params['pixel_pitch']``) and second; charge goes only to ``det.response`` pixels.
+    Used by every detector kind (it needs ``shape``, ``active_box``, ``response``, ``tframe``,
+    ``params`` and ``science_coords``).
+
     Returns (events structured array, deposits) with deposits = (frame, flat pixel index, e-) of
     every pixel hit, detector frame.
     """
     p = det.params
-    n = det.size
-    area = (n - 2 * NREF) ** 2 * (p["pixel_pitch"] * 1e-4) ** 2          # cm^2
+    nx = det.shape[1]
+    y0, y1, x0, x1 = det.active_box
+    area = (y1 - y0) * (x1 - x0) * (p["pixel_pitch"] * 1e-4) ** 2          # cm^2
     span = ntot * det.tframe
     count = rng.poisson(p["cr_rate"] * area * span) if p["cr_rate"] > 0 else 0
     t = np.sort(rng.uniform(0.0, span, count))
     frame = np.minimum((t / det.tframe).astype(int), ntot - 1)
-    yd = rng.integers(NREF, n - NREF, count)
-    xd = rng.integers(NREF, n - NREF, count)
+    yd = rng.integers(y0, y1, count)
+    xd = rng.integers(x0, x1, count)
     charge = np.exp(rng.normal(np.log(p["cr_median"]), p["cr_sigma"], count))
     central = rng.uniform(p["cr_central_min"], p["cr_central_max"], count)
     eight = rng.uniform(size=count) < p["cr_8_frac"]
@@ -490,11 +532,12 @@ def _cosmic_rays(det, rng, ntot, integration, read_group):
         ys = np.array([yd[e]] + [yd[e] + dy for dy, _ in offs])
         xs = np.array([xd[e]] + [xd[e] + dx for _, dx in offs])
         q = np.concatenate([[central[e] * charge[e]], share])
-        ok = resp[ys, xs]
+        inside = (ys >= 0) & (ys < resp.shape[0]) & (xs >= 0) & (xs < nx)   # MIRI: no border rows
+        ok = inside & resp[ys.clip(0, resp.shape[0] - 1), xs.clip(0, nx - 1)]
         npix[e] = ok.sum()
         qcen[e] = q[0] if ok[0] else 0.0
         dep_f.append(np.full(ok.sum(), frame[e]))
-        dep_i.append(ys[ok] * n + xs[ok])
+        dep_i.append(ys[ok] * nx + xs[ok])
         dep_q.append(q[ok])
     ev = np.zeros(count, CR_DTYPE)
     ys, xs = det.science_coords(yd, xd)

@@ -3,9 +3,15 @@
 Everything here is data or pure bookkeeping: no random numbers, no arrays. A *spec* is the dict
 the workflow passes for one detector (see :func:`normalize_spec`); its ``preset`` names an entry
 of :data:`PRESETS` whose parameters ``overrides`` may change.
+
+Two detector kinds, told apart by the preset's ``instrument`` (:func:`detcal.geometry.family`):
+``'NIR'`` (H2RG, :mod:`.h2rg`, parameters :data:`PARAMETERS`) and ``'MIRI'`` (:mod:`.miri`,
+parameters :data:`MIRI_PARAMETERS`).
 """
 
 import zlib
+
+from ..geometry import MIRI_REF_COLUMNS, family
 
 #: Readout patterns: READPATT -> (NFRAMES, GROUPGAP). The one definition in detcal.
 #: NIRCam from JDox "NIRCam Detector Readout Patterns"; NIRISS NISRAPID/NIS (no dropped frames).
@@ -21,7 +27,17 @@ READ_PATTERNS = {
     "DEEP8": (8, 12),
     "NISRAPID": (1, 0),
     "NIS": (4, 0),
+    # MIRI (every MIRI pattern reads single frames; SLOW averages 8 samples per pixel read)
+    "FAST": (1, 0),
+    "FASTR1": (1, 0),
+    "SLOW": (1, 0),
+    "SLOWR1": (1, 0),
 }
+
+#: MIRI READPATT -> full-array frame time [s] (JDox "MIRI detector readout overview": FAST 2.775 s,
+#: SLOW 23.890 s; FAST as flight headers give it). The R1 patterns add one reset between
+#: integrations (since June 2021) but read frames at the same rate.
+MIRI_READ_PATTERNS = {"FAST": 2.77504, "FASTR1": 2.77504, "SLOW": 23.89, "SLOWR1": 23.89}
 
 #: DETECTOR -> (INSTRUME, FASTAXIS, SLOWAXIS) of the real detectors (jwst "orientation of
 #: detector image": NIRCam SCAs 481/483/485/487/489 = A1/A3/ALONG/B2/B4 have (-1, 2), the others
@@ -32,6 +48,8 @@ DETECTORS = {
     "NRCB1": ("NIRCAM", 1, -2), "NRCB2": ("NIRCAM", -1, 2), "NRCB3": ("NIRCAM", 1, -2),
     "NRCB4": ("NIRCAM", -1, 2), "NRCBLONG": ("NIRCAM", 1, -2),
     "NIS": ("NIRISS", -2, -1),
+    # MIRI: the DMS and detector frames coincide (jwst refpix has no transform for MIRI)
+    "MIRIMAGE": ("MIRI", 1, 2), "MIRIFULONG": ("MIRI", 1, 2), "MIRIFUSHORT": ("MIRI", 1, 2),
 }
 
 #: Full-frame frame time of a 2048x2048 H2RG read through 4 outputs [s].
@@ -129,14 +147,126 @@ PRESETS = {
                    gain=1.5, rn_cds=23.0, ktc=37.6, dark_median=0.015, well=105750.0),
 }
 
+#: MIRI parameter name -> (unit, description) (:mod:`detcal.simulate.miri`). The anomaly
+#: amplitudes are in DN of the linearized signal, i.e. what the pipeline sees after ``linearity``.
+MIRI_PARAMETERS = {
+    # identity and readout
+    "instrument": ("", "INSTRUME keyword"),
+    "exp_type": ("", "EXP_TYPE keyword of the darks"),
+    "rapid_pattern": ("", "default READPATT of a spec (FAST)"),
+    "tframe": ("s", "frame time; None = the full-array time of the READPATT (MIRI_READ_PATTERNS)"),
+    "pixel_time": ("s", "time per pixel sample (TSAMPLE)"),
+    "pixel_pitch": ("um", "pixel pitch (CR hit area)"),
+    # gain and white noise
+    "gain": ("e-/DN", "conversion gain (uniform)"),
+    "rn_cds": ("e-", "white CDS read noise of active pixels (single frame sigma = rn_cds/sqrt(2))"),
+    "rn_scatter": ("", "fractional rms pixel-to-pixel scatter of the white read noise"),
+    "ref_rn_ratio": ("", "white read noise of reference columns / active pixels"),
+    "ktc": ("e-", "reset noise per integration"),
+    # odd/even row drifts (seen identically by the reference columns)
+    "amp_offset": ("e-", "rms per-integration offset of each output (column k::4) and row parity"),
+    "amp_drift": ("e-", "rms per-frame random-walk step of each output and row-parity offset"),
+    # bias
+    "bias_level": ("DN", "mean bias (pedestal) level"),
+    "bias_amp_sigma": ("DN", "rms bias offset between outputs"),
+    "bias_row_sigma": ("DN", "rms bias offset between the row parities of one output"),
+    "bias_gradient": ("DN", "peak-to-peak linear bias gradient along the rows"),
+    "bias_pixel_sigma": ("DN", "rms pixel-to-pixel bias structure"),
+    # dark current
+    "dark_median": ("e-/s", "median dark rate of normal pixels"),
+    "dark_sigma": ("", "lognormal (natural log) scatter of normal-pixel dark rates"),
+    "shot_noise": ("", "Poisson shot noise on the dark current (False: deterministic charge)"),
+    "warm_frac": ("", "fraction of active pixels in the warm population"),
+    "warm_min": ("e-/s", "lower end of the warm population = WARM threshold"),
+    "hot_min": ("e-/s", "lower end of the hot population = HOT threshold"),
+    "hot_frac": ("", "fraction of active pixels in the hot population"),
+    "hot_max": ("e-/s", "upper end of the hot population (log-uniform between hot_min and hot_max)"),
+    "very_hot_frac": ("", "fraction of active pixels in the saturating very-hot population"),
+    "very_hot_min": ("e-/s", "lower end of the very-hot population"),
+    "very_hot_max": ("e-/s", "upper end of the very-hot population"),
+    "dead_frac": ("", "fraction of active pixels that are dead (no response; DO_NOT_USE|DEAD)"),
+    # cosmic rays
+    "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
+    "cr_median": ("e-", "median total charge of one hit (lognormal)"),
+    "cr_sigma": ("", "lognormal (natural log) width of the hit charge"),
+    "cr_central_min": ("", "minimum fraction of the charge in the central pixel"),
+    "cr_central_max": ("", "maximum fraction of the charge in the central pixel"),
+    "cr_8_frac": ("", "fraction of hits sharing with the 8 neighbours (others: the 4 nearest)"),
+    # nonlinearity and saturation
+    "well": ("e-", "full well (measured signal above the bias at saturation)"),
+    "well_scatter": ("", "fractional rms pixel-to-pixel scatter of the well"),
+    "nonlin": ("", "simulate nonlinearity (False: identity LINEARITY coefficients)"),
+    "nl_frac": ("", "S_true/S_meas - 1 at the well"),
+    "nl_cubic": ("", "share of nl_frac from the cubic term"),
+    "nl_scatter": ("", "fractional rms pixel-to-pixel scatter of the quadratic and cubic terms"),
+    "sat_margin": ("", "SATURATION threshold = bias + sat_margin * well (DN)"),
+    # MIRI anomalies (active pixels only; all three are in the 4-D DARK reference)
+    "reset_amp": ("DN", "reset anomaly: offset of frame 1 of integration 1 (decays with reset_tau)"),
+    "reset_scatter": ("", "fractional rms pixel-to-pixel scatter of the reset anomaly"),
+    "reset_tau": ("frames", "e-folding of the reset anomaly (faded to < 1 % by frame ~15)"),
+    "reset_later": ("", "reset-anomaly amplitude of late integrations / integration 1"),
+    "reset_settle": ("", "per-integration factor towards reset_later: f_i = L + (1-L)*settle**i"),
+    "rscd_amp": ("DN", "RSCD offset of frame 1 of integrations 2, 3, ... (decays with rscd_tau)"),
+    "rscd_tau": ("frames", "e-folding of the RSCD offset"),
+    "rscd_scatter": ("", "fractional rms pixel-to-pixel scatter of the RSCD offset"),
+    "lastframe_amp": ("DN", "offset of the last frame of every integration"),
+    "rscd_skip1": ("groups", "RSCD reference: group_skip1 (integration 1) of every row"),
+    "rscd_skip": ("groups", "RSCD reference: group_skip (integrations 2+) of every row"),
+}
+
+#: MIRI Imager (JDox "MIRI Detector Performance", flight averages): gain ~4 e-/DN, dark ~0.2 e-/s,
+#: read noise ~6 DN (taken as the CDS noise: 24 e-), full well ~210000 e-; 25 um pixels; CR rate
+#: as the NIR presets. Row drifts "of the order of a few counts" (the refpix seed): a 10-DN offset
+#: per integration and 0.5-DN random-walk steps per frame (~3 DN over 40 frames). Assumed (no
+#: source number): bias 12000 DN and its structure, kTC 100 e-, the anomaly amplitudes (reset
+#: -40 DN fading with 3 frames so that it is gone by group ~15; RSCD +20 DN over the first ~2
+#: groups of later integrations; last frame -10 DN) and the RSCD table (skip 3 groups of
+#: integrations 2+, none of integration 1).
+PRESETS["miri_imager"] = {
+    "instrument": "MIRI", "exp_type": "MIR_DARKIMG", "rapid_pattern": "FAST", "tframe": None,
+    "pixel_time": 10e-6, "pixel_pitch": 25.0,
+    "gain": 4.0, "rn_cds": 24.0, "rn_scatter": 0.05, "ref_rn_ratio": 0.8, "ktc": 100.0,
+    "amp_offset": 40.0, "amp_drift": 2.0,
+    "bias_level": 12000.0, "bias_amp_sigma": 200.0, "bias_row_sigma": 10.0, "bias_gradient": 100.0,
+    "bias_pixel_sigma": 150.0,
+    "dark_median": 0.2, "dark_sigma": 0.3, "shot_noise": True,
+    "warm_frac": 0.005, "warm_min": 2.0, "hot_min": 10.0, "hot_frac": 0.001, "hot_max": 500.0,
+    "very_hot_frac": 1e-4, "very_hot_min": 2000.0, "very_hot_max": 20000.0, "dead_frac": 1e-4,
+    "cr_rate": 4.0, "cr_median": 2500.0, "cr_sigma": 1.0, "cr_central_min": 0.70,
+    "cr_central_max": 0.85, "cr_8_frac": 0.5,
+    "well": 210000.0, "well_scatter": 0.02, "nonlin": True, "nl_frac": 0.08, "nl_cubic": 0.25,
+    "nl_scatter": 0.05, "sat_margin": 0.97,
+    "reset_amp": -40.0, "reset_scatter": 0.1, "reset_tau": 3.0, "reset_later": 0.8,
+    "reset_settle": 0.3, "rscd_amp": 20.0, "rscd_tau": 1.5, "rscd_scatter": 0.1,
+    "lastframe_amp": -10.0, "rscd_skip1": 0, "rscd_skip": 3,
+}
+
+#: Parameter table of each detector family.
+FAMILY_PARAMETERS = {"NIR": PARAMETERS, "MIRI": MIRI_PARAMETERS}
+
+
+def preset_family(preset):
+    """Detector family (``'NIR'`` or ``'MIRI'``) of a preset; ValueError naming the known presets."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown simulator preset {preset!r}; known: {sorted(PRESETS)}")
+    return family(PRESETS[preset]["instrument"])
+
+
+def parameters_for(preset):
+    """The parameter table (name -> (unit, description)) of a preset's detector family."""
+    return FAMILY_PARAMETERS[preset_family(preset)]
+
+
 for _name, _preset in PRESETS.items():
-    assert set(_preset) == set(PARAMETERS), (_name, set(_preset) ^ set(PARAMETERS))
+    _table = parameters_for(_name)
+    assert set(_preset) == set(_table), (_name, set(_preset) ^ set(_table))
 
 #: Keys of a detector spec and their defaults (None = required).
 SPEC_KEYS = {
     "name": None,          # DETECTOR keyword, e.g. 'NRCA1'
     "preset": None,        # key of PRESETS
-    "size": 256,           # pixels per side of the square array (incl. the 4-pixel border)
+    "size": 256,           # NIR: pixels per side (incl. the 4-pixel border); MIRI: rows = active
+                           # columns, the array being size x (size + 8) (4 reference columns a side)
     "readpatt": "",        # key of READ_PATTERNS; '' = the preset's rapid_pattern (RAPID, NISRAPID)
     "ngroups": 10,
     "nints": 1,
@@ -185,14 +315,14 @@ def resolve_params(preset, overrides=None):
 
     Unknown preset or parameter names raise ValueError listing the valid ones.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown simulator preset {preset!r}; known: {sorted(PRESETS)}")
+    table = parameters_for(preset)
     params = dict(PRESETS[preset])
-    unknown = sorted(set(overrides or {}) - set(PARAMETERS))
+    unknown = sorted(set(overrides or {}) - set(table))
     if unknown:
-        raise ValueError(f"unknown simulator parameter(s) {unknown}; known: {sorted(PARAMETERS)}")
+        raise ValueError(f"unknown simulator parameter(s) {unknown} for preset {preset!r}; "
+                         f"known: {sorted(table)}")
     params.update(overrides or {})
-    if params["noutputs"] not in (1, 4):
+    if params.get("noutputs", 4) not in (1, 4):
         raise ValueError(f"noutputs must be 1 or 4, got {params['noutputs']}")
     return params
 
@@ -201,8 +331,9 @@ def normalize_spec(spec):
     """Validate a detector spec and fill its defaults (see :data:`SPEC_KEYS`).
 
     Returns a new dict with every key of SPEC_KEYS plus ``params`` (the resolved parameters),
-    ``nframes``/``groupgap`` (from READPATT), ``fastaxis``/``slowaxis`` and ``tframe`` [s].
-    An already normalized spec (it has ``params``) is returned unchanged.
+    ``family`` ('NIR' or 'MIRI'), ``shape`` ((ny, nx) of the array: (size, size) for NIR,
+    (size, size + 8) for MIRI), ``nframes``/``groupgap`` (from READPATT), ``fastaxis``/``slowaxis``
+    and ``tframe`` [s]. An already normalized spec (it has ``params``) is returned unchanged.
     """
     if "params" in spec:
         return spec
@@ -219,18 +350,30 @@ def normalize_spec(spec):
             out[key] = spec[key]
     out["name"] = str(out["name"]).strip().upper()
     out["params"] = params = resolve_params(out["preset"], out["overrides"])
+    out["family"] = fam = preset_family(out["preset"])
     out["readpatt"] = str(out["readpatt"] or params["rapid_pattern"]).strip().upper()
     out["nframes"], out["groupgap"] = pattern(out["readpatt"])
+    if (fam == "MIRI") != (out["readpatt"] in MIRI_READ_PATTERNS):
+        known = sorted(MIRI_READ_PATTERNS if fam == "MIRI"
+                       else set(READ_PATTERNS) - set(MIRI_READ_PATTERNS))
+        raise ValueError(f"readout pattern {out['readpatt']!r} is not a {fam} pattern "
+                         f"(preset {out['preset']!r}); use one of {known}")
     for key in ("size", "ngroups", "nints", "nexposures", "dark_ngroups"):
         out[key] = int(out[key])
-    size, nout = out["size"], params["noutputs"]
+    size = out["size"]
+    nout = params.get("noutputs", 4)
     if size < 16 or size % (2 * nout):
         raise ValueError(f"size must be >= 16 and a multiple of 2*noutputs={2 * nout}, got {size}")
     if out["ngroups"] < 1 or out["nints"] < 1 or out["nexposures"] < 1:
         raise ValueError("ngroups, nints and nexposures must be >= 1")
     out["fastaxis"], out["slowaxis"] = orientation(out["name"], params)
-    out["tframe"] = float(params["tframe"] or frame_time(size, size, nout, params["pixel_time"],
-                                                         params["row_overhead"]))
+    if fam == "MIRI":
+        out["shape"] = (size, size + 2 * MIRI_REF_COLUMNS)
+        out["tframe"] = float(params["tframe"] or MIRI_READ_PATTERNS[out["readpatt"]])
+    else:
+        out["shape"] = (size, size)
+        out["tframe"] = float(params["tframe"] or frame_time(size, size, nout, params["pixel_time"],
+                                                             params["row_overhead"]))
     return out
 
 

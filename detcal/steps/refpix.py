@@ -24,10 +24,23 @@ What it does (jwst 3.0 ``jwst/refpix/reference_pixels.py``; see
   even/odd), subtracted from all columns of that parity; no side correction. No reference
   pixels: nothing is done, and the reason is returned.
 
-* **MIRI**: subarrays are skipped (as jwst); the full-frame MIRI algorithm (first-read
-  subtraction, odd/even rows of the left/right reference columns) is a later issue:
-  :func:`subtract_reference_pixels` raises ``NotImplementedError`` for it (the extension point
-  is :data:`_FAMILY`).
+* **MIRI full frame** (1024 x 1032, or a mini full frame of its own size; jwst
+  ``MIRIDataset.do_fullframe_corrections``, research section 5c), no orientation change (the DMS
+  and detector frames coincide), per integration:
+
+  1. the first read is subtracted from every group (result rounded to float32, as jwst stores it);
+  2. for every group after the first and every output k (columns ``k::4``, from
+     :class:`detcal.geometry.Geometry`): the clipped means (:func:`clipped_means`) of the left
+     reference column k and of the right one ``nx - 4 + k``, separately for the rows ``0::2``
+     and ``1::2`` (``odd_even_rows=True``) or over all rows; the average of left and right is
+     subtracted from those rows of every column of the output (reference columns included);
+  3. the first read is added back, so group 0 is unchanged.
+
+  If any of those means has no usable (not DO_NOT_USE) reference pixel, jwst warns and breaks
+  out of its group loop and, because its flag is never reset, corrects no later integration
+  either. The flag depends only on PIXELDQ, so the net effect is that nothing is corrected
+  (except the float32 round trip of steps 1 and 3); detcal does exactly that and says why.
+  MIRI subarrays are skipped (as jwst) with that reason.
 
 Reference pixels outside the array (subarrays) do not exist; a subarray is treated exactly as
 jwst treats it, i.e. as embedded in a full frame whose reference pixels outside the data are
@@ -49,6 +62,11 @@ The arithmetic reproduces jwst's dtypes, which are not uniform:
   the same, so the results are bit-identical; the difference between the two precisions is of
   order 1e-6 DN.
 
+MIRI: jwst's work buffer is float32; a clipped mean is float32 (float64 when its good values are
+all equal); the left/right average is float32 unless one of them is float64, and the subtraction
+happens in that precision; the first read is subtracted and added back in float64 with float32
+storage. detcal reproduces each of these, so the MIRI results are bit-identical as well.
+
 Deliberate differences from jwst (all in cases where jwst fails or has no defined result):
 jwst raises a TypeError when a 1-output subarray has reference pixels of only one column
 parity; detcal leaves the frame uncorrected and says so. jwst fails for
@@ -63,7 +81,7 @@ import logging
 import numpy as np
 
 from .. import dqflags
-from ..geometry import NREF, to_detector
+from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS, NREF, to_detector
 
 #: Reference files this step reads (none: the reference pixels are in the data).
 REFERENCES = ()
@@ -468,15 +486,88 @@ def _nir(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smooth
     return out, reason
 
 
+def miri_reference_sets(ny, nx, odd_even_rows):
+    """The MIRI reference-pixel sets: [(output, side, rows)] with ``rows`` a slice.
+
+    Output k's left reference column is k, its right one ``nx - 4 + k`` (jwst
+    ``MIR_reference_sections`` for 1032 columns); ``rows`` is ``0::2`` / ``1::2`` with
+    ``odd_even_rows`` (jwst's "odd" and "even" rows, 1-based), else all rows.
+    """
+    return [(k, side, rows) for k in range(MIRI_NOUTPUTS) for side in ("left", "right")
+            for rows in _miri_row_sets(ny, odd_even_rows)]
+
+
+def _miri_row_sets(ny, odd_even_rows):
+    return [slice(0, ny, 2), slice(1, ny, 2)] if odd_even_rows else [slice(0, ny)]
+
+
+def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit):
+    """MIRI full-frame correction (module docstring); returns (corrected copy, reason or None)."""
+    nints, ngroups, ny, nx = data.shape
+    out = np.empty_like(data)
+    good_dq = (pixeldq & _DNU) == 0
+    sets = miri_reference_sets(ny, nx, odd_even_rows)
+    column = {("left", k): k for k in range(MIRI_NOUTPUTS)}
+    column.update({("right", k): nx - MIRI_REF_COLUMNS + k for k in range(MIRI_NOUTPUTS)})
+    nmax = max(len(range(*rows.indices(ny))) for _, _, rows in sets)
+    good = np.zeros((len(sets), nmax), bool)
+    for j, (k, side, rows) in enumerate(sets):
+        g = good_dq[rows, column[side, k]]
+        good[j, :g.size] = g
+    missing = [f"output {k} {side} column {column[side, k]}"
+               + ("" if not odd_even_rows else f" rows {rows.start}::2")
+               for j, (k, side, rows) in enumerate(sets) if not good[j].any()]
+    reason = None
+    if missing and ngroups > 1:
+        reason = ("MIRI reference columns without a usable (not DO_NOT_USE) pixel: "
+                  f"{'; '.join(missing)}: no group corrected (jwst stops at the first group)")
+    for i in range(nints):
+        first = data[i, 0].astype(np.float64)
+        # jwst: data[i] = data[i] - first_read (float64, stored as float32); out[i] is the buffer
+        diff = out[i]
+        for g in range(ngroups):
+            diff[g] = data[i, g] - first
+        if ngroups > 1 and not missing:
+            values = np.zeros((ngroups - 1, len(sets), nmax), np.float32)
+            for j, (k, side, rows) in enumerate(sets):
+                v = diff[1:, rows, column[side, k]]
+                values[:, j, :v.shape[1]] = v
+            flat = values.reshape(-1, nmax)
+            mean, wide, _ = clipped_means(flat, np.broadcast_to(good, values.shape).reshape(-1, nmax),
+                                          siglimit)
+            mean = mean.reshape(ngroups - 1, len(sets))
+            wide = wide.reshape(ngroups - 1, len(sets))
+            index = {(k, side, rows.start): j for j, (k, side, rows) in enumerate(sets)}
+            ok = np.ones(ngroups - 1, bool)
+            for k in range(MIRI_NOUTPUTS):
+                for rows in _miri_row_sets(ny, odd_even_rows):
+                    jl, jr = index[k, "left", rows.start], index[k, "right", rows.start]
+                    value, is_wide, _ = _average_with_none((mean[:, jl], wide[:, jl], ok),
+                                                           (mean[:, jr], wide[:, jr], ok))
+                    for g in range(1, ngroups):
+                        block = diff[g, rows, k::MIRI_NOUTPUTS]
+                        if is_wide[g - 1]:
+                            diff[g, rows, k::MIRI_NOUTPUTS] = block.astype(np.float64) - value[g - 1]
+                        else:
+                            diff[g, rows, k::MIRI_NOUTPUTS] = block - np.float32(value[g - 1])
+        # jwst: data[i] += first_read (float64, stored as float32)
+        for g in range(ngroups):
+            diff[g] = diff[g] + first
+    return out, reason
+
+
 def _miri(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
           side_gain, odd_even_rows, siglimit, subarray):
+    del odd_even_columns, use_side_ref_pixels, side_smoothing_length, side_gain  # NIR only
     if not geom.is_full_frame:
         return data.copy(), "MIRI subarray: reference-pixel correction skipped (as jwst)"
-    raise NotImplementedError("the MIRI full-frame reference-pixel correction is not implemented yet; "
-                              "switch the step off for MIRI data (config: steps: {refpix: false})")
+    if geom.shape[1] % MIRI_NOUTPUTS or geom.shape[1] < 2 * MIRI_REF_COLUMNS:
+        raise ValueError(f"a MIRI full frame needs a multiple of {MIRI_NOUTPUTS} columns including "
+                         f"{MIRI_REF_COLUMNS} reference columns a side, got {geom.shape[1]}")
+    return _miri_full_frame(data, pixeldq, odd_even_rows, siglimit)
 
 
-#: Instrument family -> implementation (MIRI full frame: a later issue).
+#: Instrument family -> implementation.
 _FAMILY = {"NIR": _nir, "MIRI": _miri}
 
 
@@ -495,7 +586,8 @@ def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_si
     use_side_ref_pixels : bool                                 side (row drift) correction (4-output)
     side_smoothing_length : int                                rows in the running median (>= 1)
     side_gain : float                                          factor on the side signal
-    odd_even_rows : bool                                       MIRI only; ignored for NIR
+    odd_even_rows : bool                                       MIRI: separate offsets for the
+                                                               rows 0::2 and 1::2; ignored for NIR
     siglimit : float                                           clipping limit of the means [sigma]
     subarray : str or None                                     SUBARRAY (NIRSpec edgeless subarrays)
 
@@ -537,6 +629,11 @@ def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_s
         ramp.data, ramp.pixeldq, geom, odd_even_columns=odd_even_columns,
         use_side_ref_pixels=use_side_ref_pixels, side_smoothing_length=side_smoothing_length,
         side_gain=side_gain, odd_even_rows=odd_even_rows, siglimit=siglimit, subarray=meta["SUBARRAY"])
+    if geom.family == "MIRI":
+        log.info("refpix: %s %s MIRI %s, %d int x %d groups, odd_even_rows=%s%s", meta["DETECTOR"],
+                 meta["SUBARRAY"], "full frame" if geom.is_full_frame else "subarray",
+                 ramp.data.shape[0], ramp.data.shape[1], odd_even_rows, f"; {reason}" if reason else "")
+        return ramp
     mode = ("4-output" if (geom.is_full_frame or geom.noutputs != 1) else "1-output subarray")
     log.info("refpix: %s %s %s, %d int x %d groups, odd_even_columns=%s, side=%s (L=%d, gain=%g)%s",
              meta["DETECTOR"], meta["SUBARRAY"], mode, ramp.data.shape[0], ramp.data.shape[1],
