@@ -152,6 +152,79 @@ def read_ramp(path, step="inventory"):
     return Ramp(data, pixeldq, groupdq, header, path, tables)
 
 
+class RampReader:
+    """Read parts of a ramp file without loading the rest of it (for combining many big ramps).
+
+    ``RampReader(path, step)`` checks the file's structure (truncation) and the keywords ``step``
+    needs from the headers alone, as :func:`read_ramp` does, without reading any data.
+    :meth:`read` then returns one section of SCI (float32 [DN]), GROUPDQ (uint8) or PIXELDQ
+    (uint32): only the requested integrations, groups and rows are read from disk (astropy
+    ``ImageHDU.section``, no memory map, so nothing else of the file becomes resident). A missing
+    GROUPDQ or PIXELDQ reads as zeros. Use it as a context manager, or call :meth:`close`.
+
+    Attributes: ``path``, ``header`` (primary), ``shape`` (nints, ngroups, ny, nx).
+    """
+
+    _DTYPES = {"SCI": np.float32, "GROUPDQ": np.uint8, "PIXELDQ": np.uint32}
+
+    def __init__(self, path, step="inventory"):
+        self.path = str(path)
+        header, extensions = read_headers(self.path)
+        if "SCI" not in extensions:
+            raise InputError(self.path, "no SCI extension (a ramp file needs SCI, and optionally "
+                                        "PIXELDQ, GROUPDQ)")
+        shape = self._ext_shape(extensions["SCI"])
+        dummy = np.broadcast_to(np.zeros((), np.uint8), shape) if shape else None  # no data read
+        _check_ramp_shape(self.path, dummy, header, step)
+        self._present = set()
+        for name, want in (("GROUPDQ", shape), ("PIXELDQ", shape[2:])):
+            if name in extensions and extensions[name].get("NAXIS", 0):
+                got = self._ext_shape(extensions[name])
+                if got != want:
+                    raise InputError(self.path, f"{name} has shape {got}, expected {want}")
+                self._present.add(name)
+        self.header = header
+        self.shape = shape
+        self._hdul = None
+
+    @staticmethod
+    def _ext_shape(ext_header):
+        naxis = int(ext_header.get("NAXIS", 0))
+        return tuple(int(ext_header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+
+    def read(self, ext="SCI", ints=slice(None), groups=slice(None), rows=slice(None)):
+        """Section ``[ints, groups, rows, :]`` of SCI/GROUPDQ (``[rows, :]`` of PIXELDQ).
+
+        ``ints`` is an int (the integration axis is dropped) or a slice; ``groups`` and ``rows``
+        are slices. Returns a new native-endian array of the extension's dtype.
+        """
+        ext = ext.upper()
+        dtype = self._DTYPES[ext]
+        key = (rows, slice(None)) if ext == "PIXELDQ" else (ints, groups, rows, slice(None))
+        if ext != "SCI" and ext not in self._present:
+            full = self.shape[2:] if ext == "PIXELDQ" else self.shape
+            shape = np.broadcast_to(np.zeros((), np.bool_), full)[key].shape  # no allocation
+            return np.zeros(shape, dtype)
+        if self._hdul is None:
+            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
+        try:
+            return np.asarray(self._hdul[ext].section[key], dtype=dtype)
+        except Exception as exc:  # damaged data past the headers
+            raise InputError(self.path, f"cannot read {ext}{list(key)} ({type(exc).__name__}: "
+                                        f"{exc})") from None
+
+    def close(self):
+        if self._hdul is not None:
+            self._hdul.close()
+            self._hdul = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _optional_array(hdul, name, shape, dtype, path):
     if name not in [h.name for h in hdul] or hdul[name].data is None:
         return np.zeros(shape, dtype)
@@ -373,10 +446,11 @@ def reference_header(reftype, meta, descrip, author="detcal", pedigree="DUMMY",
     return header
 
 
-def write_reference(path, reftype, arrays, header, step=None, inputs=(), params=None):
+def write_reference(path, reftype, arrays, header, step=None, inputs=(), params=None, units=None):
     """Write a reference file: ``arrays`` maps extension name -> array (dtypes from :data:`LAYOUT`).
 
-    For RSCD pass ``arrays={'RSCD_GROUP_SKIP': structured array}``.
+    For RSCD pass ``arrays={'RSCD_GROUP_SKIP': structured array}``. ``units`` (optional) maps
+    extension name -> BUNIT written to that extension's header (e.g. ``{'SCI': 'DN'}``).
     """
     reftype = reftype.upper()
     header = header.copy()
@@ -396,6 +470,8 @@ def write_reference(path, reftype, arrays, header, step=None, inputs=(), params=
             if arr.ndim not in _ndims(ndim):
                 raise ValueError(f"{reftype} {ext} must have {ndim} dimensions, got shape {arr.shape}")
             hdus.append(fits.ImageHDU(arr, name=ext))
+            if units and ext in units:
+                hdus[-1].header["BUNIT"] = units[ext]
         if "DQ" in layout:
             hdus.append(dq_def_table())
     _atomic_write(fits.HDUList(hdus), path)

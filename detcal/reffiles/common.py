@@ -1,0 +1,387 @@
+"""Shared machinery of the reference-file builders: input checks, clipped statistics, headers.
+
+* :func:`open_inputs` opens the input ramps of one reference file lazily
+  (:class:`detcal.io.RampReader`) and rejects a set that mixes configuration groups
+  (:data:`detcal.keywords.GROUP`), naming the odd file and keyword.
+* :func:`sigma_clipped_stats` is astropy's ``sigma_clip`` (median centre, ``std`` width,
+  ``maxiters`` iterations, strict bounds) along the first axis, followed by the mean, median, std
+  and count of what survives: the same numbers as ``sigma_clip(..., masked=False)`` then
+  ``nanmean``/``nanmedian``/``nanstd``, without a masked array and in bounded memory.
+* :func:`reference_meta` / :func:`header_for` build complete JWST reference headers.
+"""
+
+import logging
+import math
+import os
+import re
+
+import numpy as np
+from astropy.time import Time
+
+from .. import io, keywords
+from ..errors import InputError
+from ..geometry import Geometry
+from ..steps.jump import sort_columns
+
+log = logging.getLogger("detcal.reffiles")
+
+#: Keywords that, besides :data:`detcal.keywords.GROUP`, every input of one reference must share
+#: (they fix the array and its place on the detector).
+SHARED = ("INSTRUME", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
+
+#: EXP_TYPE written when the inputs carry none, per INSTRUME.
+DARK_EXP_TYPE = {"NIRCAM": "NRC_DARK", "NIRISS": "NIS_DARK", "NIRSPEC": "NRS_DARK", "FGS": "FGS_DARK",
+                 "MIRI": "MIR_DARKIMG"}
+
+_PEDIGREE = re.compile(r"^(GROUND|DUMMY|SIMULATION|INFLIGHT \d{4}-\d{2}-\d{2} \d{4}-\d{2}-\d{2})$")
+_USEAFTER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+
+#: Working memory of one block of :func:`sigma_clipped_stats` [MB].
+STATS_WORK_MB = 256
+#: Bytes of temporaries per value in :func:`sigma_clipped_stats` (sorted copy, masks, squares).
+_STATS_BYTES_PER_VALUE = 48
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+def open_inputs(paths, step="inventory", what="input"):
+    """Open every ramp lazily and check that they belong to one configuration group.
+
+    Parameters
+    ----------
+    paths : sequence of str      at least one
+    step : str                   keywords of :data:`detcal.keywords.STEP` each file must carry
+    what : str                   name of the inputs in error messages
+
+    Returns
+    -------
+    list of :class:`detcal.io.RampReader` (close them, or use :func:`close_all`)
+
+    Raises
+    ------
+    InputError
+        naming the first file whose configuration keyword (GROUP, CORONMSK, INSTRUME or the
+        subarray placement) differs from the first file's, or a file that cannot be read.
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise InputError("<inputs>", f"no {what} files given")
+    readers = []
+    try:
+        for p in paths:
+            readers.append(io.RampReader(p, step))
+        check_same_group([r.header for r in readers], paths, what)
+    except BaseException:
+        close_all(readers)
+        raise
+    return readers
+
+
+def check_same_group(headers, paths, what="input"):
+    """InputError naming the first file (and keyword) whose configuration differs from the first."""
+    keys = keywords.GROUP + SHARED
+    ref = headers[0]
+    for h, p in zip(headers[1:], paths[1:]):
+        for key in keys + keywords.GROUP_OPTIONAL:
+            if key in keywords.GROUP_OPTIONAL and key not in ref and key not in h:
+                continue
+            a, b = keywords.optional(ref, key), keywords.optional(h, key)
+            if a != b:
+                raise InputError(p, (
+                    f"{key}={b!r} but {os.path.basename(paths[0])} has {key}={a!r}: the {what} files "
+                    f"of one reference file must share one configuration group "
+                    f"({', '.join(keywords.GROUP)}) and {', '.join(SHARED)}"))
+
+
+def close_all(readers):
+    for r in readers:
+        r.close()
+
+
+def require_rapid(readers, product):
+    """InputError unless every file has NFRAMES=1 and GROUPGAP=0 (each group is one frame)."""
+    for r in readers:
+        nframes = keywords.value(r.header, "NFRAMES", r.path)
+        groupgap = keywords.value(r.header, "GROUPGAP", r.path)
+        if (nframes, groupgap) != (1, 0):
+            raise InputError(r.path, (
+                f"NFRAMES={nframes}, GROUPGAP={groupgap}: a {product} is made from darks read with "
+                "NFRAMES=1 and GROUPGAP=0 (RAPID-like patterns: every group one frame), so that it "
+                "can be averaged into any other pattern; this file's groups average or skip frames"))
+
+
+def geometry_of(reader):
+    """:class:`detcal.geometry.Geometry` of an input file (from its header and array shape)."""
+    return Geometry.from_header(reader.header, reader.shape[-2:], reader.path)
+
+
+def like_ramp(reader):
+    """A data-less :class:`detcal.io.Ramp` standing for ``reader`` (anything with ``header``,
+    ``path`` and a ``shape`` ending in (ny, nx)) in ``read_reference(like=...)``."""
+    dummy = np.broadcast_to(np.zeros((), np.float32), (1, 1) + tuple(reader.shape[-2:]))
+    return io.Ramp(dummy, None, None, reader.header, reader.path)
+
+
+def gain_map(gain, reader):
+    """Gain [e-/DN] as float32 (ny, nx) from a number or a GAIN reference path (cut like the data)."""
+    shape = tuple(reader.shape[-2:])
+    if gain is None:
+        raise InputError(reader.path, "a gain (number or GAIN reference file) is needed to convert "
+                                      "between DN and electrons")
+    if isinstance(gain, (int, float, np.floating, np.integer)):
+        if not gain > 0:
+            raise ValueError(f"gain must be > 0 e-/DN, got {gain}")
+        return np.full(shape, float(gain), np.float32)
+    ref = io.read_reference(gain, "GAIN", like=like_ramp(reader))
+    g = np.asarray(ref.data, np.float32)
+    return np.where(g > 0, g, np.nan).astype(np.float32)
+
+
+def int_numbers(reader):
+    """Absolute 1-based integration number of each integration in a file (INTSTART + i)."""
+    start = keywords.optional(reader.header, "INTSTART", 1) or 1
+    return start + np.arange(reader.shape[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Headers
+# --------------------------------------------------------------------------------------------
+def check_pedigree_useafter(pedigree, useafter):
+    """Validated (PEDIGREE, USEAFTER); a bare date gets T00:00:00. ValueError with the rule."""
+    pedigree = str(pedigree).strip().upper()
+    if not _PEDIGREE.match(pedigree):
+        raise ValueError(f"PEDIGREE {pedigree!r} must be GROUND, DUMMY, SIMULATION or "
+                         "'INFLIGHT yyyy-mm-dd yyyy-mm-dd'")
+    useafter = str(useafter).strip()
+    if re.match(r"^\d{4}-\d{2}-\d{2}$", useafter):
+        useafter += "T00:00:00"
+    if not _USEAFTER.match(useafter):
+        raise ValueError(f"USEAFTER {useafter!r} must be yyyy-mm-ddThh:mm:ss")
+    return pedigree, useafter
+
+
+def earliest_date(readers):
+    """``yyyy-mm-ddT00:00:00`` of the earliest input (DATE-OBS, else EXPSTART), or 2000-01-01."""
+    dates = []
+    for r in readers:
+        d = keywords.optional(r.header, "DATE-OBS")
+        if d and re.match(r"^\d{4}-\d{2}-\d{2}", d):
+            dates.append(d[:10])
+            continue
+        mjd = keywords.optional(r.header, "EXPSTART")
+        if mjd:
+            dates.append(Time(mjd, format="mjd").isot[:10])
+    return (min(dates) if dates else "2000-01-01") + "T00:00:00"
+
+
+def reference_meta(header, extra=()):
+    """Selector keywords of a reference made from files with primary ``header``.
+
+    INSTRUME, DETECTOR, SUBARRAY, SUBSTRT1/2, SUBSIZE1/2 (required), FASTAXIS, SLOWAXIS,
+    NOUTPUTS, EXP_TYPE, CORONMSK (when present) and the keywords in ``extra``.
+    """
+    meta = {}
+    for key in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2"):
+        meta[key] = keywords.value(header, key, "<input header>")
+    for key in ("FASTAXIS", "SLOWAXIS", "NOUTPUTS", "EXP_TYPE", "CORONMSK") + tuple(extra):
+        val = keywords.optional(header, key)
+        if val is not None:
+            meta[key] = val
+    return meta
+
+
+def header_for(reftype, readers, descrip, author, pedigree, useafter, extra_meta=None,
+               extra=()):
+    """Complete reference primary header (:func:`detcal.io.reference_header`) for ``readers``."""
+    if useafter is None:
+        useafter = earliest_date(readers)
+    pedigree, useafter = check_pedigree_useafter(pedigree, useafter)
+    meta = reference_meta(readers[0].header, extra)
+    meta.update(extra_meta or {})
+    return io.reference_header(reftype, meta, descrip, author=author, pedigree=pedigree,
+                               useafter=useafter)
+
+
+def config_label(header):
+    """``NRCA1 FULL RAPID`` (DETECTOR SUBARRAY READPATT) for descriptions and titles."""
+    parts = [keywords.optional(header, k) for k in ("DETECTOR", "SUBARRAY", "READPATT")]
+    return " ".join(str(p) for p in parts if p)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------
+def _window_stats(s, lo, hi, idx, ddof=0):
+    """Median, mean and std of the sorted columns ``s[lo:hi, j]`` (per column j), float64."""
+    m = hi - lo
+    inwin = (idx >= lo) & (idx < hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(inwin, s, 0.0).sum(axis=0) / m
+        d = np.where(inwin, s - mean, 0.0)
+        var = np.einsum("ij,ij->j", d, d) / (m - ddof)
+        var[m - ddof <= 0] = np.nan
+        n = s.shape[0]
+        a = np.take_along_axis(s, np.clip(lo + (m - 1) // 2, 0, n - 1)[None], 0)[0]
+        b = np.take_along_axis(s, np.clip(lo + m // 2, 0, n - 1)[None], 0)[0]
+        med = np.where(m > 0, 0.5 * (a + b), np.nan)
+    mean[m == 0] = np.nan
+    return med, mean, np.sqrt(var)
+
+
+def sigma_clipped_stats(values, sigma=3.0, maxiters=5, ddof=0, work_mb=STATS_WORK_MB):
+    """Sigma-clipped mean, median, std and count along axis 0 (astropy ``sigma_clip`` semantics).
+
+    Per column: centre = median, width = std (ddof 0) of the values still in; values with
+    ``x < centre - sigma*width`` or ``x > centre + sigma*width`` are dropped; repeated until
+    nothing changes or ``maxiters`` iterations (``None``: until convergence). NaN (and inf) are
+    missing values. Because the retained values are always a contiguous run of the sorted column,
+    each column is sorted once and the iterations move two indices.
+
+    Parameters
+    ----------
+    values : ndarray, float, shape (n, ...)           any unit; NaN = missing
+    sigma : float                                      clip threshold [sigma]
+    maxiters : int or None
+    ddof : int                                         delta degrees of freedom of the returned
+                                                       std (the clipping itself uses 0, as astropy)
+    work_mb : float                                    memory of one block of columns [MB]
+
+    Returns
+    -------
+    dict of ndarrays of shape ``values.shape[1:]``: ``mean``, ``median``, ``std`` (float64,
+    NaN where nothing is left), ``count`` (int32, values retained), ``n_good`` (int32, finite
+    values before clipping).
+    """
+    values = np.asarray(values)
+    n = values.shape[0]
+    out_shape = values.shape[1:]
+    flat = values.reshape(n, -1)
+    npix = flat.shape[1]
+    res = {k: np.empty(npix, np.float64) for k in ("mean", "median", "std")}
+    res["count"] = np.empty(npix, np.int32)
+    res["n_good"] = np.empty(npix, np.int32)
+    block = max(1, int(work_mb * 1e6) // max(1, n * _STATS_BYTES_PER_VALUE))
+    idx = np.arange(n)[:, None]
+    iters = math.inf if maxiters is None else int(maxiters)
+    for c0 in range(0, npix, block):
+        c1 = min(npix, c0 + block)
+        x = np.array(flat[:, c0:c1], dtype=np.float64)
+        x[~np.isfinite(x)] = np.nan
+        s = sort_columns(x)                     # NaN -> +inf, sorted last
+        del x
+        good = np.count_nonzero(np.isfinite(s), axis=0).astype(np.int64)
+        lo = np.zeros_like(good)
+        hi = good.copy()
+        it = 0
+        while it < iters:
+            it += 1
+            med, _, std = _window_stats(s, lo, hi, idx, ddof=0)
+            with np.errstate(invalid="ignore"):
+                lower = med - sigma * std
+                upper = med + sigma * std
+                new_lo = np.maximum(lo, np.count_nonzero(s < lower, axis=0))
+                new_hi = np.minimum(hi, np.count_nonzero(s <= upper, axis=0))
+            changed = np.any(new_lo != lo) or np.any(new_hi != hi)
+            lo, hi = new_lo, new_hi
+            if not changed:
+                break
+        med, mean, std = _window_stats(s, lo, hi, idx, ddof=ddof)
+        res["median"][c0:c1], res["mean"][c0:c1], res["std"][c0:c1] = med, mean, std
+        res["count"][c0:c1] = hi - lo
+        res["n_good"][c0:c1] = good
+    return {k: v.reshape(out_shape) for k, v in res.items()}
+
+
+def truncated_normal_std(a):
+    """Std of a unit normal truncated to [-a, a]: sqrt(1 - 2 a phi(a) / (2 Phi(a) - 1))."""
+    phi = math.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+    mass = math.erf(a / math.sqrt(2.0))
+    return math.sqrt(max(0.0, 1.0 - 2.0 * a * phi / mass))
+
+
+def clip_bias_factor(sigma, maxiters=5):
+    """Expected (clipped std) / (true std) for Gaussian data after ``maxiters`` clipping rounds.
+
+    Round j clips at ``sigma`` times the std of the previous round's survivors, so
+    ``c_0 = 1``, ``c_{j+1} = truncated_normal_std(sigma * c_j)``; returns ``c_maxiters``
+    (0.9849 for sigma=3, maxiters=3; jwst_reffiles does not correct for it and underestimates
+    the read noise by 1.5 %). ``maxiters=None`` gives the fixed point.
+    """
+    c = 1.0
+    n = 100 if maxiters is None else int(maxiters)
+    for _ in range(n):
+        c = truncated_normal_std(sigma * c)
+    return c
+
+
+def half_sample_mode(x):
+    """Mode of a sample by the half-sample method (Bickel & Fruehwirth 2006); NaN ignored.
+
+    Repeatedly keeps the half of the sorted sample with the smallest range; robust to outliers
+    and to skewed tails. Returns NaN for an empty sample.
+    """
+    x = np.sort(np.asarray(x, np.float64)[np.isfinite(x)])
+    while x.size > 3:
+        h = (x.size + 1) // 2
+        widths = x[h - 1:] - x[:x.size - h + 1]
+        i = int(np.argmin(widths))
+        x = x[i:i + h]
+    if x.size == 3:
+        left, right = x[1] - x[0], x[2] - x[1]
+        x = x[:2] if left < right else (x[1:] if left > right else x[1:2])
+    return float(np.mean(x)) if x.size else float("nan")
+
+
+def regions(geom):
+    """Pixel regions for per-amplifier statistics: {name: bool (ny, nx)}.
+
+    ``amp1`` .. ``ampN``: active (non-reference) pixels read by output 1..N (detcal.geometry's
+    amplifier map); ``active``: all active pixels; ``reference``: the reference pixels.
+    """
+    ref = geom.reference_mask()
+    amp = geom.amplifier_map()
+    out = {f"amp{k + 1}": (amp == k) & ~ref for k in range(geom.noutputs)}
+    out["active"] = ~ref
+    out["reference"] = ref
+    return out
+
+
+def region_stats(image, masks, sigma=3.0, maxiters=5, percentiles=(5, 25, 50, 75, 95)):
+    """Per-region statistics of a 2-D map: rows of dicts (npix, clipped mean/std, percentiles).
+
+    NaN pixels are ignored; a region without finite pixels gets NaN statistics.
+    """
+    rows = []
+    for name, mask in masks.items():
+        v = np.asarray(image, np.float64)[mask]
+        v = v[np.isfinite(v)]
+        row = {"region": name, "npix": int(v.size)}
+        if v.size:
+            st = sigma_clipped_stats(v[:, None], sigma=sigma, maxiters=maxiters)
+            row["clipped_mean"], row["clipped_std"] = float(st["mean"][0]), float(st["std"][0])
+            pct = np.percentile(v, percentiles)
+        else:
+            row["clipped_mean"] = row["clipped_std"] = float("nan")
+            pct = [float("nan")] * len(percentiles)
+        for p, val in zip(percentiles, pct):
+            row[f"p{p:02d}"] = float(val)
+        rows.append(row)
+    return rows
+
+
+def write_table(df, path):
+    """Write a DataFrame as TSV (directories created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
+    df.to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+def bxp_stats(df, prefix, unit):
+    """matplotlib ``bxp`` box statistics from a region table's percentile columns."""
+    stats = []
+    for _, row in df.iterrows():
+        stats.append({"label": row["region"], "whislo": row[f"{prefix}_p05_{unit}"],
+                      "q1": row[f"{prefix}_p25_{unit}"], "med": row[f"{prefix}_p50_{unit}"],
+                      "q3": row[f"{prefix}_p75_{unit}"], "whishi": row[f"{prefix}_p95_{unit}"],
+                      "fliers": []})
+    return stats
