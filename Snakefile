@@ -17,6 +17,8 @@ include: "workflow/rules/inventory.smk"
 include: "workflow/rules/detector1.smk"
 include: "workflow/rules/rates.smk"
 include: "workflow/rules/nodark.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/reffiles.smk"
 
 
 rule all:

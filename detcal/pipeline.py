@@ -80,3 +80,31 @@ def product_before(fam, enabled, step):
     earlier = ORDER[fam][: ORDER[fam].index(step)]
     before = [s for s in steps if s in earlier and s in RAMP_STEPS]
     return before[-1] if before else None
+
+
+def nodark_steps(fam, enabled):
+    """Steps after dark_current and before jump, re-run by the branch without dark subtraction
+    (MIRI: refpix). With them the branch is the family's chain minus dark_current."""
+    order = ORDER[fam]
+    i_dark, i_jump = order.index("dark_current"), order.index("jump")
+    return tuple(s for s in chain(fam, enabled) if i_dark < order.index(s) < i_jump)
+
+
+#: Groups flagged DO_NOT_USE at the start of the branch without dark subtraction, per family:
+#: (first groups, last groups). MIRI ramps carry the reset anomaly in their first groups (it
+#: fades by about group 15 on full frames) and the last-frame effect in the last one; in the main
+#: chain the 4-D DARK removes both. The JWQL monitors and jwst_reffiles drop at least the first
+#: 5 groups and the last; 10 leaves the anomaly's tail below the dark signal of a 40-group ramp.
+NODARK_SKIP_GROUPS = {"NIR": (0, 0), "MIRI": (10, 1)}
+
+
+def flag_skipped_groups(groupdq, first, last):
+    """Flag the first ``first`` and last ``last`` groups DO_NOT_USE (uint8 (nints, ngroups, ny, nx),
+    modified in place and returned), so jump detection and ramp fitting leave them out."""
+    from .dqflags import DO_NOT_USE
+
+    if first:
+        groupdq[:, :first] |= DO_NOT_USE
+    if last:
+        groupdq[:, groupdq.shape[1] - last:] |= DO_NOT_USE
+    return groupdq

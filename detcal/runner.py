@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from . import io, plots, steps
+from . import io, pipeline, plots, steps
 from .errors import InputError
 
 
@@ -34,7 +34,7 @@ def logged(logfile, name):
 
 
 def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pixels=(),
-                  table=None, figure=None, exposure="", extra_output=None):
+                  table=None, figure=None, exposure="", extra_output=None, skip_groups=(0, 0)):
     """Apply ``step`` to one ramp file and write its product.
 
     reference_paths : dict config-key -> path (e.g. ``{'superbias': '.../superbias.fits'}``)
@@ -43,6 +43,8 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
         written to ``table`` (TSV) and drawn in ``figure`` (PNG), when those are given
     extra_output : path for a step's second product (dark_current's ``dark_output``: the dark
         actually subtracted), written when the step returns one
+    skip_groups : (first, last) groups flagged DO_NOT_USE before the step (the no-dark branch's
+        MIRI convention, see :data:`detcal.pipeline.NODARK_SKIP_GROUPS`)
     """
     params = dict(params or {})
     module = steps.REGISTRY[step]
@@ -51,6 +53,9 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
     log.info("%s: %s, shape %s, params %s", step, ramp_path, ramp.shape, params)
     refs = {key: io.read_reference(path, io.REFTYPES[key], like=ramp)
             for key, path in reference_paths.items()}
+    if any(skip_groups):
+        log.info("flagging the first %d and last %d groups DO_NOT_USE", *skip_groups)
+        pipeline.flag_skipped_groups(ramp.groupdq, *skip_groups)
     pixels = plots.valid_pixels(pixels, ramp.shape)
     before = plots.sample_ramps(ramp.data, pixels)
     result = module.run(ramp, refs, **params)
@@ -58,7 +63,7 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
     if extra is not None and extra_output:
         _write_extra(extra, ramp, extra_output, step, [ramp_path, *reference_paths.values()])
     io.write_ramp(ramp, output_path, step=step, inputs=[ramp_path, *reference_paths.values()],
-                  params=params)
+                  params=dict(params, **({"skip_groups": tuple(skip_groups)} if any(skip_groups) else {})))
     if table or figure:
         samples = plots.step_table(step, before, plots.sample_ramps(ramp.data, pixels),
                                    plots.sample_ramps(ramp.groupdq, pixels), pixels)

@@ -73,7 +73,7 @@ def step_figure(step):
     return report(
         f"results/plots/steps/{{exposure}}/{{exposure}}_{step}.png",
         caption="../report/step_figure.rst",
-        category=f"Detector1: {step}",
+        category=f"Detector1 - {step}",  # no ": " (breaks the report's rst link targets)
         subcategory=_exposure_group,
         labels=_step_labels(step),
     )
@@ -107,12 +107,35 @@ def step_input(step):
     return previous_product
 
 
-def nodark_input(wildcards):
-    """Input of the branch without dark subtraction: the product just before dark_current."""
-    step = pipeline.product_before(_family(wildcards), STEPS_ON, "dark_current")
+def product_before_dark(exposure):
+    """The product just before dark_current (superbias- and refpix-corrected for NIR)."""
+    step = pipeline.product_before(EXPOSURES.loc[exposure, "family"], STEPS_ON, "dark_current")
     if step is None:
-        return EXPOSURES.loc[wildcards.exposure, "path"]
-    return ramp_path(wildcards.exposure, step)
+        return EXPOSURES.loc[exposure, "path"]
+    return ramp_path(exposure, step)
+
+
+def nodark_path(exposure, step):
+    return f"results/nodark/{exposure}_{pipeline.SUFFIX[step]}.fits"
+
+
+def nodark_input(step):
+    """Input function of ``step`` in the branch without dark subtraction: the product before
+    dark_current, or the previous re-run step (MIRI refpix) of that branch."""
+
+    def previous_product(wildcards):
+        exposure = wildcards.exposure
+        steps = pipeline.nodark_steps(EXPOSURES.loc[exposure, "family"], STEPS_ON)
+        earlier = steps[: steps.index(step)] if step in steps else steps
+        return nodark_path(exposure, earlier[-1]) if earlier else product_before_dark(exposure)
+
+    previous_product.__name__ = f"{step}_nodark_input"
+    return previous_product
+
+
+def nodark_skip_groups(wildcards):
+    """(first, last) groups the no-dark branch leaves out (MIRI: reset anomaly, last frame)."""
+    return pipeline.NODARK_SKIP_GROUPS[EXPOSURES.loc[wildcards.exposure, "family"]]
 
 
 def reference_path(detector, key, step=None):
@@ -159,6 +182,150 @@ def step_parameters(step):
     return dict(config["parameters"].get(step, {}))
 
 
+# ---- configuration groups ------------------------------------------------------------------
+GROUPS = sorted(set(EXPOSURES["group"]))
+
+
+wildcard_constraints:
+    group="|".join(re.escape(g) for g in GROUPS),
+
+
+def group_exposures(group):
+    """Exposure names of one configuration group."""
+    return EXPOSURES.index[EXPOSURES["group"] == group].tolist()
+
+
+def group_row(group):
+    """Inventory keywords shared by the group (those of its first exposure)."""
+    return EXPOSURES.loc[group_exposures(group)[0]]
+
+
+def group_paths(kind):
+    """Input function: one product per exposure of the group.
+
+    kinds: ``raw``; ``before_dark`` (the product just before dark_current: superbias- and
+    refpix-corrected NIR ramps with their 1/f); ``jump`` and ``rateints`` of the branch without
+    dark subtraction.
+    """
+
+    def paths(wildcards):
+        out = []
+        for exposure in group_exposures(wildcards.group):
+            if kind == "raw":
+                out.append(EXPOSURES.loc[exposure, "path"])
+            elif kind == "before_dark":
+                out.append(product_before_dark(exposure))
+            elif kind == "jump":
+                out.append(f"results/nodark/{exposure}_jumpstep.fits")
+            elif kind == "rateints":
+                out.append(f"results/nodark/{exposure}_rateints.fits")
+            else:
+                raise ValueError(kind)
+        return out
+
+    paths.__name__ = f"group_{kind}"
+    return paths
+
+
+def group_reference(key):
+    """Input function: the group's detector reference of type ``key`` (config or demo)."""
+
+    def reference(wildcards):
+        detector = group_row(wildcards.group)["DETECTOR"]
+        path = reference_path(detector, key)
+        if path is None:
+            raise WorkflowError(
+                f"error: the analyses of group {wildcards.group} need a {key} reference for detector "
+                f"{detector}: set `references: {{{detector}: {{{key}: <path>}}}}` in the config"
+            )
+        return path
+
+    reference.__name__ = f"group_{key}"
+    return reference
+
+
+def group_baseline(wildcards):
+    """Optional baseline slope image for the group's detector (empty when none is configured)."""
+    path = config["analysis"]["baseline"].get(group_row(wildcards.group)["DETECTOR"])
+    return {"baseline": path} if path else {}
+
+
+def group_labels(figure):
+    def labels(wildcards):
+        return {"detector": group_row(wildcards.group)["DETECTOR"], "figure": figure}
+
+    return labels
+
+
+def group_report(path, caption, category, figure):
+    """Report item of a per-group figure or table."""
+    return report(path, caption=f"../report/{caption}.rst", category=category,
+                  subcategory="{group}", labels=group_labels(figure))
+
+
+ANALYSES_ON = bool(config["analysis"]["enabled"] and STEPS_ON.get("jump", True)
+                   and STEPS_ON.get("ramp_fit", True))
+
+
+def analysis_targets():
+    """Per-group analysis products and the all-groups summary (when analyses are on)."""
+    if not ANALYSES_ON:
+        return []
+    out = ["results/analysis/summary.tsv"]
+    for group in GROUPS:
+        out.append(f"results/analysis/{group}/summary.tsv")
+    return out
+
+
+def group_analysis_jsons(wildcards):
+    """The analysis JSON files the group summary collects (noise decomposition: NIR only)."""
+    names = ["jumps", "darkcurrent", "stability", "effective_noise"]
+    if group_row(wildcards.group)["family"] == "NIR":
+        names.append("noise_decomposition")
+    return {name: f"results/analysis/{wildcards.group}/{name}.json" for name in names}
+
+
+REFFILES_ON = ANALYSES_ON and config["reffiles"]["enabled"]
+
+
+def reffile_targets():
+    """The reference files of every group (SUPERBIAS for NIR groups only)."""
+    if not REFFILES_ON:
+        return []
+    out = []
+    for group in GROUPS:
+        kinds = ["dark", "readnoise", "mask"]
+        if group_row(group)["family"] == "NIR":
+            kinds.append("superbias")
+        out += [f"results/reffiles/{group}/{kind}.fits" for kind in kinds]
+    return out
+
+
+def group_saturation_products(wildcards):
+    """SUPERBIAS input: ramps after dq_init and saturation only."""
+    return [ramp_path(e, "saturation") for e in group_exposures(wildcards.group)]
+
+
+def reffile_kwargs(kind):
+    """Parameters of a reference-file builder (memory_mb: its working-memory budget)."""
+    cfg = config["reffiles"]
+
+    def kwargs(wildcards):
+        out = {"pedigree": cfg["pedigree"], "author": cfg["author"], "memory_mb": cfg["memory_mb"]}
+        if kind == "dark":
+            out.update(stat=cfg["dark_stat"], sigma=cfg["dark_sigma"])
+            if group_row(wildcards.group)["family"] == "MIRI":
+                # the no-dark branch flags MIRI's first/last groups DO_NOT_USE for slopes; the DARK
+                # must keep them (they hold the reset anomaly it exists to remove)
+                out["exclude_flags"] = ("SATURATED",)
+        if kind == "mask":
+            out.update(hot_threshold=cfg["hot_threshold"], warm_threshold=cfg["warm_threshold"])
+        return out
+
+    kwargs.__name__ = f"{kind}_kwargs"
+    return kwargs
+
+
 def demo_outputs():
     """Every file the demo simulation writes (known before it runs)."""
     return demo.files(config["demo"], DEMO_DIR)
@@ -170,8 +337,8 @@ def demo_outdir(wildcards, output):
 
 
 def final_outputs():
-    """Targets of the default target: the inventory and the last product of every exposure's chain."""
-    out = ["results/inventory.tsv"]
+    """Targets of the default target: inventory, every exposure's last products, analyses."""
+    out = ["results/inventory.tsv"] + analysis_targets() + reffile_targets()
     for exposure, row in EXPOSURES.iterrows():
         if "ramp_fit" in pipeline.chain(row["family"], STEPS_ON):
             out += [f"results/rates/{exposure}_rate.fits", f"results/rates/{exposure}_rateints.fits"]

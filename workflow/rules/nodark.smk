@@ -1,13 +1,30 @@
-# The branch without dark subtraction: jump and ramp_fit on the product just before
-# dark_current. The dark-current analysis, the DARK reference and the bad-pixel mask need
-# ramps and slopes that still contain the dark signal (as the JWQL dark monitor and
-# jwst_reffiles use them); MIRI's branch also skips refpix, which comes after dark_current.
+# The branch without dark subtraction: the chain minus dark_current (steps after it are re-run:
+# MIRI refpix), then jump and ramp_fit. The dark-current analysis, the DARK reference and the
+# bad-pixel mask need ramps and slopes that still contain the dark signal, as the JWQL dark
+# monitor and jwst_reffiles use them.
+
+
+rule refpix_nodark:
+    input:
+        ramp=nodark_input("refpix"),
+    output:
+        ramp=temp("results/nodark/{exposure}_refpixstep.fits"),
+    log:
+        "logs/refpix_nodark/{exposure}.log",
+    conda:
+        "../../envs/detcal.yaml"
+    params:
+        step="refpix",
+        parameters=step_parameters("refpix"),
+        pixels=[],
+    script:
+        "../scripts/step.py"
 
 
 rule jump_nodark:
     input:
         unpack(step_references("jump")),
-        ramp=nodark_input,
+        ramp=nodark_input("jump"),
     output:
         ramp=temp("results/nodark/{exposure}_jumpstep.fits"),
     log:
@@ -20,6 +37,7 @@ rule jump_nodark:
         step="jump",
         parameters=step_parameters("jump"),
         pixels=[],
+        skip_groups=nodark_skip_groups,
     script:
         "../scripts/step.py"
 

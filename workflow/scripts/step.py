@@ -8,4 +8,5 @@ with runner.logged(snakemake.log[0], step):
                          snakemake.params.parameters, pixels=snakemake.params.pixels,
                          table=snakemake.output.get("table"), figure=snakemake.output.get("figure"),
                          exposure=snakemake.wildcards.exposure,
-                         extra_output=snakemake.output.get("extra"))
+                         extra_output=snakemake.output.get("extra"),
+                         skip_groups=snakemake.params.get("skip_groups", (0, 0)))
