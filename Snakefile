@@ -11,6 +11,14 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# cheap bookkeeping jobs run on the submitting host, not as cluster jobs
+localrules:
+    all,
+    inventory,
+    group_summary,
+    summary,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/inventory.smk"

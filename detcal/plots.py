@@ -83,6 +83,7 @@ def plot_step(table, step, exposure, path):
             bottom.set_ylabel("input / output")
             bottom.legend(fontsize=8)
         bottom.set_xlabel("group number")
+        bottom.xaxis.get_major_locator().set_params(integer=True)
     if not len(pixels):
         axs[0, 0].text(0.5, 0.5, "no sample pixel inside this detector", ha="center")
     fig.suptitle(f"{step} step", fontsize=13)

@@ -17,6 +17,8 @@ rule jump_statistics:
         grid_png=group_report("results/plots/{group}/jumps_grid.png", "jumps_grid", "Jumps", "example ramps"),
     log:
         "logs/analysis/jumps/{group}.log",
+    benchmark:
+        "results/benchmarks/analysis/jumps_{group}.tsv"
     conda:
         "../../envs/detcal.yaml"
     params:
@@ -39,6 +41,8 @@ rule dark_current_analysis:
         image_png=group_report("results/plots/{group}/darkcurrent_slopes.png", "darkcurrent_slopes", "Dark current", "slope image"),
     log:
         "logs/analysis/darkcurrent/{group}.log",
+    benchmark:
+        "results/benchmarks/analysis/darkcurrent_{group}.tsv"
     conda:
         "../../envs/detcal.yaml"
     params:
@@ -65,6 +69,8 @@ rule stability:
         baseline_png=group_report("results/plots/{group}/stability_baseline.png", "stability_baseline", "Stability", "baseline comparison"),
     log:
         "logs/analysis/stability/{group}.log",
+    benchmark:
+        "results/benchmarks/analysis/stability_{group}.tsv"
     conda:
         "../../envs/detcal.yaml"
     params:
@@ -85,6 +91,8 @@ rule effective_noise:
         figure_path=group_report("results/plots/{group}/effective_noise.png", "effective_noise", "Effective noise", "effective noise vs time"),
     log:
         "logs/analysis/effective_noise/{group}.log",
+    benchmark:
+        "results/benchmarks/analysis/effective_noise_{group}.tsv"
     conda:
         "../../envs/detcal.yaml"
     params:
@@ -106,6 +114,8 @@ rule noise_decomposition:
         psd_figure_path=group_report("results/plots/{group}/power_spectrum.png", "power_spectrum", "Noise", "power spectrum"),
     log:
         "logs/analysis/noise_decomposition/{group}.log",
+    benchmark:
+        "results/benchmarks/analysis/noise_decomposition_{group}.tsv"
     conda:
         "../../envs/detcal.yaml"
     params:

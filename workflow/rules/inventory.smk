@@ -3,7 +3,7 @@ rule inventory:
     input:
         EXPOSURES["path"].tolist(),
     output:
-        "results/inventory.tsv",
+        report("results/inventory.tsv", caption="../report/inventory.rst", category="Inventory"),
     log:
         "logs/inventory.log",
     conda:
