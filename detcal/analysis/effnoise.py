@@ -399,7 +399,8 @@ def plot_effective_noise(table, path, title="", note=""):
             ax.plot(t.time_s, t.theory_e, "k-", lw=1.2, label="theory (MULTIACCUM)")
         if use_e and t.theory_plus_excess_e.notna().any():
             ax.plot(t.time_s, t.theory_plus_excess_e, "r--", lw=1.2, label="theory + excess")
-        label = {"all": "channel average", "reference": "reference pixels"}.get(c, f"output {c}")
+        names = {"all": "channel average", "reference": "reference pixels"}
+        label = names[c] if c in names else f"amplifier {int(c) + 1}"
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("time (N-1) x TGROUP [s]")
         ax.set_ylabel(f"effective noise [{unit}]")

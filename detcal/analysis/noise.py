@@ -931,7 +931,7 @@ def plot_cds_noise(table, path, title=""):
             vals = [ts[(ts.output == o) & (ts.component == comp)].cds_noise_DN.mean() for o in outputs]
             ax.bar(np.arange(len(outputs)) + (i - 1.5) * width, vals, width, label=labels[comp])
         ax.set_xticks(np.arange(len(outputs)))
-        ax.set_xticklabels([f"output {o}" if o != "all" else "average" for o in outputs])
+        ax.set_xticklabels([f"amplifier {int(o) + 1}" if o != "all" else "average" for o in outputs])
         ax.set_xlabel("amplifier output")
         ax.set_ylabel("CDS noise [DN]")
         valid = bool(ts.temporal_valid.iloc[0]) if len(ts) else False
@@ -970,7 +970,7 @@ def plot_power_spectrum(table, path, title=""):
     ax = axs[1]
     k = 0
     while f"psd_output{k}_DN2_per_Hz" in table:
-        ax.loglog(f, table[f"psd_output{k}_DN2_per_Hz"], "o", ms=3, color=f"C{k}", label=f"output {k}")
+        ax.loglog(f, table[f"psd_output{k}_DN2_per_Hz"], "o", ms=3, color=f"C{k}", label=f"amplifier {k + 1}")
         ax.loglog(f, table[f"model_output{k}_DN2_per_Hz"], "-", color=f"C{k}", lw=1)
         k += 1
     ax.set_title("per output (lines: white + 1/f fits)", fontsize=10)
