@@ -35,7 +35,6 @@ clipped mean that the docstring promises.
 """
 
 import logging
-import os
 
 import numpy as np
 import pandas as pd
@@ -571,8 +570,4 @@ def plot_dark_table(table, path, title=""):
     ax2.set_ylabel("median values per pixel [integrations]")
     ax2.set_title("values combined per group (after first-jump exclusion)", fontsize=9)
     ax2.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    common.save_figure(fig, path, title)

@@ -24,7 +24,6 @@ reference) and are counted.
 """
 
 import logging
-import os
 
 import numpy as np
 import pandas as pd
@@ -255,8 +254,4 @@ def plot_readnoise_table(table, path, title=""):
     ax.set_xlabel("region (amplifiers: active pixels)")
     ax.set_title("box 25-75 %, whiskers 5-95 %", fontsize=9)
     ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    common.save_figure(fig, path, title)

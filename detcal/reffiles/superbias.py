@@ -29,7 +29,6 @@ COMPLETE are rejected. MIRI has no superbias step (jwst skips it), so MIRI input
 """
 
 import logging
-import os
 import warnings
 
 import numpy as np
@@ -455,8 +454,4 @@ def plot_superbias_table(table, path, title=""):
         ax.set_ylabel("group-0 scatter across integrations [DN]")
         ax.set_title("per-pixel bias scatter (output offsets removed)", fontsize=9)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    common.save_figure(fig, path, title)

@@ -19,7 +19,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .. import dqflags, io
+from .. import io
 from . import h2rg, miri
 from .h2rg import CR_DTYPE
 from .params import exposure_name, frames_per_integration, normalize_spec, parameters_for
@@ -169,12 +169,8 @@ def reference_arrays(det, dark_ngroups):
         return miri.reference_arrays(det, dark_ngroups)
     sci = det.science
     shape = det.shape
-    mask = np.zeros(shape, np.uint32)
-    mask[det.reference] |= np.uint32(dqflags.REFERENCE_PIXEL)
-    mask[det.hot] |= np.uint32(dqflags.HOT)
-    mask[det.warm] |= np.uint32(dqflags.WARM)
-    mask[det.dead] |= np.uint32(dqflags.DEAD | dqflags.DO_NOT_USE)
-    lin_dq = np.where(det.reference, np.uint32(dqflags.NO_LIN_CORR), np.uint32(0)).astype(np.uint32)
+    mask = det.mask_dq()
+    lin_dq = det.linearity_dq()
     p = det.params
     bias_err = np.sqrt(p["ktc"] ** 2 + det.rn_frame.astype(np.float64) ** 2) / det.gain
     dark = det.dark_signal(dark_ngroups)

@@ -26,15 +26,13 @@ exposure can be simulated alone.
 from dataclasses import dataclass, field
 
 import numpy as np
-from astropy.io import fits
 from astropy.time import Time
 
 from .. import geometry, io
-from ..geometry import NREF, Geometry
+from ..geometry import NREF
 from . import noise
+from .detector import ADC_MAX, DetectorBase
 from .params import detector_key, exposure_name, frames_per_integration, normalize_spec, pattern
-
-ADC_MAX = 65535.0
 
 # component numbers of the random streams (never renumber: it changes every simulated file)
 _BIAS, _DARK, _POP, _RN, _WELL, _NL = range(6)
@@ -117,8 +115,11 @@ def linearity_inverse(s_true, coeffs, tol=1e-7, max_iter=20):
 # The detector truth
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class Detector:
+class Detector(DetectorBase):
     """The fixed truth of one simulated detector. All maps: (size, size), **detector frame**.
+
+    Shared properties and methods (identity, header, geometry, derived truth, DQ arrays):
+    :class:`detcal.simulate.detector.DetectorBase`.
 
     Attributes
     ----------
@@ -147,18 +148,6 @@ class Detector:
 
     # --- identity and readout -------------------------------------------------------------
     @property
-    def name(self):
-        return self.spec["name"]
-
-    @property
-    def params(self):
-        return self.spec["params"]
-
-    @property
-    def instrument(self):
-        return self.params["instrument"]
-
-    @property
     def size(self):
         return self.spec["size"]
 
@@ -171,27 +160,6 @@ class Detector:
         return self.params["noutputs"]
 
     @property
-    def gain(self):
-        return float(self.params["gain"])
-
-    @property
-    def tframe(self):
-        return self.spec["tframe"]
-
-    @property
-    def fastaxis(self):
-        return self.spec["fastaxis"]
-
-    @property
-    def slowaxis(self):
-        return self.spec["slowaxis"]
-
-    @property
-    def response(self):
-        """bool: pixels that collect charge (active and not dead)."""
-        return ~self.reference & ~self.dead
-
-    @property
     def active_box(self):
         """(y0, y1, x0, x1), detector frame: the light-sensitive area (inside the 4-pixel border)."""
         return (NREF, self.size - NREF, NREF, self.size - NREF)
@@ -200,27 +168,6 @@ class Detector:
     def dark_readpatt(self):
         """READPATT written to the DARK reference (its NFRAMES=1/GROUPGAP=0 pattern)."""
         return self.params["rapid_pattern"]
-
-    def base_header(self):
-        """Detector and subarray keywords shared by every file of this detector."""
-        h = fits.Header()
-        h["TELESCOP"] = "JWST"
-        h["INSTRUME"] = (self.instrument, "Instrument used to acquire the data")
-        h["DETECTOR"] = (self.name, "Name of detector used to acquire the data")
-        h["SUBARRAY"] = ("FULL", "Subarray used (mini detector: own full frame)")
-        h["SUBSTRT1"] = (1, "Starting pixel in axis 1 direction")
-        h["SUBSTRT2"] = (1, "Starting pixel in axis 2 direction")
-        h["SUBSIZE1"] = (self.size, "Number of pixels in axis 1 direction")
-        h["SUBSIZE2"] = (self.size, "Number of pixels in axis 2 direction")
-        h["FASTAXIS"] = (self.fastaxis, "Fast readout axis direction")
-        h["SLOWAXIS"] = (self.slowaxis, "Slow readout axis direction")
-        h["NOUTPUTS"] = (self.noutputs, "Number of detector outputs used")
-        return h
-
-    @property
-    def geometry(self):
-        """:class:`detcal.geometry.Geometry` of the full array."""
-        return Geometry.from_header(self.base_header(), self.shape, f"<simulated {self.name}>")
 
     def science(self, a):
         """Contiguous copy of a detector-frame array (..., ny, nx) in the science orientation."""
@@ -253,23 +200,6 @@ class Detector:
                                    "detector frame; the H2RG simulator cannot read it out")
             self._cache["columns"] = (col_amp, np.arange(self.size) % 2)
         return self._cache["columns"]
-
-    # --- derived truth ----------------------------------------------------------------------
-    @property
-    def saturation(self):
-        """float32 [DN raw, incl. bias]: SATURATION threshold, ``bias + sat_margin*well`` <= 65535."""
-        thr = self.bias.astype(np.float64) + self.params["sat_margin"] * self.well
-        return np.minimum(thr, ADC_MAX).astype(np.float32)
-
-    @property
-    def readnoise_cds_dn(self):
-        """float32 [DN]: white CDS read noise per pixel, sqrt(2) * rn_frame / gain."""
-        return (np.sqrt(2.0) * self.rn_frame / self.gain).astype(np.float32)
-
-    def dark_signal(self, ngroups):
-        """float32 (ngroups, ny, nx) [DN]: mean dark signal of RAPID group g, rate*(g+1)*TFRAME/gain."""
-        t = (np.arange(ngroups, dtype=np.float64) + 1.0) * self.tframe
-        return (t[:, None, None] * (self.dark_rate / self.gain)[None]).astype(np.float32)
 
 
 def draw_pixel_truth(p, reference, seed, key):
@@ -467,6 +397,28 @@ def simulate_exposure(det, readpatt=None, ngroups=None, nints=None, index=0, see
         each group), ``frame_times`` (float64 (nframes_total,) [s] read time of each frame after
         reset), ``nframes_total``, ``pink_method``.
     """
+    return read_exposure(det, _integrate, exposure_header, _pink_method, readpatt, ngroups, nints,
+                         index, seed, exposure, expstart)
+
+
+def _pink_method(det, ntot, nread):
+    """1/f generation method (:func:`detcal.simulate.noise.choose_method`) of one integration."""
+    p = det.params
+    clock = noise.Clock(det.size, det.size, det.noutputs, p["pixel_time"], p["row_overhead"])
+    return noise.choose_method(ntot, clock.period(det.tframe), clock.window, nread, p["pink_method"])
+
+
+def read_exposure(det, integrate, make_header, pink_method, readpatt=None, ngroups=None, nints=None,
+                  index=0, seed=None, exposure=None, expstart=None):
+    """The readout shared by every detector kind's ``simulate_exposure``.
+
+    Resolves the readout defaults from ``det.spec`` (as :func:`simulate_exposure`), builds the
+    header with ``make_header(det, readpatt, ngroups, nints, expstart, exposure, seed, index)``,
+    reads every integration with ``integrate(det, out, nframes, groupgap, ngroups, seed, index,
+    integration)`` (returns its CR events) and names the 1/f method of the truth with
+    ``pink_method(det, nframes_total, nreads)``. Returns (data, header, truth) as
+    :func:`simulate_exposure`.
+    """
     spec = det.spec
     readpatt = str(readpatt or spec["readpatt"]).upper()
     ngroups = int(ngroups or spec["ngroups"])
@@ -476,24 +428,20 @@ def simulate_exposure(det, readpatt=None, ngroups=None, nints=None, index=0, see
     if expstart is None:
         expstart = spec["expstart"] + index * spec["cadence"] / 24.0
     nframes, groupgap = pattern(readpatt)
-    header = exposure_header(det, readpatt, ngroups, nints, expstart, exposure, seed, index)
+    header = make_header(det, readpatt, ngroups, nints, expstart, exposure, seed, index)
     data = np.empty((nints, ngroups) + det.shape, np.uint16)
     events = []
     for i in range(nints):
-        ev = _integrate(det, data[i], nframes, groupgap, ngroups, seed, index, i)
+        ev = integrate(det, data[i], nframes, groupgap, ngroups, seed, index, i)
         ev["exposure"] = exposure
         events.append(ev)
     ntot = frames_per_integration(ngroups, nframes, groupgap)
-    p = det.params
-    clock = noise.Clock(det.size, det.size, det.noutputs, p["pixel_time"], p["row_overhead"])
-    nread = ngroups * nframes
     truth = {
         "cr_events": np.concatenate(events) if events else np.zeros(0, CR_DTYPE),
         "group_frames": group_frames(ngroups, nframes, groupgap),
         "frame_times": (np.arange(ntot) + 1.0) * det.tframe,
         "nframes_total": ntot,
-        "pink_method": noise.choose_method(ntot, clock.period(det.tframe), clock.window, nread,
-                                           p["pink_method"]),
+        "pink_method": pink_method(det, ntot, ngroups * nframes),
     }
     return data, header, truth
 
@@ -547,13 +495,15 @@ def _cosmic_rays(det, rng, ntot, integration, read_group):
     return ev, (cat(dep_f, np.int64), cat(dep_i, np.int64), cat(dep_q, np.float64))
 
 
-def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
-    """Simulate one integration into ``out`` (ngroups, ny, nx) uint16 science frame; return CR events."""
+def integration_setup(det, rng, nframes, groupgap, ngroups, integration):
+    """What every detector kind's integration starts from (streams ``rng`` keyed as in :mod:`.h2rg`).
+
+    Returns (ntot, frames, read, group_of, ktc, lam, events, deposits): frames per integration,
+    the frame indices of each group (:func:`group_frames`) and all of them in read order, the group
+    of every frame (-1: not read), the kTC draw [e-] (float32 (ny, nx), or 0), the dark charge
+    per frame [e-] (float64 (ny, nx)) and the CR events and deposits of :func:`_cosmic_rays`.
+    """
     p = det.params
-    key = detector_key(det.name)
-    rng = {c: _rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _CPINK, _UPINK, _AMP)}
-    shape = det.shape
-    gain = det.gain
     ntot = frames_per_integration(ngroups, nframes, groupgap)
     frames = group_frames(ngroups, nframes, groupgap)
     read = [f for fr in frames for f in fr]
@@ -563,10 +513,75 @@ def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
     # group in which a charge arriving before the read of frame f first shows up
     read_group = np.array([group_of[min(r for r in read if r >= f)] for f in range(ntot)])
 
-    ktc = (rng[_KTC].standard_normal(shape, dtype=np.float32) * np.float32(p["ktc"])
+    ktc = (rng[_KTC].standard_normal(det.shape, dtype=np.float32) * np.float32(p["ktc"])
            if p["ktc"] else np.float32(0.0))
     lam = det.dark_rate.astype(np.float64) * det.tframe                  # e- per frame
-    events, (dep_f, dep_i, dep_q) = _cosmic_rays(det, rng[_CR], ntot, integration, read_group)
+    events, deposits = _cosmic_rays(det, rng[_CR], ntot, integration, read_group)
+    return ntot, frames, read, group_of, ktc, lam, events, deposits
+
+
+def amp_offsets(rng, p, ntot, noutputs):
+    """float64 (ntot, noutputs, 2) [e-] per-frame offsets of each output and parity (column
+    parity for H2RG, row parity for MIRI): a per-integration level (``amp_offset``) plus a random
+    walk (``amp_drift``), or None when both are 0."""
+    if not (p["amp_offset"] or p["amp_drift"]):
+        return None
+    level = rng.normal(0.0, p["amp_offset"], (noutputs, 2))
+    walk = np.cumsum(rng.normal(0.0, p["amp_drift"], (ntot, noutputs, 2)), axis=0)
+    return level[None] + walk
+
+
+def add_charge(charge, lam, shot, deposits, prev, f):
+    """Add to ``charge`` [e-] (float64 (ny, nx), in place) the dark charge of frames ``prev+1 ..
+    f`` (Poisson draw from ``shot``, or its mean when ``shot`` is None) and the CR deposits of
+    those frames."""
+    nf = f - prev
+    if shot is not None:
+        charge += shot.poisson(lam * nf)
+    else:
+        charge += lam * nf
+    dep_f, dep_i, dep_q = deposits
+    sel = (dep_f > prev) & (dep_f <= f)
+    if sel.any():
+        np.add.at(charge.reshape(-1), dep_i[sel], dep_q[sel])
+
+
+def measured_signal(det, s, coeffs, well, bias, white):
+    """Raw signal [DN] of the linear signal ``s`` [DN above bias] (inverse response ``coeffs``
+    unless None, capped at ``well``, plus ``bias``) and the float32 white noise [e-] of one read
+    (drawn from ``white`` unless None): (s, elec)."""
+    if coeffs is not None:
+        s = linearity_inverse(s, coeffs)
+    np.minimum(s, well, out=s)
+    s += bias
+    elec = np.zeros(det.shape, np.float32)
+    if white is not None:
+        elec += white.standard_normal(det.shape, dtype=np.float32) * det.rn_frame
+    return s, elec
+
+
+def store_read(det, out, acc, s, elec, f, frames, group_of, nframes):
+    """Add the electronics ``elec`` [e-] to the read ``s`` [DN], clip to the ADC range and
+    accumulate in ``acc``; after the last frame of a group, write its rounded mean to ``out``
+    (science orientation) and reset ``acc``."""
+    s += elec / np.float32(det.gain)
+    np.clip(s, 0.0, ADC_MAX, out=s)
+    acc += s
+    g = group_of[f]
+    if f == frames[g][-1]:
+        out[g] = det.science(np.rint(acc / nframes).astype(np.uint16))
+        acc[:] = 0.0
+
+
+def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
+    """Simulate one integration into ``out`` (ngroups, ny, nx) uint16 science frame; return CR events."""
+    p = det.params
+    key = detector_key(det.name)
+    rng = {c: _rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _CPINK, _UPINK, _AMP)}
+    shape = det.shape
+    gain = det.gain
+    ntot, frames, read, group_of, ktc, lam, events, deposits = integration_setup(
+        det, rng, nframes, groupgap, ngroups, integration)
 
     clock = noise.Clock(det.size, det.size, det.noutputs, p["pixel_time"], p["row_overhead"])
     period = clock.period(det.tframe)
@@ -578,47 +593,24 @@ def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
         per_out = noise.pink_windows(read, ntot, period, clock.window, p["u_pink"], rng[_UPINK],
                                      p["pixel_time"], p["pink_method"], nstreams=det.noutputs)
     col_amp, col_par = det.column_layout()
-    offsets = None
-    if p["amp_offset"] or p["amp_drift"]:
-        level = rng[_AMP].normal(0.0, p["amp_offset"], (det.noutputs, 2))
-        walk = np.cumsum(rng[_AMP].normal(0.0, p["amp_drift"], (ntot, det.noutputs, 2)), axis=0)
-        offsets = level[None] + walk                                        # (ntot, nout, 2) e-
+    offsets = amp_offsets(rng[_AMP], p, ntot, det.noutputs)               # (ntot, nout, 2) e-
 
     coeffs = det.coeffs.astype(np.float64) if p["nonlin"] else None
     well = det.well.astype(np.float64)
     bias = det.bias.astype(np.float64)
+    shot = rng[_SHOT] if p["shot_noise"] else None
+    white = rng[_WHITE] if p["rn_cds"] else None
     charge = np.zeros(shape, np.float64)
-    flat = charge.reshape(-1)
     acc = np.zeros(shape, np.float64)
     prev = -1
     for ir, f in enumerate(read):
-        nf = f - prev
-        if p["shot_noise"]:
-            charge += rng[_SHOT].poisson(lam * nf)
-        else:
-            charge += lam * nf
-        sel = (dep_f > prev) & (dep_f <= f)
-        if sel.any():
-            np.add.at(flat, dep_i[sel], dep_q[sel])
+        add_charge(charge, lam, shot, deposits, prev, f)
         prev = f
-        s = (charge + ktc) / gain
-        if coeffs is not None:
-            s = linearity_inverse(s, coeffs)
-        np.minimum(s, well, out=s)
-        s += bias
-        elec = np.zeros(shape, np.float32)
-        if p["rn_cds"]:
-            elec += rng[_WHITE].standard_normal(shape, dtype=np.float32) * det.rn_frame
+        s, elec = measured_signal(det, (charge + ktc) / gain, coeffs, well, bias, white)
         if common is not None or per_out is not None:
             elec += clock.image(None if common is None else common[ir],
                                 None if per_out is None else per_out[:, ir])
         if offsets is not None:
             elec += offsets[f][col_amp, col_par].astype(np.float32)[None, :]
-        s += elec / np.float32(gain)
-        np.clip(s, 0.0, ADC_MAX, out=s)
-        acc += s
-        g = group_of[f]
-        if f == frames[g][-1]:
-            out[g] = det.science(np.rint(acc / nframes).astype(np.uint16))
-            acc[:] = 0.0
+        store_read(det, out, acc, s, elec, f, frames, group_of, nframes)
     return events

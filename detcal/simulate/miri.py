@@ -41,14 +41,12 @@ integration), so every effect can be switched off without changing the others.
 from dataclasses import dataclass, field
 
 import numpy as np
-from astropy.io import fits
 
-from .. import dqflags
-from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS, Geometry
+from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS
 from . import h2rg
-from .h2rg import ADC_MAX, CR_DTYPE, _rng, group_frames, linearity_inverse
-from .params import (MIRI_READ_PATTERNS, detector_key, exposure_name, frames_per_integration,
-                     normalize_spec, pattern)
+from .detector import ADC_MAX, DetectorBase
+from .h2rg import _rng
+from .params import MIRI_READ_PATTERNS, detector_key, frames_per_integration, normalize_spec, pattern
 
 #: Reference files a MIRI set has (config keys of detcal.io.REFTYPES): no superbias.
 REFERENCE_KEYS = ("mask", "saturation", "linearity", "rscd", "dark", "gain", "readnoise")
@@ -78,8 +76,12 @@ _KTC, _SHOT, _CR, _WHITE, _AMP = 0, 1, 2, 3, 6
 
 
 @dataclass
-class Detector:
+class Detector(DetectorBase):
     """The fixed truth of one simulated MIRI detector. All maps (ny, nx); science = detector frame.
+
+    Shared properties and methods (identity, header, geometry, derived truth, DQ arrays):
+    :class:`detcal.simulate.detector.DetectorBase`; SUBARRAY is plain 'FULL' for the real
+    1024 x 1032 array only (:attr:`FULL_SHAPE`).
 
     Attributes
     ----------
@@ -110,19 +112,9 @@ class Detector:
     lastframe_map: np.ndarray
     _cache: dict = field(default_factory=dict, repr=False)
 
+    FULL_SHAPE = (1024, 1032)
+
     # --- identity and readout -------------------------------------------------------------
-    @property
-    def name(self):
-        return self.spec["name"]
-
-    @property
-    def params(self):
-        return self.spec["params"]
-
-    @property
-    def instrument(self):
-        return self.params["instrument"]
-
     @property
     def shape(self):
         return tuple(self.spec["shape"])
@@ -130,27 +122,6 @@ class Detector:
     @property
     def noutputs(self):
         return MIRI_NOUTPUTS
-
-    @property
-    def gain(self):
-        return float(self.params["gain"])
-
-    @property
-    def tframe(self):
-        return self.spec["tframe"]
-
-    @property
-    def fastaxis(self):
-        return self.spec["fastaxis"]
-
-    @property
-    def slowaxis(self):
-        return self.spec["slowaxis"]
-
-    @property
-    def response(self):
-        """bool: pixels that collect charge (active and not dead)."""
-        return ~self.reference & ~self.dead
 
     @property
     def active_box(self):
@@ -162,29 +133,6 @@ class Detector:
     def dark_readpatt(self):
         """READPATT of the DARK reference: the exposures' own pattern (FAST or SLOW timing)."""
         return self.spec["readpatt"]
-
-    def base_header(self):
-        """Detector and subarray keywords shared by every file of this detector."""
-        ny, nx = self.shape
-        full = (ny, nx) == (1024, 1032)
-        h = fits.Header()
-        h["TELESCOP"] = "JWST"
-        h["INSTRUME"] = (self.instrument, "Instrument used to acquire the data")
-        h["DETECTOR"] = (self.name, "Name of detector used to acquire the data")
-        h["SUBARRAY"] = ("FULL", "Subarray used" + ("" if full else " (mini detector: own full frame)"))
-        h["SUBSTRT1"] = (1, "Starting pixel in axis 1 direction")
-        h["SUBSTRT2"] = (1, "Starting pixel in axis 2 direction")
-        h["SUBSIZE1"] = (nx, "Number of pixels in axis 1 direction")
-        h["SUBSIZE2"] = (ny, "Number of pixels in axis 2 direction")
-        h["FASTAXIS"] = (self.fastaxis, "Fast readout axis direction")
-        h["SLOWAXIS"] = (self.slowaxis, "Slow readout axis direction")
-        h["NOUTPUTS"] = (MIRI_NOUTPUTS, "Number of detector outputs used")
-        return h
-
-    @property
-    def geometry(self):
-        """:class:`detcal.geometry.Geometry` of the array."""
-        return Geometry.from_header(self.base_header(), self.shape, f"<simulated {self.name}>")
 
     def science(self, a):
         """Contiguous copy of an array in the science orientation (the same as the detector's)."""
@@ -222,22 +170,6 @@ class Detector:
         out[2] = c2 - 3.0 * c3 * b
         out[3] = c3
         return out.astype(np.float32)
-
-    @property
-    def saturation(self):
-        """float32 [DN raw, incl. bias]: SATURATION threshold, ``bias + sat_margin*well`` <= 65535."""
-        thr = self.bias.astype(np.float64) + self.params["sat_margin"] * self.well
-        return np.minimum(thr, ADC_MAX).astype(np.float32)
-
-    @property
-    def readnoise_cds_dn(self):
-        """float32 [DN]: white CDS read noise per pixel, sqrt(2) * rn_frame / gain."""
-        return (np.sqrt(2.0) * self.rn_frame / self.gain).astype(np.float32)
-
-    def dark_signal(self, ngroups):
-        """float32 (ngroups, ny, nx) [DN]: mean dark signal of group g, rate*(g+1)*TFRAME/gain."""
-        t = (np.arange(ngroups, dtype=np.float64) + 1.0) * self.tframe
-        return (t[:, None, None] * (self.dark_rate / self.gain)[None]).astype(np.float32)
 
     def reset_factor(self, integration):
         """Reset-anomaly amplitude of integration ``integration`` (0-based) relative to the first."""
@@ -359,12 +291,8 @@ def reference_arrays(det, dark_ngroups):
     dark signal in one integration. GAIN [e-/DN]. READNOISE: white CDS noise [DN].
     """
     shape = det.shape
-    mask = np.zeros(shape, np.uint32)
-    mask[det.reference] |= np.uint32(dqflags.REFERENCE_PIXEL)
-    mask[det.hot] |= np.uint32(dqflags.HOT)
-    mask[det.warm] |= np.uint32(dqflags.WARM)
-    mask[det.dead] |= np.uint32(dqflags.DEAD | dqflags.DO_NOT_USE)
-    lin_dq = np.where(det.reference, np.uint32(dqflags.NO_LIN_CORR), np.uint32(0)).astype(np.uint32)
+    mask = det.mask_dq()
+    lin_dq = det.linearity_dq()
     dark = dark_cube(det, dark_ngroups)
     signal = det.dark_signal(dark_ngroups)
     err = np.sqrt(np.clip(signal, 0, None) / det.gain).astype(np.float32)
@@ -440,34 +368,12 @@ def simulate_exposure(det, readpatt=None, ngroups=None, nints=None, index=0, see
     ``group_frames``, ``frame_times``, ``nframes_total``, ``pink_method`` ('none': no 1/f
     streams in the MIRI model).
     """
-    spec = det.spec
-    readpatt = str(readpatt or spec["readpatt"]).upper()
+    readpatt = str(readpatt or det.spec["readpatt"]).upper()
     if readpatt not in MIRI_READ_PATTERNS:
         raise ValueError(f"{readpatt!r} is not a MIRI readout pattern; use one of "
                          f"{sorted(MIRI_READ_PATTERNS)}")
-    ngroups = int(ngroups or spec["ngroups"])
-    nints = int(nints or spec["nints"])
-    seed = det.seed if seed is None else int(seed)
-    exposure = exposure or exposure_name(det.name, index, spec["prefix"])
-    if expstart is None:
-        expstart = spec["expstart"] + index * spec["cadence"] / 24.0
-    nframes, groupgap = pattern(readpatt)
-    header = exposure_header(det, readpatt, ngroups, nints, expstart, exposure, seed, index)
-    data = np.empty((nints, ngroups) + det.shape, np.uint16)
-    events = []
-    for i in range(nints):
-        ev = _integrate(det, data[i], nframes, groupgap, ngroups, seed, index, i)
-        ev["exposure"] = exposure
-        events.append(ev)
-    ntot = frames_per_integration(ngroups, nframes, groupgap)
-    truth = {
-        "cr_events": np.concatenate(events) if events else np.zeros(0, CR_DTYPE),
-        "group_frames": group_frames(ngroups, nframes, groupgap),
-        "frame_times": (np.arange(ntot) + 1.0) * det.tframe,
-        "nframes_total": ntot,
-        "pink_method": "none",
-    }
-    return data, header, truth
+    return h2rg.read_exposure(det, _integrate, exposure_header, lambda *_: "none", readpatt, ngroups,
+                              nints, index, seed, exposure, expstart)
 
 
 def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
@@ -477,58 +383,26 @@ def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
     rng = {c: _rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _AMP)}
     shape = det.shape
     gain = det.gain
-    ntot = frames_per_integration(ngroups, nframes, groupgap)
-    frames = group_frames(ngroups, nframes, groupgap)
-    read = [f for fr in frames for f in fr]
-    group_of = np.full(ntot, -1)
-    for g, fr in enumerate(frames):
-        group_of[fr] = g
-    read_group = np.array([group_of[min(r for r in read if r >= f)] for f in range(ntot)])
-
-    ktc = (rng[_KTC].standard_normal(shape, dtype=np.float32) * np.float32(p["ktc"])
-           if p["ktc"] else np.float32(0.0))
-    lam = det.dark_rate.astype(np.float64) * det.tframe                  # e- per frame
-    events, (dep_f, dep_i, dep_q) = h2rg._cosmic_rays(det, rng[_CR], ntot, integration, read_group)
+    ntot, frames, read, group_of, ktc, lam, events, deposits = h2rg.integration_setup(
+        det, rng, nframes, groupgap, ngroups, integration)
 
     col_amp, row_par = det.layout()
-    offsets = None
-    if p["amp_offset"] or p["amp_drift"]:
-        level = rng[_AMP].normal(0.0, p["amp_offset"], (MIRI_NOUTPUTS, 2))
-        walk = np.cumsum(rng[_AMP].normal(0.0, p["amp_drift"], (ntot, MIRI_NOUTPUTS, 2)), axis=0)
-        offsets = level[None] + walk                                        # (ntot, 4, 2) e-
+    offsets = h2rg.amp_offsets(rng[_AMP], p, ntot, MIRI_NOUTPUTS)        # (ntot, 4, 2) e-
 
     response = det.response_coeffs.astype(np.float64) if p["nonlin"] else None
     well = det.well.astype(np.float64)
     bias = det.bias.astype(np.float64)
+    shot = rng[_SHOT] if p["shot_noise"] else None
+    white = rng[_WHITE] if p["rn_cds"] else None
     charge = np.zeros(shape, np.float64)
-    flat = charge.reshape(-1)
     acc = np.zeros(shape, np.float64)
     prev = -1
     for f in read:
-        nf = f - prev
-        if p["shot_noise"]:
-            charge += rng[_SHOT].poisson(lam * nf)
-        else:
-            charge += lam * nf
-        sel = (dep_f > prev) & (dep_f <= f)
-        if sel.any():
-            np.add.at(flat, dep_i[sel], dep_q[sel])
+        h2rg.add_charge(charge, lam, shot, deposits, prev, f)
         prev = f
-        s = (charge + ktc) / gain + det.anomaly(integration, f, ntot)
-        if response is not None:
-            s = linearity_inverse(s, response)
-        np.minimum(s, well, out=s)
-        s += bias
-        elec = np.zeros(shape, np.float32)
-        if p["rn_cds"]:
-            elec += rng[_WHITE].standard_normal(shape, dtype=np.float32) * det.rn_frame
+        s, elec = h2rg.measured_signal(det, (charge + ktc) / gain + det.anomaly(integration, f, ntot),
+                                       response, well, bias, white)
         if offsets is not None:
             elec += offsets[f][col_amp[None, :], row_par[:, None]].astype(np.float32)
-        s += elec / np.float32(gain)
-        np.clip(s, 0.0, ADC_MAX, out=s)
-        acc += s
-        g = group_of[f]
-        if f == frames[g][-1]:
-            out[g] = np.rint(acc / nframes).astype(np.uint16)
-            acc[:] = 0.0
+        h2rg.store_read(det, out, acc, s, elec, f, frames, group_of, nframes)
     return events

@@ -55,6 +55,32 @@ DETECTORS = {
 #: Full-frame frame time of a 2048x2048 H2RG read through 4 outputs [s].
 FULL_FRAME_TFRAME = 10.73677
 
+#: Dark-current population and cosmic-ray parameters, the same in :data:`PARAMETERS` and
+#: :data:`MIRI_PARAMETERS` (name -> (unit, description)).
+_DARK_AND_CR_PARAMETERS = {
+    # dark current
+    "dark_median": ("e-/s", "median dark rate of normal pixels"),
+    "dark_sigma": ("", "lognormal (natural log) scatter of normal-pixel dark rates"),
+    "shot_noise": ("", "Poisson shot noise on the dark current (False: deterministic charge)"),
+    "warm_frac": ("", "fraction of active pixels in the warm population"),
+    "warm_min": ("e-/s", "lower end of the warm population = WARM threshold"),
+    "hot_min": ("e-/s", "lower end of the hot population = HOT threshold"),
+    "hot_frac": ("", "fraction of active pixels in the hot population"),
+    "hot_max": ("e-/s", "upper end of the hot population (log-uniform between hot_min and hot_max)"),
+    "very_hot_frac": ("", "fraction of active pixels in the saturating very-hot population"),
+    "very_hot_min": ("e-/s", "lower end of the very-hot population"),
+    "very_hot_max": ("e-/s", "upper end of the very-hot population"),
+    "dead_frac": ("", "fraction of active pixels that are dead (no response; DO_NOT_USE|DEAD)"),
+    # cosmic rays
+    "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
+    "cr_median": ("e-", "median total charge of one hit (lognormal)"),
+    "cr_sigma": ("", "lognormal (natural log) width of the hit charge"),
+    "cr_central_min": ("", "minimum fraction of the charge in the central pixel"),
+    "cr_central_max": ("", "maximum fraction of the charge in the central pixel"),
+    "cr_8_frac": ("", "fraction of hits sharing with the 8 neighbours (others: the 4 nearest)"),
+}
+
+
 #: Parameter name -> (unit, description). Every preset defines every one of these.
 PARAMETERS = {
     # identity and readout
@@ -86,26 +112,7 @@ PARAMETERS = {
     "bias_col_sigma": ("DN", "rms bias offset between column parities of one output"),
     "bias_gradient": ("DN", "peak-to-peak linear bias gradient along the slow-scan axis"),
     "bias_pixel_sigma": ("DN", "rms pixel-to-pixel bias structure"),
-    # dark current
-    "dark_median": ("e-/s", "median dark rate of normal pixels"),
-    "dark_sigma": ("", "lognormal (natural log) scatter of normal-pixel dark rates"),
-    "shot_noise": ("", "Poisson shot noise on the dark current (False: deterministic charge)"),
-    "warm_frac": ("", "fraction of active pixels in the warm population"),
-    "warm_min": ("e-/s", "lower end of the warm population = WARM threshold"),
-    "hot_min": ("e-/s", "lower end of the hot population = HOT threshold"),
-    "hot_frac": ("", "fraction of active pixels in the hot population"),
-    "hot_max": ("e-/s", "upper end of the hot population (log-uniform between hot_min and hot_max)"),
-    "very_hot_frac": ("", "fraction of active pixels in the saturating very-hot population"),
-    "very_hot_min": ("e-/s", "lower end of the very-hot population"),
-    "very_hot_max": ("e-/s", "upper end of the very-hot population"),
-    "dead_frac": ("", "fraction of active pixels that are dead (no response; DO_NOT_USE|DEAD)"),
-    # cosmic rays
-    "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
-    "cr_median": ("e-", "median total charge of one hit (lognormal)"),
-    "cr_sigma": ("", "lognormal (natural log) width of the hit charge"),
-    "cr_central_min": ("", "minimum fraction of the charge in the central pixel"),
-    "cr_central_max": ("", "maximum fraction of the charge in the central pixel"),
-    "cr_8_frac": ("", "fraction of hits sharing with the 8 neighbours (others: the 4 nearest)"),
+    **_DARK_AND_CR_PARAMETERS,
     # nonlinearity and saturation
     "well": ("e-", "full well (measured, superbias-subtracted signal at saturation)"),
     "well_scatter": ("", "fractional rms pixel-to-pixel scatter of the well"),
@@ -172,26 +179,7 @@ MIRI_PARAMETERS = {
     "bias_row_sigma": ("DN", "rms bias offset between the row parities of one output"),
     "bias_gradient": ("DN", "peak-to-peak linear bias gradient along the rows"),
     "bias_pixel_sigma": ("DN", "rms pixel-to-pixel bias structure"),
-    # dark current
-    "dark_median": ("e-/s", "median dark rate of normal pixels"),
-    "dark_sigma": ("", "lognormal (natural log) scatter of normal-pixel dark rates"),
-    "shot_noise": ("", "Poisson shot noise on the dark current (False: deterministic charge)"),
-    "warm_frac": ("", "fraction of active pixels in the warm population"),
-    "warm_min": ("e-/s", "lower end of the warm population = WARM threshold"),
-    "hot_min": ("e-/s", "lower end of the hot population = HOT threshold"),
-    "hot_frac": ("", "fraction of active pixels in the hot population"),
-    "hot_max": ("e-/s", "upper end of the hot population (log-uniform between hot_min and hot_max)"),
-    "very_hot_frac": ("", "fraction of active pixels in the saturating very-hot population"),
-    "very_hot_min": ("e-/s", "lower end of the very-hot population"),
-    "very_hot_max": ("e-/s", "upper end of the very-hot population"),
-    "dead_frac": ("", "fraction of active pixels that are dead (no response; DO_NOT_USE|DEAD)"),
-    # cosmic rays
-    "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
-    "cr_median": ("e-", "median total charge of one hit (lognormal)"),
-    "cr_sigma": ("", "lognormal (natural log) width of the hit charge"),
-    "cr_central_min": ("", "minimum fraction of the charge in the central pixel"),
-    "cr_central_max": ("", "maximum fraction of the charge in the central pixel"),
-    "cr_8_frac": ("", "fraction of hits sharing with the 8 neighbours (others: the 4 nearest)"),
+    **_DARK_AND_CR_PARAMETERS,
     # nonlinearity and saturation
     "well": ("e-", "full well (measured signal above the bias at saturation)"),
     "well_scatter": ("", "fractional rms pixel-to-pixel scatter of the well"),

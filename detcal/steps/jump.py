@@ -83,9 +83,33 @@ _BAD = np.uint8(dqflags.DO_NOT_USE | dqflags.SATURATED)
 _BYTES_PER_PIXEL_GROUP = 28
 
 
-def _rows_per_block(nints, ngroups, nx, memory_mb):
-    per_row = max(1, nints * ngroups * nx * _BYTES_PER_PIXEL_GROUP)
+def rows_per_block(nints, ngroups, nx, memory_mb,
+                   bytes_per_pixel_group=_BYTES_PER_PIXEL_GROUP):
+    """Detector rows per block so that ``bytes_per_pixel_group`` bytes of temporaries per
+    (integration, group, pixel) stay within ``memory_mb`` [MB]; at least 1 (shared with ramp_fit)."""
+    per_row = max(1, nints * ngroups * nx * bytes_per_pixel_group)
     return max(1, int(memory_mb * 1e6) // per_row)
+
+
+def check_ramp_inputs(data, groupdq, gain, readnoise):
+    """Common input checks of :func:`detect_jumps` and :func:`detcal.steps.ramp_fit.fit_ramps`.
+
+    Returns ``data`` as an ndarray (must be 4-D (nints, ngroups, ny, nx); ``groupdq`` of the same
+    shape) and ``gain``, ``readnoise`` as float32 arrays. Raises ValueError otherwise.
+    """
+    data = np.asarray(data)
+    if data.ndim != 4:
+        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    if np.shape(groupdq) != data.shape:
+        raise ValueError(f"groupdq shape {np.shape(groupdq)} does not match data {data.shape}")
+    return data, np.asarray(gain, dtype=np.float32), np.asarray(readnoise, dtype=np.float32)
+
+
+def check_frame_shapes(ny, nx, arrays):
+    """Raise ValueError naming the first (name, array) of ``arrays`` whose shape is not (ny, nx)."""
+    for name, arr in arrays:
+        if np.shape(arr) != (ny, nx):
+            raise ValueError(f"{name} shape {np.shape(arr)} does not match the frames {(ny, nx)}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -348,17 +372,9 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
         DO_NOT_USE in every pixel), ``primary_cosmic_rays`` (per 1000 pixels per second, as jwst's
         PRIMECRS; None without ``tgroup`` or usable groups).
     """
-    data = np.asarray(data)
-    if data.ndim != 4:
-        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    data, gain, readnoise = check_ramp_inputs(data, groupdq, gain, readnoise)
     nints, ngroups, ny, nx = data.shape
-    if np.shape(groupdq) != data.shape:
-        raise ValueError(f"groupdq shape {np.shape(groupdq)} does not match data {data.shape}")
-    gain = np.asarray(gain, dtype=np.float32)
-    readnoise = np.asarray(readnoise, dtype=np.float32)
-    for name, arr in (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise)):
-        if np.shape(arr) != (ny, nx):
-            raise ValueError(f"{name} shape {np.shape(arr)} does not match the frames {(ny, nx)}")
+    check_frame_shapes(ny, nx, (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise)))
     if nframes < 1:
         raise ValueError(f"nframes must be >= 1, got {nframes}")
 
@@ -400,7 +416,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
         e1 = np.float32(after_jump_flag_dn1) * gmed
         e2 = np.float32(after_jump_flag_dn2) * gmed
 
-    rows = _rows_per_block(nints, ngroups, nx, memory_mb)
+    rows = rows_per_block(nints, ngroups, nx, memory_mb)
     blocks = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
 
     def block_stats(r0, r1):

@@ -51,7 +51,8 @@ import math
 import numpy as np
 
 from .. import dqflags
-from .jump import _median_sorted, sort_columns
+from .jump import (_median_sorted, check_frame_shapes, check_ramp_inputs, rows_per_block,
+                   sort_columns)
 
 log = logging.getLogger("detcal.ramp_fit")
 
@@ -419,21 +420,13 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
                   'var_poisson', 'var_rnoise' float32 [(DN/s)^2]
     rateints : dict   the same keys, arrays of shape (nints, ny, nx)
     """
-    data = np.asarray(data)
-    if data.ndim != 4:
-        raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
+    data, gain, readnoise = check_ramp_inputs(data, groupdq, gain, readnoise)
     nints, ngroups, ny, nx = data.shape
-    if np.shape(groupdq) != data.shape:
-        raise ValueError(f"groupdq shape {np.shape(groupdq)} does not match data {data.shape}")
-    gain = np.asarray(gain, dtype=np.float32)
-    readnoise = np.asarray(readnoise, dtype=np.float32)
     if average_dark_current is None:
         average_dark_current = np.zeros((ny, nx), np.float32)
     dark = np.asarray(average_dark_current, dtype=np.float32)
-    for name, arr in (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise),
-                      ("average_dark_current", dark)):
-        if np.shape(arr) != (ny, nx):
-            raise ValueError(f"{name} shape {np.shape(arr)} does not match the frames {(ny, nx)}")
+    check_frame_shapes(ny, nx, (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise),
+                                ("average_dark_current", dark)))
     if nframes < 1 or tgroup <= 0:
         raise ValueError(f"need nframes >= 1 and tgroup > 0 (got {nframes}, {tgroup})")
     groupdq = np.asarray(groupdq, dtype=np.uint8)
@@ -447,7 +440,7 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     first, last = _group_selectors(firstgroup, lastgroup, ngroups)
     rn_scale = np.sqrt(2.0 * nframes)
 
-    rows = max(1, int(memory_mb * 1e6) // max(1, nints * ngroups * nx * _BYTES_PER_PIXEL_GROUP))
+    rows = rows_per_block(nints, ngroups, nx, memory_mb, _BYTES_PER_PIXEL_GROUP)
     blocks = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
 
     g_lo, g_hi = 0, ngroups
