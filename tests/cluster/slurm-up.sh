@@ -63,20 +63,7 @@ id slurm >/dev/null 2>&1 && SLURM_USER=slurm || SLURM_USER=root
 id munge >/dev/null 2>&1 || die "user munge missing after installing munge"
 
 # ---------------------------------------------------------------- helpers
-# PID from a pid file if that process runs and its command name is $2 (never trust a stale file).
-running_pid() {   # running_pid PIDFILE COMM -> PID of a live (non-zombie) process of that name
-    local pid
-    pid=$({ tr -dc '0-9' <"$1"; } 2>/dev/null) || return 1
-    [ -n "$pid" ] && alive "$pid" "$2" || return 1
-    echo "$pid"
-}
-
-alive() {   # alive PID COMM: that process exists, has that name and is not a zombie
-    local name stat
-    { read -r name <"/proc/$1/comm" && read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
-    stat=${stat##*) }   # the fields after "pid (comm) ": state first
-    [ "$name" = "$2" ] && [ "${stat%% *}" != Z ]
-}
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 stop_pid() {   # stop_pid PIDFILE COMM: TERM, wait up to 15 s, then KILL
     local pid i
