@@ -2,10 +2,10 @@
 
 Ramps: level-1b ``uncal`` (SCI uint16) on input, the RampModel layout (SCI float32, PIXELDQ
 uint32, GROUPDQ uint8) for every product. Reference files: MASK, SATURATION, SUPERBIAS,
-LINEARITY, DARK (3-D, MIRI 4-D), GAIN, READNOISE, RSCD in the layouts of the matching
-stdatamodels models. Every file written goes to a temporary name first and is renamed into
-place, so a failed write never leaves a partial file; it carries its provenance (detcal
-version, step, parameters, input names) in HISTORY cards.
+LINEARITY, DARK (3-D, MIRI 4-D), GAIN, READNOISE, RSCD, RESET (MIRI 4-D) in the layouts of
+the matching stdatamodels models. Every file written goes to a temporary name first and is
+renamed into place, so a failed write never leaves a partial file; it carries its provenance
+(detcal version, step, parameters, input names) in HISTORY cards.
 """
 
 import os
@@ -305,12 +305,14 @@ LAYOUT = {
     "GAIN": {"SCI": (np.float32, 2, True)},
     "READNOISE": {"SCI": (np.float32, 2, True)},
     "RSCD": {},
+    # jwst ResetModel: SCI/ERR (nints, ngroups, ny, nx), DQ 2-D (OR-ed into PIXELDQ)
+    "RESET": {"SCI": (np.float32, 4, True), "DQ": (np.uint32, 2, False), "ERR": (np.float32, 4, False)},
 }
 
 #: Config key (``references: {DET: {key: path}}``) -> REFTYPE.
 REFTYPES = {"mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS",
             "linearity": "LINEARITY", "dark": "DARK", "gain": "GAIN", "readnoise": "READNOISE",
-            "rscd": "RSCD"}
+            "rscd": "RSCD", "reset": "RESET"}
 
 #: The main array of each type (the one whose last two axes are the image).
 MAIN = {"MASK": "DQ", "LINEARITY": "COEFFS"}

@@ -32,6 +32,8 @@ STEP = {
     "refpix": BASE + ("NOUTPUTS", "FASTAXIS", "SLOWAXIS"),
     "linearity": BASE,
     "rscd": BASE + ("READPATT",),
+    "lastframe": BASE,
+    "reset": BASE,
     "dark_current": BASE,
     "jump": BASE + ("TFRAME", "TGROUP"),
     "ramp_fit": BASE + ("TFRAME", "TGROUP"),
@@ -48,15 +50,17 @@ INVENTORY = ("INSTRUME", "DETECTOR", "EXP_TYPE", "READPATT", "SUBARRAY", "NOUTPU
              "SLOWAXIS", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
 
 #: Primary keywords every reference file we write carries (JWST ReferenceFileModel requirements
-#: plus the subarray keywords); DARK adds its readout keywords.
+#: plus the subarray keywords); DARK and RESET add their readout keywords.
 REFERENCE = ("REFTYPE", "DESCRIP", "AUTHOR", "PEDIGREE", "USEAFTER", "TELESCOP", "INSTRUME",
              "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
-REFERENCE_EXTRA = {"DARK": ("READPATT", "NFRAMES", "NGROUPS", "GROUPGAP")}
+REFERENCE_EXTRA = {"DARK": ("READPATT", "NFRAMES", "NGROUPS", "GROUPGAP"),
+                   "RESET": ("READPATT", "NINTS", "NGROUPS")}   # jwst reset reads NINTS/NGROUPS
 
 #: Calibration-step status keywords (as the JWST pipeline writes them).
 CAL_STEP = {
     "dq_init": "S_DQINIT", "saturation": "S_SATURA", "superbias": "S_SUPERB",
     "refpix": "S_REFPIX", "linearity": "S_LINEAR", "rscd": "S_RSCD", "persistence": "S_PERSIS",
+    "lastframe": "S_LASTFR", "reset": "S_RESET",
     "dark_current": "S_DARK", "jump": "S_JUMP", "ramp_fit": "S_RAMP",
 }
 

@@ -7,12 +7,13 @@ step off closes the chain over the gap.
 
 from .geometry import family  # noqa: F401  (re-exported: the workflow asks pipeline for families)
 
-#: Detector1 step order per family (jwst calwebb_detector1 order, MIRI as the seeds run it).
+#: Detector1 step order per family (jwst 3.0 calwebb_detector1 order; MIRI: lastframe and reset
+#: between saturation and linearity as there, emicorr/ipc/firstframe left out as jwst skips them).
 ORDER = {
     "NIR": ("dq_init", "saturation", "superbias", "refpix", "linearity", "persistence",
             "dark_current", "jump", "ramp_fit"),
-    "MIRI": ("dq_init", "saturation", "linearity", "rscd", "dark_current", "refpix", "jump",
-             "ramp_fit"),
+    "MIRI": ("dq_init", "saturation", "lastframe", "reset", "linearity", "rscd", "dark_current",
+             "refpix", "jump", "ramp_fit"),
 }
 
 #: Reference files (config keys, see detcal.io.REFTYPES) each step reads.
@@ -23,6 +24,8 @@ REFERENCES = {
     "refpix": (),
     "linearity": ("linearity",),
     "persistence": (),
+    "lastframe": (),
+    "reset": ("reset",),
     "rscd": ("rscd",),
     "dark_current": ("dark",),
     "jump": ("gain", "readnoise"),
@@ -32,10 +35,12 @@ REFERENCES = {
 #: References a step can run without (the step then does less, and logs it).
 OPTIONAL_REFERENCES = {"saturation": ("superbias",)}
 
-#: File suffix of each step's ramp product, as the seeds' jwst runs name them.
+#: File suffix of each step's ramp product, as the seeds' jwst runs name them (lastframe, reset:
+#: what jwst 3.0 writes when LastFrameStep / ResetStep run on their own, the step name lowercased).
 SUFFIX = {
     "dq_init": "dqinitstep", "saturation": "saturationstep", "superbias": "superbiasstep",
     "refpix": "refpixstep", "linearity": "linearitystep", "persistence": "persistencestep",
+    "lastframe": "lastframestep", "reset": "resetstep",
     "rscd": "rscd_step", "dark_current": "darkcurrentstep", "jump": "jumpstep",
 }
 

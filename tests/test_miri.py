@@ -23,7 +23,8 @@ from detcal.steps.refpix import subtract_reference_pixels
 
 DNU, SAT = dqflags.DO_NOT_USE, dqflags.SATURATED
 FLUX_ESTIMATED = dqflags.FLUX_ESTIMATED
-MIRI_ORDER = ("dq_init", "saturation", "linearity", "rscd", "dark_current", "refpix", "jump", "ramp_fit")
+MIRI_ORDER = ("dq_init", "saturation", "lastframe", "reset", "linearity", "rscd", "dark_current",
+              "refpix", "jump", "ramp_fit")
 
 
 def miri_geom(ny, nx):
@@ -41,7 +42,7 @@ def rscd_reference(rows, path="rscd_test.fits"):
 # ----------------------------------------------------------------------------------------------
 def test_miri_chain_is_the_seed_order_without_superbias():
     assert pipeline.chain("MIRI", {}) == MIRI_ORDER
-    assert pipeline.chain("MIRI", {"dark_current": False})[3:5] == ("rscd", "refpix")
+    assert pipeline.chain("MIRI", {"dark_current": False})[5:7] == ("rscd", "refpix")
     assert pipeline.previous_step("MIRI", {}, "rscd") == "linearity"
     assert pipeline.previous_step("MIRI", {}, "refpix") == "dark_current"
     assert REGISTRY["rscd"].REFERENCES == ("rscd",) == pipeline.REFERENCES["rscd"]
@@ -481,7 +482,9 @@ def _references_in_memory(det, ngroups):
         if key == "rscd":
             refs[key] = io.Reference(reftype, None, path=key, extras={"table": arr["RSCD_GROUP_SKIP"]})
             continue
-        extra = dict(READPATT="FAST", NFRAMES=1, GROUPGAP=0, NGROUPS=ngroups) if key == "dark" else {}
+        extra = {"dark": dict(READPATT="FAST", NFRAMES=1, GROUPGAP=0, NGROUPS=ngroups),
+                 "reset": dict(READPATT="FAST", NINTS=det.spec["nints"], NGROUPS=ngroups),
+                 }.get(key, {})
         header = io.reference_header(reftype, dict(meta, **extra), f"simulated {key}")
         refs[key] = io.Reference(reftype, arr[io.MAIN.get(reftype, "SCI")], dq=arr.get("DQ"),
                                  header=header, path=f"{key}.fits")
@@ -490,21 +493,24 @@ def _references_in_memory(det, ngroups):
 
 def test_miri_chain_recovers_the_true_dark_rate_per_amplifier_and_flags_the_rscd_groups():
     """What is measured: the dark rate [DN/s] of each output (columns k::4) after the MIRI chain
-    dq_init -> saturation -> linearity -> rscd -> dark_current -> refpix -> jump -> ramp_fit, run in
-    memory through each step module's ``run()`` on detcal.io objects.
+    dq_init -> saturation -> lastframe -> reset -> linearity -> rscd -> dark_current -> refpix ->
+    jump -> ramp_fit, run in memory through each step module's ``run()`` on detcal.io objects.
 
-    The dark step is ON with a 4-D DARK built WITHOUT the dark current: one plane per integration
-    holding only the simulator's reset-anomaly, RSCD and last-frame shapes
-    (``miri.dark_cube(..., planes=nints, dark_current=False)``), so it removes exactly those
-    anomalies (which would bias a dark-less fit) and leaves the dark current to be measured. The
-    rscd step flags the first 3 groups of integrations 2-8 (the simulator's table).
+    The reset step subtracts the simulator's RESET reference (the reset anomaly per integration
+    and group). The dark step is ON with a 4-D DARK built WITHOUT the dark current: one plane per
+    integration holding only the simulator's RSCD and last-frame shapes
+    (``miri.dark_cube(..., planes=nints, dark_current=False)``, no reset anomaly, as jwst's MIRI
+    DARKs), so together they remove exactly those anomalies (which would bias a dark-less fit)
+    and leave the dark current to be measured. The rscd step flags the first 3 groups of
+    integrations 2-8 (the simulator's table), lastframe the last group.
 
     Compared, per output: the mean rate of the "normal" pixels (light-sensitive, not HOT, WARM or
     DEAD in the MASK, and not within one pixel of a truth cosmic-ray hit) with the mean truth
     rate of the same pixels. Tolerance max(1 %, 2 sigma_stat), sigma_stat = standard deviation of
     the 8 per-integration output means (rateints) / sqrt(8); the noise is dominated by the
     reference-column correction (2 x 64 reference pixels per output and row parity).
-    Measured: deviations -0.6 %, +0.2 %, -0.5 %, +0.8 % with 2 sigma = 1.3-2.3 %. Over 21 seeds
+    Measured: deviations -0.6 %, +0.2 %, -0.5 %, +0.8 % with 2 sigma = 1.3-2.3 % (with lastframe
+    and reset in the chain: -0.4 %, +0.1 %, -1.2 %, +1.0 %, 2 sigma 1.5-2.6 %). Over 21 seeds
     (this one, chosen first, and 20 others not kept), 75 of 84 output checks passed (a 2-sigma
     test with sigma from 8 integrations passes ~91 % of the time) and the mean deviation was
     +0.14 % +- 0.10 %: no bias.
@@ -577,13 +583,14 @@ def test_one_miri_exposure_runs_through_the_file_runner_to_rate_files(tmp_path):
         assert os.path.exists(out + ".png")
         prev = out
     header = io.read_headers(prev)[0]
-    for key in ("S_DQINIT", "S_SATURA", "S_LINEAR", "S_RSCD", "S_DARK", "S_REFPIX", "S_JUMP"):
+    for key in ("S_DQINIT", "S_SATURA", "S_LASTFR", "S_RESET", "S_LINEAR", "S_RSCD", "S_DARK",
+                "S_REFPIX", "S_JUMP"):
         assert header[key] == "COMPLETE", key
     assert "S_SUPERB" not in header and "R_SUPERB" not in header
     import pandas as pd
     table = pd.read_csv(str(out_dir / "e_rscd_step.fits.tsv"), sep="\t")
     assert "ratio" in table.columns and set(table.integration) == {2}
-    assert set(table[table.groupdq & DNU != 0].group) == {1, 2, 3}
+    assert set(table[table.groupdq & DNU != 0].group) == {1, 2, 3, 6}   # 6: lastframe's flag
     from stdatamodels.jwst.datamodels import CubeModel, ImageModel
     with ImageModel(str(tmp_path / "e_rate.fits")) as m:
         assert m.data.shape == (16, 24)

@@ -109,8 +109,8 @@ def _all_files(files):
 
 def test_planned_references_are_exactly_the_miri_set_without_superbias(miri_set, tmp_path):
     planned = sim.planned_files(SET_SPEC, str(tmp_path))
-    assert tuple(planned["references"]) == ("mask", "saturation", "linearity", "rscd", "dark",
-                                            "gain", "readnoise") == sim.reference_keys(SET_SPEC)
+    assert tuple(planned["references"]) == ("mask", "saturation", "reset", "linearity", "rscd",
+                                            "dark", "gain", "readnoise") == sim.reference_keys(SET_SPEC)
     assert "superbias" not in planned["references"]
     assert planned["exposures"] == ["demo_mirimage_e001", "demo_mirimage_e002"]
     assert sim.detector_module(SET_SPEC) is miri
@@ -139,7 +139,7 @@ def test_miri_files_open_and_validate_with_stdatamodels(miri_set):
 
     models = {"mask": dm.MaskModel, "saturation": dm.SaturationModel, "linearity": dm.LinearityModel,
               "rscd": dm.RSCDModel, "dark": dm.DarkMIRIModel, "gain": dm.GainModel,
-              "readnoise": dm.ReadnoiseModel}
+              "readnoise": dm.ReadnoiseModel, "reset": dm.ResetModel}
     assert set(models) == set(miri_set["references"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -181,8 +181,10 @@ def test_reference_files_hold_the_truth(miri_set):
     assert dark.data.shape == dark.dq.shape == (2, 6, 32, 40) and dark.dq.dtype == np.uint32
     assert (dark.header["NFRAMES"], dark.header["GROUPGAP"], dark.header["NGROUPS"]) == (1, 0, 6)
     signal = truth["dark_rate_dn"][None] * (np.arange(6)[:, None, None] + 1) * FAST
-    np.testing.assert_allclose(dark.data[0], signal + det.anomaly_groups(0, 6), rtol=1e-6, atol=1e-4)
-    later = (det.anomaly_groups(1, 6) + det.anomaly_groups(2, 6)) / 2
+    # (without the reset anomaly: the RESET reference holds it, as jwst's MIRI DARKs assume)
+    np.testing.assert_allclose(dark.data[0], signal + det.anomaly_groups(0, 6, reset=False),
+                               rtol=1e-6, atol=1e-4)
+    later = (det.anomaly_groups(1, 6, reset=False) + det.anomaly_groups(2, 6, reset=False)) / 2
     np.testing.assert_allclose(dark.data[1], signal + later, rtol=1e-6, atol=1e-4)
     assert np.all(dark.data[:, :, det.reference] == 0)
     # the RSCD table lists every subarray x MIRI pattern with the simulator's counts
@@ -312,7 +314,7 @@ def test_dark_reference_removes_dark_current_and_anomalies_exactly_when_amplitud
     over = dict(QUIET, dark_median=5.0, reset_amp=-40.0, rscd_amp=20.0, lastframe_amp=-10.0,
                 reset_settle=0.0)                          # integrations 2+ identical
     det, d, _, _ = run(size=16, ngroups=8, nints=3, **over)
-    dark = miri.dark_cube(det, 8)
+    dark = miri.dark_cube(det, 8, reset=True)              # no reset step here: the dark holds it
     out, _, _, _ = dark_current.correct_dark(d.astype(np.float32), np.zeros(det.shape, np.uint32),
                                              dark, None, 1, 0, 1, 0)
     left = out - det.bias

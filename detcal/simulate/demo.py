@@ -8,7 +8,7 @@ Layout under ``outdir`` (names known in advance through :func:`plan` / :func:`pl
 
 The detector kind follows the spec's preset (:func:`detector_module`): NIR presets use
 :mod:`.h2rg` and write :data:`REFERENCE_KEYS`; MIRI presets use :mod:`.miri` and write
-:data:`detcal.simulate.miri.REFERENCE_KEYS` (no superbias; rscd; a 4-D dark).
+:data:`detcal.simulate.miri.REFERENCE_KEYS` (no superbias; reset, rscd; a 4-D dark).
 
 Every file is a pure function of (spec, seed): the same inputs give the same bytes.
 """
@@ -209,6 +209,9 @@ def write_references(det, paths, dark_ngroups):
         if key == "dark":
             meta.update(READPATT=det.dark_readpatt, NFRAMES=1, GROUPGAP=0,
                         NGROUPS=int(dark_ngroups), TFRAME=det.tframe, TGROUP=det.tframe)
+        if key == "reset":                # jwst reset reads NINTS/NGROUPS from the header
+            nints_ref, ngroups_ref = arrays[key]["SCI"].shape[:2]
+            meta.update(READPATT=det.dark_readpatt, NINTS=int(nints_ref), NGROUPS=int(ngroups_ref))
         if key == "readnoise":
             meta["BUNIT"] = "DN"
         header = io.reference_header(reftype, meta, f"Simulated {det.name} {descriptions[key]}, "

@@ -30,9 +30,15 @@ and the row drifts, but no dark current, cosmic rays, anomalies or nonlinearity.
 are one value per (frame, output, row parity), shared exactly by the reference columns, so the
 MIRI ``refpix`` step removes them (relative to the first read).
 
-The DARK reference is 4-D (:func:`dark_cube`): plane 0 for integration 1, plane 1 for later
-integrations (the anomalies averaged over integrations 2..NINTS of the spec), each the mean dark
-signal plus the anomalies, so that dark subtraction removes them as real MIRI darks do.
+The RESET reference (:func:`reset_cube`) holds the reset anomaly of every pixel, integration
+(1..NINTS of the spec) and group, the mean over the group's frames, in DN: the jwst ``reset``
+step subtracts it before linearity. The DARK reference is 4-D (:func:`dark_cube`): plane 0 for
+integration 1, plane 1 for later integrations (the anomalies averaged over integrations
+2..NINTS of the spec), each the mean dark signal plus the RSCD and last-frame anomalies but
+*without* the reset anomaly, as jwst's MIRI DARK references are made from darks that went
+through ``reset`` (jwst PR 5485, JP-580: "dark reference files with reset anomaly effect
+removed"; PR 6798 put ``reset`` back into calwebb_dark). ``dark_cube(..., reset=True)`` gives
+the cube for a chain without the reset step.
 
 Random numbers: as :mod:`.h2rg` (one stream per component, keyed by seed, detector, exposure,
 integration), so every effect can be switched off without changing the others.
@@ -49,7 +55,7 @@ from .h2rg import _rng
 from .params import MIRI_READ_PATTERNS, detector_key, frames_per_integration, normalize_spec, pattern
 
 #: Reference files a MIRI set has (config keys of detcal.io.REFTYPES): no superbias.
-REFERENCE_KEYS = ("mask", "saturation", "linearity", "rscd", "dark", "gain", "readnoise")
+REFERENCE_KEYS = ("mask", "saturation", "reset", "linearity", "rscd", "dark", "gain", "readnoise")
 
 #: Subarrays listed in the simulated RSCD table (MIRI Imager/LRS names), each with every pattern.
 RSCD_SUBARRAYS = ("FULL", "BRIGHTSKY", "SUB256", "SUB128", "SUB64", "SLITLESSPRISM", "MASK1065",
@@ -64,8 +70,9 @@ DESCRIPTIONS = {
     "mask": "bad-pixel mask (truth: reference columns, hot, warm, dead)",
     "saturation": "saturation threshold, raw DN incl. bias (truth well x sat_margin)",
     "linearity": "linearity coefficients for raw DN incl. bias (truth response)",
+    "reset": "reset anomaly per integration and group (truth)",
     "rscd": "RSCD group-skip table (simulator rscd_skip1 / rscd_skip for every row)",
-    "dark": "4-D dark: integration 1 and 2+ (truth rate x time + reset anomaly, RSCD, last frame)",
+    "dark": "4-D dark: integration 1 and 2+ (truth rate x time + RSCD, last frame; reset in RESET)",
     "gain": "gain (truth)",
     "readnoise": "white CDS read noise (truth)",
 }
@@ -178,20 +185,28 @@ class Detector(DetectorBase):
             return 1.0
         return p["reset_later"] + (1.0 - p["reset_later"]) * p["reset_settle"] ** integration
 
-    def anomaly(self, integration, frame, nframes_total):
-        """float64 (ny, nx) [DN]: reset anomaly + RSCD + last frame of one frame (0-based indices)."""
+    def reset_anomaly(self, integration, frame):
+        """float64 (ny, nx) [DN]: the reset anomaly of one frame (0-based indices)."""
         p = self.params
-        out = self.reset_map.astype(np.float64) * (self.reset_factor(integration)
-                                                   * np.exp(-frame / p["reset_tau"]))
+        return self.reset_map.astype(np.float64) * (self.reset_factor(integration)
+                                                    * np.exp(-frame / p["reset_tau"]))
+
+    def anomaly(self, integration, frame, nframes_total, reset=True):
+        """float64 (ny, nx) [DN]: reset anomaly (``reset=False``: left out) + RSCD + last frame of
+        one frame (0-based indices)."""
+        p = self.params
+        out = (self.reset_anomaly(integration, frame) if reset
+               else np.zeros(self.shape, np.float64))
         if integration > 0 and p["rscd_amp"]:
             out += self.rscd_map.astype(np.float64) * np.exp(-frame / p["rscd_tau"])
         if frame == nframes_total - 1:
             out += self.lastframe_map
         return out
 
-    def anomaly_groups(self, integration, ngroups):
-        """float64 (ngroups, ny, nx) [DN]: the anomalies of each group (NFRAMES=1, GROUPGAP=0)."""
-        return np.stack([self.anomaly(integration, g, ngroups) for g in range(ngroups)])
+    def anomaly_groups(self, integration, ngroups, reset=True):
+        """float64 (ngroups, ny, nx) [DN]: the anomalies of each group (NFRAMES=1, GROUPGAP=0);
+        ``reset=False`` leaves the reset anomaly out."""
+        return np.stack([self.anomaly(integration, g, ngroups, reset) for g in range(ngroups)])
 
 
 def make_detector(spec, seed=0):
@@ -258,14 +273,35 @@ def rscd_table(det):
     return np.array(rows, dtype=RSCD_DTYPE)
 
 
-def dark_cube(det, ngroups, nints=None, planes=2, dark_current=True):
+def reset_cube(det, ngroups, nints=None):
+    """The RESET reference cube: float32 (nints, ngroups, ny, nx) [DN], the reset anomaly.
+
+    Plane ``i`` is integration ``i`` (0-based; ``nints`` defaults to the spec's NINTS); group
+    ``g`` holds the mean of the reset anomaly over the frames of group ``g`` of the spec's
+    readout pattern (MIRI: NFRAMES=1, GROUPGAP=0, so frame ``g``). 0 on reference columns.
+    Integrations beyond ``nints`` take the last plane (jwst ``reset``), whose factor is
+    :meth:`Detector.reset_factor` of that integration.
+    """
+    nints = det.spec["nints"] if nints is None else int(nints)
+    nframes, groupgap = det.spec["nframes"], det.spec["groupgap"]
+    out = np.empty((nints, ngroups) + det.shape, np.float32)
+    for i in range(nints):
+        for g in range(ngroups):
+            first = g * (nframes + groupgap)
+            out[i, g] = sum(det.reset_anomaly(i, f) for f in range(first, first + nframes)) / nframes
+    return out
+
+
+def dark_cube(det, ngroups, nints=None, planes=2, dark_current=True, reset=False):
     """The dark that removes the dark current and the anomalies: float32 (planes, ngroups, ny, nx) [DN].
 
     Plane ``k < planes - 1`` is integration ``k``; the last plane is the mean of integrations
     ``planes - 1 .. max(planes, nints) - 1`` (``nints`` defaults to the spec's NINTS), which is
     what dark subtraction uses for every later integration. With ``planes=2``: integration 1 and
     2+ (the DarkMIRIModel layout); with ``planes = nints`` every integration is exact. Each plane
-    is the mean dark signal (``dark_current=False``: none) plus the anomalies.
+    is the mean dark signal (``dark_current=False``: none) plus the RSCD and last-frame anomalies,
+    and the reset anomaly only with ``reset=True`` (the chain's ``reset`` step removes it with
+    :func:`reset_cube`; jwst's MIRI DARK references come without it).
     """
     nints = det.spec["nints"] if nints is None else int(nints)
     planes = int(planes)
@@ -274,9 +310,9 @@ def dark_cube(det, ngroups, nints=None, planes=2, dark_current=True):
     base = det.dark_signal(ngroups).astype(np.float64) if dark_current else 0.0
     out = np.empty((planes, ngroups) + det.shape, np.float32)
     for k in range(planes - 1):
-        out[k] = base + det.anomaly_groups(k, ngroups)
+        out[k] = base + det.anomaly_groups(k, ngroups, reset)
     later = range(planes - 1, max(planes, nints))
-    out[-1] = base + sum(det.anomaly_groups(i, ngroups) for i in later) / len(later)
+    out[-1] = base + sum(det.anomaly_groups(i, ngroups, reset) for i in later) / len(later)
     return out
 
 
@@ -286,14 +322,17 @@ def reference_arrays(det, dark_ngroups):
     MASK: REFERENCE_PIXEL on the reference columns (never DO_NOT_USE), HOT / WARM from the truth
     populations, DEAD|DO_NOT_USE for dead pixels. SATURATION: bias + sat_margin*well [DN raw].
     LINEARITY: :attr:`Detector.coeffs` (raw DN incl. bias; identity and NO_LIN_CORR on the
-    reference columns). RSCD: :func:`rscd_table`. DARK: :func:`dark_cube` with 2 planes and
-    ``dark_ngroups`` groups (NFRAMES=1, GROUPGAP=0), DQ 4-D zeros, ERR the Poisson scatter of the
-    dark signal in one integration. GAIN [e-/DN]. READNOISE: white CDS noise [DN].
+    reference columns). RSCD: :func:`rscd_table`. RESET: :func:`reset_cube` for the spec's NINTS
+    and ``dark_ngroups`` groups, DQ 2-D zeros, ERR 0 (the simulated anomaly is exact). DARK:
+    :func:`dark_cube` with 2 planes and ``dark_ngroups`` groups (NFRAMES=1, GROUPGAP=0), without
+    the reset anomaly, DQ 4-D zeros, ERR the Poisson scatter of the dark signal in one
+    integration. GAIN [e-/DN]. READNOISE: white CDS noise [DN].
     """
     shape = det.shape
     mask = det.mask_dq()
     lin_dq = det.linearity_dq()
     dark = dark_cube(det, dark_ngroups)
+    reset = reset_cube(det, dark_ngroups)
     signal = det.dark_signal(dark_ngroups)
     err = np.sqrt(np.clip(signal, 0, None) / det.gain).astype(np.float32)
     zeros = np.zeros(shape, np.uint32)
@@ -302,6 +341,7 @@ def reference_arrays(det, dark_ngroups):
         "saturation": {"SCI": det.saturation, "DQ": zeros},
         "linearity": {"COEFFS": det.coeffs, "DQ": lin_dq},
         "rscd": {"RSCD_GROUP_SKIP": rscd_table(det)},
+        "reset": {"SCI": reset, "DQ": zeros, "ERR": np.zeros(reset.shape, np.float32)},
         "dark": {"SCI": dark, "DQ": np.zeros(dark.shape, np.uint32),
                  "ERR": np.broadcast_to(err, dark.shape).copy()},
         "gain": {"SCI": np.full(shape, det.gain, np.float32)},

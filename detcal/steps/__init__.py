@@ -8,8 +8,8 @@ objects already cut to the ramp's subarray) and returns the ramp. No file I/O, n
 
 import importlib
 
-_NAMES = ("dq_init", "saturation", "superbias", "refpix", "linearity", "rscd", "dark_current",
-          "jump", "ramp_fit")
+_NAMES = ("dq_init", "saturation", "superbias", "refpix", "lastframe", "reset", "linearity", "rscd",
+          "dark_current", "jump", "ramp_fit")
 
 #: step name -> module, for the steps implemented so far.
 REGISTRY = {}
