@@ -345,7 +345,8 @@ def test_miri_dark_is_4d_with_the_first_integration_apart_and_validates(tmp_path
     paths = []
     for f in range(3):
         data = rng.normal(0, 1, (3, 6, 16, 20)) + 0.5 * np.arange(6)[None, :, None, None]
-        data[0] += 5.0                                        # the first integration differs
+        data += rng.normal(100, 30, (3, 1, 16, 20))           # pedestal (bias + kTC) per integration
+        data[0] += 5.0 * np.exp(-np.arange(6))[:, None, None]  # the first integration differs
         path = str(tmp_path / f"miri{f}.fits")
         io.write_ramp(make_ramp(3, 6, 16, 20, instrument="MIRI", data=data), path, step="jump")
         paths.append(path)
@@ -355,10 +356,14 @@ def test_miri_dark_is_4d_with_the_first_integration_apart_and_validates(tmp_path
     assert summary["dark_integrations"] == 2 and shape == (2, 6, 16, 20)
     ref = io.read_reference(out, "DARK")
     assert ref.dq.shape == (2, 1, 16, 20)
-    # 3 values per pixel in dark integration 1, 6 in 2: means 5 and 0 above the ramp (+- 4 sigma)
+    # jwst convention: each integration's group 0 is subtracted (the pedestal stays in the
+    # science data), so group 0 of the dark is 0 and the cube holds the signal since group 0.
+    # 3 values per pixel in dark integration 1, 6 in 2 (+- 4 sigma of the mean; CDS noise sqrt 2)
+    assert np.all(ref.data[:, 0] == 0)
     base = 0.5 * np.arange(6)[:, None, None]
-    assert abs(np.mean(ref.data[0] - base) - 5.0) < 4 / np.sqrt(3 * 6 * 320)
-    assert abs(np.mean(ref.data[1] - base)) < 4 / np.sqrt(6 * 6 * 320)
+    shape = 5.0 * (np.exp(-np.arange(6)) - 1.0)[:, None, None]
+    assert abs(np.mean((ref.data[0] - base - shape)[1:])) < 4 * np.sqrt(2) / np.sqrt(3 * 5 * 320)
+    assert abs(np.mean(ref.data[1, 1:] - base[1:])) < 4 * np.sqrt(2) / np.sqrt(6 * 5 * 320)
 
 
 def rateints_of(paths, tmp_path):

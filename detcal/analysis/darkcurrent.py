@@ -42,7 +42,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import dqflags, io
 from ..errors import InputError
+from ..reffiles import common as rcommon
 from . import common
 
 #: Expected dark current [e-/1000 s]: (value, uncertainty) per channel (NRC-09 notebooks, ground).
@@ -200,6 +202,270 @@ def amplifier_gains(gain, masks):
 
 
 # ----------------------------------------------------------------------------------------------
+# MIRI: the reset-anomaly (and RSCD) bias of the slopes, from the data
+# ----------------------------------------------------------------------------------------------
+#: Decay shapes of the anomaly model: power-law indices p of ``(1 + g/(p tau))**-p`` (inf: the
+#: exponential ``exp(-g/tau)``) and e-foldings tau [groups]. The grid spans anomalies that fade
+#: within the ramp (JDox: "by group ~15" on full frames); tau > 10 groups would be a slope change.
+DECAY_POWERS = (1.0, 2.0, 3.0, 5.0, 10.0, math.inf)
+DECAY_TAUS = tuple(float(t) for t in np.geomspace(0.5, 8.0, 12))
+
+
+def decay(groups, tau, power=math.inf):
+    """Decay shape at 0-based group numbers: ``exp(-g/tau)`` or ``(1 + g/(power*tau))**-power``."""
+    g = np.asarray(groups, np.float64)
+    if math.isinf(power):
+        return np.exp(-g / tau)
+    return (1.0 + g / (power * tau)) ** -power
+
+
+def ols_weights(used):
+    """Weights c_g of the least-squares slope over the groups ``used`` (bool (ngroups,)):
+    slope = sum_g c_g y_g [DN/group] (0 outside ``used``; all 0 with fewer than 2 groups)."""
+    used = np.asarray(used, bool)
+    c = np.zeros(used.size)
+    g = np.flatnonzero(used).astype(np.float64)
+    if g.size >= 2:
+        u = g - g.mean()
+        c[used] = u / np.sum(u * u)
+    return c
+
+
+def fit_anomaly(ramps, fit_groups, powers=DECAY_POWERS, taus=DECAY_TAUS):
+    """Fit the mean dark ramps of the integration classes with one dark rate and decaying anomalies.
+
+    Model of class k (0: integration 1, 1: later integrations)::
+
+        M_k(g) = c_k + r g + a_k f(g; tau1, p) [+ b_k exp(-g/tau2), later integrations only]
+
+    ``r`` (the dark rate) is common to all integrations; ``f`` is the reset-anomaly decay
+    (:func:`decay`: exponential or power law), shared by the classes with its own amplitude per
+    class; the second term is an RSCD-like offset of the later integrations. Offsets, rate and
+    amplitudes are linear least squares; (tau1, p, tau2) the grid point of least squared residual.
+
+    Parameters
+    ----------
+    ramps : list of float (ngroups,) [DN] mean ramp of each class (any offset), NaN = no value,
+        or None for an absent class
+    fit_groups : list of bool (ngroups,) groups fitted, per class
+
+    Returns
+    -------
+    dict: ``rate`` [DN/group], ``anomaly`` list of float64 (ngroups,) [DN] per class (None if
+    absent), ``tau1``, ``power``, ``tau2`` [groups], ``amplitudes`` [DN], ``rms`` [DN]
+    residual; None with fewer than 7 finite fitted groups.
+    """
+    present = [k for k, r in enumerate(ramps) if r is not None]
+    blocks = []
+    for k in present:
+        y = np.asarray(ramps[k], np.float64)
+        sel = np.asarray(fit_groups[k], bool) & np.isfinite(y)
+        blocks.append((k, np.flatnonzero(sel).astype(np.float64), y[sel]))
+    nobs = sum(b[1].size for b in blocks)
+    if nobs < 7 or not blocks:
+        return None
+    yy = np.concatenate([b[2] for b in blocks])
+    later = [k for k in present if k > 0]
+    best = None
+    for p in powers:
+        for i1, t1 in enumerate(taus):
+            for t2 in (taus[i1:] if later else taus[:1]):
+                cols = []
+                for j, (k, g, _) in enumerate(blocks):
+                    rows = np.zeros(nobs, bool)
+                    off = sum(b[1].size for b in blocks[:j])
+                    rows[off:off + g.size] = True
+                    c = np.zeros(nobs)
+                    c[rows] = 1.0
+                    a = np.zeros(nobs)
+                    a[rows] = decay(g, t1, p)
+                    cols += [c, a]
+                    if k > 0:
+                        b2 = np.zeros(nobs)
+                        b2[rows] = decay(g, t2)
+                        cols.append(b2)
+                X = np.column_stack([np.concatenate([b[1] for b in blocks])] + cols)
+                coef, _, rank, _ = np.linalg.lstsq(X, yy, rcond=None)
+                if rank < X.shape[1]:
+                    continue
+                sse = float(np.sum((yy - X @ coef) ** 2))
+                if best is None or sse < best[0]:
+                    best = (sse, p, t1, t2, coef, X.shape[1])
+    if best is None:
+        return None
+    sse, p, t1, t2, coef, ncol = best
+    anomaly, amps, j = [None] * len(ramps), [], 1
+    for k, _, _ in blocks:
+        g_all = np.arange(len(ramps[k]), dtype=np.float64)
+        a = coef[j + 1] * decay(g_all, t1, p)
+        amps.append(float(coef[j + 1]))
+        j += 2
+        if k > 0:
+            a = a + coef[j] * decay(g_all, t2)
+            amps.append(float(coef[j]))
+            j += 1
+        anomaly[k] = a
+    return {"rate": float(coef[0]), "anomaly": anomaly, "tau1": float(t1), "power": float(p),
+            "tau2": float(t2) if later else None, "amplitudes": amps,
+            "rms": math.sqrt(sse / max(1, nobs - ncol))}
+
+
+def ramp_differences(data, groupdq, masks, sigma=3.0, maxiters=5):
+    """Clipped mean first differences of one integration per pixel selection.
+
+    Parameters
+    ----------
+    data : float32 (ngroups, ny, nx) [DN], no-dark ramp after jump
+    groupdq : uint8 (ngroups, ny, nx)
+    masks : dict label -> bool (ny, nx)
+
+    Returns
+    -------
+    diffs : dict label -> float64 (ngroups - 1,) [DN/group]: sigma-clipped mean over the pixels
+        of ``y[g+1] - y[g]`` (differences touching a SATURATED group left out; cosmic rays are
+        clipped, DO_NOT_USE groups kept: the anomaly shape is measured in them too)
+    fitted : bool (ngroups,): groups that ramp fitting used (DO_NOT_USE in under half the pixels)
+    """
+    sat = (groupdq & np.uint8(dqflags.SATURATED)) != 0
+    d = np.diff(np.asarray(data, np.float64), axis=0)
+    d[sat[1:] | sat[:-1]] = np.nan
+    dnu = (groupdq & np.uint8(dqflags.DO_NOT_USE)) != 0
+    union = np.zeros(data.shape[1:], bool)
+    for sel in masks.values():
+        union |= sel
+    fitted = dnu[:, union].mean(axis=1) < 0.5 if union.any() else np.ones(data.shape[0], bool)
+    out = {}
+    for label, sel in masks.items():
+        st = rcommon.sigma_clipped_stats(d[:, sel].T, sigma=sigma, maxiters=maxiters)
+        out[label] = st["mean"]
+    return out, fitted
+
+
+def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=3.0, maxiters=5):
+    """:func:`ramp_differences` of every integration of the no-dark ramps of a group.
+
+    Returns
+    -------
+    diffs : list (one per integration, in file order) of dict label -> (ngroups-1,) [DN/group]
+    fitted : list of bool (ngroups,)
+    first : bool (n,), True for absolute integration 1 (INTSTART + i == 1)
+    """
+    diffs, fitted, first = [], [], []
+    for k, path in enumerate(ramp_paths):
+        with io.RampReader(path, "ramp_fit") as reader:
+            if nints_expected is not None and reader.shape[0] != nints_expected[k]:
+                raise InputError(reader.path, f"{reader.shape[0]} integrations, but its rateints "
+                                              f"product has {nints_expected[k]}")
+            for i, number in enumerate(rcommon.int_numbers(reader)):
+                dif, fit = ramp_differences(reader.read("SCI", i), reader.read("GROUPDQ", i),
+                                            masks, sigma, maxiters)
+                diffs.append(dif)
+                fitted.append(fit)
+                first.append(int(number) == 1)
+    return diffs, fitted, np.array(first, bool)
+
+
+#: Start group of the late-slope reference: the first group from which the fitted anomaly
+#: biases the least-squares slope by at most this fraction of the fitted dark rate.
+LATE_TOLERANCE = 0.01
+
+#: Fewest groups of the late-slope reference.
+LATE_MIN_GROUPS = 8
+
+
+def late_start(anomaly, rate, last, tolerance=LATE_TOLERANCE, min_groups=LATE_MIN_GROUPS):
+    """First group s such that the fitted ``anomaly`` [DN] biases the slope over groups s..last
+    by at most ``tolerance * |rate|`` (``rate`` [DN/group]); at most ``last - min_groups + 1``."""
+    s_max = max(0, last - min_groups + 1)
+    for s in range(0, s_max + 1):
+        used = np.zeros(anomaly.size, bool)
+        used[s:last + 1] = True
+        if abs(ols_weights(used) @ anomaly) <= tolerance * abs(rate):
+            return s
+    return s_max
+
+
+def anomaly_bias(diffs, fitted, first, label):
+    """Slope bias of each integration from the reset anomaly and RSCD [DN/group].
+
+    1. The integrations are split into integration 1 and the later ones (the reset anomaly and
+       RSCD differ); each class's mean ramp (cumulative sum of the clipped mean first
+       differences, 0 at group 0) enters :func:`fit_anomaly` over every group up to the last
+       one that ramp fitting used (``e``).
+    2. Per class, the late start ``s`` (:func:`late_start`): where the fitted anomaly biases the
+       slope by at most :data:`LATE_TOLERANCE` of the rate.
+    3. Per integration ``i``, with ``M_i`` its own mean ramp, ``U_i`` the groups ramp fitting
+       used and ``S`` = s..e: ``bias_i = slope_U(M_i) - slope_S(M_i) + slope_S(anomaly)``. The
+       first two terms measure the anomaly's bias relative to the late slope from the data
+       (the dark rate, clipping and pixel population cancel); the model enters only through the
+       small residual of the late groups.
+
+    Returns
+    -------
+    bias : float64 (n,) [DN/group], NaN for integrations without a fit
+    fit : :func:`fit_anomaly` result with ``late_start`` (per class) added, or None
+    """
+    n = len(diffs)
+    bias = np.full(n, math.nan)
+    ramps, groups, members, last = [None, None], [None, None], [None, None], [0, 0]
+    for k, cls in enumerate((first, ~first)):
+        idx = np.flatnonzero(cls)
+        if idx.size == 0:
+            continue
+        d = np.nanmean(np.stack([diffs[i][label] for i in idx]), axis=0)
+        ramps[k] = np.concatenate([[0.0], np.cumsum(d)])
+        used = np.flatnonzero(np.any(np.stack([fitted[i] for i in idx]), axis=0))
+        groups[k] = np.zeros(ramps[k].size, bool)
+        if used.size:
+            groups[k][: used[-1] + 1] = True
+            last[k] = int(used[-1])
+        members[k] = idx
+    fit = fit_anomaly(ramps, groups)
+    if fit is None:
+        return bias, None
+    fit["late_start"] = [None, None]
+    for k in (0, 1):
+        if members[k] is None:
+            continue
+        s = late_start(fit["anomaly"][k], fit["rate"], last[k])
+        fit["late_start"][k] = s
+        late = np.zeros(ramps[k].size, bool)
+        late[s:last[k] + 1] = True
+        w_late = ols_weights(late)
+        model_late = float(w_late @ fit["anomaly"][k])
+        for i in members[k]:
+            m_i = np.concatenate([[0.0], np.cumsum(diffs[i][label])])
+            ok = np.isfinite(m_i)
+            if not (ok[fitted[i]].all() and ok[late].all()):
+                continue
+            m_i = np.where(ok, m_i, 0.0)
+            bias[i] = float(ols_weights(fitted[i]) @ m_i - w_late @ m_i) + model_late
+    return bias, fit
+
+
+def corrected_means(per_int, diffs, fitted, first, label, tgroup):
+    """Per-integration anomaly biases [DN/s] and the error of the corrected mean.
+
+    Parameters
+    ----------
+    per_int : float (n,) [DN/s] clipped mean slope of each integration (:func:`integration_means`)
+    tgroup : float [s]
+
+    Returns
+    -------
+    bias : float64 (n,) [DN/s] (:func:`anomaly_bias`)
+    sigma : float [DN/s] ``std(ddof=1) / sqrt(n)`` of the corrected per-integration means (the
+        late-slope noise of each integration is in it), NaN with fewer than 2 integrations
+    fit : :func:`anomaly_bias` model
+    """
+    m = np.asarray(per_int, np.float64)
+    bias, fit = anomaly_bias(diffs, fitted, first, label)
+    bias = bias / tgroup
+    sigma, _ = sigma_stat(m - bias)
+    return bias, sigma, fit
+
+
+# ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
 def histogram_table(results):
@@ -261,7 +527,7 @@ def plot_slope_image(image, select, path, title, nsigma=5.0):
 def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=None,
                       histogram_tsv=None, histogram_png=None, image_fits=None, image_png=None,
                       expected=None, n_sigma=2.0, sigma=3.0, maxiters=5, hist_nsigma=7.0,
-                      exclude_dq=EXCLUDE_DQ):
+                      exclude_dq=EXCLUDE_DQ, ramp_paths=None):
     """Dark current of one configuration group.
 
     Parameters
@@ -291,6 +557,11 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         Verdict tolerance (see :func:`verdict`).
     sigma, maxiters, hist_nsigma : statistics parameters (see :func:`amplifier_dark`).
     exclude_dq : flag names excluded from the statistics.
+    ramp_paths : list of str, optional
+        MIRI: the no-dark jump ramps of the same exposures, in the same order; with them the
+        reset-anomaly/RSCD bias of the slopes is measured and removed (module docstring, 6).
+        Without them (or for NIR) the slopes are used as they are (``anomaly_correction``
+        'none').
 
     Returns
     -------
@@ -311,11 +582,30 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
     results = amplifier_dark(mean_img, masks, sigma, maxiters, hist_nsigma)
     per_int = integration_means(cube, masks, sigma, maxiters)
     exp = expected_dark(detector, expected)
-    rows = []
+    correct = ramp_paths is not None and common.family(header["INSTRUME"]) == "MIRI"
+    if correct:
+        ramp_paths = [str(p) for p in ramp_paths]
+        if len(ramp_paths) != len(paths):
+            raise InputError(ramp_paths[0] if ramp_paths else paths[0],
+                             f"{len(ramp_paths)} no-dark ramps for {len(paths)} rateints products")
+        nints = [int(np.sum(owner == k)) for k in range(len(paths))]
+        diffs, fitted, first = read_ramp_differences(ramp_paths, masks, nints, sigma, maxiters)
+        tgroup = float(header.get("TGROUP") or header["TFRAME"])
+    rows, anomaly_fits = [], {}
     for label, res in results.items():
         st, fit = res["stats"], res["fit"]
         white = st.std / math.sqrt(st.npix) if st.npix else math.nan
         stat, method = sigma_stat(per_int[label], white)
+        bias_mean = 0.0
+        if correct:
+            bias, jack, anomaly_fits[label] = corrected_means(per_int[label], diffs, fitted, first,
+                                                              label, tgroup)
+            if np.all(np.isfinite(bias)):
+                bias_mean = float(np.mean(bias))
+                per_int[label] = per_int[label] - bias
+                st = st._replace(mean=st.mean - bias_mean, median=st.median - bias_mean)
+                if np.isfinite(jack):
+                    stat, method = jack, "integration_scatter_anomaly_corrected"
         g = gains[label]
         mean_ks, stat_ks = st.mean * g * 1000.0, stat * g * 1000.0
         rows.append({
@@ -323,14 +613,17 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
             "n_pixels": st.npix, "n_pixels_selected": int(masks[label].sum()),
             "n_integrations": int(cube.shape[0]),
             "mean_DN_per_s": st.mean, "median_DN_per_s": st.median, "std_DN_per_s": st.std,
+            "anomaly_bias_DN_per_s": bias_mean,
+            "clip_lower_DN_per_s": res["stats"].lower, "clip_upper_DN_per_s": res["stats"].upper,
             "sigma_stat_DN_per_s": stat, "sigma_stat_method": method,
-            "mode_DN_per_s": fit["peak"], "mode_err_DN_per_s": fit["peak_err"],
+            "mode_DN_per_s": fit["peak"] - bias_mean, "mode_err_DN_per_s": fit["peak_err"],
             "gauss_width_DN_per_s": fit["width"], "gauss_chi2": fit["chi2"], "gauss_dof": fit["dof"],
             "gauss_reduced_chi2": fit["reduced_chi2"],
             "gain_e_per_DN": g,
-            "mean_e_per_s": st.mean * g, "sigma_stat_e_per_s": stat * g, "mode_e_per_s": fit["peak"] * g,
+            "mean_e_per_s": st.mean * g, "sigma_stat_e_per_s": stat * g,
+            "mode_e_per_s": (fit["peak"] - bias_mean) * g,
             "mean_e_per_1000s": mean_ks, "sigma_stat_e_per_1000s": stat_ks,
-            "mode_e_per_1000s": fit["peak"] * g * 1000.0,
+            "mode_e_per_1000s": (fit["peak"] - bias_mean) * g * 1000.0,
             "expected_e_per_1000s": exp[0] if exp else math.nan,
             "expected_unc_e_per_1000s": exp[1] if exp else math.nan,
             "verdict": verdict(mean_ks, stat_ks, exp[0] if exp else None, exp[1] if exp else 0.0, n_sigma),
@@ -361,7 +654,9 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
            "conventions": CONVENTIONS,
            "parameters": {"sigma": sigma, "maxiters": maxiters, "hist_nsigma": hist_nsigma,
                           "n_sigma": n_sigma, "exclude_dq": list(exclude_dq)},
-           "summary": summary, "table": common.records(table), "per_integration": per_int_rows}
+           "summary": summary, "table": common.records(table), "per_integration": per_int_rows,
+           "anomaly_correction": ({label: ({k: v for k, v in f.items() if k != "anomaly"} if f else None)
+                                   for label, f in anomaly_fits.items()} if correct else "none")}
     common.write_json(doc, output_json)
 
     title = f"{group}: {len(paths)} files, {cube.shape[0]} integrations"

@@ -35,6 +35,7 @@ clipped mean that the docstring promises.
 """
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,54 @@ def dark_values(data, groupdq, hit=None, out=None, exclude=_BAD):
     np.copyto(out, np.asarray(data, np.float32))
     out[~ok] = np.nan
     return out
+
+
+#: Upward step of a first difference, in robust sigma of the pixel's differences, that marks a
+#: cosmic ray in :func:`first_cosmic_ray` (one-sided; Gaussian false-alarm rate 3e-5 per difference).
+CR_THRESHOLD = 4.0
+
+
+def first_cosmic_ray(data, groupdq, threshold=CR_THRESHOLD):
+    """First group of every pixel that carries cosmic-ray charge, found in EVERY group.
+
+    The jump step does not look at DO_NOT_USE groups (MIRI's first and last groups in the
+    branch without dark), and a handful of integrations cannot be sigma clipped, so the dark
+    finds its own: the first differences ``d_g = y[g+1] - y[g]`` minus the median difference of
+    group g over the pixels (the anomaly shape, common to the array) minus the pixel's median
+    residual (its dark rate) leave noise, whose scatter is the pixel's MAD-based sigma over its
+    groups (never below the median of those sigmas over the array); a residual above
+    ``threshold`` sigma is a cosmic ray, and group g+1 and later carry its charge. Differences touching a SATURATED group are ignored.
+
+    Parameters
+    ----------
+    data : ndarray, float32, shape (ngroups, ny, nx)   [DN] one integration
+    groupdq : ndarray, uint8, same shape
+    threshold : float                                  [sigma]
+
+    Returns
+    -------
+    ndarray, int16, shape (ny, nx): first affected group (1..ngroups-1), ``ngroups`` for none
+    """
+    ngroups = data.shape[0]
+    first = np.full(data.shape[1:], ngroups, np.int16)
+    if ngroups < 3:
+        return first
+    d = np.diff(np.asarray(data, np.float64), axis=0)
+    sat = (np.asarray(groupdq) & np.uint8(dqflags.SATURATED)) != 0
+    d[sat[1:] | sat[:-1]] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shape = np.nanmedian(d.reshape(ngroups - 1, -1), axis=1)[:, None, None]
+        r = d - shape
+        r -= np.nanmedian(r, axis=0)
+        sig = 1.482602218505602 * np.nanmedian(np.abs(r), axis=0)
+        # a MAD of a few dozen differences can come out low: never below the array's typical sigma
+        sig = np.fmax(sig, np.nanmedian(sig))
+    sig = np.where(np.isfinite(sig) & (sig > 0), sig, np.inf)
+    hit = np.nan_to_num(r, nan=0.0) > threshold * sig
+    any_hit = hit.any(axis=0)
+    first[any_hit] = (np.argmax(hit, axis=0)[any_hit] + 1).astype(np.int16)
+    return first
 
 
 def combine(values, stat="mean", sigma=3.0, maxiters=5):
@@ -307,10 +356,11 @@ def plan_chunks(nvalues, ngroups, ny, nx, nclass, memory_mb, count_bytes=2):
 # File level
 # --------------------------------------------------------------------------------------------
 def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memory_mb=4000,
-              split_first_integration=True, fill="extrapolate", min_count=0,
+              split_first_integration=True, fill="extrapolate", min_count=None,
               exclude_flags=("DO_NOT_USE", "SATURATED"), table_path=None,
               figure_path=None, counts_path=None, pedigree="GROUND", author="detcal",
-              useafter=None, descrip=None):
+              useafter=None, descrip=None, find_cosmic_rays=None, subtract_group0=None,
+              cr_threshold=CR_THRESHOLD):
     """Make a DARK reference file from jump-flagged dark ramps of one configuration group.
 
     Parameters
@@ -332,9 +382,10 @@ def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memor
     fill : 'extrapolate' (default) or 'zero'
         Groups of a pixel without any value: :func:`fill_missing` from the pixel's other
         groups, or 0 (jwst_reffiles).
-    min_count : int
+    min_count : int or None
         Pixels with fewer than ``min_count`` values kept in any group get UNRELIABLE_DARK in the
-        DQ; default 0: DQ all zeros (bad pixels belong in the MASK reference, as jwst_reffiles).
+        DQ. Default: MIRI 2 (a value that no other integration can confirm is flagged), NIR 0
+        (DQ all zeros: bad pixels belong in the MASK reference, as jwst_reffiles).
     exclude_flags : sequence of GROUPDQ flag names
         Group flags that drop a value (default DO_NOT_USE, SATURATED). Inputs whose leading or
         trailing groups were flagged DO_NOT_USE only to keep them out of slope fits (MIRI's
@@ -352,6 +403,17 @@ def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memor
     pedigree, author, useafter, descrip : str
         Reference keywords; ``useafter`` defaults to the date of the earliest input, ``descrip``
         to a description of the configuration and the inputs.
+    find_cosmic_rays : bool or None
+        Also find cosmic rays in every group with :func:`first_cosmic_ray` (the jump step skips
+        DO_NOT_USE groups); default MIRI yes, NIR no (its jump step sees every group).
+    subtract_group0 : bool or None
+        Subtract each integration's own group 0 from its groups before combining, so group 0 of
+        the dark is 0 (jwst DarkCurrentStep docs: "the dark reference data should have their
+        own group zero subtracted from all groups"; the pedestal, bias and kTC stay in the
+        science data). Default MIRI yes (its chain has no superbias); NIR no (the superbias
+        already removed the pedestal, and group 0 holds one group of dark signal).
+    cr_threshold : float
+        [sigma] of :func:`first_cosmic_ray`.
 
     Returns
     -------
@@ -375,13 +437,15 @@ def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memor
             exclude |= dqflags.GROUP[name]
         return _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb,
                           split_first_integration, fill, min_count, exclude, table_path,
-                          figure_path, counts_path, pedigree, author, useafter, descrip)
+                          figure_path, counts_path, pedigree, author, useafter, descrip,
+                          find_cosmic_rays, subtract_group0, cr_threshold)
     finally:
         common.close_all(readers)
 
 
 def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first, fill, min_count,
-               exclude, table_path, figure_path, counts_path, pedigree, author, useafter, descrip):
+               exclude, table_path, figure_path, counts_path, pedigree, author, useafter, descrip,
+               find_cr=None, group0=None, cr_threshold=CR_THRESHOLD):
     if stat not in ("mean", "median"):
         raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
     if fill not in ("extrapolate", "zero"):
@@ -399,6 +463,10 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
     fam = family(keywords.value(hdr, "INSTRUME", first.path))
     ngroups, ny, nx = first.shape[1:]
     tframe = keywords.value(hdr, "TFRAME", first.path)
+    miri = fam == "MIRI"
+    find_cr = miri if find_cr is None else bool(find_cr)
+    group0 = miri if group0 is None else bool(group0)
+    min_count = (2 if miri else 0) if min_count is None else int(min_count)
 
     # slots: every integration of every file, class 0 (and, MIRI split, class 1) in order
     entries = [(r, i, n) for r in readers for i, n in enumerate(common.int_numbers(r))]
@@ -427,9 +495,24 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
     err = np.zeros(shape, np.float32)
     used = np.zeros(shape, count_dtype)
     good = np.zeros(shape, count_dtype)
+    n_cr = 0
     for r0 in range(0, ny, plan["rows"]):
         r1 = min(ny, r0 + plan["rows"])
         hit = np.zeros((nvalues, r1 - r0, nx), bool)
+        first_cr = base = None
+        if find_cr or group0:
+            # one pass over all groups of each integration: cosmic rays anywhere, and group 0
+            first_cr = np.full((nvalues, r1 - r0, nx), ngroups, np.int16)
+            base = np.zeros((nvalues, r1 - r0, nx), np.float32)
+            for j, (reader, i, _) in enumerate(entries):
+                sci = reader.read("SCI", i, slice(None), slice(r0, r1))
+                if find_cr:
+                    first_cr[j] = first_cosmic_ray(sci, reader.read("GROUPDQ", i, slice(None),
+                                                                    slice(r0, r1)), cr_threshold)
+                if group0:
+                    base[j] = sci[0]
+                del sci
+            n_cr += int(np.count_nonzero(first_cr < ngroups))
         for g0 in range(0, ngroups, plan["groups"]):
             g1 = min(ngroups, g0 + plan["groups"])
             stack = np.empty((nvalues, g1 - g0, r1 - r0, nx), np.float32)
@@ -437,6 +520,11 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
                 sci = reader.read("SCI", i, slice(g0, g1), slice(r0, r1))
                 gdq = reader.read("GROUPDQ", i, slice(g0, g1), slice(r0, r1))
                 dark_values(sci, gdq, hit[j], out=stack[j], exclude=exclude)
+                if find_cr:
+                    after = np.arange(g0, g1)[:, None, None] >= first_cr[j][None]
+                    stack[j][after] = np.nan
+                if group0:
+                    stack[j] -= base[j][None]
                 del sci, gdq
             for c, (a, b) in enumerate(bounds):
                 for k in range(g1 - g0):
@@ -494,6 +582,10 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
     header["DRKNFILE"] = (int(files), "input files")
     header["DRKNOVAL"] = (no_data, "pixels with no value in some group")
     header["DRKFILL"] = (fill, "their missing groups: extrapolate or zero")
+    header["DRKGRP0"] = (bool(group0), "each integration's group 0 subtracted")
+    header["DRKCRALL"] = (bool(find_cr), "cosmic rays searched in every group")
+    header["DRKNCR"] = (n_cr, "pixel-integrations cut at a cosmic ray found here")
+    header["DRKMINCT"] = (int(min_count), "UNRELIABLE_DARK below this many values")
     for c in range(nclass):
         for name, rate in rates[c + 1].items():
             if np.isfinite(rate) and name != "reference":
@@ -506,6 +598,7 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
         arrays = {"SCI": dark[0], "ERR": err[0], "DQ": dq2}
     params = {"stat": stat, "sigma": sigma, "maxiters": maxiters, "memory_mb": memory_mb,
               "split_first_integration": split, "fill": fill, "min_count": min_count,
+              "find_cosmic_rays": find_cr, "subtract_group0": group0, "cr_threshold": cr_threshold,
               "exclude_flags": "|".join(dqflags.names(exclude)) or "none"}
     io.write_reference(out_path, "DARK", arrays, header, step="detcal.reffiles.make_dark",
                        inputs=[r.path for r in readers], params=params,
@@ -520,7 +613,7 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
                "n_files": files, "n_integrations": nvalues, "plan": plan, "rate_DN_per_s": rates,
                "npix_rate": npix, "pixels_without_data": no_data, "pixels_filled": n_filled,
                "median_used": [float(np.median(used[c, g])) for c in range(nclass) for g in range(ngroups)],
-               "unreliable": n_unreliable}
+               "unreliable": n_unreliable, "cosmic_rays_found": n_cr}
     log.info("dark: wrote %s; mean rate (active) %s DN/s; %d pixels lack data in some group",
              out_path, {c: round(v["active"], 6) for c, v in rates.items()}, no_data)
     return summary
