@@ -61,7 +61,8 @@ def test_miri_order_runs_lastframe_and_reset_between_saturation_and_linearity_as
     # jwst names a product by the step's name lowercased (LastFrameStep, ResetStep)
     assert (pipeline.SUFFIX["lastframe"], pipeline.SUFFIX["reset"]) == ("lastframestep", "resetstep")
     # switched off, the chain closes over them; the no-dark branch starts after reset
-    assert pipeline.previous_step("MIRI", {"lastframe": False, "reset": False}, "linearity") == "saturation"
+    off = {"lastframe": False, "reset": False}
+    assert pipeline.previous_step("MIRI", off, "linearity") == "saturation"
     assert pipeline.product_before("MIRI", {}, "dark_current") == "rscd"
     assert io.REFTYPES["reset"] == "RESET"
 
@@ -160,8 +161,8 @@ def test_reset_file_opens_as_jwst_reset_model(fits_writer):
     sci = np.random.default_rng(0).normal(0, 5, (3, 4, 6, 8)).astype(np.float32)
     dq = np.zeros((6, 8), np.uint32)
     dq[2, 3] = dqflags.DO_NOT_USE | dqflags.HOT
-    path = fits_writer.reference("RESET", ramp, header=make_reference_header("RESET", ramp, NINTS=3, NGROUPS=4),
-                                 SCI=sci, DQ=dq, ERR=np.ones_like(sci))
+    header = make_reference_header("RESET", ramp, NINTS=3, NGROUPS=4)
+    path = fits_writer.reference("RESET", ramp, header=header, SCI=sci, DQ=dq, ERR=np.ones_like(sci))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with ResetModel(path, strict_validation=True) as m:

@@ -83,7 +83,8 @@ def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngrou
     if out.ndim != 4 or reset.ndim != 4:
         raise ValueError(f"data and reset must be 4-D, got shapes {out.shape} and {reset.shape}")
     if reset.shape[-2:] != out.shape[-2:]:
-        raise ValueError(f"reset frames {reset.shape[-2:]} do not match the data frames {out.shape[-2:]}")
+        raise ValueError(f"reset frames {reset.shape[-2:]} do not match the data frames "
+                         f"{out.shape[-2:]}")
     reset_nints = reset.shape[0] if reset_nints is None else int(reset_nints)
     reset_ngroups = reset.shape[1] if reset_ngroups is None else int(reset_ngroups)
     if not (1 <= reset_nints <= reset.shape[0] and 1 <= reset_ngroups <= reset.shape[1]):
@@ -137,10 +138,11 @@ def run(ramp, refs):
         try:
             counts[key] = int(header[key])
         except (TypeError, ValueError):
-            raise InputError(ref.path, f"RESET keyword {key}={header[key]!r} is not an integer") from None
+            raise InputError(ref.path,
+                             f"RESET keyword {key}={header[key]!r} is not an integer") from None
         if not 1 <= counts[key] <= ref.data.shape[axis]:
-            raise InputError(ref.path, f"RESET {key}={counts[key]} does not fit its SCI array of shape "
-                                       f"{ref.data.shape}")
+            raise InputError(ref.path, f"RESET {key}={counts[key]} does not fit its SCI array of "
+                                       f"shape {ref.data.shape}")
     intstart = ramp.get("INTSTART", 1) or 1
     ramp.data, ramp.pixeldq, info = subtract_reset(ramp.data, ramp.pixeldq, ref.data, ref.dq,
                                                    counts["NINTS"], counts["NGROUPS"], intstart)
