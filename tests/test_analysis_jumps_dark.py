@@ -377,23 +377,59 @@ def test_files_of_another_group_are_rejected_naming_the_file(dark_group, cr_grou
 # ----------------------------------------------------------------------------------------------
 # Stability
 # ----------------------------------------------------------------------------------------------
-def test_trend_test_flags_a_step_not_scatter():
+def test_holm_adjusted_p_values_follow_the_step_down_rule():
+    p = [0.01, 0.04, 0.03, 0.005, np.nan]
+    adj, m = stability.holm(p)
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, max(2*0.03, .), max(1*0.04, 0.06)
+    assert m == 4
+    assert adj[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and np.isnan(adj[4])
+    assert stability.holm([0.9, 0.8])[0] == pytest.approx([1.0, 1.0])
+
+
+def test_trend_test_slope_is_least_squares_with_the_larger_of_two_errors():
     rng = np.random.default_rng(0)
     t = np.arange(6) / 24.0
-    stable = [rng.normal(10.0, 1.0, 3) for _ in t]
-    step = [rng.normal(10.0 + (3.0 if i >= 3 else 0.0), 1.0, 3) for i in range(6)]
-    assert not stability.trend_test(t, stable)["flagged"]
-    res = stability.trend_test(t, step)
-    assert res["flagged"] and res["p_constant"] < 1e-3 and res["dof_within"] == 12
-    assert res["slope_per_day"] == pytest.approx(np.polyfit(t, [v.mean() for v in step], 1)[0], rel=1e-9)
-    single = stability.trend_test(t, [[10.0 + 0.5 * i] for i in range(6)])   # no within-exposure scatter
-    assert single["method"] == "fit_residuals" and single["flagged"]
+    vals = [rng.normal(10.0 + 2.0 * i, 1.0, 2) for i in range(6)]
+    res = stability.trend_test(t, vals)
+    m = np.array([v.mean() for v in vals])
+    b, a = np.polyfit(t, m, 1)
+    s_res = np.sqrt(np.sum((m - a - b * t) ** 2) / 4)                  # residual scatter, k - 2 = 4 dof
+    s_within = np.sqrt(np.mean([np.var(v, ddof=1) for v in vals]) / 2)  # pooled within / sqrt(n)
+    sxx = np.sum((t - t.mean()) ** 2)
+    assert res["slope_per_day"] == pytest.approx(b, rel=1e-9)
+    se = max(s_res, s_within) / np.sqrt(sxx)
+    assert res["slope_significance"] == pytest.approx(b / se, rel=1e-9)
+    assert res["slope_err_per_day"] == pytest.approx(se * 1.1417, rel=1e-4)   # 68.3 % interval of t, 4 dof
+    assert res["dof_slope"] == 4 and res["dof_within"] == 6
+    assert res["p_slope"] < 1e-3 and res["method"] == "within_and_residual_scatter"   # measured 4.5e-4 (t, 4 dof)
+    assert res["exposure_errors"] == pytest.approx(np.full(6, max(s_res, s_within)), rel=1e-9)
+
+
+def test_exposure_to_exposure_scatter_is_reported_not_taken_for_a_drift():
+    rng = np.random.default_rng(1)
+    t = np.arange(6) / 24.0
+    offsets = np.array([3.1, -4.0, 2.2, -3.3, 4.5, -2.4])              # shared by an exposure's integrations
+    vals = [rng.normal(10.0 + o, 0.3, 2) for o in offsets]
+    res = stability.trend_test(t, vals)
+    assert res["p_excess"] < 1e-4 and res["excess_sigma"] == pytest.approx(np.std(offsets, ddof=2), rel=0.25)
+    assert res["p_slope"] > 0.3                                        # measured 0.83
+    # the within-exposure error alone (the previous model) would call the slope significant
+    sw = np.sqrt(np.mean([np.var(v, ddof=1) for v in vals]) / 2)
+    assert abs(res["slope_per_day"]) / (sw / np.sqrt(np.sum((t - t.mean()) ** 2))) > 5
+
+
+def test_trend_test_needs_three_exposures_and_uses_residuals_without_integrations():
+    t = np.arange(6) / 24.0
+    two = stability.trend_test(t[:2], [[1.0, 1.1], [5.0, 5.1]])
+    assert np.isnan(two["p_slope"]) and two["dof_slope"] == 0
+    single = stability.trend_test(t, [[10.0 + 0.5 * i + 0.01 * (-1) ** i] for i in range(6)])
+    assert single["method"] == "fit_residuals" and single["p_slope"] < 1e-6
 
 
 def test_trend_test_counts_have_a_poisson_floor():
     t = np.arange(4) / 24.0
     res = stability.trend_test(t, [[30, 30], [30, 30], [31, 31], [30, 30]], poisson=True)
-    assert not res["flagged"] and res["within_sigma"] == pytest.approx(np.sqrt(30.25))
+    assert res["p_slope"] > 0.5 and res["within_sigma"] == pytest.approx(np.sqrt(30.25))
 
 
 def test_cds_noise_uses_independent_pairs_and_drops_flagged_pairs():
@@ -424,7 +460,7 @@ def test_baseline_comparison_finds_new_hot_and_dead_pixels():
     assert list(zip(*np.nonzero(res["noisy"]))) == [(20, 20)]
 
 
-STAB_SPEC = {"name": "NRCA1", "preset": "nircam_sw", "size": 64, "ngroups": 10, "nints": 2, "nexposures": 5,
+STAB_SPEC = {"name": "NRCA1", "preset": "nircam_sw", "size": 64, "ngroups": 10, "nints": 2, "nexposures": 6,
              "overrides": {"tframe": FULL_TFRAME, "dark_median": 0.05}}
 
 
@@ -444,28 +480,30 @@ def stable_group(tmp_path_factory):
 
 def test_stable_group_is_not_flagged(stable_group):
     d, files, prod, doc = stable_group
-    assert not doc["summary"]["any_drift"], doc["flagged"]       # smallest p-value 0.044 (alpha 1e-3)
+    assert not doc["summary"]["any_drift"], doc["flagged"]       # smallest p_slope 0.10, Holm-adjusted 1.0
     trends = pd.read_csv(d / "tr.tsv", sep="\t", dtype={"amplifier": str})
     assert set(trends.quantity) == {"dark", "cds_noise", "bias", "hot_pixels"}
-    assert len(trends) == 4 * 5 and (trends.dof_within == 5).all()
+    assert len(trends) == 4 * 5 and (trends.dof_within == 6).all() and (trends.family_size == 20).all()
+    assert (trends.p_slope_holm >= trends.p_slope).all() and doc["summary"]["drift_tests"] == 20
     table = pd.read_csv(d / "st.tsv", sep="\t", dtype={"amplifier": str})
-    assert len(table) == 5 * 5 and table.expstart_mjd.is_monotonic_increasing
+    assert len(table) == 6 * 5 and table.expstart_mjd.is_monotonic_increasing
+    assert (table.dark_DN_per_s_err >= table.dark_DN_per_s_err_within).all()
     whole = table[table.amplifier == "all"]
     assert whole.cds_noise_DN.mean() == pytest.approx(15.77 / 2.05, rel=0.1)   # 8.10 vs white 7.69 DN (+1/f)
     assert (d / "tr.png").stat().st_size > 10_000
 
 
-def test_bias_drift_and_dark_step_are_flagged(tmp_path_factory):
-    per = [{"bias_level": 11000.0 + 40.0 * i, "dark_median": 0.05 if i < 3 else 0.15} for i in range(5)]
+def test_bias_and_dark_drifts_are_flagged(tmp_path_factory):
+    per = [{"bias_level": 11000.0 + 40.0 * i, "dark_median": 0.05 + 0.04 * i} for i in range(6)]
     d, files, prod = group_run(tmp_path_factory, "drift", STAB_SPEC, seed=11, per_exposure=per)
     doc = _stability(d, files, prod)
     flagged = {(f["quantity"], f["amplifier"]) for f in doc["flagged"]}
-    assert {("bias", a) for a in ("1", "2", "3", "4", "all")} <= flagged   # measured p_slope 4e-9..2e-5
-    assert {("dark", a) for a in ("1", "2", "3", "4", "all")} <= flagged   # measured p_slope 1e-6..4e-5
+    assert {("bias", a) for a in ("1", "2", "3", "4", "all")} <= flagged   # measured p_slope_holm 5e-7..6e-4
+    assert {("dark", a) for a in ("1", "2", "3", "4", "all")} <= flagged   # measured p_slope_holm 3e-4..6e-3
     assert not any(q == "cds_noise" for q, _ in flagged)
     table = pd.read_csv(d / "st.tsv", sep="\t", dtype={"amplifier": str})
     bias = table[table.amplifier == "all"].bias_DN.to_numpy()
-    assert np.diff(bias) == pytest.approx(np.full(4, 40.0), abs=10.0)   # injected 40 DN: 39.8/42.2/39.0/43.3
+    assert np.diff(bias) == pytest.approx(np.full(5, 40.0), abs=10.0)   # injected 40 DN: 39.8/42.2/39.0/43.3
 
 
 def test_baseline_comparison_finds_injected_hot_pixels(stable_group, tmp_path_factory):

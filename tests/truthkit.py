@@ -39,6 +39,9 @@ from detcal.simulate.params import normalize_spec
 #: Exposure indices of the calibration set start here (independent of the science set's 0..N-1).
 CAL_INDEX = 1000
 
+#: Simulator parameters of exposure-to-exposure change, left out of the calibration set.
+STATIONARY_OFF = ("bias_drift", "dark_drift", "bias_jitter")
+
 #: Reference types the pipeline builds from the calibration set, per family.
 BUILT = {"NIR": ("superbias", "readnoise", "dark"), "MIRI": ("readnoise", "dark")}
 
@@ -124,8 +127,11 @@ def reduce_exposure(uncal, references, workdir, family, branches=("main", "nodar
 
 def calibration_set(tmp, spec, seed, ncal):
     """Simulate ``ncal`` calibration exposures of the spec's detector (same pixels as the science
-    set of ``seed``, independent noise); return their uncal paths."""
-    s = normalize_spec(spec)
+    set of ``seed``, independent noise); return their uncal paths. The calibration set is
+    stationary: the spec's exposure-to-exposure changes (``bias_drift``, ``dark_drift``,
+    ``bias_jitter``) are left out (its exposure indices start at :data:`CAL_INDEX`)."""
+    over = {k: v for k, v in dict(spec.get("overrides") or {}).items() if k not in STATIONARY_OFF}
+    s = normalize_spec(dict(spec, overrides=over))
     module = simulate.detector_module(s)
     det = module.make_detector(s, seed)
     uncal_dir = os.path.join(tmp, "cal", "uncal")

@@ -23,6 +23,7 @@ integration, component), so switching one effect off does not change the others,
 exposure can be simulated alone.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -429,6 +430,7 @@ def read_exposure(det, integrate, make_header, pink_method, readpatt=None, ngrou
         expstart = spec["expstart"] + index * spec["cadence"] / 24.0
     nframes, groupgap = pattern(readpatt)
     header = make_header(det, readpatt, ngroups, nints, expstart, exposure, seed, index)
+    det = exposure_detector(det, index, seed)
     data = np.empty((nints, ngroups) + det.shape, np.uint16)
     events = []
     for i in range(nints):
@@ -444,6 +446,25 @@ def read_exposure(det, integrate, make_header, pink_method, readpatt=None, ngrou
         "pink_method": pink_method(det, ntot, ngroups * nframes),
     }
     return data, header, truth
+
+
+def exposure_detector(det, index, seed):
+    """The detector as exposure ``index`` (0-based) sees it: bias + ``index * bias_drift`` + a
+    ``bias_jitter`` draw (stream keyed (seed, detector, 2, index)) [DN] on every pixel, dark rate +
+    ``index * dark_drift`` [e-/s, floored at 0] on responding pixels. A copy; ``det`` itself when
+    all three parameters are 0 (the stationary default)."""
+    p = det.params
+    drift, dark_drift, jitter = (float(p.get(k) or 0.0) for k in ("bias_drift", "dark_drift", "bias_jitter"))
+    if not (drift or dark_drift or jitter):
+        return det
+    offset = index * drift
+    if jitter:
+        offset += _rng(seed, detector_key(det.name), 2, index).normal(0.0, jitter)
+    bias = np.clip(det.bias.astype(np.float64) + offset, 0.0, ADC_MAX).astype(np.float32)
+    rate = det.dark_rate
+    if dark_drift:
+        rate = np.where(det.response, np.maximum(rate + index * dark_drift, 0.0), rate).astype(np.float32)
+    return dataclasses.replace(det, bias=bias, dark_rate=rate, _cache={})
 
 
 def _cosmic_rays(det, rng, ntot, integration, read_group):

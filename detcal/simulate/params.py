@@ -71,6 +71,11 @@ _DARK_AND_CR_PARAMETERS = {
     "very_hot_min": ("e-/s", "lower end of the very-hot population"),
     "very_hot_max": ("e-/s", "upper end of the very-hot population"),
     "dead_frac": ("", "fraction of active pixels that are dead (no response; DO_NOT_USE|DEAD)"),
+    # exposure-to-exposure changes (0 = stationary); exposure index i is 0-based
+    "bias_drift": ("DN", "bias change per exposure: exposure i has every pixel's bias + i * bias_drift"),
+    "dark_drift": ("e-/s", "dark-rate change per exposure: exposure i has every responding pixel's "
+                           "rate + i * dark_drift (floored at 0)"),
+    "bias_jitter": ("DN", "rms random bias offset of each exposure, common to all pixels"),
     # cosmic rays
     "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
     "cr_median": ("e-", "median total charge of one hit (lognormal)"),
@@ -129,6 +134,7 @@ _COMMON = {
     "c_pink": 3.0, "u_pink": 1.0, "amp_offset": 30.0, "amp_drift": 3.0, "pink_method": "auto",
     "bias_level": 11000.0, "bias_amp_sigma": 300.0, "bias_col_sigma": 20.0, "bias_gradient": 150.0,
     "bias_pixel_sigma": 200.0, "dark_sigma": 0.3, "shot_noise": True,
+    "bias_drift": 0.0, "dark_drift": 0.0, "bias_jitter": 0.0,
     "warm_frac": 0.005, "warm_min": 0.05, "hot_min": 1.0, "hot_frac": 0.001, "hot_max": 100.0,
     "very_hot_frac": 1e-4, "very_hot_min": 300.0, "very_hot_max": 3000.0, "dead_frac": 1e-4,
     "cr_rate": 4.0, "cr_median": 2500.0, "cr_sigma": 1.0, "cr_central_min": 0.70,
@@ -218,6 +224,7 @@ PRESETS["miri_imager"] = {
     "bias_level": 12000.0, "bias_amp_sigma": 200.0, "bias_row_sigma": 10.0, "bias_gradient": 100.0,
     "bias_pixel_sigma": 150.0,
     "dark_median": 0.2, "dark_sigma": 0.3, "shot_noise": True,
+    "bias_drift": 0.0, "dark_drift": 0.0, "bias_jitter": 0.0,
     "warm_frac": 0.005, "warm_min": 2.0, "hot_min": 10.0, "hot_frac": 0.001, "hot_max": 500.0,
     "very_hot_frac": 1e-4, "very_hot_min": 2000.0, "very_hot_max": 20000.0, "dead_frac": 1e-4,
     "cr_rate": 4.0, "cr_median": 2500.0, "cr_sigma": 1.0, "cr_central_min": 0.70,

@@ -76,7 +76,7 @@ rule stability:
         "../../envs/detcal.yaml"
     params:
         function="detcal.analysis.stability.stability_file",
-        kwargs={"hot_threshold": config["analysis"]["hot_threshold"]},
+        kwargs={"hot_threshold": config["analysis"]["hot_threshold"], "alpha": config["analysis"]["stability_alpha"]},
     script:
         "../scripts/group_analysis.py"
 
