@@ -21,10 +21,12 @@ localrules:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/ccd.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/detector1.smk"
 include: "workflow/rules/rates.smk"
 include: "workflow/rules/nodark.smk"
+include: "workflow/rules/noise.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/reffiles.smk"
 
@@ -33,3 +35,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        ccd_targets(),

@@ -21,6 +21,7 @@ Usage::
     camp.references["readnoise"]     # the READNOISE the science chain used (pipeline-built)
     camp.paths("jump")               # no-dark jump ramps, one per exposure (workflow group_paths)
     camp.paths("rateints")           # no-dark rateints; "main_rateints", "before_dark", "raw" too
+    camp.paths("noise")              # the noise analyses' ramps (superbias + refpix, no side pixels)
 
 Everything is small-array friendly; a 64-pixel NIR detector with 3 exposures reduces in a few
 seconds. Pass ``ncal=0`` to skip the calibration set (the simulator's references are then used
@@ -30,7 +31,7 @@ for everything; only for tests that say why).
 import os
 from dataclasses import dataclass, field
 
-from detcal import io, pipeline, runner, simulate
+from detcal import io, noise_conventions, pipeline, runner, simulate
 from detcal.reffiles import dark as dark_ref
 from detcal.reffiles import readnoise as readnoise_ref
 from detcal.reffiles import superbias as superbias_ref
@@ -58,7 +59,8 @@ class Campaign:
     cal_products: dict = field(default_factory=dict)
 
     def paths(self, kind):
-        """One path per science exposure: ``raw``, ``before_dark``, ``jump`` / ``rateints``
+        """One path per science exposure: ``raw``, ``before_dark``, ``noise`` (workflow rule
+        ``refpix_noise``), ``jump`` / ``rateints``
         (branch without dark, as the workflow's ``group_paths``), ``main_jump``, ``rate`` /
         ``main_rateints`` (main chain), or a main-chain step's product by step name."""
         return [self.products[e][kind] for e in self.files["exposures"]]
@@ -105,6 +107,15 @@ def reduce_exposure(uncal, references, workdir, family, branches=("main", "nodar
         out[step] = current = dst
         if step == before:
             out["before_dark"] = dst
+    # the noise analyses' product (workflow rule refpix_noise): superbias-corrected NIR ramps
+    # through refpix without side reference pixels (detcal.noise_conventions.REFPIX_PARAMETERS)
+    if family == "NIR" and "refpix" in chain:
+        prev = pipeline.product_before(family, enabled, "refpix")
+        out["noise"] = path("noise", "refpix")
+        runner.run_step_file("refpix", out[prev] if prev else uncal, {}, out["noise"],
+                             {**(params.get("refpix") or {}), **noise_conventions.REFPIX_PARAMETERS})
+    else:
+        out["noise"] = out["before_dark"]
     if "main" in branches:
         out["main_jump"] = current
         out["rate"], out["main_rateints"] = path("main", "rate"), path("main", "rateints")

@@ -97,7 +97,9 @@ from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 from .. import dqflags, io, keywords  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
-from ..simulate.noise import pink_amplitude  # noqa: E402
+from ..noise_conventions import (REF_FREQUENCY_HZ, REF_TIME_S, pink_amplitude,  # noqa: E402,F401
+                                 pink_psd, rms_band)
+from ..noise_conventions import pink_rms as _pink_rms  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.noise")
 
@@ -109,6 +111,8 @@ PIXEL_TIME = 10e-6
 ROW_OVERHEAD = 12
 #: JWQL read-noise monitor / NRC-09: minimum samples for a temporal (per-pixel) statistic.
 MIN_TEMPORAL = 10
+#: Blocks of CDS frames for the jackknife errors of the power-spectrum fit.
+JACKKNIFE_BLOCKS = 20
 #: Components of the time-domain decomposition, in table order.
 COMPONENTS = ("total", "white", "pink_corr", "pink_uncorr")
 
@@ -532,45 +536,63 @@ def fit_linear_psd(y, design, nk, var_of_model, iterations=4):
     return p, np.sqrt(np.diag(cov)), chi2_red
 
 
-def fit_power_spectra(auto, cross, kernel, bins, dt):
-    """Fit white + 1/f to the frame-averaged spectra.
+def binning_matrix(nf, bins):
+    """Sparse (nf, nb) matrix whose product with a spectrum (..., nf) gives the bin means (..., nb)."""
+    import scipy.sparse
+
+    rows = np.concatenate(bins)
+    cols = np.concatenate([np.full(b.size, i) for i, b in enumerate(bins)])
+    vals = np.concatenate([np.full(b.size, 1.0 / b.size) for b in bins])
+    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(nf, len(bins)))
+
+
+def fit_binned_spectra(auto, cross, kb, nk, dt):
+    """Fit white + 1/f to bin-averaged spectra (the core of :func:`fit_power_spectra`).
 
     Parameters
     ----------
-    auto : ndarray (nout, nf) [DN^2/Hz]   mean auto periodograms
-    cross : ndarray (nf,) [DN^2/Hz]        mean pair-averaged cross periodogram (ignored if nout=1)
-    kernel : ndarray (nf,)                 :func:`pink_kernel`
-    bins : list of index arrays            :func:`log_bins`
+    auto : ndarray (nout, nb) [DN^2/Hz]   bin means of the frame-averaged auto periodograms
+    cross : ndarray (nb,) [DN^2/Hz]        bin means of the pair-averaged cross periodogram
+    kb : ndarray (nb,)                     bin means of :func:`pink_kernel`
+    nk : ndarray (nb,)                     FFT bins per bin
     dt : float [s]
 
-    Returns
-    -------
-    dict: ``white_var`` (nout,) [DN^2 CDS variance] and errors, ``a_total`` (nout,) [DN^2],
-    ``a_corr`` [DN^2] (NaN if nout == 1), ``a_uncorr`` (nout,), each with ``*_err``; the same for
-    the output-averaged auto spectrum (``mean_*``); ``chi2_*``.
+    The weights are the inverse variances of Gaussian periodograms in which the correlated 1/f
+    ``C = A_corr K`` is common to the outputs: a pair-averaged cross periodogram has variance
+    ``(P^2 + C^2 + 2 (n-2) P C + (npairs - 1 - 2 (n-2)) C^2) / (2 npairs)`` (pairs sharing an
+    output covary by ``P C / 2``, disjoint pairs by ``C^2 / 2``), an output's auto periodogram
+    ``P^2``, the output mean ``(P^2 + (n-1) C^2) / n``; all per FFT bin and frame.
+
+    Returns the dict of :func:`fit_power_spectra` (errors from the fit covariance).
     """
     nout = auto.shape[0]
-    nk = np.array([b.size for b in bins], float)
-    kb = np.array([kernel[b].mean() for b in bins])
-    white_col = np.full(len(bins), 2.0 * dt)
+    white_col = np.full(len(kb), 2.0 * dt)
+    mean_auto = auto.mean(axis=0)
     res = {}
     if nout > 1:
-        cb = np.array([cross[b].mean() for b in bins])
-        mean_auto = np.array([auto.mean(axis=0)[b].mean() for b in bins])
-        # var of a pair-averaged cross periodogram ~ (P_auto^2 + C^2)/2 per pair and bin
         npairs = nout * (nout - 1) / 2
-        p, err, chi2 = fit_linear_psd(cb, kb[:, None], nk,
-                                      lambda m: (mean_auto ** 2 + m ** 2) / (2 * npairs))
+        share, disjoint = 2 * (nout - 2), npairs - 1 - 2 * (nout - 2)
+
+        def var_cross(c):
+            return (mean_auto ** 2 + c ** 2 + share * mean_auto * c + disjoint * c ** 2) / (2 * npairs)
+
+        p, err, chi2 = fit_linear_psd(cross, kb[:, None], nk, var_cross)
         res["a_corr"], res["a_corr_err"], res["chi2_corr"] = float(p[0]), float(err[0]), chi2
+        common = np.maximum(res["a_corr"], 0.0) * kb
     else:
         res["a_corr"] = res["a_corr_err"] = res["chi2_corr"] = np.nan
+        common = np.zeros(len(kb))
     design = np.column_stack([white_col, kb])
     wv, wv_err, at, at_err, chis = [], [], [], [], []
     for k in range(nout + 1):
-        spec = auto.mean(axis=0) if k == nout else auto[k]
-        y = np.array([spec[b].mean() for b in bins])
-        scale = nout if k == nout else 1
-        p, err, chi2 = fit_linear_psd(y, design, nk, lambda m, s=scale: m ** 2 / s)
+        y = mean_auto if k == nout else auto[k]
+        if k == nout:
+            def var_of(m):
+                return (m ** 2 + (nout - 1) * common ** 2) / nout
+        else:
+            def var_of(m):
+                return m ** 2
+        p, err, chi2 = fit_linear_psd(y, design, nk, var_of)
         wv.append(p[0]); wv_err.append(err[0]); at.append(p[1]); at_err.append(err[1]); chis.append(chi2)
     ac = res["a_corr"] if nout > 1 else 0.0
     ace = res["a_corr_err"] if nout > 1 else 0.0
@@ -588,15 +610,75 @@ def fit_power_spectra(auto, cross, kernel, bins, dt):
     return res
 
 
-def pink_rms(a, dt=PIXEL_TIME):
-    """1/f amplitude ``A`` [unit^2] -> the simulator's rms over [1/T_ref, Nyquist] [unit].
+#: Fitted quantities that get jackknife errors (``<name>_err``), see :func:`jackknife_fit`.
+FIT_QUANTITIES = ("a_corr", "white_var", "a_total", "a_uncorr", "mean_white_var", "mean_a_total",
+                  "mean_a_uncorr")
 
-    Inverse of :func:`detcal.simulate.noise.pink_amplitude`; NaN for negative ``A`` is avoided by
-    keeping the sign: ``sign(A) sqrt(|A| ln(T_ref/(2 dt)))``.
+
+def jackknife_fit(block_auto, block_cross, block_count, kb, nk, dt):
+    """Delete-one-block jackknife errors of the power-spectrum fit.
+
+    Parameters
+    ----------
+    block_auto : ndarray (nblocks, nout, nb)   per block: sums over its frames of the binned
+                                               auto periodograms [DN^2/Hz]
+    block_cross : ndarray (nblocks, nb)        the same for the pair-averaged cross periodogram
+    block_count : ndarray (nblocks,)           frames per block
+    kb, nk, dt                                 as :func:`fit_binned_spectra`
+
+    Returns
+    -------
+    dict name -> jackknife standard error (float or (nout,) array) for :data:`FIT_QUANTITIES`,
+    ``nblocks`` used; empty when fewer than 3 blocks hold frames.
     """
-    a = np.asarray(a, np.float64)
-    per_unit = pink_amplitude(1.0, dt)
-    return np.sign(a) * np.sqrt(np.abs(a) / per_unit)
+    used = np.flatnonzero(block_count > 0)
+    if used.size < 3:
+        return {}
+    tot_a, tot_c, tot_n = block_auto.sum(axis=0), block_cross.sum(axis=0), block_count.sum()
+    fits = []
+    for b in used:
+        n = tot_n - block_count[b]
+        fits.append(fit_binned_spectra((tot_a - block_auto[b]) / n, (tot_c - block_cross[b]) / n,
+                                       kb, nk, dt))
+    k = used.size
+    out = {"nblocks": int(k)}
+    for name in FIT_QUANTITIES:
+        vals = np.array([np.asarray(f[name], float) for f in fits])
+        out[name] = np.sqrt((k - 1) / k * np.sum((vals - vals.mean(axis=0)) ** 2, axis=0))
+    return out
+
+
+def fit_power_spectra(auto, cross, kernel, bins, dt):
+    """Fit white + 1/f to the frame-averaged spectra.
+
+    Parameters
+    ----------
+    auto : ndarray (nout, nf) [DN^2/Hz]   mean auto periodograms
+    cross : ndarray (nf,) [DN^2/Hz]        mean pair-averaged cross periodogram (ignored if nout=1)
+    kernel : ndarray (nf,)                 :func:`pink_kernel`
+    bins : list of index arrays            :func:`log_bins`
+    dt : float [s]
+
+    Returns
+    -------
+    dict: ``white_var`` (nout,) [DN^2 CDS variance] and errors, ``a_total`` (nout,) [DN^2],
+    ``a_corr`` [DN^2] (NaN if nout == 1), ``a_uncorr`` (nout,), each with ``*_err`` (from the
+    fit covariance scaled by the reduced chi-square); the same for the output-averaged auto
+    spectrum (``mean_*``); ``chi2_*``.
+    """
+    nk = np.array([b.size for b in bins], float)
+    kb = np.array([kernel[b].mean() for b in bins])
+    auto_b = np.array([[a[b].mean() for b in bins] for a in np.atleast_2d(auto)])
+    cross_b = np.array([cross[b].mean() for b in bins])
+    return fit_binned_spectra(auto_b, cross_b, kb, nk, dt)
+
+
+def pink_rms(a, dt=PIXEL_TIME):
+    """1/f amplitude ``A`` [unit^2] -> rms over [1/T_ref, Nyquist] [unit] (:mod:`detcal.noise_conventions`).
+
+    The sign of ``A`` is kept: ``sign(A) sqrt(|A| ln(T_ref/(2 dt)))``.
+    """
+    return _pink_rms(a, dt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,7 +782,8 @@ def good_pixels(pixeldq):
 # ---------------------------------------------------------------------------------------------
 def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, tframe=None,
                        nframes=1, row_overhead=ROW_OVERHEAD, window=31, order=3, per_line=False,
-                       clip=10.0, nbins=40, max_temporal_pixels=2 ** 19, min_frames=MIN_TEMPORAL):
+                       clip=10.0, nbins=40, max_temporal_pixels=2 ** 19, min_frames=MIN_TEMPORAL,
+                       jackknife_blocks=JACKKNIFE_BLOCKS):
     """CDS noise decomposition and power spectra of a sequence of CDS frames.
 
     Parameters
@@ -716,6 +799,10 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     nbins : int                                  logarithmic frequency bins of the fit/table
     max_temporal_pixels : int                    pixels followed for temporal statistics
     min_frames : int                             temporal statistics need at least this many
+    jackknife_blocks : int                       frames are dealt in turn into this many blocks;
+                                                 the fitted amplitudes' errors are the
+                                                 delete-one-block jackknife errors (fewer than
+                                                 3 frames: errors from the fit covariance)
 
     Returns
     -------
@@ -736,6 +823,13 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
                for name, m in blocks_of.items()}
     spatial = {name: {c: [] for c in COMPONENTS} for name in blocks_of}    # per frame (nout,) vars
     nf = layout.nsamples // 2 + 1
+    kernel = pink_kernel(layout, tgroup, tframe, nframes, dt)
+    bins = log_bins(nf, layout.nrows, nbins)
+    bmat = binning_matrix(nf, bins).T.tocsr()                        # (nb, nf)
+    nblk = max(int(jackknife_blocks), 1)
+    blk_auto = np.zeros((nblk, nout, len(bins)))
+    blk_cross = np.zeros((nblk, len(bins)))
+    blk_count = np.zeros(nblk)
     sums = {"auto": np.zeros((nout, nf)), "auto2": np.zeros((nout, nf)),
             "cross": np.zeros(nf), "cross2": np.zeros(nf)}
     count = 0
@@ -754,6 +848,10 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         auto, cross = frame_periodograms(streams, nused, dt)
         sums["auto"] += auto; sums["auto2"] += auto ** 2
         sums["cross"] += cross; sums["cross2"] += cross ** 2
+        b = count % nblk
+        blk_auto[b] += (bmat @ auto.T).T
+        blk_cross[b] += bmat @ cross
+        blk_count[b] += 1
         count += 1
     if count == 0:
         raise ValueError("no CDS frames (every ramp needs at least 2 groups)")
@@ -793,9 +891,15 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     cross_mean = sums["cross"] / count
     auto_var = np.maximum(sums["auto2"] / count - auto_mean ** 2, 0.0)
     cross_var = np.maximum(sums["cross2"] / count - cross_mean ** 2, 0.0)
-    kernel = pink_kernel(layout, tgroup, tframe, nframes, dt)
-    bins = log_bins(nf, layout.nrows, nbins)
     fit = fit_power_spectra(auto_mean, cross_mean, kernel, bins, dt)
+    nk = np.array([b.size for b in bins], float)
+    jack = jackknife_fit(blk_auto, blk_cross, blk_count, np.asarray(bmat @ kernel), nk, dt)
+    fit["error_method"] = "fit covariance x reduced chi-square"
+    if jack:
+        for name in FIT_QUANTITIES:
+            fit[f"{name}_err_fit"] = fit[f"{name}_err"]
+            fit[f"{name}_err"] = jack[name]
+        fit["error_method"] = f"delete-one-block jackknife, {jack['nblocks']} blocks of CDS frames"
     freq_all = np.arange(nf) / (layout.nsamples * dt)
 
     def binned(a, var=None):

@@ -9,7 +9,8 @@ the NIRCam frame-time formula). Frame ``f`` starts at sample ``f*P`` where ``P =
 round(TFRAME/pixel_time))``: when TFRAME is overridden to be longer than the array needs (a mini
 detector with full-frame timing) the rest of the frame period is idle time of the same stream.
 
-1/f amplitude convention: one-sided power spectral density ``S(f) = A/f`` [e-^2/Hz] with
+1/f amplitude convention (defined in :mod:`detcal.noise_conventions`, shared with the
+analyses): one-sided power spectral density ``S(f) = A/f`` [e-^2/Hz] with
 ``A = rms^2 / ln(T_ref / (2*pixel_time))``, i.e. ``rms`` is the standard deviation of the stream
 over the band from ``1/T_ref`` to the Nyquist frequency, ``T_ref`` = one full-frame time
 (10.73677 s). It is a property of the detector, independent of the exposure length.
@@ -18,18 +19,14 @@ over the band from ``1/T_ref`` to the Nyquist frequency, ``T_ref`` = one full-fr
 import numpy as np
 import scipy.fft
 
-from .params import FULL_FRAME_TFRAME, frame_samples
+from ..noise_conventions import pink_amplitude  # noqa: F401  (the analyses' convention)
+from .params import frame_samples
 
 #: Largest stream (samples) the exact method generates in one FFT (2x this is transformed).
 EXACT_MAX_SAMPLES = 2**24
 
 #: Split method: lowest bin of the per-window (fine) spectrum; the coarse stream covers below it.
 FINE_KMIN = 4
-
-
-def pink_amplitude(rms, pixel_time=10e-6, ref_time=FULL_FRAME_TFRAME):
-    """PSD amplitude ``A`` [e-^2] of ``S(f) = A/f`` whose rms over ``[1/ref_time, Nyquist]`` is ``rms``."""
-    return float(rms) ** 2 / np.log(ref_time / (2.0 * pixel_time))
 
 
 def _filter(nfft, dt, fmin=0.0, fmax=np.inf):

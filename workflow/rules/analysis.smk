@@ -6,6 +6,8 @@
 rule jump_statistics:
     input:
         ramp_paths=group_paths("jump"),
+        gain_path=group_reference("gain"),             # the references the jump step used: event
+        readnoise_path=group_reference("readnoise"),   # significances, noise expectation, efficiency
     output:
         output_tsv=group_report("results/analysis/{group}/jumps.tsv", "jumps_table", "Jumps", "jump statistics table"),
         output_json="results/analysis/{group}/jumps.json",
@@ -23,7 +25,8 @@ rule jump_statistics:
         "../../envs/detcal.yaml"
     params:
         function="detcal.analysis.jumps.jump_statistics_file",
-        kwargs={"pixel_pitch_um": config["analysis"]["pixel_pitch_um"] or None},
+        kwargs={"pixel_pitch_um": config["analysis"]["pixel_pitch_um"] or None,
+                "jump_parameters": step_parameters("jump")},
     script:
         "../scripts/group_analysis.py"
 
@@ -83,7 +86,7 @@ rule stability:
 
 rule effective_noise:
     input:
-        ramp_paths=group_paths("before_dark"),
+        ramp_paths=group_paths("noise"),
         gain_path=group_reference("gain"),
         readnoise_path=group_reference("readnoise"),
     output:
@@ -105,7 +108,7 @@ rule effective_noise:
 
 rule noise_decomposition:
     input:
-        ramp_paths=group_paths("before_dark"),
+        ramp_paths=group_paths("noise"),
         gain_path=group_reference("gain"),
     output:
         noise_table_path=group_report("results/analysis/{group}/cds_noise.tsv", "cds_noise_table", "Noise", "CDS noise table"),
@@ -143,6 +146,7 @@ rule group_summary:
 rule summary:
     input:
         expand("results/analysis/{group}/summary.tsv", group=GROUPS),
+        ccd_summary_rows(),
     output:
         report("results/analysis/summary.tsv", caption="../report/summary.rst", category="Summary"),
     log:

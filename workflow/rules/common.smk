@@ -4,7 +4,7 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from detcal import demo, inventory, pipeline
+from detcal import demo, inventory, noise_conventions, pipeline
 from detcal.errors import InputError
 
 
@@ -133,6 +133,26 @@ def nodark_input(step):
     return previous_product
 
 
+def noise_input(wildcards):
+    """Input of ``refpix_noise``: the product before refpix (superbias-corrected NIR ramps)."""
+    step = pipeline.product_before(_family(wildcards), STEPS_ON, "refpix")
+    return EXPOSURES.loc[wildcards.exposure, "path"] if step is None else ramp_path(wildcards.exposure, step)
+
+
+def noise_product(exposure):
+    """The ramp the noise analyses read (detcal.noise_conventions.REFPIX_PARAMETERS): NIR with
+    refpix on: superbias + refpix without side reference pixels (rule refpix_noise); otherwise
+    (MIRI, refpix off) the product before dark_current."""
+    if EXPOSURES.loc[exposure, "family"] == "NIR" and STEPS_ON.get("refpix", True):
+        return f"results/noise/{exposure}_{pipeline.SUFFIX['refpix']}.fits"
+    return product_before_dark(exposure)
+
+
+def noise_refpix_parameters(wildcards):
+    """The workflow's refpix parameters with the noise analyses' overrides (no side pixels)."""
+    return {**step_parameters("refpix"), **noise_conventions.REFPIX_PARAMETERS}
+
+
 def nodark_skip_groups(wildcards):
     """(first, last) groups the no-dark branch leaves out (MIRI: reset anomaly, last frame)."""
     return pipeline.NODARK_SKIP_GROUPS[EXPOSURES.loc[wildcards.exposure, "family"]]
@@ -204,8 +224,9 @@ def group_paths(kind):
     """Input function: one product per exposure of the group.
 
     kinds: ``raw``; ``before_dark`` (the product just before dark_current: superbias- and
-    refpix-corrected NIR ramps with their 1/f); ``jump`` and ``rateints`` of the branch without
-    dark subtraction.
+    refpix-corrected NIR ramps with their 1/f); ``noise`` (:func:`noise_product`: superbias and
+    refpix without side reference pixels, as NRC-09/pynrc); ``jump`` and ``rateints`` of the
+    branch without dark subtraction.
     """
 
     def paths(wildcards):
@@ -215,6 +236,8 @@ def group_paths(kind):
                 out.append(EXPOSURES.loc[exposure, "path"])
             elif kind == "before_dark":
                 out.append(product_before_dark(exposure))
+            elif kind == "noise":
+                out.append(noise_product(exposure))
             elif kind == "jump":
                 out.append(f"results/nodark/{exposure}_jumpstep.fits")
             elif kind == "rateints":
@@ -319,7 +342,10 @@ def reffile_kwargs(kind):
                 # must keep them (they hold the reset anomaly it exists to remove)
                 out["exclude_flags"] = ("SATURATED",)
         if kind == "mask":
-            out.update(hot_threshold=cfg["hot_threshold"], warm_threshold=cfg["warm_threshold"])
+            out.update(hot_threshold=cfg["hot_threshold"], warm_threshold=cfg["warm_threshold"],
+                       false_flags=cfg["mask_false_flags"],
+                       detect_probability=cfg["mask_detect_probability"],
+                       noisy_min_ratio=cfg["mask_noisy_min_ratio"])
         return out
 
     kwargs.__name__ = f"{kind}_kwargs"
