@@ -14,39 +14,86 @@ What is counted (per file, per integration, per amplifier and for the whole grou
   too: a hit that arrives during the frames of an averaged group shows in two consecutive
   differences (and the optional after-jump flagging flags later groups of the same pixel). Two
   hits whose flags touch in one group count as one event (about 0.4 % of events at 4
-  events/cm^2/s on 18 um pixels, growing with the rate). Each event is placed at its *peak*: the flagged
-  (group, pixel) cell with the largest group-to-group increase; its amplifier is the peak's.
-* **CR event rate** [events / cm^2 / s]: events / (area x time). A hit is detectable only as a
-  difference between two usable groups: hits before the read of group 1 (NIR RAPID: during
-  the first frame) land in group 1 and are invisible. The area-time product is therefore
-  ``pitch^2 x TGROUP x`` (number of usable group differences of active pixels), a difference
-  being usable when neither group is DO_NOT_USE or SATURATED and the pixel is not DO_NOT_USE.
-  For a clean detector this is ``A_active x (NGROUPS - 1) x TGROUP`` per integration: the time
-  from the first to the last group. Its Poisson error is ``sqrt(N) / (A t)``. Jumps found by
-  noise (false positives) are counted as events: they are negligible above ~1 event/cm^2/s for
-  4-sigma thresholds (measured in the tests).
+  events/cm^2/s on 18 um pixels and TGROUP = 10.7 s; the loss grows with rate x TGROUP and is
+  not corrected). Each event is placed at its *peak*: the flagged (group, pixel) cell with the
+  largest group-to-group increase; its amplifier is the peak's.
+* **Direction**: an event is *upward* (a cosmic-ray candidate) or *downward* (noise: charge
+  does not leave a pixel) by the sign of its *residual*, the flagged cell's group difference
+  minus the pixel's median usable group difference (over all integrations of the file, as the
+  jump step's single-pass median), taken at the cell with the largest absolute residual. With
+  READNOISE and GAIN the residual is also given as a *significance* in units of the step's own
+  sigma, ``sqrt(|median_e| + (READNOISE x GAIN)^2 / NFRAMES)`` [e-].
+* **Usable differences**: (g-1, g) with neither group DO_NOT_USE or SATURATED, in active pixels
+  that are not DO_NOT_USE. Only these count in the detection time: a hit is seen only in the
+  difference in which its charge arrives (hits before the read of group 1, NIR RAPID: during
+  the first frame, are invisible), and groups flagged DO_NOT_USE (MIRI first/last groups, RSCD
+  groups) hide the hits that arrive next to them.
+
+The **CR rate** [events / cm^2 / s], convention: the rate of *all* cosmic-ray hits landing on the
+active area (what a simulator's ``cr_rate`` or a particle flux means), estimated as::
+
+    rate = (N_up - N_down) / (A_pix x TGROUP x n_usable) / efficiency
+
+* ``A_pix x TGROUP x n_usable`` (``exposure_cm2_s``): pixel area times the group time summed
+  over the usable differences of active pixels; for a clean detector
+  ``A_active x (NGROUPS - 1) x TGROUP`` per integration.
+* ``N_down``: noise jumps are symmetric (read noise, 1/f, dark shot noise at these levels) and
+  cosmic rays only add charge, so the downward events estimate the number of upward noise
+  events (false positives) among the ``N_up`` upward ones. This is data-driven: it holds when the
+  READNOISE reference underestimates the noise (then both counts rise together).
+* ``noise_events_expected_gaussian``: the number of upward (= downward) noise events the
+  step's threshold lets through if every usable difference were Gaussian with the step's sigma
+  (READNOISE right, no signal), for the regime the step chose (:func:`jump_regime`), by
+  :func:`noise_jump_probability`. Reported, and used for ``cr_rate_gaussian_noise_corrected``,
+  which shows how far the data-driven and the model estimate agree. A ratio
+  ``N_down / expected`` well above 1 says the READNOISE underestimates the noise (or the noise is
+  not Gaussian). In the iterative regime (fewer than 10 usable differences per integration) the
+  step compares ``|d|`` with the median of ``|d|``: zero-signal pixels then need
+  ``|d| > ~4.7 sigma`` and pixels with a signal of about one sigma per group get upward noise
+  jumps at the 4-sigma rate but no downward ones, so N_down underestimates their upward noise
+  events; the noise events are few there (~0.05 /cm^2/s at TGROUP = 10.7 s).
+* ``efficiency``: hits whose charge in the brightest pixel stays below the threshold T
+  (``rejection_threshold``) are not found. The hit density per unit significance is modelled as
+  ``k x s`` (rising from 0 at zero charge) and ``k`` fitted to the upward-minus-downward count
+  ``n_b`` of events with significance in [1.5 T, 3 T] (above the noise events, which sit just
+  above T): ``n_b = 3.375 k T^2``; the hits below T are then ``k T^2 / 2 = n_b / 6.75``, with a
+  systematic uncertainty of 100 % of that (a density flat below the band gives about twice as
+  many, a steeper one fewer) added in quadrature to the Poisson error of ``n_b``.
+  ``efficiency = net / (net + missed)`` (net = upward - downward events), computed once for the
+  group and applied to every row. Without READNOISE and GAIN no significance is known: the
+  efficiency is NaN and the rate is not corrected.
+* Error: Poisson errors of both counts, ``sqrt(N_up + N_down) / (exposure x efficiency)``, with
+  the efficiency's error added in quadrature. ``cr_rate_gaussian_noise_corrected`` has the
+  error ``sqrt(N_up) / (exposure x efficiency)`` (the expectation carries no counting noise).
 
 Numbering in tables: integrations and groups 1-based (as JWST documents them), pixel rows and
 columns 0-based in the science frame (numpy indices). Signals in DN.
 """
 
+import functools
 import math
 
 import numpy as np
 import pandas as pd
 from astropy.io import fits
 from scipy import ndimage
+from scipy.special import ndtr
 
 from .. import dqflags, io
 from ..errors import InputError
+from ..steps import jump as jump_step
 from . import common
 
 _JUMP = np.uint8(dqflags.JUMP_DET)
+_DNU = np.uint8(dqflags.DO_NOT_USE)
 _BAD_GROUP = np.uint8(dqflags.DO_NOT_USE | dqflags.SATURATED)
 
 #: dtype of the event list of one integration (0-based indices here; tables convert to 1-based).
+#: ``residual`` [DN]: group difference minus the pixel's median difference at the cell of largest
+#: absolute residual (> 0: upward); ``significance``: residual / the step's sigma (NaN unknown).
 EVENT_DTYPE = np.dtype([("group", "i4"), ("y", "i4"), ("x", "i4"), ("npix", "i4"),
-                        ("ngroups", "i4"), ("peak_jump", "f4")])
+                        ("ngroups", "i4"), ("peak_jump", "f4"), ("residual", "f4"),
+                        ("significance", "f4")])
 
 #: Columns of the example-ramp table.
 EXAMPLE_COLUMNS = ["example", "exposure", "integration", "pixel_row", "pixel_column", "group", "signal_DN",
@@ -56,11 +103,27 @@ CONVENTIONS = {
     "events": "connected components of JUMP_DET (group, pixel) cells in active pixels per integration: "
               "8-connected (or 4) within a group; the same pixel in consecutive groups connected when "
               "NFRAMES > 1 (link_groups); placed at the cell with the largest group-to-group increase",
-    "cr_rate": "events / (pixel area x TGROUP x number of usable group differences of active pixels); "
-               "clean detector: events / (A_active x (NGROUPS-1) x TGROUP) per integration, i.e. hits "
-               "arriving before the read of group 1 are not detectable and not in the time",
+    "direction": "upward (cosmic-ray candidate) or downward (noise) by the sign of the residual: the "
+                 "flagged difference minus the pixel's median usable difference, at the event's cell of "
+                 "largest |residual|; significance = residual / the jump step's sigma",
+    "usable_differences": "group differences (g-1, g) with neither group DO_NOT_USE or SATURATED, active "
+                          "pixels not DO_NOT_USE; the detection time counts only these",
+    "cr_rate": "rate of all cosmic-ray hits on the active area: (upward - downward events) / (pixel area x "
+               "TGROUP x usable differences) / detection efficiency; downward events estimate the upward "
+               "noise events (noise is symmetric, hits only add charge); hits merged with another in one "
+               "group (pile-up) are not corrected",
+    "cr_rate_err": "Poisson errors of the upward and of the downward count (the subtracted noise "
+                   "estimate) and the efficiency's error, in quadrature",
+    "noise_events_expected_gaussian": "upward (= downward) noise events expected if every usable difference "
+                                      "were Gaussian with the jump step's sigma (READNOISE right, zero "
+                                      "signal), for the step's regime and thresholds",
+    "detection_efficiency": "net / (net + missed), missed = (upward - downward events with significance "
+                            "in [1.5 T, 3 T]) / 6.75 +- 100 % (hit density proportional to significance "
+                            "below the band, T = rejection_threshold); NaN without READNOISE/GAIN (rate "
+                            "then not corrected)",
     "cr_rate_unit": "events / cm^2 / s",
     "pct_pixels_with_jump": "100 x pixels with >= 1 JUMP_DET group / active (non-reference) pixels",
+    "detection_time": "usable differences per active pixel and integration x TGROUP [s]",
     "numbering": "integrations and groups 1-based; pixel_row / pixel_column 0-based, science frame",
     "signal_unit": "DN",
 }
@@ -84,7 +147,7 @@ def event_structure(connectivity=8, link_groups=False):
     return s
 
 
-def find_events(jump, data, select, connectivity=8, link_groups=False):
+def find_events(jump, data, select, connectivity=8, link_groups=False, center=None, sigma=None):
     """Cosmic-ray events of one integration.
 
     Parameters
@@ -94,12 +157,16 @@ def find_events(jump, data, select, connectivity=8, link_groups=False):
     select : bool (ny, nx)           pixels that count (active pixels)
     connectivity : 4 or 8            within-group connectivity
     link_groups : bool               connect the same pixel in consecutive groups
+    center : float (ny, nx) or None  [DN] median group difference of each pixel (None: 0)
+    sigma : float (ny, nx) or None   [DN] the jump step's sigma of a difference (None: unknown)
 
     Returns
     -------
     events : structured array :data:`EVENT_DTYPE`, one row per event: first ``group`` (0-based),
         peak pixel ``y``, ``x`` (0-based), ``npix`` (distinct pixels), ``ngroups`` (groups
-        spanned), ``peak_jump`` [DN] (group-to-group increase at the peak)
+        spanned), ``peak_jump`` [DN] (group-to-group increase at the peak), ``residual`` [DN]
+        (difference minus ``center`` at the cell of largest absolute residual; > 0 upward) and
+        its ``significance`` (residual / ``sigma``; NaN without ``sigma``)
     labels : int32 (ngroups, ny, nx), 0 outside events, k for event k-1
     """
     j = np.asarray(jump, bool) & np.asarray(select, bool)[None]
@@ -131,6 +198,17 @@ def find_events(jump, data, select, connectivity=8, link_groups=False):
     events["ngroups"] = np.maximum.reduceat(g_s, start) - gmin + 1
     pairs = np.unique(lab.astype(np.int64) * (ny * nx) + pix)       # distinct (label, pixel)
     events["npix"] = np.bincount(pairs // (ny * nx), minlength=n + 1)[1:]
+    # residual: the cell whose difference departs most from its pixel's median, either sign
+    res = inc.copy()
+    if center is not None:
+        res = res - np.nan_to_num(np.asarray(center, np.float64).ravel()[pix], nan=0.0)
+    res[~np.isfinite(res)] = np.nan
+    mag = np.where(np.isfinite(res), np.abs(res), -1.0)
+    order_r = np.lexsort((-mag, lab))
+    top = order_r[np.flatnonzero(np.r_[True, lab[order_r][1:] != lab[order_r][:-1]])]
+    events["residual"] = res[top]
+    events["significance"] = (res[top] / np.asarray(sigma, np.float64).ravel()[pix[top]]
+                              if sigma is not None else np.nan)
     return events, labels
 
 
@@ -154,8 +232,160 @@ def usable_differences(groupdq, pixeldq, select):
     return n
 
 
+def median_differences(data, groupdq, pixels):
+    """Median usable group difference of the chosen pixels over all integrations of a file.
+
+    Parameters
+    ----------
+    data : float (nints, ngroups, ny, nx) [DN]
+    groupdq : uint8 (nints, ngroups, ny, nx)
+    pixels : bool (ny, nx), the pixels wanted (work is done on these only)
+
+    Returns
+    -------
+    float64 (ny, nx) [DN]: NaN outside ``pixels`` and where a pixel has no usable difference.
+    """
+    out = np.full(pixels.shape, np.nan)
+    ys, xs = np.nonzero(pixels)
+    if ys.size == 0:
+        return out
+    sub = np.asarray(data)[:, :, ys, xs].astype(np.float64)           # (nints, ngroups, P)
+    sub[(np.asarray(groupdq)[:, :, ys, xs] & _BAD_GROUP) != 0] = np.nan
+    d = np.diff(sub, axis=1).reshape(-1, ys.size)
+    ok = np.isfinite(d).any(axis=0)
+    med = np.full(ys.size, np.nan)
+    if ok.any():
+        med[ok] = np.nanmedian(d[:, ok], axis=0)
+    out[ys, xs] = med
+    return out
+
+
+def step_sigma(center_dn, gain, readnoise, nframes):
+    """The jump step's sigma of one group difference [DN]:
+    ``sqrt(|center x gain| + (READNOISE x gain)^2 / NFRAMES) / gain`` (gain [e-/DN], READNOISE [DN,
+    CDS], ``center_dn`` [DN] the pixel's median difference, NaN read as 0). Arrays (ny, nx)."""
+    g = np.asarray(gain, np.float64)
+    rn_e = np.asarray(readnoise, np.float64) * g
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt(np.abs(np.nan_to_num(center_dn) * g) + rn_e ** 2 / nframes) / g
+    s[~(s > 0)] = np.nan
+    return s
+
+
+def jump_regime(all_dnu, parameters=None):
+    """The regime the jump step chose for an exposure (mirrors :func:`detcal.steps.jump.detect_jumps`).
+
+    all_dnu : bool (nints, ngroups), groups that are DO_NOT_USE in every pixel
+    parameters : jump-step parameters (default :data:`detcal.steps.jump.DEFAULTS`)
+
+    Returns 'skipped', 'sigma_clip', 'single_pass' or 'iterative'.
+    """
+    p = dict(jump_step.DEFAULTS, **(parameters or {}))
+    nints, ngroups = all_dnu.shape
+    n_flagged = all_dnu.sum(axis=1)
+    min_usable_groups = ngroups - int(n_flagged.max(initial=0))
+    total_groups = nints * ngroups - int(n_flagged.sum())
+    sigclip_ok = (nints if p["only_use_ints"] else total_groups) >= p["minimum_sigclip_groups"]
+    if ngroups < 2 or (not sigclip_ok and min_usable_groups < p["minimum_groups"]):
+        return "skipped"
+    if sigclip_ok:
+        return "sigma_clip"
+    if min_usable_groups - 1 >= p["min_diffs_single_pass"]:
+        return "single_pass"
+    return "iterative"
+
+
+@functools.lru_cache(maxsize=256)
+def _tail_probability(kind, n, threshold, noise_e, ndraw=40000, seed=20261207):
+    """P(a given one of ``n`` N(0, 1) differences is flagged upward), averaged over the others.
+
+    ``kind`` 'signed': single pass, ``d - median(all n) > T x sig``; 'abs': iterative, ``|d| -
+    m > T x sig`` with m the median of the others' ``|d|`` (n >= 4: the candidate, the largest, is
+    dropped; n = 3: the middle of the three; n = 2: the other one). ``sig = sqrt(1 + |m| /
+    noise_e)`` is the step's sigma over the noise (``noise_e`` [e-], the noise of a difference;
+    None: the shot-noise term is left out). The candidate's own tail is integrated exactly
+    (``Q(m + T sig)``), the others are drawn: the estimate is precise to ~0.5 %.
+    """
+    if n < 2 and kind == "abs" or n < 1:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((ndraw, n - 1))
+    if kind == "signed":
+        s = np.sort(np.concatenate([z, np.full((ndraw, 1), np.inf)], axis=1), axis=1)
+        m = 0.5 * (s[:, (n - 1) // 2] + s[:, n // 2])
+    else:
+        a = np.sort(np.abs(z), axis=1)
+        if n >= 4:
+            m = np.median(a, axis=1)
+        elif n == 3:
+            m = a[:, 1]
+        else:
+            m = a[:, 0]
+    sig = np.sqrt(1.0 + np.abs(m) / noise_e) if noise_e else 1.0
+    return float(ndtr(-(m + threshold * sig)).mean())
+
+
+def noise_jump_probability(regime, n_diffs, parameters=None, noise_e=None):
+    """Probability that one usable difference of a zero-signal pixel with Gaussian noise (the
+    step's sigma right) is flagged as an upward jump; the same for downward.
+
+    regime : from :func:`jump_regime`
+    n_diffs : int, usable differences in the step's median: single pass, those of all
+        integrations; iterative, those of the integration (groups not DO_NOT_USE everywhere)
+    parameters : jump-step parameters (default :data:`detcal.steps.jump.DEFAULTS`)
+    noise_e : float or None, typical noise of one difference [e-] (READNOISE x GAIN)
+
+    Returns float (NaN for 'sigma_clip', 0 for 'skipped').
+    """
+    p = dict(jump_step.DEFAULTS, **(parameters or {}))
+    noise = round(float(noise_e), 3) if noise_e and np.isfinite(noise_e) else None
+    if regime == "skipped":
+        return 0.0
+    if regime == "sigma_clip":
+        return math.nan
+    if regime == "single_pass":
+        return _tail_probability("signed", int(n_diffs), float(p["rejection_threshold"]), noise)
+    n = int(n_diffs)
+    threshold = (p["rejection_threshold"] if n >= 4 else p["four_group_rejection_threshold"] if n == 3
+                 else p["three_group_rejection_threshold"])
+    return _tail_probability("abs", n, float(threshold), noise)
+
+
+def detection_efficiency(significance_up, significance_down, threshold):
+    """Detection efficiency of cosmic-ray hits from the amplitude distribution (module docstring).
+
+    significance_up, significance_down : arrays, significances of the upward and downward events
+    threshold : T [sigma]
+
+    Returns dict ``efficiency``, ``efficiency_err``, ``n_missed`` (estimated hits below T),
+    ``n_band_up``, ``n_band_down`` (events with |significance| in [1.5 T, 3 T]); NaN when a
+    significance is unknown or there is no net signal.
+    """
+    up = np.abs(np.asarray(significance_up, np.float64))
+    down = np.abs(np.asarray(significance_down, np.float64))
+    out = {"efficiency": math.nan, "efficiency_err": math.nan, "n_missed": math.nan,
+           "n_band_up": 0, "n_band_down": 0}
+    if np.isnan(up).any() or np.isnan(down).any():
+        return out
+    lo, hi = 1.5 * threshold, 3.0 * threshold
+    nb_up = int(np.count_nonzero((up >= lo) & (up < hi)))
+    nb_down = int(np.count_nonzero((down >= lo) & (down < hi)))
+    out.update(n_band_up=nb_up, n_band_down=nb_down)
+    net = up.size - down.size
+    if net <= 0:
+        return out
+    # density k*s fitted to the band: n_b = k (hi^2 - lo^2) / 2; missed = k T^2 / 2
+    frac = threshold ** 2 / (hi ** 2 - lo ** 2)              # = 1 / 6.75
+    missed = max(frac * (nb_up - nb_down), 0.0)
+    var_missed = missed ** 2 + frac ** 2 * (nb_up + nb_down)
+    out.update(efficiency=net / (net + missed), efficiency_err=net * math.sqrt(var_missed) / (net + missed) ** 2,
+               n_missed=missed)
+    return out
+
+
 def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tgroup, pitch_um,
-                           connectivity=8, link_groups=False):
+                           connectivity=8, link_groups=False, center=None, sigma=None,
+                           p_noise=math.nan):
     """Jump statistics of one integration, per amplifier.
 
     Parameters
@@ -169,12 +399,16 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
     pitch_um : float [um]
     connectivity : 4 or 8
     link_groups : bool, see :func:`find_events`
+    center, sigma : float (ny, nx) or None [DN], see :func:`find_events`
+    p_noise : float, upward noise events expected per usable difference (:func:`noise_jump_probability`)
 
     Returns
     -------
     stats : dict amplifier label -> dict with ``n_active_pixels``, ``n_jump_flags``,
-        ``n_pixels_with_jump``, ``n_events``, ``n_event_pixels`` (sum of event sizes),
-        ``exposure_cm2_s`` (area-time product of usable differences)
+        ``n_pixels_with_jump``, ``n_events``, ``n_events_up``, ``n_events_down``,
+        ``n_event_pixels`` (sum of event sizes), ``n_usable_differences``,
+        ``noise_events_expected`` (upward, Gaussian), ``usable_pixel_time_s`` (TGROUP x usable
+        differences), ``exposure_cm2_s`` (area-time product of usable differences)
     events : structured array (:data:`EVENT_DTYPE` plus ``amplifier`` label field)
     jumped : bool (ny, nx), pixels with >= 1 JUMP_DET group (active only)
     njump : int16 (ny, nx), JUMP_DET groups per pixel (active only)
@@ -183,20 +417,27 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
     jump &= active[None]
     njump = jump.sum(axis=0, dtype=np.int16)
     jumped = njump > 0
-    events, _ = find_events(jump, data, active, connectivity, link_groups)
+    events, _ = find_events(jump, data, active, connectivity, link_groups, center, sigma)
     ev_amp = np.asarray(amp_map)[events["y"], events["x"]]
+    downward = events["residual"] < 0          # NaN residual (no usable difference): upward
     usable = usable_differences(groupdq, pixeldq, active)
     pix_area = (pitch_um * 1e-4) ** 2
     stats = {}
     for label, sel in common.amplifier_masks(amp_map, active, noutputs).items():
         in_amp = np.ones(len(events), bool) if label == common.ALL else ev_amp == int(label) - 1
+        n_use = int(usable[sel].sum())
         stats[label] = {
             "n_active_pixels": int(sel.sum()),
             "n_jump_flags": int(njump[sel].sum()),
             "n_pixels_with_jump": int(jumped[sel].sum()),
             "n_events": int(in_amp.sum()),
+            "n_events_up": int((in_amp & ~downward).sum()),
+            "n_events_down": int((in_amp & downward).sum()),
             "n_event_pixels": int(events["npix"][in_amp].sum()),
-            "exposure_cm2_s": float(usable[sel].sum()) * tgroup * pix_area,
+            "n_usable_differences": n_use,
+            "noise_events_expected": n_use * p_noise,
+            "usable_pixel_time_s": n_use * tgroup,
+            "exposure_cm2_s": n_use * tgroup * pix_area,
         }
     out = np.zeros(len(events), EVENT_DTYPE.descr + [("amplifier", "U3")])
     for name in EVENT_DTYPE.names:
@@ -206,16 +447,39 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
 
 
 def rate_and_error(n_events, exposure_cm2_s):
-    """CR rate and its Poisson error [events / cm^2 / s]; NaN when the exposure is 0."""
+    """Event rate and its Poisson error [events / cm^2 / s]; NaN when the exposure is 0."""
     if exposure_cm2_s <= 0:
         return math.nan, math.nan
     return n_events / exposure_cm2_s, math.sqrt(n_events) / exposure_cm2_s
 
 
-def _row(exposure, expstart, label, nints, acc, union, t_int):
-    """One table row from accumulated per-integration stats."""
+def corrected_rate(n_up, n_noise, exposure_cm2_s, efficiency=math.nan, efficiency_err=math.nan,
+                   noise_var=None):
+    """CR rate corrected for noise events and detection efficiency, and its error [events/cm^2/s].
+
+    ``(n_up - n_noise) / (exposure x efficiency)``; variance ``(n_up + noise_var) / (exposure x
+    efficiency)^2 + (rate x efficiency_err / efficiency)^2``. ``noise_var`` is the variance of
+    the noise estimate (``n_noise`` when it is a count, the default; 0 for an expectation). A NaN
+    efficiency means "not corrected" (factor 1, no error term).
+    """
+    if exposure_cm2_s <= 0:
+        return math.nan, math.nan
+    eff, eff_err = (1.0, 0.0) if not np.isfinite(efficiency) else (efficiency, efficiency_err)
+    noise_var = n_noise if noise_var is None else noise_var
+    e = exposure_cm2_s * eff
+    rate = (n_up - n_noise) / e
+    var = (n_up + noise_var) / e ** 2 + (rate * eff_err / eff) ** 2
+    return rate, math.sqrt(var)
+
+
+def _row(exposure, expstart, label, nints, acc, union, eff):
+    """One table row from accumulated per-integration stats; ``eff`` from :func:`detection_efficiency`."""
     n_act = acc["n_active_pixels"]
-    rate, err = rate_and_error(acc["n_events"], acc["exposure_cm2_s"])
+    up, down, expo = acc["n_events_up"], acc["n_events_down"], acc["exposure_cm2_s"]
+    ng = acc["noise_events_expected"]
+    rate, err = corrected_rate(up, down, expo, eff["efficiency"], eff["efficiency_err"])
+    g_rate, g_err = corrected_rate(up, ng, expo, eff["efficiency"], eff["efficiency_err"], noise_var=0.0)
+    raw, raw_err = rate_and_error(up, expo)
     return {
         "exposure": exposure, "expstart_mjd": expstart, "amplifier": label,
         "n_integrations": nints, "n_active_pixels": n_act,
@@ -226,12 +490,24 @@ def _row(exposure, expstart, label, nints, acc, union, t_int):
         "pct_pixels_with_jump_per_integration": (100.0 * acc["n_pixels_with_jump"] / nints / n_act
                                                  if n_act else math.nan),
         "n_events": acc["n_events"],
+        "n_events_up": up,
+        "n_events_down": down,
+        "noise_events_expected_gaussian": ng,
         "events_per_integration": acc["n_events"] / nints,
         "mean_pixels_per_event": acc["n_event_pixels"] / acc["n_events"] if acc["n_events"] else math.nan,
-        "detection_time_per_integration_s": t_int,
-        "exposure_cm2_s": acc["exposure_cm2_s"],
+        "n_usable_differences": acc["n_usable_differences"],
+        "detection_time_per_integration_s": acc["usable_pixel_time_s"] / (n_act * nints) if n_act else math.nan,
+        "exposure_cm2_s": expo,
+        "cr_rate_uncorrected_events_per_cm2_per_s": raw,
+        "cr_rate_uncorrected_err_events_per_cm2_per_s": raw_err,
+        "noise_rate_down_events_per_cm2_per_s": rate_and_error(down, expo)[0],
+        "noise_rate_gaussian_events_per_cm2_per_s": ng / expo if expo > 0 else math.nan,
+        "detection_efficiency": eff["efficiency"],
+        "detection_efficiency_err": eff["efficiency_err"],
         "cr_rate_events_per_cm2_per_s": rate,
         "cr_rate_err_events_per_cm2_per_s": err,
+        "cr_rate_gaussian_noise_corrected_events_per_cm2_per_s": g_rate,
+        "cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s": g_err,
     }
 
 
@@ -339,8 +615,29 @@ def plot_jump_map(jump_map, path, title):
 # ----------------------------------------------------------------------------------------------
 # File level
 # ----------------------------------------------------------------------------------------------
+def _references(ramp, gain_path, readnoise_path):
+    """(gain, readnoise) [e-/DN], [DN CDS] float64 (ny, nx) cut to the ramp, or (None, None)."""
+    if not (gain_path and readnoise_path):
+        return None, None
+    gain = io.read_reference(gain_path, "GAIN", like=ramp).data.astype(np.float64)
+    rn = io.read_reference(readnoise_path, "READNOISE", like=ramp).data.astype(np.float64)
+    return gain, rn
+
+
+def _noise_probabilities(groupdq, regime, parameters, noise_e):
+    """Upward noise events expected per usable difference, per integration (:func:`noise_jump_probability`)."""
+    all_dnu = np.all((groupdq & _DNU) != 0, axis=(2, 3))                  # (nints, ngroups)
+    ok = ~all_dnu
+    n_diffs = np.count_nonzero(ok[:, 1:] & ok[:, :-1], axis=1)
+    if regime == "single_pass":
+        p = noise_jump_probability(regime, int(n_diffs.sum()), parameters, noise_e)
+        return np.full(len(n_diffs), p)
+    return np.array([noise_jump_probability(regime, int(n), parameters, noise_e) for n in n_diffs])
+
+
 def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events_tsv=None,
                          map_fits=None, map_png=None, examples_tsv=None, ramp_png=None, grid_png=None,
+                         gain_path=None, readnoise_path=None, jump_parameters=None,
                          pixel_pitch_um=None, connectivity=8, link_groups=None, n_examples=9):
     """Jump statistics of one configuration group from its jump-step ramps.
 
@@ -356,20 +653,26 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         One row per (exposure, amplifier) plus rows ``exposure = 'all'`` for the group; columns
         (units in names): see :data:`CONVENTIONS` and :func:`_row`.
     output_json : str
-        ``summary`` (group numbers: ``cr_rate_events_per_cm2_per_s`` and its error,
-        ``pct_pixels_with_jump_per_integration``, ``jump_flags_per_integration``, ...),
+        ``summary`` (group numbers: ``cr_rate_events_per_cm2_per_s`` and its error, the upward and
+        downward events, the noise expectation, the efficiency, ``jump_regime``, ...),
         ``per_integration`` (all-amplifier numbers of every integration), ``table``, ``conventions``.
     group : str, optional
         Group name written to the outputs (default: from the first file's keywords).
     events_tsv : str, optional
         Event list: exposure, integration, group, pixel_row, pixel_column, amplifier, npix,
-        ngroups, peak_jump_DN.
+        ngroups, peak_jump_DN, residual_DN, significance_sigma, direction ('up'/'down').
     map_fits, map_png : str, optional
         JUMP_DET groups per pixel summed over all files and integrations (FITS ``SCI`` int32) and
         its image.
     examples_tsv, ramp_png, grid_png : str, optional
         Example ramps of flagged pixels (from the first file with jumps) and the seeds' figures
         drawn from them: one ramp and a 3 x 3 grid, flagged groups in red.
+    gain_path, readnoise_path : str, optional
+        The GAIN and READNOISE references the jump step used: with them, event significances, the
+        Gaussian noise expectation with the shot-noise term and the detection efficiency.
+    jump_parameters : dict, optional
+        The jump step's parameters (default :data:`detcal.steps.jump.DEFAULTS`): regime and
+        thresholds of the noise expectation.
     pixel_pitch_um : float, optional
         Pixel pitch [um]; default 18 (NIR) or 25 (MIRI) from INSTRUME.
     connectivity : 4 or 8
@@ -401,10 +704,11 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
     keep = [i for i, st in enumerate(status) if st == "COMPLETE"]
     order = sorted(keep, key=lambda i: (common.expstart(headers[i]), paths[i]))
     paths = [paths[i] for i in order]
+    jparams = dict(jump_step.DEFAULTS, **(jump_parameters or {}))
 
-    rows, per_int, event_rows = [], [], []
+    per_file, per_int, event_rows, significance = [], [], [], []
     group_acc, group_union, masks, jump_map, examples = {}, None, None, None, None
-    nints_total, pitch, detector, t_int = 0, None, None, None
+    nints_total, pitch, detector, regimes, noise_e = 0, None, None, [], math.nan
     for path in paths:
         ramp = io.read_ramp(path, "jump")
         meta = ramp.meta("jump")
@@ -414,43 +718,72 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         pitch = common.pixel_pitch(ramp.header, pixel_pitch_um)
         detector = meta["DETECTOR"]
         tgroup = meta["TGROUP"]
-        t_int = (meta["NGROUPS"] - 1) * tgroup
         nints = ramp.data.shape[0]
         link = meta["NFRAMES"] > 1 if link_groups is None else bool(link_groups)
+        gain, rn = _references(ramp, gain_path, readnoise_path)
+        flagged = (((ramp.groupdq & _JUMP) != 0).any(axis=(0, 1))) & active
+        center = median_differences(ramp.data, ramp.groupdq, flagged)
+        sigma = step_sigma(center, gain, rn, meta["NFRAMES"]) if gain is not None else None
+        if gain is not None:
+            rn_e = (rn * gain)[active]
+            rn_e = rn_e[np.isfinite(rn_e) & (rn_e > 0)]
+            noise_e = float(np.median(rn_e)) / math.sqrt(meta["NFRAMES"]) if rn_e.size else math.nan
+        all_dnu = np.all((ramp.groupdq & _DNU) != 0, axis=(2, 3))
+        regime = jump_regime(all_dnu, jparams)
+        regimes.append(regime)
+        p_noise = _noise_probabilities(ramp.groupdq, regime, jparams,
+                                       noise_e if gain is not None else None)
         acc, union = {}, None
         for i in range(nints):
             stats, events, jumped, njump = integration_statistics(
                 ramp.data[i], ramp.groupdq[i], ramp.pixeldq, amp_map, active, geom.noutputs, tgroup,
-                pitch, connectivity, link)
+                pitch, connectivity, link, center, sigma, p_noise[i])
             union = jumped if union is None else union | jumped
             jump_map = njump.astype(np.int32) if jump_map is None else jump_map + njump
             for label, st in stats.items():
                 _add(acc.setdefault(label, {}), st)
                 _add(group_acc.setdefault(label, {}), st)
             a = stats[common.ALL]
-            rate, err = rate_and_error(a["n_events"], a["exposure_cm2_s"])
+            rate, err = corrected_rate(a["n_events_up"], a["n_events_down"], a["exposure_cm2_s"])
             per_int.append({"exposure": name, "expstart_mjd": start, "integration": i + 1,
                             "n_jump_flags": a["n_jump_flags"], "n_pixels_with_jump": a["n_pixels_with_jump"],
                             "pct_pixels_with_jump": 100.0 * a["n_pixels_with_jump"] / a["n_active_pixels"],
-                            "n_events": a["n_events"], "cr_rate_events_per_cm2_per_s": rate,
-                            "cr_rate_err_events_per_cm2_per_s": err})
+                            "n_events": a["n_events"], "n_events_up": a["n_events_up"],
+                            "n_events_down": a["n_events_down"],
+                            "noise_events_expected_gaussian": a["noise_events_expected"],
+                            "n_usable_differences": a["n_usable_differences"],
+                            "cr_rate_events_per_cm2_per_s": rate,
+                            "cr_rate_err_events_per_cm2_per_s": err,
+                            "detection_efficiency_applied": False})
             for e in events:
                 event_rows.append((name, i + 1, int(e["group"]) + 1, int(e["y"]), int(e["x"]),
                                    str(e["amplifier"]), int(e["npix"]), int(e["ngroups"]),
-                                   float(e["peak_jump"])))
+                                   float(e["peak_jump"]), float(e["residual"]), float(e["significance"]),
+                                   "down" if e["residual"] < 0 else "up"))
+            significance.append(np.where(events["residual"] < 0, -np.abs(events["significance"]),
+                                         np.abs(events["significance"])))
         masks = common.amplifier_masks(amp_map, active, geom.noutputs)
         group_union = union if group_union is None else group_union | union
-        for label in common.amplifier_labels(geom.noutputs):
-            rows.append(_row(name, start, label, nints, acc[label], int(union[masks[label]].sum()), t_int))
+        per_file.append((name, start, nints, acc, {label: int(union[masks[label]].sum())
+                                                   for label in common.amplifier_labels(geom.noutputs)}))
         nints_total += nints
         if examples is None and (examples_tsv or ramp_png or grid_png):
             ex = example_table(ramp, name, n_examples)
             examples = ex if len(ex) else None
         del ramp
 
+    sig = np.concatenate(significance) if significance else np.zeros(0)
+    if gain_path and readnoise_path:     # events on pixels without a sigma (GAIN 0) are left out
+        eff = detection_efficiency(sig[sig >= 0], sig[sig < 0], jparams["rejection_threshold"])
+    else:
+        eff = detection_efficiency([math.nan], [], jparams["rejection_threshold"])
+    rows = []
+    for name, start, nints, acc, unions in per_file:
+        for label, union in unions.items():
+            rows.append(_row(name, start, label, nints, acc[label], union, eff))
     for label, sel in masks.items():
         rows.append(_row("all", math.nan, label, nints_total, group_acc[label],
-                         int(group_union[sel].sum()), t_int))
+                         int(group_union[sel].sum()), eff))
     table = pd.DataFrame(rows)
     common.write_tsv(table, output_tsv)
 
@@ -460,25 +793,44 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         "n_files": len(paths),
         "n_integrations": nints_total,
         "pixel_pitch_um": pitch,
+        "jump_regime": "/".join(sorted(set(regimes))),
         "jump_flags_per_integration": g.jump_flags_per_integration,
         "pct_pixels_with_jump_per_integration": g.pct_pixels_with_jump_per_integration,
         "pct_pixels_with_jump_all_integrations": g.pct_pixels_with_jump,
         "events_per_integration": g.events_per_integration,
         "mean_pixels_per_event": g.mean_pixels_per_event,
+        "n_events_up": int(g.n_events_up),
+        "n_events_down": int(g.n_events_down),
+        "noise_events_expected_gaussian": g.noise_events_expected_gaussian,
+        "n_usable_differences": int(g.n_usable_differences),
+        "exposure_cm2_s": g.exposure_cm2_s,
+        "cr_rate_uncorrected_events_per_cm2_per_s": g.cr_rate_uncorrected_events_per_cm2_per_s,
+        "noise_rate_down_events_per_cm2_per_s": g.noise_rate_down_events_per_cm2_per_s,
+        "noise_rate_gaussian_events_per_cm2_per_s": g.noise_rate_gaussian_events_per_cm2_per_s,
+        "detection_efficiency": eff["efficiency"],
+        "detection_efficiency_err": eff["efficiency_err"],
         "cr_rate_events_per_cm2_per_s": g.cr_rate_events_per_cm2_per_s,
         "cr_rate_err_events_per_cm2_per_s": g.cr_rate_err_events_per_cm2_per_s,
-        "detection_time_per_integration_s": t_int,
+        "cr_rate_gaussian_noise_corrected_events_per_cm2_per_s":
+            g.cr_rate_gaussian_noise_corrected_events_per_cm2_per_s,
+        "cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s":
+            g.cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s,
+        "detection_time_per_integration_s": g.detection_time_per_integration_s,
     }
     doc = {"analysis": "jumps", "group": group, "inputs": paths, "skipped_inputs": skipped,
            "conventions": CONVENTIONS,
-           "parameters": {"connectivity": connectivity, "link_groups": link, "pixel_pitch_um": pitch},
+           "parameters": {"connectivity": connectivity, "link_groups": link, "pixel_pitch_um": pitch,
+                          "jump_parameters": jparams,
+                          "gain": gain_path, "readnoise": readnoise_path,
+                          "noise_per_difference_e": noise_e},
+           "efficiency": eff,
            "summary": summary, "per_integration": per_int, "table": common.records(table)}
     common.write_json(doc, output_json)
 
     if events_tsv:
         common.write_tsv(pd.DataFrame(event_rows, columns=[
             "exposure", "integration", "group", "pixel_row", "pixel_column", "amplifier", "npix",
-            "ngroups", "peak_jump_DN"]), events_tsv)
+            "ngroups", "peak_jump_DN", "residual_DN", "significance_sigma", "direction"]), events_tsv)
     title = f"{group}: {len(paths)} files, {nints_total} integrations"
     if map_fits:
         h = fits.Header()
