@@ -36,6 +36,9 @@ KEY_COLUMNS = {
     "dark_verdict": ("darkcurrent", "verdict"),
     "cr_rate_events_per_cm2_per_s": ("jumps", "cr_rate_events_per_cm2_per_s"),
     "cr_rate_err_events_per_cm2_per_s": ("jumps", "cr_rate_err_events_per_cm2_per_s"),
+    # upward events before the noise correction, and the noise estimate subtracted (downward events)
+    "cr_rate_uncorrected_events_per_cm2_per_s": ("jumps", "cr_rate_uncorrected_events_per_cm2_per_s"),
+    "cr_noise_rate_events_per_cm2_per_s": ("jumps", "noise_rate_down_events_per_cm2_per_s"),
     "pct_pixels_with_jump_per_integration": ("jumps", "pct_pixels_with_jump_per_integration"),
     "cds_noise": None,
     "cds_noise_key": None,
