@@ -51,7 +51,7 @@ def sections_for(spec):
     return {"overscan": f"[{nx + 1}:{nx + nos}, :]" if nos else "", "trim": f"[1:{nx}, :]"}
 
 
-def run_branch(tmp, spec, seed, cfg=None, analysis=True):
+def run_branch(tmp, spec, seed, cfg=None, analysis=True, figures=False):
     """Simulate and calibrate a CCD set as the workflow does; returns the product paths."""
     tmp = Path(tmp)
     cfg = cfg or ccd_config(**sections_for(spec))
@@ -76,8 +76,9 @@ def run_branch(tmp, spec, seed, cfg=None, analysis=True):
     products.dark_rate_file(list(p["master_darks"].values()), p["decisions"], p["dark_rate"],
                             p["hot_pixels"], list(p["scaled_darks"].values()))
     if analysis:
-        names = ["readnoise.tsv", "hot_counts.tsv", "ccd.json", "summary.tsv", "master_bias.png",
-                 "master_darks.png", "dark_rate_histogram.png", "dark_linearity.png"]
+        names = ["readnoise.tsv", "hot_counts.tsv", "ccd.json", "summary.tsv"]
+        if figures:
+            names += ["master_bias.png", "master_darks.png", "dark_rate_histogram.png", "dark_linearity.png"]
         a = {n: out / n for n in names}
         products.analysis_file(plan["bias_files"], p["decisions"], list(p["master_darks"].values()),
                                p["dark_rate"], *a.values(), master_bias=bias)

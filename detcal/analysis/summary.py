@@ -49,6 +49,10 @@ KEY_COLUMNS = {
     "n_new_hot_vs_baseline": ("stability", "n_new_hot"),
 }
 
+#: Analyses whose summary fills the key columns of another when that one is absent: the CCD
+#: branch's row (detcal.ccd.products.analysis_file) gives its dark current under the same keys.
+FALLBACK_SOURCES = {"darkcurrent": ("ccd",)}
+
 
 def _scalar(v):
     return v is None or isinstance(v, (bool, int, float, str))
@@ -134,6 +138,9 @@ def summary_row(group, docs):
         if src:
             name, key = src
             val = (docs.get(name, {}).get("summary") or {}).get(key)
+            for other in FALLBACK_SOURCES.get(name, ()):
+                if val is None:
+                    val = (docs.get(other, {}).get("summary") or {}).get(key)
             if isinstance(val, list):
                 val = ",".join(map(str, val))
             row[col] = val

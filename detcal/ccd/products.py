@@ -107,11 +107,8 @@ def _frame_stack(paths, settings, near, subtract=None, level_errors=None):
             frame = calibrate_frame(data, settings, path, level_error=level_errors)
             if subtract is not None:
                 frame -= subtract
-            mm = np.lib.format.open_memmap(os.path.join(folder, f"{k}.npy"), mode="w+",
-                                           dtype=np.float64, shape=frame.shape)
-            mm[:] = frame
-            mm.flush()
-            del mm
+            np.save(os.path.join(folder, f"{k}.npy"), frame)
+            del frame
             maps.append(np.load(os.path.join(folder, f"{k}.npy"), mmap_mode="r"))
         yield maps
     finally:
@@ -145,7 +142,7 @@ def provenance(settings, imagetyp, exptime, ncombine, inputs, bias_subtracted, u
          "BIASSUB": (bool(bias_subtracted), "master bias subtracted"),
          "GAIN": (settings["gain_e_per_ADU"], "[e-/ADU]"),
          "RDNOISE": (settings["readnoise_e"], "[e-] single-read noise used for UNCERT"),
-         "UNCMETH": (uncmethod[:47], "how UNCERT was made"),
+         "UNCMETH": (uncmethod[:50], "UNCERT recipe"),
          "DCVERS": (__version__, "detcal version"),
          "NPVERS": (np.__version__, "numpy version"),
          "APVERS": (astropy.__version__, "astropy version")}
@@ -240,7 +237,7 @@ def master_dark_file(dark_paths, decisions_json, output_fits, master_bias=None):
                              "sqrt((gD+RN^2)/g^2+os^2)/sqrt(n) (+) bias UNCERT")
     _overscan_cards(cards, errs)
     if bias is not None:
-        cards["BOSCNERR"] = (float(mb.meta.get("OSCNERR", 0.0)), "[ADU] OSCNERR of the master bias")
+        cards["BOSCNERR"] = (float(mb.meta.get("OSCNERR", 0.0)), "[ADU] OSCNERR of master bias")
     write_ccd(output_fits, np.where(mask, np.nan, value), unc, mask, "adu", cards, hist)
     log.info("master dark %.1f s from %d frames", np.mean(exptimes), len(dark_paths))
 
@@ -254,9 +251,9 @@ def _overscan_cards(cards, errors):
     """OSCNOISE: rms noise of the subtracted overscan values [ADU]; OSCNERR: error of the
     master's mean level from them [ADU] (the frames' level errors combined for their mean)."""
     level = [s / math.sqrt(n) if n else 0.0 for s, n in errors]
-    cards["OSCNOISE"] = (math.sqrt(_noise_var(errors)), "[ADU] noise of each overscan value")
+    cards["OSCNOISE"] = (math.sqrt(_noise_var(errors)), "[ADU] noise per overscan value")
     cards["OSCNERR"] = (float(np.sqrt(np.sum(np.square(level))) / max(len(level), 1)),
-                        "[ADU] mean-level error from the overscan")
+                        "[ADU] mean-level err (overscan)")
 
 
 def _trimmed_shape(settings):
@@ -303,10 +300,10 @@ def dark_rate_file(master_darks, decisions_json, dark_rate_fits, hot_pixels_tsv,
               else f"longest: master dark {t[-1]:g} s / EXPTIME")
     cards, hist = provenance(settings, "DARKRATE", t[-1], sum(int(m.meta["NCOMBINE"]) for m in use),
                              paths, bool(masters[-1].meta.get("BIASSUB")), "propagated 1-sigma of the rate")
-    cards["DRMETHOD"] = (method[:44], "how the dark rate was made")
+    cards["DRMETHOD"] = (method[:50], "dark-rate method")
     cards["HOTTHR"] = (settings["hot_threshold_e_per_s"], "[e-/s] hot-pixel threshold")
     cards["NHOT"] = (int(hot.sum()), "hot pixels (MASK)")
-    cards["RATECOH"] = (coherent, "[e-/s] error common to all pixels (overscan levels)")
+    cards["RATECOH"] = (coherent, "[e-/s] error common to all pixels")
     write_ccd(dark_rate_fits, rate, sigma, hot | ~np.isfinite(rate), "electron / s", cards, hist)
     rows, cols = np.nonzero(hot)
     table = pd.DataFrame({"row": rows, "column": cols, "x_fits": cols + 1, "y_fits": rows + 1,
@@ -360,16 +357,17 @@ def dark_level(rate, sigma, hot):
 
 
 def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise_tsv, hot_counts_tsv,
-                  summary_json, summary_tsv, bias_png, darks_png, histogram_png, linearity_png,
-                  master_bias=None, detector="CCD"):
+                  summary_json, summary_tsv, bias_png=None, darks_png=None, histogram_png=None,
+                  linearity_png=None, master_bias=None, detector="CCD"):
     """Read noise from bias pairs, hot-pixel counts, the summary row and the report figures.
 
     readnoise_tsv : frame_a, frame_b, read_noise_e, read_noise_ADU, npix (single-read noise)
     hot_counts_tsv : source, exptime_s, threshold_e_per_s, n_hot, pct_hot
     summary_json / summary_tsv : the CCD row of results/analysis/summary.tsv (dark rate of the
         pixels that are not hot, in e-/1000 s like the infrared rows; read noise [e-]; hot pixels)
-    figures: master bias [ADU]; master darks [ADU]; dark-rate histogram [e-/s] with the hot
-    threshold and the expected rate; rate from each master dark vs the dark-rate image (1:1 line)
+    figures (drawn when their paths are given): master bias [ADU]; master darks [ADU]; dark-rate
+    histogram [e-/s] with the hot threshold and the expected rate; rate from each master dark vs
+    the dark-rate image (1:1 line)
     """
     from ..analysis import summary as summary_mod
 
@@ -417,8 +415,9 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
                       summary_json)
     summary_mod.summary_file("ccd", {"ccd": summary_json}, summary_tsv,
                              os.path.splitext(summary_tsv)[0] + ".json")
-    _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png, darks_png,
-             histogram_png, linearity_png)
+    if bias_png:
+        _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png, darks_png,
+                 histogram_png, linearity_png)
 
 
 def _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png, darks_png,

@@ -1,4 +1,4 @@
-"""Truth-known simulator of infrared dark exposures (NIR H2RG and MIRI; CCD to follow).
+"""Truth-known simulator of infrared dark exposures (NIR H2RG and MIRI) and CCD frames.
 
 In memory::
 
@@ -19,11 +19,13 @@ MIRI (preset ``miri_imager``; ``size`` rows x ``size + 8`` columns)::
 Modules: :mod:`.params` (readout patterns, detector orientations, presets, spec handling),
 :mod:`.noise` (1/f streams in pixel-read order), :mod:`.h2rg` (NIR detector truth and readout),
 :mod:`.miri` (MIRI detector truth, anomalies and readout), :mod:`.demo` (files; picks the module
-from the preset's instrument). A new detector kind (CCD) adds its own module with a
-``make_detector`` / ``simulate_exposure`` pair and its presets.
+from the preset's instrument), :mod:`.ccd` (CCD bias/dark/flat/light frames with an overscan
+and a truth file; not a ramp detector, so it has its own file writer)::
+
+    files = ccd.write_ccd_set({"darks": {7: 3, 70: 3, 300: 3}}, outdir, seed)  # raw/*.fits, truth.fits
 """
 
-from . import miri
+from . import ccd, miri
 from .demo import (REFERENCE_KEYS, detector_module, planned_files, plan, read_truth,
                    reference_arrays, reference_keys, write_detector_set, write_references,
                    write_truth)
@@ -34,7 +36,7 @@ from .params import (DETECTORS, MIRI_PARAMETERS, MIRI_READ_PATTERNS, PARAMETERS,
                      normalize_spec, parameters_for, pattern, resolve_params)
 
 __all__ = [
-    "CR_DTYPE", "DETECTORS", "Detector", "MIRI_PARAMETERS", "MIRI_READ_PATTERNS", "PARAMETERS",
+    "CR_DTYPE", "DETECTORS", "ccd", "Detector", "MIRI_PARAMETERS", "MIRI_READ_PATTERNS", "PARAMETERS",
     "PRESETS", "READ_PATTERNS", "REFERENCE_KEYS", "SPEC_KEYS", "detector_module", "exposure_header",
     "exposure_name", "frame_time", "frames_per_integration", "group_frames", "linearity_forward",
     "linearity_inverse", "make_detector", "miri", "normalize_spec", "parameters_for", "pattern",
