@@ -554,6 +554,8 @@ def test_stable_group_is_not_flagged(stable_group):
     assert set(trends.quantity) == {"dark", "cds_noise", "bias", "hot_pixels"}
     assert len(trends) == 4 * 5 and (trends.dof_within == 6).all() and (trends.family_size == 20).all()
     assert (trends.p_slope_holm >= trends.p_slope).all() and doc["summary"]["drift_tests"] == 20
+    fin = trends.p_excess.notna()
+    assert (trends.p_excess_holm[fin] >= trends.p_excess[fin]).all() and doc["summary"]["excess_scatter"] == []
     table = pd.read_csv(d / "st.tsv", sep="\t", dtype={"amplifier": str})
     assert len(table) == 6 * 5 and table.expstart_mjd.is_monotonic_increasing
     assert (table.dark_DN_per_s_err >= table.dark_DN_per_s_err_within).all()

@@ -410,13 +410,16 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
         ``hot_pixels``.
     output_json : str
         ``summary`` (``any_drift``, flagged quantities, ``drift_tests`` (family size),
-        ``drift_alpha_familywise``, ``drift_min_p_holm``, CDS noise / dark / bias of the group,
+        ``drift_alpha_familywise``, ``drift_min_p_holm``, ``excess_scatter`` (quantity:amplifier
+        whose exposures scatter beyond their within-exposure errors, not a drift), CDS noise /
+        dark / bias of the group,
         baseline counts), ``flagged`` (quantity, amplifier, slope, p-values), ``trends``,
         ``table``, ``conventions``, ``parameters``.
     trends_tsv : str, optional
         One row per (quantity, amplifier): ``unit`` and the drift-test results of
         :func:`trend_test`, plus ``family_size`` (tests in the Holm family), ``p_slope_holm``
-        (adjusted p-value), ``alpha_familywise`` and ``flagged``.
+        (adjusted p-value), ``alpha_familywise``, ``flagged`` and ``p_excess_holm`` (the excess
+        scatter tests, Holm-adjusted as a family of their own; information, not a drift).
     group : str, optional
         Group name (default: from the first file's keywords).
     ramp_paths : list of str, optional
@@ -517,9 +520,10 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
                                                "exposure_errors_within")}})
     # one family: the slope tests of every quantity and amplifier of the group (Holm-Bonferroni)
     p_holm, family = holm([r["p_slope"] for r in trend_rows])
-    for r, pa in zip(trend_rows, p_holm):
+    p_excess_holm, _ = holm([r["p_excess"] for r in trend_rows])      # a family of its own
+    for r, pa, pe in zip(trend_rows, p_holm, p_excess_holm):
         r.update(family_size=family, p_slope_holm=float(pa), alpha_familywise=alpha,
-                 flagged=bool(np.isfinite(pa) and pa < alpha))
+                 flagged=bool(np.isfinite(pa) and pa < alpha), p_excess_holm=float(pe))
     for e in order:
         for lab in labels:
             n_int = int(np.sum(owner == e))
@@ -598,6 +602,8 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
         "drift_tests": family,
         "drift_alpha_familywise": alpha,
         "drift_min_p_holm": float(min(p_adj)) if p_adj else None,
+        "excess_scatter": sorted({f"{r['quantity']}:{r['amplifier']}" for r in trend_rows
+                                  if np.isfinite(r["p_excess_holm"]) and r["p_excess_holm"] < alpha}),
         "dark_DN_per_s": whole.get("dark"),
         "cds_noise_DN": whole.get("cds_noise"),
         "bias_DN": whole.get("bias"),
