@@ -164,6 +164,16 @@ def test_a_ramp_without_the_jump_step_is_rejected(fits_writer, tmp_path):
         jumps.jump_statistics_file([path], str(tmp_path / "j.tsv"), str(tmp_path / "j.json"))
 
 
+def test_a_group_without_usable_differences_reports_no_rate(fits_writer, tmp_path):
+    from conftest import make_ramp
+    ramp = make_ramp(1, 8, 16, 16, groupdq=np.full((1, 8, 16, 16), dqflags.DO_NOT_USE, np.uint8))
+    path = fits_writer.ramp(ramp, step="jump")
+    doc = jumps.jump_statistics_file([path], str(tmp_path / "j.tsv"), str(tmp_path / "j.json"))
+    s = doc["summary"]
+    assert s["n_usable_differences"] == 0 and np.isnan(s["cr_rate_events_per_cm2_per_s"])
+    assert "no usable group differences" in s["note"]
+
+
 def test_cr_rate_divides_events_by_usable_area_and_time():
     ng, ny, nx = 6, 24, 24
     gdq = np.zeros((ng, ny, nx), np.uint8)

@@ -817,6 +817,9 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
             g.cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s,
         "detection_time_per_integration_s": g.detection_time_per_integration_s,
     }
+    if not g.n_usable_differences:
+        summary["note"] = ("no usable group differences (every group DO_NOT_USE or SATURATED, e.g. MIRI "
+                           "ramps of <= 12 groups in the branch without dark subtraction): no CR rate")
     doc = {"analysis": "jumps", "group": group, "inputs": paths, "skipped_inputs": skipped,
            "conventions": CONVENTIONS,
            "parameters": {"connectivity": connectivity, "link_groups": link, "pixel_pitch_um": pitch,
