@@ -64,6 +64,7 @@ PARAMETERS = {
 
 #: Spec keys and defaults (the ``ccd: demo:`` block of the configuration).
 SPEC_DEFAULTS = {
+    "seed": 20261207,
     "name": "CCD1",
     "rows": 128,
     "columns": 128,
