@@ -29,6 +29,21 @@ does **not** subtract a dark, and the GAIN reference [e-/DN].
    ``n_sigma = 2``; measured = the clipped mean), ``FAIL`` otherwise, ``N/A`` without an
    expectation.
 
+6. MIRI (with the no-dark jump ramps, ``ramp_paths``): the reset anomaly and RSCD of the
+   first groups bias the slopes (the issue-10 demo: +37 e-/1000 s on ~209 with groups 11-39
+   fitted). The bias is measured on the data, per amplifier (:func:`anomaly_bias`): the
+   integrations' clipped mean first differences give a mean ramp per class (integration 1;
+   later integrations); a line plus decaying anomaly terms (:func:`fit_anomaly`: one
+   exponential-or-power-law reset term shared by the classes, one exponential RSCD-like term in
+   the later integrations, one dark rate) chooses the group ``s`` from which that ramp is linear
+   within a stated tolerance (:func:`late_start`: anomaly bias of the slope <= 1 % of the rate
+   or <= 0.25 of its own statistical error); each integration's bias is then the slope of its
+   own mean ramp over the fitted groups minus its slope over groups s..end (model-free), and is
+   subtracted from that integration's mean (``anomaly_bias_DN_per_s`` in the table). The error
+   is the scatter of the corrected integration means about their class means
+   (:func:`stratified_sigma`), so it includes the late slope's larger noise. The truth this
+   estimates is the mean dark rate of the pixels the clipping kept (``clip_lower/upper``).
+
 Known offsets of the input slopes (measured on simulated 10-group RAPID ramps, see the tests):
 the optimally weighted ramp fit reads a 0.5 e-/s dark 0.3 % high compared with plain OLS (its
 weights depend on each ramp's own SNR, which is near the 5 and 10 switch points there), and
@@ -65,6 +80,11 @@ CONVENTIONS = {
     "sigma_stat": "std(ddof=1) of the per-integration clipped means / sqrt(n_integrations)",
     "units": "DN/s; e-/s = DN/s x gain (amplifier median of the GAIN reference); e-/1000s = 1000 x e-/s",
     "verdict": "PASS if |mean - expected| <= n_sigma x sqrt(expected_unc^2 + sigma_stat^2)",
+    "miri_anomaly": "MIRI: reset-anomaly/RSCD slope bias measured on the no-dark ramps (slope of each "
+                    "integration's mean ramp over the fitted groups minus over the groups where a fitted "
+                    "anomaly model says the ramp is linear within 1 % of the rate or 0.25 sigma) and "
+                    "subtracted; sigma_stat then from the corrected integration means",
+    "error": "sigma_stat is a 1-sigma standard error of the mean (statistical only)",
 }
 
 
@@ -366,21 +386,62 @@ def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=3.0, max
 
 
 #: Start group of the late-slope reference: the first group from which the fitted anomaly
-#: biases the least-squares slope by at most this fraction of the fitted dark rate.
+#: biases the least-squares slope by at most this fraction of the fitted dark rate, or by at
+#: most :data:`LATE_ERROR_FRACTION` of the late slope's own statistical error.
 LATE_TOLERANCE = 0.01
+LATE_ERROR_FRACTION = 0.25
 
 #: Fewest groups of the late-slope reference.
 LATE_MIN_GROUPS = 8
 
 
-def late_start(anomaly, rate, last, tolerance=LATE_TOLERANCE, min_groups=LATE_MIN_GROUPS):
-    """First group s such that the fitted ``anomaly`` [DN] biases the slope over groups s..last
-    by at most ``tolerance * |rate|`` (``rate`` [DN/group]); at most ``last - min_groups + 1``."""
+def cumulative_weights(used):
+    """Weights of the least-squares slope over ``used`` applied to first differences: the slope
+    of ``M = cumsum([0, d])`` is ``sum_k W_k d_k`` with ``W_k = sum_{g > k} c_g`` (float (ngroups-1,))."""
+    c = ols_weights(used)
+    return np.cumsum(c[::-1])[::-1][1:]
+
+
+def difference_noise(stack):
+    """Noise of one integration's mean ramp from its mean first differences.
+
+    ``stack`` float (n, ngroups-1) [DN/group]: the mean first differences of n >= 2 integrations
+    of one class. About their class mean, the differences of white read noise (variance
+    ``w`` per read) and of a random walk (variance ``q`` per step, e.g. common drifts) have
+    ``var(d) = 2w + q`` and ``var(d_g + d_g+1) = 2w + 2q`` (lag-1 covariance ``-w``), both taken
+    as robust (MAD) variances, so that a small cosmic ray left in a mean difference does not pass
+    for noise. Returns ``(w, q)`` [DN^2] (both >= 0).
+    """
+    x = np.asarray(stack, np.float64)
+    n = x.shape[0]
+    r = (x - np.nanmean(x, axis=0)) * math.sqrt(n / (n - 1))
+    var = common.robust_sigma(r) ** 2                     # 2w + q (robust: small cosmic rays)
+    if r.shape[1] < 2:
+        return var / 2.0, 0.0
+    var2 = common.robust_sigma(r[:, 1:] + r[:, :-1]) ** 2  # 2w + 2q
+    walk = max(0.0, var2 - var)
+    return max(0.0, (var - walk) / 2.0), walk
+
+
+def late_start(anomaly, rate, last, noise=None, nints=1, tolerance=LATE_TOLERANCE,
+               error_fraction=LATE_ERROR_FRACTION, min_groups=LATE_MIN_GROUPS):
+    """First group s whose late slope (groups s..last) the fitted ``anomaly`` [DN] biases by at
+    most ``max(tolerance * |rate|, error_fraction * sigma(s))``; at most ``last - min_groups + 1``.
+
+    ``noise`` is :func:`difference_noise` of one integration's mean ramp; sigma(s) is then the
+    error of the late slope of the ``nints`` integrations' mean ramp.
+    """
     s_max = max(0, last - min_groups + 1)
     for s in range(0, s_max + 1):
         used = np.zeros(anomaly.size, bool)
         used[s:last + 1] = True
-        if abs(ols_weights(used) @ anomaly) <= tolerance * abs(rate):
+        allowed = tolerance * abs(rate)
+        if noise is not None:
+            W = cumulative_weights(used)
+            sig = math.sqrt((noise[0] * np.sum(ols_weights(used) ** 2) + noise[1] * np.sum(W * W))
+                            / nints)
+            allowed = max(allowed, error_fraction * sig)
+        if abs(ols_weights(used) @ anomaly) <= allowed:
             return s
     return s_max
 
@@ -392,27 +453,36 @@ def anomaly_bias(diffs, fitted, first, label):
        RSCD differ); each class's mean ramp (cumulative sum of the clipped mean first
        differences, 0 at group 0) enters :func:`fit_anomaly` over every group up to the last
        one that ramp fitting used (``e``).
-    2. Per class, the late start ``s`` (:func:`late_start`): where the fitted anomaly biases the
-       slope by at most :data:`LATE_TOLERANCE` of the rate.
+    2. Per class, the late start ``s`` (:func:`late_start`): the first group from which the
+       fitted anomaly biases the slope by at most :data:`LATE_TOLERANCE` of the rate or
+       :data:`LATE_ERROR_FRACTION` of the late slope's statistical error: the mean ramp is
+       linear from there within that tolerance. The model only chooses ``s``.
     3. Per integration ``i``, with ``M_i`` its own mean ramp, ``U_i`` the groups ramp fitting
-       used and ``S`` = s..e: ``bias_i = slope_U(M_i) - slope_S(M_i) + slope_S(anomaly)``. The
-       first two terms measure the anomaly's bias relative to the late slope from the data
-       (the dark rate, clipping and pixel population cancel); the model enters only through the
-       small residual of the late groups.
+       used and ``S`` = s..e: ``bias_i = slope_U(M_i) - slope_S(M_i)``, the anomaly's bias
+       relative to the late slope, measured on the data (the dark rate, the clipping and the
+       pixel population cancel). The corrected dark current is thus the late slope, with the
+       pixel statistics of the full-ramp slopes.
 
     Returns
     -------
     bias : float64 (n,) [DN/group], NaN for integrations without a fit
-    fit : :func:`fit_anomaly` result with ``late_start`` (per class) added, or None
+    fit : :func:`fit_anomaly` result with, per class, ``late_start`` and ``late_sigma``
+        [DN/group] (the noise of one integration's late slope, from the white and random-walk
+        noise of the integrations' mean ramps about their class mean, :func:`difference_noise`;
+        None for a class of one integration) added; or None
     """
     n = len(diffs)
     bias = np.full(n, math.nan)
     ramps, groups, members, last = [None, None], [None, None], [None, None], [0, 0]
+    noise = [None, None]
     for k, cls in enumerate((first, ~first)):
         idx = np.flatnonzero(cls)
         if idx.size == 0:
             continue
-        d = np.nanmean(np.stack([diffs[i][label] for i in idx]), axis=0)
+        stack = np.stack([diffs[i][label] for i in idx])
+        d = np.nanmean(stack, axis=0)
+        if idx.size >= 2:       # from the second half: integrations differ in their anomaly
+            noise[k] = difference_noise(stack[:, stack.shape[1] // 2:])
         ramps[k] = np.concatenate([[0.0], np.cumsum(d)])
         used = np.flatnonzero(np.any(np.stack([fitted[i] for i in idx]), axis=0))
         groups[k] = np.zeros(ramps[k].size, bool)
@@ -424,22 +494,27 @@ def anomaly_bias(diffs, fitted, first, label):
     if fit is None:
         return bias, None
     fit["late_start"] = [None, None]
+    fit["late_sigma"] = [None, None]
     for k in (0, 1):
         if members[k] is None:
             continue
-        s = late_start(fit["anomaly"][k], fit["rate"], last[k])
+        s = late_start(fit["anomaly"][k], fit["rate"], last[k], noise[k], members[k].size)
         fit["late_start"][k] = s
         late = np.zeros(ramps[k].size, bool)
         late[s:last[k] + 1] = True
         w_late = ols_weights(late)
-        model_late = float(w_late @ fit["anomaly"][k])
+        if noise[k] is not None:
+            white, walk = noise[k]
+            W = cumulative_weights(late)
+            fit["late_sigma"][k] = float(math.sqrt(white * np.sum(w_late ** 2)
+                                                   + walk * np.sum(W * W)))
         for i in members[k]:
             m_i = np.concatenate([[0.0], np.cumsum(diffs[i][label])])
             ok = np.isfinite(m_i)
             if not (ok[fitted[i]].all() and ok[late].all()):
                 continue
             m_i = np.where(ok, m_i, 0.0)
-            bias[i] = float(ols_weights(fitted[i]) @ m_i - w_late @ m_i) + model_late
+            bias[i] = float(ols_weights(fitted[i]) @ m_i - w_late @ m_i)
     return bias, fit
 
 
@@ -454,15 +529,44 @@ def corrected_means(per_int, diffs, fitted, first, label, tgroup):
     Returns
     -------
     bias : float64 (n,) [DN/s] (:func:`anomaly_bias`)
-    sigma : float [DN/s] ``std(ddof=1) / sqrt(n)`` of the corrected per-integration means (the
-        late-slope noise of each integration is in it), NaN with fewer than 2 integrations
+    sigma : float [DN/s] error of the mean of the corrected per-integration means from their
+        scatter about their class means, the classes' noise in the ratio of their predicted
+        late-slope noise (:func:`stratified_sigma`). NaN with too few integrations
     fit : :func:`anomaly_bias` model
     """
     m = np.asarray(per_int, np.float64)
     bias, fit = anomaly_bias(diffs, fitted, first, label)
     bias = bias / tgroup
-    sigma, _ = sigma_stat(m - bias)
+    scale = fit["late_sigma"] if fit is not None else None
+    sigma = stratified_sigma(m - bias, first, scale)
     return bias, sigma, fit
+
+
+def stratified_sigma(values, first, scale=None):
+    """Error of the mean of ``values`` when integration 1 and the later integrations have their
+    own noise level (their late slopes start at different groups).
+
+    The noise of class k is ``scale_k`` times a unit variance that both classes share,
+    estimated from the scatter of each class about its own mean (n - 2 degrees of freedom):
+    ``var = sum_k (n_k/n)^2 u scale_k^2 / n_k``. ``scale`` (per class; None or a None entry:
+    1) is the predicted noise of one integration's late slope (:func:`anomaly_bias`
+    ``late_sigma``; only its ratio between the classes matters). NaN with fewer than 3 finite
+    values (2 if all are in one class).
+    """
+    v = np.asarray(values, np.float64)
+    ok = np.isfinite(v)
+    v, first = v[ok], np.asarray(first, bool)[ok]
+    n = v.size
+    scale = [1.0, 1.0] if scale is None else [1.0 if x is None else float(x) for x in scale]
+    if any(x <= 0 for x in scale):
+        scale = [1.0, 1.0]
+    classes = [(v[first], scale[0]), (v[~first], scale[1])]
+    ss = sum(float(np.sum(((c - c.mean()) / f) ** 2)) for c, f in classes if c.size)
+    dof = n - sum(1 for c, _ in classes if c.size)
+    if dof < 1:
+        return math.nan
+    unit = ss / dof
+    return math.sqrt(sum((c.size / n) ** 2 * unit * f * f / c.size for c, f in classes if c.size))
 
 
 # ----------------------------------------------------------------------------------------------
