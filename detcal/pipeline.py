@@ -99,7 +99,11 @@ def nodark_steps(fam, enabled):
 #: (first groups, last groups). MIRI ramps carry the reset anomaly in their first groups (it
 #: fades by about group 15 on full frames) and the last-frame effect in the last one; in the main
 #: chain the 4-D DARK removes both. The JWQL monitors and jwst_reffiles drop at least the first
-#: 5 groups and the last; 10 leaves the anomaly's tail below the dark signal of a 40-group ramp.
+#: 5 groups and the last. The bias that the anomaly's tail still puts on the slopes is measured
+#: on the data and removed by the dark-current analysis (detcal.analysis.darkcurrent,
+#: anomaly_bias), and the DARK builder looks for cosmic rays in these groups itself
+#: (detcal.reffiles.dark.first_cosmic_ray), so this count only keeps the jump step and the slope
+#: fit out of the worst of the anomaly.
 NODARK_SKIP_GROUPS = {"NIR": (0, 0), "MIRI": (10, 1)}
 
 
