@@ -19,7 +19,8 @@ with the MIRI anomalies ``A_i(f)`` (active pixels only, DN of linearized signal)
 
 * reset anomaly ``reset_map * F_i * exp(-f / reset_tau)``, F_0 = 1 and F_i = L + (1-L)*s**i
   (``reset_later`` L, ``reset_settle`` s): strongest in the first groups, faded by group ~15,
-  with an amplitude that settles over the first integrations;
+  with an amplitude that settles over the first integrations; ``reset_power`` p > 0 replaces the
+  exponential by the power law ``(1 + f / (p * reset_tau))**-p`` (:meth:`Detector.reset_decay`);
 * RSCD ``rscd_map * exp(-f / rscd_tau)`` in integrations after the first;
 * last frame ``lastframe_map`` in the last frame of every integration.
 
@@ -185,11 +186,20 @@ class Detector(DetectorBase):
             return 1.0
         return p["reset_later"] + (1.0 - p["reset_later"]) * p["reset_settle"] ** integration
 
+    def reset_decay(self, frame):
+        """Reset-anomaly decay at 0-based frame ``frame`` (1 at frame 0): ``exp(-f / reset_tau)``
+        for ``reset_power`` 0, else the power law ``(1 + f / (reset_power * reset_tau))**-reset_power``
+        (the same initial e-folding, a heavier tail; the exponential is its large-power limit)."""
+        p = self.params
+        power = float(p.get("reset_power") or 0.0)
+        if power > 0:
+            return (1.0 + frame / (power * p["reset_tau"])) ** -power
+        return np.exp(-frame / p["reset_tau"])
+
     def reset_anomaly(self, integration, frame):
         """float64 (ny, nx) [DN]: the reset anomaly of one frame (0-based indices)."""
-        p = self.params
         return self.reset_map.astype(np.float64) * (self.reset_factor(integration)
-                                                    * np.exp(-frame / p["reset_tau"]))
+                                                    * self.reset_decay(frame))
 
     def anomaly(self, integration, frame, nframes_total, reset=True):
         """float64 (ny, nx) [DN]: reset anomaly (``reset=False``: left out) + RSCD + last frame of
@@ -359,6 +369,7 @@ def extra_truth(det):
         "header": {
             "RESETAMP": (p["reset_amp"], "[DN] reset anomaly, frame 1 of integration 1"),
             "RESETTAU": (p["reset_tau"], "[frames] reset anomaly e-folding"),
+            "RESETPOW": (float(p["reset_power"]), "reset decay power-law index (0: exponential)"),
             "RESETLAT": (p["reset_later"], "reset amplitude of late integrations / int 1"),
             "RESETSET": (p["reset_settle"], "reset amplitude settling per integration"),
             "RSCDAMP": (p["rscd_amp"], "[DN] RSCD offset, frame 1 of integrations 2+"),

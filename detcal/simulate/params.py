@@ -198,6 +198,8 @@ MIRI_PARAMETERS = {
     "reset_amp": ("DN", "reset anomaly: offset of frame 1 of integration 1 (decays with reset_tau)"),
     "reset_scatter": ("", "fractional rms pixel-to-pixel scatter of the reset anomaly"),
     "reset_tau": ("frames", "e-folding of the reset anomaly (faded to < 1 % by frame ~15)"),
+    "reset_power": ("", "reset-anomaly decay: 0 = exponential exp(-f/reset_tau); p > 0 = power law "
+                        "(1 + f/(p*reset_tau))**-p (same start, heavier tail)"),
     "reset_later": ("", "reset-anomaly amplitude of late integrations / integration 1"),
     "reset_settle": ("", "per-integration factor towards reset_later: f_i = L + (1-L)*settle**i"),
     "rscd_amp": ("DN", "RSCD offset of frame 1 of integrations 2, 3, ... (decays with rscd_tau)"),
@@ -231,7 +233,7 @@ PRESETS["miri_imager"] = {
     "cr_central_max": 0.85, "cr_8_frac": 0.5,
     "well": 210000.0, "well_scatter": 0.02, "nonlin": True, "nl_frac": 0.08, "nl_cubic": 0.25,
     "nl_scatter": 0.05, "sat_margin": 0.97,
-    "reset_amp": -40.0, "reset_scatter": 0.1, "reset_tau": 3.0, "reset_later": 0.8,
+    "reset_amp": -40.0, "reset_scatter": 0.1, "reset_tau": 3.0, "reset_power": 0.0, "reset_later": 0.8,
     "reset_settle": 0.3, "rscd_amp": 20.0, "rscd_tau": 1.5, "rscd_scatter": 0.1,
     "lastframe_amp": -10.0, "rscd_skip1": 0, "rscd_skip": 3,
 }
