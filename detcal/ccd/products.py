@@ -296,11 +296,11 @@ def dark_rate_file(master_darks, decisions_json, dark_rate_fits, hot_pixels_tsv,
                                            [_level_error(m, len(use)) for m in use],
                                            [int(m.meta["NCOMBINE"]) for m in use], g, rn, typical,
                                            [float(m.meta.get("OSCNOISE", 0.0)) ** 2 for m in use])
-    method = ("fit: weighted LSQ of master dark vs EXPTIME per pixel" if plan["dark_rate_method"] == "fit"
+    method = ("fit: weighted LSQ, master dark vs EXPTIME" if plan["dark_rate_method"] == "fit"
               else f"longest: master dark {t[-1]:g} s / EXPTIME")
     cards, hist = provenance(settings, "DARKRATE", t[-1], sum(int(m.meta["NCOMBINE"]) for m in use),
                              paths, bool(masters[-1].meta.get("BIASSUB")), "propagated 1-sigma of the rate")
-    cards["DRMETHOD"] = (method[:50], "dark-rate method")
+    cards["DRMETHOD"] = (method[:47], "dark-rate method")
     cards["HOTTHR"] = (settings["hot_threshold_e_per_s"], "[e-/s] hot-pixel threshold")
     cards["NHOT"] = (int(hot.sum()), "hot pixels (MASK)")
     cards["RATECOH"] = (coherent, "[e-/s] error common to all pixels")
@@ -434,28 +434,37 @@ def _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png,
         ax.set_ylabel("row [pixel]")
     common.save_figure(fig, bias_png)
 
-    fig, axs = common.subplot_grid(len(masters), ncols=3)
+    fig, axs = common.subplot_grid(len(masters), ncols=3, size=4.2)
     for ax, m in zip(axs, masters):
         d = np.asarray(m.data, np.float64)
         lo, hi = np.nanpercentile(d, [1, 99.5])
         common.show_image(ax, d, lo, hi, "master dark [ADU]",
                           f"{float(m.meta['EXPTIME']):g} s, {m.meta['NCOMBINE']} frames"
                           + (", bias-subtracted" if m.meta.get("BIASSUB") else ""))
+    fig.tight_layout()
     common.save_figure(fig, darks_png)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, (zoom, full) = plt.subplots(1, 2, figsize=(11.5, 4.4))
     finite = rate[np.isfinite(rate)]
-    lo = min(np.percentile(finite, 0.1), 0.0)
-    bins = np.linspace(lo, max(finite.max(), thr) * 1.05, 200)
-    ax.hist(finite, bins=bins, histtype="step", color="k", label="pixels")
-    ax.set_yscale("log")
-    ax.axvline(thr, color="r", ls="--", label=f"hot threshold {thr:g} e-/s ({int(hot.sum())} hot)")
-    ax.axvline(level, color="b", ls="-", label=f"median, not hot: {level:.4g} e-/s")
-    if expected is not None:
-        ax.axvline(float(expected), color="g", ls=":", label=f"expected {float(expected):g} e-/s")
-    ax.set_xlabel("dark rate [e-/s]")
-    ax.set_ylabel("number of pixels")
-    ax.legend(fontsize=8)
+    lo = min(float(np.percentile(finite, 0.1)), 0.0)
+    zoom.hist(finite, bins=np.linspace(lo, 2 * thr, 120), histtype="step", color="k", label="pixels")
+    zoom.set_title("normal pixels (linear rate axis)", fontsize=10)
+    positive = finite[finite > 0]
+    top = max(float(positive.max()) if positive.size else thr, thr) * 1.5
+    full.hist(positive, bins=np.geomspace(max(float(positive.min()), 1e-4) if positive.size else 1e-4, top, 120),
+              histtype="step", color="k", label="pixels with rate > 0")
+    full.set_xscale("log")
+    full.set_title("all pixels with a positive rate (log rate axis)", fontsize=10)
+    for ax in (zoom, full):
+        ax.set_yscale("log")
+        ax.axvline(thr, color="r", ls="--", label=f"hot threshold {thr:g} e-/s ({int(hot.sum())} hot)")
+        ax.axvline(level, color="b", ls="-", label=f"median, not hot: {level:.4g} e-/s")
+        if expected is not None:
+            ax.axvline(float(expected), color="g", ls=":", label=f"expected {float(expected):g} e-/s")
+        ax.set_xlabel("dark rate [e-/s]")
+        ax.set_ylabel("number of pixels")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     common.save_figure(fig, histogram_png)
 
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
@@ -475,5 +484,6 @@ def _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png,
         ax.text(0.5, 0.5, "masters not bias-subtracted", ha="center", transform=ax.transAxes)
     ax.set_xscale("symlog", linthresh=0.1)
     ax.set_yscale("symlog", linthresh=0.1)
-    ax.legend(fontsize=8, markerscale=4)
+    ax.legend(fontsize=8, markerscale=4, loc="upper left")
+    fig.tight_layout()
     common.save_figure(fig, linearity_png)
