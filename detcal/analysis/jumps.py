@@ -612,6 +612,39 @@ def plot_jump_map(jump_map, path, title):
     common.save_figure(fig, path)
 
 
+def plot_significance(significance, path, threshold, expected_noise=math.nan, title=""):
+    """Histogram of the events' |significance| (step sigma), upward and downward apart.
+
+    ``significance`` signed (< 0: downward); ``threshold`` T is marked with the band [1.5 T, 3 T]
+    of the efficiency fit; ``expected_noise`` (Gaussian noise events per direction) is quoted.
+    """
+    sig = np.asarray(significance, np.float64)
+    sig = sig[np.isfinite(sig)]
+    fig, ax = common.plt.subplots(figsize=(6.4, 4.6))
+    if sig.size:
+        hi = max(float(np.abs(sig).max()) * 1.2, 4 * threshold)
+        bins = np.geomspace(0.5 * threshold, hi, 60)
+        ax.hist(sig[sig > 0], bins, histtype="step", color="black", lw=1.4,
+                label=f"upward (cosmic-ray candidates): {int((sig > 0).sum())}")
+        ax.hist(-sig[sig < 0], bins, histtype="step", color="tab:blue", lw=1.4,
+                label=f"downward (noise): {int((sig < 0).sum())}")
+        ax.axvline(threshold, color="red", ls="--", lw=1, label=f"threshold {threshold:g} sigma")
+        ax.axvspan(1.5 * threshold, 3 * threshold, color="0.9", zorder=0, label="efficiency band")
+        if np.isfinite(expected_noise):
+            ax.plot([], [], " ", label=f"Gaussian expectation per direction: {expected_noise:.1f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no event significances (no READNOISE/GAIN, or no events)", ha="center",
+                va="center", transform=ax.transAxes)
+    ax.set_xlabel("|flagged difference - pixel median difference| / jump-step sigma")
+    ax.set_ylabel("events per bin [count]")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    common.save_figure(fig, path)
+
+
 # ----------------------------------------------------------------------------------------------
 # File level
 # ----------------------------------------------------------------------------------------------
@@ -637,7 +670,7 @@ def _noise_probabilities(groupdq, regime, parameters, noise_e):
 
 def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events_tsv=None,
                          map_fits=None, map_png=None, examples_tsv=None, ramp_png=None, grid_png=None,
-                         gain_path=None, readnoise_path=None, jump_parameters=None,
+                         significance_png=None, gain_path=None, readnoise_path=None, jump_parameters=None,
                          pixel_pitch_um=None, connectivity=8, link_groups=None, n_examples=9):
     """Jump statistics of one configuration group from its jump-step ramps.
 
@@ -667,6 +700,8 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
     examples_tsv, ramp_png, grid_png : str, optional
         Example ramps of flagged pixels (from the first file with jumps) and the seeds' figures
         drawn from them: one ramp and a 3 x 3 grid, flagged groups in red.
+    significance_png : str, optional
+        Histogram of the events' significances, upward and downward (:func:`plot_significance`).
     gain_path, readnoise_path : str, optional
         The GAIN and READNOISE references the jump step used: with them, event significances, the
         Gaussian noise expectation with the shot-noise term and the detection efficiency.
@@ -853,4 +888,7 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         plot_single_ramp(ex, ramp_png, group)
     if grid_png:
         plot_ramp_grid(ex, grid_png, f"{group}: ramps of pixels with flagged jumps (red)")
+    if significance_png:
+        plot_significance(sig, significance_png, jparams["rejection_threshold"],
+                          g.noise_events_expected_gaussian, f"{title}: events by significance")
     return doc

@@ -17,6 +17,7 @@ rule jump_statistics:
         map_png=group_report("results/plots/{group}/jumps_map.png", "jumps_map", "Jumps", "jumps per pixel"),
         ramp_png=group_report("results/plots/{group}/jumps_ramp.png", "jumps_ramp", "Jumps", "flagged ramp"),
         grid_png=group_report("results/plots/{group}/jumps_grid.png", "jumps_grid", "Jumps", "example ramps"),
+        significance_png=group_report("results/plots/{group}/jumps_significance.png", "jumps_significance", "Jumps", "events by significance"),
     log:
         "logs/analysis/jumps/{group}.log",
     benchmark:
