@@ -22,7 +22,7 @@ from astropy.table import Table
 from .. import io
 from . import h2rg, miri
 from .h2rg import CR_DTYPE
-from .params import exposure_name, frames_per_integration, normalize_spec, parameters_for
+from .params import detector_key, exposure_name, frames_per_integration, normalize_spec, parameters_for
 
 #: Reference files written for every NIR detector (config keys of detcal.io.REFTYPES).
 REFERENCE_KEYS = ("mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise")
@@ -223,8 +223,9 @@ def write_references(det, paths, dark_ngroups):
 def write_truth(det, path, events, exposures):
     """Write the truth file of ``det``.
 
-    Extensions (science orientation): DARK_RATE [e-/s], DARK_RATE_DN [DN/s], HOT, WARM, DEAD
-    (uint8), RN_FRAME (single-frame white read noise [e-]), WELL [DN], CR_EVENTS (table,
+    Extensions (science orientation): DARK_RATE [e-/s], DARK_RATE_DN [DN/s], HOT, WARM, DEAD,
+    NOISY (uint8; NOISY: the noisy-pixel population, whose RN_FRAME carries its factor),
+    RN_FRAME (single-frame white read noise [e-]), WELL [DN], CR_EVENTS (table,
     :data:`~detcal.simulate.h2rg.CR_DTYPE`: exposure, integration/frame/group 0-based, time [s
     after reset], y, x, charge and central-pixel charge [e-], npix), EXPOSURES (table), PARAMS
     (every parameter: name, value, unit, description). The primary header carries the main
@@ -256,6 +257,8 @@ def write_truth(det, path, events, exposures):
     h["NHOT"] = (int(det.hot.sum()), "hot pixels (rate >= hot_min)")
     h["NWARM"] = (int(det.warm.sum()), "warm pixels (warm_min <= rate < hot_min)")
     h["NDEAD"] = (int(det.dead.sum()), "dead pixels")
+    noisy, _ = h2rg.noisy_population(p, det.reference, det.dead, det.seed, detector_key(det.name))
+    h["NNOISY"] = (int(noisy.sum()), "noisy pixels (read noise x noisy_min..max)")
     h["NCR"] = (int(len(events)), "cosmic-ray events in all exposures")
     h["NEXPOSUR"] = (len(exposures), "simulated exposures")
     io.add_history(h, "simulate truth")
@@ -266,6 +269,7 @@ def write_truth(det, path, events, exposures):
         "HOT": (sci(det.hot.astype(np.uint8)), ""),
         "WARM": (sci(det.warm.astype(np.uint8)), ""),
         "DEAD": (sci(det.dead.astype(np.uint8)), ""),
+        "NOISY": (sci(noisy.astype(np.uint8)), ""),
         "RN_FRAME": (sci(det.rn_frame), "e-"),
         "WELL": (sci(det.well), "DN"),
         **extra.get("images", {}),

@@ -37,6 +37,7 @@ from .params import detector_key, exposure_name, frames_per_integration, normali
 
 # component numbers of the random streams (never renumber: it changes every simulated file)
 _BIAS, _DARK, _POP, _RN, _WELL, _NL = range(6)
+_NOISY = 6      # per-detector stream of the noisy-pixel population (added after the others)
 _KTC, _SHOT, _CR, _WHITE, _CPINK, _UPINK, _AMP = range(7)
 
 #: dtype of the cosmic-ray event table (indices 0-based; y, x in the science frame).
@@ -216,8 +217,10 @@ def draw_pixel_truth(p, reference, seed, key):
     -------
     dict of detector-frame arrays: ``dark_rate`` float64 [e-/s] (lognormal normal pixels plus
     warm, hot and very-hot populations; 0 on reference and dead pixels), ``dead``, ``hot``,
-    ``warm`` (bool; HOT/WARM = the thresholds applied to the map), ``rn_frame`` float64 [e-,
-    single-frame white noise], ``well`` float64 [DN of measured signal above bias], ``coeffs``
+    ``warm`` (bool; HOT/WARM = the thresholds applied to the map), ``noisy`` (bool, the noisy
+    population: :func:`noisy_population`), ``rn_frame`` float64 [e-, single-frame white noise,
+    multiplied by the noisy pixels' factor], ``well`` float64 [DN of measured signal above
+    bias], ``coeffs``
     float64 (4, ny, nx) [DN]: the response polynomial of the signal above bias, c0 = 0, c1 = 1,
     c2/c3 >= 0 (identity on reference pixels and with ``nonlin=False``).
     """
@@ -255,6 +258,8 @@ def draw_pixel_truth(p, reference, seed, key):
     r = _rng(seed, key, 0, _RN)
     rn = p["rn_cds"] / np.sqrt(2.0) * np.clip(1.0 + p["rn_scatter"] * r.standard_normal(shape), 0.5, None)
     rn[reference] *= p["ref_rn_ratio"]
+    noisy, factor = noisy_population(p, reference, dead, seed, key)
+    rn *= factor
 
     # well [DN of measured signal] and response coefficients [DN]
     r = _rng(seed, key, 0, _WELL)
@@ -267,8 +272,29 @@ def draw_pixel_truth(p, reference, seed, key):
         c3 = p["nl_frac"] * p["nl_cubic"] * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well**2
         coeffs[2] = np.where(reference, 0.0, np.clip(c2, 0.0, None))
         coeffs[3] = np.where(reference, 0.0, np.clip(c3, 0.0, None))
-    return {"dark_rate": rate, "dead": dead, "hot": hot, "warm": warm, "rn_frame": rn, "well": well,
-            "coeffs": coeffs}
+    return {"dark_rate": rate, "dead": dead, "hot": hot, "warm": warm, "noisy": noisy, "rn_frame": rn,
+            "well": well, "coeffs": coeffs}
+
+
+def noisy_population(p, reference, dead, seed, key):
+    """The noisy pixels: ``round(noisy_frac * live active pixels)`` of them, drawn from their own
+    random stream (so the other truth does not change with ``noisy_frac``), each with its white
+    read noise multiplied by a log-uniform factor in [``noisy_min``, ``noisy_max``] (1.5-3 by
+    default: the pixels a MASK flags UNRELIABLE_SLOPE for their noise).
+
+    Returns ``noisy`` bool (ny, nx) and ``factor`` float64 (ny, nx) (1 elsewhere), detector frame.
+    """
+    live = np.flatnonzero(~reference & ~dead)
+    n = int(round(p["noisy_frac"] * (~reference).sum()))
+    if n > live.size:
+        raise ValueError("noisy_frac exceeds the live active pixels")
+    r = _rng(seed, key, 0, _NOISY)
+    idx = r.permutation(live)[:n]
+    factor = np.ones(reference.size, np.float64)
+    factor[idx] = np.exp(r.uniform(np.log(p["noisy_min"]), np.log(p["noisy_max"]), n))
+    noisy = np.zeros(reference.size, bool)
+    noisy[idx] = True
+    return noisy.reshape(reference.shape), factor.reshape(reference.shape)
 
 
 def make_detector(spec, seed=0):

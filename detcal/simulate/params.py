@@ -76,6 +76,10 @@ _DARK_AND_CR_PARAMETERS = {
     "dark_drift": ("e-/s", "dark-rate change per exposure: exposure i has every responding pixel's "
                            "rate + i * dark_drift (floored at 0)"),
     "bias_jitter": ("DN", "rms random bias offset of each exposure, common to all pixels"),
+    # noisy pixels (white read noise only; independent of the dark populations)
+    "noisy_frac": ("", "fraction of live active pixels in the noisy population (truth NOISY)"),
+    "noisy_min": ("", "lower end of the noisy pixels' white-read-noise factor (log-uniform)"),
+    "noisy_max": ("", "upper end of the noisy pixels' white-read-noise factor"),
     # cosmic rays
     "cr_rate": ("1/cm2/s", "cosmic-ray hit rate"),
     "cr_median": ("e-", "median total charge of one hit (lognormal)"),
@@ -137,6 +141,7 @@ _COMMON = {
     "bias_drift": 0.0, "dark_drift": 0.0, "bias_jitter": 0.0,
     "warm_frac": 0.005, "warm_min": 0.05, "hot_min": 1.0, "hot_frac": 0.001, "hot_max": 100.0,
     "very_hot_frac": 1e-4, "very_hot_min": 300.0, "very_hot_max": 3000.0, "dead_frac": 1e-4,
+    "noisy_frac": 0.0, "noisy_min": 1.5, "noisy_max": 3.0,
     "cr_rate": 4.0, "cr_median": 2500.0, "cr_sigma": 1.0, "cr_central_min": 0.70,
     "cr_central_max": 0.85, "cr_8_frac": 0.5,
     "well_scatter": 0.02, "nonlin": True, "nl_frac": 0.08, "nl_cubic": 0.25, "nl_scatter": 0.05,
@@ -229,6 +234,7 @@ PRESETS["miri_imager"] = {
     "bias_drift": 0.0, "dark_drift": 0.0, "bias_jitter": 0.0,
     "warm_frac": 0.005, "warm_min": 2.0, "hot_min": 10.0, "hot_frac": 0.001, "hot_max": 500.0,
     "very_hot_frac": 1e-4, "very_hot_min": 2000.0, "very_hot_max": 20000.0, "dead_frac": 1e-4,
+    "noisy_frac": 0.0, "noisy_min": 1.5, "noisy_max": 3.0,
     "cr_rate": 4.0, "cr_median": 2500.0, "cr_sigma": 1.0, "cr_central_min": 0.70,
     "cr_central_max": 0.85, "cr_8_frac": 0.5,
     "well": 210000.0, "well_scatter": 0.02, "nonlin": True, "nl_frac": 0.08, "nl_cubic": 0.25,
