@@ -806,16 +806,69 @@ def test_superbias_ktc_comes_from_the_chi_corrected_mode():
 # --------------------------------------------------------------------------------------------
 # MASK: closed form
 # --------------------------------------------------------------------------------------------
-def test_hot_and_warm_need_75_percent_of_integrations_and_saturation_counts_as_hot():
-    slopes = np.array([[1.0, 0.2, 1.0, np.nan, 0.01],
-                       [1.0, 0.2, 0.0, np.nan, 0.01],
-                       [1.0, 0.2, 1.0, np.nan, 0.01],
-                       [0.0, 0.2, 1.0, 0.5, 0.01]], np.float32)[:, None, :]
+def test_hot_and_warm_are_significance_tests_of_the_mean_rate_and_saturation_counts_as_hot():
+    # 4 integrations, VAR_RNOISE 0.01 (DN/s)^2 each: mean-rate sigma 0.05 DN/s (k2 = 1, no
+    # Poisson term: gain huge); thresholds warm 0.1, hot 0.5 DN/s, z_alpha 3
+    slopes = np.array([[0.80, 0.40, 0.30, np.nan, 0.20, 0.90],
+                       [0.80, 0.40, 0.30, np.nan, 0.28, 0.70],
+                       [0.80, 0.40, 0.30, np.nan, 0.20, 0.80],
+                       [0.80, 0.40, 0.30, 0.90, 0.28, 0.80]], np.float32)[:, None, :]
+    var_rn = np.full(slopes.shape, 0.01, np.float32)
     dq = np.zeros(slopes.shape, np.uint32)
     dq[:3, 0, 3] = SAT | DNU                                   # saturated in 3 of 4 integrations
-    hot, warm = badpix.hot_warm(slopes, dq, hot_dn=0.5, warm_dn=0.1)
-    assert hot[0].tolist() == [True, False, True, True, False]
-    assert warm[0].tolist() == [False, True, False, False, False]
+    m = badpix.mean_dark_rate(slopes, var_rn)
+    assert m["rate"][0].tolist() == pytest.approx([0.8, 0.4, 0.3, 0.9, 0.24, 0.8], abs=1e-6)
+    assert m["var_rn"][0, 0] == pytest.approx(0.0025) and m["var_rn"][0, 3] == pytest.approx(0.01)
+    z = [badpix.rate_significance(m["rate"], m["var_rn"], m["n_eff"], 1.0, t, 1e12, 100.0, 10)
+         for t in (0.5, 0.1)]
+    assert z[0][0].tolist() == pytest.approx([6.0, -2.0, -4.0, 4.0, -5.2, 6.0], abs=1e-4)
+    hot, warm = badpix.hot_warm(z[0], z[1], 3.0, badpix.saturated_count(slopes, dq), 4)
+    # pixel 2: 0.3 DN/s is 4 sigma above WARM; pixel 1: 0.4 is 6 sigma above WARM, 2 below HOT;
+    # pixel 4: 0.24 is 2.8 sigma above WARM, not enough
+    assert hot[0].tolist() == [True, False, False, True, False, True]
+    assert warm[0].tolist() == [False, True, True, False, False, False]
+
+
+def test_hot_and_warm_false_flag_rate_is_alpha_for_pixels_at_the_threshold():
+    """Statistic: pixels whose true rate is exactly the WARM threshold (Gaussian slope noise of
+    variance 1.2 x (VAR_RNOISE + Poisson variance of the rate): a 20 % excess the population
+    scale k2 must find) flagged WARM; expected alpha x N = 100 of N = 100000 (alpha 1e-3),
+    tolerance 4 sigma of a Poisson count (+-40)."""
+    rng = np.random.default_rng(3)
+    nints, npix, gain, t_int, ngroups = 6, 100_000, 2.0, 150.0, 15
+    warm = 0.05
+    pois = badpix.poisson_slope_variance(warm, gain, t_int, ngroups)
+    vr = rng.uniform(0.5, 2.0, (nints, 1, npix)) * 1e-4
+    sd = np.sqrt(1.2 * (vr + pois))
+    slopes = (warm + rng.standard_normal((nints, 1, npix)) * sd).astype(np.float32)
+    m = badpix.mean_dark_rate(slopes, vr)
+    chi2 = badpix.scatter_chi2(slopes, vr, m["rate"],
+                               badpix.poisson_slope_variance(m["rate"], gain, t_int, ngroups))
+    k2 = badpix.noise_scale(chi2, m["n"], np.ones((1, npix), bool))
+    assert k2 == pytest.approx(1.2, rel=0.03)
+    alpha, z_alpha = badpix.false_alarm_z(100.0, npix)
+    z = badpix.rate_significance(m["rate"], m["var_rn"], m["n_eff"], k2, warm, gain, t_int, ngroups)
+    n_flag = int(np.count_nonzero(z > z_alpha))
+    print(f"alpha {alpha:.1e}, z {z_alpha:.3f}, k2 {k2:.3f}: {n_flag} flagged, expected {alpha * npix:.0f}")
+    assert abs(n_flag - alpha * npix) <= 40
+
+
+def test_a_slope_raised_by_an_unflagged_cosmic_ray_is_rejected_and_a_warm_pixel_is_kept():
+    rng = np.random.default_rng(5)
+    nints, npix = 6, 4000
+    vr = np.full((nints, 1, npix), 1e-4)
+    slopes = rng.normal(0.0, 0.01, (nints, 1, npix))
+    slopes[:, 0, 1] += 0.2                               # warm in every integration: kept
+    slopes[2, 0, 2] += 0.12                              # 12 sigma in one integration: dropped
+    slopes[0, 0, 3] += 0.12                              # two of two: the higher one dropped
+    use = badpix.usable_slopes(slopes, vr)
+    use[2:, 0, 3] = False
+    use, dropped = badpix.reject_high_slopes(slopes, vr, use, 1.0, 0.0, z_reject=5.0)
+    assert dropped[0, :4].tolist() == [0, 0, 1, 1]
+    assert not use[2, 0, 2] and not use[0, 0, 3] and use[1, 0, 3]
+    assert dropped.sum() == 2                              # Gaussian pixels: none beyond 5 sigma
+    rate = badpix.mean_dark_rate(slopes, vr, use)["rate"]
+    assert rate[0, 1] == pytest.approx(0.2, abs=0.02) and abs(rate[0, 2]) < 0.02
 
 
 def test_jump_rules_tell_rc_from_telegraph():
@@ -842,18 +895,29 @@ def test_assemble_sets_do_not_use_per_type_and_keeps_reference_pixels_clean():
         badpix.assemble((1, 4), ref, flags, ("bogus",))
 
 
-def test_noisy_pixel_scatter_is_normalised_by_the_expected_noise():
-    rng = np.random.default_rng(12)
-    nints, npix = 12, 2000
-    var_rn = np.full((nints, 1, npix), 0.01 ** 2, np.float32)
-    slopes = rng.normal(0.0, 0.01, (nints, 1, npix)).astype(np.float32)
-    slopes[:, 0, 0] = rng.normal(0.0, 0.1, nints)               # 10x noisier
-    slopes[:, 0, 1] = rng.normal(50.0, np.sqrt(50.0 / (2.0 * 1000.0)), nints)   # shot noise only
-    slopes[3, 0, 2] += 1.0                                        # one small unflagged CR
-    ratio = badpix.slope_scatter(slopes, var_rn, np.zeros(slopes.shape, np.uint32), 2.0, 1000.0)
-    limit = badpix.noisy_threshold(ratio, np.ones((1, npix), bool))
-    assert ratio[0, 0] > limit and ratio[0, 1] < limit and ratio[0, 2] < limit
-    assert np.count_nonzero(ratio > limit) == 1
+def test_noisy_pixels_are_judged_against_the_population_not_the_readnoise():
+    """CDS pairs of 5000 pixels (read noise 5 % pixel to pixel, 40 pairs each): a 2x pixel is
+    noisy, a 1.1x pixel is not (below noisy_min_ratio), a hot pixel's Poisson noise is removed,
+    and the normal pixels give at most a Poisson-likely number of false flags (expected 1)."""
+    rng = np.random.default_rng(8)
+    npairs, npix, gain = 40, 5000, 2.0
+    sigma = 10.0 * (1 + 0.05 * rng.standard_normal(npix))
+    sigma[0], sigma[1] = 20.0, 11.0
+    cds = rng.standard_normal((npairs, 1, npix)) * sigma
+    cds[:, 0, 2] = 3000.0 + rng.normal(0.0, np.sqrt(10.0 ** 2 + 3000.0 / gain), npairs)   # hot
+    cds[5, 0, 3] = np.nan
+    cv = badpix.cds_variance(cds.astype(np.float32), gain)
+    assert cv["count"][0, 3] <= npairs - 1
+    assert cv["poisson"][0, 2] == pytest.approx(1500.0, rel=0.01)
+    alpha, z = badpix.false_alarm_z(1.0, npix)
+    out = badpix.noisy_pixels(cv["var"], np.ones((1, npix), bool), z, 1.645, 1.2, cv["poisson"],
+                              cv["count"])
+    assert out["noisy"][0, 0] and not out["noisy"][0, 1] and not out["noisy"][0, 2]
+    assert out["median_noise"] == pytest.approx(10.0, rel=0.02)
+    assert np.count_nonzero(out["noisy"][0, 1:]) <= 4          # P(Poisson(1) > 4) = 0.4 %
+    # width of t: (2/3) sqrt(0.113^2 + 0.05^2) = 0.083 of its centre (40 pairs, 5 % spread);
+    # z_alpha 3.54: limit ((1 + 3.54 x 0.083) / (1 - 1.645 x 0.083))^1.5 = 1.83
+    assert out["limit_factor"] == pytest.approx(1.83, rel=0.06)
 
 
 def test_dead_pixels_are_ramps_that_never_change(tmp_path):
@@ -862,7 +926,7 @@ def test_dead_pixels_are_ramps_that_never_change(tmp_path):
         with fits.open(p, mode="update") as hdul:
             hdul["SCI"].data[:, :, 8, 8] = 123.0
     rates = rateints_of(paths, tmp_path)
-    summary = make_mask(rates, paths, tmp_path / "m.fits", gain=2.0, min_slopes=2, drop_highest=0)
+    summary = make_mask(rates, paths, tmp_path / "m.fits", gain=2.0)
     dq = io.read_reference(tmp_path / "m.fits", "MASK").dq
     assert dq[8, 8] & dqflags.DEAD and dq[8, 8] & DNU
     assert summary["counts"]["dead"] == 1

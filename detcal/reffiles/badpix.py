@@ -3,36 +3,83 @@
 Inputs of ONE configuration group, processed WITHOUT dark subtraction (a hot pixel's dark is its
 signature): per-integration slopes (``rateints``, ramp_fit of the jump products) and the
 jump-flagged ramps themselves. Per active pixel (reference pixels get REFERENCE_PIXEL and nothing
-else, never DO_NOT_USE):
+else, never DO_NOT_USE). Every flag that noise alone could raise is a significance test with a
+stated false-flag rate: with ``false_flags`` = F (default 1) and N active pixels, the per-pixel
+false-alarm probability is ``alpha = F / N`` (one-sided, Gaussian: z_alpha = 3.6 for N = 3136,
+5.2 for a 2040^2 array), so a pixel population that sits exactly at a type's null hypothesis
+gives F false flags of that type on the array on average, and fewer the further below it is.
 
-* **HOT / WARM**: per integration, the slope [DN/s] against ``hot_threshold`` /
-  ``warm_threshold`` [e-/s] divided by the gain; flagged when at or above it in at least
-  ``fraction`` (75 %) of the integrations with a slope. An integration whose slope is NaN because
-  the pixel saturated (DQ SATURATED) counts as above both thresholds, and a pixel saturated in
-  more than ``saturated_fraction`` (50 %) of its integrations is HOT (jwst_reffiles'
-  "saturated in all groups -> HOT"). WARM excludes HOT.
-* **UNRELIABLE_SLOPE** (noisy): the std across integrations of the slopes (integrations with
-  a jump or saturation left out, and the 2 highest slopes dropped, as jwst_reffiles: small
-  unflagged cosmic rays only ever raise a slope), divided by the expected scatter from read
-  noise (VAR_RNOISE) and the pixel's own shot noise, so hot pixels are not noisy for their
-  shot noise;
-  flagged above the clipped mean + ``noisy_threshold_sigma`` (5) sigma of that ratio over the
-  active pixels (clipping 5 sigma, 5 rounds); needs ``min_slopes`` (5) integrations left.
+* **HOT / WARM** (thresholds ``hot_threshold`` / ``warm_threshold`` [e-/s], divided by the gain
+  to DN/s). Per pixel the mean dark rate over ALL integrations, weighted by 1 / VAR_RNOISE of
+  each integration (an integration split by a jump has the larger read-noise variance of its
+  segments), ``r = sum(w s) / sum(w)``. Its error under the null hypothesis "rate = T" is
+  ``sigma_T^2 = k^2 (1 / sum(w) + P(T) / n_eff)``, ``n_eff = (sum w)^2 / sum(w^2)``, with the
+  Poisson slope variance of one integration of an OLS ramp at rate T,
+  ``P(T) = 6 (N^2 + 1) / (5 N (N + 1)) * T / (gain * t_int)`` [(DN/s)^2] (N groups,
+  ``t_int = (N - 1) TGROUP``; exact for NFRAMES = 1 and uniform weights, which OLS_C uses at dark
+  levels). VAR_RNOISE is first rescaled per pixel to the mean of the READNOISE-based and the
+  pixel's own CDS-based variance, and at least the detector's median (:func:`read_noise_scale`:
+  a READNOISE built from few darks is noisy, and a pixel whose READNOISE came out low would get
+  too small an error).
+  ``k^2`` is measured on the detector's own population: the median over the pixels below
+  the WARM threshold of ``chi2 / median(chi2_(n-1))``, ``chi2 = sum((s - r)^2 / (VAR_RNOISE +
+  P(r)))`` over each pixel's n integrations, so correlated (1/f) noise, refpix residuals and
+  unflagged small cosmic rays that VAR_RNOISE does not describe are in the error bar; if the
+  spread of the mean rates over the population (:func:`population_scale`, which also holds
+  per-pixel effects constant over integrations) is larger, that is used. Then
+  (:func:`reject_high_slopes`, 2 rounds) an integration whose slope lies above the pixel's other
+  integrations by more than z_reject (the same false-flag rule over active pixels x
+  integrations) is dropped before ``r`` is formed: a cosmic ray too small for the jump step
+  (the share of a diagonal neighbour) raises one integration's slope by many sigma and would
+  make a normal pixel WARM. HOT when ``(r - T_hot) / sigma_Thot > z_alpha``, WARM when
+  ``(r - T_warm) / sigma_Twarm > z_alpha`` and not HOT: WARM claims "rate above T_warm", so
+  a hot pixel below the HOT detection limit flagged WARM is under-classified, not false. A
+  pixel saturated (no slope, DQ SATURATED) in more than ``saturated_fraction`` (50 %) of its
+  integrations is HOT (jwst_reffiles' "saturated in all groups -> HOT"). **Detection limit** (stated for the median pixel): the true rate detected with
+  probability ``detect_probability`` (95 %), the solution of ``r = T + z_alpha sigma_T +
+  z_beta sigma_r``. A hot pixel between T_hot and its detection limit can come out WARM.
+  (This replaces jwst_reffiles' "above threshold in >= 75 % of the integrations", which has no
+  error model: on short ramps, where one integration's slope noise exceeds the WARM threshold,
+  noise alone met it in 0.5 % of normal pixels.)
+* **UNRELIABLE_SLOPE** (noisy; the flag jwst_reffiles gives noisy pixels), judged against the
+  detector's own population, not against READNOISE (a READNOISE built from the same detector
+  already carries a noisy pixel's noise). Per pixel, the independent CDS pairs of the jump ramps
+  (:func:`detcal.reffiles.readnoise.cds_frames`: pairs with a jump in the pixel or one of its 8
+  neighbours (:func:`neighbour_jumps`: unflagged cosmic-ray shares), saturation or DO_NOT_USE
+  dropped; MIRI without its first 5 and last group) of every integration are stacked; their
+  3-sigma clipped variance (3 rounds, corrected for the clipping) minus the pair's Poisson
+  variance ``max(mean, 0) / gain`` [DN^2] (so hot pixels are not noisy for their shot noise; exact
+  for NFRAMES = 1) is the pixel's white CDS variance ``v``; the Poisson variance widens the
+  pixel's null distribution (:func:`noisy_pixels`). The statistic ``t = v^(1/3)`` (near
+  Gaussian for a chi-square variable, Wilson-Hilferty) is compared with the population of active
+  pixels: score ``(t - median(t)) / (1.4826 MAD(t))``; noisy when the score > z_alpha and the
+  noise is at least ``noisy_min_ratio`` (1.2) x the population median (so that very deep data
+  do not flag pixels a few per cent noisier than typical). The
+  population's width holds the pixel-to-pixel spread of normal read noise and the estimation
+  noise of ``v`` from the pairs available. **Detection limit**: the noise factor f (CDS noise /
+  median CDS noise) detected with ``detect_probability``: ``f = ((c + z_alpha w) / (c - z_beta
+  w))^(3/2)`` (c, w the centre and width of ``t``; the numerator at least c x
+  noisy_min_ratio^(2/3)).
 * **RC** and **TELEGRAPH** from the jump flags (jwst_reffiles' jump rules): per integration, a
   pixel with at least ``min_jumps`` (10) JUMP_DET groups is RC-like when its jump rate in the
   first ``early_fraction`` (25 %) of the groups is at least ``jump_ratio`` (5) times the rate in
   the rest, telegraph-like otherwise; RC when RC-like in more than ``rc_fraction`` (80 %) of the
   integrations, TELEGRAPH when telegraph-like in more than ``telegraph_fraction`` (80 %) and not
-  RC. (With 10 jumps needed, short ramps never show either; lower ``min_jumps`` for them.)
+  RC. (With 10 jumps needed, short ramps never show either; lower ``min_jumps`` for them. No
+  error model: neither rule is reached by Gaussian noise.)
 * **DEAD**: no response at all: every group of the ramp identical (peak-to-peak <= ``dead_ptp``
-  DN) in at least ``fraction`` of the integrations. A pixel that only lacks dark current cannot
-  be told from a dead one in darks (normal dark rates are ~0): the simulator's dead pixels, which
-  still show read noise, are not found this way.
+  DN) in at least ``dead_fraction`` (75 %) of the integrations. A pixel that only lacks dark
+  current cannot be told from a dead one in darks (normal dark rates are ~0): the simulator's
+  dead pixels, which still show read noise, are not found this way.
 * **DO_NOT_USE** is added to the types in ``do_not_use`` (default HOT, RC, TELEGRAPH, DEAD, as the
   NRC-09 call of jwst_reffiles); WARM and UNRELIABLE_SLOPE stay usable.
 * Pixels without a usable slope in any integration (e.g. DO_NOT_USE everywhere in the inputs)
   cannot be judged from the darks: with ``keep_unmeasured`` they keep the flags of the inputs'
   PIXELDQ (the previous mask, through dq_init).
+
+The table (and the returned summary) give, per type, the per-pixel false-alarm probability, the
+expected number of false flags on the array (alpha x pixels tested) and the detection limit with
+its unit (HOT/WARM: e-/s; noisy: noise factor over the median CDS noise).
 """
 
 import logging
@@ -42,10 +89,13 @@ import warnings
 import numpy as np
 import pandas as pd
 from astropy.io import fits
+from scipy import stats
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis.common import robust_sigma
 from ..errors import InputError
-from . import common
+from ..geometry import family
+from . import common, readnoise
 
 log = logging.getLogger("detcal.reffiles.badpix")
 
@@ -59,112 +109,307 @@ TYPES = {"hot": dqflags.HOT, "warm": dqflags.WARM, "noisy": dqflags.UNRELIABLE_S
 # --------------------------------------------------------------------------------------------
 # Pure array functions
 # --------------------------------------------------------------------------------------------
-def threshold_fractions(slopes, dq, threshold):
-    """Fraction of integrations in which a pixel's slope reaches ``threshold``.
+def false_alarm_z(false_flags, npix):
+    """One-sided Gaussian threshold z_alpha for ``alpha = false_flags / npix``; returns (alpha, z)."""
+    if not false_flags > 0:
+        raise ValueError(f"false_flags must be > 0, got {false_flags}")
+    alpha = min(0.5, float(false_flags) / max(1, int(npix)))
+    return alpha, float(stats.norm.isf(alpha))
 
-    Parameters
-    ----------
-    slopes : ndarray, float32, shape (nints, ny, nx)   [DN/s] per-integration slopes (rateints)
-    dq : ndarray, uint32, same shape                  rateints DQ
-    threshold : float or ndarray (ny, nx)             [DN/s]
 
-    Returns
-    -------
-    fraction : float64 (ny, nx)   (above + saturated) / (with slope + saturated); NaN if none
-    n_valid : int (ny, nx)        integrations with a finite slope
-    n_saturated : int (ny, nx)    integrations without slope because of saturation
+def poisson_slope_variance(rate, gain, t_int, ngroups):
+    """Variance of one integration's OLS slope from Poisson dark charge [(DN/s)^2].
+
+    ``6 (N^2 + 1) / (5 N (N + 1)) * max(rate, 0) / (gain * t_int)``; rate [DN/s], gain [e-/DN],
+    t_int = (N - 1) * TGROUP [s], N = ngroups (>= 2). N = 2 gives rate / (gain t_int).
     """
-    slopes = np.asarray(slopes)
-    finite = np.isfinite(slopes)
-    sat = ~finite & ((np.asarray(dq) & dqflags.SATURATED) != 0)
+    n = float(max(2, ngroups))
+    factor = 6.0 * (n * n + 1.0) / (5.0 * n * (n + 1.0))
+    return factor * np.maximum(rate, 0.0) / (np.asarray(gain, np.float64) * t_int)
+
+
+def usable_slopes(slopes, var_rnoise):
+    """bool (nints, ny, nx): integrations with a finite slope and a positive VAR_RNOISE."""
+    s = np.asarray(slopes)
+    v = np.asarray(var_rnoise)
     with np.errstate(invalid="ignore"):
-        above = finite & (slopes >= threshold)
-    n_valid = finite.sum(axis=0)
-    n_sat = sat.sum(axis=0)
-    denom = n_valid + n_sat
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (above.sum(axis=0) + n_sat) / denom
-    frac = np.where(denom > 0, frac, np.nan)
-    return frac, n_valid, n_sat
+        return np.isfinite(s) & np.isfinite(v) & (v > 0)
 
 
-def hot_warm(slopes, dq, hot_dn, warm_dn, fraction=0.75, saturated_fraction=0.5):
-    """HOT and WARM maps from per-integration slopes (rules in the module docstring).
-
-    Parameters
-    ----------
-    slopes : float32 (nints, ny, nx) [DN/s];  dq : uint32, same shape
-    hot_dn, warm_dn : float or float (ny, nx)   thresholds [DN/s]
-    fraction : float          fraction of integrations needed (>=)
-    saturated_fraction : float  saturated in more than this fraction of integrations -> HOT
-
-    Returns
-    -------
-    hot, warm : bool (ny, nx)
-    """
-    f_hot, n_valid, n_sat = threshold_fractions(slopes, dq, hot_dn)
-    f_warm, _, _ = threshold_fractions(slopes, dq, warm_dn)
-    nints = np.shape(slopes)[0]
-    with np.errstate(invalid="ignore"):
-        hot = (f_hot >= fraction) | (n_sat > saturated_fraction * nints)
-        warm = (f_warm >= fraction) & ~hot
-    return hot, warm
-
-
-def slope_scatter(slopes, var_rnoise, dq, gain, t_int, min_slopes=5, drop_highest=2):
-    """Normalised scatter of the per-integration slopes: std / expected std.
-
-    Integrations with JUMP_DET or SATURATED (in the rateints DQ) or without a slope are left out,
-    and then the ``drop_highest`` largest slopes (as jwst_reffiles): a cosmic ray too small to be
-    flagged always raises an integration's slope, and long ramps catch many of them in the
-    neighbours of flagged hits, while a noisy pixel is noisy in every integration. The std
-    (ddof 1) of the rest is divided by the expected std: the median VAR_RNOISE of those
-    integrations and the shot noise of the pixel's own mean slope ``S``,
-    ``sqrt(var_rnoise + max(S, 0) / (gain * t_int))`` (the rateints VAR_POISSON is not used: at
-    dark levels it follows the noisy median first difference, jwst#3878). Dropping the highest
-    values lowers every pixel's ratio by the same factor (about 0.8 for 12 integrations), which
-    the relative threshold of :func:`noisy_threshold` absorbs.
+def mean_dark_rate(slopes, var_rnoise, use=None):
+    """Per-pixel mean of the per-integration slopes, weighted by 1 / VAR_RNOISE.
 
     Parameters
     ----------
     slopes : float32 (nints, ny, nx) [DN/s];  var_rnoise : float32, same shape [(DN/s)^2]
-    dq : uint32, same shape
-    gain : float or float (ny, nx) [e-/DN];  t_int : float [s] effective integration time
-    min_slopes : int    fewest integrations left for a value (5, as jwst_reffiles)
-    drop_highest : int  largest slopes dropped per pixel
+        Integrations with a NaN slope or a non-positive VAR_RNOISE are left out.
+    use : bool, same shape, or None   integrations to use (default :func:`usable_slopes`)
 
     Returns
     -------
-    float64 (ny, nx): ratio, NaN where undefined
+    dict of float64 / int (ny, nx): ``rate`` [DN/s] (NaN without an integration), ``var_rn``
+    [(DN/s)^2] = 1 / sum(w), ``n_eff`` = (sum w)^2 / sum(w^2), ``n`` integrations used.
     """
-    slopes = np.asarray(slopes, np.float64)
-    var_rnoise = np.asarray(var_rnoise, np.float64)
-    bad = np.uint32(dqflags.JUMP_DET | dqflags.SATURATED | dqflags.DO_NOT_USE)
-    ok = (np.isfinite(slopes) & np.isfinite(var_rnoise) & (var_rnoise > 0)
-          & ((np.asarray(dq) & bad) == 0))
-    x = np.sort(np.where(ok, slopes, np.inf), axis=0)       # excluded sort last
-    n = ok.sum(axis=0)
-    keep = np.arange(x.shape[0])[:, None, None] < (n - int(drop_highest))[None]
-    m = keep.sum(axis=0)
+    s = np.asarray(slopes, np.float64)
+    v = np.asarray(var_rnoise, np.float64)
+    ok = usable_slopes(s, v) if use is None else np.asarray(use) & usable_slopes(s, v)
+    w = np.where(ok, 1.0 / np.where(ok, v, 1.0), 0.0)
+    sw = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(keep, x, 0.0).sum(axis=0) / m
-        var = (np.where(keep, x - mean, 0.0) ** 2).sum(axis=0) / (m - 1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN pixels give NaN
-            vr = np.nanmedian(np.where(ok, var_rnoise, np.nan), axis=0)
-        expected = np.sqrt(vr + np.maximum(mean, 0.0) / (np.asarray(gain, np.float64) * t_int))
-        ratio = np.sqrt(var) / expected
-    return np.where(m >= max(2, min_slopes), ratio, np.nan)
+        rate = np.where(sw > 0, (w * np.where(ok, s, 0.0)).sum(axis=0) / sw, np.nan)
+        var_rn = np.where(sw > 0, 1.0 / sw, np.nan)
+        n_eff = np.where(sw > 0, sw ** 2 / (w ** 2).sum(axis=0), 0.0)
+    return {"rate": rate, "var_rn": var_rn, "n_eff": n_eff, "n": ok.sum(axis=0)}
 
 
-def noisy_threshold(ratio, active, clip_sigma=5.0, maxiters=5, threshold=5.0):
-    """Clipped mean + ``threshold`` x clipped std of the scatter ratio over active pixels."""
-    vals = np.asarray(ratio)[active]
-    vals = vals[np.isfinite(vals)]
-    if not vals.size:
+def reject_high_slopes(slopes, var_rnoise, use, k2, poisson_var, z_reject, rounds=2):
+    """Drop integrations whose slope lies above the pixel's other integrations by > ``z_reject``.
+
+    A cosmic ray too small for the jump step (e.g. the share a diagonal neighbour of a hit gets)
+    raises one integration's slope by many sigma, and only ever raises it; a warm pixel is warm
+    in every integration. Per round and pixel, the integration with the largest leave-one-out
+    residual ``(s_j - m_-j) / sqrt(E_j + 1 / sum_(i != j) 1 / E_i)``, ``E = k2 (VAR_RNOISE +
+    poisson_var)`` and ``m_-j`` the 1/E-weighted mean of the others, is dropped when that
+    residual exceeds ``z_reject`` (one integration of two: the higher one). At least one
+    integration is kept.
+
+    slopes, var_rnoise, use : (nints, ny, nx);  k2 : float;  poisson_var : (ny, nx) [(DN/s)^2]
+    Returns ``use`` with the rejected integrations set False, and the count rejected (ny, nx).
+    """
+    s = np.asarray(slopes, np.float64)
+    v = np.asarray(var_rnoise, np.float64)
+    use = np.asarray(use).copy()
+    dropped = np.zeros(s.shape[1:], np.int32)
+    for _ in range(int(rounds)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e = k2 * (v + poisson_var)
+            w = np.where(use, 1.0 / e, 0.0)
+            ws = np.where(use, w * s, 0.0)
+            sw_others = w.sum(axis=0) - w
+            m_others = (ws.sum(axis=0) - ws) / sw_others
+            z = (s - m_others) / np.sqrt(e + 1.0 / sw_others)
+        z = np.where(use & (sw_others > 0), z, -np.inf)
+        j = np.argmax(z, axis=0)
+        worst = np.take_along_axis(z, j[None], axis=0)[0]
+        hit = worst > z_reject
+        if not hit.any():
+            break
+        iy, ix = np.nonzero(hit)
+        use[j[hit], iy, ix] = False
+        dropped += hit
+    return use, dropped
+
+
+def read_noise_scale(var_rnoise_pixel, cds_var, select):
+    """Per-pixel factor on VAR_RNOISE: each pixel's read-noise variance from the detector's
+    typical one and the pixel's own CDS pairs in these darks, not from the READNOISE reference.
+
+    A READNOISE reference estimated from few darks is itself noisy (12 % rms per pixel from 42
+    CDS pairs, tails to -40 %); a pixel whose READNOISE came out low gets too small an error and
+    turns WARM. The factor is ``max(R_med, (R + R_med v / v_med) / 2) / R``: R the pixel's
+    median VAR_RNOISE over its integrations (so a jump-split integration keeps its larger
+    variance), v its white CDS variance in these darks (:func:`cds_variance`), medians over
+    ``select``: the mean of two independent estimates (reference and these darks), and at least
+    the typical variance; a noisy pixel keeps its larger one. Without CDS variances the factor
+    is ``max(R, R_med) / R``.
+
+    var_rnoise_pixel : (ny, nx) R [(DN/s)^2];  cds_var : (ny, nx) [DN^2] or None;  select : bool
+    Returns float64 (ny, nx) (1 where R is not finite).
+    """
+    r = np.asarray(var_rnoise_pixel, np.float64)
+    ok = np.asarray(select) & np.isfinite(r) & (r > 0)
+    if not ok.any():
+        return np.ones(r.shape)
+    r_med = float(np.median(r[ok]))
+    target = np.maximum(r, r_med)
+    if cds_var is not None:
+        v = np.asarray(cds_var, np.float64)
+        okv = ok & np.isfinite(v)
+        if okv.any():
+            both = 0.5 * (r + r_med * v / float(np.median(v[okv])))
+            target = np.where(np.isfinite(both), np.maximum(both, r_med), target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = target / r
+    return np.where(np.isfinite(scale) & (r > 0), scale, 1.0)
+
+
+def scatter_chi2(slopes, var_rnoise, rate, poisson_var):
+    """chi2 of each pixel's slopes about its mean: sum((s - rate)^2 / (VAR_RNOISE + poisson_var)).
+
+    Shapes as :func:`mean_dark_rate`; ``rate``, ``poisson_var`` (ny, nx). Returns float64 (ny, nx)
+    (n - 1 degrees of freedom; NaN where no integration).
+    """
+    s = np.asarray(slopes, np.float64)
+    v = np.asarray(var_rnoise, np.float64)
+    ok = np.isfinite(s) & np.isfinite(v) & (v > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = np.where(ok, (s - rate) ** 2 / (v + poisson_var), 0.0)
+    return np.where(ok.any(axis=0), terms.sum(axis=0), np.nan)
+
+
+def noise_scale(chi2, n, select):
+    """k^2: median over ``select`` pixels (with n >= 2) of chi2 / median(chi2 with n - 1 dof).
+
+    1 when VAR_RNOISE + Poisson describe the scatter between integrations; NaN when no pixel of
+    ``select`` has two integrations (then the caller uses 1).
+    """
+    n = np.asarray(n)
+    sel = np.asarray(select) & (n >= 2) & np.isfinite(chi2)
+    if not sel.any():
         return float("nan")
-    st = common.sigma_clipped_stats(vals[:, None], sigma=clip_sigma, maxiters=maxiters)
-    return float(st["mean"][0] + threshold * st["std"][0])
+    u = chi2[sel] / stats.chi2.median(n[sel] - 1)
+    return float(np.median(u))
+
+
+def population_scale(rate, var_rn, n_eff, select, gain, t_int, ngroups):
+    """k^2 from the spread of the mean rates over the population: (1.4826 MAD of
+    ``(r - median r) / sigma``)^2, sigma^2 = var_rn + P(median r) / n_eff, over ``select``.
+
+    Holds what is constant over a pixel's integrations and so missing from :func:`noise_scale`,
+    and the true spread of normal dark rates (which makes it an upper bound). NaN without pixels.
+    """
+    sel = np.asarray(select) & np.isfinite(rate) & np.isfinite(var_rn) & (np.asarray(n_eff) > 0)
+    if np.count_nonzero(sel) < 3:
+        return float("nan")
+    med = float(np.median(rate[sel]))
+    g = np.broadcast_to(np.asarray(gain, np.float64), np.shape(rate))[sel]
+    sigma = np.sqrt(var_rn[sel] + poisson_slope_variance(med, g, t_int, ngroups) / n_eff[sel])
+    return robust_sigma((rate[sel] - med) / sigma) ** 2
+
+
+def rate_significance(rate, var_rn, n_eff, k2, threshold, gain, t_int, ngroups):
+    """z = (rate - T) / sigma_T of the mean dark rate against a threshold (module docstring).
+
+    rate, var_rn, n_eff : from :func:`mean_dark_rate`;  k2 : :func:`noise_scale`
+    threshold : float or (ny, nx) [DN/s];  gain [e-/DN];  t_int [s];  ngroups : int
+    Returns float64 (ny, nx), NaN without a rate.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = k2 * (var_rn + poisson_slope_variance(threshold, gain, t_int, ngroups) / n_eff)
+        return (rate - threshold) / np.sqrt(var)
+
+
+def rate_detection_limit(threshold, var_rn, n_eff, k2, gain, t_int, ngroups, z_alpha, z_beta):
+    """True rate [DN/s] flagged with probability Phi(z_beta): solves
+    ``r = T + z_alpha sigma(T) + z_beta sigma(r)``, sigma(x)^2 = k2 (var_rn + P(x) / n_eff)."""
+    def sigma(x):
+        return np.sqrt(k2 * (var_rn + poisson_slope_variance(x, gain, t_int, ngroups) / n_eff))
+
+    base = threshold + z_alpha * sigma(threshold)
+    r = base + z_beta * sigma(threshold)
+    for _ in range(50):
+        r = base + z_beta * sigma(r)
+    return float(r)
+
+
+def hot_warm(z_hot, z_warm, z_alpha, n_saturated=None, n_ints=None, saturated_fraction=0.5):
+    """HOT and WARM maps from the significances (rules in the module docstring).
+
+    z_hot, z_warm : float (ny, nx) from :func:`rate_significance`;  z_alpha : float
+    n_saturated : int (ny, nx) integrations without slope because of saturation (or None)
+    n_ints : int  integrations in all
+    Returns hot, warm : bool (ny, nx)
+    """
+    with np.errstate(invalid="ignore"):
+        hot = np.asarray(z_hot) > z_alpha
+        if n_saturated is not None:
+            hot |= np.asarray(n_saturated) > saturated_fraction * n_ints
+        warm = (np.asarray(z_warm) > z_alpha) & ~hot
+    return hot, warm
+
+
+def saturated_count(slopes, dq):
+    """Integrations without a slope because the pixel saturated (NaN slope with DQ SATURATED)."""
+    return (~np.isfinite(slopes) & ((np.asarray(dq) & dqflags.SATURATED) != 0)).sum(axis=0)
+
+
+def cds_variance(cds, gain, sigma=3.0, maxiters=3):
+    """White CDS variance per pixel from a stack of CDS pairs, Poisson variance removed.
+
+    Parameters
+    ----------
+    cds : float32 (npairs, ny, nx) [DN]  (:func:`detcal.reffiles.readnoise.cds_frames`), NaN excluded
+    gain : float or (ny, nx) [e-/DN]
+    sigma, maxiters : per-pixel clipping (the std is corrected by
+        :func:`detcal.reffiles.common.clip_bias_factor`)
+
+    Returns
+    -------
+    dict of (ny, nx): ``var`` float64 [DN^2] clipped variance - Poisson variance (>= 0; NaN with
+    fewer than 3 pairs), ``poisson`` float64 [DN^2] = max(clipped mean, 0) / gain, ``count``
+    int32 pairs kept
+    """
+    st = common.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
+    std = st["std"] / common.clip_bias_factor(sigma, maxiters)
+    poisson = np.maximum(st["mean"], 0.0) / np.asarray(gain, np.float64)
+    var = np.where(st["count"] >= 3, np.maximum(std ** 2 - poisson, 0.0), np.nan)
+    return {"var": var, "poisson": np.where(np.isfinite(var), poisson, np.nan), "count": st["count"]}
+
+
+def neighbour_jumps(groupdq):
+    """bool (ngroups, ny, nx): JUMP_DET in the pixel or in any of its 8 neighbours.
+
+    The jump step flags the 4 nearest neighbours of strong jumps only; a cosmic ray's share in a
+    diagonal neighbour (or under the neighbour threshold) stays unflagged there and would make
+    the pixel look noisy. groupdq : uint8 (ngroups, ny, nx).
+    """
+    j = (np.asarray(groupdq) & _JUMP) != 0
+    out = j.copy()
+    out[:, 1:, :] |= j[:, :-1, :]
+    out[:, :-1, :] |= j[:, 1:, :]
+    rows = out.copy()
+    out[:, :, 1:] |= rows[:, :, :-1]
+    out[:, :, :-1] |= rows[:, :, 1:]
+    return out
+
+
+def noisy_pixels(var, select, z_alpha, z_beta, min_ratio=1.2, poisson=None, count=None):
+    """UNRELIABLE_SLOPE from the population of ``t = var^(1/3)`` (module docstring).
+
+    Parameters
+    ----------
+    var : float (ny, nx) [DN^2] from :func:`cds_variance`;  select : bool (ny, nx) the population
+        (pixels whose Poisson variance exceeds 10 % of the median ``var`` are left out of it)
+    z_alpha, z_beta : significance threshold and the z of the detection probability
+    min_ratio : a flagged pixel's CDS noise is also at least this factor over the median
+    poisson, count : (ny, nx) or None   Poisson variance [DN^2] and pairs of each pixel: a pixel
+        whose pairs carry Poisson variance P has a noisier ``v``; under the null hypothesis
+        (normal read noise, ``v = c^3``) the std of its ``t`` grows from ``c sqrt(2/(n-1)) / 3``
+        to ``c^-2 (c^3 + P) sqrt(2/(n-1)) / 3`` (delta method), and its width is the population's
+        ``w`` widened by the difference, so hot pixels are not noisy for their shot noise.
+
+    Returns dict: ``noisy`` bool (ny, nx), ``score`` float64 (ny, nx), ``centre``, ``width`` of t,
+    ``median_noise`` [DN] (median CDS noise of the population), ``limit_factor`` (noise factor
+    of a pixel without Poisson variance detected with probability Phi(z_beta)).
+    """
+    var = np.asarray(var, np.float64)
+    t = np.cbrt(var)
+    sel = np.asarray(select) & np.isfinite(t)
+    if poisson is not None and sel.any():
+        with np.errstate(invalid="ignore"):
+            sel &= np.asarray(poisson) <= 0.1 * np.median(var[sel])
+    vals = t[sel]
+    if vals.size < 3:
+        nan = float("nan")
+        return {"noisy": np.zeros(t.shape, bool), "score": np.full(t.shape, np.nan), "centre": nan,
+                "width": nan, "median_noise": nan, "limit_factor": nan}
+    centre = float(np.median(vals))
+    width = robust_sigma(vals)
+    w = np.full(t.shape, width)
+    if poisson is not None and count is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.sqrt(2.0 / (np.asarray(count, np.float64) - 1.0)) / (3.0 * centre ** 2)
+            v0 = centre ** 3
+            extra = scale ** 2 * ((v0 + np.nan_to_num(poisson)) ** 2 - v0 ** 2)
+            w = np.sqrt(width ** 2 + np.where(np.isfinite(extra), np.maximum(extra, 0.0), 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = (t - centre) / w
+        noisy = (score > z_alpha) & (t >= centre * min_ratio ** (2.0 / 3.0))
+    low = centre - z_beta * width
+    need = max(centre + z_alpha * width, centre * min_ratio ** (2.0 / 3.0))
+    limit = (need / low) ** 1.5 if low > 0 else float("inf")
+    return {"noisy": noisy, "score": score, "centre": centre, "width": width,
+            "median_noise": centre ** 1.5, "limit_factor": float(limit)}
 
 
 def jump_classes(groupdq, min_jumps=10, early_fraction=0.25, jump_ratio=5.0):
@@ -259,12 +504,12 @@ class _CubeReader:
 
 
 def make_mask(rateints_paths, jump_paths, out_path, *, gain, hot_threshold=1.0, warm_threshold=0.1,
-              fraction=0.75, saturated_fraction=0.5, noisy_threshold_sigma=5.0,
-              noisy_clip_sigma=5.0, noisy_maxiters=5, min_slopes=5, drop_highest=2, min_jumps=10,
-              early_fraction=0.25, jump_ratio=5.0, rc_fraction=0.8, telegraph_fraction=0.8,
-              dead_ptp=0.0, do_not_use=("hot", "rc", "telegraph", "dead"), keep_unmeasured=True,
-              memory_mb=4000, table_path=None, figure_path=None, pedigree="GROUND",
-              author="detcal", useafter=None, descrip=None):
+              false_flags=1.0, detect_probability=0.95, saturated_fraction=0.5, noisy_min_ratio=1.2,
+              noisy_sigma=3.0, noisy_maxiters=3, min_jumps=10, early_fraction=0.25, jump_ratio=5.0,
+              rc_fraction=0.8, telegraph_fraction=0.8, dead_ptp=0.0, dead_fraction=0.75,
+              do_not_use=("hot", "rc", "telegraph", "dead"), keep_unmeasured=True, memory_mb=4000,
+              table_path=None, figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
+              descrip=None):
     """Make a bad-pixel MASK reference from darks of one configuration group.
 
     Parameters
@@ -273,36 +518,52 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain, hot_threshold=1.0, 
         Per-integration slope files (CubeModel layout: SCI [DN/s], DQ, VAR_RNOISE (nints, ny, nx)) from
         ramps processed WITHOUT dark subtraction.
     jump_paths : list of str
-        The jump-flagged ramps (RampModel layout; the DARK inputs): JUMP_DET flags for RC and
-        TELEGRAPH, the data for DEAD. May be empty (then no RC/TELEGRAPH/DEAD search).
+        The jump-flagged ramps (RampModel layout; the DARK inputs): CDS pairs for the noisy
+        pixels, JUMP_DET flags for RC and TELEGRAPH, the data for DEAD. May be empty (then none
+        of these four is searched).
     out_path : str
         MASK reference (MaskModel layout: DQ uint32 + DQ_DEF).
     gain : float or str (GAIN reference path)
         [e-/DN] to convert the thresholds to DN/s (per pixel with a GAIN reference).
     hot_threshold, warm_threshold : float
         [e-/s] (defaults 1.0 and 0.1; the simulator's truth uses 1.0 and 0.05 (SW) / 0.2 (LW)).
-    fraction, saturated_fraction : see the module docstring (0.75, 0.5).
-    noisy_threshold_sigma, noisy_clip_sigma, noisy_maxiters, min_slopes, drop_highest : noisy
-        rule (5, 5, 5, 5, 2).
+    false_flags : float
+        Expected false flags per type (HOT, WARM, noisy) on the array: per-pixel false-alarm
+        probability false_flags / active pixels (default 1).
+    detect_probability : float
+        Detection probability at which the detection limits are stated (0.95).
+    saturated_fraction : float
+        Saturated in more than this fraction of the integrations -> HOT (0.5).
+    noisy_min_ratio : float
+        A noisy pixel's CDS noise is also at least this factor over the population median (1.2):
+        with many pairs per pixel the significance alone would flag pixels a few % noisier.
+    noisy_sigma, noisy_maxiters : per-pixel clipping of the CDS pairs (3, 3).
     min_jumps, early_fraction, jump_ratio, rc_fraction, telegraph_fraction : jump rules
         (10, 0.25, 5, 0.8, 0.8).
-    dead_ptp : float
-        [DN] peak-to-peak of a non-responding ramp (0: exactly constant).
+    dead_ptp, dead_fraction : float
+        [DN] peak-to-peak of a non-responding ramp (0: exactly constant), in at least this
+        fraction of the integrations (0.75).
     do_not_use : iterable of type names ('hot', 'warm', 'noisy', 'rc', 'telegraph', 'dead')
     keep_unmeasured : bool
         Pixels without any usable slope keep the input PIXELDQ flags.
     memory_mb : float
         Budget for the blocks of rows processed at a time.
     table_path, figure_path : str or None
-        TSV of counts per type (type, DQ flag and value, pixels, fraction of active pixels,
-        DO_NOT_USE) and a bar chart drawn from it.
+        TSV per type (type, DQ flag and value, pixels, fraction of active pixels, DO_NOT_USE,
+        per-pixel false-alarm probability, expected false flags on the array, detection limit
+        and its unit) and a bar chart drawn from it.
     pedigree, author, useafter, descrip : reference keywords (see :func:`make_dark`).
 
     Returns
     -------
     dict: ``path``, ``counts`` (type -> pixels), ``thresholds_DN_per_s`` (median over pixels),
-    ``noisy_threshold`` (ratio), ``n_integrations``, ``n_jump_integrations``, ``unmeasured``.
+    ``alpha``, ``z_alpha``, ``noise_scale_k2``, ``expected_false_flags`` (type -> number),
+    ``detection_limits`` (hot/warm [e-/s], noisy [noise factor]), ``noisy_population``
+    (median CDS noise [DN], centre/width of t), ``n_integrations``, ``n_jump_integrations``,
+    ``unmeasured``.
     """
+    if not 0.5 < detect_probability < 1:
+        raise ValueError(f"detect_probability must be in (0.5, 1), got {detect_probability}")
     rate_readers, jump_readers = [], []
     try:
         for p in rateints_paths:
@@ -335,18 +596,30 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     masks = common.regions(geom)
     reference, active = masks["reference"], masks["active"]
     nrate = sum(r.shape[0] for r in rate_readers)
-    t_int = (keywords.value(first.header, "NGROUPS", first.path) - 1) * keywords.value(
-        first.header, "TGROUP", first.path)
+    ngroups_rate = keywords.value(first.header, "NGROUPS", first.path)
+    t_int = (ngroups_rate - 1) * keywords.value(first.header, "TGROUP", first.path)
     jump_ints = [(r, i) for r in jump_readers for i in range(r.shape[0])]
     ngroups = max([r.shape[1] for r in jump_readers], default=0)
-    per_row = nx * (nrate * 3 * 4 * 3 + ngroups * 5 * 2 + 64)
-    avail = (p["memory_mb"] - 300) * 1e6
+    pairs = []
+    if jump_readers:
+        fam = family(keywords.value(first.header, "INSTRUME", first.path))
+        pairs = readnoise.pair_groups(ngroups, *readnoise.SKIP[fam])
+    npairs = len(pairs) * len(jump_ints)
+    per_row = nx * (nrate * 4 * 3 * 4 + ngroups * 5 * 2 + npairs * 4 + 64)
+    avail = (p["memory_mb"] - 300 - 1.25 * common.STATS_WORK_MB) * 1e6
     rows = int(max(1, min(ny, avail // per_row))) if avail > 0 else 1
 
-    hot = np.zeros((ny, nx), bool)
-    warm = np.zeros((ny, nx), bool)
-    ratio = np.full((ny, nx), np.nan)
+    rate = np.full((ny, nx), np.nan)
+    var_rn = np.full((ny, nx), np.nan)
+    n_eff = np.zeros((ny, nx))
+    n_used = np.zeros((ny, nx), np.int32)
+    chi2 = np.full((ny, nx), np.nan)
+    r_pix = np.full((ny, nx), np.nan)
+    n_sat = np.zeros((ny, nx), np.int32)
     measured = np.zeros((ny, nx), bool)
+    cds_var = np.full((ny, nx), np.nan)
+    cds_pois = np.full((ny, nx), np.nan)
+    cds_count = np.zeros((ny, nx), np.int32)
     n_rc = np.zeros((ny, nx), np.int32)
     n_tel = np.zeros((ny, nx), np.int32)
     n_flat = np.zeros((ny, nx), np.int32)
@@ -356,29 +629,99 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
         sci = np.concatenate([r.read("SCI", sl) for r in rate_readers])
         vrn = np.concatenate([r.read("VAR_RNOISE", sl) for r in rate_readers])
         dq = np.concatenate([r.read("DQ", sl) for r in rate_readers])
-        hot[sl], warm[sl] = hot_warm(sci, dq, hot_dn[sl], warm_dn[sl], p["fraction"],
-                                     p["saturated_fraction"])
-        ratio[sl] = slope_scatter(sci, vrn, dq, gain[sl], t_int, p["min_slopes"],
-                                  p["drop_highest"])
+        rate[sl] = mean_dark_rate(sci, vrn)["rate"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # pixels without any slope
+            r_pix[sl] = np.nanmedian(np.where(usable_slopes(sci, vrn), vrn, np.nan), axis=0)
+        n_sat[sl] = saturated_count(sci, dq)
         measured[sl] = np.any(np.isfinite(sci) | ((dq & dqflags.SATURATED) != 0), axis=0)
         del sci, vrn, dq
+        stack = np.full((npairs, r1 - r0, nx), np.nan, np.float32) if pairs else None
+        k = 0
+        ext = slice(max(0, r0 - 1), min(ny, r1 + 1))          # one row more for the neighbours
         for reader, i in jump_ints:
-            gdq = reader.read("GROUPDQ", i, slice(None), sl)
+            gdq_ext = reader.read("GROUPDQ", i, slice(None), ext)
+            gdq = gdq_ext[:, r0 - ext.start:r1 - ext.start]
             rc, tel, _ = jump_classes(gdq, p["min_jumps"], p["early_fraction"], p["jump_ratio"])
             n_rc[sl] += rc
             n_tel[sl] += tel
-            del gdq
             data = reader.read("SCI", i, slice(None), sl)
             n_flat[sl] += flat_ramp(data, ptp=p["dead_ptp"])
-            del data
-    limit = noisy_threshold(ratio, active, p["noisy_clip_sigma"], p["noisy_maxiters"],
-                            p["noisy_threshold_sigma"])
+            if pairs:
+                near = neighbour_jumps(gdq_ext)[:, r0 - ext.start:r1 - ext.start]
+                c = readnoise.cds_frames(data, np.where(near, gdq | _JUMP, gdq),
+                                         *readnoise.SKIP[fam])[:len(pairs)]
+                stack[k:k + len(c)] = c
+                k += len(pairs)
+            del gdq, gdq_ext, data
+        if pairs:
+            cv = cds_variance(stack, gain[sl], p["noisy_sigma"], p["noisy_maxiters"])
+            cds_var[sl], cds_pois[sl], cds_count[sl] = cv["var"], cv["poisson"], cv["count"]
+            del stack
+
+    nact = int(active.sum())
+    alpha, z_alpha = false_alarm_z(p["false_flags"], nact)
+    z_beta = float(stats.norm.ppf(p["detect_probability"]))
     with np.errstate(invalid="ignore"):
-        noisy = ratio > limit
+        normal = active & measured & (rate < warm_dn)
+    rn_scale = read_noise_scale(r_pix, cds_var if pairs else None, normal)
+
+    def slopes_and_variance(sl):
+        sci = np.concatenate([r.read("SCI", sl) for r in rate_readers])
+        vrn = np.concatenate([r.read("VAR_RNOISE", sl) for r in rate_readers]) * rn_scale[sl]
+        pois = poisson_slope_variance(np.nan_to_num(rate[sl]), gain[sl], t_int, ngroups_rate)
+        return sci, vrn, pois
+
+    # second pass: the population's scale k^2 of the scatter between integrations
+    for r0 in range(0, ny, rows):
+        sl = slice(r0, min(ny, r0 + rows))
+        sci, vrn, pois = slopes_and_variance(sl)
+        chi2[sl] = scatter_chi2(sci, vrn, rate[sl], pois)
+        n_used[sl] = usable_slopes(sci, vrn).sum(axis=0)
+    k2 = noise_scale(chi2, n_used, normal)
+    if not np.isfinite(k2):
+        log.warning("mask: no pixel has two integrations with a slope: the dark-rate errors are "
+                    "VAR_RNOISE + Poisson alone (noise scale k^2 = 1)")
+        k2 = 1.0
+    # third pass: integrations raised by unflagged cosmic rays out, then the mean dark rate
+    _, z_reject = false_alarm_z(p["false_flags"], nact * max(1, nrate))
+    n_rejected = np.zeros((ny, nx), np.int32)
+    for r0 in range(0, ny, rows):
+        sl = slice(r0, min(ny, r0 + rows))
+        sci, vrn, pois = slopes_and_variance(sl)
+        use, n_rejected[sl] = reject_high_slopes(sci, vrn, usable_slopes(sci, vrn), k2, pois,
+                                                 z_reject)
+        m = mean_dark_rate(sci, vrn, use)
+        rate[sl], var_rn[sl], n_eff[sl], n_used[sl] = m["rate"], m["var_rn"], m["n_eff"], m["n"]
+        del sci, vrn, use
+    # the tested quantity's own spread over the population: per-pixel systematics (constant
+    # over integrations) do not show between integrations
+    tested = active & np.isfinite(rate)
+    k2_between = k2
+    k2_pop = population_scale(rate, var_rn, n_eff, tested, gain, t_int, ngroups_rate)
+    if np.isfinite(k2_pop):
+        k2 = max(k2, k2_pop)
+    z_hot = rate_significance(rate, var_rn, n_eff, k2, hot_dn, gain, t_int, ngroups_rate)
+    z_warm = rate_significance(rate, var_rn, n_eff, k2, warm_dn, gain, t_int, ngroups_rate)
+    hot, warm = hot_warm(z_hot, z_warm, z_alpha, n_sat, nrate, p["saturated_fraction"])
+    g_med = float(np.nanmedian(gain[active])) if nact else float("nan")
+    typical = dict(var_rn=float(np.nanmedian(var_rn[tested])) if tested.any() else float("nan"),
+                   n_eff=float(np.median(n_eff[tested])) if tested.any() else float("nan"),
+                   k2=k2, gain=g_med, t_int=t_int, ngroups=ngroups_rate, z_alpha=z_alpha,
+                   z_beta=z_beta)
+    limits = {"hot": rate_detection_limit(p["hot_threshold"] / g_med, **typical) * g_med,
+              "warm": rate_detection_limit(p["warm_threshold"] / g_med, **typical) * g_med}
+    population = active & np.isfinite(cds_var)
+    nz = noisy_pixels(cds_var, population, z_alpha, z_beta, p["noisy_min_ratio"], cds_pois,
+                      cds_count)
+    limits["noisy"] = nz["limit_factor"] if pairs else float("nan")
+    noisy = nz["noisy"] & active
+    expected = {"hot": alpha * int(tested.sum()), "warm": alpha * int(tested.sum()),
+                "noisy": alpha * int(population.sum())}
     nj = len(jump_ints)
     rc = (n_rc > p["rc_fraction"] * nj) if nj else np.zeros((ny, nx), bool)
     tel = ((n_tel > p["telegraph_fraction"] * nj) & ~rc) if nj else np.zeros((ny, nx), bool)
-    dead = (n_flat >= p["fraction"] * nj) if nj else np.zeros((ny, nx), bool)
+    dead = (n_flat >= p["dead_fraction"] * nj) if nj else np.zeros((ny, nx), bool)
     flags = {"hot": hot, "warm": warm, "noisy": noisy, "rc": rc, "telegraph": tel, "dead": dead}
     unmeasured = active & ~measured
     inherited = None
@@ -387,24 +730,31 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     dq = assemble((ny, nx), reference, flags, p["do_not_use"], inherited)
 
     dnu = {t.lower() for t in p["do_not_use"]}
-    nact = int(active.sum())
+    units = {"hot": "e-/s", "warm": "e-/s", "noisy": "x median CDS noise"}
+    nan = float("nan")
     rows_t = []
     for name, bit in TYPES.items():
         n = int(np.count_nonzero(flags[name] & active))
         rows_t.append({"type": name, "dq_flag": dqflags.names(bit)[0], "dq_value": int(bit),
-                       "npix": n, "fraction_of_active": n / nact if nact else float("nan"),
-                       "do_not_use": name in dnu})
+                       "npix": n, "fraction_of_active": n / nact if nact else nan,
+                       "do_not_use": name in dnu,
+                       "false_alarm_probability": alpha if name in expected else nan,
+                       "expected_false_flags": expected.get(name, nan),
+                       "detection_limit": limits.get(name, nan),
+                       "detection_limit_unit": units.get(name, "")})
+    extra = {"false_alarm_probability": nan, "expected_false_flags": nan, "detection_limit": nan,
+             "detection_limit_unit": ""}
     n_dnu = int(np.count_nonzero(dq & dqflags.DO_NOT_USE))
     rows_t.append({"type": "do_not_use (any)", "dq_flag": "DO_NOT_USE", "dq_value": dqflags.DO_NOT_USE,
-                   "npix": n_dnu, "fraction_of_active": n_dnu / nact if nact else float("nan"),
-                   "do_not_use": True})
+                   "npix": n_dnu, "fraction_of_active": n_dnu / nact if nact else nan,
+                   "do_not_use": True, **extra})
     rows_t.append({"type": "unmeasured (inputs' flags kept)" if inherited is not None else "unmeasured",
                    "dq_flag": "", "dq_value": 0, "npix": int(unmeasured.sum()),
-                   "fraction_of_active": int(unmeasured.sum()) / nact if nact else float("nan"),
-                   "do_not_use": False})
+                   "fraction_of_active": int(unmeasured.sum()) / nact if nact else nan,
+                   "do_not_use": False, **extra})
     rows_t.append({"type": "reference", "dq_flag": "REFERENCE_PIXEL",
                    "dq_value": dqflags.REFERENCE_PIXEL, "npix": int(reference.sum()),
-                   "fraction_of_active": float("nan"), "do_not_use": False})
+                   "fraction_of_active": nan, "do_not_use": False, **extra})
     table = pd.DataFrame(rows_t)
     label = common.config_label(first.header)
     descrip = p["descrip"] or (f"{label} bad pixels from darks: {nrate} integrations, "
@@ -412,16 +762,26 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     readers_for_header = rate_readers + jump_readers
     header = common.header_for("MASK", readers_for_header, descrip, p["author"], p["pedigree"],
                                p["useafter"])
+
+    def finite(x):
+        return float(x) if np.isfinite(x) else 0.0
+
     header["BPHOT"] = (float(p["hot_threshold"]), "[e-/s] HOT threshold")
     header["BPWARM"] = (float(p["warm_threshold"]), "[e-/s] WARM threshold")
-    header["BPFRAC"] = (float(p["fraction"]), "fraction of integrations needed")
-    header["BPNOISY"] = (float(limit) if np.isfinite(limit) else 0.0, "scatter ratio limit (noisy)")
+    header["BPFALSE"] = (float(p["false_flags"]), "expected false flags per type on the array")
+    header["BPALPHA"] = (float(alpha), "per-pixel false-alarm probability")
+    header["BPZ"] = (float(z_alpha), "[sigma] one-sided significance threshold")
+    header["BPK2"] = (finite(k2), "dark-rate error scale^2 (pixel population)")
+    header["BPHLIM"] = (finite(limits["hot"]), "[e-/s] HOT detection limit (median pixel)")
+    header["BPWLIM"] = (finite(limits["warm"]), "[e-/s] WARM detection limit (median pixel)")
+    header["BPNLIM"] = (finite(limits["noisy"]), "noisy detection limit [x median CDS noise]")
+    header["BPPDET"] = (float(p["detect_probability"]), "detection probability of the limits")
     header["BPNINTS"] = (int(nrate), "rateints integrations")
-    params = {k: p[k] for k in ("hot_threshold", "warm_threshold", "fraction", "saturated_fraction",
-                                "noisy_threshold_sigma", "noisy_clip_sigma", "noisy_maxiters",
-                                "min_slopes", "drop_highest", "min_jumps", "early_fraction", "jump_ratio",
-                                "rc_fraction", "telegraph_fraction", "dead_ptp", "do_not_use",
-                                "keep_unmeasured")}
+    params = {k: p[k] for k in ("hot_threshold", "warm_threshold", "false_flags", "detect_probability",
+                                "saturated_fraction", "noisy_min_ratio", "noisy_sigma",
+                                "noisy_maxiters", "min_jumps",
+                                "early_fraction", "jump_ratio", "rc_fraction", "telegraph_fraction",
+                                "dead_ptp", "dead_fraction", "do_not_use", "keep_unmeasured")}
     params["gain"] = p["gain"] if not isinstance(p["gain"], str) else os.path.basename(p["gain"])
     io.write_reference(out_path, "MASK", {"DQ": dq}, header, step="detcal.reffiles.make_mask",
                        inputs=[r.path for r in readers_for_header], params=params)
@@ -430,11 +790,18 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     if p["figure_path"]:
         plot_mask_table(table, p["figure_path"], f"{label}: bad pixels from {nrate} dark integrations")
     counts = {row["type"]: row["npix"] for row in rows_t}
-    log.info("mask: wrote %s; %s", out_path, counts)
+    log.info("mask: wrote %s; %s; alpha %.3g (z %.2f), k^2 %.3f, detection limits %s", out_path,
+             counts, alpha, z_alpha, k2, limits)
     return {"path": str(out_path), "counts": counts,
             "thresholds_DN_per_s": {"hot": float(np.nanmedian(hot_dn)), "warm": float(np.nanmedian(warm_dn))},
-            "noisy_threshold": limit, "n_integrations": nrate, "n_jump_integrations": nj,
-            "unmeasured": int(unmeasured.sum())}
+            "alpha": alpha, "z_alpha": z_alpha, "noise_scale_k2": k2,
+            "noise_scale_k2_between": k2_between, "noise_scale_k2_population": k2_pop,
+            "z_reject": z_reject,
+            "integrations_rejected": int(n_rejected[active].sum()),
+            "expected_false_flags": expected, "detection_limits": limits,
+            "noisy_population": {"median_cds_noise_DN": nz["median_noise"], "centre": nz["centre"],
+                                 "width": nz["width"]},
+            "n_integrations": nrate, "n_jump_integrations": nj, "unmeasured": int(unmeasured.sum())}
 
 
 def plot_mask_table(table, path, title=""):
