@@ -477,13 +477,14 @@ def test_trend_test_slope_is_least_squares_with_the_larger_of_two_errors():
     m = np.array([v.mean() for v in vals])
     b, a = np.polyfit(t, m, 1)
     s_res = np.sqrt(np.sum((m - a - b * t) ** 2) / 4)                  # residual scatter, k - 2 = 4 dof
-    s_within = np.sqrt(np.mean([np.var(v, ddof=1) for v in vals]) / 2)  # pooled within / sqrt(n)
+    d = np.array(vals) - m[:, None]
+    s_within = np.sqrt(np.sum((d - d.mean(0)) ** 2) / 5 / 2)          # two-way residual, (6-1)(2-1) dof
     sxx = np.sum((t - t.mean()) ** 2)
     assert res["slope_per_day"] == pytest.approx(b, rel=1e-9)
     se = max(s_res, s_within) / np.sqrt(sxx)
     assert res["slope_significance"] == pytest.approx(b / se, rel=1e-9)
     assert res["slope_err_per_day"] == pytest.approx(se * 1.1417, rel=1e-4)   # 68.3 % interval of t, 4 dof
-    assert res["dof_slope"] == 4 and res["dof_within"] == 6
+    assert res["dof_slope"] == 4 and res["dof_within"] == 5
     assert res["p_slope"] < 1e-3 and res["method"] == "within_and_residual_scatter"   # measured 4.5e-4 (t, 4 dof)
     assert res["exposure_errors"] == pytest.approx(np.full(6, max(s_res, s_within)), rel=1e-9)
 
@@ -497,8 +498,18 @@ def test_exposure_to_exposure_scatter_is_reported_not_taken_for_a_drift():
     assert res["p_excess"] < 1e-4 and res["excess_sigma"] == pytest.approx(np.std(offsets, ddof=2), rel=0.25)
     assert res["p_slope"] > 0.3                                        # measured 0.83
     # the within-exposure error alone (the previous model) would call the slope significant
-    sw = np.sqrt(np.mean([np.var(v, ddof=1) for v in vals]) / 2)
+    sw = res["exposure_errors_within"][0]
     assert abs(res["slope_per_day"]) / (sw / np.sqrt(np.sum((t - t.mean()) ** 2))) > 5
+
+
+def test_offsets_of_an_integration_number_are_not_counted_as_noise():
+    rng = np.random.default_rng(3)
+    t = np.arange(6) / 24.0
+    vals = [rng.normal(10.0, 0.5, 3) + np.array([8.0, 0.0, 0.0]) for _ in t]   # integration 1: +8 (RSCD-like)
+    res = stability.trend_test(t, vals)
+    assert res["dof_within"] == 10 and 0.3 < res["within_sigma"] < 0.8     # measured 0.68 (true 0.5), not ~4.6
+    ragged = stability.trend_test(t, vals[:5] + [vals[5][:2]])                 # unequal: pooled, 11 dof
+    assert ragged["dof_within"] == 11 and ragged["within_sigma"] > 3
 
 
 def test_trend_test_needs_three_exposures_and_uses_residuals_without_integrations():
@@ -566,7 +577,7 @@ def test_stable_group_is_not_flagged(stable_group):
     assert not doc["summary"]["any_drift"], doc["flagged"]       # smallest p_slope 0.10, Holm-adjusted 1.0
     trends = pd.read_csv(d / "tr.tsv", sep="\t", dtype={"amplifier": str})
     assert set(trends.quantity) == {"dark", "cds_noise", "bias", "hot_pixels"}
-    assert len(trends) == 4 * 5 and (trends.dof_within == 6).all() and (trends.family_size == 20).all()
+    assert len(trends) == 4 * 5 and (trends.dof_within == 5).all() and (trends.family_size == 20).all()
     assert (trends.p_slope_holm >= trends.p_slope).all() and doc["summary"]["drift_tests"] == 20
     fin = trends.p_excess.notna()
     assert (trends.p_excess_holm[fin] >= trends.p_excess[fin]).all() and doc["summary"]["excess_scatter"] == []

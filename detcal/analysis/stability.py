@@ -17,8 +17,9 @@ integration (the exposure value is the mean of its integrations):
 
 Drift test (per quantity and amplifier, :func:`trend_test`): a linear slope of the exposure
 means vs EXPSTART [per day], tested against an error model with two terms: the within-exposure
-error (pooled scatter of the integrations, ``s_w / sqrt(n_e)``; for ``hot_pixels`` at least
-Poisson) and the exposure-to-exposure scatter that the integrations of one exposure share and
+error (scatter of the integrations, ``s_w / sqrt(n_e)``, about their exposure's mean and the
+mean pattern of integration number, which RSCD or reset effects make systematic; for
+``hot_pixels`` at least Poisson) and the exposure-to-exposure scatter that the integrations of one exposure share and
 their scatter cannot show (common-mode 1/f, amplifier offsets, bias changes at a reset). The
 second is measured from the exposures' own residuals about the fit: the errors are scaled by
 the Birge ratio ``sqrt(chi2 / (k - 2))`` when it exceeds 1, and the slope's t statistic is
@@ -97,7 +98,8 @@ CONVENTIONS = {
     "hot_pixels": "active pixels with slope > hot_threshold [e-/s with GAIN, else DN/s]",
     "exposure_value": "mean of the exposure's integrations; _err: total error (within-exposure error x "
                       "max(1, Birge ratio of the exposure means about the linear fit)); _err_within: "
-                      "pooled within-exposure scatter / sqrt(n_integrations)",
+                      "within-exposure scatter (about the exposure mean and the mean pattern of "
+                      "integration number) / sqrt(n_integrations)",
     "drift_tests": "t-test (k - 2 dof) of the linear slope of the exposure means vs EXPSTART, error from the "
                    "within-exposure scatter and the exposures' residual scatter about the fit (the larger); "
                    "Holm-Bonferroni over all quantities and amplifiers of the group (family_size tests) at "
@@ -174,10 +176,15 @@ def trend_test(times, values, poisson=False):
     """Drift test of one quantity measured on the integrations of several exposures.
 
     Error model: exposure mean ``m_e = a + b t_e + u_e + w_e``, with ``w_e`` the within-exposure
-    error (variance ``s_w^2 / n_e``; ``s_w^2`` pooled over the integrations, ``dof_w = sum(n_e -
-    1)``; for counts at least the mean count, Poisson) and ``u_e`` the exposure-to-exposure
+    error (variance ``s_w^2 / n_e``; for counts at least the mean count, Poisson) and ``u_e`` the
+    exposure-to-exposure
     scatter (variance ``tau^2``) that the integrations of one exposure share and the within-exposure
     scatter cannot see (common-mode 1/f, amplifier offsets, bias changes at a reset, ...).
+    ``s_w^2``: when every exposure has the same ``n`` integrations (all finite), the residual
+    variance of the two-way additive model exposure + integration number, ``dof_w = (k - 1)
+    (n - 1)``, because integration i of every exposure shares systematic offsets that are not
+    noise (MIRI RSCD and reset anomaly, first-integration effects); otherwise the scatter about
+    the exposure means pooled, ``dof_w = sum(n_e - 1)``.
 
     * Fit: least squares of ``m_e`` vs EXPSTART, weights ``n_e``; ``chi2 = sum n_e r_e^2 / s_w^2``
       (k - 2 dof); ``scale = max(1, sqrt(chi2 / (k - 2)))`` (Birge ratio, floored at 1).
@@ -213,8 +220,11 @@ def trend_test(times, values, poisson=False):
     'fit_residuals' or 'none').
     """
     t = np.asarray(times, np.float64)
-    vals = [np.asarray(v, np.float64)[np.isfinite(v)] for v in values]
+    raw = [np.asarray(v, np.float64) for v in values]
+    vals = [v[np.isfinite(v)] for v in raw]
     keep = [i for i, v in enumerate(vals) if v.size and np.isfinite(t[i])]
+    # integration number is a factor when every kept exposure has the same complete integrations
+    same = len({raw[i].size for i in keep}) == 1 and all(vals[i].size == raw[i].size for i in keep)
     t = t[keep]
     vals = [vals[i] for i in keep]
     k = len(vals)
@@ -231,8 +241,15 @@ def trend_test(times, values, poisson=False):
         return out
     grand = float(np.sum(n * m) / n.sum())
     out["mean"] = grand
-    dof_w = int(np.sum(n - 1))
-    var_w = float(sum(((v - v.mean()) ** 2).sum() for v in vals)) / dof_w if dof_w > 0 else nan
+    if same and k >= 2 and n[0] >= 2:
+        # two-way additive model: integration i of every exposure shares a systematic offset
+        # (RSCD, reset anomaly, first-integration effects), which is not measurement noise
+        d = np.array(vals) - m[:, None]
+        d -= d.mean(axis=0, keepdims=True)
+        dof_w, ss_w = int((k - 1) * (n[0] - 1)), float(np.sum(d ** 2))
+    else:
+        dof_w, ss_w = int(np.sum(n - 1)), float(sum(((v - v.mean()) ** 2).sum() for v in vals))
+    var_w = ss_w / dof_w if dof_w > 0 else nan
     if poisson and dof_w > 0:
         var_w = max(var_w, max(grand, 1.0))
     if dof_w > 0:
