@@ -99,7 +99,8 @@ def scan(paths, cfg):
     Returns
     -------
     pandas.DataFrame, one row per file in path order: file, path, IMAGETYP (header value), kind
-    (bias/dark/flat/light/other), EXPTIME_s, shape ("ny x nx"), ny, nx, gain_e_per_ADU
+    (bias/dark/flat/light/other), EXPTIME_s, shape ("ny x nx"), ny, nx, gain_e_per_ADU, DETECTOR
+    (header DETECTOR, else INSTRUME, else "CCD")
 
     Raises
     ------
@@ -132,9 +133,10 @@ def scan(paths, cfg):
         rows.append({"file": os.path.basename(path), "path": path, "IMAGETYP": imagetyp,
                      "kind": lookup.get(imagetyp.lower(), "other"), "EXPTIME_s": exptime,
                      "shape": f"{shape[0]}x{shape[1]}", "ny": shape[0], "nx": shape[1],
-                     "gain_e_per_ADU": frame_gain(header, cfg["gain"], path)})
+                     "gain_e_per_ADU": frame_gain(header, cfg["gain"], path),
+                     "DETECTOR": str(header.get("DETECTOR", header.get("INSTRUME", "CCD"))).strip()})
     return pd.DataFrame(rows, columns=["file", "path", "IMAGETYP", "kind", "EXPTIME_s", "shape",
-                                       "ny", "nx", "gain_e_per_ADU"])
+                                       "ny", "nx", "gain_e_per_ADU", "DETECTOR"])
 
 
 def exptime_label(exptime):
@@ -271,7 +273,7 @@ def calibration_settings(inventory, cfg, decisions, overscan):
         bad = inventory.loc[inventory["gain_e_per_ADU"] != gains[0], "path"].iloc[0]
         raise InputError(bad, f"gain {inventory.loc[inventory['path'] == bad, 'gain_e_per_ADU'].iloc[0]} "
                               f"differs from {gains[0]} e-/ADU of the other frames")
-    return {"shape": list(shape), "trim": cfg["trim"] or "",
+    return {"detector": str(inventory["DETECTOR"].iloc[0]), "shape": list(shape), "trim": cfg["trim"] or "",
             "trim_fits": section_string(*trim_slices), "gain_e_per_ADU": gains[0],
             "readnoise_e": float(cfg["readnoise"]), "combine": dict(cfg["combine"]),
             "memory_mb": float(cfg["memory_mb"]), "hot_threshold_e_per_s": float(cfg["hot_threshold"]),

@@ -286,6 +286,12 @@ def dark_rate_file(master_darks, decisions_json, dark_rate_fits, hot_pixels_tsv,
         use = masters[-1:]
         if not masters[-1].meta.get("BIASSUB"):
             raise InputError(paths[-1], "the dark rate from one exposure time needs a bias-subtracted master dark")
+    scaled_darks = list(scaled_darks)
+    if len(scaled_darks) != len(plan["scaled_labels"]):
+        raise InputError(decisions_json, f"{len(plan['scaled_labels'])} scaled darks planned, "
+                                         f"{len(scaled_darks)} paths given")
+    if scaled_darks and not masters[-1].meta.get("BIASSUB"):
+        raise InputError(paths[-1], "scaling a master dark needs it bias-subtracted")
     rate, sigma, _ = process.dark_rate_fit([np.asarray(m.data, np.float64) for m in use],
                                            [float(m.meta["EXPTIME"]) for m in use],
                                            [int(m.meta["NCOMBINE"]) for m in use], g, rn,
@@ -313,15 +319,9 @@ def dark_rate_file(master_darks, decisions_json, dark_rate_fits, hot_pixels_tsv,
             table[f"rate_{exptime_tag(m.meta['EXPTIME'])}s_e_per_s"] = (
                 g * np.asarray(m.data, np.float64)[rows, cols] / float(m.meta["EXPTIME"]))
     common.write_tsv(table, hot_pixels_tsv)
-    scaled_darks = list(scaled_darks)
-    if len(scaled_darks) != len(plan["scaled_labels"]):
-        raise InputError(decisions_json, f"{len(plan['scaled_labels'])} scaled darks planned, "
-                                         f"{len(scaled_darks)} paths given")
     targets = {tg["label"]: tg["exptime_s"] for tg in plan["targets"]}
     for label, out in zip(plan["scaled_labels"], scaled_darks):
         src = masters[-1]
-        if not src.meta.get("BIASSUB"):
-            raise InputError(paths[-1], "scaling a master dark needs it bias-subtracted")
         data, unc = process.scale_dark(src.data, src.meta["EXPTIME"], targets[label], src.uncertainty.array)
         cards, hist = provenance(settings, "DARK", targets[label], int(src.meta["NCOMBINE"]), [paths[-1]],
                                  True, "master UNCERT x scale factor")
@@ -358,7 +358,7 @@ def dark_level(rate, sigma, hot):
 
 def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise_tsv, hot_counts_tsv,
                   summary_json, summary_tsv, bias_png=None, darks_png=None, histogram_png=None,
-                  linearity_png=None, master_bias=None, detector="CCD"):
+                  linearity_png=None, master_bias=None, detector=None):
     """Read noise from bias pairs, hot-pixel counts, the summary row and the report figures.
 
     readnoise_tsv : frame_a, frame_b, read_noise_e, read_noise_ADU, npix (single-read noise)
@@ -372,6 +372,7 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
     from ..analysis import summary as summary_mod
 
     plan, settings = read_decisions(decisions_json)
+    detector = detector or settings.get("detector") or "CCD"
     g, thr = settings["gain_e_per_ADU"], settings["hot_threshold_e_per_s"]
     frames = [calibrate_frame(inv.read_frame(p)[0], settings, p, overscan=False) for p in bias_paths]
     pairs, rn, rn_err = process.read_noise_pairs(frames, g)

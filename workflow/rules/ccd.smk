@@ -112,6 +112,6 @@ if CCD_ON:
             "../../envs/detcal.yaml"
         params:
             function="detcal.ccd.products.analysis_file",
-            kwargs={"detector": CCD["demo"]["name"] if CCD_DEMO else "CCD"},
+            kwargs={},
         script:
             "../scripts/group_analysis.py"
