@@ -8,12 +8,11 @@ analysis. Returns a dict of every product path plus ``plan``, ``settings`` and `
 """
 
 import copy
-import os
 from pathlib import Path
 
 import yaml
 
-from detcal.ccd import inventory, products
+from detcal.ccd import products
 from detcal.simulate import ccd as sim
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
