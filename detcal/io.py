@@ -317,6 +317,19 @@ REFTYPES = {"mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS"
 #: The main array of each type (the one whose last two axes are the image).
 MAIN = {"MASK": "DQ", "LINEARITY": "COEFFS"}
 
+#: DATAMODL of each type: the stdatamodels class ``datamodels.open`` returns (MIRI DARK: 4-D).
+DATAMODL = {"MASK": "MaskModel", "SATURATION": "SaturationModel", "SUPERBIAS": "SuperBiasModel",
+            "LINEARITY": "LinearityModel", "DARK": "DarkModel", "GAIN": "GainModel",
+            "READNOISE": "ReadnoiseModel", "RSCD": "RSCDModel", "RESET": "ResetModel"}
+
+
+def datamodl(reftype, instrument):
+    """DATAMODL keyword of a ``reftype`` reference for ``instrument`` (MIRI DARK: DarkMIRIModel)."""
+    reftype = reftype.upper()
+    if reftype == "DARK" and str(instrument).strip().upper() == "MIRI":
+        return "DarkMIRIModel"
+    return DATAMODL[reftype]
+
 
 @dataclass
 class Reference:
@@ -428,10 +441,12 @@ def _cut_to(arr, path, ref_header, ramp):
 
 def reference_header(reftype, meta, descrip, author="detcal", pedigree="DUMMY",
                      useafter="2020-01-01T00:00:00"):
-    """Primary header of a reference file with every keyword JWST requires.
+    """Primary header of a reference file with every keyword JWST (and crds certify) requires.
 
     ``meta`` supplies INSTRUME, DETECTOR and the subarray keywords (and, for DARK, READPATT,
-    NFRAMES, NGROUPS, GROUPGAP); anything else in it is copied too.
+    NFRAMES, NGROUPS, GROUPGAP); anything else in it is copied too. CRDS selection keywords it
+    does not give get their wildcard values (:data:`detcal.keywords.REFERENCE_DEFAULTS`; a DARK
+    the instrument's dark EXP_TYPE). :func:`write_reference` adds DATAMODL.
     """
     header = fits.Header()
     header["TELESCOP"] = "JWST"
@@ -442,6 +457,14 @@ def reference_header(reftype, meta, descrip, author="detcal", pedigree="DUMMY",
     header["USEAFTER"] = useafter
     for key, val in meta.items():
         header[key] = val
+    defaults = dict(keywords.REFERENCE_DEFAULTS)
+    if str(header.get("INSTRUME", "")).strip().upper() == "MIRI":
+        defaults.update(keywords.REFERENCE_DEFAULTS_MIRI)
+    if reftype == "DARK" and "INSTRUME" in header:
+        defaults["EXP_TYPE"] = keywords.DARK_EXP_TYPE.get(str(header["INSTRUME"]).strip().upper(), "N/A")
+    for key, val in defaults.items():
+        if key not in header and key not in keywords.REFERENCE_EXTRA.get(reftype, ()):
+            header[key] = (val, "CRDS selection: any")
     missing = [k for k in keywords.REFERENCE + keywords.REFERENCE_EXTRA.get(reftype, ()) if k not in header]
     if missing:
         raise ValueError(f"{reftype} reference header is missing {missing}")
@@ -457,6 +480,8 @@ def write_reference(path, reftype, arrays, header, step=None, inputs=(), params=
     reftype = reftype.upper()
     header = header.copy()
     header["REFTYPE"] = reftype
+    header["DATAMODL"] = (datamodl(reftype, header.get("INSTRUME", "")),
+                          "stdatamodels class of this file")
     add_history(header, step or f"{reftype.lower()} reference", inputs, params)
     hdus = [fits.PrimaryHDU(header=header)]
     if reftype == "RSCD":

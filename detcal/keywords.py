@@ -56,6 +56,18 @@ REFERENCE = ("REFTYPE", "DESCRIP", "AUTHOR", "PEDIGREE", "USEAFTER", "TELESCOP",
 REFERENCE_EXTRA = {"DARK": ("READPATT", "NFRAMES", "NGROUPS", "GROUPGAP"),
                    "RESET": ("READPATT", "NINTS", "NGROUPS")}   # jwst reset reads NINTS/NGROUPS
 
+#: CRDS selection keywords a reference gets when its inputs do not fix them: the CRDS wildcard
+#: values (N/A: not a selection criterion, ANY: every readout pattern). The operational rmaps of
+#: READNOISE, MASK, GAIN, LINEARITY, SATURATION (and NIRISS/MIRI DARK) select on FILTER, NIRCam
+#: SUPERBIAS and MIRI MASK/DARK/RESET on READPATT, MIRI GAIN on BAND (crds certify requires them).
+REFERENCE_DEFAULTS = {"FILTER": "N/A", "READPATT": "ANY"}
+REFERENCE_DEFAULTS_MIRI = {"BAND": "N/A"}
+
+#: EXP_TYPE of dark exposures per INSTRUME (written to a DARK whose inputs carry none; the NIRCam
+#: DARK rmap selects on it).
+DARK_EXP_TYPE = {"NIRCAM": "NRC_DARK", "NIRISS": "NIS_DARK", "NIRSPEC": "NRS_DARK", "FGS": "FGS_DARK",
+                 "MIRI": "MIR_DARKIMG"}
+
 #: Calibration-step status keywords (as the JWST pipeline writes them).
 CAL_STEP = {
     "dq_init": "S_DQINIT", "saturation": "S_SATURA", "superbias": "S_SUPERB",

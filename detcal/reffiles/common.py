@@ -29,9 +29,8 @@ log = logging.getLogger("detcal.reffiles")
 #: (they fix the array and its place on the detector).
 SHARED = ("INSTRUME", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
 
-#: EXP_TYPE written when the inputs carry none, per INSTRUME.
-DARK_EXP_TYPE = {"NIRCAM": "NRC_DARK", "NIRISS": "NIS_DARK", "NIRSPEC": "NRS_DARK", "FGS": "FGS_DARK",
-                 "MIRI": "MIR_DARKIMG"}
+#: EXP_TYPE written when the inputs carry none, per INSTRUME (one definition: detcal.keywords).
+DARK_EXP_TYPE = keywords.DARK_EXP_TYPE
 
 _PEDIGREE = re.compile(r"^(GROUND|DUMMY|SIMULATION|INFLIGHT \d{4}-\d{2}-\d{2} \d{4}-\d{2}-\d{2})$")
 _USEAFTER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
