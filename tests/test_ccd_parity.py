@@ -136,3 +136,38 @@ def test_deviation_matches_ccdproc_create_deviation(frames):
         ref = ccdproc.create_deviation(CCDData(signal, unit="adu"), gain=1.5 * u.electron / u.adu,
                                        readnoise=8.0 * u.electron, disregard_nan=True)
     _close(mine, ref.uncertainty.array)
+
+
+def test_workflow_products_match_a_ccdproc_reduction_of_the_same_files(tmp_path):
+    """The branch's master bias, master darks and scaled dark (files, as the rules write them)
+    against the Astropy CCD guide's ccdproc calls on the same raw files."""
+    import ccdkit
+
+    spec = {"rows": 24, "columns": 32, "overscan": 8, "nbias": 5, "darks": {30: 3, 300: 5},
+            "lights": {90: 1}, "overrides": {"cr_rate": 5e-5}}
+    cfg = ccdkit.ccd_config(**ccdkit.sections_for(spec))
+    p = ccdkit.run_branch(tmp_path, spec, 21, cfg=cfg, analysis=False)
+    kw = {"sigma_clip": True, "sigma_clip_low_thresh": 5, "sigma_clip_high_thresh": 5,
+          "sigma_clip_func": np.ma.median, "sigma_clip_dev_func": mad_std, "mem_limit": 350e6}
+
+    def calibrated(path):
+        ccd = CCDData.read(path, unit="adu")
+        ccd = ccdproc.subtract_overscan(ccd, fits_section=cfg["overscan"], median=True, overscan_axis=1)
+        return ccdproc.trim_image(ccd, fits_section=cfg["trim"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bias = ccdproc.combine([calibrated(f) for f in p["plan"]["bias_files"]], **kw)
+        mine_bias = CCDData.read(p["master_bias"], hdu_uncertainty="UNCERT", hdu_mask="MASK")
+        _close(mine_bias.data, bias.data)
+        bias32 = CCDData(mine_bias.data.astype(np.float64), unit="adu")  # the rules subtract the file
+        for label, path in p["master_darks"].items():
+            darks = [ccdproc.subtract_bias(calibrated(f), bias32)
+                     for f in p["plan"]["dark_exptimes"][label]["files"]]
+            ref = ccdproc.combine(darks, **kw)
+            _close(CCDData.read(path, hdu_uncertainty="UNCERT", hdu_mask="MASK").data, ref.data)
+        zero = CCDData(np.zeros(ref.shape), unit="adu", meta={"EXPTIME": 90.0})
+        ref_scaled = ccdproc.subtract_dark(zero, CCDData(ref.data, unit="adu", meta={"EXPTIME": 300.0}),
+                                           exposure_time="EXPTIME", exposure_unit=u.s, scale=True)
+    scaled = CCDData.read(p["scaled_darks"][90], hdu_uncertainty="UNCERT", hdu_mask="MASK")
+    _close(scaled.data, -ref_scaled.data)

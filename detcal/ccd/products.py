@@ -6,7 +6,10 @@ Products are FITS files ``astropy.nddata.CCDData.read`` opens: the image in the 
 (detcal / numpy / astropy versions), IMAGETYP, EXPTIME [s], NCOMBINE, COMBMETH / CLIPMETH /
 CLIPLOW / CLIPHIGH / CLIPCEN / CLIPDEV (the combine), OSCANSUB / OSCANSEC / OSCANMOD / OSCANORD
 (overscan), TRIMSEC (FITS section kept), BIASSUB, UNCMETH (how UNCERT was made), and one HISTORY
-line per input file.
+line per input file. Masters also carry OSCNOISE (noise of each subtracted overscan value, ADU:
+it is in every pixel's UNCERT, common to a row) and OSCNERR (the resulting error of the master's
+mean level, ADU, common to all pixels); the dark rate carries DRMETHOD, HOTTHR, NHOT and RATECOH
+(the error of any all-pixel mean rate from those level errors, e-/s, not in UNCERT).
 
 Every frame is calibrated the same way before it is combined: overscan subtracted (if decided,
 :mod:`detcal.ccd.inventory`), trimmed, and for darks the master bias subtracted (if decided).
