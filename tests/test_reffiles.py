@@ -897,8 +897,9 @@ def test_assemble_sets_do_not_use_per_type_and_keeps_reference_pixels_clean():
 
 def test_noisy_pixels_are_judged_against_the_population_not_the_readnoise():
     """CDS pairs of 5000 pixels (read noise 5 % pixel to pixel, 40 pairs each): a 2x pixel is
-    noisy, a 1.1x pixel is not (below noisy_min_ratio), a hot pixel's Poisson noise is removed,
-    and the normal pixels give at most a Poisson-likely number of false flags (expected 1)."""
+    noisy, a 1.1x pixel is not (below noisy_min_ratio), a hot pixel's Poisson noise and a pixel
+    with 6 pairs only widen their own null distribution, and the normal pixels give at most a
+    Poisson-likely number of false flags (expected 1)."""
     rng = np.random.default_rng(8)
     npairs, npix, gain = 40, 5000, 2.0
     sigma = 10.0 * (1 + 0.05 * rng.standard_normal(npix))
@@ -906,6 +907,8 @@ def test_noisy_pixels_are_judged_against_the_population_not_the_readnoise():
     cds = rng.standard_normal((npairs, 1, npix)) * sigma
     cds[:, 0, 2] = 3000.0 + rng.normal(0.0, np.sqrt(10.0 ** 2 + 3000.0 / gain), npairs)   # hot
     cds[5, 0, 3] = np.nan
+    cds[:, 0, 4] = np.nan                                       # 6 pairs only (next to a saturating
+    cds[:6, 0, 4] = [14.0, -14.0, 14.0, -14.0, 14.0, -14.0]    # pixel): 1.5x measured, not significant
     cv = badpix.cds_variance(cds.astype(np.float32), gain)
     assert cv["count"][0, 3] <= npairs - 1
     assert cv["poisson"][0, 2] == pytest.approx(1500.0, rel=0.01)
@@ -913,6 +916,7 @@ def test_noisy_pixels_are_judged_against_the_population_not_the_readnoise():
     out = badpix.noisy_pixels(cv["var"], np.ones((1, npix), bool), z, 1.645, 1.2, cv["poisson"],
                               cv["count"])
     assert out["noisy"][0, 0] and not out["noisy"][0, 1] and not out["noisy"][0, 2]
+    assert not out["noisy"][0, 4] and out["score"][0, 4] < 3.0
     assert out["median_noise"] == pytest.approx(10.0, rel=0.02)
     assert np.count_nonzero(out["noisy"][0, 1:]) <= 4          # P(Poisson(1) > 4) = 0.4 %
     # width of t: (2/3) sqrt(0.113^2 + 0.05^2) = 0.083 of its centre (40 pairs, 5 % spread);

@@ -5,9 +5,10 @@ signature): per-integration slopes (``rateints``, ramp_fit of the jump products)
 jump-flagged ramps themselves. Per active pixel (reference pixels get REFERENCE_PIXEL and nothing
 else, never DO_NOT_USE). Every flag that noise alone could raise is a significance test with a
 stated false-flag rate: with ``false_flags`` = F (default 1) and N active pixels, the per-pixel
-false-alarm probability is ``alpha = F / N`` (one-sided, Gaussian: z_alpha = 3.6 for N = 3136,
-5.2 for a 2040^2 array), so a pixel population that sits exactly at a type's null hypothesis
-gives F false flags of that type on the array on average, and fewer the further below it is.
+false-alarm probability is ``alpha = F / N`` (one-sided, Gaussian: z_alpha = 3.42 for N = 56^2,
+4.16 for 248^2, 5.03 for a 2040^2 array), so a pixel population that sits exactly at a type's
+null hypothesis gives F false flags of that type on the array on average, and fewer the further
+below it is.
 
 * **HOT / WARM** (thresholds ``hot_threshold`` / ``warm_threshold`` [e-/s], divided by the gain
   to DN/s). Per pixel the mean dark rate over ALL integrations, weighted by 1 / VAR_RNOISE of
@@ -35,9 +36,10 @@ gives F false flags of that type on the array on average, and fewer the further 
   ``(r - T_warm) / sigma_Twarm > z_alpha`` and not HOT: WARM claims "rate above T_warm", so
   a hot pixel below the HOT detection limit flagged WARM is under-classified, not false. A
   pixel saturated (no slope, DQ SATURATED) in more than ``saturated_fraction`` (50 %) of its
-  integrations is HOT (jwst_reffiles' "saturated in all groups -> HOT"). **Detection limit** (stated for the median pixel): the true rate detected with
-  probability ``detect_probability`` (95 %), the solution of ``r = T + z_alpha sigma_T +
-  z_beta sigma_r``. A hot pixel between T_hot and its detection limit can come out WARM.
+  integrations is HOT (jwst_reffiles' "saturated in all groups -> HOT"). **Detection limit**
+  (stated for the median pixel): the true rate detected with probability
+  ``detect_probability`` (95 %), the solution of ``r = T + z_alpha sigma_T + z_beta sigma_r``.
+  A hot pixel between T_hot and its detection limit can come out WARM.
   (This replaces jwst_reffiles' "above threshold in >= 75 % of the integrations", which has no
   error model: on short ramps, where one integration's slope noise exceeds the WARM threshold,
   noise alone met it in 0.5 % of normal pixels.)
@@ -54,9 +56,9 @@ gives F false flags of that type on the array on average, and fewer the further 
   Gaussian for a chi-square variable, Wilson-Hilferty) is compared with the population of active
   pixels: score ``(t - median(t)) / (1.4826 MAD(t))``; noisy when the score > z_alpha and the
   noise is at least ``noisy_min_ratio`` (1.2) x the population median (so that very deep data
-  do not flag pixels a few per cent noisier than typical). The
-  population's width holds the pixel-to-pixel spread of normal read noise and the estimation
-  noise of ``v`` from the pairs available. **Detection limit**: the noise factor f (CDS noise /
+  do not flag pixels a few per cent noisier than typical). The population's width holds the
+  pixel-to-pixel spread of normal read noise and the estimation noise of ``v`` from the pairs
+  available. **Detection limit**: the noise factor f (CDS noise /
   median CDS noise) detected with ``detect_probability``: ``f = ((c + z_alpha w) / (c - z_beta
   w))^(3/2)`` (c, w the centre and width of ``t``; the numerator at least c x
   noisy_min_ratio^(2/3)).
@@ -372,11 +374,13 @@ def noisy_pixels(var, select, z_alpha, z_beta, min_ratio=1.2, poisson=None, coun
         (pixels whose Poisson variance exceeds 10 % of the median ``var`` are left out of it)
     z_alpha, z_beta : significance threshold and the z of the detection probability
     min_ratio : a flagged pixel's CDS noise is also at least this factor over the median
-    poisson, count : (ny, nx) or None   Poisson variance [DN^2] and pairs of each pixel: a pixel
-        whose pairs carry Poisson variance P has a noisier ``v``; under the null hypothesis
-        (normal read noise, ``v = c^3``) the std of its ``t`` grows from ``c sqrt(2/(n-1)) / 3``
-        to ``c^-2 (c^3 + P) sqrt(2/(n-1)) / 3`` (delta method), and its width is the population's
-        ``w`` widened by the difference, so hot pixels are not noisy for their shot noise.
+    poisson, count : (ny, nx) or None   Poisson variance [DN^2] and pairs n of each pixel. Under
+        the null hypothesis (normal read noise, ``v = c^3``) the estimation noise of a pixel's
+        ``t`` is ``c^-2 (c^3 + P) sqrt(2/(n-1)) / 3`` (delta method): larger for a pixel with
+        Poisson variance P (hot pixels are not noisy for their shot noise) or with fewer pairs
+        (e.g. next to a saturating pixel, whose saturation flags grow into its neighbours). Its
+        width is that plus the population's width without the estimation noise at its median
+        n, in quadrature.
 
     Returns dict: ``noisy`` bool (ny, nx), ``score`` float64 (ny, nx), ``centre``, ``width`` of t,
     ``median_noise`` [DN] (median CDS noise of the population), ``limit_factor`` (noise factor
@@ -397,11 +401,14 @@ def noisy_pixels(var, select, z_alpha, z_beta, min_ratio=1.2, poisson=None, coun
     width = robust_sigma(vals)
     w = np.full(t.shape, width)
     if poisson is not None and count is not None:
+        n = np.asarray(count, np.float64)
+        # estimation noise of t at the population's typical pair count, and the rest (the
+        # pixel-to-pixel spread of read noise); each pixel: the rest + its own estimation noise
+        est_typ = centre * np.sqrt(2.0 / max(1.0, float(np.median(n[sel])) - 1.0)) / 3.0
+        rest2 = max(width ** 2 - est_typ ** 2, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            scale = np.sqrt(2.0 / (np.asarray(count, np.float64) - 1.0)) / (3.0 * centre ** 2)
-            v0 = centre ** 3
-            extra = scale ** 2 * ((v0 + np.nan_to_num(poisson)) ** 2 - v0 ** 2)
-            w = np.sqrt(width ** 2 + np.where(np.isfinite(extra), np.maximum(extra, 0.0), 0.0))
+            est = (centre ** 3 + np.nan_to_num(poisson)) * np.sqrt(2.0 / (n - 1.0)) / (3.0 * centre ** 2)
+            w = np.where(np.isfinite(est) & (n > 1), np.sqrt(rest2 + est ** 2), width)
     with np.errstate(invalid="ignore", divide="ignore"):
         score = (t - centre) / w
         noisy = (score > z_alpha) & (t >= centre * min_ratio ** (2.0 / 3.0))
