@@ -648,7 +648,8 @@ def test_summary_merges_what_exists(dark_group, cr_group, stable_group, tmp_path
     assert row["cr_rate_events_per_cm2_per_s"] == pytest.approx(
         cr_group[3]["summary"]["cr_rate_events_per_cm2_per_s"])
     assert row["cds_noise"] == 7.2 and row["cds_noise_key"] == "noise:fit.white.all.cds_noise_DN"
-    assert row["effective_noise_max_n"] is None                         # placeholder until effnoise exists
+    assert row["effective_noise_max_n"] is None                         # its JSON is missing here (see
+    # tests/test_analysis_noise.py::test_summary_effective_noise_column_is_the_largest_n_with_its_convention)
     assert row["stability_any_drift"] is False
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved["missing"] == [str(tmp_path / "not_yet.json")]

@@ -324,3 +324,31 @@ def test_open_ramp_reads_single_groups_of_an_uncal_file(tmp_path):
     with noise.open_ramp(tmp_path / "x_uncal.fits") as ramp:
         assert ramp.shape == data.shape and ramp.pixel_time == pytest.approx(10e-6)
         np.testing.assert_array_equal(ramp.frame(1, 2), data[1, 2])
+
+
+def test_summary_effective_noise_column_is_the_largest_n_with_its_convention(tmp_path):
+    """The group summary's effective-noise column holds the channel average at the largest N [e-]
+    (from the effective-noise JSON's ``summary``), and the CDS noise the PSD white level [DN]."""
+    from detcal.analysis import summary as summary_mod
+
+    det = simulated("NRCB3", "nircam_sw", 64, 6, nints=4, seed=8)
+    paths, gain_path = write_products(det, tmp_path, 3)                   # 12 ramps: temporal
+    table, doc = effnoise.effective_noise_files(paths, tmp_path / "en.tsv", tmp_path / "en.json",
+                                                None, gain_path=gain_path)
+    _, _, nd = noise.noise_decomposition_files(paths, tmp_path / "n.tsv", tmp_path / "s.tsv",
+                                               tmp_path / "n.json", None, None, gain_path=gain_path)
+    s = doc["summary"]
+    last = table[(table.channel == "all") & (table.ngroups_fit == 6)].iloc[0]
+    assert s["ngroups_max_n"] == 6 and s["statistic"] == "temporal"
+    assert s["effective_noise_max_n_e"] == pytest.approx(last.eff_noise_temporal_e, rel=1e-9)
+    assert 0 < s["effective_noise_max_n_err_e"] < 0.1 * s["effective_noise_max_n_e"]
+    assert np.isfinite(s["excess_max_n_e2"]) and s["excess_max_n_err_e2"] > 0
+    assert "largest N = 6" in s["convention"] and "e-" in s["convention"]
+    row = summary_mod.summary_file("G", {"effective_noise": str(tmp_path / "en.json"),
+                                         "noise_decomposition": str(tmp_path / "n.json")},
+                                   str(tmp_path / "sum.tsv"), str(tmp_path / "sum.json"))
+    assert row["effective_noise_max_n"] == pytest.approx(s["effective_noise_max_n_e"])
+    assert row["effective_noise_key"] == "effective_noise:summary.effective_noise_max_n_e"
+    assert row["cds_noise"] == pytest.approx(nd["fit"]["white"]["all"]["cds_noise_DN"])
+    assert row["cds_noise_key"] == "noise_decomposition:summary.cds_noise_DN"
+    assert "effective noise" in row["effective_noise.convention"]

@@ -62,11 +62,14 @@ from scipy.optimize import least_squares  # noqa: E402
 
 from .. import io  # noqa: E402
 from ..errors import InputError  # noqa: E402
-from .noise import (MIN_TEMPORAL, PixelMoments, amplifier_gains, check_same_configuration,  # noqa: E402
+from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains, check_same_configuration,  # noqa: E402
                     good_pixels, mean_gain, median_variance, open_ramp, robust_sigma,
                     subsample_rows, write_json)
 
 log = logging.getLogger("detcal.analysis.effnoise")
+
+#: Blocks of ramps for the delete-one-block jackknife errors of the excess variance.
+JACKKNIFE_BLOCKS = 10
 
 #: pynrc's start values of the excess-variance fit (p0 [e-], p1 [e-^2]).
 EXCESS_P_START = (1.5, 10.0)
@@ -225,7 +228,7 @@ def fit_excess_variance(n, m, measured_var, theory_var, p_start=EXCESS_P_START):
 
 
 def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN_TEMPORAL,
-                            max_temporal_pixels=2 ** 19):
+                            max_temporal_pixels=2 ** 19, jackknife_blocks=JACKKNIFE_BLOCKS):
     """Spatial and temporal slope noise per channel for every N.
 
     Parameters
@@ -237,14 +240,17 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     ns : sequence of int                      group counts (sorted, >= 2)
     pixeldq : ndarray uint32 (ny, nx) or None DO_NOT_USE pixels are left out
     min_ramps : int                           temporal statistics need at least this many ramps
-    max_temporal_pixels : int                 pixels followed for the temporal statistic
+    max_temporal_pixels : int                 pixels followed for the temporal statistic (in
+                                              all blocks together)
+    jackknife_blocks : int                    ramps are dealt in turn into this many blocks
 
     Returns
     -------
     dict: ``ns`` (list), ``channels`` (list of str: '0'.. and 'reference' if any),
     ``spatial_var``/``temporal_var`` float64 (nchan, len(ns)) [(DN/s)^2] (temporal NaN when
     fewer than ``min_ramps``), ``dark_rate`` (nchan,) [DN/s] (median slope at max N),
-    ``nramps``, ``temporal_ok``.
+    ``nramps``, ``temporal_ok``; ``jackknife``: the same dict for every delete-one-block subset
+    (empty with fewer than 3 blocks), for :func:`jackknife_errors`.
     """
     ns = sorted({int(n) for n in ns})
     ref = geom.reference_mask()
@@ -256,8 +262,9 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     if (ref & good).any():
         masks.append(ref & good)
         names.append("reference")
-    followed = subsample_rows(np.logical_or.reduce(masks), max_temporal_pixels)
-    moments = PixelMoments(ns, followed)
+    nblk = max(int(jackknife_blocks), 1)
+    followed = subsample_rows(np.logical_or.reduce(masks), max(max_temporal_pixels // nblk, 1))
+    blocks = [PixelMoments(ns, followed) for _ in range(nblk)]
     chan_of = np.full(geom.shape, -1, int)
     for c, m in enumerate(masks):
         chan_of[m] = c
@@ -271,23 +278,39 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
             for c, m in enumerate(masks):
                 sp[c, i] = robust_sigma(s[m]) ** 2
             followed_slopes.append(s.reshape(-1)[followed])
-        moments.add(followed_slopes, indexed=True)
+        blocks[nramps % nblk].add(followed_slopes, indexed=True)    # ramps dealt in turn
         dark.append([float(np.median(s[m])) for m in masks])             # s: slope at max N
         spatial.append(sp)
         nramps += 1
     if nramps == 0:
         raise ValueError("no ramps")
-    spatial = np.median(np.array(spatial), axis=0)     # median over ramps of sigma^2 (= median sigma)^2
-    temporal_ok = nramps >= min_ramps
-    temporal = np.full((len(masks), len(ns)), np.nan)
-    if temporal_ok:
-        for i, n in enumerate(ns):
-            var = moments.variance(n)
-            for c in range(len(masks)):
-                temporal[c, i] = median_variance(var[chan_followed == c], nramps - 1)
-    return {"ns": ns, "channels": names, "spatial_var": spatial, "temporal_var": temporal,
-            "dark_rate": np.median(np.array(dark), axis=0), "nramps": nramps,
-            "temporal_ok": temporal_ok, "nout": nout}
+    spatial, dark = np.array(spatial), np.array(dark)
+    block_of = np.arange(nramps) % nblk
+
+    def stats_of(keep, need=min_ramps):
+        """Statistics of the ramps in the blocks ``keep`` (temporal with at least ``need`` ramps)."""
+        moments = PixelMoments.merged([blocks[b] for b in keep])
+        sel = np.isin(block_of, keep)
+        nr = int(sel.sum())
+        ok = nr >= max(need, 2)
+        temporal = np.full((len(masks), len(ns)), np.nan)
+        if ok:
+            for i, n in enumerate(ns):
+                var = moments.variance(n)
+                for c in range(len(masks)):
+                    temporal[c, i] = median_variance(var[chan_followed == c], nr - 1)
+        return {"ns": ns, "channels": names,
+                "spatial_var": np.median(spatial[sel], axis=0),  # median over ramps of sigma^2
+                "temporal_var": temporal, "dark_rate": np.median(dark[sel], axis=0), "nramps": nr,
+                "temporal_ok": ok, "nout": nout}
+
+    used = [b for b in range(nblk) if blocks[b].n > 0]
+    out = stats_of(used)
+    # the subsets use the full set's statistic (temporal or spatial) even if they hold fewer ramps
+    need = 2 if out["temporal_ok"] else np.inf
+    out["jackknife"] = ([stats_of([b for b in used if b != drop], need) for drop in used]
+                        if len(used) >= 3 else [])
+    return out
 
 
 def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
@@ -356,7 +379,12 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
                       else np.full(len(ns), np.nan))
         else:
             excess = np.full(len(ns), np.nan)
-        summary[name] = {"gain_e_per_DN": g, "dark_rate_DN_per_s": dark_dn, "dark_rate_e_per_s": flux,
+        summary[name] = {"ngroups_max": int(ns[-1]), "time_max_s": float(t[-1]),
+                         "effective_noise_max_n_e": float(np.sqrt(meas_e2[-1])) if meas_e2[-1] >= 0 else np.nan,
+                         "effective_noise_max_n_DN": float(np.sqrt(v[use][-1])),
+                         "theory_max_n_e": float(np.sqrt(theory[-1])) if theory[-1] >= 0 else np.nan,
+                         "excess_max_n_e2": float(meas_e2[-1] - theory[-1]),
+                         "gain_e_per_DN": g, "dark_rate_DN_per_s": dark_dn, "dark_rate_e_per_s": flux,
                          "read_noise_n2_e": rn_n2, "read_noise_reference_e": rn_ref,
                          "read_noise_used_e": rn, "read_noise_source": read_noise_source,
                          "statistic_fitted": use, "excess_fit": fit}
@@ -376,6 +404,133 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
                 "temporal_valid": bool(stats["temporal_ok"]),
             })
     return pd.DataFrame(rows), summary
+
+
+def pink_ols_variance(ns, geom, tgroup, tframe, nframes=1, groupgap=0, dt=PIXEL_TIME,
+                      row_overhead=ROW_OVERHEAD, refpix=True, max_pixels=256, max_ref=256):
+    """Variance of the accumulated OLS signal that a unit 1/f stream adds, per N: (len(ns),).
+
+    The 1/f stream ``S(f) = A/f`` (A = 1, :mod:`detcal.noise_conventions`) is read through the
+    outputs in readout order (pixel j of row r at sample ``r (w + row_overhead) + j`` of its
+    frame; frames ``tframe`` apart; a group is the mean of ``nframes`` frames, ``nframes +
+    groupgap`` frames apart). With ``refpix`` every group first has the top/bottom reference
+    correction of :mod:`detcal.steps.refpix` (per output and detector-column parity, the mean of
+    the bottom and the top reference rows' means) subtracted, as the noise analyses' ramps
+    have. The OLS fit of the first N groups gives the accumulated signal ``slope (N-1) TGROUP``;
+    its variance is summed exactly from the stream's autocovariance ``R(tau) = const - Cin(pi
+    tau/dt)`` (the constant cancels: the weights sum to zero), averaged over up to
+    ``max_pixels`` active pixels (reference sets thinned to ``max_ref`` pixels).
+
+    Returns float64 (len(ns),) [unit^2 of the stream per unit of A]; times A [e-^2] it is the
+    1/f part of the effective-noise variance [e-^2]. The same for a stream common to all
+    outputs (correlated 1/f, each pixel sees one stream) and one per output (uncorrelated).
+    The part of it that the effective-noise excess shows at N (read noise taken from N = 2):
+    ``V(N) - 6 (N-1) / (N (N+1)) V(2)``.
+    """
+    from .noise import _cin, output_width, readout_order
+
+    ns = np.asarray(sorted({int(n) for n in ns}))
+    nmax = int(ns[-1])
+    m = int(nframes)
+    period = float(tframe) / dt                       # samples between frame starts
+    gper = (m + int(groupgap)) * period               # between group starts
+
+    def h(x):
+        """Covariance of two group means whose first frames are ``x`` samples apart."""
+        x = np.asarray(x, np.float64)
+        out = np.zeros_like(x)
+        for d in range(-(m - 1), m):
+            out += (m - abs(d)) / m ** 2 * -_cin(np.pi * (x + d * period))
+        return out
+
+    nout, w = output_width(geom)
+    ref = readout_order(geom.reference_mask(), geom)                   # (nout, ny, w)
+    ny_d, nx_d = ref.shape[1], nout * w
+    det_cols = np.broadcast_to(np.arange(nx_d), (ny_d, nx_d))
+    parity = readout_order(geom.to_science(det_cols), geom) % 2
+    offs = np.arange(ny_d)[:, None] * (w + int(row_overhead)) + np.arange(w)[None, :]
+    lags = np.arange(nmax) * gper
+    g_sum = np.zeros(nmax)
+    npix = 0
+    per_out = max(int(max_pixels) // nout, 1)
+    for k in range(nout):
+        ref_rows = np.flatnonzero(ref[k].all(axis=1))
+        bottom, top = ref_rows[ref_rows < ny_d // 2], ref_rows[ref_rows >= ny_d // 2]
+        active = np.flatnonzero(~ref[k].reshape(-1))
+        pick = active[np.linspace(0, active.size - 1, min(per_out, active.size)).astype(int)]
+        sets = {}
+        for par in (0, 1):
+            s_q, a_q = [], []
+            parts = [rows for rows in (bottom, top) if refpix and rows.size]
+            for rows in parts:
+                sel = np.zeros((ny_d, w), bool)
+                sel[rows] = True
+                sel &= parity[k] == par
+                q = offs[sel]
+                q = q[np.linspace(0, q.size - 1, min(q.size, max(int(max_ref) // 2, 1))).astype(int)]
+                s_q.append(q)
+                a_q.append(np.full(q.size, 1.0 / (q.size * len(parts))))
+            if s_q:
+                s_q, a_q = np.concatenate(s_q).astype(float), np.concatenate(a_q)
+                diff = s_q[:, None] - s_q[None, :]
+                rr = np.array([np.sum(a_q[:, None] * a_q[None, :] * h(lag + diff)) for lag in lags])
+            else:
+                s_q, a_q, rr = np.zeros(0), np.zeros(0), np.zeros(nmax)
+            sets[par] = (s_q, a_q, rr)
+        for p in pick:
+            s_p = float(offs.reshape(-1)[p])
+            s_q, a_q, rr = sets[int(parity[k].reshape(-1)[p])]
+            g = h(lags) + rr
+            if s_q.size:
+                g -= np.array([np.sum(a_q * (h(lag + s_p - s_q) + h(lag - s_p + s_q))) for lag in lags])
+            g_sum += g
+            npix += 1
+    g = g_sum / max(npix, 1)
+    out = []
+    for n in ns:
+        k = np.arange(n) - (n - 1) / 2.0
+        wts = k * (n - 1) / np.sum(k ** 2)
+        lag = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+        out.append(float(wts @ g[lag] @ wts))
+    return np.array(out)
+
+
+#: Summary numbers of a channel that get jackknife errors (``<name>_err``).
+JACKKNIFE_KEYS = ("effective_noise_max_n_e", "excess_max_n_e2", "read_noise_n2_e")
+
+
+def jackknife_errors(stats, summary, *args, **kwargs):
+    """Delete-one-block jackknife errors of the effective-noise summary (modified in place).
+
+    ``stats``: :func:`measure_effective_noise` (with its ``jackknife`` subsets); ``summary``: the
+    per-channel dict of :func:`effective_noise_table`, which is re-run on every subset with
+    ``args``/``kwargs``. Adds ``<key>_err`` for :data:`JACKKNIFE_KEYS` and
+    ``excess_fit.excess_var_nmax_err_jackknife`` to every channel, and ``error_method``.
+    Ramps of one block share nothing with other blocks' ramps, so the errors include the
+    ramp-to-ramp scatter of correlated (1/f) noise, which the fit's residuals do not see.
+    """
+    subsets = stats.get("jackknife") or []
+    k = len(subsets)
+    for name, chan in summary.items():
+        chan["error_method"] = (f"delete-one-block jackknife over {k} blocks of ramps" if k >= 3
+                                else "none (fewer than 3 blocks of ramps)")
+    if k < 3:
+        return summary
+    subs = [effective_noise_table(s, *args, **kwargs)[1] for s in subsets]
+
+    def jk(values):
+        v = np.asarray(values, float)
+        if not np.all(np.isfinite(v)):
+            return np.nan
+        return float(np.sqrt((k - 1) / k * np.sum((v - v.mean()) ** 2)))
+
+    for name, chan in summary.items():
+        for key in JACKKNIFE_KEYS:
+            chan[f"{key}_err"] = jk([sub[name][key] for sub in subs])
+        if chan.get("excess_fit"):
+            chan["excess_fit"]["excess_var_nmax_err_jackknife"] = jk(
+                [sub[name]["excess_fit"]["excess_var_nmax"] for sub in subs])
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,14 +596,15 @@ def _iter_ramps(paths, first):
 
 def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_path=None,
                           readnoise_path=None, gain=None, ngroups=None, read_noise_source="n2",
-                          min_ramps=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None):
+                          min_ramps=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None,
+                          jackknife_blocks=JACKKNIFE_BLOCKS):
     """Effective noise of one configuration group: table (TSV), summary (JSON) and figure (PNG).
 
     Parameters
     ----------
     ramp_paths : list of str   ramp products of one group (superbias + refpix corrected, 1/f in:
                                the NIR ``linearity`` or ``refpix`` products); every integration is a ramp
-    table_path, json_path, figure_path : str   outputs
+    table_path, json_path, figure_path : str   outputs (figure_path None: no figure)
     gain_path : str or None    GAIN reference [e-/DN]; ``gain``: a number instead (else no e-)
     readnoise_path : str or None  READNOISE reference [DN, CDS]; needed for read_noise_source='reference'
     ngroups : list of int or None  group counts; default :func:`default_group_counts`
@@ -456,6 +612,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
     min_ramps : int            temporal statistics need this many ramps
     max_temporal_pixels : int  pixels followed for the temporal statistic
     title : str                figure title (default: the group's DETECTOR etc.)
+    jackknife_blocks : int     blocks of ramps for the jackknife errors (:func:`jackknife_errors`)
 
     Returns
     -------
@@ -487,14 +644,31 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         raise ValueError(f"no usable group count in {ngroups} for NGROUPS={meta['NGROUPS']}")
     log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
     stats = measure_effective_noise(_iter_ramps(paths, first_stub), geom, meta["TGROUP"], ns, pixeldq,
-                                    min_ramps, max_temporal_pixels)
+                                    min_ramps, max_temporal_pixels, jackknife_blocks)
     note = ""
     if not stats["temporal_ok"]:
         note = (f"temporal effective noise not computed: {stats['nramps']} ramp(s), "
                 f"at least {min_ramps} needed (spatial only)")
         log.warning(note)
-    table, summary = effective_noise_table(stats, gains, meta["TGROUP"], meta["TFRAME"], meta["NFRAMES"],
-                                           meta["GROUPGAP"], read_noise_source, rn_ref)
+    targs = (gains, meta["TGROUP"], meta["TFRAME"], meta["NFRAMES"], meta["GROUPGAP"], read_noise_source, rn_ref)
+    table, summary = effective_noise_table(stats, *targs)
+    jackknife_errors(stats, summary, *targs)
+    avg = summary["all"]
+    stat = avg["statistic_fitted"]
+    headline = {
+        "effective_noise_max_n_e": avg["effective_noise_max_n_e"],
+        "effective_noise_max_n_err_e": avg["effective_noise_max_n_e_err"],
+        "effective_noise_max_n_DN": avg["effective_noise_max_n_DN"],
+        "ngroups_max_n": avg["ngroups_max"], "time_max_n_s": avg["time_max_s"],
+        "theory_max_n_e": avg["theory_max_n_e"],
+        "excess_max_n_e2": avg["excess_max_n_e2"], "excess_max_n_err_e2": avg["excess_max_n_e2_err"],
+        "read_noise_n2_e": avg["read_noise_n2_e"], "read_noise_n2_err_e": avg["read_noise_n2_e_err"],
+        "statistic": stat,
+        "convention": (f"{stat} effective noise (OLS slope noise x (N-1) TGROUP) at the largest N = "
+                       f"{avg['ngroups_max']} ({avg['time_max_s']:.4g} s), output average, e-; excess = "
+                       "measured^2 - MULTIACCUM theory^2 at that N [e-^2] (read noise from N = 2); "
+                       "errors: delete-one-block jackknife over ramps"),
+    }
     os.makedirs(os.path.dirname(os.path.abspath(table_path)), exist_ok=True)
     table.to_csv(table_path, sep="\t", index=False, float_format="%.6g")
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
@@ -507,6 +681,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         "readnoise_reference": os.path.basename(readnoise_path) if readnoise_path else None,
         "nramps": stats["nramps"], "temporal_valid": stats["temporal_ok"], "min_ramps_temporal": min_ramps,
         "note": note, "group_counts": ns,
+        "summary": headline,
         "conventions": {
             "effective_noise": "noise of the accumulated signal: OLS slope noise x (N-1) x TGROUP",
             "slope_fit": "unweighted OLS over the first N groups of every integration",
@@ -518,10 +693,13 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
                       f"single-frame read noise from {'the N=2 point' if read_noise_source == 'n2' else 'the READNOISE reference (CDS/sqrt2)'}",
             "excess": "var_ex(n, m) = 12 (n-1)/(n+1) p0^2 - p1/sqrt(m) [e-^2], least squares on measured^2 - theory^2",
             "read_noise": "single-frame read noise [e-] (CDS noise / sqrt(2))",
+            "excess_max_n": "measured^2 - theory^2 at the largest N [e-^2] (the data point, not the fit)",
+            "errors": "delete-one-block jackknife: ramps dealt in turn into blocks, each left out once",
         },
         "channels": summary,
     }
     write_json(doc, json_path)
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
-    plot_effective_noise(table, figure_path, title=f"Effective noise {label} ({stats['nramps']} ramps)", note=note)
+    if figure_path:
+        plot_effective_noise(table, figure_path, title=f"Effective noise {label} ({stats['nramps']} ramps)", note=note)
     return table, doc

@@ -4,7 +4,9 @@ What is measured (NIR H2RG family; 1 or 4 outputs)
 --------------------------------------------------
 CDS frames are differences of **independent** group pairs of one integration,
 ``cds = data[1::2] - data[0::2]`` (the last group is dropped when NGROUPS is odd; the groups of
-a pair are TGROUP apart). Every frame is turned into the detector frame
+a pair are TGROUP apart). The per-pixel mean CDS over all frames (:func:`mean_cds_frame`: the
+dark signal over TGROUP and any fixed pattern, which are not noise) is subtracted from every
+frame, and variances and spectra are scaled by n/(n-1) for it. Every frame is turned into the detector frame
 (:func:`detcal.geometry.to_detector`) and cut into the outputs' column stripes; odd outputs are
 flipped so that every output block ``(ny, w)`` is in **readout order** (pixel ``j`` of row ``r``
 is read at sample ``r*(w + row_overhead) + j`` after the frame start, 10 us per sample). That is
@@ -64,16 +66,29 @@ A_uncorr``. Weighted least squares over logarithmic frequency bins, iteratively 
 with the model (periodogram variance ~ mean^2); errors from the covariance scaled by the reduced
 chi-square.
 
-Amplitudes are reported as ``A`` [DN^2] and, in the simulator's convention, as the rms of the
-stream over the band from 1/T_ref to Nyquist (T_ref = 10.73677 s, one NIRCam full-frame time):
-``rms = sqrt(A ln(T_ref / (2 dt)))`` [DN, e-]. A CDS frame cannot see that band (its lowest
-frequency is ~1/(frame time)); the conversion is exact for a 1/f spectrum, which is what the fit
-assumes. The white amplitude is the white CDS noise ``sqrt(W)``.
+Amplitudes (convention of :mod:`detcal.noise_conventions`, which the simulator imports) are
+reported as ``A`` [DN^2], as the PSD level at 1 Hz ``A / 1 Hz`` [DN^2/Hz, e-^2/Hz], and as the
+rms of the stream over the band from 1/T_ref to Nyquist (T_ref = 10.73677 s, one NIRCam
+full-frame time; 0.0931 Hz .. 50 kHz at 10 us): ``rms = sqrt(A ln(T_ref / (2 dt)))`` [DN, e-].
+A CDS frame cannot see that band (its lowest frequency is ~1/(frame time)); the conversion is
+exact for a 1/f spectrum, which is what the fit assumes. The white amplitude is the white CDS
+noise ``sqrt(W)``. The JSON's ``summary`` holds the group summary's numbers
+(:func:`headline_numbers`).
 
-Inputs: superbias- and refpix-corrected ramps (the ``linearity`` or ``refpix`` step product of
-the NIR chain, before dark_current and jump). The refpix side-pixel correction removes part of
-the correlated 1/f at the row frequency and below; the analysis measures what the pipeline
-leaves. MIRI is not an H2RG-like readout and is rejected.
+Errors: the frames are dealt in turn into :data:`JACKKNIFE_BLOCKS` blocks and the fit is
+repeated with each block left out (delete-one-block jackknife). The periodogram bins are not
+independent (the sampling mask spreads power over neighbouring bins) and the correlated 1/f makes
+the outputs' spectra covary, so the fit covariance (kept as ``*_err_fit``) understates the
+errors; the jackknife sees the actual frame-to-frame scatter.
+
+Inputs: the ramps as NRC-09/pynrc prepare them: superbias subtracted and refpix with the
+top/bottom reference rows only (:data:`detcal.noise_conventions.REFPIX_PARAMETERS`, the
+workflow's ``refpix_noise`` product). The side-pixel correction of the main chain would remove
+part of the 1/f at the row frequency and below and add the side pixels' own noise (on a 256 px
+demo detector it turns 3.0 / 1.0 e- of correlated / uncorrelated 1/f into 3.6 / 1.7 e-). The
+top/bottom correction subtracts one value per output, column parity and frame: its power falls
+in the row-frequency harmonics that the fit leaves out, so the fit sees the raw 1/f.
+MIRI is not an H2RG-like readout and is rejected.
 """
 
 import json
@@ -112,7 +127,7 @@ ROW_OVERHEAD = 12
 #: JWQL read-noise monitor / NRC-09: minimum samples for a temporal (per-pixel) statistic.
 MIN_TEMPORAL = 10
 #: Blocks of CDS frames for the jackknife errors of the power-spectrum fit.
-JACKKNIFE_BLOCKS = 20
+JACKKNIFE_BLOCKS = 60
 #: Components of the time-domain decomposition, in table order.
 COMPONENTS = ("total", "white", "pink_corr", "pink_uncorr")
 
@@ -214,6 +229,21 @@ class PixelMoments:
             self.mean[i] += delta / self.n
             self.m2[i] += delta * (x - self.mean[i])
 
+    @classmethod
+    def merged(cls, parts):
+        """One accumulator holding the samples of all ``parts`` (same keys and pixels; Chan et al.)."""
+        parts = list(parts)
+        out = cls(parts[0].keys, parts[0].index)
+        for p in parts:
+            if p.n == 0:
+                continue
+            n = out.n + p.n
+            delta = p.mean - out.mean
+            out.m2 = out.m2 + p.m2 + delta ** 2 * (out.n * p.n / n)
+            out.mean = out.mean + delta * (p.n / n)
+            out.n = n
+        return out
+
     def variance(self, key):
         """Sample variance (ddof=1) of every pixel followed: (npix,); NaN if fewer than 2 samples."""
         if self.n < 2:
@@ -286,6 +316,38 @@ def cds_pairs(ngroups):
 def savgol_leakage(window=31, order=3):
     """Central coefficient ``h0`` of the smoothing kernel = fraction of white variance it passes."""
     return float(savgol_coeffs(window, order)[window // 2])
+
+
+def mean_cds_frame(frames, shape, good, clip=10.0):
+    """Per-pixel mean of CDS frames without their outliers (first pass of the analysis).
+
+    A CDS frame holds the pixel's dark signal over TGROUP (and any fixed pattern) besides its
+    noise; the analysis subtracts this mean from every frame. Values more than ``clip`` robust
+    sigma (MAD of the frame's ``good`` pixels) from the frame median (cosmic rays, hot pixels)
+    are left out of the mean, as the analysis leaves them out of its statistics.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray (ny, nx) [DN]   CDS frames (science frame)
+    shape : (ny, nx); good : bool (ny, nx)
+    clip : float [robust sigma]
+
+    Returns
+    -------
+    (mean float64 (ny, nx) [DN] (0 where fewer than 2 values), count int (ny, nx))
+    """
+    total = np.zeros(shape)
+    count = np.zeros(shape, np.int64)
+    for frame in frames:
+        x = np.asarray(frame, np.float64)
+        sel = x[good]
+        med = np.median(sel) if sel.size else 0.0
+        sig = mad_sigma(sel) if sel.size else np.inf
+        ok = np.isfinite(x) & (np.abs(x - med) <= clip * sig)
+        total[ok] += x[ok]
+        count += ok
+    mean = np.where(count > 1, total / np.maximum(count, 1), 0.0)
+    return mean, count
 
 
 def decompose_cds(blocks, good, window=31, order=3, per_line=False, clip=10.0):
@@ -783,7 +845,7 @@ def good_pixels(pixeldq):
 def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, tframe=None,
                        nframes=1, row_overhead=ROW_OVERHEAD, window=31, order=3, per_line=False,
                        clip=10.0, nbins=40, max_temporal_pixels=2 ** 19, min_frames=MIN_TEMPORAL,
-                       jackknife_blocks=JACKKNIFE_BLOCKS):
+                       jackknife_blocks=JACKKNIFE_BLOCKS, mean_frame=None):
     """CDS noise decomposition and power spectra of a sequence of CDS frames.
 
     Parameters
@@ -803,6 +865,11 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
                                                  the fitted amplitudes' errors are the
                                                  delete-one-block jackknife errors (fewer than
                                                  3 frames: errors from the fit covariance)
+    mean_frame : (mean, count) or None           :func:`mean_cds_frame` of the same frames:
+                                                 subtracted from every frame (the dark signal
+                                                 and any fixed pattern of a CDS is not noise);
+                                                 the variances and spectra are then scaled by
+                                                 n/(n-1) (n = the frames in a pixel's mean)
 
     Returns
     -------
@@ -833,7 +900,14 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     sums = {"auto": np.zeros((nout, nf)), "auto2": np.zeros((nout, nf)),
             "cross": np.zeros(nf), "cross2": np.zeros(nf)}
     count = 0
+    mean_scale = 1.0
+    if mean_frame is not None:
+        mean_img, mean_n = mean_frame
+        n_typ = float(np.median(mean_n[mean_n > 1])) if (mean_n > 1).any() else 2.0
+        mean_scale = n_typ / (n_typ - 1.0)
     for frame in frames:
+        if mean_frame is not None:
+            frame = frame - mean_img
         blocks = readout_order(frame, geom)
         comp = decompose_cds(blocks, blocks_of.get("active", np.ones(blocks.shape, bool)),
                              window, order, per_line, clip)
@@ -887,6 +961,15 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
                              "var": float(np.mean([r["var"] for r in vals]))})
 
     # ---- spectra and fit ------------------------------------------------------------------
+    if mean_scale != 1.0:
+        for key in ("auto", "cross"):
+            sums[key] *= mean_scale
+            sums[key + "2"] *= mean_scale ** 2
+        blk_auto *= mean_scale
+        blk_cross *= mean_scale
+        for name in spatial:
+            for c in COMPONENTS:
+                spatial[name][c] = [[v * mean_scale for v in fr] for fr in spatial[name][c]]
     auto_mean = sums["auto"] / count
     cross_mean = sums["cross"] / count
     auto_var = np.maximum(sums["auto2"] / count - auto_mean ** 2, 0.0)
@@ -1000,8 +1083,11 @@ def fit_summary(result, gains):
     def rms(a, err, g):
         r = float(pink_rms(a, dt))
         e = 0.5 * abs(r) * err / abs(a) if a else np.nan
+        psd, psd_err = float(pink_psd(a)), float(pink_psd(err))
         return {"A_DN2": float(a), "A_err_DN2": float(err), "rms_DN": r, "rms_err_DN": e,
-                "rms_e": r * g, "rms_err_e": e * g}
+                "rms_e": r * g, "rms_err_e": e * g,
+                "psd_1Hz_DN2_per_Hz": psd, "psd_1Hz_err_DN2_per_Hz": psd_err,
+                "psd_1Hz_e2_per_Hz": psd * g ** 2, "psd_1Hz_err_e2_per_Hz": psd_err * g ** 2}
 
     def white(v, err, g):
         s = float(np.sqrt(max(v, 0.0)))
@@ -1018,6 +1104,25 @@ def fit_summary(result, gains):
         "chi2_reduced": {"cross": fit["chi2_corr"], "auto": list(fit["chi2_auto"]),
                          "mean_auto": fit["chi2_mean_auto"]},
     }
+    return out
+
+
+def headline_numbers(fit, nout):
+    """The group summary's numbers (key columns: ``cds_noise_DN`` first) from :func:`fit_summary`.
+
+    White CDS noise of the output average [DN, e-]; correlated (4 outputs) and uncorrelated
+    (output average) 1/f as PSD level at 1 Hz [e-^2/Hz] and rms over 1/T_ref..Nyquist [e-];
+    each with its jackknife error (``*_err_*``).
+    """
+    w = fit["white"]["all"]
+    out = {"cds_noise_DN": w["cds_noise_DN"], "cds_noise_err_DN": w["cds_noise_err_DN"],
+           "cds_noise_e": w["cds_noise_e"], "cds_noise_err_e": w["cds_noise_err_e"]}
+    for name, d in (("pink_corr", fit["pink_corr"] if nout > 1 else None), ("pink_uncorr", fit["pink_uncorr"]["all"])):
+        if d is None:
+            continue
+        out.update({f"{name}_rms_e": d["rms_e"], f"{name}_rms_err_e": d["rms_err_e"],
+                    f"{name}_psd_1Hz_e2_per_Hz": d["psd_1Hz_e2_per_Hz"],
+                    f"{name}_psd_1Hz_err_e2_per_Hz": d["psd_1Hz_err_e2_per_Hz"]})
     return out
 
 
@@ -1116,7 +1221,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
     noise_table_path : str          TSV, :func:`noise_table` (CDS noise, DN and e-)
     spectrum_table_path : str       TSV, :func:`spectrum_table` (binned PSD + model, DN^2/Hz)
     json_path : str                 fitted amplitudes (:func:`fit_summary`), conventions, inputs
-    cds_figure_path, psd_figure_path : str   PNG figures drawn from the two tables
+    cds_figure_path, psd_figure_path : str   PNG figures drawn from the two tables (None: not drawn)
     gain_path : str or None         GAIN reference [e-/DN]; ``gain``: a number instead
     window, order, per_line, clip   time-domain 1/f smoothing (see :func:`decompose_cds`)
     nbins : int                     logarithmic frequency bins
@@ -1151,11 +1256,13 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         first_stub = first
     log.info("noise decomposition: %d file(s), %s, NGROUPS=%d, dt=%g s", len(paths),
              meta["DETECTOR"], meta["NGROUPS"], dt)
+    mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, clip)
     result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames), geom, pixeldq, dt=dt,
                                 tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
                                 row_overhead=row_overhead, window=window, order=order,
                                 per_line=per_line, clip=clip, nbins=nbins,
-                                max_temporal_pixels=max_temporal_pixels, min_frames=min_frames)
+                                max_temporal_pixels=max_temporal_pixels, min_frames=min_frames,
+                                mean_frame=mean)
     note = ""
     if not result["temporal_ok"]:
         note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
@@ -1193,17 +1300,25 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
             "model": "P(f) = 2 dt W + A K(f), K = exact expected CDS periodogram of a unit 1/f stream "
                      "S(f) = 1/f (CDS lag TGROUP, NFRAMES averaging, sampling mask); fitted by weighted "
                      "least squares over log bins, row-frequency harmonics excluded",
-            "amplitudes": "A [DN^2] of S(f) = A/f per stream; rms = sqrt(A ln(T_ref/(2 dt))) with T_ref = "
-                          "10.73677 s (detcal.simulate convention: rms over 1/T_ref..Nyquist); white = sqrt(W), "
-                          "CDS noise",
+            "amplitudes": f"A [DN^2] of the one-sided S(f) = A/f per stream; psd_1Hz = A / ({REF_FREQUENCY_HZ:g} Hz) "
+                          f"[DN^2/Hz, e-^2/Hz]; rms = sqrt(A ln(T_ref/(2 dt))) = rms over "
+                          f"{rms_band(dt)[0]:.4g}..{rms_band(dt)[1]:.4g} Hz (1/T_ref..Nyquist, T_ref = "
+                          f"{REF_TIME_S} s; detcal.noise_conventions, the NGHXRG/pynrc c_pink/u_pink "
+                          "convention); white = sqrt(W), CDS noise",
+            "errors": result["fit"]["error_method"],
+            "input": "superbias + refpix with the top/bottom reference rows only, no side reference "
+                     "pixels (NRC-09/pynrc; detcal.noise_conventions.REFPIX_PARAMETERS)",
         },
         "pixel_time_s": dt, "row_overhead": row_overhead,
         "stream": {"rows": [layout.rows.start, layout.rows.stop], "columns_used": int(layout.colmask.sum()),
                    "row_samples": layout.row_samples, "nsamples": layout.nsamples},
         "fit": fit_summary(result, gains),
     }
+    summary["summary"] = headline_numbers(summary["fit"], result["nout"])
     write_json(summary, json_path)
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
-    plot_cds_noise(ntab, cds_figure_path, title=f"CDS noise {label} ({result['nframes']} CDS frames) {note}")
-    plot_power_spectrum(stab, psd_figure_path, title=f"CDS power spectrum {label} ({result['nframes']} frames)")
+    if cds_figure_path:
+        plot_cds_noise(ntab, cds_figure_path, title=f"CDS noise {label} ({result['nframes']} CDS frames) {note}")
+    if psd_figure_path:
+        plot_power_spectrum(stab, psd_figure_path, title=f"CDS power spectrum {label} ({result['nframes']} frames)")
     return ntab, stab, summary
