@@ -241,6 +241,21 @@ def test_detection_efficiency_extrapolates_the_band_above_the_noise():
     assert np.isnan(jumps.detection_efficiency(np.r_[np.nan], [], 4.0)["efficiency"])
 
 
+def test_merge_areas_count_the_offsets_where_two_footprints_touch_or_overlap():
+    one, box = np.ones((1, 1), bool), np.ones((3, 3), bool)
+    assert jumps.merge_areas([one]) == (9.0, 1.0)                      # 3 x 3 around a pixel
+    assert jumps.merge_areas([one], connectivity=4) == (5.0, 1.0)
+    assert jumps.merge_areas([box]) == (49.0, 25.0)                    # 7 x 7 and 5 x 5
+    labels = np.zeros((2, 8, 8), np.int32)
+    labels[1, 2:5, 2:5] = 1
+    labels[0, 6, 6] = labels[1, 6, 6] = 2
+    fps = jumps.event_footprints(labels, [0, 1])
+    assert fps[0].shape == (3, 3) and fps[0].all() and fps[1].shape == (1, 1)
+    assert jumps.pileup_correction(100, 10_000, 60.0) == pytest.approx(1.3)
+    assert jumps.pileup_correction(100, 10_000, 60.0, 20.0, link_groups=True) == pytest.approx(1.5)
+    assert jumps.pileup_correction(0, 10_000, 60.0) == 1.0
+
+
 @pytest.mark.parametrize("ngroups, regime", [(12, "single_pass"), (8, "iterative")])
 def test_gaussian_noise_expectation_matches_the_jump_step_on_gaussian_noise(ngroups, regime):
     """The expectation is checked at a low threshold (many noise jumps): 2.5 sigma; the step's
