@@ -1,7 +1,8 @@
 """Reading and writing ramps and reference files in the JWST FITS layouts.
 
 Ramps: level-1b ``uncal`` (SCI uint16) on input, the RampModel layout (SCI float32, PIXELDQ
-uint32, GROUPDQ uint8) for every product. Reference files: MASK, SATURATION, SUPERBIAS,
+uint32, GROUPDQ uint8) for every product; a ZEROFRAME extension (float32 (nints, ny, nx)) and the
+INT_TIMES and GROUP tables are kept from the raw file through every product. Reference files: MASK, SATURATION, SUPERBIAS,
 LINEARITY, DARK (3-D, MIRI 4-D), GAIN, READNOISE, RSCD, RESET (MIRI 4-D) in the layouts of
 the matching stdatamodels models. Every file written goes to a temporary name first and is
 renamed into place, so a failed write never leaves a partial file; it carries its provenance
@@ -35,6 +36,8 @@ class Ramp:
     groupdq : uint8 (nints, ngroups, ny, nx)
     header : primary header (all metadata keywords live there)
     tables : extra HDUs carried through unchanged (INT_TIMES, GROUP, ...)
+    zeroframe : float32 (nints, ny, nx) [DN] or None: the level-1b ZEROFRAME (first frame of each
+        integration, 0 where it has no value); written back as the ZEROFRAME extension
     """
 
     data: np.ndarray
@@ -43,6 +46,7 @@ class Ramp:
     header: fits.Header
     path: str = "<memory>"
     tables: list = field(default_factory=list)
+    zeroframe: np.ndarray = None
 
     def meta(self, step="inventory"):
         """Typed dict of the keywords ``step`` needs (see :mod:`detcal.keywords`)."""
@@ -101,6 +105,7 @@ def read_headers(path):
 
 
 def _check_ramp_shape(path, data, header, step):
+    keywords.check_supported_readout(header, path)
     meta = keywords.require(header, step, path)
     if data is None:
         raise InputError(path, "no SCI extension with data")
@@ -148,8 +153,11 @@ def read_ramp(path, step="inventory"):
         shape = data.shape
         pixeldq = _optional_array(hdul, "PIXELDQ", shape[2:], np.uint32, path)
         groupdq = _optional_array(hdul, "GROUPDQ", shape, np.uint8, path)
+        zeroframe = None
+        if "ZEROFRAME" in names and hdul["ZEROFRAME"].data is not None:
+            zeroframe = _optional_array(hdul, "ZEROFRAME", (shape[0],) + shape[2:], np.float32, path)
         tables = [h.copy() for h in hdul[1:] if h.name in _CARRY_THROUGH]
-    return Ramp(data, pixeldq, groupdq, header, path, tables)
+    return Ramp(data, pixeldq, groupdq, header, path, tables, zeroframe)
 
 
 class RampReader:
@@ -275,6 +283,9 @@ def write_ramp(ramp, path, step=None, inputs=(), params=None):
             fits.ImageHDU(np.asarray(ramp.pixeldq, np.uint32), name="PIXELDQ"),
             fits.ImageHDU(np.asarray(ramp.groupdq, np.uint8), name="GROUPDQ")]
     hdus[1].header["BUNIT"] = "DN"
+    if ramp.zeroframe is not None:
+        hdus.append(fits.ImageHDU(np.asarray(ramp.zeroframe, np.float32), name="ZEROFRAME"))
+        hdus[-1].header["BUNIT"] = "DN"
     hdus += [t.copy() for t in ramp.tables]
     _atomic_write(fits.HDUList(hdus), path)
 

@@ -16,7 +16,7 @@ TYPES = {
     "SUBSTRT1": int, "SUBSTRT2": int, "SUBSIZE1": int, "SUBSIZE2": int,
     "FASTAXIS": int, "SLOWAXIS": int,
     "TFRAME": float, "TGROUP": float, "EXPSTART": float, "EFFINTTM": float, "EFFEXPTM": float,
-    "ZEROFRAM": bool,
+    "ZEROFRAM": bool, "ZFCORR": bool,
 }
 
 #: Every ramp needs these to be read at all (shape checks, subarray placement).
@@ -103,6 +103,15 @@ def value(header, key, path, needed_by=None):
         return str(raw).strip()
     except (TypeError, ValueError):
         raise InputError(path, f"header keyword {key}={raw!r} is not a valid {kind.__name__}{why}")
+
+
+def check_supported_readout(header, path):
+    """InputError for readouts detcal does not reduce yet (NIRSpec IRS2: READPATT NRSIRS2*)."""
+    readpatt = optional(header, "READPATT") or ""
+    if "IRS2" in readpatt.upper():
+        raise InputError(path, f"READPATT={readpatt}: the NIRSpec IRS2 readout (interleaved reference "
+                               "pixels, 3200 columns per row in the raw frame) is not supported yet; "
+                               "reduce it with the jwst pipeline (refpix IRS2 algorithm) instead")
 
 
 def require(header, step, path):

@@ -36,10 +36,19 @@ with finite data (the common case) get closed-form weighted sums over groups, bu
 exponent; flagged pixels go through a vectorised segment path. Work is done in blocks of rows
 sized from a memory budget.
 
+* ZEROFRAME (level-1b ``ZEROFRAME`` extension, float32 (nints, ny, nx) [DN]), as stcal uses it:
+  only when ``suppress_one_group`` is off, for an integration without any good group (group 0
+  SATURATED) whose ZEROFRAME value is not 0, the ZEROFRAME replaces group 0 (flags cleared) and
+  gives a length-1 segment timed by TFRAME: slope ``zf / TFRAME``, variances as n = 1 with
+  ``t1 = TFRAME``, median rate ``zf / TFRAME``; the other groups' SATURATED flags remain (partial
+  saturation).
+
 Deliberate differences from stcal: when group 0 is SATURATED in every pixel (or, for MIRI, no
 usable group remains) stcal returns no product at all; here the per-pixel rules apply (all NaN,
-DQ DO_NOT_USE | SATURATED). ZEROFRAME, CHARGELOSS re-fitting and the optional ``fitopt`` product
-are not implemented.
+DQ DO_NOT_USE | SATURATED). CHARGELOSS re-fitting and the optional ``fitopt`` product are not
+implemented. :func:`run` uses a ramp's ZEROFRAME only when every earlier step that jwst applies
+to the ZEROFRAME (superbias, refpix, linearity) has recorded doing so (``ZFCORR`` in the header);
+detcal's steps do not correct it yet, so the workflow fits without it and says so.
 """
 
 import ctypes
@@ -140,7 +149,7 @@ def _var_rnoise(rn, t, n, g):
     return rnum / rden
 
 
-def _median_rate(y, gdq, T, one_group_time, is0th, suppress):
+def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None):
     """The pixel's median rate mr (P,), as stcal ``compute_median_rate``.
 
     y : float64 (nints, ngroups, P), SATURATED groups NaN; gdq uint8 same shape.
@@ -162,6 +171,8 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress):
     med = np.where(only_first, first, med)
     if not suppress:
         med = np.where(is0th, y[:, 0] / one_group_time, med)
+        if is_zf is not None:
+            med = np.where(is_zf, y[:, 0] / tf, med)
     med = np.where(np.isnan(med), 0.0, med)
     acc = np.zeros(npix)
     for i in range(nints):
@@ -201,14 +212,24 @@ def _segments(gdq):
     return si[keep], sm[keep], start[keep], length[keep]
 
 
-def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress):
+def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, tf=None):
     """Fit the ramps of one block of pixels.
 
     y32 : float32 (nints, ngroups, P) [DN]; gdq : uint8 same shape (after suppression);
-    pdq : uint32 (P,); g, rn, dc : float64 (P,) (gain, read noise per group in e-, dark current).
+    pdq : uint32 (P,); g, rn, dc : float64 (P,) (gain, read noise per group in e-, dark current);
+    zf : float32 (nints, P) ZEROFRAME [DN] or None (used only when not ``suppress``), tf TFRAME [s].
     Returns (rate dict of (P,) arrays, rateints dict of (nints, P) arrays).
     """
     nints, ngroups, npix = y32.shape
+    orig_gdq = gdq
+    is_zf = None
+    if zf is not None and not suppress:
+        # stcal get_pixel_ramp: no good group and a non-zero ZEROFRAME -> it replaces group 0
+        is_zf = (np.count_nonzero(gdq == 0, axis=1) == 0) & (zf != 0) & np.isfinite(zf)
+        if is_zf.any():
+            y32, gdq = y32.copy(), gdq.copy()
+            y32[:, 0] = np.where(is_zf, zf, y32[:, 0])
+            gdq[:, 0] = np.where(is_zf, np.uint8(0), gdq[:, 0])
     bad_gain = ~(g > 0.0)
     pdq = pdq | np.where(bad_gain, np.uint32(_DNU | dqflags.NO_GAIN_VALUE), np.uint32(0))
 
@@ -220,8 +241,10 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress):
     good0 = gdq == 0
     cnt_good = np.count_nonzero(good0, axis=1)
     is0th = (cnt_good == 1) & good0[:, 0]
-    any_jump = np.any((gdq & np.uint8(_JUMP)) != 0, axis=1)
-    any_pers = np.any((gdq & np.uint8(_PERS)) != 0, axis=1)
+    if is_zf is not None:
+        is0th &= ~is_zf
+    any_jump = np.any((orig_gdq & np.uint8(_JUMP)) != 0, axis=1)   # stcal counts before ZEROFRAME
+    any_pers = np.any((orig_gdq & np.uint8(_PERS)) != 0, axis=1)
 
     dq_i = np.broadcast_to(pdq, (nints, npix)).copy()
     dq_i[any_jump] |= np.uint32(_JUMP)
@@ -236,7 +259,7 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress):
     dq_i[none_usable & (cnt_sat == ngroups)] |= np.uint32(_SAT)
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        mr = _median_rate(y, gdq, T, one_group_time, is0th, suppress)
+        mr = _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf, tf)
 
     sum_r = np.zeros((nints, npix))
     sum_p = np.zeros((nints, npix))
@@ -269,7 +292,8 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress):
             sum_r[:, cols] = sum_p[:, cols] = sum_e[:, cols] = sum_num[:, cols] = 0.0
             _general(y[:, :, cols], gdq[:, :, cols], is0th[:, cols], mr[cols], g[cols], rn[cols],
                      dc[cols], bad_gain[cols], T, one_group_time, suppress, cols,
-                     sum_r, sum_p, sum_e, sum_num)
+                     sum_r, sum_p, sum_e, sum_num,
+                     None if is_zf is None else is_zf[:, cols], tf)
 
         # Integration level.
         vp_i = np.where(sum_p > 0.0, 1.0 / sum_p, 0.0)
@@ -317,7 +341,7 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress):
 
 
 def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress, cols,
-             sum_r, sum_p, sum_e, sum_num):
+             sum_r, sum_p, sum_e, sum_num, is_zf=None, tf=None):
     """Segment-by-segment fit of flagged pixels; adds to the (nints, P) sums at ``cols``."""
     nints, ngroups, m = y.shape
     yt = np.ascontiguousarray(y.transpose(0, 2, 1))       # (nints, M, ngroups)
@@ -336,6 +360,8 @@ def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress
         t1 = np.full(one.sum(), T)
         if not suppress:
             t1 = np.where(is0th[si[one], sm[one]], one_group_time, T)
+            if is_zf is not None:
+                t1 = np.where(is_zf[si[one], sm[one]], tf, t1)     # ZEROFRAME: one frame
         slope[one] = y0[one] / t1
         var_p[one] = _var_poisson(mrs[one], dcs[one], t1 * gs[one])
         var_r[one] = _var_rnoise(rns[one], t1, 2.0, gs[one])
@@ -391,7 +417,7 @@ def _group_selectors(firstgroup, lastgroup, ngroups):
 
 def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, groupgap,
               average_dark_current=None, suppress_one_group=True, *, firstgroup=None,
-              lastgroup=None, miri=False, memory_mb=16):
+              lastgroup=None, miri=False, memory_mb=16, zeroframe=None):
     """Fit slopes to every ramp with stcal's OLS_C optimal weighting.
 
     Parameters
@@ -411,6 +437,9 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     firstgroup, lastgroup : int or None   groups outside [first, last] (0-based) are DO_NOT_USE
     miri : bool                 drop leading/trailing groups that are DO_NOT_USE in every pixel
     memory_mb : float           working-memory budget for the row blocks [MB]
+    zeroframe : ndarray, float32, shape (nints, ny, nx), or None   [DN] ZEROFRAME (used as stcal
+                                does, for integrations saturated in group 0, only when
+                                ``suppress_one_group`` is off; 0 = no value)
 
     Inputs are not modified.
 
@@ -431,6 +460,9 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
         raise ValueError(f"need nframes >= 1 and tgroup > 0 (got {nframes}, {tgroup})")
     groupdq = np.asarray(groupdq, dtype=np.uint8)
     pixeldq = np.asarray(pixeldq, dtype=np.uint32)
+    if zeroframe is not None and np.shape(zeroframe) != (nints, ny, nx):
+        raise ValueError(f"zeroframe shape {np.shape(zeroframe)} is not (nints, ny, nx) = "
+                         f"{(nints, ny, nx)}")
 
     # stcal passes the times through C floats.
     T = float(np.float32(tgroup))
@@ -464,8 +496,11 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
         rn = (readnoise[r0:r1].astype(np.float64) * (gain[r0:r1].astype(np.float64) / rn_scale))
         rn = rn.astype(np.float32).ravel().astype(np.float64)
         dc = dark[r0:r1].ravel().astype(np.float64)
+        zf = None
+        if zeroframe is not None:
+            zf = np.asarray(zeroframe[:, r0:r1], np.float32).reshape(nints, npix)
         r, ri = _fit_block(y32, gdq, pixeldq[r0:r1].ravel(), g, rn, dc, T, one_group_time,
-                           suppress)
+                           suppress, zf, tf)
         for k in rate:
             rate[k][r0:r1] = r[k].reshape(r1 - r0, nx)
             rateints[k][:, r0:r1] = ri[k].reshape(nints, r1 - r0, nx)
@@ -525,6 +560,12 @@ def run(ramp, refs, **params):
     params.setdefault("miri", meta["INSTRUME"].upper() == "MIRI")
     if params.get("average_dark_current") is None:
         params["average_dark_current"] = _ramp_dark_current(ramp)
+    if ramp.zeroframe is not None and "zeroframe" not in params:
+        if ramp.get("ZFCORR") is True:
+            params["zeroframe"] = ramp.zeroframe
+        else:
+            log.info("ramp_fit: ZEROFRAME present but not corrected like the groups (superbias, "
+                     "refpix, linearity; ZFCORR not set): not used")
     gain, rnoise = refs["gain"], refs["readnoise"]
     rate, rateints = fit_ramps(ramp.data, ramp.groupdq, ramp.pixeldq, gain.data, rnoise.data,
                                meta["TFRAME"], meta["TGROUP"], meta["NFRAMES"], meta["GROUPGAP"],

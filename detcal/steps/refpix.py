@@ -73,7 +73,8 @@ parity; detcal leaves the frame uncorrected and says so. jwst fails for
 ``side_smoothing_length=1`` or windows longer than the frame; detcal reflects as
 ``numpy.pad(mode='reflect')``. jwst's 4-output code is hard-wired to 2048x2048; detcal takes the
 amplifier widths from the geometry, so mini full frames (e.g. 256x256, amplifiers 64 wide) work.
-The NIRSpec IRS2 readout and the 'sirs' side algorithm are not covered.
+The NIRSpec IRS2 readout (refused when a ramp is read: detcal.keywords.check_supported_readout)
+and the 'sirs' side algorithm are not covered.
 """
 
 import logging
