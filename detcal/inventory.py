@@ -45,6 +45,7 @@ def header_row(path):
     if "SCI" not in extensions:
         raise InputError(path, "no SCI extension (a ramp file needs SCI)")
     sci = extensions["SCI"]
+    keywords.check_supported_readout(header, path)
     meta = keywords.require(header, "inventory", path)
     for key in keywords.INVENTORY:
         if key not in meta:
@@ -73,6 +74,38 @@ def scan(paths):
         raise InputError(clash[0], f"exposure name {dup.iloc[0]!r} is also used by {clash[1]} "
                                    "(exposure names come from file names and must be unique)")
     return table.set_index("exposure", drop=False).sort_index()
+
+
+#: Reference files the workflow can build for a configuration group (results/reffiles/{group}/).
+REFERENCE_PRODUCTS = ("dark", "superbias", "readnoise", "mask")
+
+
+def reference_products(row):
+    """Which reference files a configuration group gets, decided from its inventory keywords.
+
+    Parameters
+    ----------
+    row : mapping with ``family``, ``NFRAMES``, ``GROUPGAP``, ``READPATT`` (an inventory row)
+
+    Returns
+    -------
+    dict product -> None (built) or the reason it is not (one sentence, for the summary/report):
+
+    * ``dark``: only from NFRAMES=1, GROUPGAP=0 groups (each group one frame, so the DARK can be
+      averaged into any readout pattern, as jwst's dark_current step does);
+    * ``superbias``: NIR only (the jwst MIRI chain has no superbias step);
+    * ``readnoise``: every group (CDS noise scaled to single-frame groups, RNNFRAME in its header);
+    * ``mask``: every group.
+    """
+    out = {name: None for name in REFERENCE_PRODUCTS}
+    nframes, groupgap = int(row["NFRAMES"]), int(row["GROUPGAP"])
+    if (nframes, groupgap) != (1, 0):
+        out["dark"] = (f"{row['READPATT']} has NFRAMES={nframes}, GROUPGAP={groupgap}: a DARK is made "
+                       "only from NFRAMES=1/GROUPGAP=0 darks (every group one frame) so that it can be "
+                       "averaged into any readout pattern")
+    if row["family"] == "MIRI":
+        out["superbias"] = "MIRI: the jwst MIRI detector1 chain has no superbias step"
+    return out
 
 
 def write(table, path):

@@ -243,7 +243,8 @@ def _optional_array(hdul, name, shape, dtype, path):
 
 
 def add_history(header, step, inputs=(), params=None):
-    """Record provenance: detcal version, step, parameters and input file names."""
+    """Record provenance: detcal version, step, parameters and input file names (and, for inputs
+    from the CRDS cache, ``R_<TYPE>`` and ``CRDS_CTX`` as jwst writes them)."""
     header["DCVERS"] = (__version__, "detcal version that wrote this file")
     if step:
         header.add_history(f"detcal {__version__}: {step}")
@@ -251,6 +252,10 @@ def add_history(header, step, inputs=(), params=None):
         header.add_history(f"  {step} parameter {key} = {val}")
     for name in inputs:
         header.add_history(f"  {step} input {os.path.basename(str(name))}")
+    if inputs and os.environ.get("CRDS_PATH"):
+        from .crds_refs import provenance      # references from the CRDS cache: R_<TYPE>, CRDS_CTX
+        for key, val in provenance(inputs).items():
+            header[key] = val
 
 
 def _atomic_write(hdul, path):

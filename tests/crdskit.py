@@ -122,8 +122,8 @@ def build_cache(root, references, context=CONTEXT):
     os.makedirs(cfg, exist_ok=True)
     info = {"observatory": "jwst", "operational_context": context, "edit_context": context,
             "build_context": context, "last_synced": "2026-01-01 00:00:00", "reference_url": {},
-            "crds_version": {"str": "test"}, "bad_files": "", "force_remote_mode": False,
-            "download_metadata": {}, "mappings": {}, "effective_mode": "local"}
+            "crds_version": {"str": "test"}, "bad_files": "", "bad_files_list": [], "force_remote_mode": False,
+            "download_metadata": {}, "mappings": {}}
     with open(os.path.join(cfg, "server_config"), "w") as f:
         f.write(pprint.pformat(info))
     return names

@@ -168,7 +168,16 @@ def summary_row(group, docs):
     return row
 
 
-def summary_file(group, analysis_jsons, output_tsv, output_json):
+def reference_columns(products):
+    """Summary columns of a group's reference files from ``{product: None or reason}``
+    (:func:`detcal.inventory.reference_products`): ``reffiles`` (the built ones, comma-separated)
+    and ``reffiles_not_built`` (``product: reason`` entries, ``; ``-separated)."""
+    built = [k for k, why in products.items() if not why]
+    absent = [f"{k}: {why}" for k, why in products.items() if why]
+    return {"reffiles": ",".join(built), "reffiles_not_built": "; ".join(absent)}
+
+
+def summary_file(group, analysis_jsons, output_tsv, output_json, products=None):
     """Write the one-row summary of a configuration group.
 
     Parameters
@@ -180,6 +189,8 @@ def summary_file(group, analysis_jsons, output_tsv, output_json):
         skipped.
     output_tsv : str   one row; key columns first (units in names), then ``analysis.key`` columns
     output_json : str  ``row``, ``sources`` (analysis -> path), ``missing``
+    products : dict reference product -> None or the reason it is not built, optional
+        (:func:`detcal.inventory.reference_products`): adds :func:`reference_columns`.
 
     Returns
     -------
@@ -187,6 +198,8 @@ def summary_file(group, analysis_jsons, output_tsv, output_json):
     """
     docs, missing = load_documents(analysis_jsons)
     row = summary_row(group, docs)
+    if products is not None:
+        row.update(reference_columns(products))
     common.write_tsv(pd.DataFrame([row]), output_tsv)
     common.write_json({"analysis": "summary", "group": group, "row": row,
                        "sources": {k: d["_path"] for k, d in docs.items()}, "missing": missing},
@@ -199,7 +212,7 @@ def combine_summaries(row_tsvs, output_tsv):
     frames = [pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in row_tsvs]
     table = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame(
         columns=["group", *KEY_COLUMNS])
-    first = [c for c in ["group", *KEY_COLUMNS] if c in table.columns]
+    first = [c for c in ["group", *KEY_COLUMNS, "reffiles", "reffiles_not_built"] if c in table.columns]
     table = table[first + sorted(c for c in table.columns if c not in first)]
     common.write_tsv(table, output_tsv)
     return table

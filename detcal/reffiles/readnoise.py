@@ -207,6 +207,7 @@ def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip
     header = common.header_for("READNOISE", readers, descrip, author, pedigree, useafter,
                                extra=("READPATT",))
     header["RNCONV"] = ("CDS", "CDS noise = sqrt(2) x single-frame noise")
+    header["RNNFRAME"] = (int(nframes), "NFRAMES of inputs; group CDS x sqrt(NFRAMES)")
     header["RNSIGMA"] = (float(sigma), "[sigma] clip threshold")
     header["RNITERS"] = (int(maxiters), "clipping iterations")
     header["RNUNBIAS"] = (bool(unbias), "std corrected for the clipping bias")

@@ -136,6 +136,8 @@ rule group_summary:
     output:
         tsv="results/analysis/{group}/summary.tsv",
         json="results/analysis/{group}/summary.json",
+    params:
+        products=group_products,
     log:
         "logs/analysis/summary/{group}.log",
     conda:

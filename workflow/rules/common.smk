@@ -4,7 +4,7 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from detcal import demo, inventory, noise_conventions, pipeline
+from detcal import crds_refs, demo, inventory, noise_conventions, pipeline
 from detcal.errors import InputError
 
 
@@ -158,10 +158,32 @@ def nodark_skip_groups(wildcards):
     return pipeline.NODARK_SKIP_GROUPS[EXPOSURES.loc[wildcards.exposure, "family"]]
 
 
-def reference_path(detector, key, step=None):
+def _given_references(detector):
+    refs = config["references"]
+    return {} if isinstance(refs, str) else refs.get(detector, {})
+
+
+def uses_crds(detector):
+    """True when the config takes ``detector``'s references (those not given) from CRDS."""
+    return config["references"] == "crds" or bool(_given_references(detector).get("crds", False))
+
+
+def crds_reference(exposure, key):
+    """The CRDS best reference of type ``key`` for ``exposure`` (its headers: the raw file, or
+    the inventory row of a demo file not simulated yet)."""
+    row = EXPOSURES.loc[exposure]
+    header = None if os.path.exists(row["path"]) else {k: v for k, v in row.items() if v is not None}
+    try:
+        return crds_refs.best_references(row["path"], [key], header=header)[key]
+    except InputError as err:
+        raise WorkflowError(f"error: {err}") from None
+
+
+def reference_path(detector, key, step=None, exposure=None):
     """The ``key`` reference for ``detector`` (and ``step``): per-step override, per-detector
-    config, the demo's, or None."""
-    given = config["references"].get(detector, {})
+    config, CRDS (``references: crds``; for ``exposure``, else the detector's first), the
+    demo's, or None."""
+    given = _given_references(detector)
     where = f"references: {detector}: steps: {step}: {key}"
     path = given.get("steps", {}).get(step, {}).get(key)
     if not path:
@@ -170,6 +192,10 @@ def reference_path(detector, key, step=None):
         if not os.path.exists(path):
             raise WorkflowError(f"error: {path}: file does not exist (config {where})")
         return path
+    if uses_crds(detector):
+        if exposure is None:
+            exposure = EXPOSURES.index[EXPOSURES["DETECTOR"] == detector][0]
+        return crds_reference(exposure, key)
     if DEMO:
         return DEMO_REFERENCES.get(detector, {}).get(key)
     return None
@@ -182,7 +208,7 @@ def step_references(step):
         detector = EXPOSURES.loc[wildcards.exposure, "DETECTOR"]
         out = {}
         for key in pipeline.REFERENCES[step]:
-            path = reference_path(detector, key, step)
+            path = reference_path(detector, key, step, wildcards.exposure)
             if path is not None:
                 out[key] = path
             elif key not in pipeline.OPTIONAL_REFERENCES.get(step, ()):
@@ -255,7 +281,7 @@ def group_reference(key):
 
     def reference(wildcards):
         detector = group_row(wildcards.group)["DETECTOR"]
-        path = reference_path(detector, key)
+        path = reference_path(detector, key, exposure=group_exposures(wildcards.group)[0])
         if path is None:
             raise WorkflowError(
                 f"error: the analyses of group {wildcards.group} need a {key} reference for detector "
@@ -311,16 +337,25 @@ def group_analysis_jsons(wildcards):
 REFFILES_ON = ANALYSES_ON and config["reffiles"]["enabled"]
 
 
-def reffile_targets():
-    """The reference files of every group (SUPERBIAS for NIR groups only)."""
+def group_reference_products(group):
+    """{product: None or why it is not built} of a group (detcal.inventory.reference_products),
+    decided here, from the inventory, when the DAG is built; {} when reference files are off."""
     if not REFFILES_ON:
-        return []
+        return {}
+    return inventory.reference_products(group_row(group))
+
+
+def group_products(wildcards):
+    """Params function of group_summary: the group's reference products and why any is absent."""
+    return group_reference_products(wildcards.group)
+
+
+def reffile_targets():
+    """The reference files each group gets (DARK: NFRAMES=1/GROUPGAP=0 groups; SUPERBIAS: NIR)."""
     out = []
     for group in GROUPS:
-        kinds = ["dark", "readnoise", "mask"]
-        if group_row(group)["family"] == "NIR":
-            kinds.append("superbias")
-        out += [f"results/reffiles/{group}/{kind}.fits" for kind in kinds]
+        out += [f"results/reffiles/{group}/{kind}.fits"
+                for kind, why in group_reference_products(group).items() if not why]
     return out
 
 

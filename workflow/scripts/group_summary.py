@@ -4,4 +4,5 @@ from detcal.analysis import summary
 
 with runner.logged(snakemake.log[0], "group_summary"):
     summary.summary_file(snakemake.wildcards.group, dict(snakemake.input.items()),
-                         snakemake.output.tsv, snakemake.output.json)
+                         snakemake.output.tsv, snakemake.output.json,
+                         products=snakemake.params.products)
