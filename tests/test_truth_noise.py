@@ -45,6 +45,9 @@ def analyse(camp, tmp, figures=False):
     return nd, en
 
 
+_PINK_V = {}
+
+
 def truths(camp, nd, en):
     """The simulator's truth of each number, in the analysis' units (module docstring)."""
     h = camp.truth["header"]
@@ -56,10 +59,13 @@ def truths(camp, nd, en):
     m = cfg["NFRAMES"]                              # a group averages m frames' white noise
     with noise.open_ramp(camp.paths("noise")[0]) as ramp:
         geom, dt = ramp.geom, ramp.pixel_time
-    ns = en["group_counts"]
-    v = effnoise.pink_ols_variance([2, ns[-1]], geom, cfg["TGROUP"], cfg["TFRAME"], cfg["NFRAMES"],
-                                   cfg["GROUPGAP"], dt=dt)
-    n = ns[-1]
+    n = en["group_counts"][-1]
+    key = (geom.shape, geom.full_shape, geom.start, geom.noutputs, geom.fastaxis, geom.slowaxis,
+           cfg["TGROUP"], cfg["TFRAME"], cfg["NFRAMES"], cfg["GROUPGAP"], dt, n)
+    if key not in _PINK_V:           # the same for every seed of a sweep
+        _PINK_V[key] = effnoise.pink_ols_variance([2, n], geom, cfg["TGROUP"], cfg["TFRAME"], cfg["NFRAMES"],
+                                                  cfg["GROUPGAP"], dt=dt)
+    v = _PINK_V[key]
     a_c, a_u = pink_amplitude(h["CPINK_E"], dt), pink_amplitude(h["UPINK_E"], dt)      # e-^2
     one_output = nd["fit"]["pink_corr"] is None     # one output: all of its 1/f is "uncorrelated"
     return {"white_DN": np.sqrt(np.mean(2 * rn[active] ** 2) / (m * g ** 2) + 2 / 12),
@@ -108,6 +114,10 @@ def test_error_bars_cover_the_truth_over_20_seeds(tmp_path, regime):
     CDS noise, the correlated and uncorrelated 1/f amplitudes and the effective-noise excess.
 
     64 px, 4 outputs, 3 exposures x 4 integrations (60 CDS frames, 12 ramps of 10 groups).
+    Measured (seeds 0-19): white 55 % / 90 %, correlated 1/f 65 % / 95 %, uncorrelated 1/f
+    75 % / 90 %, effective-noise excess 75 % / 100 %. The white CDS noise reads 0.17 % low on
+    average (mean z = -0.9), a bias not found yet (the data's per-pixel temporal variance matches
+    the truth to 0.05 %); the assertion would catch it growing.
     """
     z = {k: [] for k in ("white_DN", "a_corr_DN2", "a_uncorr_DN2", "excess_e2")}
     for seed in range(20):

@@ -75,8 +75,9 @@ exact for a 1/f spectrum, which is what the fit assumes. The white amplitude is 
 noise ``sqrt(W)``. The JSON's ``summary`` holds the group summary's numbers
 (:func:`headline_numbers`).
 
-Errors: the frames are dealt in turn into :data:`JACKKNIFE_BLOCKS` blocks and the fit is
-repeated with each block left out (delete-one-block jackknife). The periodogram bins are not
+Errors: the integrations are dealt in turn into up to :data:`JACKKNIFE_BLOCKS` blocks and the
+fit is repeated with each block left out (delete-one-block jackknife; the CDS frames of one
+integration stay together, because the 1/f makes their lowest frequencies covary). The periodogram bins are not
 independent (the sampling mask spreads power over neighbouring bins) and the correlated 1/f makes
 the outputs' spectra covary, so the fit covariance (kept as ``*_err_fit``) understates the
 errors; the jackknife sees the actual frame-to-frame scatter.
@@ -126,8 +127,8 @@ PIXEL_TIME = 10e-6
 ROW_OVERHEAD = 12
 #: JWQL read-noise monitor / NRC-09: minimum samples for a temporal (per-pixel) statistic.
 MIN_TEMPORAL = 10
-#: Blocks of CDS frames for the jackknife errors of the power-spectrum fit.
-JACKKNIFE_BLOCKS = 60
+#: Blocks of integrations for the jackknife errors of the power-spectrum fit.
+JACKKNIFE_BLOCKS = 20
 #: Components of the time-domain decomposition, in table order.
 COMPONENTS = ("total", "white", "pink_corr", "pink_uncorr")
 
@@ -850,8 +851,10 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
 
     Parameters
     ----------
-    frames : iterable of ndarray (ny, nx) [DN], science frame
-        CDS frames (independent group pairs); consumed one at a time.
+    frames : iterable of ndarray (ny, nx) [DN], science frame, or of (key, frame)
+        CDS frames (independent group pairs); consumed one at a time. Frames with the same
+        ``key`` go to the same jackknife block (the workflow passes the integration: the 1/f
+        makes the lowest frequencies of the CDS frames of one integration covary).
     geom : detcal.geometry.Geometry
     pixeldq : ndarray uint32 (ny, nx) or None    DO_NOT_USE pixels are left out of statistics
     dt : float [s]                               pixel read time
@@ -861,7 +864,7 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     nbins : int                                  logarithmic frequency bins of the fit/table
     max_temporal_pixels : int                    pixels followed for temporal statistics
     min_frames : int                             temporal statistics need at least this many
-    jackknife_blocks : int                       frames are dealt in turn into this many blocks;
+    jackknife_blocks : int                       keys (frames) are dealt in turn into this many blocks;
                                                  the fitted amplitudes' errors are the
                                                  delete-one-block jackknife errors (fewer than
                                                  3 frames: errors from the fit covariance)
@@ -905,7 +908,11 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         mean_img, mean_n = mean_frame
         n_typ = float(np.median(mean_n[mean_n > 1])) if (mean_n > 1).any() else 2.0
         mean_scale = n_typ / (n_typ - 1.0)
+    block_of = {}
     for frame in frames:
+        key = count
+        if isinstance(frame, tuple):                    # (block key, frame): e.g. one integration
+            key, frame = frame
         if mean_frame is not None:
             frame = frame - mean_img
         blocks = readout_order(frame, geom)
@@ -922,7 +929,7 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         auto, cross = frame_periodograms(streams, nused, dt)
         sums["auto"] += auto; sums["auto2"] += auto ** 2
         sums["cross"] += cross; sums["cross2"] += cross ** 2
-        b = count % nblk
+        b = block_of.setdefault(key, len(block_of) % nblk)
         blk_auto[b] += (bmat @ auto.T).T
         blk_cross[b] += bmat @ cross
         blk_count[b] += 1
@@ -982,7 +989,7 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         for name in FIT_QUANTITIES:
             fit[f"{name}_err_fit"] = fit[f"{name}_err"]
             fit[f"{name}_err"] = jack[name]
-        fit["error_method"] = f"delete-one-block jackknife, {jack['nblocks']} blocks of CDS frames"
+        fit["error_method"] = f"delete-one-block jackknife, {jack['nblocks']} blocks of integrations"
     freq_all = np.arange(nf) / (layout.nsamples * dt)
 
     def binned(a, var=None):
@@ -1193,16 +1200,18 @@ def plot_power_spectrum(table, path, title=""):
     plt.close(fig)
 
 
-def _iter_cds(paths, first, max_frames=None):
+def _iter_cds(paths, first, max_frames=None, keyed=False):
+    """CDS frames of every integration of every file; ``keyed``: ((file, integration), frame)."""
     n = 0
-    for path in paths:
+    for f, path in enumerate(paths):
         with open_ramp(path) as ramp:
             check_same_configuration(first, ramp)
             for i in range(ramp.shape[0]):
                 for g0, g1 in cds_pairs(ramp.shape[1]):
                     if max_frames is not None and n >= max_frames:
                         return
-                    yield ramp.frame(i, g1) - ramp.frame(i, g0)
+                    cds = ramp.frame(i, g1) - ramp.frame(i, g0)
+                    yield ((f, i), cds) if keyed else cds
                     n += 1
 
 
@@ -1257,7 +1266,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
     log.info("noise decomposition: %d file(s), %s, NGROUPS=%d, dt=%g s", len(paths),
              meta["DETECTOR"], meta["NGROUPS"], dt)
     mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, clip)
-    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames), geom, pixeldq, dt=dt,
+    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True), geom, pixeldq, dt=dt,
                                 tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
                                 row_overhead=row_overhead, window=window, order=order,
                                 per_line=per_line, clip=clip, nbins=nbins,
