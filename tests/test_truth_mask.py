@@ -24,6 +24,32 @@ Regimes: short ramps (2 ints x 15 groups x 3 exposures) and long ramps (2 ints x
 exposures) at the full-frame group time (10.7 s), short ramps at ~1 s group time (subarray
 timing, where WARM cannot be told from HOT: its stated limit is above the HOT threshold), and
 MIRI (FAST, 20 groups).
+
+Measured with these functions over more seeds (NRCA1 64 px / MIRIMAGE 32 rows, thresholds HOT 1,
+WARM 0.05 e-/s (MIRI 10, 2 e-/s), false_flags 1 per type per array; limits for a 95 % detection;
+"normal" = pixels in no truth population):
+
+=============  =====  ===============  =========  ===========  ======  =====================
+regime         seeds  type: limit      precision  class prec.  recall  normal flagged / array
+=============  =====  ===============  =========  ===========  ======  =====================
+short 10.7 s   1-20   HOT 1.23 e-/s    1.000      1.000        1.000   0.00
+                      WARM 0.20 e-/s   1.000      0.984        0.992   0.00
+                      noisy 1.85x      0.991      0.991        0.986   0.50 (max 2)
+long 10.7 s    1-8    HOT 1.12 e-/s    1.000      1.000        1.000   0.00
+                      WARM 0.086 e-/s  1.000      0.994        0.994   0.00
+                      noisy 1.51x      0.982      0.982        0.994   1.12 (max 2)
+short 1 s      1-10   HOT 2.6 e-/s     1.000      1.000        0.996   0.00
+                      WARM 1.55 e-/s   0.946      0.484        (none)  0.50 (max 2)
+                      noisy 1.86x      0.993      0.993        0.991   0.40 (max 1)
+MIRI FAST      1-10   HOT 11.8 e-/s    1.000      1.000        1.000   0.00
+                      WARM 3.6 e-/s    1.000      0.987        1.000   0.00
+                      noisy 2.1x       0.944      0.944        0.990   1.00 (max 4)
+=============  =====  ===============  =========  ===========  ======  =====================
+
+The rule this replaces (WARM when above the threshold in >= 75 % of the integrations, noisy
+against READNOISE), on the same short-ramp data (128 px, default populations, seeds 1-3): 0.23-
+0.31 % of normal pixels WARM (WARM precision 0.54-0.65) and none of the 72 noisy pixels found;
+the significance tests: no normal pixel WARM, 56-65 of 72 noisy pixels found.
 """
 
 import numpy as np
