@@ -189,6 +189,10 @@ def test_cr_rate_divides_events_by_usable_area_and_time():
     pdq[7, 7] = dqflags.DO_NOT_USE                               # no differences
     usable = jumps.usable_differences(gdq, pdq, active)
     assert usable[6, 6] == 3 and usable[7, 7] == 0 and usable[8, 8] == 5 and usable[0, 0] == 0
+    gdq_gap = gdq.copy()
+    gdq_gap[2, 9, 9] = dqflags.DO_NOT_USE                        # differences 0-1 | 3-4, 4-5: two runs
+    runs = jumps.usable_runs(gdq_gap, pdq, active)
+    assert runs[9, 9] == 2 and runs[8, 8] == 1 and runs[7, 7] == 0 and runs[6, 6] == 1
     stats, ev, jumped, njump = jumps.integration_statistics(data, gdq, pdq, amp, active, 1, 10.0, 18.0)
     n_diff = 256 * 5 - 2 - 5
     expect = 3 / (n_diff * 10.0 * (18e-4) ** 2)

@@ -154,7 +154,7 @@ def test_detection_time_counts_only_usable_differences(regime):
         first = 0 if "main" in name else 10
         firsts = [first] + [max(first, 3)] * (spec["nints"] - 1)
         diffs = np.mean([spec["ngroups"] - f - 1 - 1 for f in firsts])
-    upper = diffs * tgroup
+    upper = diffs * tgroup + (nframes - 1) * spec["overrides"].get("tframe", 0.0)    # NFRAMES > 1: one run
     t_det = s["detection_time_per_integration_s"]
     # saturated and DO_NOT_USE pixels: < 1 %; at rate 80 the SUPERBIAS built from the calibration
     # set flags 2.8 % of the pixels DO_NOT_USE (UNRELIABLE_BIAS: hits before the read of group 0)

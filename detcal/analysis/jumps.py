@@ -37,7 +37,10 @@ active area (what a simulator's ``cr_rate`` or a particle flux means), estimated
 
 * ``A_pix x TGROUP x n_usable`` (``exposure_cm2_s``): pixel area times the group time summed
   over the usable differences of active pixels; for a clean detector
-  ``A_active x (NGROUPS - 1) x TGROUP`` per integration.
+  ``A_active x (NGROUPS - 1) x TGROUP`` per integration. With NFRAMES > 1 every run of
+  consecutive usable differences adds ``(NFRAMES - 1) x TFRAME``: a hit during the later frames
+  of the run's first or last group changes that group's average and shows in a difference
+  (the window runs from the first frame read to the last, not between group mid-times).
 * ``N_down``: noise jumps are symmetric (read noise, 1/f, dark shot noise at these levels) and
   cosmic rays only add charge, so the downward events estimate the number of upward noise
   events (false positives) among the ``N_up`` upward ones. This is data-driven: it holds when the
@@ -116,7 +119,7 @@ CONVENTIONS = {
     "usable_differences": "group differences (g-1, g) with neither group DO_NOT_USE or SATURATED, active "
                           "pixels not DO_NOT_USE; the detection time counts only these",
     "cr_rate": "rate of all cosmic-ray hits on the active area: (upward - downward events) / (pixel area x "
-               "TGROUP x usable differences) / detection efficiency; downward events estimate the upward "
+               "detection time) / detection efficiency; downward events estimate the upward "
                "noise events (noise is symmetric, hits only add charge); x pileup_correction for hits merged "
                "with another in one group (first order, from the measured footprints)",
     "cr_rate_err": "Poisson errors of the upward and of the downward count (the subtracted noise "
@@ -130,7 +133,8 @@ CONVENTIONS = {
                             "then not corrected)",
     "cr_rate_unit": "events / cm^2 / s",
     "pct_pixels_with_jump": "100 x pixels with >= 1 JUMP_DET group / active (non-reference) pixels",
-    "detection_time": "usable differences per active pixel and integration x TGROUP [s]",
+    "detection_time": "usable differences per active pixel and integration x TGROUP, plus (NFRAMES - 1) x "
+                      "TFRAME per run of consecutive usable differences [s]",
     "numbering": "integrations and groups 1-based; pixel_row / pixel_column 0-based, science frame",
     "signal_unit": "DN",
 }
@@ -278,6 +282,20 @@ def usable_differences(groupdq, pixeldq, select):
     """
     ok = (np.asarray(groupdq) & _BAD_GROUP) == 0
     n = np.count_nonzero(ok[1:] & ok[:-1], axis=0).astype(np.int32)
+    n[~select | ((np.asarray(pixeldq) & dqflags.DO_NOT_USE) != 0)] = 0
+    return n
+
+
+def usable_runs(groupdq, pixeldq, select):
+    """Number of runs of consecutive usable differences per pixel in one integration (int32
+    (ny, nx); arguments as :func:`usable_differences`). With NFRAMES > 1 each run sees hits for
+    ``(NFRAMES - 1) x TFRAME`` longer than its differences x TGROUP: a hit during the later frames
+    of the run's first group, or of its last group, shows in a difference too."""
+    ok = (np.asarray(groupdq) & _BAD_GROUP) == 0
+    d = ok[1:] & ok[:-1]
+    starts = d.copy()
+    starts[1:] &= ~d[:-1]
+    n = np.count_nonzero(starts, axis=0).astype(np.int32)
     n[~select | ((np.asarray(pixeldq) & dqflags.DO_NOT_USE) != 0)] = 0
     return n
 
@@ -435,7 +453,7 @@ def detection_efficiency(significance_up, significance_down, threshold):
 
 def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tgroup, pitch_um,
                            connectivity=8, link_groups=False, center=None, sigma=None,
-                           p_noise=math.nan, footprints=None, max_footprints=400):
+                           p_noise=math.nan, footprints=None, max_footprints=400, run_extra_s=0.0):
     """Jump statistics of one integration, per amplifier.
 
     Parameters
@@ -451,6 +469,8 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
     link_groups : bool, see :func:`find_events`
     center, sigma : float (ny, nx) or None [DN], see :func:`find_events`
     p_noise : float, upward noise events expected per usable difference (:func:`noise_jump_probability`)
+    run_extra_s : float [s], ``(NFRAMES - 1) x TFRAME``: detection time added per run of usable
+        differences (:func:`usable_runs`)
     footprints : list or None, the footprints (:func:`event_footprints`) of upward events of >= 2
         pixels (hits; noise events are single pixels) are appended to it until it holds
         ``max_footprints``
@@ -477,11 +497,13 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
         hits = np.flatnonzero(~downward & (events["npix"] >= 2))
         footprints += event_footprints(labels, hits[:max_footprints - len(footprints)])
     usable = usable_differences(groupdq, pixeldq, active)
+    runs = usable_runs(groupdq, pixeldq, active) if run_extra_s else np.zeros_like(usable)
     pix_area = (pitch_um * 1e-4) ** 2
     stats = {}
     for label, sel in common.amplifier_masks(amp_map, active, noutputs).items():
         in_amp = np.ones(len(events), bool) if label == common.ALL else ev_amp == int(label) - 1
         n_use = int(usable[sel].sum())
+        t_use = n_use * tgroup + int(runs[sel].sum()) * run_extra_s          # pixel-seconds
         stats[label] = {
             "n_active_pixels": int(sel.sum()),
             "n_jump_flags": int(njump[sel].sum()),
@@ -492,8 +514,8 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
             "n_event_pixels": int(events["npix"][in_amp].sum()),
             "n_usable_differences": n_use,
             "noise_events_expected": n_use * p_noise,
-            "usable_pixel_time_s": n_use * tgroup,
-            "exposure_cm2_s": n_use * tgroup * pix_area,
+            "usable_pixel_time_s": t_use,
+            "exposure_cm2_s": t_use * pix_area,
         }
     out = np.zeros(len(events), EVENT_DTYPE.descr + [("amplifier", "U3")])
     for name in EVENT_DTYPE.names:
@@ -831,7 +853,8 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         for i in range(nints):
             stats, events, jumped, njump = integration_statistics(
                 ramp.data[i], ramp.groupdq[i], ramp.pixeldq, amp_map, active, geom.noutputs, tgroup,
-                pitch, connectivity, link, center, sigma, p_noise[i], footprints)
+                pitch, connectivity, link, center, sigma, p_noise[i], footprints,
+                run_extra_s=(meta["NFRAMES"] - 1) * meta["TFRAME"])
             union = jumped if union is None else union | jumped
             jump_map = njump.astype(np.int32) if jump_map is None else jump_map + njump
             for label, st in stats.items():
