@@ -14,7 +14,8 @@ BRIGHT2, MIRI FAST; 6 exposures x 2 integrations; a 10 DN rms bias offset per ex
 1. Stationary groups (seeds 100, 101, ...): the fraction with ``any_drift`` (Holm-Bonferroni,
    family-wise alpha 0.01) and, for comparison, the verdict of the previous test (ANOVA F and
    slope t against the within-exposure scatter only, each at p < 1e-3, no multiple-testing
-   control), recomputed from the table's exposure means and within-exposure errors. The
+   control), recomputed from the table's exposure means and within-exposure errors (these are
+   now from the two-way model exposure + integration number, not the old pooled scatter). The
    per-exposure error of the whole-array dark [DN/s] and bias [DN] of each regime is the rms
    scatter of the exposure means about their mean.
 2. Drift groups (seeds 300, ...): a dark-rate ramp (``dark_drift`` = 3 x that dark error x gain
