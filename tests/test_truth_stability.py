@@ -73,15 +73,7 @@ def run_group(tmp, regime, seed, overrides=None):
     # the no-dark branch needs no DARK (and a DARK is made from NFRAMES=1 darks only)
     built = ("superbias", "readnoise") if spec["preset"] != "miri_imager" else ("readnoise",)
     camp = reduce_campaign(tmp, spec, seed=seed, ncal=2, branches=("nodark",), built=built)
-    # the workflow's names: results/nodark/{exposure}_rateints.fits and _jumpstep.fits
-    nodark = os.path.join(tmp, "nodark")
-    os.makedirs(nodark, exist_ok=True)
-    rateints, jump = [], []
-    for name, r, j in zip(camp.files["exposures"], camp.paths("rateints"), camp.paths("jump")):
-        rateints.append(os.path.join(nodark, f"{name}_rateints.fits"))
-        jump.append(os.path.join(nodark, f"{name}_jumpstep.fits"))
-        os.symlink(r, rateints[-1])
-        os.symlink(j, jump[-1])
+    rateints, jump = camp.paths("rateints"), camp.paths("jump")  # the workflow's names
     out = os.path.join(tmp, "stability")
     os.makedirs(out, exist_ok=True)
     doc = stability.stability_file(rateints, os.path.join(out, "st.tsv"), os.path.join(out, "st.json"),

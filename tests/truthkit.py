@@ -89,7 +89,10 @@ def reduce_exposure(uncal, references, workdir, family, branches=("main", "nodar
         return {k: references[k] for k in pipeline.REFERENCES[step] if k in references}
 
     def path(tag, step):
-        return os.path.join(workdir, f"{name}_{tag}_{pipeline.SUFFIX.get(step, step)}.fits")
+        # one folder per branch and the workflow's product names, so that analyses that take the
+        # exposure name from a file name (analysis.common.exposure_name) see the real one
+        os.makedirs(os.path.join(workdir, tag), exist_ok=True)
+        return os.path.join(workdir, tag, f"{name}_{pipeline.SUFFIX.get(step, step)}.fits")
 
     current = uncal
     chain = pipeline.chain(family, enabled)
