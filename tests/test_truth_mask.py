@@ -22,8 +22,8 @@ Statistics, pooled over the seeds of a regime, against the truth file:
 
 Regimes: short ramps (2 ints x 15 groups x 3 exposures) and long ramps (2 ints x 60 groups x 2
 exposures) at the full-frame group time (10.7 s), short ramps at ~1 s group time (subarray
-timing, where WARM cannot be told from HOT: its stated limit is above the HOT threshold), and
-MIRI (FAST, 20 groups).
+timing, where WARM cannot be told from HOT: its stated limit is above the HOT threshold),
+NFRAMES = 4 (SHALLOW4), one output, and MIRI (FAST, 20 groups).
 
 Measured with these functions over more seeds (NRCA1 64 px / MIRIMAGE 32 rows, thresholds HOT 1,
 WARM 0.05 e-/s (MIRI 10, 2 e-/s), false_flags 1 per type per array; limits for a 95 % detection;
@@ -76,9 +76,9 @@ def miri_spec():
             "nexposures": 3, "overrides": dict(POPULATIONS)}
 
 
-def mask_campaign(tmp, spec, seed, hot, warm):
+def mask_campaign(tmp, spec, seed, hot, warm, built=None):
     """Reduce a campaign, build its MASK as the workflow does; per-type truth comparison."""
-    camp = reduce_campaign(tmp, spec, seed, ncal=3)
+    camp = reduce_campaign(tmp, spec, seed, ncal=3, built=built)
     out = f"{tmp}/mask.fits"
     summary = make_mask(camp.paths("rateints"), camp.paths("jump"), out,
                         gain=camp.references["gain"], hot_threshold=hot, warm_threshold=warm,
@@ -185,6 +185,22 @@ def test_mask_at_1s_group_time_states_that_warm_cannot_be_told_from_hot(tmp_path
         assert stats[name]["precision"] >= 0.95, name
         assert stats[name]["recall"] >= 0.95, name
     assert stats["warm"]["precision"] >= 0.8      # WARM flags are mostly hot pixels here
+    assert_false_flags(stats, len(results))
+
+
+def test_mask_with_nframes_4_and_with_one_output(tmp_path):
+    # SHALLOW4 (NFRAMES 4, GROUPGAP 1): the DARK builder needs NFRAMES = 1 darks, so only
+    # SUPERBIAS and READNOISE are pipeline-built; the mask reads the no-dark branch anyway
+    shallow = dict(nir_spec(8, 2, 3), readpatt="SHALLOW4")
+    one_output = nir_spec(15, 2, 3)
+    one_output["overrides"]["noutputs"] = 1
+    results = [mask_campaign(tmp_path / "s4", shallow, 1, 1.0, 0.05, built=("superbias", "readnoise")),
+               mask_campaign(tmp_path / "o1", one_output, 2, 1.0, 0.05)]
+    stats = pooled(results, "NRCA1 SHALLOW4 x 8 groups (seed 1) and 1 output (seed 2)")
+    for name in ("hot", "warm", "noisy"):
+        assert stats[name]["precision"] >= 0.95, name
+        assert stats[name]["recall"] >= 0.95, name
+    assert results[0]["warm"]["limit"] < 0.15 and results[0]["noisy"]["limit"] > 2.0  # 24 pairs
     assert_false_flags(stats, len(results))
 
 
