@@ -59,8 +59,9 @@ def test_default_config_dry_run_plans_the_demo(tmp_path):
 
 def test_schema_rejects_an_unknown_key(tmp_path):
     from snakemake.exceptions import WorkflowError
-    with pytest.raises(WorkflowError, match="Additional properties|additionalProperties|not allowed"):
+    with pytest.raises(WorkflowError, match=r"test.yaml: unknown config key kep \(value \['jump'\]\)") as err:
         snakemake(tmp_path, config={"kep": ["jump"]}, dryrun=True)
+    assert len(str(err.value).splitlines()) <= 3      # not the schema dump
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,26 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from detcal import crds_refs, demo, inventory, noise_conventions, pipeline
+from detcal import validate as input_checks
 from detcal.errors import InputError
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+# config files in the order they were merged (--configfile ones last: they win)
+CONFIGFILES = [f for f in workflow.configfiles if f not in workflow.overwrite_configfiles] + list(
+    workflow.overwrite_configfiles)
 
-DEMO = not config["raw"]
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError:   # Snakemake's message is the whole schema: say the file, key, value instead
+    raise WorkflowError("error: invalid configuration\n" + "\n".join(input_checks.config_problems(
+        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+        CONFIGFILES))) from None
+if config["raw"] in ("", []):
+    raise WorkflowError(
+        f"error: {input_checks.config_source(CONFIGFILES, ['raw'])}config key raw = {config['raw']!r} is "
+        "empty: give a glob or a list of raw files, or `raw: demo` to run the simulated demo")
+
+DEMO = config["raw"] == "demo"     # the simulated demo only when asked for (raw: demo)
 DEMO_DIR = "results/demo"
 STEPS_ON = config["steps"]
 
@@ -20,7 +34,9 @@ def _load_exposures():
     try:
         if DEMO:
             return demo.table(config["demo"], DEMO_DIR)
-        return inventory.scan(inventory.expand_inputs(config["raw"]))
+        # every raw file and every given reference checked before any job; all problems at once
+        return input_checks.inventory(inventory.expand_inputs(config["raw"]),
+                                      input_checks.config_references(config["references"]))
     except InputError as err:
         raise WorkflowError(f"error: {err}") from None
 

@@ -1,0 +1,415 @@
+"""Validation of every raw file and every reference a run will use, before any job runs.
+
+:func:`inventory` is what the workflow calls when it builds the DAG (``workflow/rules/common.smk``):
+it scans the raw files (:func:`detcal.inventory.header_row`), checks each one and each
+configuration group, checks the explicitly given reference files, and either returns the
+inventory table or raises one :class:`InputErrors` that lists **every** problem, one line each,
+``<raw file or reference>: <problem>``. Nothing is written.
+
+Checks (headers plus cheap array checks; large arrays are read in sections):
+
+raw file
+    readable FITS, not truncated (:func:`detcal.io.read_headers`); the inventory keywords and their
+    types (:data:`detcal.keywords.STEP` ``['inventory']``); SCI 4-D and agreeing with NINTS,
+    NGROUPS, SUBSIZE1/2 (:class:`detcal.io.RampReader`); subarray placement inside the full frame
+    (:class:`detcal.geometry.Geometry`); NOUTPUTS possible for the subarray (NIR: 1 or 4; 4 only
+    when the subarray spans every output, i.e. the whole fast-scan width); TFRAME and TGROUP finite
+    and > 0 [s]; NGROUPS >= :data:`MIN_NGROUPS`; DETECTOR of the INSTRUME; a floating-point SCI
+    holds no NaN/inf (level-1b SCI is integer DN); PIXELDQ/GROUPDQ, when present, integer; the
+    file name is ASCII (names are written into FITS HISTORY cards, which are ASCII only).
+configuration group (:data:`detcal.keywords.GROUP`)
+    the files agree on INSTRUME, TFRAME, TGROUP, subarray placement and orientation (the group key
+    already fixes DETECTOR, READPATT, NOUTPUTS, NGROUPS, NFRAMES, GROUPGAP).
+reference (only those given in the config; see :func:`reference_problems`)
+    exists and readable; REFTYPE, INSTRUME and DETECTOR (when present, not a CRDS wildcard) agree
+    with the type it was given as and the raw files that use it; the layout of
+    :data:`detcal.io.LAYOUT` (extensions, dimensions, integer DQ); it covers the subarray of every
+    raw file of its detector; DARK has enough frames for the science readout; GAIN and READNOISE
+    finite and > 0, SATURATION above the SUPERBIAS (or > 0 without one) on most (> half) of the
+    pixels each file uses: a few bad pixels occur in real references and are flagged by the
+    steps, a reference that is bad almost everywhere would turn every statistic into NaN.
+"""
+
+import math
+import os
+
+import numpy as np
+from astropy.io import fits
+
+from . import io, keywords
+from .errors import InputError
+from .geometry import MIRI_NOUTPUTS, Geometry
+from . import inventory as _inventory
+
+#: Fewest groups per integration the workflow's products can be made from: the jump step needs
+#: two group differences, the DARK builder and the CDS statistics three groups.
+MIN_NGROUPS = 3
+
+#: DETECTOR prefix -> INSTRUME (JWST names).
+DETECTOR_INSTRUMENT = (("NRC", "NIRCAM"), ("NIS", "NIRISS"), ("NRS", "NIRSPEC"), ("GUIDER", "FGS"),
+                       ("MIR", "MIRI"))
+
+#: Keywords the files of one configuration group must share (beyond the group key).
+GROUP_AGREE = ("INSTRUME", "TFRAME", "TGROUP", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2",
+               "FASTAXIS", "SLOWAXIS")
+
+#: Reference header values that select any detector/instrument (CRDS wildcards).
+WILDCARDS = {"", "ANY", "N/A", "MULTIPLE", "GENERIC"}
+
+#: A reference is refused when more than this fraction of the pixels a file uses is unusable.
+MAX_BAD_FRACTION = 0.5
+
+
+class InputErrors(InputError):
+    """Several input problems found together; ``str()`` is one line per problem.
+
+    ``problems``: list of (path, problem). ``path``/``problem`` are those of the first one.
+    """
+
+    def __init__(self, problems):
+        # one line each (astropy's messages can span lines)
+        self.problems = [(str(p), " ".join(str(m).split())) for p, m in problems]
+        self.path, self.problem = self.problems[0]
+        Exception.__init__(self, "\n".join(f"{p}: {m}" for p, m in self.problems))
+
+
+def _ext_bitpix(ext_header):
+    return int(ext_header.get("BITPIX", 0))
+
+
+def raw_problems(path, row):
+    """Problems of one raw file whose inventory ``row`` could be read (list of messages)."""
+    out = []
+    if not str(path).isascii():
+        out.append("file name has non-ASCII characters; FITS headers (where products record "
+                   "their inputs) are ASCII only: rename the file")
+    for key in ("TFRAME", "TGROUP"):
+        val = row[key]
+        if not (isinstance(val, float) and math.isfinite(val) and val > 0):
+            out.append(f"{key}={val} s: must be finite and > 0")
+    if row["NGROUPS"] < MIN_NGROUPS:
+        out.append(f"NGROUPS={row['NGROUPS']}: the workflow needs at least {MIN_NGROUPS} groups per "
+                   "integration (jump: two group differences; DARK and CDS statistics: three groups)")
+    if row["NINTS"] < 1:
+        out.append(f"NINTS={row['NINTS']}: must be >= 1")
+    detector, instrument = str(row["DETECTOR"]).upper(), str(row["INSTRUME"]).upper()
+    for prefix, inst in DETECTOR_INSTRUMENT:
+        if detector.startswith(prefix) and inst != instrument:
+            out.append(f"DETECTOR={row['DETECTOR']} belongs to {inst}, but INSTRUME={row['INSTRUME']}")
+    try:
+        reader = io.RampReader(path)          # SCI shape vs NINTS/NGROUPS/SUBSIZE, from headers
+    except InputError as err:
+        return out + [err.problem]
+    with reader:
+        header, exts = io.read_headers(path)
+        try:
+            geom = Geometry.from_header(header, reader.shape[2:], path)
+        except InputError as err:
+            return out + [err.problem]
+        out += _noutputs_problems(geom, row)
+        for name in ("PIXELDQ", "GROUPDQ"):
+            if name in exts and exts[name].get("NAXIS", 0) and _ext_bitpix(exts[name]) < 0:
+                out.append(f"{name} is floating point (BITPIX={_ext_bitpix(exts[name])}); DQ arrays "
+                           "must be integer")
+        if _ext_bitpix(exts["SCI"]) < 0:      # integer SCI cannot hold NaN; a float one may
+            bad = 0
+            for i in range(reader.shape[0]):
+                bad += int(np.count_nonzero(~np.isfinite(reader.read("SCI", ints=i))))
+            if bad:
+                out.append(f"SCI has {bad} NaN/inf values; level-1b SCI is integer DN (no NaN)")
+    return out
+
+
+def _noutputs_problems(geom, row):
+    nout = row["NOUTPUTS"]
+    if geom.family == "MIRI":
+        return [] if nout in (None, MIRI_NOUTPUTS) else [
+            f"NOUTPUTS={nout}: MIRI is read through {MIRI_NOUTPUTS} outputs"]
+    if nout not in (1, 4):
+        return [f"NOUTPUTS={nout}: an H2RG is read through 1 or 4 outputs"]
+    if nout == 4 and not geom.is_full_frame:
+        fast = 1 if abs(geom.fastaxis) == 1 else 0      # array axis along the fast-scan direction
+        if geom.shape[fast] != geom.full_shape[fast]:
+            return [f"NOUTPUTS=4 with SUBARRAY={row['SUBARRAY']}: a 4-output subarray must span the "
+                    f"full fast-scan width ({geom.full_shape[fast]} pixels), this one is "
+                    f"{geom.shape[fast]} wide"]
+    return []
+
+
+def group_problems(table):
+    """(path, problem) for files that disagree with the rest of their configuration group."""
+    out = []
+    for group, rows in table.groupby("group"):
+        for key in GROUP_AGREE:
+            values = rows[key].tolist()
+            common = max(set(values), key=values.count)
+            for path, val in zip(rows["path"], values):
+                if val != common:
+                    out.append((path, f"{key}={val} but the other files of configuration group "
+                                      f"{group} have {key}={common}"))
+    return out
+
+
+def _cover(ref_header, shape, row):
+    """(y0, x0) of ``row``'s subarray inside a reference of image ``shape``, or None."""
+    ry = (keywords.optional(ref_header, "SUBSTRT2", 1) or 1) - 1
+    rx = (keywords.optional(ref_header, "SUBSTRT1", 1) or 1) - 1
+    y0, x0 = row["SUBSTRT2"] - 1 - ry, row["SUBSTRT1"] - 1 - rx
+    ny, nx = row["SUBSIZE2"], row["SUBSIZE1"]
+    if y0 < 0 or x0 < 0 or y0 + ny > shape[0] or x0 + nx > shape[1]:
+        return None
+    return y0, x0
+
+
+def reference_problems(path, key, rows, superbias=None):
+    """Problems of the ``key`` reference (config key, e.g. ``'gain'``) used by the raw ``rows``.
+
+    ``superbias``: path of the SUPERBIAS used with a SATURATION reference (or None).
+    Returns a list of messages (the caller names the file).
+    """
+    reftype = io.REFTYPES[key]
+    try:
+        header, exts = io.read_headers(path)
+    except InputError as err:
+        return [err.problem]
+    out = []
+    found = str(keywords.optional(header, "REFTYPE") or "").upper()
+    if found and found != reftype:
+        out.append(f"REFTYPE is {found!r}, but it was given as the {reftype} reference ({key})")
+    for hkey in ("INSTRUME", "DETECTOR"):
+        val = str(keywords.optional(header, hkey) or "").upper()
+        want = sorted({str(v).upper() for v in rows[hkey]})
+        if val not in WILDCARDS and want and val not in want:
+            out.append(f"{hkey}={val} but the raw files that use it have {hkey}={'/'.join(want)}")
+    if reftype == "RSCD":
+        if "RSCD_GROUP_SKIP" not in exts:
+            out.append("RSCD reference needs a RSCD_GROUP_SKIP table")
+        return out
+    shapes = {}
+    for ext, (dtype, ndim, required) in io.LAYOUT[reftype].items():
+        if ext not in exts or not exts[ext].get("NAXIS", 0):
+            if required:
+                out.append(f"{reftype} reference has no {ext} extension (with data)")
+            continue
+        naxis = int(exts[ext]["NAXIS"])
+        if naxis not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+            out.append(f"{ext} has {naxis} dimensions; a {reftype} reference needs "
+                       f"{' or '.join(map(str, ndim if isinstance(ndim, tuple) else (ndim,)))}")
+            continue
+        if np.issubdtype(dtype, np.integer) and _ext_bitpix(exts[ext]) < 0:
+            out.append(f"{ext} is floating point (BITPIX={_ext_bitpix(exts[ext])}); it must be integer")
+        shapes[ext] = tuple(int(exts[ext][f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+    if out or not shapes:
+        return out
+    images = {s[-2:] for s in shapes.values()}
+    if len(images) != 1:
+        return out + [f"extensions disagree on the image shape: {sorted(images)}"]
+    image = images.pop()
+    regions = {}
+    for _, row in rows.iterrows():
+        where = _cover(header, image, row)
+        if where is None:
+            out.append(f"covers {image[1]} x {image[0]} pixels, which does not contain the "
+                       f"{row['SUBSIZE1']} x {row['SUBSIZE2']} science array at SUBSTRT1/2="
+                       f"{row['SUBSTRT1']}/{row['SUBSTRT2']} of {os.path.basename(row['path'])}")
+        else:
+            regions[where + (row["SUBSIZE2"], row["SUBSIZE1"])] = row
+    if out:
+        return out
+    main = io.MAIN.get(reftype, "SCI")
+    if reftype == "DARK":
+        out += _dark_problems(header, shapes[main], rows)
+    if reftype in ("GAIN", "READNOISE", "SATURATION"):
+        out += _value_problems(path, reftype, regions, superbias)
+    return out
+
+
+def _dark_problems(header, shape, rows):
+    out = []
+    nframes = keywords.optional(header, "NFRAMES", 1) or 1
+    groupgap = keywords.optional(header, "GROUPGAP", 0) or 0
+    ndark = shape[-3]
+    for _, row in rows.drop_duplicates("group").iterrows():
+        if (nframes, groupgap) == (1, 0):     # averaged into the science readout, as jwst does
+            need = (row["NGROUPS"] - 1) * (row["NFRAMES"] + row["GROUPGAP"]) + row["NFRAMES"]
+        else:
+            need = row["NGROUPS"]
+        if ndark < need:
+            out.append(f"DARK has {ndark} groups (NFRAMES={nframes}, GROUPGAP={groupgap}); "
+                       f"{row['READPATT']} with NGROUPS={row['NGROUPS']} ({row['group']}) needs {need}")
+    return out
+
+
+def _section(path, ext, region):
+    y0, x0, ny, nx = region
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        return np.asarray(hdul[ext].section[y0:y0 + ny, x0:x0 + nx], np.float64)
+
+
+def _value_problems(path, reftype, regions, superbias):
+    out = []
+    for region in regions:
+        try:
+            values = _section(path, "SCI", region)
+            floor = 0.0
+            if reftype == "SATURATION" and superbias:
+                floor = _section(superbias, "SCI", region)
+        except Exception as exc:   # damaged data past the headers
+            return [f"cannot read SCI ({type(exc).__name__}: {exc})"]
+        with np.errstate(invalid="ignore"):
+            if reftype == "SATURATION":
+                bad = np.isfinite(values) & ~(values > floor)   # NaN: no check (NO_SAT_CHECK)
+                what = "at or below the SUPERBIAS" if superbias else "<= 0"
+            else:
+                bad = ~(np.isfinite(values) & (values > 0))
+                what = "non-finite or <= 0"
+        nbad = int(bad.sum())
+        if nbad > MAX_BAD_FRACTION * bad.size:
+            y0, x0, ny, nx = region
+            out.append(f"{reftype} is {what} on {nbad} of the {bad.size} pixels of the "
+                       f"{nx} x {ny} region at x0/y0={x0}/{y0} the raw files use")
+    return out
+
+
+def inventory(paths, references=()):
+    """Inventory table of ``paths`` after checking them and the ``references``; or InputErrors.
+
+    Parameters
+    ----------
+    paths : raw file paths (already expanded from the config's globs)
+    references : iterable of (path, key, detector, where): a reference given in the config
+        (``key`` a :data:`detcal.io.REFTYPES` key, ``where`` the config key that names it, for
+        the message). A SATURATION is checked against the SUPERBIAS given for the same detector.
+
+    Returns
+    -------
+    pandas.DataFrame as :func:`detcal.inventory.scan`.
+
+    Raises
+    ------
+    InputErrors : every problem found, one (path, problem) each.
+    """
+    problems, good = [], []
+    for path in paths:
+        try:
+            _inventory.header_row(path)
+            good.append(path)
+        except InputError as err:
+            problems.append((err.path, err.problem))
+    try:
+        table = _inventory.scan(good)
+    except InputError as err:               # exposure names that clash
+        raise InputErrors(problems + [(err.path, err.problem)]) from None
+    for _, row in table.iterrows():
+        problems += [(row["path"], p) for p in raw_problems(row["path"], row)]
+    problems += group_problems(table)
+    references = list(references)
+    superbias = {det: p for p, k, det, _ in references if k == "superbias"}
+    for path, key, detector, where in references:
+        if not os.path.exists(path):
+            problems.append((path, f"file does not exist (config {where})"))
+            continue
+        rows = table[table["DETECTOR"] == detector]
+        sb = superbias.get(detector) if key == "saturation" else None
+        if sb and not os.path.exists(sb):
+            sb = None
+        problems += [(path, f"{p} (config {where})")
+                     for p in reference_problems(path, key, rows, superbias=sb)]
+    if problems:
+        raise InputErrors(dict.fromkeys(problems))
+    return table
+
+
+def config_references(references):
+    """(path, key, detector, where) of every reference file the config gives explicitly.
+
+    ``references``: the config's ``references`` value (``'crds'``, or {DETECTOR: {key: path,
+    crds: bool, steps: {step: {key: path}}}}). CRDS choices are not listed (the CRDS client
+    checks them).
+    """
+    out = []
+    if not isinstance(references, dict):
+        return out
+    for detector, given in references.items():
+        for key, path in (given or {}).items():
+            if key in io.REFTYPES and path:
+                out.append((str(path), key, detector, f"references: {detector}: {key}"))
+        for step, keys in ((given or {}).get("steps") or {}).items():
+            for key, path in (keys or {}).items():
+                if key in io.REFTYPES and path:
+                    out.append((str(path), key, detector, f"references: {detector}: steps: {step}: {key}"))
+    return out
+
+
+def _lookup(doc, path):
+    for key in path:
+        if isinstance(doc, dict) and key in doc:
+            doc = doc[key]
+        elif isinstance(doc, list) and isinstance(key, int) and key < len(doc):
+            doc = doc[key]
+        else:
+            raise KeyError(key)
+    return doc
+
+
+def config_problems(config, schema_path, configfiles=()):
+    """One line per schema violation of ``config``: the file, the key, the value and the problem.
+
+    A short replacement for the JSON-schema dump Snakemake prints (unknown keys: their names; a
+    wrong value: the key path, the value and what the schema allows). ``configfiles``: the YAML
+    files the config was merged from; each line names the last one that sets the key.
+    """
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    docs = []
+    for name in configfiles:
+        try:
+            with open(name) as fh:
+                docs.append((str(name), yaml.safe_load(fh) or {}))
+        except (OSError, yaml.YAMLError):
+            continue
+    lines = []
+    for err in sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path))):
+        path = list(err.path)
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - set(allowed))
+            for key in extra:
+                where = _where(docs, path + [key])
+                lines.append(f"{where}unknown config key {':'.join(map(str, path + [key]))!s} "
+                             f"(value {err.instance[key]!r}); allowed here: {', '.join(allowed)}")
+            continue
+        where = _where(docs, path)
+        value = repr(err.instance)
+        value = value if len(value) <= 80 else value[:77] + "..."
+        problem = err.message if len(err.message) <= 200 else err.message[:197] + "..."
+        if err.validator in ("oneOf", "anyOf"):
+            problem = "not one of the allowed forms: " + "; ".join(
+                str(s.get("type", s)) for s in err.validator_value)
+        lines.append(f"{where}config key {':'.join(map(str, path)) or '(top level)'} = {value}: {problem}")
+    return lines
+
+
+def config_source(configfiles, path):
+    """``'<file>: '`` of the last of ``configfiles`` that sets the key ``path`` (list), or ''."""
+    docs = []
+    for name in configfiles:
+        try:
+            with open(name) as fh:
+                docs.append((str(name), __import__("yaml").safe_load(fh) or {}))
+        except (OSError, ValueError):
+            continue
+    return _where(docs, path)
+
+
+def _where(docs, path):
+    for name, doc in reversed(docs):
+        try:
+            _lookup(doc, path)
+            return f"{name}: "
+        except KeyError:
+            continue
+    return ""
