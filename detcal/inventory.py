@@ -108,8 +108,15 @@ def reference_products(row):
     return out
 
 
-def write(table, path):
-    """Write the inventory as TSV (units in the column names where they have one)."""
+def write(table, path, crds=None):
+    """Write the inventory as TSV (units in the column names where they have one).
+
+    ``crds`` ({exposure: {'CRDS_CTX': context, 'R_<TYPE>': file name}}, optional) adds the CRDS
+    context and the reference chosen for each type as columns (empty for other exposures).
+    """
     out = table.rename(columns={"TFRAME": "TFRAME_s", "TGROUP": "TGROUP_s", "EXPSTART": "EXPSTART_mjd"})
+    if crds:
+        extra = pd.DataFrame.from_dict(crds, orient="index")
+        out = out.join(extra).fillna({c: "" for c in extra.columns})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     out.to_csv(path, sep="\t", index=False)

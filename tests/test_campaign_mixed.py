@@ -4,7 +4,7 @@ Real data, as a user gives them (``raw:`` + explicit ``references:``), simulated
 
 * NRCA1 RAPID in a subarray (SUB32TATS, 1 output; written from a simulated 32 x 32 set),
 * NRCB1 BRIGHT2 (NFRAMES=2, full frame of its own size),
-* MIRIMAGE FAST.
+* MIRIMAGE FAST (20 groups: the no-dark branch leaves out the first 10 and the last one).
 
 Every configuration group gets every product valid for it, decided when the DAG is built
 (:func:`detcal.inventory.reference_products`): no DARK for the NFRAMES=2 group and no SUPERBIAS for
@@ -27,14 +27,15 @@ from test_workflow import snakemake
 pytestmark = pytest.mark.workflow
 
 SPECS = [
-    {"name": "NRCA1", "preset": "nircam_sw", "size": 32, "readpatt": "RAPID", "ngroups": 4, "nints": 1,
+    {"name": "NRCA1", "preset": "nircam_sw", "size": 32, "readpatt": "RAPID", "ngroups": 4, "nints": 5,
      "nexposures": 2, "overrides": {"tframe": 10.73677}},
-    {"name": "NRCB1", "preset": "nircam_sw", "size": 32, "readpatt": "BRIGHT2", "ngroups": 3, "nints": 1,
+    {"name": "NRCB1", "preset": "nircam_sw", "size": 32, "readpatt": "BRIGHT2", "ngroups": 3, "nints": 5,
      "nexposures": 2, "overrides": {"tframe": 10.73677}},
-    {"name": "MIRIMAGE", "preset": "miri_imager", "size": 16, "readpatt": "FAST", "ngroups": 8,
-     "nints": 1, "nexposures": 2},
+    {"name": "MIRIMAGE", "preset": "miri_imager", "size": 16, "readpatt": "FAST", "ngroups": 20,
+     "nints": 5, "nexposures": 2},
 ]
 SUBARRAY = {"NRCA1": "SUB32TATS"}
+# 2 exposures x 5 integrations: the 10 ramps the temporal effective noise needs, in every group
 
 
 def make_campaign(root):

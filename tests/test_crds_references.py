@@ -11,6 +11,7 @@ import filecmp
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from astropy.io import fits
 
@@ -79,7 +80,11 @@ def test_references_crds_gives_the_same_products_as_explicit_references(campaign
     crds_refs.context_name.cache_clear()
     with crdskit.crds_environment(root / "crds"):
         snakemake(viacrds, config={**common, "references": {"NRCA1": {"crds": True, "gain": str(gain)}}},
-                  targets=[target])
+                  targets=[target, "results/inventory.tsv"])
+    table = pd.read_csv(viacrds / "results/inventory.tsv", sep="\t").set_index("exposure")
+    assert table.loc[exposure, "CRDS_CTX"] == crdskit.CONTEXT          # in the report's inventory
+    assert table.loc[exposure, "R_DARK"] == names[f["references"]["dark"]]
+    assert "R_GAIN" not in table.columns
     with fits.open(explicit / target) as a, fits.open(viacrds / target) as b:
         for ext in ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE"):
             np.testing.assert_array_equal(a[ext].data, b[ext].data)
@@ -87,6 +92,6 @@ def test_references_crds_gives_the_same_products_as_explicit_references(campaign
         assert h["CRDS_CTX"] == crdskit.CONTEXT
         assert h["R_DARK"] == f"crds://{names[f['references']['dark']]}"
         assert h["R_READNO"] == f"crds://{names[f['references']['readnoise']]}"
-        assert "R_GAIN" not in h                          # the explicit gain was used
+        assert h["R_GAIN"] == "my_gain.fits"               # the explicit gain was used
         assert "CRDS_CTX" not in a[0].header
         assert any("input my_gain.fits" in line for line in h["HISTORY"])

@@ -195,6 +195,24 @@ def crds_reference(exposure, key):
         raise WorkflowError(f"error: {err}") from None
 
 
+def crds_choices(wildcards=None):
+    """Params of the inventory rule: {exposure: {CRDS_CTX, R_<TYPE>: file name}} of every
+    exposure whose references (those not given explicitly) come from CRDS; {} otherwise."""
+    out = {}
+    for exposure, row in EXPOSURES.iterrows():
+        detector = row["DETECTOR"]
+        if not uses_crds(detector):
+            continue
+        given = _given_references(detector)
+        keys = sorted({k for step in pipeline.chain(row["family"], STEPS_ON)
+                       for k in pipeline.REFERENCES.get(step, ()) if not given.get(k)})
+        choice = {"CRDS_CTX": crds_refs.context_name()}
+        for key in keys:
+            choice[f"R_{key.upper()}"] = os.path.basename(crds_reference(exposure, key))
+        out[exposure] = choice
+    return out
+
+
 def reference_path(detector, key, step=None, exposure=None):
     """The ``key`` reference for ``detector`` (and ``step``): per-step override, per-detector
     config, CRDS (``references: crds``; for ``exposure``, else the detector's first), the

@@ -4,6 +4,8 @@ rule inventory:
         EXPOSURES["path"].tolist(),
     output:
         report("results/inventory.tsv", caption="../report/inventory.rst", category="Inventory"),
+    params:
+        crds=crds_choices,
     log:
         "logs/inventory.log",
     conda:
