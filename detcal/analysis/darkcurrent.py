@@ -156,20 +156,31 @@ def amplifier_dark(image, masks, sigma=3.0, maxiters=5, hist_nsigma=7.0):
     return out
 
 
-def integration_means(cube, masks, sigma=3.0, maxiters=5):
+def integration_means(cube, masks, sigma=3.0, maxiters=5, kept=None):
     """Clipped mean of every integration's slope image per pixel selection.
 
     Parameters
     ----------
     cube : float (n, ny, nx) [DN/s]
     masks : dict label -> bool (ny, nx)
+    kept : list, optional
+        Filled with one dict per integration, label -> bool (ny, nx): the pixels the clipping
+        kept (within the final bounds).
 
     Returns
     -------
     dict label -> float64 (n,) [DN/s]
     """
-    return {label: np.array([common.clipped_stats(img[sel], sigma, maxiters).mean for img in cube])
-            for label, sel in masks.items()}
+    out = {label: np.empty(cube.shape[0]) for label in masks}
+    for i, img in enumerate(cube):
+        keep = {}
+        for label, sel in masks.items():
+            st = common.clipped_stats(img[sel], sigma, maxiters)
+            out[label][i] = st.mean
+            keep[label] = sel & (img >= st.lower) & (img <= st.upper)
+        if kept is not None:
+            kept.append(keep)
+    return out
 
 
 def sigma_stat(means, fallback=math.nan):
@@ -272,7 +283,7 @@ def fit_anomaly(ramps, fit_groups, powers=DECAY_POWERS, taus=DECAY_TAUS):
     Returns
     -------
     dict: ``rate`` [DN/group], ``anomaly`` list of float64 (ngroups,) [DN] per class (None if
-    absent), ``tau1``, ``power``, ``tau2`` [groups], ``amplitudes`` [DN], ``rms`` [DN]
+    absent), ``terms`` the same split into the model's terms, ``tau1``, ``power``, ``tau2`` [groups], ``amplitudes`` [DN], ``rms`` [DN]
     residual; None with fewer than 7 finite fitted groups.
     """
     present = [k for k, r in enumerate(ramps) if r is not None]
@@ -314,41 +325,49 @@ def fit_anomaly(ramps, fit_groups, powers=DECAY_POWERS, taus=DECAY_TAUS):
     if best is None:
         return None
     sse, p, t1, t2, coef, ncol = best
-    anomaly, amps, j = [None] * len(ramps), [], 1
+    anomaly, terms, amps, j = [None] * len(ramps), [None] * len(ramps), [], 1
     for k, _, _ in blocks:
         g_all = np.arange(len(ramps[k]), dtype=np.float64)
-        a = coef[j + 1] * decay(g_all, t1, p)
+        terms[k] = [coef[j + 1] * decay(g_all, t1, p)]
         amps.append(float(coef[j + 1]))
         j += 2
         if k > 0:
-            a = a + coef[j] * decay(g_all, t2)
+            terms[k].append(coef[j] * decay(g_all, t2))
             amps.append(float(coef[j]))
             j += 1
-        anomaly[k] = a
-    return {"rate": float(coef[0]), "anomaly": anomaly, "tau1": float(t1), "power": float(p),
+        anomaly[k] = sum(terms[k])
+    return {"rate": float(coef[0]), "anomaly": anomaly, "terms": terms, "tau1": float(t1),
+            "power": float(p),
             "tau2": float(t2) if later else None, "amplitudes": amps,
             "rms": math.sqrt(sse / max(1, nobs - ncol))}
 
 
-def ramp_differences(data, groupdq, masks, sigma=3.0, maxiters=5):
-    """Clipped mean first differences of one integration per pixel selection.
+#: Clip threshold [sigma] of the mean first differences (cosmic rays the jump step did not flag).
+DIFF_CLIP_SIGMA = 5.0
+
+
+def ramp_differences(data, groupdq, masks, sigma=DIFF_CLIP_SIGMA, maxiters=5):
+    """Mean first differences of one integration per pixel selection.
 
     Parameters
     ----------
     data : float32 (ngroups, ny, nx) [DN], no-dark ramp after jump
     groupdq : uint8 (ngroups, ny, nx)
-    masks : dict label -> bool (ny, nx)
+    masks : dict label -> bool (ny, nx): the pixels whose slopes the integration's clipped mean
+        kept (:func:`integration_means` ``kept``), so that the ramp has their population
 
     Returns
     -------
-    diffs : dict label -> float64 (ngroups - 1,) [DN/group]: sigma-clipped mean over the pixels
-        of ``y[g+1] - y[g]`` (differences touching a SATURATED group left out; cosmic rays are
-        clipped, DO_NOT_USE groups kept: the anomaly shape is measured in them too)
+    diffs : dict label -> float64 (ngroups - 1,) [DN/group]: mean over the pixels of
+        ``y[g+1] - y[g]``, differences into a JUMP_DET group or touching a SATURATED group left
+        out, ``sigma``-clipped (cosmic rays in DO_NOT_USE groups, which the jump step does not
+        see; the DO_NOT_USE groups are kept: the anomaly shape is measured in them too)
     fitted : bool (ngroups,): groups that ramp fitting used (DO_NOT_USE in under half the pixels)
     """
     sat = (groupdq & np.uint8(dqflags.SATURATED)) != 0
+    jump = (groupdq & np.uint8(dqflags.JUMP_DET)) != 0
     d = np.diff(np.asarray(data, np.float64), axis=0)
-    d[sat[1:] | sat[:-1]] = np.nan
+    d[sat[1:] | sat[:-1] | jump[1:]] = np.nan
     dnu = (groupdq & np.uint8(dqflags.DO_NOT_USE)) != 0
     union = np.zeros(data.shape[1:], bool)
     for sel in masks.values():
@@ -361,8 +380,11 @@ def ramp_differences(data, groupdq, masks, sigma=3.0, maxiters=5):
     return out, fitted
 
 
-def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=3.0, maxiters=5):
+def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=DIFF_CLIP_SIGMA,
+                          maxiters=5):
     """:func:`ramp_differences` of every integration of the no-dark ramps of a group.
+
+    ``masks``: dict label -> bool (ny, nx), or a list of such dicts, one per integration.
 
     Returns
     -------
@@ -377,8 +399,9 @@ def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=3.0, max
                 raise InputError(reader.path, f"{reader.shape[0]} integrations, but its rateints "
                                               f"product has {nints_expected[k]}")
             for i, number in enumerate(rcommon.int_numbers(reader)):
+                sel = masks[len(diffs)] if isinstance(masks, (list, tuple)) else masks
                 dif, fit = ramp_differences(reader.read("SCI", i), reader.read("GROUPDQ", i),
-                                            masks, sigma, maxiters)
+                                            sel, sigma, maxiters)
                 diffs.append(dif)
                 fitted.append(fit)
                 first.append(int(number) == 1)
@@ -423,17 +446,21 @@ def difference_noise(stack):
     return max(0.0, (var - walk) / 2.0), walk
 
 
-def late_start(anomaly, rate, last, noise=None, nints=1, tolerance=LATE_TOLERANCE,
+def late_start(terms, rate, last, noise=None, nints=1, tolerance=LATE_TOLERANCE,
                error_fraction=LATE_ERROR_FRACTION, min_groups=LATE_MIN_GROUPS):
-    """First group s whose late slope (groups s..last) the fitted ``anomaly`` [DN] biases by at
-    most ``max(tolerance * |rate|, error_fraction * sigma(s))``; at most ``last - min_groups + 1``.
+    """First group s whose late slope (groups s..last) the fitted anomaly biases by at most
+    ``max(tolerance * |rate|, error_fraction * sigma(s))``; at most ``last - min_groups + 1``.
+
+    ``terms``: the anomaly's terms, float (ngroups,) [DN] each; the bias counted is the sum of
+    the terms' absolute biases, so that two fitted terms of opposite sign cannot cancel into a
+    tail that looks faded when each of them is not.
 
     ``noise`` is :func:`difference_noise` of one integration's mean ramp; sigma(s) is then the
     error of the late slope of the ``nints`` integrations' mean ramp.
     """
     s_max = max(0, last - min_groups + 1)
     for s in range(0, s_max + 1):
-        used = np.zeros(anomaly.size, bool)
+        used = np.zeros(terms[0].size, bool)
         used[s:last + 1] = True
         allowed = tolerance * abs(rate)
         if noise is not None:
@@ -441,9 +468,46 @@ def late_start(anomaly, rate, last, noise=None, nints=1, tolerance=LATE_TOLERANC
             sig = math.sqrt((noise[0] * np.sum(ols_weights(used) ** 2) + noise[1] * np.sum(W * W))
                             / nints)
             allowed = max(allowed, error_fraction * sig)
-        if abs(ols_weights(used) @ anomaly) <= allowed:
+        w = ols_weights(used)
+        if sum(abs(w @ t) for t in terms) <= allowed:
             return s
     return s_max
+
+
+#: Significance [sigma] of the slope change between a late range and its second half that
+#: moves the late start on (:func:`linear_start`).
+LINEAR_SIGMA = 2.0
+
+
+def linear_start(ramp, start, last, noise, nints, nsigma=LINEAR_SIGMA,
+                 min_groups=LATE_MIN_GROUPS):
+    """Move ``start`` on while the mean ``ramp`` is measurably not linear from there.
+
+    The test: the least-squares slope over ``start..last`` minus that over the second half of
+    the range, against its error from ``noise`` (:func:`difference_noise`, of one integration;
+    the ramp is the mean of ``nints``); a change beyond ``nsigma`` moves the start by one group.
+    Stops when the second half would have fewer than ``min_groups`` groups. The model-chosen
+    start (:func:`late_start`) is thus checked on the data, whatever the anomaly's shape.
+    """
+    if noise is None:
+        return start
+    ramp = np.asarray(ramp, np.float64)
+    s = start
+    while True:
+        mid = (s + last + 1) // 2
+        if last - mid + 1 < min_groups:
+            return s
+        a = np.zeros(ramp.size, bool)
+        a[s:last + 1] = True
+        b = np.zeros(ramp.size, bool)
+        b[mid:last + 1] = True
+        c = ols_weights(a) - ols_weights(b)
+        W = cumulative_weights(a) - cumulative_weights(b)
+        err = math.sqrt((noise[0] * np.sum(c * c) + noise[1] * np.sum(W * W)) / nints)
+        ok = np.isfinite(ramp)
+        if not ok[s:last + 1].all() or abs(c @ np.where(ok, ramp, 0.0)) <= nsigma * err:
+            return s
+        s += 1
 
 
 def anomaly_bias(diffs, fitted, first, label):
@@ -457,6 +521,8 @@ def anomaly_bias(diffs, fitted, first, label):
        fitted anomaly biases the slope by at most :data:`LATE_TOLERANCE` of the rate or
        :data:`LATE_ERROR_FRACTION` of the late slope's statistical error: the mean ramp is
        linear from there within that tolerance. The model only chooses ``s``.
+       The data then confirm it (:func:`linear_start`): the start moves on while the slope
+       over s..e and over its second half differ by more than :data:`LINEAR_SIGMA`.
     3. Per integration ``i``, with ``M_i`` its own mean ramp, ``U_i`` the groups ramp fitting
        used and ``S`` = s..e: ``bias_i = slope_U(M_i) - slope_S(M_i)``, the anomaly's bias
        relative to the late slope, measured on the data (the dark rate, the clipping and the
@@ -469,7 +535,7 @@ def anomaly_bias(diffs, fitted, first, label):
     fit : :func:`fit_anomaly` result with, per class, ``late_start`` and ``late_sigma``
         [DN/group] (the noise of one integration's late slope, from the white and random-walk
         noise of the integrations' mean ramps about their class mean, :func:`difference_noise`;
-        None for a class of one integration) added; or None
+        a class of one integration takes the other's noise model) added; or None
     """
     n = len(diffs)
     bias = np.full(n, math.nan)
@@ -493,12 +559,17 @@ def anomaly_bias(diffs, fitted, first, label):
     fit = fit_anomaly(ramps, groups)
     if fit is None:
         return bias, None
+    for k in (0, 1):            # a class of one integration: the other class's noise model
+        if noise[k] is None and members[k] is not None:
+            noise[k] = noise[1 - k]
     fit["late_start"] = [None, None]
     fit["late_sigma"] = [None, None]
     for k in (0, 1):
         if members[k] is None:
             continue
-        s = late_start(fit["anomaly"][k], fit["rate"], last[k], noise[k], members[k].size)
+        # allowed bias: against the error of the final mean over all integrations
+        s = late_start(fit["terms"][k], fit["rate"], last[k], noise[k], n)
+        s = linear_start(ramps[k], s, last[k], noise[k], members[k].size)
         fit["late_start"][k] = s
         late = np.zeros(ramps[k].size, bool)
         late[s:last[k] + 1] = True
@@ -531,7 +602,7 @@ def corrected_means(per_int, diffs, fitted, first, label, tgroup):
     bias : float64 (n,) [DN/s] (:func:`anomaly_bias`)
     sigma : float [DN/s] error of the mean of the corrected per-integration means from their
         scatter about their class means, the classes' noise in the ratio of their predicted
-        late-slope noise (:func:`stratified_sigma`). NaN with too few integrations
+        late-slope noise (:func:`stratified_sigma`). NaN with too few integrations.
     fit : :func:`anomaly_bias` model
     """
     m = np.asarray(per_int, np.float64)
@@ -539,6 +610,9 @@ def corrected_means(per_int, diffs, fitted, first, label, tgroup):
     bias = bias / tgroup
     scale = fit["late_sigma"] if fit is not None else None
     sigma = stratified_sigma(m - bias, first, scale)
+    if fit is not None:
+        fit["bias_DN_per_s"] = float(np.nanmean(bias))
+        fit["applied"] = bool(np.all(np.isfinite(bias)))
     return bias, sigma, fit
 
 
@@ -684,7 +758,8 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
 
     mean_img, std_img, nused = common.clipped_mean_std_images(cube, sigma, maxiters)
     results = amplifier_dark(mean_img, masks, sigma, maxiters, hist_nsigma)
-    per_int = integration_means(cube, masks, sigma, maxiters)
+    kept = []
+    per_int = integration_means(cube, masks, sigma, maxiters, kept)
     exp = expected_dark(detector, expected)
     correct = ramp_paths is not None and common.family(header["INSTRUME"]) == "MIRI"
     if correct:
@@ -693,7 +768,7 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
             raise InputError(ramp_paths[0] if ramp_paths else paths[0],
                              f"{len(ramp_paths)} no-dark ramps for {len(paths)} rateints products")
         nints = [int(np.sum(owner == k)) for k in range(len(paths))]
-        diffs, fitted, first = read_ramp_differences(ramp_paths, masks, nints, sigma, maxiters)
+        diffs, fitted, first = read_ramp_differences(ramp_paths, kept, nints)
         tgroup = float(header.get("TGROUP") or header["TFRAME"])
     rows, anomaly_fits = [], {}
     for label, res in results.items():
@@ -708,7 +783,8 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
                 bias_mean = float(np.mean(bias))
                 per_int[label] = per_int[label] - bias
                 st = st._replace(mean=st.mean - bias_mean, median=st.median - bias_mean)
-                if np.isfinite(jack):
+                fit_ = anomaly_fits[label]
+                if np.isfinite(jack) and fit_ is not None and fit_.get("applied"):
                     stat, method = jack, "integration_scatter_anomaly_corrected"
         g = gains[label]
         mean_ks, stat_ks = st.mean * g * 1000.0, stat * g * 1000.0
@@ -759,7 +835,8 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
            "parameters": {"sigma": sigma, "maxiters": maxiters, "hist_nsigma": hist_nsigma,
                           "n_sigma": n_sigma, "exclude_dq": list(exclude_dq)},
            "summary": summary, "table": common.records(table), "per_integration": per_int_rows,
-           "anomaly_correction": ({label: ({k: v for k, v in f.items() if k != "anomaly"} if f else None)
+           "anomaly_correction": ({label: ({k: v for k, v in f.items() if k not in ("anomaly", "terms")}
+                                           if f else None)
                                    for label, f in anomaly_fits.items()} if correct else "none")}
     common.write_json(doc, output_json)
 
