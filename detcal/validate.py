@@ -140,9 +140,18 @@ def group_problems(table):
     """(path, problem) for files that disagree with the rest of their configuration group."""
     out = []
     for group, rows in table.groupby("group"):
+        if len(rows) < 2:
+            continue
         for key in GROUP_AGREE:
             values = rows[key].tolist()
             common = max(set(values), key=values.count)
+            if len(set(values)) == 1:
+                continue
+            if 2 * values.count(common) <= len(values):     # no majority: name every file
+                for path, val in zip(rows["path"], values):
+                    out.append((path, f"{key}={val}, but the files of configuration group {group} "
+                                      f"disagree on {key} ({sorted(set(map(str, values)))})"))
+                continue
             for path, val in zip(rows["path"], values):
                 if val != common:
                     out.append((path, f"{key}={val} but the other files of configuration group "
@@ -253,7 +262,12 @@ def _value_problems(path, reftype, regions, superbias):
             values = _section(path, "SCI", region)
             floor = 0.0
             if reftype == "SATURATION" and superbias:
-                floor = _section(superbias, "SCI", region)
+                try:
+                    floor = _section(superbias, "SCI", region)
+                except Exception:       # the SUPERBIAS's own problems are reported on it
+                    floor = 0.0
+                if np.shape(floor) != values.shape:
+                    floor = 0.0
         except Exception as exc:   # damaged data past the headers
             return [f"cannot read SCI ({type(exc).__name__}: {exc})"]
         with np.errstate(invalid="ignore"):
@@ -300,16 +314,22 @@ def inventory(paths, references=()):
         table = _inventory.scan(good)
     except InputError as err:               # exposure names that clash
         raise InputErrors(problems + [(err.path, err.problem)]) from None
+    rejected = set()
     for _, row in table.iterrows():
-        problems += [(row["path"], p) for p in raw_problems(row["path"], row)]
-    problems += group_problems(table)
+        found = raw_problems(row["path"], row)
+        problems += [(row["path"], p) for p in found]
+        if found:
+            rejected.add(row["path"])
+    # groups and references are checked against the files that passed their own checks
+    table_ok = table[~table["path"].isin(rejected)]
+    problems += group_problems(table_ok)
     references = list(references)
     superbias = {det: p for p, k, det, _ in references if k == "superbias"}
     for path, key, detector, where in references:
         if not os.path.exists(path):
             problems.append((path, f"file does not exist (config {where})"))
             continue
-        rows = table[table["DETECTOR"] == detector]
+        rows = table_ok[table_ok["DETECTOR"] == detector]
         sb = superbias.get(detector) if key == "saturation" else None
         if sb and not os.path.exists(sb):
             sb = None
@@ -413,3 +433,37 @@ def _where(docs, path):
         except KeyError:
             continue
     return ""
+
+
+def main(argv=None):
+    """``python -m detcal.validate RAW... [--reference DETECTOR:key=path ...]``.
+
+    Checks raw files (globs allowed) and references as the workflow does before any job; prints
+    one line per problem to stderr and returns 1, or a one-line summary and 0.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m detcal.validate", description=main.__doc__)
+    parser.add_argument("raw", nargs="+", help="raw level-1b files or glob patterns")
+    parser.add_argument("--reference", action="append", default=[], metavar="DETECTOR:key=path")
+    args = parser.parse_args(argv)
+    refs = []
+    try:
+        for spec in args.reference:
+            detector, _, rest = spec.partition(":")
+            key, _, path = rest.partition("=")
+            if not (detector and key in io.REFTYPES and path):
+                raise InputError(spec, f"--reference must be DETECTOR:key=path with key one of "
+                                       f"{', '.join(io.REFTYPES)}")
+            refs.append((path, key, detector, f"--reference {spec}"))
+        table = inventory(_inventory.expand_inputs(args.raw), refs)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(table)} raw files in {table['group'].nunique()} configuration groups: no problems")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

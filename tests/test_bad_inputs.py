@@ -1,0 +1,322 @@
+"""Bad and odd inputs are caught before any job runs: one line per problem naming the file.
+
+The table :data:`CASES` damages one copy of a tiny simulated set (NRCA1, 32 x 32, 2 exposures,
+4 groups, 3 exposures, the simulator's references given explicitly, as a user gives them) and checks what
+``python -m detcal.validate`` (:func:`detcal.validate.main`, the checks the workflow runs when it
+builds the DAG) says: exit code 1, one ``error:`` message whose every line names the damaged file
+and one of them the problem, no traceback, nothing written and the good files byte-identical.
+A few cases (:data:`WORKFLOW_CASES`) go through ``snakemake`` itself on a working directory that
+already holds products, which must be untouched.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from astropy.io import fits
+
+from detcal import simulate, validate
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = {"name": "NRCA1", "preset": "nircam_sw", "size": 32, "ngroups": 4, "nints": 1, "nexposures": 3}
+E1, E2, E3 = (f"uncal/demo_nrca1_e00{i}_uncal.fits" for i in (1, 2, 3))
+REF = "references/NRCA1/{}.fits"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("good")
+    simulate.write_detector_set(SPEC, str(root), 5)
+    return root
+
+
+# ---- damage helpers (each takes the path of the file to damage) -----------------------------
+def header(**cards):
+    def damage(path):
+        with fits.open(path, mode="update") as hdul:
+            for key, val in cards.items():
+                if val is None:
+                    del hdul[0].header[key]
+                else:
+                    hdul[0].header[key] = val
+    return damage
+
+
+def ext_header(ext, **cards):
+    def damage(path):
+        with fits.open(path, mode="update") as hdul:
+            for key, val in cards.items():
+                hdul[ext].header[key] = val
+    return damage
+
+
+def rewrite(fn):
+    """Replace the file by ``fn(hdul)`` applied to an in-memory copy."""
+    def damage(path):
+        with fits.open(path) as hdul:
+            hdul = fits.HDUList([h.copy() for h in hdul])
+        fn(hdul)
+        if "NEXTEND" in hdul[0].header:
+            hdul[0].header["NEXTEND"] = len(hdul) - 1
+        hdul.writeto(path, overwrite=True)
+    return damage
+
+
+def set_data(ext, fn):
+    def change(hdul):
+        hdul[ext].data = fn(hdul[ext].data)
+    return rewrite(change)
+
+
+def keep_groups(n):
+    def change(hdul):
+        hdul["SCI"].data = hdul["SCI"].data[:, :n].copy()
+        hdul[0].header["NGROUPS"] = n
+    return rewrite(change)
+
+
+def float_sci_with_nan(hdul):
+    sci = hdul["SCI"].data.astype(np.float32)
+    sci[0, 1, 3, 4] = np.nan
+    hdul["SCI"].data = sci
+
+
+def float_ext(name):
+    def change(hdul):
+        shape = hdul["SCI"].data.shape
+        arr = np.zeros(shape if name == "GROUPDQ" else shape[2:], np.float32)
+        if name in hdul:
+            hdul[name].data = arr
+        else:
+            hdul.append(fits.ImageHDU(arr, name=name))
+    return rewrite(change)
+
+
+def drop_ext(name):
+    def change(hdul):
+        del hdul[name]
+    return rewrite(change)
+
+
+def truncate(path):
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2 + 100])
+
+
+def empty(path):
+    Path(path).write_bytes(b"")
+
+
+def text(path):
+    Path(path).write_text("this is not a FITS file\n")
+
+
+def fill(value):
+    return set_data("SCI", lambda a: np.full_like(a, value))
+
+
+def with_mask_dq_float(hdul):
+    hdul["DQ"].data = hdul["DQ"].data.astype(np.float32)
+
+
+# ---- the table: id, file damaged, damage, regex of the problem --------------------------------
+CASES = [
+    # raw files: structure
+    ("raw-truncated", E1, truncate, r"truncated|not a readable FITS"),
+    ("raw-empty-file", E1, empty, r"not a readable FITS|empty"),
+    ("raw-text-named-fits", E1, text, r"not a readable FITS"),
+    ("raw-no-SCI", E1, drop_ext("SCI"), r"no SCI extension"),
+    ("raw-SCI-3D", E1, set_data("SCI", lambda a: a[0].copy()), r"SCI has 3 dimensions"),
+    ("raw-SCI-float-NaN", E1, rewrite(float_sci_with_nan), r"SCI has 1 NaN/inf values"),
+    ("raw-GROUPDQ-float", E1, float_ext("GROUPDQ"), r"GROUPDQ is floating point"),
+    ("raw-PIXELDQ-float", E1, float_ext("PIXELDQ"), r"PIXELDQ is floating point"),
+    # raw files: keywords
+    ("raw-no-NGROUPS", E1, header(NGROUPS=None), r"missing header keyword NGROUPS"),
+    ("raw-no-NINTS", E1, header(NINTS=None), r"missing header keyword NINTS"),
+    ("raw-no-DETECTOR", E1, header(DETECTOR=None), r"missing header keyword DETECTOR"),
+    ("raw-no-INSTRUME", E1, header(INSTRUME=None), r"missing header keyword INSTRUME"),
+    ("raw-no-READPATT", E1, header(READPATT=None), r"missing header keyword READPATT"),
+    ("raw-no-SUBARRAY", E1, header(SUBARRAY=None), r"missing header keyword SUBARRAY"),
+    ("raw-no-TGROUP", E1, header(TGROUP=None), r"missing header keyword TGROUP"),
+    ("raw-no-TFRAME", E1, header(TFRAME=None), r"missing header keyword TFRAME"),
+    ("raw-NGROUPS-text", E1, header(NGROUPS="four"), r"NGROUPS='four' is not a valid int"),
+    ("raw-TFRAME-zero", E1, header(TFRAME=0.0), r"TFRAME=0.0 s: must be finite and > 0"),
+    ("raw-TGROUP-negative", E1, header(TGROUP=-1.0), r"TGROUP=-1.0 s: must be finite and > 0"),
+    ("raw-NGROUPS-1", E1, keep_groups(1), r"NGROUPS=1: the workflow needs at least 3"),
+    ("raw-NGROUPS-2", E1, keep_groups(2), r"NGROUPS=2: the workflow needs at least 3"),
+    ("raw-NGROUPS-vs-data", E1, header(NGROUPS=5), r"header NGROUPS=5 but SCI has 4 groups"),
+    ("raw-INTEND-vs-data", E1, header(NINTS=3, INTSTART=1, INTEND=2),
+     r"NINTS=3 \(INTSTART/INTEND 1/2\) but SCI has 1 integrations"),
+    ("raw-SUBSIZE-vs-data", E1, header(SUBSIZE1=64), r"SUBSIZE1 x SUBSIZE2 = 64 x 32"),
+    ("raw-NFRAMES-zero", E1, header(NFRAMES=0), r"NFRAMES=0 / GROUPGAP=0 are not valid"),
+    ("raw-subarray-outside-frame", E1, header(SUBARRAY="SUB32", SUBSTRT1=2040, NOUTPUTS=1),
+     r"does not fit a 2048x2048 full frame"),
+    ("raw-NOUTPUTS-4-narrow-subarray", E1, header(SUBARRAY="SUB32", SUBSTRT1=101, SUBSTRT2=101),
+     r"NOUTPUTS=4 with SUBARRAY=SUB32: a 4-output subarray must span the full fast-scan width"),
+    ("raw-NOUTPUTS-3", E1, header(NOUTPUTS=3), r"NOUTPUTS=3: an H2RG is read through 1 or 4"),
+    ("raw-FASTAXIS-impossible", E1, header(FASTAXIS=3), r"FASTAXIS=3, SLOWAXIS=2 do not describe"),
+    ("raw-INSTRUME-unsupported", E1, header(INSTRUME="WFC3"), r"unsupported INSTRUME 'WFC3'"),
+    ("raw-INSTRUME-vs-DETECTOR", E1, header(INSTRUME="NIRISS"), r"DETECTOR=NRCA1 belongs to NIRCAM"),
+    ("raw-FASTAXIS-vs-group", E2, header(FASTAXIS=1),
+     r"FASTAXIS=1 but the other files of configuration group .* have FASTAXIS=-1"),
+    ("raw-TFRAME-vs-group", E2, header(TFRAME=10.73677, TGROUP=10.73677),
+     r"TFRAME=10.73677 but the other files of configuration group"),
+    ("raw-TGROUP-vs-TFRAME", E1, header(TGROUP=5.0), r"TGROUP=5.0 s is inconsistent with"),
+    ("raw-IRS2", E1, header(READPATT="NRSIRS2RAPID"), r"IRS2 readout .* is not supported"),
+    # references given in the config
+    ("ref-missing-file", "references/NRCA1/nothere.fits", None,
+     r"file does not exist \(config --reference NRCA1:gain="),
+    ("ref-wrong-type", REF.format("gain"), header(REFTYPE="READNOISE"),
+     r"REFTYPE is 'READNOISE', but it was given as the GAIN reference"),
+    ("ref-truncated", REF.format("gain"), truncate, r"truncated|not a readable FITS"),
+    ("ref-text", REF.format("readnoise"), text, r"not a readable FITS"),
+    ("ref-gain-zero", REF.format("gain"), fill(0.0), r"GAIN is non-finite or <= 0 on 1024 of the 1024"),
+    ("ref-gain-negative", REF.format("gain"), fill(-2.0), r"GAIN is non-finite or <= 0 on 1024"),
+    ("ref-gain-nan", REF.format("gain"), fill(np.nan), r"GAIN is non-finite or <= 0 on 1024"),
+    ("ref-readnoise-nan", REF.format("readnoise"), fill(np.nan), r"READNOISE is non-finite or <= 0 on 1024"),
+    ("ref-saturation-zero", REF.format("saturation"), fill(0.0),
+     r"SATURATION is at or below the SUPERBIAS on 1024 of the 1024"),
+    ("ref-dark-other-detector", REF.format("dark"), header(DETECTOR="NRCB1"),
+     r"DETECTOR=NRCB1 but the raw files that use it have DETECTOR=NRCA1"),
+    ("ref-instrume-other", REF.format("gain"), header(INSTRUME="MIRI"),
+     r"INSTRUME=MIRI but the raw files that use it have INSTRUME=NIRCAM"),
+    ("ref-dark-too-few-groups", REF.format("dark"),
+     rewrite(lambda h: [h.__setitem__(i, type(h[i])(h[i].data[:2].copy(), header=h[i].header, name=h[i].name))
+                        for i in range(1, len(h)) if h[i].name in ("SCI", "ERR", "DQ") and h[i].data is not None
+                        and h[i].data.ndim == 3]),
+     r"DARK has 2 groups .* NGROUPS=4 .* needs 4"),
+    ("ref-superbias-too-small", REF.format("superbias"),
+     rewrite(lambda h: [h.__setitem__(i, fits.ImageHDU(h[i].data[..., :16, :16].copy(), name=h[i].name))
+                        for i in range(1, len(h)) if h[i].data is not None and h[i].is_image]),
+     r"covers 16 x 16 pixels, which does not contain the 32 x 32 science array"),
+    ("ref-superbias-3D", REF.format("superbias"), set_data("SCI", lambda a: a[None].copy()),
+     r"SCI has 3 dimensions; a SUPERBIAS reference needs 2"),
+    ("ref-mask-DQ-float", REF.format("mask"), rewrite(with_mask_dq_float), r"DQ is floating point"),
+    ("ref-gain-no-SCI", REF.format("gain"), drop_ext("SCI"), r"GAIN reference has no SCI extension"),
+]
+
+REF_KEYS = ("mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise")
+
+
+def _tree(root):
+    """{relative path: sha256} of every file under ``root``."""
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            p = Path(dirpath) / name
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_error(case, base, tmp_path, capsys):
+    name, target, damage, pattern = case
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    refs = {k: root / REF.format(k) for k in REF_KEYS}
+    if damage is None:
+        refs["gain"] = root / target
+    else:
+        damage(str(root / target))
+    before = _tree(root)
+    argv = [str(root / E1), str(root / E2), str(root / E3)] + [f"--reference=NRCA1:{k}={p}" for k, p in refs.items()]
+    rc = validate.main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: ")
+    bad = str(root / target)
+    assert all(bad in line for line in lines), lines        # every line names the damaged file
+    assert any(__import__("re").search(pattern, line) for line in lines), lines
+    assert _tree(root) == before                            # nothing written, nothing changed
+
+
+def test_all_problems_listed_at_once(base, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    header(TFRAME=0.0)(str(root / E1))
+    keep_groups(2)(str(root / E2))
+    fill(np.nan)(str(root / REF.format("readnoise")))
+    with pytest.raises(validate.InputErrors) as exc:
+        validate.inventory([str(root / E1), str(root / E2), str(root / E3)],
+                           [(str(root / REF.format("readnoise")), "readnoise", "NRCA1", "x")])
+    problems = exc.value.problems
+    assert [os.path.basename(p) for p, _ in problems] == [
+        "demo_nrca1_e001_uncal.fits", "demo_nrca1_e002_uncal.fits", "readnoise.fits"]
+    assert len(str(exc.value).splitlines()) == 3
+
+
+def test_good_set_passes(base, capsys):
+    argv = [str(base / E1), str(base / E2), str(base / E3)] + [f"--reference=NRCA1:{k}={base / REF.format(k)}"
+                                                for k in REF_KEYS]
+    assert validate.main(argv) == 0
+    assert "no problems" in capsys.readouterr().out
+
+
+def test_config_problems_name_file_key_and_value(tmp_path):
+    user = tmp_path / "my.yaml"
+    user.write_text("raw: data/*.fits\nkep: [jump]\nsteps: {jump: 3}\nreffiles: {hot_threshold: x}\n")
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg.update(yaml.safe_load(user.read_text()))
+    cfg["reffiles"] = {"hot_threshold": "x"}
+    lines = validate.config_problems(cfg, REPO / "workflow/schemas/config.schema.yaml",
+                                     [REPO / "config/config.yaml", user])
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"{user}: unknown config key kep (value ['jump'])")
+    assert any(f"{user}: config key reffiles:hot_threshold = 'x'" in l for l in lines)
+    assert any(f"{user}: config key steps:jump = 3: 3 is not of type 'boolean'" in l for l in lines)
+
+
+# ---- through snakemake ------------------------------------------------------------------------
+WORKFLOW_CASES = [
+    # id, config written to the user's file (RAW/REFS filled in), damage (file, fn), regex
+    ("wf-unknown-key", {"kep": ["jump"]}, None, r"my.yaml: unknown config key kep"),
+    ("wf-raw-empty-list", {"raw": []}, None, r"my.yaml: config key raw = \[\] is empty"),
+    ("wf-glob-matches-nothing", {"raw": "nowhere/*_uncal.fits"}, None,
+     r"nowhere/\*_uncal.fits: matches no file \(config key 'raw'\)"),
+    ("wf-bad-raw-and-bad-reference", {}, [(E1, header(TFRAME=0.0)), (REF.format("gain"), fill(np.nan))],
+     r"demo_nrca1_e001_uncal.fits: TFRAME=0.0 s: must be finite and > 0"),
+    ("wf-missing-reference", {"references": {"NRCA1": {"dark": "nothere/dark.fits"}}}, None,
+     r"nothere/dark.fits: file does not exist \(config references: NRCA1: dark\)"),
+]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("case", WORKFLOW_CASES, ids=[c[0] for c in WORKFLOW_CASES])
+def test_workflow_stops_before_any_job(case, base, tmp_path):
+    wid, cfg, damages, pattern = case
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    for target, damage in damages or ():
+        damage(str(root / target))
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "config", work / "config")
+    products = work / "results" / "rates"
+    products.mkdir(parents=True)
+    (products / "earlier_rate.fits").write_bytes(b"products of an earlier run")
+    refs = {k: str(root / REF.format(k)) for k in REF_KEYS}
+    config = {"raw": str(root / "uncal" / "*_uncal.fits"), "references": {"NRCA1": refs}}
+    for key, val in cfg.items():
+        if key == "references":
+            config["references"]["NRCA1"].update(val["NRCA1"])
+        else:
+            config[key] = val
+    (work / "my.yaml").write_text(yaml.safe_dump(config))
+    before = {k: v for k, v in _tree(work).items() if not k.startswith(".snakemake")}
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
+                           "-d", str(work), "--cores", "1", "--configfile", str(work / "my.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" not in text
+    assert __import__("re").search(pattern, text), text[-2000:]
+    assert len([line for line in text.splitlines() if line.startswith("error:")]) == 1
+    after = {k: v for k, v in _tree(work).items() if not k.startswith(".snakemake")}
+    assert after == before                                    # nothing written, products untouched
