@@ -44,9 +44,11 @@ matrix scaled by the residual variance. ``excess_positive``: var_ex at the large
 
 Inputs: superbias- and refpix-corrected ramps (NIR ``linearity`` or ``refpix`` product, before
 dark_current and jump; 1/f still in), as pynrc (which keeps the 1/f by not using side reference
-columns); GAIN reference; optionally READNOISE. Cosmic rays are not masked (the robust spatial
-statistic and the median over pixels of the temporal one are insensitive to a few % of hit
-pixels); DO_NOT_USE pixels are left out.
+columns); GAIN reference; optionally READNOISE. Cosmic rays are left out: a pixel whose group-to-group
+difference in a ramp is more than ``clip`` (10) robust sigma from the median, and its 8
+neighbours (which hold 15-30 % of a cosmic ray's charge), do not count in that ramp
+(:func:`flag_jumps`); at group times of ~10 s they would otherwise add a spurious excess.
+DO_NOT_USE pixels are left out.
 """
 
 import logging
@@ -62,8 +64,9 @@ from scipy.optimize import least_squares  # noqa: E402
 
 from .. import io  # noqa: E402
 from ..errors import InputError  # noqa: E402
-from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains, check_same_configuration,  # noqa: E402
-                    good_pixels, mean_gain, median_variance, open_ramp, robust_sigma,
+from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
+                    check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
+                    median_variance, open_ramp, robust_sigma,
                     subsample_rows, write_json)
 
 log = logging.getLogger("detcal.analysis.effnoise")
@@ -227,8 +230,24 @@ def fit_excess_variance(n, m, measured_var, theory_var, p_start=EXCESS_P_START):
     return out
 
 
+def flag_jumps(groups, hit, good, clip=10.0):
+    """Pass the groups of one ramp through, OR-ing into ``hit`` (bool (ny, nx), in place) the
+    pixels whose difference to the previous group is more than ``clip`` robust sigma (MAD of
+    the difference over ``good`` pixels) from its median: cosmic rays, which are not noise."""
+    prev = None
+    for frame in groups:
+        y = np.asarray(frame, np.float64)
+        if prev is not None:
+            d = y - prev
+            sel = d[good]
+            if sel.size:
+                hit |= np.abs(d - np.median(sel)) > clip * mad_sigma(sel)
+        prev = y
+        yield frame
+
+
 def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN_TEMPORAL,
-                            max_temporal_pixels=2 ** 19, jackknife_blocks=JACKKNIFE_BLOCKS):
+                            max_temporal_pixels=2 ** 19, jackknife_blocks=JACKKNIFE_BLOCKS, clip=10.0):
     """Spatial and temporal slope noise per channel for every N.
 
     Parameters
@@ -243,6 +262,9 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     max_temporal_pixels : int                 pixels followed for the temporal statistic (in
                                               all blocks together)
     jackknife_blocks : int                    ramps are dealt in turn into this many blocks
+    clip : float                              a pixel whose group-to-group difference is more
+                                              than ``clip`` robust sigma off (a cosmic ray), and
+                                              its 8 neighbours, are left out of that ramp
 
     Returns
     -------
@@ -271,15 +293,19 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     chan_followed = chan_of.reshape(-1)[followed]
     spatial, dark = [], []
     nramps = 0
+    anygood = np.logical_or.reduce(masks)
     for ramp in ramps:
         sp = np.full((len(masks), len(ns)), np.nan)
+        hit = np.zeros(geom.shape, bool)
+        slopes = list(iter_ols_slopes(flag_jumps(ramp, hit, anygood, clip), ns, tgroup))
+        hit = grow_outliers(hit)                       # a cosmic ray's neighbours hold 15-30 % of it
         followed_slopes = []
-        for i, (n, s) in enumerate(iter_ols_slopes(ramp, ns, tgroup)):
+        for i, (n, s) in enumerate(slopes):
             for c, m in enumerate(masks):
-                sp[c, i] = robust_sigma(s[m]) ** 2
+                sp[c, i] = robust_sigma(s[m & ~hit]) ** 2
             followed_slopes.append(s.reshape(-1)[followed])
-        blocks[nramps % nblk].add(followed_slopes, indexed=True)    # ramps dealt in turn
-        dark.append([float(np.median(s[m])) for m in masks])             # s: slope at max N
+        blocks[nramps % nblk].add(followed_slopes, indexed=True, valid=~hit.reshape(-1)[followed])
+        dark.append([float(np.median(s[m & ~hit])) for m in masks])      # s: slope at max N
         spatial.append(sp)
         nramps += 1
     if nramps == 0:
@@ -295,10 +321,13 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
         ok = nr >= max(need, 2)
         temporal = np.full((len(masks), len(ns)), np.nan)
         if ok:
+            kept = moments.count >= 2
             for i, n in enumerate(ns):
                 var = moments.variance(n)
                 for c in range(len(masks)):
-                    temporal[c, i] = median_variance(var[chan_followed == c], nr - 1)
+                    pick = (chan_followed == c) & kept
+                    dof = int(np.median(moments.count[pick])) - 1 if pick.any() else 0
+                    temporal[c, i] = median_variance(var[pick], dof)
         return {"ns": ns, "channels": names,
                 "spatial_var": np.median(spatial[sel], axis=0),  # median over ramps of sigma^2
                 "temporal_var": temporal, "dark_rate": np.median(dark[sel], axis=0), "nramps": nr,
