@@ -25,9 +25,10 @@ below it is.
   ``k^2`` is measured on the detector's own population: the median over the pixels below
   the WARM threshold of ``chi2 / median(chi2_(n-1))``, ``chi2 = sum((s - r)^2 / (VAR_RNOISE +
   P(r)))`` over each pixel's n integrations, so correlated (1/f) noise, refpix residuals and
-  unflagged small cosmic rays that VAR_RNOISE does not describe are in the error bar; if the
-  spread of the mean rates over the population (:func:`population_scale`, which also holds
-  per-pixel effects constant over integrations) is larger, that is used. Then
+  unflagged small cosmic rays that VAR_RNOISE does not describe are in the error bar. (The
+  spread of the mean rates over the population, :func:`population_scale`, is reported as a
+  check, not used: it also holds the true spread of normal dark rates, on long NIRCam LW ramps
+  ~7x the noise variance.) Then
   (:func:`reject_high_slopes`, 2 rounds) an integration whose slope lies above the pixel's other
   integrations by more than z_reject (the same false-flag rule over active pixels x
   integrations) is dropped before ``r`` is formed: a cosmic ray too small for the jump step
@@ -267,8 +268,9 @@ def population_scale(rate, var_rn, n_eff, select, gain, t_int, ngroups):
     """k^2 from the spread of the mean rates over the population: (1.4826 MAD of
     ``(r - median r) / sigma``)^2, sigma^2 = var_rn + P(median r) / n_eff, over ``select``.
 
-    Holds what is constant over a pixel's integrations and so missing from :func:`noise_scale`,
-    and the true spread of normal dark rates (which makes it an upper bound). NaN without pixels.
+    A check of :func:`noise_scale`: it also holds what is constant over a pixel's integrations,
+    including the true spread of normal dark rates, so it is an upper bound (equal to k^2 where
+    that spread is far below the noise). NaN without pixels.
     """
     sel = np.asarray(select) & np.isfinite(rate) & np.isfinite(var_rn) & (np.asarray(n_eff) > 0)
     if np.count_nonzero(sel) < 3:
@@ -701,13 +703,11 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
         m = mean_dark_rate(sci, vrn, use)
         rate[sl], var_rn[sl], n_eff[sl], n_used[sl] = m["rate"], m["var_rn"], m["n_eff"], m["n"]
         del sci, vrn, use
-    # the tested quantity's own spread over the population: per-pixel systematics (constant
-    # over integrations) do not show between integrations
+    # diagnostic only: the spread of the mean rates over the population also holds the true
+    # spread of normal dark rates (on long LW ramps many times the noise), so it is not the error
     tested = active & np.isfinite(rate)
     k2_between = k2
     k2_pop = population_scale(rate, var_rn, n_eff, tested, gain, t_int, ngroups_rate)
-    if np.isfinite(k2_pop):
-        k2 = max(k2, k2_pop)
     z_hot = rate_significance(rate, var_rn, n_eff, k2, hot_dn, gain, t_int, ngroups_rate)
     z_warm = rate_significance(rate, var_rn, n_eff, k2, warm_dn, gain, t_int, ngroups_rate)
     hot, warm = hot_warm(z_hot, z_warm, z_alpha, n_sat, nrate, p["saturated_fraction"])
@@ -778,7 +778,8 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     header["BPFALSE"] = (float(p["false_flags"]), "expected false flags per type on the array")
     header["BPALPHA"] = (float(alpha), "per-pixel false-alarm probability")
     header["BPZ"] = (float(z_alpha), "[sigma] one-sided significance threshold")
-    header["BPK2"] = (finite(k2), "dark-rate error scale^2 (pixel population)")
+    header["BPK2"] = (finite(k2), "dark-rate error scale^2 (between integrations)")
+    header["BPK2POP"] = (finite(k2_pop), "same from the spread of mean rates (check)")
     header["BPHLIM"] = (finite(limits["hot"]), "[e-/s] HOT detection limit (median pixel)")
     header["BPWLIM"] = (finite(limits["warm"]), "[e-/s] WARM detection limit (median pixel)")
     header["BPNLIM"] = (finite(limits["noisy"]), "noisy detection limit [x median CDS noise]")
