@@ -237,7 +237,7 @@ def amplifier_gains(gain, masks):
 # ----------------------------------------------------------------------------------------------
 #: Decay shapes of the anomaly model: power-law indices p of ``(1 + g/(p tau))**-p`` (inf: the
 #: exponential ``exp(-g/tau)``) and e-foldings tau [groups]. The grid spans anomalies that fade
-#: within the ramp (JDox: "by group ~15" on full frames); tau > 10 groups would be a slope change.
+#: within the ramp (JDox: "by group ~15" on full frames); tau > 8 groups would be a slope change.
 DECAY_POWERS = (1.0, 2.0, 3.0, 5.0, 10.0, math.inf)
 DECAY_TAUS = tuple(float(t) for t in np.geomspace(0.5, 8.0, 12))
 
@@ -777,15 +777,15 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         stat, method = sigma_stat(per_int[label], white)
         bias_mean = 0.0
         if correct:
-            bias, jack, anomaly_fits[label] = corrected_means(per_int[label], diffs, fitted, first,
-                                                              label, tgroup)
+            bias, corr_sigma, anomaly_fits[label] = corrected_means(per_int[label], diffs, fitted,
+                                                                    first, label, tgroup)
             if np.all(np.isfinite(bias)):
                 bias_mean = float(np.mean(bias))
                 per_int[label] = per_int[label] - bias
                 st = st._replace(mean=st.mean - bias_mean, median=st.median - bias_mean)
                 fit_ = anomaly_fits[label]
-                if np.isfinite(jack) and fit_ is not None and fit_.get("applied"):
-                    stat, method = jack, "integration_scatter_anomaly_corrected"
+                if np.isfinite(corr_sigma) and fit_ is not None and fit_.get("applied"):
+                    stat, method = corr_sigma, "integration_scatter_anomaly_corrected"
         g = gains[label]
         mean_ks, stat_ks = st.mean * g * 1000.0, stat * g * 1000.0
         rows.append({
