@@ -84,13 +84,16 @@ def measured(nd, en):
             "excess_e2": (s["excess_max_n_e2"], s["excess_max_n_err_e2"])}
 
 
-def test_noise_components_through_the_pipeline_within_10_percent(tmp_path):
-    """128 px, 4 outputs, 6 exposures x 8 integrations x 5 CDS pairs = 240 CDS frames.
+@pytest.mark.parametrize("tframe", [None, 10.73677], ids=["mini-frame timing", "full-frame timing 10.7 s"])
+def test_noise_components_through_the_pipeline_within_10_percent(tmp_path, tframe):
+    """128 px, 4 outputs, 6 exposures x 8 integrations x 5 CDS pairs = 240 CDS frames; group
+    times of 18 ms (the array's own frame time) and 10.7 s (full-frame timing: dark signal and
+    cosmic rays in every CDS, which the analysis must leave out).
 
     Statistical errors of this set (jackknife): white 0.05 %, correlated 1/f ~2 % and
     uncorrelated 1/f (output average) ~5 % in rms; the test asks for 10 % and errors that say so.
     """
-    spec = dict(SPEC, size=128, nints=8, nexposures=6)
+    spec = dict(SPEC, size=128, nints=8, nexposures=6, overrides={"tframe": tframe} if tframe else {})
     camp = truthkit.reduce_campaign(tmp_path, spec, seed=11, ncal=2, branches=(), built=("superbias",))
     nd, en = analyse(camp, tmp_path)
     h = camp.truth["header"]
