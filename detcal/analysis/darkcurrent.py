@@ -521,6 +521,8 @@ def anomaly_bias(diffs, fitted, first, label):
        fitted anomaly biases the slope by at most :data:`LATE_TOLERANCE` of the rate or
        :data:`LATE_ERROR_FRACTION` of the late slope's statistical error: the mean ramp is
        linear from there within that tolerance. The model only chooses ``s``.
+       ``s`` is never before the first group that ramp fitting used (the jump step did not
+       look at the DO_NOT_USE groups, so their cosmic rays would bias the late slope).
        The data then confirm it (:func:`linear_start`): the start moves on while the slope
        over s..e and over its second half differ by more than :data:`LINEAR_SIGMA`.
     3. Per integration ``i``, with ``M_i`` its own mean ramp, ``U_i`` the groups ramp fitting
@@ -540,7 +542,7 @@ def anomaly_bias(diffs, fitted, first, label):
     n = len(diffs)
     bias = np.full(n, math.nan)
     ramps, groups, members, last = [None, None], [None, None], [None, None], [0, 0]
-    noise = [None, None]
+    noise, groups_fit = [None, None], [None, None]
     for k, cls in enumerate((first, ~first)):
         idx = np.flatnonzero(cls)
         if idx.size == 0:
@@ -551,6 +553,8 @@ def anomaly_bias(diffs, fitted, first, label):
             noise[k] = difference_noise(stack[:, stack.shape[1] // 2:])
         ramps[k] = np.concatenate([[0.0], np.cumsum(d)])
         used = np.flatnonzero(np.any(np.stack([fitted[i] for i in idx]), axis=0))
+        groups_fit[k] = np.zeros(ramps[k].size, bool)
+        groups_fit[k][used] = True
         groups[k] = np.zeros(ramps[k].size, bool)
         if used.size:
             groups[k][: used[-1] + 1] = True
@@ -569,6 +573,8 @@ def anomaly_bias(diffs, fitted, first, label):
             continue
         # allowed bias: against the error of the final mean over all integrations
         s = late_start(fit["terms"][k], fit["rate"], last[k], noise[k], n)
+        # never before the groups ramp fitting used: the jump step did not look at those
+        s = max(s, int(np.flatnonzero(groups_fit[k])[0]) if groups_fit[k].any() else s)
         s = linear_start(ramps[k], s, last[k], noise[k], members[k].size)
         fit["late_start"][k] = s
         late = np.zeros(ramps[k].size, bool)
