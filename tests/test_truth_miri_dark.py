@@ -26,11 +26,11 @@ def campaign(tmp_path_factory):
     return reduce_campaign(tmp_path_factory.mktemp("miridark"), SPEC, SEED, ncal=3)
 
 
-def true_dark(spec, seed, ngroups):
+def true_dark(spec, seed, ngroups, enabled=None):
     """The simulator's DARK truth in jwst's convention: group 0 of each plane subtracted; the
     reset anomaly only when the chain has no ``reset`` step (which removes it before the dark)."""
     det = miri.make_detector(spec, seed)
-    reset_in_chain = "reset" in pipeline.chain("MIRI", {})
+    reset_in_chain = "reset" in pipeline.chain("MIRI", enabled or {})
     cube = miri.dark_cube(det, ngroups, reset=not reset_in_chain).astype(np.float64)
     return det, cube - cube[:, :1]
 
@@ -39,8 +39,20 @@ def test_miri_dark_has_no_pixel_group_off_the_truth_beyond_gaussian_noise(campai
     """No cosmic ray leaks into the cube: |dark - truth| / sigma > 5 in no more pixel-groups than
     Gaussian noise predicts for their number (sigma: robust scatter of the residuals of the
     group over the active pixels, which holds read noise, shot noise and kTC-free CDS noise)."""
+    check_against_truth(campaign, None)
+
+
+def test_miri_dark_without_the_reset_step_holds_the_reset_anomaly_and_no_cosmic_ray(tmp_path):
+    """The chain without ``reset`` (a campaign building its first RESET from these darks): the
+    DARK then holds the reset anomaly, and still no cosmic ray."""
+    camp = reduce_campaign(tmp_path, SPEC, SEED + 1, ncal=3, branches=("nodark",),
+                           enabled={"reset": False})
+    check_against_truth(camp, {"reset": False})
+
+
+def check_against_truth(campaign, enabled):
     ref = io.read_reference(campaign.references["dark"], "DARK")
-    det, truth = true_dark(SPEC, SEED, SPEC["ngroups"])
+    det, truth = true_dark(SPEC, campaign.seed, SPEC["ngroups"], enabled)
     assert ref.data.shape == truth.shape
     assert np.all(ref.data[:, 0] == 0)                      # jwst: group 0 of the dark is 0
     active = ~det.reference
