@@ -117,6 +117,23 @@ def text(path):
     Path(path).write_text("this is not a FITS file\n")
 
 
+def rename_to(new):
+    """Move the file to ``new`` (relative to the data root); the case's target is ``new``."""
+    def damage(path):
+        root = Path(path).parents[1]
+        (root / new).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, root / new)
+    return damage
+
+
+def copy_to(new):
+    def damage(path):
+        root = Path(path).parents[1]
+        (root / new).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / new)
+    return damage
+
+
 def fill(value):
     return set_data("SCI", lambda a: np.full_like(a, value))
 
@@ -169,6 +186,10 @@ CASES = [
      r"TFRAME=10.73677 but the other files of configuration group"),
     ("raw-TGROUP-vs-TFRAME", E1, header(TGROUP=5.0), r"TGROUP=5.0 s is inconsistent with"),
     ("raw-IRS2", E1, header(READPATT="NRSIRS2RAPID"), r"IRS2 readout .* is not supported"),
+    ("raw-non-ASCII-name", E1, rename_to("uncal/démo_nrca1_e001_uncal.fits"),
+     r"file name has non-ASCII characters", "uncal/démo_nrca1_e001_uncal.fits"),
+    ("raw-duplicate-exposure-name", E1, copy_to("more/demo_nrca1_e001_uncal.fits"),
+     r"exposure name 'demo_nrca1_e001' is also used by .*more/demo_nrca1_e001_uncal.fits"),
     # references given in the config
     ("ref-missing-file", "references/NRCA1/nothere.fits", None,
      r"file does not exist \(config --reference NRCA1:gain="),
@@ -216,7 +237,7 @@ def _tree(root):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_clear_error(case, base, tmp_path, capsys):
-    name, target, damage, pattern = case
+    name, target, damage, pattern, *named = case      # named: the file the message names, if moved
     root = tmp_path / "data"
     shutil.copytree(base, root)
     refs = {k: root / REF.format(k) for k in REF_KEYS}
@@ -225,14 +246,17 @@ def test_bad_input_is_one_clear_error(case, base, tmp_path, capsys):
     else:
         damage(str(root / target))
     before = _tree(root)
-    argv = [str(root / E1), str(root / E2), str(root / E3)] + [f"--reference=NRCA1:{k}={p}" for k, p in refs.items()]
+    argv = [str(root / "uncal" / "*_uncal.fits"), str(root / "more" / "*_uncal.fits")] + [
+        f"--reference=NRCA1:{k}={p}" for k, p in refs.items()]
+    if not (root / "more").exists():
+        argv.pop(1)
     rc = validate.main(argv)
     out, err = capsys.readouterr()
     assert rc == 1
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
     assert lines[0].startswith("error: ")
-    bad = str(root / target)
+    bad = str(root / (named[0] if named else target))
     assert all(bad in line for line in lines), lines        # every line names the damaged file
     assert any(__import__("re").search(pattern, line) for line in lines), lines
     assert _tree(root) == before                            # nothing written, nothing changed
