@@ -96,7 +96,7 @@ def references(tmp_path_factory):
         "NIR": _campaign_references(tmp / "nir", {"name": "NRCA1", "preset": "nircam_sw", "size": 32,
                                                    "ngroups": 4, "nints": 2, "nexposures": 1}, 11),
         "MIRI": _campaign_references(tmp / "miri", {"name": "MIRIMAGE", "preset": "miri_imager",
-                                                     "size": 16, "ngroups": 6, "nints": 2,
+                                                     "size": 16, "ngroups": 12, "nints": 2,
                                                      "nexposures": 1}, 12),
     }
     every = [p for sim, built in out.values() for p in sim + built]
