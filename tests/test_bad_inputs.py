@@ -344,3 +344,42 @@ def test_workflow_stops_before_any_job(case, base, tmp_path):
     assert len([line for line in text.splitlines() if line.startswith("error:")]) == 1
     after = {k: v for k, v in _tree(work).items() if not k.startswith(".snakemake")}
     assert after == before                                    # nothing written, products untouched
+
+
+# ---- values that can occur: a ramp saturated everywhere ------------------------------------------
+def test_saturated_ramp_is_left_out_of_the_cds_noise(tmp_path):
+    """A ramp flagged SATURATED everywhere (as the saturation step flags a ramp at the ADC limit)
+    adds CDS frames of ~0 DN; the noise decomposition leaves them out and counts them, so the
+    group's CDS noise is the same as without that ramp. Unflagged, the same ramp lowers it."""
+    from detcal import dqflags, io
+    from detcal.analysis import noise
+
+    files = simulate.write_detector_set(dict(SPEC, nints=3, nexposures=4), str(tmp_path / "sim"), 11)
+    products = []
+    for k, raw in enumerate(files["uncal"]):
+        ramp = io.read_ramp(raw)
+        if k == 1:
+            ramp.data[:] = 65535.0
+            ramp.groupdq[:] = dqflags.SATURATED
+        products.append(str(tmp_path / f"p{k}.fits"))
+        io.write_ramp(ramp, products[-1], step="test")
+    unflagged = str(tmp_path / "unflagged.fits")
+    ramp = io.read_ramp(products[1])
+    ramp.groupdq[:] = 0
+    io.write_ramp(ramp, unflagged, step="test")
+
+    def cds_noise(paths, name):
+        table, _, summary = noise.noise_decomposition_files(
+            paths, str(tmp_path / f"{name}_n.tsv"), str(tmp_path / f"{name}_s.tsv"),
+            str(tmp_path / f"{name}.json"), None, None, gain=2.0, min_frames=4)
+        return table, summary
+
+    ref, ref_summary = cds_noise([products[0]] + products[2:], "good")
+    got, summary = cds_noise(products, "with_saturated")
+    bad, _ = cds_noise([products[0], unflagged] + products[2:], "unflagged")
+    npairs = len(noise.cds_pairs(SPEC["ngroups"]))
+    assert summary["n_cds_frames_excluded_flagged"] == 3 * npairs
+    assert ref_summary["n_cds_frames_excluded_flagged"] == 0
+    assert summary["n_cds_frames"] == ref_summary["n_cds_frames"]
+    assert got.equals(ref)
+    assert not bad.equals(ref)

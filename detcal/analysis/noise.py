@@ -771,6 +771,13 @@ def pink_rms(a, dt=PIXEL_TIME):
 # ---------------------------------------------------------------------------------------------
 # Reading ramp products group by group (memory-lean: one frame at a time)
 # ---------------------------------------------------------------------------------------------
+#: GROUPDQ bits that make a group unusable for CDS statistics (a saturated ramp's differences
+#: are ~0 and would lower the noise); a CDS frame with more than MAX_FLAGGED_FRACTION of its
+#: non-reference pixels flagged is left out of the group statistics and counted.
+_FLAGGED_GROUP = np.uint8(dqflags.SATURATED | dqflags.DO_NOT_USE)
+MAX_FLAGGED_FRACTION = 0.5
+
+
 @dataclass
 class RampFile:
     """An open ramp product: metadata and lazy access to its frames."""
@@ -782,10 +789,17 @@ class RampFile:
     shape: tuple
     pixeldq: np.ndarray
     _sci: object
+    _groupdq: object = None         # GROUPDQ section, None when the file has none
 
     def frame(self, integration, group):
         """float64 (ny, nx) [DN] of one group (read from disk on demand)."""
         return np.asarray(self._sci[integration, group], np.float64)
+
+    def flagged(self, integration, group):
+        """bool (ny, nx): SATURATED or DO_NOT_USE in GROUPDQ of one group (False without GROUPDQ)."""
+        if self._groupdq is None:
+            return np.zeros(self.shape[2:], bool)
+        return (np.asarray(self._groupdq[integration, group], np.uint8) & _FLAGGED_GROUP) != 0
 
     @property
     def pixel_time(self):
@@ -819,7 +833,10 @@ def open_ramp(path, step="ramp_fit"):
             pixeldq = np.asarray(hdul["PIXELDQ"].data, np.uint32)
         else:
             pixeldq = np.zeros(shape[2:], np.uint32)
-        yield RampFile(path, header, meta, geom, shape, pixeldq, sci.section)
+        groupdq = None
+        if "GROUPDQ" in ext and ext["GROUPDQ"].get("NAXIS", 0) == 4:
+            groupdq = hdul["GROUPDQ"].section
+        yield RampFile(path, header, meta, geom, shape, pixeldq, sci.section, groupdq)
     finally:
         hdul.close()
 
@@ -1224,9 +1241,15 @@ def plot_power_spectrum(table, path, title=""):
     plt.close(fig)
 
 
-def _iter_cds(paths, first, max_frames=None, keyed=False):
-    """CDS frames of every integration of every file; ``keyed``: ((file, integration), frame)."""
+def _iter_cds(paths, first, max_frames=None, keyed=False, excluded=None):
+    """CDS frames of every integration of every file; ``keyed``: ((file, integration), frame).
+
+    Frames whose groups are flagged (SATURATED/DO_NOT_USE) on more than MAX_FLAGGED_FRACTION of
+    the non-reference pixels (a ramp saturated everywhere) are skipped; ``excluded`` (a list)
+    receives their (file name, integration, g0, g1).
+    """
     n = 0
+    science = ~first.geom.reference_mask()
     for f, path in enumerate(paths):
         with open_ramp(path) as ramp:
             check_same_configuration(first, ramp)
@@ -1234,6 +1257,11 @@ def _iter_cds(paths, first, max_frames=None, keyed=False):
                 for g0, g1 in cds_pairs(ramp.shape[1]):
                     if max_frames is not None and n >= max_frames:
                         return
+                    flagged = (ramp.flagged(i, g0) | ramp.flagged(i, g1))[science]
+                    if flagged.size and flagged.mean() > MAX_FLAGGED_FRACTION:
+                        if excluded is not None:
+                            excluded.append((os.path.basename(path), i, g0, g1))
+                        continue
                     cds = ramp.frame(i, g1) - ramp.frame(i, g0)
                     yield ((f, i), cds) if keyed else cds
                     n += 1
@@ -1290,12 +1318,18 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
     log.info("noise decomposition: %d file(s), %s, NGROUPS=%d, dt=%g s", len(paths),
              meta["DETECTOR"], meta["NGROUPS"], dt)
     mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, clip)
-    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True), geom, pixeldq, dt=dt,
+    excluded = []
+    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
+                                geom, pixeldq, dt=dt,
                                 tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
                                 row_overhead=row_overhead, window=window, order=order,
                                 per_line=per_line, clip=clip, nbins=nbins,
                                 max_temporal_pixels=max_temporal_pixels, min_frames=min_frames,
                                 mean_frame=mean)
+    if excluded:
+        log.warning("noise decomposition: %d CDS frame(s) left out: groups flagged SATURATED/DO_NOT_USE "
+                    "on more than %.0f %% of the pixels (%s)", len(excluded),
+                    100 * MAX_FLAGGED_FRACTION, sorted({e[0] for e in excluded}))
     note = ""
     if not result["temporal_ok"]:
         note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
@@ -1317,6 +1351,8 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         "gain_reference": os.path.basename(gain_path) if gain_path else None,
         "gain_e_per_DN": list(gains),
         "n_cds_frames": result["nframes"], "temporal_valid": result["temporal_ok"],
+        "n_cds_frames_excluded_flagged": len(excluded),
+        "cds_frames_excluded_flagged": [list(e) for e in excluded],
         "min_cds_frames_temporal": min_frames, "note": note,
         "conventions": {
             "cds": "independent pairs data[1::2] - data[0::2] of every integration (last group dropped if odd)",
