@@ -60,6 +60,7 @@ def test_a_missing_cache_gives_one_clear_error(campaign, tmp_path):
     crds_refs.context_name.cache_clear()
 
 
+@pytest.mark.workflow
 def test_references_crds_gives_the_same_products_as_explicit_references(campaign):
     root, files, names = campaign
     f = files["NRCA1"]
