@@ -96,3 +96,26 @@ def test_references_crds_gives_the_same_products_as_explicit_references(campaign
         assert h["R_GAIN"] == "my_gain.fits"               # the explicit gain was used
         assert "CRDS_CTX" not in a[0].header
         assert any("input my_gain.fits" in line for line in h["HISTORY"])
+
+
+@pytest.mark.workflow
+def test_references_crds_for_every_detector_plans_a_run_and_a_missing_cache_is_one_error(campaign, tmp_path):
+    """``references: crds`` (all detectors; MIRI has no SUPERBIAS in CRDS, which saturation only
+    uses when there is one) builds the DAG; without a cache the run stops before any job with one
+    error naming the exposure and the CRDS settings."""
+    from snakemake.exceptions import WorkflowError
+    root, files, _ = campaign
+    raw = [f["uncal"][0] for f in files.values()]
+    config = {"raw": raw, "references": "crds", "analysis": {"enabled": False}}
+    crds_refs._best.cache_clear()
+    crds_refs.context_name.cache_clear()
+    with crdskit.crds_environment(root / "crds"):
+        snakemake(tmp_path / "ok", config=config, dryrun=True)
+    crds_refs._best.cache_clear()
+    crds_refs.context_name.cache_clear()
+    with crdskit.crds_environment(tmp_path / "no_cache"):
+        with pytest.raises(WorkflowError, match=r"uncal.fits: CRDS best references .* failed .*CRDS_PATH="):
+            snakemake(tmp_path / "bad", config=config, dryrun=True)
+    crds_refs._best.cache_clear()
+    crds_refs.context_name.cache_clear()
+    assert not (tmp_path / "bad" / "results").exists()

@@ -184,14 +184,17 @@ def uses_crds(detector):
     return config["references"] == "crds" or bool(_given_references(detector).get("crds", False))
 
 
-def crds_reference(exposure, key):
+def crds_reference(exposure, key, optional=False):
     """The CRDS best reference of type ``key`` for ``exposure`` (its headers: the raw file, or
-    the inventory row of a demo file not simulated yet)."""
+    the inventory row of a demo file not simulated yet); None for an ``optional`` type CRDS
+    has no file for."""
     row = EXPOSURES.loc[exposure]
     header = None if os.path.exists(row["path"]) else {k: v for k, v in row.items() if v is not None}
     try:
         return crds_refs.best_references(row["path"], [key], header=header)[key]
     except InputError as err:
+        if optional:
+            return None
         raise WorkflowError(f"error: {err}") from None
 
 
@@ -204,11 +207,15 @@ def crds_choices(wildcards=None):
         if not uses_crds(detector):
             continue
         given = _given_references(detector)
-        keys = sorted({k for step in pipeline.chain(row["family"], STEPS_ON)
-                       for k in pipeline.REFERENCES.get(step, ()) if not given.get(k)})
+        chain = pipeline.chain(row["family"], STEPS_ON)
+        keys = {k for step in chain for k in pipeline.REFERENCES.get(step, ()) if not given.get(k)}
+        required = {k for step in chain for k in pipeline.REFERENCES.get(step, ())
+                    if k not in pipeline.OPTIONAL_REFERENCES.get(step, ())}
         choice = {"CRDS_CTX": crds_refs.context_name()}
-        for key in keys:
-            choice[f"R_{key.upper()}"] = os.path.basename(crds_reference(exposure, key))
+        for key in sorted(keys):
+            path = crds_reference(exposure, key, optional=key not in required)
+            if path:
+                choice[f"R_{key.upper()}"] = os.path.basename(path)
         out[exposure] = choice
     return out
 
@@ -229,7 +236,7 @@ def reference_path(detector, key, step=None, exposure=None):
     if uses_crds(detector):
         if exposure is None:
             exposure = EXPOSURES.index[EXPOSURES["DETECTOR"] == detector][0]
-        return crds_reference(exposure, key)
+        return crds_reference(exposure, key, optional=key in pipeline.OPTIONAL_REFERENCES.get(step, ()))
     if DEMO:
         return DEMO_REFERENCES.get(detector, {}).get(key)
     return None
