@@ -349,8 +349,9 @@ def test_workflow_stops_before_any_job(case, base, tmp_path):
 # ---- values that can occur: a ramp saturated everywhere ------------------------------------------
 def test_saturated_ramp_is_left_out_of_the_cds_noise(tmp_path):
     """A ramp flagged SATURATED everywhere (as the saturation step flags a ramp at the ADC limit)
-    adds CDS frames of ~0 DN; the noise decomposition leaves them out and counts them, so the
-    group's CDS noise is the same as without that ramp. Unflagged, the same ramp lowers it."""
+    adds CDS frames of ~0 DN; the noise decomposition and the effective noise leave it out and
+    count it, so the group's noise tables are the same as without that ramp. Unflagged, the same
+    ramp lowers them."""
     from detcal import dqflags, io
     from detcal.analysis import noise
 
@@ -381,5 +382,21 @@ def test_saturated_ramp_is_left_out_of_the_cds_noise(tmp_path):
     assert summary["n_cds_frames_excluded_flagged"] == 3 * npairs
     assert ref_summary["n_cds_frames_excluded_flagged"] == 0
     assert summary["n_cds_frames"] == ref_summary["n_cds_frames"]
+    assert got.equals(ref)
+    assert not bad.equals(ref)
+
+    from detcal.analysis import effnoise
+
+    def effective(paths, name):
+        table, doc = effnoise.effective_noise_files(
+            paths, str(tmp_path / f"{name}_e.tsv"), str(tmp_path / f"{name}_e.json"), None, gain=2.0,
+            min_ramps=4)[:2]
+        return table, doc
+
+    ref, ref_doc = effective([products[0]] + products[2:], "good")
+    got, doc = effective(products, "with_saturated")
+    bad, _ = effective([products[0], unflagged] + products[2:], "unflagged")
+    assert doc["nramps_excluded_flagged"] == 3 and ref_doc["nramps_excluded_flagged"] == 0
+    assert doc["nramps"] == ref_doc["nramps"] == 9
     assert got.equals(ref)
     assert not bad.equals(ref)

@@ -66,7 +66,7 @@ from .. import io  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
                     check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
-                    median_variance, open_ramp, robust_sigma,
+                    median_variance, open_ramp, robust_sigma, MAX_FLAGGED_FRACTION,
                     subsample_rows, write_json)
 
 log = logging.getLogger("detcal.analysis.effnoise")
@@ -615,11 +615,22 @@ def _ramp_groups(ramp, integration, ngroups):
         yield ramp.frame(integration, g)
 
 
-def _iter_ramps(paths, first):
+def _iter_ramps(paths, first, excluded=None):
+    """Every integration as a ramp; those flagged SATURATED/DO_NOT_USE (in any group) on more than
+    noise.MAX_FLAGGED_FRACTION of the non-reference pixels (a ramp saturated everywhere) are
+    skipped and their (file name, integration) appended to ``excluded``."""
+    science = ~first.geom.reference_mask()
     for path in paths:
         with open_ramp(path) as ramp:
             check_same_configuration(first, ramp)
             for i in range(ramp.shape[0]):
+                flagged = np.zeros(ramp.shape[2:], bool)
+                for g in range(ramp.shape[1]):
+                    flagged |= ramp.flagged(i, g)
+                if flagged[science].size and flagged[science].mean() > MAX_FLAGGED_FRACTION:
+                    if excluded is not None:
+                        excluded.append((os.path.basename(path), i))
+                    continue
                 yield _ramp_groups(ramp, i, ramp.shape[1])
 
 
@@ -672,8 +683,13 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
     if not ns:
         raise ValueError(f"no usable group count in {ngroups} for NGROUPS={meta['NGROUPS']}")
     log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
-    stats = measure_effective_noise(_iter_ramps(paths, first_stub), geom, meta["TGROUP"], ns, pixeldq,
-                                    min_ramps, max_temporal_pixels, jackknife_blocks)
+    excluded = []
+    stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
+                                    pixeldq, min_ramps, max_temporal_pixels, jackknife_blocks)
+    if excluded:
+        log.warning("effective noise: %d ramp(s) left out: flagged SATURATED/DO_NOT_USE on more than "
+                    "%.0f %% of the pixels (%s)", len(excluded), 100 * MAX_FLAGGED_FRACTION,
+                    sorted({e[0] for e in excluded}))
     note = ""
     if not stats["temporal_ok"]:
         note = (f"temporal effective noise not computed: {stats['nramps']} ramp(s), "
@@ -709,6 +725,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         "gain_reference": os.path.basename(gain_path) if gain_path else None,
         "readnoise_reference": os.path.basename(readnoise_path) if readnoise_path else None,
         "nramps": stats["nramps"], "temporal_valid": stats["temporal_ok"], "min_ramps_temporal": min_ramps,
+        "nramps_excluded_flagged": len(excluded), "ramps_excluded_flagged": [list(e) for e in excluded],
         "note": note, "group_counts": ns,
         "summary": headline,
         "conventions": {
