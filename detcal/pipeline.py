@@ -106,6 +106,19 @@ def nodark_steps(fam, enabled):
 #: fit out of the worst of the anomaly.
 NODARK_SKIP_GROUPS = {"NIR": (0, 0), "MIRI": (10, 1)}
 
+#: Fewest groups the branch without dark leaves usable in a ramp: on short ramps the first-group
+#: skip shrinks so that jump detection, the slope fit and the CR statistics keep something to
+#: work on (a 10-group MIRI ramp would otherwise be flagged DO_NOT_USE everywhere).
+NODARK_MIN_GROUPS = 5
+
+
+def nodark_skip_groups(fam, ngroups):
+    """(first, last) groups the branch without dark subtraction flags DO_NOT_USE in a ramp of
+    ``ngroups`` groups: :data:`NODARK_SKIP_GROUPS`, with the first-group skip reduced so that at
+    least :data:`NODARK_MIN_GROUPS` groups stay usable (none reduced below 0)."""
+    first, last = NODARK_SKIP_GROUPS[fam]
+    return max(0, min(first, int(ngroups) - last - NODARK_MIN_GROUPS)), last
+
 
 def flag_skipped_groups(groupdq, first, last):
     """Flag the first ``first`` and last ``last`` groups DO_NOT_USE (uint8 (nints, ngroups, ny, nx),

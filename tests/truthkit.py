@@ -31,6 +31,8 @@ for everything; only for tests that say why).
 import os
 from dataclasses import dataclass, field
 
+from astropy.io import fits
+
 from detcal import io, noise_conventions, pipeline, runner, simulate
 from detcal.reffiles import dark as dark_ref
 from detcal.reffiles import readnoise as readnoise_ref
@@ -126,7 +128,7 @@ def reduce_exposure(uncal, references, workdir, family, branches=("main", "nodar
                                  params.get("ramp_fit"))
     if "nodark" in branches:
         current = out["before_dark"]
-        skip = pipeline.NODARK_SKIP_GROUPS[family]
+        skip = pipeline.nodark_skip_groups(family, fits.getval(uncal, "NGROUPS"))
         for step in pipeline.nodark_steps(family, enabled) + ("jump",):
             dst = path("nodark", step)
             runner.run_step_file(step, current, refs_for(step), dst, params.get(step),

@@ -171,7 +171,8 @@ def noise_refpix_parameters(wildcards):
 
 def nodark_skip_groups(wildcards):
     """(first, last) groups the no-dark branch leaves out (MIRI: reset anomaly, last frame)."""
-    return pipeline.NODARK_SKIP_GROUPS[EXPOSURES.loc[wildcards.exposure, "family"]]
+    row = EXPOSURES.loc[wildcards.exposure]
+    return pipeline.nodark_skip_groups(row["family"], row["NGROUPS"])
 
 
 def _given_references(detector):
