@@ -214,10 +214,14 @@ def reference_problems(path, key, rows, superbias=None):
     if len(images) != 1:
         return out + [f"extensions disagree on the image shape: {sorted(images)}"]
     image = images.pop()
-    regions = {}
+    regions, seen = {}, set()
     for _, row in rows.iterrows():
         where = _cover(header, image, row)
+        placement = (row["SUBSTRT1"], row["SUBSTRT2"], row["SUBSIZE1"], row["SUBSIZE2"])
         if where is None:
+            if placement in seen:           # one line per subarray placement, not per file
+                continue
+            seen.add(placement)
             out.append(f"covers {image[1]} x {image[0]} pixels, which does not contain the "
                        f"{row['SUBSIZE1']} x {row['SUBSIZE2']} science array at SUBSTRT1/2="
                        f"{row['SUBSTRT1']}/{row['SUBSTRT2']} of {os.path.basename(row['path'])}")
@@ -292,8 +296,8 @@ def inventory(paths, references=()):
     ----------
     paths : raw file paths (already expanded from the config's globs)
     references : iterable of (path, key, detector, where): a reference given in the config
-        (``key`` a :data:`detcal.io.REFTYPES` key, ``where`` the config key that names it, for
-        the message). A SATURATION is checked against the SUPERBIAS given for the same detector.
+        (``key`` a :data:`detcal.io.REFTYPES` key, ``where`` where it was given, e.g.
+        ``'config references: NRCA1: gain'``, for the message). A SATURATION is checked against the SUPERBIAS given for the same detector.
 
     Returns
     -------
@@ -327,13 +331,13 @@ def inventory(paths, references=()):
     superbias = {det: p for p, k, det, _ in references if k == "superbias"}
     for path, key, detector, where in references:
         if not os.path.exists(path):
-            problems.append((path, f"file does not exist (config {where})"))
+            problems.append((path, f"file does not exist ({where})"))
             continue
         rows = table_ok[table_ok["DETECTOR"] == detector]
         sb = superbias.get(detector) if key == "saturation" else None
         if sb and not os.path.exists(sb):
             sb = None
-        problems += [(path, f"{p} (config {where})")
+        problems += [(path, f"{p} ({where})")
                      for p in reference_problems(path, key, rows, superbias=sb)]
     if problems:
         raise InputErrors(dict.fromkeys(problems))
@@ -353,11 +357,12 @@ def config_references(references):
     for detector, given in references.items():
         for key, path in (given or {}).items():
             if key in io.REFTYPES and path:
-                out.append((str(path), key, detector, f"references: {detector}: {key}"))
+                out.append((str(path), key, detector, f"config references: {detector}: {key}"))
         for step, keys in ((given or {}).get("steps") or {}).items():
             for key, path in (keys or {}).items():
                 if key in io.REFTYPES and path:
-                    out.append((str(path), key, detector, f"references: {detector}: steps: {step}: {key}"))
+                    out.append((str(path), key, detector,
+                                f"config references: {detector}: steps: {step}: {key}"))
     return out
 
 
@@ -456,7 +461,7 @@ def main(argv=None):
             if not (detector and key in io.REFTYPES and path):
                 raise InputError(spec, f"--reference must be DETECTOR:key=path with key one of "
                                        f"{', '.join(io.REFTYPES)}")
-            refs.append((path, key, detector, f"--reference {spec}"))
+            refs.append((path, key, detector, f"given as --reference {detector}:{key}"))
         table = inventory(_inventory.expand_inputs(args.raw), refs)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -192,7 +192,7 @@ CASES = [
      r"exposure name 'demo_nrca1_e001' is also used by .*more/demo_nrca1_e001_uncal.fits"),
     # references given in the config
     ("ref-missing-file", "references/NRCA1/nothere.fits", None,
-     r"file does not exist \(config --reference NRCA1:gain="),
+     r"file does not exist \(given as --reference NRCA1:gain\)"),
     ("ref-wrong-type", REF.format("gain"), header(REFTYPE="READNOISE"),
      r"REFTYPE is 'READNOISE', but it was given as the GAIN reference"),
     ("ref-truncated", REF.format("gain"), truncate, r"truncated|not a readable FITS"),
