@@ -543,7 +543,9 @@ def jackknife_errors(stats, summary, *args, **kwargs):
     for name, chan in summary.items():
         chan["error_method"] = (f"delete-one-block jackknife over {k} blocks of ramps" if k >= 3
                                 else "none (fewer than 3 blocks of ramps)")
-    if k < 3:
+    if k < 3:       # no error bars: the keys exist (NaN) so that the summary can be written
+        for chan in summary.values():
+            chan.update({f"{key}_err": np.nan for key in JACKKNIFE_KEYS})
         return summary
     subs = [effective_noise_table(s, *args, **kwargs)[1] for s in subsets]
 
