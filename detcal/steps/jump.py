@@ -33,9 +33,13 @@ most common number of usable differences (the fast path: pixels without NaN), ga
 only for the others. The arithmetic follows stcal's dtypes (float32 data and differences, float64
 medians, sigmas and ratios; in the iterative regime, the median of later iterations rounded to
 float32) so that the flags are bit-identical. The work is done in blocks of rows sized from a memory budget: the
-peak memory is the input and output arrays plus about ``memory_mb``. Neighbour flags that cross
-a block boundary are carried to the adjacent block, so the result does not depend on the block
-size.
+peak memory is the input and output arrays plus about ``memory_mb``. Columns of more than 32
+differences are sorted as contiguous rows of a transposed copy. The single-pass test never builds
+float64 arrays of the block: a float32 screen (``d`` outside ``med -+ threshold * sig`` shrunk by
+1e-5) selects the candidates and stcal's float64 ratio is computed for those only; the ratios of
+the neighbour test are computed only where JUMP is set. Neighbour seeds come from the flags before
+any neighbour flagging, so they are collected over all blocks and their neighbours flagged at the
+end: the result does not depend on the block size.
 
 Deliberate differences from stcal: when the exposure has too few usable groups the jump search is
 skipped and ``n_primary_crs`` is 0 (stcal reports -99); snowball and MIRI-shower flagging
@@ -138,9 +142,12 @@ def sort_columns(x):
     N = x.shape[0]
     nan = np.isnan(x)
     if N > 32:
-        out = np.where(nan, np.inf, x)
-        out.sort(axis=0)
-        return out
+        # Long columns: sort contiguous rows of the transposed copy (numpy's SIMD sort) and
+        # return a transposed view; faster than a strided sort along axis 0.
+        out = np.array(x.T, order="C", copy=True)     # never a view of x: sorted in place
+        np.copyto(out, np.inf, where=nan.T)
+        out.sort(axis=1)
+        return out.T
     buf = np.empty((N + 1,) + x.shape[1:], x.dtype)
     np.copyto(buf[:N], x)
     np.copyto(buf[:N], np.inf, where=nan)
@@ -264,12 +271,37 @@ def _iterative(d, g, rn2_term, thresholds):
         cr, ratio = _cr_locs(A, rn2_term, thresholds, round_median=True)
 
 
+def _float32_bounds(lo, hi):
+    """float32 ``(L, U)`` with ``lo <= L`` and ``U <= hi`` (float64 inputs; NaN stays NaN)."""
+    L = lo.astype(np.float32)
+    up = L < lo
+    L[up] = np.nextafter(L[up], np.float32(np.inf))
+    U = hi.astype(np.float32)
+    down = U > hi
+    U[down] = np.nextafter(U[down], np.float32(-np.inf))
+    return L, U
+
+
+def _ratio_at(d, med, sig, idx):
+    """stcal's float64 ``|d - med| / sig`` at the flat indices ``idx`` of d (nints, ndiffs, P)."""
+    p = idx % d.shape[-1]
+    r = np.abs(np.subtract(d.reshape(-1)[idx], med[p], dtype=np.float64))
+    r /= sig[p]
+    return r
+
+
 def _single_pass(d, g, med, sig, threshold):
+    """JUMP where ``|d - med| / sig > threshold`` (float64, as stcal), without float64 arrays of
+    the whole block: a float32 screen keeps every difference outside ``med -+ threshold * sig``
+    shrunk by 1e-5 (a strict superset of the jumps), the exact ratio is computed for those only."""
     with np.errstate(invalid="ignore"):
-        r = np.abs(np.subtract(d, med, dtype=np.float64))
-        r /= sig
-        hit = (r > threshold) & np.isfinite(d)
-    g[:, 1:][hit] |= _JUMP
+        c = threshold * sig * (1.0 - 1e-5)
+        L, U = _float32_bounds(med - c, med + c)
+        cand = np.flatnonzero((d < L) | (d > U))        # NaN d, med or sig: never a candidate
+        hit = cand[_ratio_at(d, med, sig, cand) > threshold]
+    gv = g[:, 1:]
+    i, k, p = np.unravel_index(hit, d.shape)
+    gv[i, k, p] |= _JUMP
 
 
 def _sigma_clip(d, g, threshold, only_use_ints):
@@ -286,30 +318,25 @@ def _sigma_clip(d, g, threshold, only_use_ints):
 
 
 def _neighbour_seeds(d, g, med, sig, lo, hi):
-    """Pixels (nints, ndiffs, P) whose jump is strong enough to flag its neighbours."""
+    """Flat indices into d (nints, ndiffs, P) of the jumps strong enough to flag their
+    neighbours: JUMP already set and ``lo < |d - med| / sig < hi`` (NaN never)."""
+    idx = np.flatnonzero(g[:, 1:] & _JUMP)
     with np.errstate(invalid="ignore"):
-        r = np.abs(np.subtract(d, med, dtype=np.float64))
-        r /= sig
-        return (r < hi) & (r > lo) & ((g[:, 1:] & _JUMP) != 0)
+        r = _ratio_at(d, med, sig, idx)
+        return idx[(r < hi) & (r > lo)]
 
 
-def _flag_from_seeds(gplanes, seeds, above=None, below=None):
-    """OR JUMP into gplanes (nints, ndiffs, nr, nx) at the 4-neighbours of seeds (same shape).
-
-    ``above``/``below`` (nints, ndiffs, nx): seeds of the rows just outside the block, which
-    flag the block's first/last row. Groups that are SATURATED or DO_NOT_USE are not flagged.
-    """
-    flag = seeds.copy()
-    flag[..., 1:, :] |= seeds[..., :-1, :]
-    flag[..., :-1, :] |= seeds[..., 1:, :]
-    flag[..., :, 1:] |= seeds[..., :, :-1]
-    flag[..., :, :-1] |= seeds[..., :, 1:]
-    if above is not None:
-        flag[..., 0, :] |= above
-    if below is not None:
-        flag[..., -1, :] |= below
-    flag &= (gplanes & _BAD) == 0
-    gplanes[flag] |= _JUMP
+def _flag_neighbours(gdq, i, k, y, x):
+    """OR JUMP into gdq (nints, ngroups, ny, nx) at the 4-neighbours (same integration and group)
+    of the seeds (i, k, y, x), except where that group is SATURATED or DO_NOT_USE."""
+    ny, nx = gdq.shape[2:]
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        yy, xx = y + dy, x + dx
+        ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+        at = (i[ok], k[ok], yy[ok], xx[ok])
+        free = (gdq[at] & _BAD) == 0
+        at = tuple(a[free] for a in at)
+        gdq[at] |= _JUMP
 
 
 def _after_jump(d, g, med, e1, n1, e2, n2):
@@ -433,19 +460,13 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
     n_primary = 0
     if regime != "skipped":
         lo, hi = min_jump_to_flag_neighbors, max_jump_to_flag_neighbors
-        prev_last = None  # neighbour seeds of the previous block's last row
+        seeds = []  # (i, group, y, x) of jumps that flag their neighbours, set after all blocks
 
         def neighbours(r0, r1, d, med, sig):
-            nonlocal prev_last
-            g = gdq[:, :, r0:r1, :]
-            seeds = _neighbour_seeds(d, g.reshape(nints, ngroups, -1), med, sig, lo, hi)
-            seeds = seeds.reshape(nints, ngroups - 1, r1 - r0, nx)
-            _flag_from_seeds(g[:, 1:], seeds, above=prev_last)
-            if r0 > 0:  # this block's first row flags the previous block's last row
-                above_row = gdq[:, 1:, r0 - 1, :]
-                add = seeds[:, :, 0, :] & ((above_row & _BAD) == 0)
-                above_row[add] |= _JUMP
-            prev_last = seeds[:, :, -1, :].copy()
+            g = gdq[:, :, r0:r1, :].reshape(nints, ngroups, -1)
+            idx = _neighbour_seeds(d, g, med, sig, lo, hi)
+            i, k, p = np.unravel_index(idx, d.shape)
+            seeds.append((i, k + 1, r0 + p // nx, p % nx))
 
         for r0, r1 in blocks:
             d, med, sig = block_stats(r0, r1)
@@ -472,6 +493,10 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
             if flag_4_neighbors:
                 for r0, r1 in blocks:
                     neighbours(r0, r1, *block_stats(r0, r1))
+
+        if seeds:
+            # Seeds come from the flags before any neighbour flagging, so deferring is exact.
+            _flag_neighbours(gdq, *(np.concatenate(c) for c in zip(*seeds)))
 
         if do_after:
             for r0, r1 in blocks:
