@@ -289,6 +289,25 @@ def _value_problems(path, reftype, regions, superbias):
     return out
 
 
+def expand(raw):
+    """Paths of the config's ``raw`` (a glob or a list of globs/paths), sorted, duplicates once.
+
+    Every pattern that matches no file is reported (InputErrors), not only the first.
+    """
+    patterns = [raw] if isinstance(raw, str) else list(raw)
+    if not patterns:
+        raise InputErrors([("config key raw", "is empty: give a glob or a list of raw files")])
+    problems, paths = [], []
+    for pattern in patterns:
+        try:
+            paths += _inventory.expand_inputs(pattern)
+        except InputError as err:
+            problems.append((err.path, err.problem))
+    if problems:
+        raise InputErrors(problems)
+    return list(dict.fromkeys(paths))
+
+
 def inventory(paths, references=()):
     """Inventory table of ``paths`` after checking them and the ``references``; or InputErrors.
 
@@ -462,7 +481,7 @@ def main(argv=None):
                 raise InputError(spec, f"--reference must be DETECTOR:key=path with key one of "
                                        f"{', '.join(io.REFTYPES)}")
             refs.append((path, key, detector, f"given as --reference {detector}:{key}"))
-        table = inventory(_inventory.expand_inputs(args.raw), refs)
+        table = inventory(expand(args.raw), refs)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

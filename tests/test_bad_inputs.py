@@ -400,3 +400,21 @@ def test_saturated_ramp_is_left_out_of_the_cds_noise(tmp_path):
     assert doc["nramps"] == ref_doc["nramps"] == 9
     assert got.equals(ref)
     assert not bad.equals(ref)
+
+
+def test_every_pattern_that_matches_nothing_is_listed(base, capsys):
+    rc = validate.main([str(base / E1), str(base / "nowhere" / "*.fits"), str(base / "elsewhere.fits")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(lines) == 2
+    assert "nowhere/*.fits: matches no file" in lines[0] and "elsewhere.fits: matches no file" in lines[1]
+
+
+def test_real_data_regimes_pass(tmp_path, capsys):
+    """No false alarm on the regimes real data have: a 1-output subarray (SUB32TATS), NFRAMES=2
+    (BRIGHT2), ~10 s groups, MIRI, several detectors in one run, with their references."""
+    from test_campaign_mixed import make_campaign
+
+    raw, refs = make_campaign(tmp_path)
+    argv = [raw] + [f"--reference={det}:{k}={p}" for det, given in refs.items() for k, p in given.items()]
+    assert validate.main(argv) == 0, capsys.readouterr().err
+    assert "6 raw files in 3 configuration groups" in capsys.readouterr().out

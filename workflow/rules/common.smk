@@ -35,7 +35,7 @@ def _load_exposures():
         if DEMO:
             return demo.table(config["demo"], DEMO_DIR)
         # every raw file and every given reference checked before any job; all problems at once
-        return input_checks.inventory(inventory.expand_inputs(config["raw"]),
+        return input_checks.inventory(input_checks.expand(config["raw"]),
                                       input_checks.config_references(config["references"]))
     except InputError as err:
         raise WorkflowError(f"error: {err}") from None
