@@ -162,6 +162,17 @@ def sort_columns(x):
     return np.stack(rows)
 
 
+def sort_for_median(x):
+    """Sort ``x`` (N, P) along axis 0 for :func:`_median_sorted`: NaN sorted last (as +inf up to
+    32 rows, where the sorting network is used; as NaN above, where contiguous rows of a
+    transposed copy are sorted and a transposed view is returned)."""
+    if x.shape[0] <= 32:
+        return sort_columns(x)
+    out = np.array(x.T, order="C", copy=True)
+    out.sort(axis=1)                          # numpy sorts NaN last
+    return out.T
+
+
 def _median_sorted(S, n):
     """Median of the first ``n[p]`` values of each column of ``S`` (sorted along axis 0).
 
@@ -193,8 +204,9 @@ def _sort_with_counts(x):
 def signed_median(d):
     """NaN-ignoring median of ``d`` (nints, ndiffs, P) over integrations and differences (float64)."""
     N = d.shape[0] * d.shape[1]
-    S, nvalid = _sort_with_counts(d.reshape(N, -1))
-    return _median_sorted(S, nvalid)
+    x = d.reshape(N, -1)
+    nvalid = N - np.count_nonzero(np.isnan(x), axis=0)
+    return _median_sorted(sort_for_median(x), nvalid)
 
 
 def _sigma(med, rn2_term):

@@ -61,7 +61,7 @@ import numpy as np
 
 from .. import dqflags
 from .jump import (_median_sorted, check_frame_shapes, check_ramp_inputs, rows_per_block,
-                   sort_columns)
+                   sort_for_median)
 
 log = logging.getLogger("detcal.ramp_fit")
 
@@ -123,6 +123,16 @@ def weight_table(n):
     return table
 
 
+@functools.lru_cache(maxsize=8)
+def _padded_weight_tables(ngroups):
+    """float64 (ngroups + 1, len(POWERS), ngroups): ``[n, p, :n]`` is :func:`weight_table` (n)
+    for n >= 3, the rest 0."""
+    out = np.zeros((ngroups + 1, len(POWERS), ngroups))
+    for n in range(3, ngroups + 1):
+        out[n, :, :n] = weight_table(n)
+    return out
+
+
 def _power_index(snr):
     """Row of :func:`weight_table` for each SNR (NaN counts as the highest, as in stcal)."""
     return np.searchsorted(SNR_LIMITS, snr, side="right")
@@ -167,7 +177,7 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
     nvalid = (ngroups - 1) - np.count_nonzero(np.isnan(diffs), axis=1)
     first = rates[:, 0]
     only_first = (nvalid == 0) & ~np.isnan(first)
-    med = np.stack([_median_sorted(sort_columns(diffs[i]), nvalid[i]) for i in range(nints)])
+    med = np.stack([_median_sorted(sort_for_median(diffs[i]), nvalid[i]) for i in range(nints)])
     med = np.where(only_first, first, med)
     if not suppress:
         med = np.where(is0th, y[:, 0] / one_group_time, med)
@@ -177,6 +187,23 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
     acc = np.zeros(npix)
     for i in range(nints):
         acc += med[i]
+    return acc / float(nints)
+
+
+def _median_rate_clean(y32, T):
+    """:func:`_median_rate` of pixels without any GROUPDQ flag and with finite data (the common
+    case), same arithmetic: y32 float32 (nints, ngroups >= 2, P) [DN] -> float64 (P,) [DN/s].
+    Works on the transposed ramp (groups contiguous), so the differences sort in place."""
+    nints, ngroups, npix = y32.shape
+    lo, hi = (ngroups - 2) // 2, (ngroups - 1) // 2       # middle of ngroups - 1 differences
+    acc = np.zeros(npix)
+    for i in range(nints):
+        r = np.array(y32[i].T, dtype=np.float64, order="C")
+        r /= T
+        d = r[:, 1:] - r[:, :-1]
+        d.sort(axis=1)
+        med = (d[:, lo] + d[:, hi]) / 2.0
+        acc += np.where(np.isnan(med), 0.0, med)
     return acc / float(nints)
 
 
@@ -258,18 +285,27 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     dq_i[none_usable] |= np.uint32(_DNU)
     dq_i[none_usable & (cnt_sat == ngroups)] |= np.uint32(_SAT)
 
+    # Fast path: no GROUPDQ flag anywhere in the pixel and finite data: one segment per ramp.
+    flagged = np.any(gdq != 0, axis=(0, 1)) | ~np.all(np.isfinite(y32), axis=(0, 1))
+    if ngroups < 3:
+        flagged[:] = True
+
     with np.errstate(invalid="ignore", divide="ignore"):
-        mr = _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf, tf)
+        if flagged.all():
+            mr = _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf, tf)
+        else:
+            mr = _median_rate_clean(y32, T)     # every pixel; the flagged ones are redone
+            fl = np.flatnonzero(flagged)
+            if fl.size:
+                mr[fl] = _median_rate(y[:, :, fl], gdq[:, :, fl], T, one_group_time,
+                                      is0th[:, fl], suppress,
+                                      None if is_zf is None else is_zf[:, fl], tf)
 
     sum_r = np.zeros((nints, npix))
     sum_p = np.zeros((nints, npix))
     sum_e = np.zeros((nints, npix))
     sum_num = np.zeros((nints, npix))
 
-    # Fast path: no GROUPDQ flag anywhere in the pixel and finite data: one segment per ramp.
-    flagged = np.any(gdq != 0, axis=(0, 1)) | ~np.all(np.isfinite(y32), axis=(0, 1))
-    if ngroups < 3:
-        flagged[:] = True
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if ngroups >= 3 and not flagged.all():
             table = weight_table(ngroups)
@@ -370,15 +406,24 @@ def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress
         slope[two] = (yt[si[two], sm[two], start[two] + 1] - y0[two]) / T
         var_p[two] = _var_poisson(mrs[two], dcs[two], T * gs[two])
         var_r[two] = _var_rnoise(rns[two], T, 2.0, gs[two])
-    for n in np.unique(length[length >= 3]):
-        sel = np.flatnonzero(length == n)
-        ii, mm, ss = si[sel], sm[sel], start[sel]
-        seg = yt[ii[:, None], mm[:, None], ss[:, None] + np.arange(n)]
-        pidx = _power_index(_snr(seg[:, -1] - seg[:, 0], rns[sel], gs[sel]))
-        seg = np.where(np.isnan(seg), 0.0, seg)
-        slope[sel] = np.einsum("sk,sk->s", weight_table(int(n))[pidx], seg) / T
+    sel = np.flatnonzero(length >= 3)
+    if sel.size:
+        # All lengths at once: segments padded with zeros to the longest, coefficients from a
+        # zero-padded table of every length.
+        ii, mm, ss, nn = si[sel], sm[sel], start[sel], length[sel]
+        maxn = int(nn.max())
+        k = np.arange(maxn)
+        pos = ss[:, None] + k
+        inside = k < nn[:, None]
+        seg = yt[ii[:, None], mm[:, None], np.where(inside, pos, 0)]
+        last = yt[ii, mm, ss + nn - 1]
+        pidx = _power_index(_snr(last - seg[:, 0], rns[sel], gs[sel]))
+        seg = np.where(inside & ~np.isnan(seg), seg, 0.0)
+        coef = _padded_weight_tables(ngroups)[nn, pidx, :maxn]
+        slope[sel] = np.einsum("sk,sk->s", coef, seg) / T
+        n = nn.astype(np.float64)
         var_p[sel] = _var_poisson(mrs[sel], dcs[sel], T * gs[sel] * (n - 1.0))
-        vr = _var_rnoise(rns[sel], T, float(n), gs[sel])
+        vr = _var_rnoise(rns[sel], T, n, gs[sel])
         var_r[sel] = np.where(bad_gain[mm], 0.0, vr)
 
     where = (si, cols[sm])
