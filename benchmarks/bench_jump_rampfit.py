@@ -78,15 +78,15 @@ def child_detcal(path):
     from detcal.steps.ramp_fit import fit_ramps
     data, gdq, pdq, gain, rn = _load(path)
     base = _maxrss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     gdq, pdq, info = detect_jumps(data, gdq, pdq, gain, rn, 1, TFRAME)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     rate, _ = fit_ramps(data, gdq, pdq, gain, rn, TFRAME, TFRAME, 1, 0)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
     np.save(os.path.join(path, "detcal_slope.npy"), rate["sci"])
-    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "base_mb": base, "peak_mb": _maxrss_mb(),
-            "n_primary": info["n_primary_crs"]}
+    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
+            "peak_mb": _maxrss_mb(), "n_primary": info["n_primary_crs"]}
 
 
 def child_stcal(path):
@@ -100,7 +100,7 @@ def child_stcal(path):
     pix = dqflags.pixel
     data, gdq, pdq, gain, rn = _load(path)
     base = _maxrss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     jd = JumpData(gain2d=gain, rnoise2d=rn, dqflags=pix)
     jd.init_arrays_from_arrays(data, gdq, pdq)
     jd.nframes = 1
@@ -119,11 +119,11 @@ def child_stcal(path):
     rd.suppress_one_group_ramps = True
     rd.start_row, rd.num_rows = 0, ny
     image_info, _, _ = ramp_fit_data(rd, False, rn.copy(), gain, "OLS_C", "optimal", "1")
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     np.save(os.path.join(path, "stcal_gdq.npy"), gdq)
     np.save(os.path.join(path, "stcal_slope.npy"), image_info["slope"])
-    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "base_mb": base, "peak_mb": _maxrss_mb(),
-            "n_primary": int(n_primary)}
+    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
+            "peak_mb": _maxrss_mb(), "n_primary": int(n_primary)}
 
 
 def run_child(which, path):
@@ -133,11 +133,71 @@ def run_child(which, path):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def parse_shapes(text):
+    """``"1x10x2048,2x40x1024"`` -> [(nints, ngroups, size), ...]."""
+    shapes = []
+    for item in text.split(","):
+        parts = item.lower().strip().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise argparse.ArgumentTypeError(f"shape {item!r} is not NINTSxNGROUPSxSIZE")
+        shapes.append(tuple(int(p) for p in parts))
+    return shapes
+
+
+def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat):
+    """Simulate one ramp, run both implementations (stcal once, detcal ``repeat`` times, best
+    kept), compare the results; returns a dict of the row's numbers."""
+    with tempfile.TemporaryDirectory(dir=workdir) as path:
+        simulate(path, nints, ngroups, size, size, ncr, seed)
+        load = os.getloadavg()[0]
+        res = {"stcal": run_child("stcal", path)}
+        runs = [run_child("detcal", path) for _ in range(repeat)]
+        res["detcal"] = min(runs, key=lambda r: r["jump_s"] + r["ramp_fit_s"])
+        g_d = np.load(os.path.join(path, "detcal_gdq.npy"))
+        g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
+        s_d = np.load(os.path.join(path, "detcal_slope.npy"))
+        s_s = np.load(os.path.join(path, "stcal_slope.npy"))
+    same_slope = np.array_equal(s_d, s_s, equal_nan=True)
+    both = np.isfinite(s_d) & np.isfinite(s_s)
+    rel = np.abs(s_d[both] - s_s[both]) / np.maximum(np.abs(s_s[both]), 1e-6)
+    return {"shape": (nints, ngroups, size), "res": res, "load": (load + os.getloadavg()[0]) / 2,
+            "ramp_mb": nints * ngroups * size * size * 4 / 2**20,
+            "gdq_differ": int(np.count_nonzero(g_d != g_s)), "same_slope": same_slope,
+            "nan_mismatch": int(np.count_nonzero(np.isnan(s_d) != np.isnan(s_s))),
+            "max_rel": float(rel.max()) if rel.size else 0.0}
+
+
+ROW_HEADER = (f"{'nints x ngroups x ny x nx':>26s} {'ramp [MB]':>9s} {'load':>5s} "
+              f"{'stcal jump/fit/total [s]':>25s} {'detcal jump/fit/total [s]':>26s} "
+              f"{'speed-up wall':>13s} {'speed-up CPU':>12s} {'stcal peak [MB]':>15s} "
+              f"{'detcal peak [MB]':>16s} {'detcal peak/ramp':>16s} {'identical':>9s}")
+
+
+def format_row(r):
+    n, g, size = r["shape"]
+    st, dc = r["res"]["stcal"], r["res"]["detcal"]
+    tot = {w: r["res"][w]["jump_s"] + r["res"][w]["ramp_fit_s"] for w in ("stcal", "detcal")}
+    same = "yes" if (r["gdq_differ"] == 0 and r["same_slope"]) else (
+        f"no: {r['gdq_differ']} GROUPDQ, {r['nan_mismatch']} NaN, max rel {r['max_rel']:.1e}")
+    return (f"{f'{n} x {g} x {size} x {size}':>26s} {r['ramp_mb']:9.0f} {r['load']:5.1f} "
+            f"{st['jump_s']:7.2f} {st['ramp_fit_s']:7.2f} {tot['stcal']:8.2f}  "
+            f"{dc['jump_s']:7.2f} {dc['ramp_fit_s']:7.2f} {tot['detcal']:8.2f}  "
+            f"{tot['stcal'] / tot['detcal']:12.1f}x {st['cpu_s'] / dc['cpu_s']:11.1f}x "
+            f"{st['peak_mb']:15.0f} {dc['peak_mb']:16.0f} {dc['peak_mb'] / r['ramp_mb']:16.2f} "
+            f"{same:>9s}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=2048, help="frame size ny = nx (default 2048)")
     ap.add_argument("--ngroups", type=int, default=10)
     ap.add_argument("--nints", type=int, default=1)
+    ap.add_argument("--shapes", type=parse_shapes, default=None,
+                    help="comma-separated NINTSxNGROUPSxSIZE list, e.g. 1x10x2048,2x40x2048 "
+                         "(replaces --nints/--ngroups/--size); one table row per shape, printed "
+                         "as soon as it is measured")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="detcal runs per shape (the fastest is kept; stcal runs once)")
     ap.add_argument("--ncr", type=int, default=None, help="cosmic rays (default 3000 per 2048^2)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
@@ -148,6 +208,17 @@ def main(argv=None):
         which, path = args.child
         result = child_detcal(path) if which == "detcal" else child_stcal(path)
         print(json.dumps(result))
+        return 0
+
+    if args.shapes:
+        print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}; "
+              f"speed-up = stcal time / detcal time (wall: jump + ramp_fit; CPU: process time); "
+              f"peak = ru_maxrss of the run's own process, inputs included", flush=True)
+        print(ROW_HEADER, flush=True)
+        for nints, ngroups, size in args.shapes:
+            ncr = args.ncr if args.ncr is not None else int(3000 * size ** 2 / 2048 ** 2)
+            r = run_shape(nints, ngroups, size, ncr, args.seed, args.workdir, args.repeat)
+            print(format_row(r), flush=True)
         return 0
 
     ncr = args.ncr if args.ncr is not None else int(3000 * args.size ** 2 / 2048 ** 2)

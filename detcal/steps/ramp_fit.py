@@ -310,11 +310,20 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
         if ngroups >= 3 and not flagged.all():
             table = weight_table(ngroups)
             pidx = _power_index(_snr(y[:, -1] - y[:, 0], rn, g))
-            present = np.flatnonzero(np.bincount(pidx.ravel(), minlength=len(POWERS)))
+            # The most common weight exponent with scalar coefficients over the whole block,
+            # the few other ramps (hot pixels) gathered; the same sums in the same order.
+            p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
             slope = np.zeros((nints, npix))
             for k in range(ngroups):
-                coef = table[present[0], k] if present.size == 1 else table[:, k][pidx]
-                slope += coef * y[:, k]
+                slope += table[p0, k] * y[:, k]
+            oi, op = np.nonzero(pidx != p0)
+            if oi.size:
+                yo = y[oi, :, op]                       # (n, ngroups)
+                co = table[pidx[oi, op]]
+                so = np.zeros(oi.size)
+                for k in range(ngroups):
+                    so += co[:, k] * yo[:, k]
+                slope[oi, op] = so
             slope /= T
             var_p = _var_poisson(mr, dc, T * g * (ngroups - 1.0))
             var_r = _var_rnoise(rn, T, float(ngroups), g)

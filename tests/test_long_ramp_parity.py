@@ -1,0 +1,41 @@
+"""Parity of jump and ramp_fit with stcal 1.20 on long ramps (issue 15).
+
+The parity suites of tests/test_jump.py and tests/test_ramp_fit.py stop at 15 groups; the speed
+paths for long ramps (medians of more than 32 values sorted as rows of a transposed copy, the
+float32 screen of the single-pass jump test, the median rate of unflagged pixels on the
+transposed ramp, segments of every length fitted at once) only run above that. Same cases, same
+assertions (bit-identical GROUPDQ / PIXELDQ / slopes / errors), at 34 to 100 groups.
+"""
+
+import numpy as np
+import pytest
+
+import test_jump
+import test_ramp_fit
+from detcal.steps.jump import detect_jumps
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("nints, ngroups", [(1, 40), (2, 40), (1, 100), (3, 34)])
+def test_jump_parity_with_stcal_on_long_ramps(nints, ngroups):
+    case = test_jump.parity_case(nints, ngroups, seed=1000 + nints * 100 + ngroups, ny=48, nx=48)
+    info = test_jump.assert_same_jumps(case)
+    assert info["regime"] == "single_pass"
+
+
+@pytest.mark.parity
+def test_jump_long_ramp_flags_do_not_depend_on_the_block_size():
+    data, gdq, pdq, gain, rn, nframes, tgroup = test_jump.parity_case(2, 40, seed=77, ny=48, nx=48)
+    whole = detect_jumps(data, gdq, pdq, gain, rn, nframes, tgroup, memory_mb=100)[0]
+    rows = detect_jumps(data, gdq, pdq, gain, rn, nframes, tgroup, memory_mb=1e-6)[0]
+    np.testing.assert_array_equal(rows, whole)
+    # neighbours of jumps were flagged across row-block boundaries
+    assert np.count_nonzero(whole & test_jump.JUMP) > np.count_nonzero(gdq & test_jump.JUMP)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("nints, ngroups, flags", [(1, 40, True), (2, 40, True), (1, 100, True),
+                                                   (2, 40, False)])
+def test_ramp_fit_parity_with_stcal_on_long_ramps(nints, ngroups, flags):
+    test_ramp_fit.assert_same_fit(
+        test_ramp_fit.parity_case(nints, ngroups, seed=2000 + nints * 100 + ngroups, flags=flags))
