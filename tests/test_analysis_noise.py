@@ -352,3 +352,27 @@ def test_summary_effective_noise_column_is_the_largest_n_with_its_convention(tmp
     assert row["cds_noise"] == pytest.approx(nd["fit"]["white"]["all"]["cds_noise_DN"])
     assert row["cds_noise_key"] == "noise_decomposition:summary.cds_noise_DN"
     assert "effective noise" in row["effective_noise.convention"]
+
+
+def test_groups_flagged_on_every_pixel_by_design_do_not_drop_a_ramp(tmp_path):
+    """MIRI's lastframe step flags the last group DO_NOT_USE on every pixel (and rscd the first
+    groups of later integrations): the effective noise keeps those ramps; only ramps saturated (or
+    DO_NOT_USE in every group) on most pixels are left out."""
+    from detcal import dqflags
+    from detcal.simulate import miri
+
+    spec = {"name": "MIRIMAGE", "preset": "miri_imager", "size": 32, "ngroups": 8, "nints": 2}
+    det = miri.make_detector(spec, seed=4)
+    paths = []
+    for k in range(3):
+        data, header, _ = miri.simulate_exposure(det, index=k)
+        groupdq = np.zeros(data.shape, np.uint8)
+        groupdq[:, -1] = dqflags.DO_NOT_USE                     # as the lastframe step does
+        ramp = io.Ramp(data.astype(np.float32), np.zeros(data.shape[2:], np.uint32), groupdq,
+                       header, "<memory>")
+        paths.append(str(tmp_path / f"m{k}.fits"))
+        io.write_ramp(ramp, paths[-1], step="test")
+    _, doc = effnoise.effective_noise_files(paths, str(tmp_path / "e.tsv"), str(tmp_path / "e.json"),
+                                            None, gain=4.0, min_ramps=4)[:2]
+    assert doc["nramps_excluded_flagged"] == 0
+    assert doc["nramps"] == 6

@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
-from .. import io  # noqa: E402
+from .. import dqflags, io  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
                     check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
@@ -618,17 +618,22 @@ def _ramp_groups(ramp, integration, ngroups):
 
 
 def _iter_ramps(paths, first, excluded=None):
-    """Every integration as a ramp; those flagged SATURATED/DO_NOT_USE (in any group) on more than
-    noise.MAX_FLAGGED_FRACTION of the non-reference pixels (a ramp saturated everywhere) are
-    skipped and their (file name, integration) appended to ``excluded``."""
+    """Every integration as a ramp; those whose pixels are SATURATED in some group, or DO_NOT_USE
+    in every group, on more than noise.MAX_FLAGGED_FRACTION of the non-reference pixels (a ramp
+    saturated everywhere) are skipped and their (file name, integration) appended to
+    ``excluded``. Groups flagged DO_NOT_USE on every pixel by design (MIRI's last frame, the
+    rscd step's first groups) do not exclude a ramp."""
     science = ~first.geom.reference_mask()
     for path in paths:
         with open_ramp(path) as ramp:
             check_same_configuration(first, ramp)
             for i in range(ramp.shape[0]):
-                flagged = np.zeros(ramp.shape[2:], bool)
+                saturated = np.zeros(ramp.shape[2:], bool)
+                unused = np.ones(ramp.shape[2:], bool)
                 for g in range(ramp.shape[1]):
-                    flagged |= ramp.flagged(i, g)
+                    saturated |= ramp.flagged(i, g, dqflags.SATURATED)
+                    unused &= ramp.flagged(i, g, dqflags.DO_NOT_USE)
+                flagged = saturated | unused
                 if flagged[science].size and flagged[science].mean() > MAX_FLAGGED_FRACTION:
                     if excluded is not None:
                         excluded.append((os.path.basename(path), i))

@@ -795,11 +795,12 @@ class RampFile:
         """float64 (ny, nx) [DN] of one group (read from disk on demand)."""
         return np.asarray(self._sci[integration, group], np.float64)
 
-    def flagged(self, integration, group):
-        """bool (ny, nx): SATURATED or DO_NOT_USE in GROUPDQ of one group (False without GROUPDQ)."""
+    def flagged(self, integration, group, flags=_FLAGGED_GROUP):
+        """bool (ny, nx): any of ``flags`` (default SATURATED or DO_NOT_USE) in GROUPDQ of one
+        group (False without GROUPDQ)."""
         if self._groupdq is None:
             return np.zeros(self.shape[2:], bool)
-        return (np.asarray(self._groupdq[integration, group], np.uint8) & _FLAGGED_GROUP) != 0
+        return (np.asarray(self._groupdq[integration, group], np.uint8) & np.uint8(flags)) != 0
 
     @property
     def pixel_time(self):
