@@ -260,18 +260,35 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     bad_gain = ~(g > 0.0)
     pdq = pdq | np.where(bad_gain, np.uint32(_DNU | dqflags.NO_GAIN_VALUE), np.uint32(0))
 
-    sat = (gdq & np.uint8(_SAT)) != 0
-    y = y32.astype(np.float64)
-    y[sat] = np.nan
-    cnt_sat = np.count_nonzero(sat, axis=1)
-    cnt_dnu_sat = np.count_nonzero((gdq & np.uint8(_DNU | _SAT)) != 0, axis=1)
-    good0 = gdq == 0
-    cnt_good = np.count_nonzero(good0, axis=1)
-    is0th = (cnt_good == 1) & good0[:, 0]
+    # Pixels without any GROUPDQ flag and with finite data (the common case) need no per-group
+    # bookkeeping: one segment per ramp, the fast path below. The per-group counts and the
+    # float64 ramp with SATURATED groups as NaN are made for the flagged columns only.
+    flagged = np.any(gdq != 0, axis=(0, 1)) | ~np.all(np.isfinite(y32), axis=(0, 1))
+    if ngroups < 3:
+        flagged[:] = True
+    fl = np.flatnonzero(flagged)
+    cnt_sat = np.zeros((nints, npix), np.intp)
+    cnt_dnu_sat = np.zeros((nints, npix), np.intp)
+    is0th = np.zeros((nints, npix), bool)
+    any_jump = np.zeros((nints, npix), bool)
+    any_pers = np.zeros((nints, npix), bool)
+    sat0 = np.zeros((nints, npix), bool)
+    y_fl = None
+    if fl.size:
+        gdq_fl = gdq[:, :, fl]
+        orig_fl = orig_gdq[:, :, fl]
+        sat = (gdq_fl & np.uint8(_SAT)) != 0
+        y_fl = y32[:, :, fl].astype(np.float64)
+        y_fl[sat] = np.nan
+        cnt_sat[:, fl] = np.count_nonzero(sat, axis=1)
+        cnt_dnu_sat[:, fl] = np.count_nonzero((gdq_fl & np.uint8(_DNU | _SAT)) != 0, axis=1)
+        good0 = gdq_fl == 0
+        is0th[:, fl] = (np.count_nonzero(good0, axis=1) == 1) & good0[:, 0]
+        any_jump[:, fl] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
+        any_pers[:, fl] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
+        sat0[:, fl] = sat[:, 0]
     if is_zf is not None:
         is0th &= ~is_zf
-    any_jump = np.any((orig_gdq & np.uint8(_JUMP)) != 0, axis=1)   # stcal counts before ZEROFRAME
-    any_pers = np.any((orig_gdq & np.uint8(_PERS)) != 0, axis=1)
 
     dq_i = np.broadcast_to(pdq, (nints, npix)).copy()
     dq_i[any_jump] |= np.uint32(_JUMP)
@@ -279,25 +296,18 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     dq_r = pdq.copy()
     dq_r[any_jump.any(axis=0)] |= np.uint32(_JUMP)
     dq_r[any_pers.any(axis=0)] |= np.uint32(_PERS)
-    sat0 = sat[:, 0]
     dq_i[sat0] |= np.uint32(_DNU | _SAT)
     none_usable = cnt_dnu_sat == ngroups
     dq_i[none_usable] |= np.uint32(_DNU)
     dq_i[none_usable & (cnt_sat == ngroups)] |= np.uint32(_SAT)
 
-    # Fast path: no GROUPDQ flag anywhere in the pixel and finite data: one segment per ramp.
-    flagged = np.any(gdq != 0, axis=(0, 1)) | ~np.all(np.isfinite(y32), axis=(0, 1))
-    if ngroups < 3:
-        flagged[:] = True
-
     with np.errstate(invalid="ignore", divide="ignore"):
-        if flagged.all():
-            mr = _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf, tf)
+        if fl.size == npix:
+            mr = _median_rate(y_fl, gdq, T, one_group_time, is0th, suppress, is_zf, tf)
         else:
             mr = _median_rate_clean(y32, T)     # every pixel; the flagged ones are redone
-            fl = np.flatnonzero(flagged)
             if fl.size:
-                mr[fl] = _median_rate(y[:, :, fl], gdq[:, :, fl], T, one_group_time,
+                mr[fl] = _median_rate(y_fl, gdq[:, :, fl], T, one_group_time,
                                       is0th[:, fl], suppress,
                                       None if is_zf is None else is_zf[:, fl], tf)
 
@@ -309,16 +319,17 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if ngroups >= 3 and not flagged.all():
             table = weight_table(ngroups)
-            pidx = _power_index(_snr(y[:, -1] - y[:, 0], rn, g))
+            # (float32 data times float64 coefficients: the float64 products of the ramp)
+            pidx = _power_index(_snr(y32[:, -1].astype(np.float64) - y32[:, 0], rn, g))
             # The most common weight exponent with scalar coefficients over the whole block,
             # the few other ramps (hot pixels) gathered; the same sums in the same order.
             p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
             slope = np.zeros((nints, npix))
             for k in range(ngroups):
-                slope += table[p0, k] * y[:, k]
+                slope += table[p0, k] * y32[:, k]
             oi, op = np.nonzero(pidx != p0)
             if oi.size:
-                yo = y[oi, :, op]                       # (n, ngroups)
+                yo = y32[oi, :, op].astype(np.float64)  # (n, ngroups)
                 co = table[pidx[oi, op]]
                 so = np.zeros(oi.size)
                 for k in range(ngroups):
@@ -332,10 +343,10 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
             sum_p[:] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
             sum_e[:] = 1.0 / (var_p + var_r)
             sum_num[:] = slope / var_r
-        cols = np.flatnonzero(flagged)
+        cols = fl
         if cols.size:
             sum_r[:, cols] = sum_p[:, cols] = sum_e[:, cols] = sum_num[:, cols] = 0.0
-            _general(y[:, :, cols], gdq[:, :, cols], is0th[:, cols], mr[cols], g[cols], rn[cols],
+            _general(y_fl, gdq[:, :, cols], is0th[:, cols], mr[cols], g[cols], rn[cols],
                      dc[cols], bad_gain[cols], T, one_group_time, suppress, cols,
                      sum_r, sum_p, sum_e, sum_num,
                      None if is_zf is None else is_zf[:, cols], tf)
