@@ -124,3 +124,18 @@ def test_miri_anomaly_correction_recovers_a_known_bias_from_mean_ramps():
     print("bias found", np.round(bias, 4), "true", np.round(truth_bias, 4), fit["late_start"])
     assert np.all(np.abs(bias - truth_bias) < 0.1 * rate)
     assert abs(np.mean(bias - truth_bias)) < 0.03 * rate
+
+
+def test_short_miri_ramps_give_no_dark_current_rather_than_a_biased_one(tmp_path):
+    """A 10-group FAST ramp leaves 5 groups after the branch's DO_NOT_USE groups, where the RSCD
+    transient of integrations 2+ still dominates the slope (uncorrected it reads about -100
+    e-/1000 s for a true +200): the summary says why there is no number, and a 24-group ramp
+    of the same detector is measured."""
+    short = dict(MIRI_SPEC, ngroups=10, nints=3, nexposures=2)
+    _, _, _, doc = measure(tmp_path / "short", short, seed=5)
+    s = doc["summary"]
+    assert math.isnan(s["dark_current_e_per_1000s"]) and s["verdict"] == "N/A"
+    assert "NGROUPS=10" in s["note"]
+    m, sig, truth, doc = measure(tmp_path / "long", dict(short, ngroups=24), seed=5)
+    assert "note" not in doc["summary"]
+    assert abs(m - truth) <= 3 * sig, (m, sig, truth)

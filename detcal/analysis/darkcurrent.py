@@ -52,6 +52,7 @@ cosmic-ray charge below the jump threshold (unflagged diagonal neighbours) adds 
 for short-wave darks of ~2 e-/1000 s.
 """
 
+import logging
 import math
 
 import numpy as np
@@ -61,6 +62,8 @@ from .. import dqflags, io
 from ..errors import InputError
 from ..reffiles import common as rcommon
 from . import common
+
+log = logging.getLogger(__name__)
 
 #: Expected dark current [e-/1000 s]: (value, uncertainty) per channel (NRC-09 notebooks, ground).
 EXPECTED = {"SW": (1.9, 1.1), "LW": (27.0, 5.0)}
@@ -577,6 +580,8 @@ def anomaly_bias(diffs, fitted, first, label):
         s = max(s, int(np.flatnonzero(groups_fit[k])[0]) if groups_fit[k].any() else s)
         s = linear_start(ramps[k], s, last[k], noise[k], members[k].size)
         fit["late_start"][k] = s
+        if last[k] - s + 1 < LATE_MIN_GROUPS:
+            continue            # too short a late range to stand for the dark rate: bias stays NaN
         late = np.zeros(ramps[k].size, bool)
         late[s:last[k] + 1] = True
         w_late = ols_weights(late)
@@ -617,7 +622,7 @@ def corrected_means(per_int, diffs, fitted, first, label, tgroup):
     scale = fit["late_sigma"] if fit is not None else None
     sigma = stratified_sigma(m - bias, first, scale)
     if fit is not None:
-        fit["bias_DN_per_s"] = float(np.nanmean(bias))
+        fit["bias_DN_per_s"] = float(np.nanmean(bias)) if np.isfinite(bias).any() else math.nan
         fit["applied"] = bool(np.all(np.isfinite(bias)))
     return bias, sigma, fit
 
@@ -818,6 +823,21 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
     common.write_tsv(table, output_tsv)
 
     whole = table[table.amplifier == common.ALL].iloc[0]
+    note = ""
+    fit_all = anomaly_fits.get(common.ALL) if correct else None
+    if correct and not (fit_all and fit_all.get("applied")):
+        # MIRI slopes without dark subtraction carry the reset-anomaly/RSCD bias; when the data
+        # cannot measure it (too few groups after the DO_NOT_USE ones) no number is better than a
+        # biased one (a 10-group FAST ramp reads about -100 e-/1000 s for a true +200)
+        note = (f"MIRI dark current not measured: NGROUPS={int(header['NGROUPS'])} leaves too few "
+                "usable groups to measure and remove the reset-anomaly/RSCD slope bias "
+                "(about 20 groups or more are needed)")
+        log.warning(note)
+        whole = whole.copy()
+        for key in ("mean_DN_per_s", "sigma_stat_DN_per_s", "mean_e_per_s", "mean_e_per_1000s",
+                    "sigma_stat_e_per_1000s", "mode_e_per_1000s"):
+            whole[key] = math.nan
+        whole["verdict"] = "N/A"
     summary = {
         "detector": detector,
         "n_files": len(paths), "n_integrations": int(cube.shape[0]),
@@ -831,6 +851,7 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         "expected_unc_e_per_1000s": exp[1] if exp else None,
         "verdict": whole.verdict,
         "amplifier_verdicts": {r.amplifier: r.verdict for r in table.itertuples() if r.amplifier != common.ALL},
+        **({"note": note} if note else {}),
     }
     exposures = [common.exposure_name(p) for p in paths]
     per_int_rows = [{"exposure": exposures[owner[i]], "integration_in_file": int(np.sum(owner[:i] == owner[i])) + 1,

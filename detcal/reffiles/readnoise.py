@@ -153,6 +153,12 @@ def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip
     sf = sf if skip_first is None else int(skip_first)
     sl = sl if skip_last is None else int(skip_last)
     ngroups, ny, nx = first.shape[1:]
+    if skip_first is None and sf and ngroups - sl - sf < 2:
+        # a short MIRI ramp: keep one CDS pair rather than none (the reset anomaly's early groups
+        # are then used; said in the log)
+        sf = max(0, ngroups - sl - 2)
+        log.warning("NGROUPS=%d: the default %d leading groups would leave no CDS pair; dropping %d",
+                    ngroups, SKIP[fam][0], sf)
     nframes = keywords.value(first.header, "NFRAMES", first.path)
     pairs = pair_groups(ngroups, sf, sl)
     if not pairs:
