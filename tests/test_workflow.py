@@ -68,7 +68,9 @@ def test_schema_rejects_an_unknown_key(tmp_path):
 def demo_run(tmp_path_factory):
     """One real run of the tiny demo (shared by the tests below)."""
     workdir = tmp_path_factory.mktemp("demo_run")
-    snakemake(workdir, config={"demo": TINY_DEMO, "keep": ["saturation"], "sample_pixels": [[10, 10], [30, 40]]})
+    # the CCD branch has its own workflow test (test_workflow_ccd.py)
+    snakemake(workdir, config={"demo": TINY_DEMO, "keep": ["saturation"], "sample_pixels": [[10, 10], [30, 40]],
+                               "ccd": {"demo": None}})
     return workdir
 
 
