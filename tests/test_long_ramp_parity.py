@@ -39,3 +39,21 @@ def test_jump_long_ramp_flags_do_not_depend_on_the_block_size():
 def test_ramp_fit_parity_with_stcal_on_long_ramps(nints, ngroups, flags):
     test_ramp_fit.assert_same_fit(
         test_ramp_fit.parity_case(nints, ngroups, seed=2000 + nints * 100 + ngroups, flags=flags))
+
+
+@pytest.mark.parity
+def test_ramp_fit_parity_with_stcal_on_long_ramps_in_one_row_blocks():
+    # one-row blocks: few flagged segments per block (stcal's running sums as add.accumulate)
+    test_ramp_fit.assert_same_fit(test_ramp_fit.parity_case(2, 40, seed=2240), memory_mb=1e-6)
+
+
+def test_closed_form_slopes_near_a_float32_rounding_boundary_are_redone():
+    from detcal.steps.ramp_fit import _near_float32_boundary
+    a = np.float32(-4.333231e-05)
+    b = np.nextafter(a, np.float32(0))
+    mid = (np.float64(a) + np.float64(b)) / 2              # rounds either way within 1 ulp
+    y32 = np.zeros((1, 40, 2), np.float32)
+    y32[0, :, :] = 20.0
+    slope = np.array([[mid, np.float64(a)]])
+    risky = _near_float32_boundary(slope, y32, 40, 0, 10.73676)
+    assert risky.tolist() == [[True, False]]

@@ -32,9 +32,12 @@ Reproduces ``stcal.ramp_fitting.ramp_fit.ramp_fit`` with ``algorithm='OLS_C'``,
 
 Arithmetic is float64 as in the C code (TGROUP/TFRAME rounded to float32 as stcal passes them,
 weights through float32 ``powf``), outputs float32. Vectorised: pixels without any GROUPDQ flag and
-with finite data (the common case) get closed-form weighted sums over groups, bucketed by weight
-exponent; flagged pixels go through a vectorised segment path. Work is done in blocks of rows
-sized from a memory budget.
+with finite data (the common case) get closed-form weighted slopes over groups (the most common
+weight exponent of the block with scalar coefficients) and a median rate sorted on the transposed
+ramp; flagged pixels go through a vectorised segment path. Segment slopes of flagged pixels, of
+ramps with another exponent and of closed-form slopes whose float64 value lies within a rounding
+bound of a float32 boundary use stcal's own weighted sums in group order, so the float32 outputs
+are bit-identical. Work is done in blocks of rows sized from a memory budget.
 
 * ZEROFRAME (level-1b ``ZEROFRAME`` extension, float32 (nints, ny, nx) [DN]), as stcal uses it:
   only when ``suppress_one_group`` is off, for an integration without any good group (group 0
@@ -124,13 +127,87 @@ def weight_table(n):
 
 
 @functools.lru_cache(maxsize=8)
-def _padded_weight_tables(ngroups):
-    """float64 (ngroups + 1, len(POWERS), ngroups): ``[n, p, :n]`` is :func:`weight_table` (n)
-    for n >= 3, the rest 0."""
+def _padded_weights(ngroups):
+    """stcal's optimal weights before the 1/rn^2 factor, float64 (ngroups + 1, len(POWERS),
+    ngroups): ``[n, p, k] = powf(|(k - mid) / mid|, POWERS[p])`` for k < n (n >= 3), 0 beyond."""
     out = np.zeros((ngroups + 1, len(POWERS), ngroups))
     for n in range(3, ngroups + 1):
-        out[n, :, :n] = weight_table(n)
+        mid = (n - 1) / 2.0
+        invmid = 1.0 / mid
+        for row, p in enumerate(POWERS):
+            out[n, row, :n] = [_powf(abs((k - mid) * invmid), p) for k in range(n)]
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _rounding_scales(n, p):
+    """Scale-free sizes of stcal's weighted sums for a full segment of ``n`` groups and weight
+    row ``p`` (1/rn^2 = 1): ``(sumw sumx / den, (sumw sumxx + sumx^2) / den, sum |c_k|)``."""
+    w = _padded_weights(n)[n, p]
+    x = np.arange(n, dtype=np.float64)
+    sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
+    den = sw * sxx - sx * sx
+    return sw * sx / den, (sw * sxx + sx * sx) / den, float(np.abs(weight_table(n)[p]).sum())
+
+
+def _near_float32_boundary(slope, y32, n, p, T):
+    """True where the closed-form slopes (nints, P) [DN/s] of full ramps of ``n`` groups could
+    round to a different float32 rateints or rate value than stcal's arithmetic would give.
+
+    Both computations are within ``32 n eps (A + C) max|y| / T + 32 n eps R |slope|`` of the
+    exact value (A, R, C from :func:`_rounding_scales`; the rounding of weighted sums of n terms
+    and of one cancelling difference, with a factor of 4 to spare). A value is at risk when its
+    float32 rounding is not the same at both ends of that interval; the exposure rate of pixels
+    without flags is the mean of the integrations' slopes (equal read-noise weights).
+    """
+    A, R, C = _rounding_scales(n, p)
+    eps = 32.0 * n * np.finfo(np.float64).eps
+    big = np.abs(y32).max(axis=1).astype(np.float64)          # (nints, P)
+    margin = eps * ((A + C) * big / T + R * np.abs(slope)) + 8.0 * eps * np.abs(slope)
+    f32 = np.float32
+    risky = (slope - margin).astype(f32) != (slope + margin).astype(f32)
+    nints = slope.shape[0]
+    mean = slope.sum(axis=0) / nints
+    m = margin.max(axis=0) + 8.0 * eps * nints * np.abs(slope).max(axis=0)
+    risky |= ((mean - m).astype(f32) != (mean + m).astype(f32))[None, :]
+    return risky
+
+
+def _stcal_slopes(Y, start, n, pidx, invrn2, T, ngroups):
+    """Segment slopes [DN/s] with stcal's arithmetic (weighted sums in group order, then
+    ``(sumw sumxy - sumx sumy) / (sumw sumxx - sumx^2) / T``), so that they are bit-identical.
+
+    Y : float64 (S, maxn) segment values, NaN and positions beyond ``n`` set to 0;
+    start, n, pidx : int (S,) first group, length (>= 3), weight-exponent row; invrn2 : float64
+    (S,) ``1 / rn^2``. Padded positions have weight 0 and add exact zeros.
+    """
+    S, maxn = Y.shape
+    W = _padded_weights(ngroups)
+    if S <= 256:  # few segments: whole-array running sums (add.accumulate is sequential)
+        w = W[n, pidx, :maxn] * invrn2[:, None]
+        xval = start.astype(np.float64)[:, None] + np.arange(maxn, dtype=np.float64)
+        xwt = xval * w
+
+        def total(terms):  # left-to-right running sum from 0, as the C loop
+            return np.add.accumulate(terms, axis=1)[:, -1]
+
+        sumw, sumx, sumxx = total(w), total(xwt), total(xval * xwt)
+        sumy, sumxy = total(Y * w), total(Y * xwt)
+    else:         # many segments: one vector operation per group
+        sumw, sumx, sumxx, sumy, sumxy = (np.zeros(S) for _ in range(5))
+        xstart = start.astype(np.float64)
+        for k in range(maxn):
+            w = W[n, pidx, k] * invrn2
+            xval = xstart + float(k)
+            xwt = xval * w
+            sumw += w
+            sumx += xwt
+            sumxx += xval * xwt
+            sumy += Y[:, k] * w
+            sumxy += Y[:, k] * xwt
+    num = sumw * sumxy - sumx * sumy
+    den = sumw * sumxx - sumx * sumx
+    return num * (1.0 / den) / T
 
 
 def _power_index(snr):
@@ -318,24 +395,26 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if ngroups >= 3 and not flagged.all():
-            table = weight_table(ngroups)
-            # (float32 data times float64 coefficients: the float64 products of the ramp)
+            # Closed-form weighted slopes (coefficients per weight exponent, the most common
+            # exponent with scalar coefficients); they differ from stcal's weighted sums by
+            # rounding only. Where that rounding could change a float32 output (the float64
+            # value lies within an error bound of a float32 rounding boundary) and for the few
+            # ramps of other exponents, the slope is redone with stcal's arithmetic.
             pidx = _power_index(_snr(y32[:, -1].astype(np.float64) - y32[:, 0], rn, g))
-            # The most common weight exponent with scalar coefficients over the whole block,
-            # the few other ramps (hot pixels) gathered; the same sums in the same order.
             p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
+            table = weight_table(ngroups)
             slope = np.zeros((nints, npix))
             for k in range(ngroups):
-                slope += table[p0, k] * y32[:, k]
-            oi, op = np.nonzero(pidx != p0)
-            if oi.size:
-                yo = y32[oi, :, op].astype(np.float64)  # (n, ngroups)
-                co = table[pidx[oi, op]]
-                so = np.zeros(oi.size)
-                for k in range(ngroups):
-                    so += co[:, k] * yo[:, k]
-                slope[oi, op] = so
+                slope += table[p0, k] * y32[:, k]     # float32 data times float64 coefficients
             slope /= T
+            redo = pidx != p0
+            redo |= _near_float32_boundary(slope, y32, ngroups, p0, T)
+            oi, op = np.nonzero(redo)
+            if oi.size:
+                slope[oi, op] = _stcal_slopes(
+                    y32[oi, :, op].astype(np.float64), np.zeros(oi.size, np.int64),
+                    np.full(oi.size, ngroups), pidx[oi, op], 1.0 / (rn[op] * rn[op]), T,
+                    ngroups)
             var_p = _var_poisson(mr, dc, T * g * (ngroups - 1.0))
             var_r = _var_rnoise(rn, T, float(ngroups), g)
             var_r = np.where(bad_gain, 0.0, var_r)
@@ -439,8 +518,8 @@ def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress
         last = yt[ii, mm, ss + nn - 1]
         pidx = _power_index(_snr(last - seg[:, 0], rns[sel], gs[sel]))
         seg = np.where(inside & ~np.isnan(seg), seg, 0.0)
-        coef = _padded_weight_tables(ngroups)[nn, pidx, :maxn]
-        slope[sel] = np.einsum("sk,sk->s", coef, seg) / T
+        rsel = rns[sel]
+        slope[sel] = _stcal_slopes(seg, ss, nn, pidx, 1.0 / (rsel * rsel), T, ngroups)
         n = nn.astype(np.float64)
         var_p[sel] = _var_poisson(mrs[sel], dcs[sel], T * gs[sel] * (n - 1.0))
         vr = _var_rnoise(rns[sel], T, n, gs[sel])
