@@ -50,30 +50,30 @@ def _image_hdu(hdul, path):
     raise InputError(path, "no 2-D image in the primary HDU or any image extension")
 
 
-def read_frame(path):
-    """(data float64 (ny, nx) [ADU], header) of a raw CCD frame; primary header cards merged
-    under the image extension's when the image is not in the primary HDU."""
+def _open_image(path, read_data):
+    """(data float64 (ny, nx) [ADU] or None, header, (ny, nx)) of a raw CCD frame; primary
+    header cards merged under the image extension's when the image is not in the primary HDU."""
     try:
         with fits.open(path) as hdul:
             hdu = _image_hdu(hdul, path)
             header = hdul[0].header.copy()
             if hdu is not hdul[0]:
                 header.update(hdu.header)
-            return np.asarray(hdu.data, np.float64), header
+            data = np.asarray(hdu.data, np.float64) if read_data else None
+            return data, header, (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"]))
     except OSError as exc:
         raise InputError(path, f"not a readable FITS file ({exc})") from None
+
+
+def read_frame(path):
+    """(data float64 (ny, nx) [ADU], header) of a raw CCD frame (see :func:`_open_image`)."""
+    data, header, _ = _open_image(path, True)
+    return data, header
 
 
 def _read_header(path):
-    try:
-        with fits.open(path) as hdul:
-            hdu = _image_hdu(hdul, path)
-            header = hdul[0].header.copy()
-            if hdu is not hdul[0]:
-                header.update(hdu.header)
-            return header, (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"]))
-    except OSError as exc:
-        raise InputError(path, f"not a readable FITS file ({exc})") from None
+    _, header, shape = _open_image(path, False)
+    return header, shape
 
 
 def frame_gain(header, gain, path):

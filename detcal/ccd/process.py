@@ -249,22 +249,24 @@ def dark_rate_fit(masters, exptimes, ncombine, gain, readnoise_e, extra_var=None
     w = valid.astype(np.float64)
     d0 = np.where(valid, d, 0.0)
     for _ in range(2):
-        sw, swt, swtt = w.sum(0), (w * t).sum(0), (w * t * t).sum(0)
-        swd, swtd = (w * d0).sum(0), (w * t * d0).sum(0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            det = sw * swtt - swt ** 2
-            b = (sw * swtd - swt * swd) / det
-            a = (swd - b * swt) / sw
+        a, b, sigma_b = _weighted_line(w, t, d0)
         var = ((gain * np.maximum(b * t, 0.0) + readnoise_e ** 2) / gain ** 2 + xv) / np.maximum(n, 1)
         w = np.where(valid, 1.0 / var, 0.0)
+    a, b, sigma_b = _weighted_line(w, t, d0)
+    return b * gain, sigma_b * gain, a
+
+
+def _weighted_line(w, t, d):
+    """Per-pixel weighted least-squares line ``d = a + b t`` over axis 0: (a, b, sigma_b), with
+    sigma_b the error of b for weights ``w = 1 / variance``."""
     sw, swt, swtt = w.sum(0), (w * t).sum(0), (w * t * t).sum(0)
-    swd, swtd = (w * d0).sum(0), (w * t * d0).sum(0)
+    swd, swtd = (w * d).sum(0), (w * t * d).sum(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         det = sw * swtt - swt ** 2
         b = (sw * swtd - swt * swd) / det
         a = (swd - b * swt) / sw
         sigma_b = np.sqrt(sw / det)
-    return b * gain, sigma_b * gain, a
+    return a, b, sigma_b
 
 
 def hot_pixels(rate, threshold):

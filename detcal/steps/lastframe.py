@@ -19,7 +19,7 @@ import logging
 import numpy as np
 
 from .. import dqflags
-from ..geometry import family
+from .guards import skip_unless_miri
 
 log = logging.getLogger("detcal.lastframe")
 
@@ -58,11 +58,7 @@ def run(ramp, refs=None):
 
     Sets S_LASTFR = 'SKIPPED' for non-MIRI data and for NGROUPS <= 2, and logs why.
     """
-    meta = ramp.meta("lastframe")
-    if family(meta["INSTRUME"]) != "MIRI":
-        log.warning("lastframe: %s is %s data; the last-frame flagging is for MIRI only: skipped",
-                    ramp.path, meta["INSTRUME"])
-        ramp.header["S_LASTFR"] = "SKIPPED"
+    if skip_unless_miri(ramp, "lastframe", "the last-frame flagging"):
         return ramp
     ramp.groupdq, flagged = flag_last_group(ramp.groupdq)
     nints, ngroups = ramp.data.shape[:2]

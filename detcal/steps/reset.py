@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import family
+from .guards import skip_unless_miri
 
 log = logging.getLogger("detcal.reset")
 
@@ -111,12 +111,9 @@ def run(ramp, refs):
     ramp's subarray. A reference without NINTS/NGROUPS, or with values beyond its array, or with
     frames of another shape, is an :class:`InputError` naming the file.
     """
-    meta = ramp.meta("reset")
-    if family(meta["INSTRUME"]) != "MIRI":
-        log.warning("reset: %s is %s data; the reset-anomaly correction is for MIRI only: skipped",
-                    ramp.path, meta["INSTRUME"])
-        ramp.header["S_RESET"] = "SKIPPED"
+    if skip_unless_miri(ramp, "reset", "the reset-anomaly correction"):
         return ramp
+    meta = ramp.meta("reset")
     ref = refs["reset"]
     shape = ramp.data.shape[-2:]
     if ref.data.ndim != 4:
