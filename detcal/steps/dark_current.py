@@ -23,6 +23,11 @@ integrations. This is stcal's rule for INTSTART = 1; for later segments of a mul
 exposure stcal always uses the last dark integration, which differs only when the dark has more
 than two integrations.
 
+Memory: :func:`run` (without ``dark_output``) corrects the ramp in place and builds the matched
+dark a chunk of groups at a time (:func:`correct_dark_in_place`, ``memory_mb``), with the same
+arithmetic as :func:`correct_dark`; the step then needs the ramp and the dark as read plus one
+chunk, instead of also a corrected copy of the ramp and the whole matched dark.
+
 The average dark current for ramp fitting's Poisson term
 (:func:`resolve_average_dark_current`) follows jwst's priority: the ``average_dark_current`` parameter, else the reference's AVDRKCUR image
 (if non-zero and of the right shape), else its AVDRKCUR header keyword, else 0. :func:`run`
@@ -97,6 +102,16 @@ def match_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap, ni
     info : dict   ``mode`` ('direct' or 'averaged'), ``dark_frames``, ``needed_frames``,
                   ``extrapolated_groups``
     """
+    dark, info = _prepare_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap,
+                               nints, intstart, extrapolate, dark_name)
+    return np.ascontiguousarray(matched_groups(dark, info["mode"], 0, ngroups, nframes,
+                                               groupgap)), info
+
+
+def _prepare_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap, nints, intstart,
+                  extrapolate, dark_name):
+    """Checks and mode of :func:`match_dark`; returns the dark to match from (integrations cut,
+    extrapolated if asked) and ``info``."""
     dark = np.asarray(dark)
     if dark.ndim not in (3, 4):
         raise InputError(dark_name, f"dark SCI must be 3-D or 4-D, got shape {dark.shape}")
@@ -130,25 +145,30 @@ def match_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap, ni
                     "linearly from the last two dark groups", dark_name, have, needed, extra)
         dark = extrapolate_dark(dark, extra)
 
+    info = {"mode": mode, "dark_frames": have, "needed_frames": needed, "extrapolated_groups": extra}
+    return dark, info
+
+
+def matched_groups(dark, mode, g0, g1, nframes, groupgap):
+    """Science groups ``g0 .. g1-1`` of the matched dark (see :func:`match_dark`; ``dark`` and
+    ``mode`` as :func:`match_dark` prepared them): shape (..., g1 - g0, ny, nx) [DN], NaN -> 0.
+    Only the dark groups that are used are copied."""
+
     def frames(a, b):
-        """Dark groups a..b-1 with NaN -> 0 (a copy: only the groups that are used are copied)."""
         block = dark[..., a:b, :, :].copy()
         block[np.isnan(block)] = 0.0
         return block
 
     if mode == "direct":
-        matched = frames(0, ngroups)
-    else:
-        matched = np.empty(dark.shape[:-3] + (ngroups,) + dark.shape[-2:], np.float32)
-        start = 0
-        for g in range(ngroups):
-            if nframes == 1:
-                matched[..., g, :, :] = frames(start, start + 1)[..., 0, :, :]
-            else:
-                matched[..., g, :, :] = frames(start, start + nframes).mean(axis=-3)
-            start += nframes + groupgap
-    info = {"mode": mode, "dark_frames": have, "needed_frames": needed, "extrapolated_groups": extra}
-    return np.ascontiguousarray(matched), info
+        return frames(g0, g1)
+    matched = np.empty(dark.shape[:-3] + (g1 - g0,) + dark.shape[-2:], np.float32)
+    for j, g in enumerate(range(g0, g1)):
+        start = g * (nframes + groupgap)
+        if nframes == 1:
+            matched[..., j, :, :] = frames(start, start + 1)[..., 0, :, :]
+        else:
+            matched[..., j, :, :] = frames(start, start + nframes).mean(axis=-3)
+    return matched
 
 
 def combined_dark_dq(dark_dq):
@@ -241,6 +261,51 @@ def correct_dark(data, pixeldq, dark, dark_dq, dark_nframes, dark_groupgap, nfra
     return data, pixeldq, matched, info
 
 
+def correct_dark_in_place(data, pixeldq, dark, dark_dq, dark_nframes, dark_groupgap, nframes,
+                          groupgap, intstart=1, extrapolate=False, dark_name="<dark>",
+                          memory_mb=64):
+    """:func:`correct_dark` without copies of the ramp or of the dark: ``data`` is modified.
+
+    The matched dark is built and subtracted a chunk of groups at a time (chunks of at most
+    ``memory_mb`` [MB] of float32 matched dark, at least one group), with the same arithmetic as
+    :func:`correct_dark`, so the result is identical. Peak memory: the inputs plus one chunk.
+
+    Parameters
+    ----------
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)    [DN]; dark subtracted in place
+    other parameters as :func:`correct_dark`; memory_mb : float   [MB]
+
+    Returns
+    -------
+    data : the same array, pixeldq : ndarray, uint32 (ny, nx), info : dict from
+    :func:`match_dark` plus ``last_group_mean`` (mean of the matched dark's last group [DN])
+    """
+    if not (isinstance(data, np.ndarray) and data.dtype == np.float32 and data.flags.writeable):
+        raise ValueError("correct_dark_in_place needs a writeable float32 ndarray")
+    nints, ngroups = data.shape[:2]
+    prepared, info = _prepare_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap,
+                                   nints, intstart, extrapolate, dark_name)
+    if prepared.shape[-2:] != data.shape[2:]:
+        raise ValueError(f"dark shape {prepared.shape} does not cover the science ramp {data.shape}")
+    dark_ints = prepared.shape[0] if prepared.ndim == 4 else 1
+    per_group = dark_ints * data.shape[2] * data.shape[3] * 4
+    chunk = max(1, int(memory_mb * 1e6 // per_group))
+    index = integration_index(dark_ints, nints, intstart) if prepared.ndim == 4 else None
+    last = None
+    for g0 in range(0, ngroups, chunk):
+        g1 = min(ngroups, g0 + chunk)
+        m = matched_groups(prepared, info["mode"], g0, g1, nframes, groupgap)
+        for i in range(nints):
+            data[i, g0:g1] -= m[index[i]] if index is not None else m
+        last = m[..., -1, :, :]
+    info["last_group_mean"] = float(np.mean(last))
+    pixeldq = np.asarray(pixeldq, np.uint32)
+    dq = combined_dark_dq(dark_dq)
+    if dq is not None:
+        pixeldq = pixeldq | dq
+    return data, pixeldq, info
+
+
 def resolve_average_dark_current(shape, value=None, array=None, keyword=None):
     """The average dark current for ramp fitting, by jwst's priority.
 
@@ -287,7 +352,8 @@ def _header_float(header, key):
         return None
 
 
-def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=None):
+def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=None,
+        memory_mb=64):
     """Subtract ``refs['dark']`` (a DARK :class:`detcal.io.Reference`) from a ramp.
 
     Parameters
@@ -299,6 +365,10 @@ def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=N
                                   NFRAMES/NGROUPS/GROUPGAP, for the caller to write
     extrapolate : bool            extrapolate a dark that is too short (stcal behaviour)
     average_dark_current : float or None   overrides the reference's AVDRKCUR          [e-/s]
+    memory_mb : float             without ``dark_output`` the ramp is corrected in place and
+                                  the matched dark built in chunks of this size [MB]
+                                  (:func:`correct_dark_in_place`); with it, the whole matched
+                                  dark and a corrected copy of the ramp are made
 
     Returns
     -------
@@ -316,9 +386,21 @@ def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=N
         dark_dq = combined_dark_dq(ref.dq)
     except ValueError as exc:
         raise InputError(ref.path, str(exc)) from None
-    ramp.data, ramp.pixeldq, matched, info = correct_dark(
-        ramp.data, ramp.pixeldq, ref.data, dark_dq, dark_nframes, dark_groupgap, meta["NFRAMES"],
-        meta["GROUPGAP"], intstart=intstart, extrapolate=extrapolate, dark_name=ref.path)
+    if dark_output:  # the whole matched dark is a product
+        ramp.data, ramp.pixeldq, matched, info = correct_dark(
+            ramp.data, ramp.pixeldq, ref.data, dark_dq, dark_nframes, dark_groupgap,
+            meta["NFRAMES"], meta["GROUPGAP"], intstart=intstart, extrapolate=extrapolate,
+            dark_name=ref.path)
+        info["last_group_mean"] = float(np.mean(matched[..., -1, :, :]))
+    else:            # bounded memory: the ramp is corrected in place, the dark a chunk at a time
+        data = ramp.data
+        if not (isinstance(data, np.ndarray) and data.dtype == np.float32
+                and data.flags.writeable):
+            data = np.array(data, np.float32)
+        ramp.data, ramp.pixeldq, info = correct_dark_in_place(
+            data, ramp.pixeldq, ref.data, dark_dq, dark_nframes, dark_groupgap, meta["NFRAMES"],
+            meta["GROUPGAP"], intstart=intstart, extrapolate=extrapolate, dark_name=ref.path,
+            memory_mb=memory_mb)
 
     avg, source = resolve_average_dark_current(ramp.data.shape[2:], value=average_dark_current,
                                        array=(ref.extras or {}).get(AVDRKCUR),
@@ -330,7 +412,7 @@ def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=N
              "average dark current from %s (mean %.4g e-/s)", meta["DETECTOR"], ref.path, info["mode"],
              f", {info['extrapolated_groups']} groups extrapolated" if info["extrapolated_groups"]
              else "",
-             ramp.data.shape[0], ramp.data.shape[1], float(np.mean(matched[..., -1, :, :])), source,
+             ramp.data.shape[0], ramp.data.shape[1], info["last_group_mean"], source,
              float(avg.mean()) if avg.size else 0.0)
     if not dark_output:
         return ramp
