@@ -9,6 +9,7 @@ renamed into place, so a failed write never leaves a partial file; it carries it
 (detcal version, step, parameters, input names) in HISTORY cards.
 """
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -258,23 +259,49 @@ def add_history(header, step, inputs=(), params=None):
             header[key] = val
 
 
-def _atomic_write(hdul, path):
+class WriteError(InputError, OSError):
+    """A product could not be written (full disk, no permission...): ``"<path>: <problem>"``.
+
+    An :class:`InputError`, so :func:`detcal.runner.logged` prints it as one line and exits 1,
+    and an ``OSError`` for callers that handle failed writes.
+    """
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary name next to ``path`` (same suffix); rename it to ``path`` on success.
+
+    On any failure the temporary file is removed (no partial product); an ``OSError`` (e.g.
+    ENOSPC, "No space left on device") becomes one :class:`WriteError` naming ``path``, without
+    the chain of OSErrors the writer and its clean-up would show.
+    """
     path = str(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; products are ordinary files
-    hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
+    suffix = os.path.splitext(path)[1]         # savefig/to_csv pick the format from it
+    tmp = None
     try:
-        hdul.writeto(tmp, overwrite=True, checksum=False)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; products are ordinary files
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+        raise WriteError(path, f"cannot write this product: {problem}"
+                               + (f" [errno {exc.errno}]" if exc.errno else "")) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def _atomic_write(hdul, path):
+    hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
+    with atomic_path(path) as tmp:
+        hdul.writeto(tmp, overwrite=True, checksum=False)
 
 
 def write_ramp(ramp, path, step=None, inputs=(), params=None):

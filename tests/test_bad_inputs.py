@@ -9,6 +9,7 @@ A few cases (:data:`WORKFLOW_CASES`) go through ``snakemake`` itself on a workin
 already holds products, which must be untouched.
 """
 
+import errno
 import hashlib
 import os
 import shutil
@@ -418,3 +419,75 @@ def test_real_data_regimes_pass(tmp_path, capsys):
     argv = [raw] + [f"--reference={det}:{k}={p}" for det, given in refs.items() for k, p in given.items()]
     assert validate.main(argv) == 0, capsys.readouterr().err
     assert "6 raw files in 3 configuration groups" in capsys.readouterr().out
+
+
+# ---- a full disk: one line naming the product, no partial file ---------------------------------
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _half_then_enospc(original):
+    """A writer that writes half of what it would and then finds the disk full."""
+    def write(self, target, *args, **kwargs):
+        original(self, target, *args, **kwargs)
+        if isinstance(target, (str, os.PathLike)) and os.path.exists(target):
+            data = Path(target).read_bytes()
+            Path(target).write_bytes(data[: len(data) // 2])
+        _enospc()
+    return write
+
+
+def _full_disk_writers(monkeypatch, tmp_path, base):
+    """(name, product path, callable writing it) for each kind of writer, with its write patched."""
+    import pandas as pd
+
+    from detcal import io
+    from detcal.analysis import common, noise
+    from detcal.reffiles import common as refcommon
+
+    ramp = io.read_ramp(str(base / E1))
+    table = pd.DataFrame({"amplifier": [1, 2], "cds_noise_dn": [10.0, 11.0]})
+    return [
+        ("fits", fits.HDUList, "writeto", _half_then_enospc(fits.HDUList.writeto),
+         tmp_path / "p_ramp.fits", lambda p: io.write_ramp(ramp, p, step="test")),
+        ("tsv", pd.DataFrame, "to_csv", _half_then_enospc(pd.DataFrame.to_csv),
+         tmp_path / "t.tsv", lambda p: common.write_tsv(table, p)),
+        ("reffile-tsv", pd.DataFrame, "to_csv", _half_then_enospc(pd.DataFrame.to_csv),
+         tmp_path / "r.tsv", lambda p: refcommon.write_table(table, p)),
+        ("json", common, "open", None, tmp_path / "a.json", lambda p: common.write_json({"a": 1}, p)),
+        ("noise-json", noise, "open", None, tmp_path / "n.json", lambda p: noise.write_json({"a": 1}, p)),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["fits", "tsv", "reffile-tsv", "json", "noise-json"])
+def test_full_disk_is_one_line_naming_the_product(kind, base, tmp_path, monkeypatch):
+    """Writing on a full disk (ENOSPC) stops the job with one line naming the product, keeps the
+    product of an earlier run as it was and leaves no partial or temporary file."""
+    import builtins
+
+    from detcal import runner
+
+    writers = {w[0]: w for w in _full_disk_writers(monkeypatch, tmp_path, base)}
+    _, owner, attr, patched, path, write = writers[kind]
+    path.write_bytes(b"product of an earlier run")
+    if patched is None:                       # the text writers: open() works, write() fails
+        real_open = builtins.open
+
+        def full_open(file, mode="r", *args, **kwargs):
+            fh = real_open(file, mode, *args, **kwargs)
+            if "w" in mode:
+                fh.write = _enospc
+            return fh
+        monkeypatch.setattr(owner, "open", full_open, raising=False)
+    else:
+        monkeypatch.setattr(owner, attr, patched)
+    with pytest.raises(SystemExit) as exc:
+        with runner.logged(None, "test"):
+            write(str(path))
+    message = str(exc.value.code)
+    assert message == f"error: {path}: cannot write this product: No space left on device [errno 28]"
+    assert path.read_bytes() == b"product of an earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]    # no temporary file left
+    monkeypatch.undo()
+    write(str(path))                          # with space again the same call writes the product
+    assert path.read_bytes() != b"product of an earlier run"

@@ -450,15 +450,10 @@ def persistent_dq(dq_cube):
 # ----------------------------------------------------------------------------------------------
 # Writers
 # ----------------------------------------------------------------------------------------------
-def _makedirs(path):
-    directory = os.path.dirname(os.path.abspath(str(path)))
-    os.makedirs(directory, exist_ok=True)
-
-
 def write_tsv(table, path):
     """Write a pandas DataFrame as TSV (no index); NaN written as an empty field."""
-    _makedirs(path)
-    table.to_csv(path, sep="\t", index=False, na_rep="")
+    with io.atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="")
 
 
 def _jsonable(obj):
@@ -479,13 +474,12 @@ def _jsonable(obj):
 
 def write_json(obj, path):
     """Write ``obj`` as indented JSON (numpy scalars converted, NaN/inf as null)."""
-    _makedirs(path)
     doc = _jsonable(obj)
     if isinstance(doc, dict):
         doc.setdefault("detcal_version", __version__)
-    with open(path, "w") as fh:
-        json.dump(doc, fh, indent=2, allow_nan=False)
-        fh.write("\n")
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    with io.atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
 
 
 def read_json(path):
@@ -502,11 +496,13 @@ def records(table):
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
-def save_figure(fig, path):
-    """Save a figure (PNG, 110 dpi) and close it."""
-    _makedirs(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def save_figure(fig, path, dpi=110):
+    """Save a figure (PNG, ``dpi``) atomically and close it."""
+    try:
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def image_range(image, select=None, nsigma=5.0):

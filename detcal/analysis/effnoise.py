@@ -64,6 +64,7 @@ from scipy.optimize import least_squares  # noqa: E402
 
 from .. import dqflags, io  # noqa: E402
 from ..errors import InputError  # noqa: E402
+from .common import save_figure  # noqa: E402
 from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
                     check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
                     median_variance, open_ramp, robust_sigma, MAX_FLAGGED_FRACTION,
@@ -605,8 +606,7 @@ def plot_effective_noise(table, path, title="", note=""):
         ax.set_ylabel("slope noise [DN/s]")
     fig.suptitle(" ".join(s for s in (title, note) if s), fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -721,8 +721,8 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
                        "measured^2 - MULTIACCUM theory^2 at that N [e-^2] (read noise from N = 2); "
                        "errors: delete-one-block jackknife over ramps"),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(table_path)), exist_ok=True)
-    table.to_csv(table_path, sep="\t", index=False, float_format="%.6g")
+    with io.atomic_path(table_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
     ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS")})
     doc = {

@@ -114,6 +114,7 @@ from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 from .. import dqflags, io, keywords  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
+from .common import save_figure  # noqa: E402
 from ..noise_conventions import (REF_FREQUENCY_HZ, REF_TIME_S, pink_amplitude,  # noqa: E402,F401
                                  pink_psd, rms_band)
 from ..noise_conventions import pink_rms as _pink_rms  # noqa: E402
@@ -1069,9 +1070,9 @@ def _jsonable(obj):
 
 def write_json(obj, path):
     """Write ``obj`` as indented JSON (numpy types converted, NaN -> null)."""
-    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(_jsonable(obj), fh, indent=2)
+    text = json.dumps(_jsonable(obj), indent=2)
+    with io.atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
 
 
 def noise_table(result, gains):
@@ -1204,8 +1205,7 @@ def plot_cds_noise(table, path, title=""):
     axs[0].legend(fontsize=8, loc="upper center", ncol=4)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_power_spectrum(table, path, title=""):
@@ -1238,8 +1238,7 @@ def plot_power_spectrum(table, path, title=""):
         ax.set_ylabel("CDS power spectral density [DN$^2$/Hz]")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _iter_cds(paths, first, max_frames=None, keyed=False, excluded=None):
@@ -1338,10 +1337,9 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         log.warning(note)
     ntab = noise_table(result, gains)
     stab = spectrum_table(result)
-    for path in (noise_table_path, spectrum_table_path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ntab.to_csv(noise_table_path, sep="\t", index=False, float_format="%.6g")
-    stab.to_csv(spectrum_table_path, sep="\t", index=False, float_format="%.6g")
+    for table, path in ((ntab, noise_table_path), (stab, spectrum_table_path)):
+        with io.atomic_path(path) as tmp:
+            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     layout = result["layout"]
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
     ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS", "FASTAXIS", "SLOWAXIS")})

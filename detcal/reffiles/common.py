@@ -371,8 +371,8 @@ def region_stats(image, masks, sigma=3.0, maxiters=5, percentiles=(5, 25, 50, 75
 
 def write_table(df, path):
     """Write a DataFrame as TSV (directories created)."""
-    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
-    df.to_csv(path, sep="\t", index=False, float_format="%.6g")
+    with io.atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def bxp_stats(df, prefix, unit):
@@ -392,6 +392,8 @@ def save_figure(fig, path, title=""):
     from ..plots import plt
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
