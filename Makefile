@@ -20,7 +20,14 @@ $(VENV)/.stamp-test: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@ $(VENV)/.stamp-run
 
-.PHONY: demo test lint report
+# The SLURM executor plugin (extra `cluster`), for `snakemake --profile profiles/slurm`. Kept
+# out of the other extras: installed, it probes the cluster at every snakemake start.
+$(VENV)/.stamp-cluster: pyproject.toml $(VENV)/.stamp-run
+	$(VENV)/bin/pip install --quiet -e ".[cluster]"
+	touch $@
+
+.PHONY: demo test lint report cluster
+cluster: $(VENV)/.stamp-cluster
 demo: $(VENV)/.stamp-run
 	$(VENV)/bin/snakemake --cores $(CORES)
 

@@ -9,6 +9,8 @@ cannot run SLURM fails these tests with the reason, it does not skip them.
 The tiny demo is run twice with the same command line, once locally (``--cores 2``) and once
 with ``--profile profiles/slurm`` (the profile file unchanged); the SLURM run must leave a
 COMPLETED SLURM job for every job of the workflow and the same results as the local run.
+The SLURM executor plugin (extra ``cluster``, not part of the test extras) is installed for the
+SLURM run only when this environment lacks it (fixture ``cluster_env``).
 """
 
 import fcntl
@@ -111,15 +113,17 @@ def _workdir(path):
     return path
 
 
-def _snakemake(workdir, *options, timeout):
-    """``python -m snakemake`` in ``workdir`` on the tiny demo; returns its combined output."""
+def _snakemake(workdir, *options, timeout, env=None):
+    """``python -m snakemake`` in ``workdir`` on the tiny demo (environment ``env``, default
+    this one); returns its combined output."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
            "--configfiles", "config/config.yaml", "config/test.yaml", *options]
     start = time.monotonic()
     try:
         # On timeout subprocess.run kills snakemake with SIGKILL (it ignores SIGTERM while jobs
         # are active); jobs still in SLURM are cancelled by slurm-down.sh.
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                              env=env)
     except subprocess.TimeoutExpired as err:
         out = _text(err.stdout, err.stderr)
         pytest.fail(f"snakemake {' '.join(options)} did not finish within {timeout} s:\n{_tail(out)}")
@@ -141,12 +145,36 @@ def _job_stats(out):
 
 
 @pytest.fixture(scope="module")
-def runs(slurm_cluster, tmp_path_factory):
+def cluster_env(tmp_path_factory):
+    """Environment in which snakemake has the SLURM executor plugin (pyproject extra ``cluster``).
+
+    The test extras leave the plugin out (installed, it probes the cluster at every snakemake
+    start); if this environment lacks it, it is installed into a directory of its own that only
+    the SLURM run sees (PYTHONPATH, which sbatch passes on to the jobs).
+    """
+    import importlib.util
+
+    env = dict(os.environ)
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None:
+        return env
+    target = tmp_path_factory.mktemp("slurm-plugin")
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--target", str(target), "snakemake-executor-plugin-slurm==2.8.*",
+                           "snakemake-executor-plugin-slurm-jobstep>=0.6,<1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"installing the SLURM executor plugin failed:\n{_tail(proc.stdout + proc.stderr)}"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, cluster_env, tmp_path_factory):
     """The tiny demo run locally and through SLURM: (local workdir, output; slurm workdir, output)."""
     local = _workdir(tmp_path_factory.mktemp("local"))
     local_out = _snakemake(local, "--cores", "2", timeout=600)
     slurm = _workdir(tmp_path_factory.mktemp("slurm"))
-    slurm_out = _snakemake(slurm, "--profile", str(REPO / "profiles" / "slurm"), timeout=SLURM_RUN_TIMEOUT)
+    slurm_out = _snakemake(slurm, "--profile", str(REPO / "profiles" / "slurm"), timeout=SLURM_RUN_TIMEOUT,
+                           env=cluster_env)
     return local, local_out, slurm, slurm_out
 
 
