@@ -58,6 +58,27 @@ class Ramp:
         return keywords.optional(self.header, key, default)
 
     @property
+    def has_zeroframe(self):
+        """True when the ramp carries a ZEROFRAME that jwst's steps correct (header ZEROFRAM = T)."""
+        return self.zeroframe is not None and self.get("ZEROFRAM") is True
+
+    def correct_zeroframe(self, correct):
+        """Apply a step's correction to the ZEROFRAME, as jwst 3.0 does, when there is one.
+
+        ``correct``: function float32 (nints, ny, nx) [DN] -> array of that shape. jwst corrects
+        the ZEROFRAME only when ZEROFRAM = T (:attr:`has_zeroframe`), and a 0 means "no value"
+        (never read, or flagged by saturation) and stays 0 (jwst's ``wh_zero`` in superbias,
+        refpix and linearity). Returns True if the ZEROFRAME was corrected.
+        """
+        if not self.has_zeroframe:
+            return False
+        zf = np.asarray(self.zeroframe, np.float32)
+        out = np.array(correct(zf), np.float32)
+        out[zf == 0] = 0.0
+        self.zeroframe = out
+        return True
+
+    @property
     def geometry(self):
         return Geometry.from_header(self.header, self.data.shape, self.path)
 

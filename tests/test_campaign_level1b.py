@@ -1,6 +1,7 @@
 """Real level-1b files keep what they carry: ZEROFRAME, the GROUP and INT_TIMES tables and the
 header keywords, through every detector1 step to the rate products; ramp_fit uses a ZEROFRAME
-exactly as stcal/jwst do (pixels saturated in group 0, ``suppress_one_group`` off).
+exactly as stcal/jwst do (pixels saturated in group 0, ``suppress_one_group`` off). The steps'
+corrections of the ZEROFRAME and the chain against jwst: tests/test_zeroframe.py.
 """
 
 import numpy as np
@@ -52,6 +53,10 @@ def level1b_tables(nints, ngroups):
     return fits.BinTableHDU(group, name="GROUP"), fits.BinTableHDU(times, name="INT_TIMES")
 
 
+#: The steps that correct a ZEROFRAME in jwst 3.0 (the others carry it unchanged).
+ZEROFRAME_STEPS = ("saturation", "superbias", "refpix", "linearity")
+
+
 @pytest.fixture(scope="module")
 def level1b(tmp_path_factory):
     """A simulated NRCA1 exposure rewritten as a real level-1b file (ZEROFRAME, tables, keywords)."""
@@ -63,6 +68,8 @@ def level1b(tmp_path_factory):
         header, sci = hdul[0].header.copy(), hdul["SCI"].data.copy()
     header.update(LEVEL1B_KEYWORDS)
     zeroframe = (sci[:, 0].astype(np.float32) - 3.0)    # the first frame, read before group 0 ends
+    zeroframe[0, 10, 10] = 65000.0                       # saturated: 0 after saturation (grown)
+    zeroframe[1, 5, 5] = 0.0                             # no value: stays 0
     zf = fits.ImageHDU(zeroframe, name="ZEROFRAME")
     path = tmp / "jw01062001001_01101_00001_nrca1_uncal.fits"
     io.write_uncal(sci, header, path, tables=[zf, *level1b_tables(*sci.shape[:2])])
@@ -75,6 +82,7 @@ def test_level1b_file_round_trips_through_the_chain_with_its_extensions(level1b,
     with fits.open(path) as hdul:
         tables = {n: np.array(hdul[n].data) for n in ("GROUP", "INT_TIMES")}
     current = str(path)
+    previous = zeroframe
     for step in pipeline.chain("NIR", {}):
         if step == "ramp_fit":
             continue
@@ -82,7 +90,13 @@ def test_level1b_file_round_trips_through_the_chain_with_its_extensions(level1b,
         needed = {k: refs[k] for k in pipeline.REFERENCES[step] if k in refs}
         runner.run_step_file(step, current, needed, out)
         ramp = io.read_ramp(out)
-        np.testing.assert_array_equal(ramp.zeroframe, zeroframe)   # no step corrects it yet
+        # kept by every step; corrected (as jwst, tests/test_zeroframe.py) by these four only
+        assert ramp.zeroframe.shape == zeroframe.shape and ramp.zeroframe.dtype == np.float32
+        if step in ZEROFRAME_STEPS:
+            assert np.any(ramp.zeroframe != previous), step
+        else:
+            np.testing.assert_array_equal(ramp.zeroframe, previous, err_msg=step)
+        previous = ramp.zeroframe
         with fits.open(out) as hdul:
             for name, table in tables.items():
                 np.testing.assert_array_equal(np.array(hdul[name].data), table)
@@ -90,6 +104,8 @@ def test_level1b_file_round_trips_through_the_chain_with_its_extensions(level1b,
                 assert hdul[0].header[key] == val, (step, key)
             assert hdul[0].header["EXPSTART"] == before["EXPSTART"]
         current = out
+    assert previous[1, 5, 5] == 0 and np.all(previous[0, 9:12, 9:12] == 0)
+    assert np.count_nonzero(previous == 0) == 10
     rate, rateints = str(tmp_path / "rate.fits"), str(tmp_path / "rateints.fits")
     runner.run_ramp_fit_file(current, {k: refs[k] for k in ("gain", "readnoise")}, rate, rateints)
     with fits.open(rateints) as hdul:
@@ -97,7 +113,7 @@ def test_level1b_file_round_trips_through_the_chain_with_its_extensions(level1b,
         assert hdul[0].header["PROGRAM"] == "01062"
     from stdatamodels.jwst import datamodels
     with datamodels.RampModel(current) as model:     # jwst reads our products with ZEROFRAME
-        np.testing.assert_array_equal(model.zeroframe, zeroframe)
+        np.testing.assert_array_equal(model.zeroframe, previous)
         assert len(model.group) == 8 and len(model.int_times) == 2
 
 
@@ -146,13 +162,24 @@ def test_ramp_fit_uses_zeroframe_as_stcal_on_pixels_saturated_in_group_0(seed, n
     assert np.all(np.isnan(without["sci"][used]))
 
 
-def test_run_does_not_use_an_uncorrected_zeroframe(level1b, caplog):
-    path, refs, _ = level1b
+def test_a_zeroframe_without_zerofram_is_carried_but_neither_corrected_nor_used(level1b, caplog):
+    """jwst corrects a ZEROFRAME only when ZEROFRAM = T; detcal's ramp_fit then leaves it out too."""
+    path, refs, zeroframe = level1b
     ramp = io.read_ramp(path)
-    assert ramp.zeroframe is not None
-    gain = io.read_reference(refs["gain"], "GAIN", like=ramp)
-    rn = io.read_reference(refs["readnoise"], "READNOISE", like=ramp)
-    from detcal.steps import ramp_fit
+    ramp.header["ZEROFRAM"] = False
+    from detcal.steps import linearity, ramp_fit, saturation, superbias
+    read = {k: io.read_reference(refs[k], io.REFTYPES[k], like=ramp)
+            for k in ("saturation", "superbias", "linearity", "gain", "readnoise")}
+    ramp = saturation.run(ramp, read)
+    ramp = superbias.run(ramp, read)
+    ramp = linearity.run(ramp, read)
+    np.testing.assert_array_equal(ramp.zeroframe, zeroframe)
     with caplog.at_level("INFO", logger="detcal.ramp_fit"):
-        ramp_fit.run(ramp, {"gain": gain, "readnoise": rn}, suppress_one_group=False)
-    assert "ZEROFRAME present but not corrected" in caplog.text
+        ramp_fit.run(ramp, read, suppress_one_group=False)
+    assert "ZEROFRAME extension but ZEROFRAM is not T" in caplog.text
+    ramp.header["ZEROFRAM"] = True
+    assert ramp.has_zeroframe
+    caplog.clear()
+    with caplog.at_level("INFO", logger="detcal.ramp_fit"):
+        ramp_fit.run(ramp, read, suppress_one_group=False)
+    assert "ZEROFRAM is not T" not in caplog.text

@@ -11,7 +11,9 @@ float32 in the same order as stcal 1.20 ``apply_polynomial``::
 so results are bit-identical to stcal. Groups flagged SATURATED keep their input value
 (DO_NOT_USE groups *are* corrected, as in stcal). Pixels flagged NO_LIN_CORR in the reference DQ
 are left unchanged; pixels with a NaN coefficient or a zero linear term are left unchanged and get
-NO_LIN_CORR in PIXELDQ. All reference DQ bits are OR-ed into PIXELDQ.
+NO_LIN_CORR in PIXELDQ. All reference DQ bits are OR-ed into PIXELDQ. A level-1b ZEROFRAME
+(ZEROFRAM = T) is linearised with the same coefficients as a one-group ramp; its 0 values ("no
+value") stay 0 (stcal ``linearity_correction(zframe=...)``; always the group-level polynomial).
 
 Not implemented: stcal's read-level path (used by jwst only when the reference has INV_COEFFS,
 NFRAMES > 1 and the exposure has no read times), which linearises the individual frames of a
@@ -139,6 +141,10 @@ def run(ramp, refs):
                     "correction, detcal applies the group-level one", ref.path, meta["NFRAMES"])
     before = ramp.pixeldq
     ramp.data, ramp.pixeldq = correct_linearity(ramp.data, ramp.groupdq, ramp.pixeldq, coeffs, ref.dq)
+    if ramp.correct_zeroframe(lambda zf: correct_linearity(
+            zf[:, None], np.zeros((zf.shape[0], 1) + zf.shape[1:], np.uint8), before, coeffs,
+            ref.dq)[0][:, 0]):
+        log.info("linearity: ZEROFRAME linearised too (its 0 values kept)")
     nolin = (ramp.pixeldq & _NO_LIN) != 0
     added = int((nolin & ((before & _NO_LIN) == 0)).sum())
     nsat = int(((ramp.groupdq & _SAT) != 0).sum())

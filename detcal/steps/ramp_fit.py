@@ -49,9 +49,11 @@ are bit-identical. Work is done in blocks of rows sized from a memory budget.
 Deliberate differences from stcal: when group 0 is SATURATED in every pixel (or, for MIRI, no
 usable group remains) stcal returns no product at all; here the per-pixel rules apply (all NaN,
 DQ DO_NOT_USE | SATURATED). CHARGELOSS re-fitting and the optional ``fitopt`` product are not
-implemented. :func:`run` uses a ramp's ZEROFRAME only when every earlier step that jwst applies
-to the ZEROFRAME (superbias, refpix, linearity) has recorded doing so (``ZFCORR`` in the header);
-detcal's steps do not correct it yet, so the workflow fits without it and says so.
+implemented. :func:`run` passes a ramp's ZEROFRAME when the header has ZEROFRAM = T: then the
+saturation, superbias, refpix and linearity steps have corrected it as jwst's do
+(:meth:`detcal.io.Ramp.correct_zeroframe`), and it is in the state jwst's ramp_fit reads. jwst's
+ramp_fit would also use a ZEROFRAME extension of a file whose ZEROFRAM is not T, uncorrected (bias
+included); :func:`run` leaves such a ZEROFRAME out and says so.
 """
 
 import ctypes
@@ -705,11 +707,11 @@ def run(ramp, refs, **params):
     if params.get("average_dark_current") is None:
         params["average_dark_current"] = _ramp_dark_current(ramp)
     if ramp.zeroframe is not None and "zeroframe" not in params:
-        if ramp.get("ZFCORR") is True:
+        if ramp.has_zeroframe:
             params["zeroframe"] = ramp.zeroframe
         else:
-            log.info("ramp_fit: ZEROFRAME present but not corrected like the groups (superbias, "
-                     "refpix, linearity; ZFCORR not set): not used")
+            log.info("ramp_fit: ZEROFRAME extension but ZEROFRAM is not T, so no step corrected "
+                     "it: not used")
     gain, rnoise = refs["gain"], refs["readnoise"]
     rate, rateints = fit_ramps(ramp.data, ramp.groupdq, ramp.pixeldq, gain.data, rnoise.data,
                                meta["TFRAME"], meta["TGROUP"], meta["NFRAMES"], meta["GROUPGAP"],

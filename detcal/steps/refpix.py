@@ -42,6 +42,11 @@ What it does (jwst 3.0 ``jwst/refpix/reference_pixels.py``; see
   (except the float32 round trip of steps 1 and 3); detcal does exactly that and says why.
   MIRI subarrays are skipped (as jwst) with that reason.
 
+* **ZEROFRAME** (level-1b, ZEROFRAM = T): corrected after the science frames exactly as one more
+  group per integration, with the same PIXELDQ (jwst ``process_zeroframe_correction``); its 0
+  values ("no value") stay 0. In the 4-output case with side pixels jwst's work buffer is then
+  already float64, so every ZEROFRAME integration is corrected in float64.
+
 Reference pixels outside the array (subarrays) do not exist; a subarray is treated exactly as
 jwst treats it, i.e. as embedded in a full frame whose reference pixels outside the data are
 DO_NOT_USE (so a running-median window is truncated at the subarray's edge, and reflected at the
@@ -298,7 +303,7 @@ def _edge_rows(row0, ny, full_ny):
 
 
 def _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
-                      side_smoothing_length, side_gain, siglimit):
+                      side_smoothing_length, side_gain, siglimit, zeroframe_pass=False):
     """4-output correction of detector-frame views ``src`` -> ``dst``; returns a reason or None."""
     nints, ngroups, ny, nx = src.shape
     frames = _frames(nints, ngroups)
@@ -309,9 +314,10 @@ def _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
     amp_start = {int(k): int(np.flatnonzero(full_amps == k)[0]) for k in np.unique(full_amps)}
     good_dq = (dq & _DNU) == 0
     # jwst's work-buffer precision: frame 0 in float32, later frames in float64 with side pixels.
+    # In the ZEROFRAME pass jwst reuses the buffer of the science frames: float64 from the start.
     wide_frame = np.zeros(nfr, bool)
     if use_side_ref_pixels:
-        wide_frame[1:] = True
+        wide_frame[0 if zeroframe_pass else 1:] = True
 
     # ---- top/bottom clipped means: one vector per (frame, edge, amp, parity) ----------------
     edges = _edge_rows(row0, ny, full_ny)
@@ -468,7 +474,7 @@ def _nir_single_output(src, dst, dq, geom, odd_even_columns, siglimit):
 # Public entry points
 # --------------------------------------------------------------------------------------------
 def _nir(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
-         side_gain, odd_even_rows, siglimit, subarray):
+         side_gain, odd_even_rows, siglimit, subarray, zeroframe_pass=False):
     del odd_even_rows  # MIRI only
     out = np.empty_like(data)
     src = to_detector(data, geom.fastaxis, geom.slowaxis)
@@ -476,7 +482,7 @@ def _nir(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smooth
     if geom.is_full_frame or geom.noutputs != 1:
         dq = to_detector(pixeldq, geom.fastaxis, geom.slowaxis)
         reason = _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
-                                   side_smoothing_length, side_gain, siglimit)
+                                   side_smoothing_length, side_gain, siglimit, zeroframe_pass)
     else:
         pdq = pixeldq.copy()
         if subarray is not None and str(subarray).strip().upper() in NRS_EDGELESS_SUBARRAYS:
@@ -568,13 +574,21 @@ def _miri(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoot
     return _miri_full_frame(data, pixeldq, odd_even_rows, siglimit)
 
 
+def _zeroframe_pass(zeroframe, pixeldq, geom, reasons, params):
+    """The ZEROFRAME (nints, ny, nx) corrected as jwst's ``process_zeroframe_correction`` does."""
+    out, reason = subtract_reference_pixels(zeroframe[:, None], pixeldq, geom, zeroframe_pass=True,
+                                            **params)
+    reasons.append(reason)
+    return out[:, 0]
+
+
 #: Instrument family -> implementation.
 _FAMILY = {"NIR": _nir, "MIRI": _miri}
 
 
 def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_side_ref_pixels=True,
                               side_smoothing_length=11, side_gain=1.0, odd_even_rows=True,
-                              siglimit=3.0, subarray=None):
+                              siglimit=3.0, subarray=None, zeroframe_pass=False):
     """Correct bias drifts with the reference pixels (jwst ``refpix``, see the module docstring).
 
     Parameters
@@ -591,6 +605,10 @@ def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_si
                                                                rows 0::2 and 1::2; ignored for NIR
     siglimit : float                                           clipping limit of the means [sigma]
     subarray : str or None                                     SUBARRAY (NIRSpec edgeless subarrays)
+    zeroframe_pass : bool                                      ``data`` is the ZEROFRAME as one
+                                                               group (nints, 1, ny, nx): jwst
+                                                               corrects it after the science
+                                                               frames in their (float64) buffer
 
     Returns
     -------
@@ -611,9 +629,10 @@ def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_si
     if side_smoothing_length < 1:
         raise ValueError(f"side_smoothing_length must be >= 1, got {side_smoothing_length}")
     pixeldq = np.asarray(pixeldq, np.uint32)
+    extra = {"zeroframe_pass": True} if zeroframe_pass and geom.family == "NIR" else {}
     return _FAMILY[geom.family](data, pixeldq, geom, bool(odd_even_columns), bool(use_side_ref_pixels),
                                 side_smoothing_length, float(side_gain), bool(odd_even_rows),
-                                float(siglimit), subarray)
+                                float(siglimit), subarray, **extra)
 
 
 def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_smoothing_length=11,
@@ -635,6 +654,13 @@ def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_s
                  meta["SUBARRAY"], "full frame" if geom.is_full_frame else "subarray",
                  ramp.data.shape[0], ramp.data.shape[1], odd_even_rows, f"; {reason}" if reason else "")
         return ramp
+    zf_reason = []
+    if ramp.correct_zeroframe(lambda zf: _zeroframe_pass(zf, ramp.pixeldq, geom, zf_reason, dict(
+            odd_even_columns=odd_even_columns, use_side_ref_pixels=use_side_ref_pixels,
+            side_smoothing_length=side_smoothing_length, side_gain=side_gain,
+            odd_even_rows=odd_even_rows, siglimit=siglimit, subarray=meta["SUBARRAY"]))):
+        log.info("refpix: ZEROFRAME corrected as one more group%s",
+                 f"; {zf_reason[0]}" if zf_reason and zf_reason[0] else "")
     mode = ("4-output" if (geom.is_full_frame or geom.noutputs != 1) else "1-output subarray")
     log.info("refpix: %s %s %s, %d int x %d groups, odd_even_columns=%s, side=%s (L=%d, gain=%g)%s",
              meta["DETECTOR"], meta["SUBARRAY"], mode, ramp.data.shape[0], ramp.data.shape[1],

@@ -21,6 +21,8 @@ dilation, which on full frames is leaner and faster than (nints, ngroups)-sized 
    group 2 is not, the jump from group 1 to 2 is larger than ``(threshold - group 1) / NFRAMES``
    and group 1 (bias-subtracted) extrapolated to the end of group 3 would stay below threshold.
 7. Every reference DQ bit (NO_SAT_CHECK included) is OR-ed into PIXELDQ.
+8. ZEROFRAME (level-1b, when ZEROFRAM = T): its values at or above the threshold (grown as in
+   step 2) or at the A-to-D floor are set to 0 (:func:`flag_zeroframe`), as stcal does.
 
 Dtypes follow stcal so that the flags are bit-identical: comparisons against the plain threshold
 are float32, those that involve the dilution factor or the mean frame number are float64.
@@ -130,10 +132,7 @@ def flag_saturation(data, groupdq, pixeldq, sat_thresh, sat_dq, n_pix_grow_sat=1
         raise ValueError(f"sat_thresh {thr.shape} and sat_dq {ref_dq.shape} must be the image shape "
                          f"{(ny, nx)}")
 
-    nan_thr = np.isnan(thr)
-    unchecked = ((ref_dq & dqflags.NO_SAT_CHECK) == dqflags.NO_SAT_CHECK) | nan_thr
-    ref_dq[nan_thr] |= np.uint32(dqflags.NO_SAT_CHECK)
-    thr[unchecked] = atod_limit + 1
+    unchecked = _checked_thresholds(thr, ref_dq, atod_limit)
 
     pattern = read_pattern(ngroups, int(nframes))
     # Dilution factor of each group (stcal: np.mean(read_pattern[g]) / read_pattern[g][-1]).
@@ -186,6 +185,45 @@ def flag_saturation(data, groupdq, pixeldq, sat_thresh, sat_dq, n_pix_grow_sat=1
     return gdq, np.bitwise_or(np.asarray(pixeldq, np.uint32), ref_dq)
 
 
+def _checked_thresholds(thr, ref_dq, atod_limit):
+    """Step 4 in place: unchecked pixels get ``atod_limit + 1``, NaN thresholds NO_SAT_CHECK.
+
+    Returns the bool (ny, nx) mask of the unchecked pixels.
+    """
+    nan_thr = np.isnan(thr)
+    unchecked = ((ref_dq & dqflags.NO_SAT_CHECK) == dqflags.NO_SAT_CHECK) | nan_thr
+    ref_dq[nan_thr] |= np.uint32(dqflags.NO_SAT_CHECK)
+    thr[unchecked] = atod_limit + 1
+    return unchecked
+
+
+def flag_zeroframe(zeroframe, sat_thresh, sat_dq, n_pix_grow_sat=1, atod_limit=ATOD_LIMIT):
+    """Set the saturated and A-to-D-floor values of a ZEROFRAME to 0 (stcal 1.20, ``zframe``).
+
+    The ZEROFRAME has no DQ array: a value that is flagged becomes 0, which every later step and
+    ramp_fit read as "no value". Per integration: SATURATED where ``zf >= threshold`` (thresholds
+    as in step 4), grown by ``n_pix_grow_sat`` as the groups are; AD_FLOOR where ``zf <= 0``.
+
+    Parameters
+    ----------
+    zeroframe : ndarray, float32, shape (nints, ny, nx)   [DN, raw, bias included]; not modified
+    sat_thresh : ndarray, float32, shape (ny, nx)          [DN, raw]; NaN = do not check
+    sat_dq : ndarray, uint32, shape (ny, nx)               NO_SAT_CHECK pixels are not checked
+    n_pix_grow_sat : int                                   half-width of the growth box [pixels]
+
+    Returns
+    -------
+    ndarray, float32, shape (nints, ny, nx)                [DN] copy with the flagged values 0
+    """
+    zf = np.array(zeroframe, np.float32, copy=True)
+    thr = np.array(sat_thresh, copy=True)
+    _checked_thresholds(thr, np.array(sat_dq, np.uint32, copy=True), atod_limit)
+    for plane in zf:
+        bad = grow(plane >= thr, n_pix_grow_sat) | (plane <= 0)
+        plane[bad] = 0.0
+    return zf
+
+
 def _reference_array(ref, name, shape):
     """The image-shaped array ``name`` of a Reference, or an InputError naming the file."""
     arr = getattr(ref, name)
@@ -221,6 +259,9 @@ def run(ramp, refs, n_pix_grow_sat=1):
     ramp.groupdq, ramp.pixeldq = flag_saturation(
         ramp.data, ramp.groupdq, ramp.pixeldq, thresh, sat_dq, n_pix_grow_sat=n_pix_grow_sat,
         nframes=meta["NFRAMES"], bias=bias)
+    if ramp.correct_zeroframe(lambda zf: flag_zeroframe(zf, thresh, sat_dq, n_pix_grow_sat)):
+        log.info("saturation: %d ZEROFRAME values saturated or at the A-to-D floor set to 0",
+                 int(np.count_nonzero(ramp.zeroframe == 0)))
     ramp.header["R_SATURA"] = os.path.basename(ref.path)
     n_sat = int(np.count_nonzero(ramp.groupdq & _SAT))
     n_pix = int(np.count_nonzero(np.any(ramp.groupdq & _SAT, axis=(0, 1))))

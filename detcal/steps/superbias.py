@@ -2,6 +2,7 @@
 
 As jwst ``superbias.bias_sub.do_correction``: NaN bias values are treated as 0, the reference DQ is
 OR-ed into PIXELDQ, the subtraction is done in float32. The reference ERR is not used.
+A level-1b ZEROFRAME (ZEROFRAM = T) has the bias subtracted too; its 0 values ("no value") stay 0.
 """
 
 import logging
@@ -60,6 +61,9 @@ def run(ramp, refs):
                                        f"frames are {shape}; read it with like=ramp to cut a subarray")
     n_nan = int(np.count_nonzero(np.isnan(ref.data)))
     ramp.data, ramp.pixeldq = subtract_superbias(ramp.data, ramp.pixeldq, ref.data, ref.dq)
+    if ramp.correct_zeroframe(lambda zf: subtract_superbias(zf[:, None], ramp.pixeldq, ref.data,
+                                                           None)[0][:, 0]):
+        log.info("superbias: subtracted from the ZEROFRAME too (its 0 values kept)")
     ramp.header["R_SUPERB"] = os.path.basename(ref.path)
     finite = ref.data[np.isfinite(ref.data)]
     log.info("superbias: subtracted bias of median %.1f DN from %d groups x %d integrations; "
