@@ -491,3 +491,101 @@ def test_full_disk_is_one_line_naming_the_product(kind, base, tmp_path, monkeypa
     monkeypatch.undo()
     write(str(path))                          # with space again the same call writes the product
     assert path.read_bytes() != b"product of an earlier run"
+
+
+# ---- random bytes in an integer SCI: valid level-1b, garbage values ----------------------------
+def _group_analyses(products, refs, out):
+    """The workflow's five group analyses (rules in workflow/rules/analysis.smk) on ``products``
+    (truthkit.reduce_exposure results); returns {analysis: exception or None}."""
+    from detcal.analysis import darkcurrent, effnoise, jumps, noise, stability
+
+    def paths(kind):
+        return [p[kind] for p in products]
+    o = f"{out}/"
+    calls = {
+        "jumps": lambda: jumps.jump_statistics_file(
+            paths("jump"), o + "j.tsv", o + "j.json", group="g", events_tsv=o + "je.tsv", map_fits=o + "jm.fits",
+            map_png=o + "jm.png", examples_tsv=o + "jx.tsv", ramp_png=o + "jr.png", grid_png=o + "jg.png",
+            significance_png=o + "js.png", gain_path=refs["gain"], readnoise_path=refs["readnoise"]),
+        "dark_current": lambda: darkcurrent.dark_current_file(
+            paths("rateints"), refs["gain"], o + "d.tsv", o + "d.json", group="g", histogram_tsv=o + "dh.tsv",
+            histogram_png=o + "dh.png", image_fits=o + "di.fits", image_png=o + "di.png", ramp_paths=paths("jump")),
+        "stability": lambda: stability.stability_file(
+            paths("rateints"), o + "s.tsv", o + "s.json", trends_tsv=o + "st.tsv", group="g",
+            ramp_paths=paths("jump"), bias_paths=paths("raw"), gain_path=refs["gain"], baseline_tsv=o + "sb.tsv",
+            baseline_pixels_tsv=o + "sbp.tsv", trend_png=o + "st.png", baseline_png=o + "sb.png"),
+        "effective_noise": lambda: effnoise.effective_noise_files(
+            paths("noise"), o + "e.tsv", o + "e.json", o + "e.png", gain_path=refs["gain"],
+            readnoise_path=refs["readnoise"]),
+        "noise_decomposition": lambda: noise.noise_decomposition_files(
+            paths("noise"), o + "n.tsv", o + "p.tsv", o + "n.json", o + "n.png", o + "p.png", gain_path=refs["gain"]),
+    }
+    failures = {}
+    for name, call in calls.items():
+        try:
+            call()
+            failures[name] = None
+        except Exception as exc:  # noqa: BLE001 - the test reports which analysis raised what
+            failures[name] = exc
+    return failures
+
+
+def test_random_bytes_in_sci_run_through_every_analysis(tmp_path):
+    """Valid uint16 SCI filled with random bytes (one file over the whole range, so saturated
+    almost everywhere; one below the saturation level, so garbage enters every statistic) goes
+    through the workflow's steps and every group analysis without an exception."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import truthkit
+
+    files = simulate.write_detector_set(dict(SPEC, ngroups=5, nints=2), str(tmp_path / "sim"), 5)
+    rng = np.random.default_rng(13)
+    for path, high in zip(files["uncal"][:2], (65536, 50000)):
+        with fits.open(path, mode="update") as hdul:
+            hdul["SCI"].data[:] = rng.integers(0, high, hdul["SCI"].data.shape, dtype=np.uint16)
+    refs = files["references"]
+    products = [truthkit.reduce_exposure(u, refs, str(tmp_path / "work"), "NIR") for u in files["uncal"]]
+    (tmp_path / "out").mkdir()
+    failures = _group_analyses(products, refs, tmp_path / "out")
+    assert failures == dict.fromkeys(failures), failures
+    doc = yaml.safe_load((tmp_path / "out" / "n.json").read_text())
+    from detcal.analysis import noise
+    assert doc["n_cds_frames_excluded_flagged"] == 2 * len(noise.cds_pairs(5))   # the saturated file's
+
+
+def test_power_spectrum_fit_of_non_finite_spectra_is_nan():
+    """lstsq on overflowing spectra raised LinAlgError ('SVD did not converge'); now NaN amplitudes."""
+    from detcal.analysis import noise
+
+    y = np.array([1.0, np.inf, 2.0, 3.0])
+    design = np.column_stack([np.ones(4), np.arange(4.0)])
+    p, err, chi2 = noise.fit_linear_psd(y, design, np.ones(4), lambda m: m ** 2)
+    assert np.isnan(p).all() and np.isnan(err).all() and np.isnan(chi2)
+
+
+@pytest.mark.parametrize("analysis", ["noise_decomposition", "effective_noise"])
+def test_group_with_every_ramp_flagged_is_one_line(analysis, tmp_path):
+    """When every ramp of a group is flagged SATURATED (random bytes over the whole range in every
+    file), the noise analyses have nothing to measure: one line naming a file and why, no traceback."""
+    from detcal import dqflags, io, runner
+    from detcal.analysis import effnoise, noise
+
+    files = simulate.write_detector_set(dict(SPEC, nexposures=2), str(tmp_path / "sim"), 3)
+    products = []
+    for k, raw in enumerate(files["uncal"]):
+        ramp = io.read_ramp(raw)
+        ramp.groupdq[:] = dqflags.SATURATED
+        products.append(str(tmp_path / f"p{k}.fits"))
+        io.write_ramp(ramp, products[-1], step="test")
+    o = str(tmp_path / "out") + "/"
+    call = {"noise_decomposition": lambda: noise.noise_decomposition_files(
+                products, o + "n.tsv", o + "p.tsv", o + "n.json", None, None, gain=2.0),
+            "effective_noise": lambda: effnoise.effective_noise_files(
+                products, o + "e.tsv", o + "e.json", None, gain=2.0)}[analysis]
+    with pytest.raises(SystemExit) as exc:
+        with runner.logged(None, analysis):
+            call()
+    message = str(exc.value.code)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"error: {products[0]}: ")
+    assert __import__("re").search(r"all \d+ (CDS frames|ramps) are flagged SATURATED/DO_NOT_USE", message)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

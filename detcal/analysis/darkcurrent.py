@@ -319,7 +319,10 @@ def fit_anomaly(ramps, fit_groups, powers=DECAY_POWERS, taus=DECAY_TAUS):
                         b2[rows] = decay(g, t2)
                         cols.append(b2)
                 X = np.column_stack([np.concatenate([b[1] for b in blocks])] + cols)
-                coef, _, rank, _ = np.linalg.lstsq(X, yy, rcond=None)
+                try:
+                    coef, _, rank, _ = np.linalg.lstsq(X, yy, rcond=None)
+                except np.linalg.LinAlgError:     # garbage-but-valid ramps: skip this grid point
+                    continue
                 if rank < X.shape[1]:
                     continue
                 sse = float(np.sum((yy - X @ coef) ** 2))

@@ -207,7 +207,11 @@ def fit_excess_variance(n, m, measured_var, theory_var, p_start=EXCESS_P_START):
     def resid(x):
         return y - (shape * x[0] - x[1] / np.sqrt(m))
 
-    res = least_squares(resid, [p_start[0] ** 2, p_start[1]], bounds=([0.0, -np.inf], [np.inf, np.inf]))
+    try:
+        res = least_squares(resid, [p_start[0] ** 2, p_start[1]], bounds=([0.0, -np.inf], [np.inf, np.inf]))
+    except (ValueError, np.linalg.LinAlgError) as exc:     # e.g. residuals that overflow
+        out["message"] = f"fit failed: {exc}"
+        return out
     q, p1 = float(res.x[0]), float(res.x[1])
     dof = n.size - 2
     cov = np.full((2, 2), np.nan)
@@ -691,8 +695,15 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         raise ValueError(f"no usable group count in {ngroups} for NGROUPS={meta['NGROUPS']}")
     log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
     excluded = []
-    stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
-                                    pixeldq, min_ramps, max_temporal_pixels, jackknife_blocks)
+    try:
+        stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
+                                        pixeldq, min_ramps, max_temporal_pixels, jackknife_blocks)
+    except ValueError as exc:      # every ramp left out: nothing to measure; one line, no traceback
+        why = (f"all {len(excluded)} ramps are flagged SATURATED/DO_NOT_USE on more than "
+               f"{100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels (saturated or garbage data)"
+               if excluded else str(exc))
+        raise InputError(paths[0], f"effective noise of this group's {len(paths)} file(s): {why}; "
+                                   "no noise can be measured") from None
     if excluded:
         log.warning("effective noise: %d ramp(s) left out: flagged SATURATED/DO_NOT_USE on more than "
                     "%.0f %% of the pixels (%s)", len(excluded), 100 * MAX_FLAGGED_FRACTION,

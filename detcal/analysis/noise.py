@@ -605,6 +605,9 @@ def fit_linear_psd(y, design, nk, var_of_model, iterations=4):
     var_of_model : callable(model (nb,)) -> relative variance (nb,).
     Returns p (npar,), err (npar,), chi2_red.
     """
+    nan = np.full(design.shape[1], np.nan)
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(design))):
+        return nan, nan.copy(), np.nan      # garbage-but-valid data (overflowing spectra): no fit
     model = np.maximum(y, np.finfo(float).tiny)
     p = np.zeros(design.shape[1])
     cov = np.full((design.shape[1],) * 2, np.nan)
@@ -612,7 +615,10 @@ def fit_linear_psd(y, design, nk, var_of_model, iterations=4):
         wgt = nk / np.maximum(var_of_model(model), np.finfo(float).tiny)
         aw = design * np.sqrt(wgt)[:, None]
         yw = y * np.sqrt(wgt)
-        p, *_ = np.linalg.lstsq(aw, yw, rcond=None)
+        try:
+            p, *_ = np.linalg.lstsq(aw, yw, rcond=None)
+        except np.linalg.LinAlgError:       # "SVD did not converge": NaN amplitudes, not a traceback
+            return nan, nan.copy(), np.nan
         model = np.maximum(design @ p, np.finfo(float).tiny * 1e6)
     resid = (y - design @ p) * np.sqrt(wgt)
     dof = max(len(y) - design.shape[1], 1)
@@ -1319,13 +1325,20 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
              meta["DETECTOR"], meta["NGROUPS"], dt)
     mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, clip)
     excluded = []
-    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
-                                geom, pixeldq, dt=dt,
-                                tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
-                                row_overhead=row_overhead, window=window, order=order,
-                                per_line=per_line, clip=clip, nbins=nbins,
-                                max_temporal_pixels=max_temporal_pixels, min_frames=min_frames,
-                                mean_frame=mean)
+    try:
+        result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
+                                    geom, pixeldq, dt=dt,
+                                    tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
+                                    row_overhead=row_overhead, window=window, order=order,
+                                    per_line=per_line, clip=clip, nbins=nbins,
+                                    max_temporal_pixels=max_temporal_pixels, min_frames=min_frames,
+                                    mean_frame=mean)
+    except ValueError as exc:      # every CDS frame left out: nothing to measure; one line, no traceback
+        why = (f"all {len(excluded)} CDS frames are flagged SATURATED/DO_NOT_USE on more than "
+               f"{100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels (saturated or garbage data)"
+               if excluded else str(exc))
+        raise InputError(paths[0], f"noise decomposition of this group's {len(paths)} file(s): {why}; "
+                                   "no noise can be measured") from None
     if excluded:
         log.warning("noise decomposition: %d CDS frame(s) left out: groups flagged SATURATED/DO_NOT_USE "
                     "on more than %.0f %% of the pixels (%s)", len(excluded),
@@ -1335,6 +1348,10 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
                 f"{min_frames} needed (spatial only)")
         log.warning(note)
+    if not np.isfinite(result["fit"].get("mean_white_var", np.nan)):
+        fit_note = "power-spectrum fit not computed: non-finite or degenerate spectra (NaN amplitudes)"
+        log.warning(fit_note)
+        note = "; ".join(s for s in (note, fit_note) if s)
     ntab = noise_table(result, gains)
     stab = spectrum_table(result)
     for table, path in ((ntab, noise_table_path), (stab, spectrum_table_path)):
