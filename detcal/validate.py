@@ -459,19 +459,59 @@ def _where(docs, path):
     return ""
 
 
-def main(argv=None):
-    """``python -m detcal.validate RAW... [--reference DETECTOR:key=path ...]``.
+def configfile_problem(path):
+    """The problem of a ``--configfile`` that cannot be read as a YAML mapping, or None.
 
-    Checks raw files (globs allowed) and references as the workflow does before any job; prints
-    one line per problem to stderr and returns 1, or a one-line summary and 0.
+    Snakemake 9 loads ``--configfile`` files itself, before the Snakefile runs, and on a YAML
+    syntax error prints only "Config file is not valid JSON or YAML" (no name, no line). This
+    says ``"<path>: line L, column C: <problem>"``; ``python -m detcal.validate --configfile``
+    runs it.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except OSError as exc:
+        return f"{path}: cannot read the config file: {exc.strerror or exc}"
+    except UnicodeDecodeError as exc:
+        return f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = ": ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        return f"{path}: not valid YAML: {where}{what or exc}"
+    if doc is not None and not isinstance(doc, dict):
+        return f"{path}: a config file must be a YAML mapping of keys (got a {type(doc).__name__})"
+    return None
+
+
+def main(argv=None):
+    """``python -m detcal.validate [RAW...] [--reference DETECTOR:key=path ...] [--configfile F ...]``.
+
+    Checks raw files (globs allowed) and references as the workflow does before any job, and
+    config files for YAML syntax (file, line, column); prints one line per problem to stderr and
+    returns 1, or a one-line summary and 0.
     """
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m detcal.validate", description=main.__doc__)
-    parser.add_argument("raw", nargs="+", help="raw level-1b files or glob patterns")
+    parser.add_argument("raw", nargs="*", help="raw level-1b files or glob patterns")
     parser.add_argument("--reference", action="append", default=[], metavar="DETECTOR:key=path")
+    parser.add_argument("--configfile", action="append", default=[], metavar="FILE",
+                        help="check that a config file is valid YAML (Snakemake does not name it)")
     args = parser.parse_args(argv)
+    if not (args.raw or args.configfile):
+        parser.error("give raw files (globs) and/or --configfile FILE")
+    bad = [line for line in map(configfile_problem, args.configfile) if line]
+    for line in bad:
+        print(f"error: {line}", file=sys.stderr)
+    if bad:
+        return 1
+    if not args.raw:
+        print(f"{len(args.configfile)} config file(s): valid YAML")
+        return 0
     refs = []
     try:
         for spec in args.reference:

@@ -589,3 +589,42 @@ def test_group_with_every_ramp_flagged_is_one_line(analysis, tmp_path):
     assert message.startswith(f"error: {products[0]}: ")
     assert __import__("re").search(r"all \d+ (CDS frames|ramps) are flagged SATURATED/DO_NOT_USE", message)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---- malformed YAML given with --configfile ----------------------------------------------------
+SNAKEMAKE_BAD_YAML = ("Config file is not valid JSON or YAML. In case of YAML, make sure to not mix "
+                      "whitespace and tab indentation.")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("raw: data/*.fits\nanalysis:\n  min_ramps: 4\n\tbad: 1\n",
+     r"line 4, column 1: while scanning for the next token: found character '\\t'"),
+    ("raw: [a.fits, b.fits\n", r"line 2, column 1: while parsing a flow sequence: expected ',' or ']'"),
+    ("- raw\n- demo\n", r"a config file must be a YAML mapping of keys \(got a list\)"),
+], ids=["tab", "unclosed-list", "not-a-mapping"])
+def test_malformed_config_file_named_with_line(text, problem, tmp_path, capsys):
+    """``python -m detcal.validate --configfile F`` (the README's check; Snakemake 9 parses
+    --configfile itself and does not name the file) names the file, the line and the problem."""
+    user = tmp_path / "my.yaml"
+    user.write_text(text)
+    assert validate.main(["--configfile", str(user)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {user}: ")
+    assert __import__("re").search(problem, lines[0]), lines
+
+
+@pytest.mark.workflow
+def test_snakemake_message_for_malformed_yaml_is_the_documented_one(tmp_path):
+    """What Snakemake 9 prints for a malformed --configfile (quoted in config/README.md's
+    troubleshooting): exit 1, no traceback, no file name, nothing written."""
+    user = tmp_path / "my.yaml"
+    user.write_text("raw: [a.fits, b.fits\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
+                           "-d", str(tmp_path), "--cores", "1", "--configfile", str(user), "-n"],
+                          capture_output=True, text=True, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert SNAKEMAKE_BAD_YAML in text and "Traceback" not in text
+    readme = (REPO / "config" / "README.md").read_text()
+    assert SNAKEMAKE_BAD_YAML in " ".join(readme.split()) and "python -m detcal.validate --configfile" in readme
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == ["my.yaml"]
