@@ -200,18 +200,24 @@ def _relabel_as_subarray(path):
         hdul[0].header["NOUTPUTS"] = 1
 
 
-@pytest.fixture(scope="module")
-def level1b_bright(tmp_path_factory):
-    """A NIRCam BRIGHT2 exposure (NFRAMES=2) rewritten as a level-1b file with a ZEROFRAME.
+#: (READPATT, NGROUPS, NINTS, simulator overrides): ~1 s frames and 10 s frames, NFRAMES 2 and 4.
+CHAIN_REGIMES = {"BRIGHT2": ("BRIGHT2", 5, 2, {}),
+                 "SHALLOW4-10s": ("SHALLOW4", 4, 1, {"tframe": 10.0})}
+
+
+@pytest.fixture(scope="module", params=sorted(CHAIN_REGIMES))
+def level1b_bright(tmp_path_factory, request):
+    """A NIRCam NFRAMES > 1 exposure rewritten as a level-1b file with a ZEROFRAME.
 
     ~5 % of the active pixels saturate in group 1 (raw 65535 in every group) while their first
     frame (ZEROFRAME) is below the threshold; some of them have no ZEROFRAME value (0), some a
     saturated one. Elsewhere the ZEROFRAME is the first frame: group 1 minus half a frame of signal.
     """
+    readpatt, ngroups, nints, overrides = CHAIN_REGIMES[request.param]
     tmp = tmp_path_factory.mktemp("zf_chain")
     files = simulate.write_detector_set({"name": "NRCA1", "preset": "nircam_sw", "size": 32,
-                                         "readpatt": "BRIGHT2", "ngroups": 5, "nints": 2,
-                                         "nexposures": 1}, str(tmp), 11)
+                                         "readpatt": readpatt, "ngroups": ngroups, "nints": nints,
+                                         "nexposures": 1, "overrides": overrides}, str(tmp), 11)
     refs = files["references"]
     for ref in refs.values():
         _relabel_as_subarray(ref)
@@ -269,10 +275,17 @@ def test_chain_uses_the_zeroframe_as_jwst_on_pixels_saturated_in_group_1(level1b
     used = group1_sat & (zf != 0)
     assert used.sum() >= 20 and (group1_sat & (zf == 0)).sum() >= 3
     assert np.all(np.isfinite(theirs_ints.data[used]))           # jwst used the ZEROFRAME there
-    print(f"ZEROFRAME chain: {int(group1_sat.sum())} integration-pixels saturated from group 1, "
-          f"{int(used.sum())} with a ZEROFRAME value; their rates {np.median(rateints['sci'][used]):.4g} "
-          f"DN/s median (detcal) vs {np.median(theirs_ints.data[used]):.4g} (jwst); max |diff| = "
+    planted = used & hit                              # the rest: grown neighbours, ~0 signal
+    tframe = fits.getval(current, "TFRAME")
+    print(f"ZEROFRAME chain {fits.getval(current, 'READPATT')}, TFRAME {tframe:.4g} s: "
+          f"{int(group1_sat.sum())} integration-pixels saturated from group 1 "
+          f"({int(hit.sum())} planted, the rest grown neighbours), {int(used.sum())} with a "
+          f"ZEROFRAME value; planted: median rate {np.median(rateints['sci'][planted]):.5g} DN/s "
+          f"(detcal) vs {np.median(theirs_ints.data[planted]):.5g} (jwst); max |detcal - jwst| = "
           f"{np.nanmax(np.abs(rateints['sci'] - theirs_ints.data)):.3g} DN/s over all pixels")
+    assert planted.sum() >= 10
+    np.testing.assert_allclose(rateints["sci"][planted], zf[planted] / np.float32(tframe),
+                               rtol=1e-6)
     np.testing.assert_array_equal(rateints["sci"][used], theirs_ints.data[used])
     np.testing.assert_array_equal(rateints["sci"], theirs_ints.data)
     np.testing.assert_array_equal(rateints["dq"], theirs_ints.dq)
