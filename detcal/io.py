@@ -2,7 +2,9 @@
 
 Ramps: level-1b ``uncal`` (SCI uint16) on input, the RampModel layout (SCI float32, PIXELDQ
 uint32, GROUPDQ uint8) for every product; a ZEROFRAME extension (float32 (nints, ny, nx)) and the
-INT_TIMES and GROUP tables are kept from the raw file through every product. Reference files: MASK, SATURATION, SUPERBIAS,
+INT_TIMES and GROUP tables are kept from the raw file through every product (the ZEROFRAME is
+corrected by saturation, superbias, refpix and linearity as jwst does when ZEROFRAM = T:
+:meth:`Ramp.correct_zeroframe`). Reference files: MASK, SATURATION, SUPERBIAS,
 LINEARITY, DARK (3-D, MIRI 4-D), GAIN, READNOISE, RSCD, RESET (MIRI 4-D) in the layouts of
 the matching stdatamodels models. Every file written goes to a temporary name first and is
 renamed into place, so a failed write never leaves a partial file; it carries its provenance
