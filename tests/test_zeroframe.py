@@ -148,18 +148,23 @@ def _refpix_file(tmp_path, subarray):
     return path, zf
 
 
-@pytest.mark.parametrize("subarray", [False, True], ids=["full", "subarray"])
-def test_refpix_corrects_the_zeroframe_as_jwst(tmp_path, subarray):
+@pytest.mark.parametrize("subarray,params", [
+    (False, {}),                                              # float64 buffer (side pixels)
+    (False, {"use_side_ref_pixels": False}),                  # float32 buffer throughout
+    (True, {}),
+], ids=["full", "full-noside", "subarray"])
+def test_refpix_corrects_the_zeroframe_as_jwst(tmp_path, subarray, params):
     from jwst.refpix import RefPixStep
     path, zf = _refpix_file(tmp_path, subarray)
     out = tmp_path / "detcal_refpix.fits"
-    runner.run_step_file("refpix", str(path), {}, str(out))
+    runner.run_step_file("refpix", str(path), {}, str(out), params=params)
     ours = io.read_ramp(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with datamodels.RampModel(str(path)) as model:
             assert model.meta.exposure.zero_frame is True
-            theirs = RefPixStep(override_refpix="N/A", override_sirskernel="N/A").run(model)
+            theirs = RefPixStep(override_refpix="N/A", override_sirskernel="N/A",
+                                **params).run(model)
             expect, expect_data = np.array(theirs.zeroframe), np.array(theirs.data)
     np.testing.assert_array_equal(ours.data, expect_data)
     np.testing.assert_array_equal(ours.zeroframe, expect)
