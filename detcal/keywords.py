@@ -16,7 +16,7 @@ TYPES = {
     "SUBSTRT1": int, "SUBSTRT2": int, "SUBSIZE1": int, "SUBSIZE2": int,
     "FASTAXIS": int, "SLOWAXIS": int,
     "TFRAME": float, "TGROUP": float, "EXPSTART": float, "EFFINTTM": float, "EFFEXPTM": float,
-    "ZEROFRAM": bool, "ZFCORR": bool,
+    "ZEROFRAM": bool,
 }
 
 #: Every ramp needs these to be read at all (shape checks, subarray placement).
