@@ -628,3 +628,63 @@ def test_snakemake_message_for_malformed_yaml_is_the_documented_one(tmp_path):
     readme = (REPO / "config" / "README.md").read_text()
     assert SNAKEMAKE_BAD_YAML in " ".join(readme.split()) and "python -m detcal.validate --configfile" in readme
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == ["my.yaml"]
+
+
+# ---- values that can occur: a dead output ---------------------------------------------------------
+def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
+    """An amplifier that reads a constant (dead or stuck output) goes through the workflow's steps;
+    the noise decomposition reports it (JSON ``dead_amplifiers``, the note) and leaves it out of
+    the output averages: the other outputs' rows equal those of the same data with a live
+    amplifier there, and the averages equal the mean over the live outputs."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import truthkit
+    from detcal.analysis import noise
+    from detcal.geometry import Geometry
+
+    spec = dict(SPEC, ngroups=5, nints=3, nexposures=4)
+    files = simulate.write_detector_set(spec, str(tmp_path / "sim"), 21)
+    refs = files["references"]
+
+    def analyse(name, kill):
+        out = []
+        for raw in files["uncal"]:
+            path = tmp_path / name / os.path.basename(raw)
+            path.parent.mkdir(exist_ok=True)
+            shutil.copy(raw, path)
+            if kill:
+                with fits.open(path, mode="update") as hdul:
+                    amp = Geometry.from_header(hdul[0].header, hdul["SCI"].data.shape).amplifier_map()
+                    hdul["SCI"].data[..., amp == 1] = 12000      # amplifier 2 stuck at 12000 DN
+            out.append(truthkit.reduce_exposure(str(path), refs, str(tmp_path / name / "work"), "NIR",
+                                                branches=()))
+        o = str(tmp_path / name) + "/"
+        return noise.noise_decomposition_files([p["noise"] for p in out], o + "n.tsv", o + "p.tsv",
+                                               o + "n.json", None, None, gain_path=refs["gain"])
+
+    live_table, live_spec, live_doc = analyse("live", False)
+    table, spec_table, doc = analyse("dead", True)
+    assert live_doc["dead_amplifiers"] == [] and doc["dead_amplifiers"] == [2]
+    assert "dead or flat amplifier(s) 2" in doc["note"]
+    key = ["pixels", "component", "statistic"]
+    others = table[table.output.isin(["0", "2", "3"])].reset_index(drop=True)
+    ref = live_table[live_table.output.isin(["0", "2", "3"])].reset_index(drop=True)
+    same = others.component.isin(["total", "white"])
+    assert others[same].equals(ref[same])                  # per output: the same numbers
+    # the 1/f split is the 3 live outputs' (not pulled to 0 by the dead one: ratios were 0.0-0.5)
+    ratio = (others.cds_noise_DN / ref.cds_noise_DN)[~same & np.isfinite(ref.cds_noise_DN)
+                                                      & (ref.cds_noise_DN > 0)]
+    assert ratio.between(0.7, 1.4).all(), ratio.describe()
+    dead_rows = table[(table.output == "1") & (table.pixels == "active") & (table.component == "total")]
+    assert (dead_rows.cds_noise_DN < 1e-3).all()          # still reported per output
+    for (pix, comp, stat), rows in table.groupby(key):
+        per = rows[rows.output.isin(["0", "2", "3"])].cds_noise_DN.to_numpy()
+        avg = rows[rows.output == "all"].cds_noise_DN.iloc[0]
+        if np.isfinite(per).all():
+            np.testing.assert_allclose(avg, np.sqrt(np.mean(per ** 2)), rtol=1e-9, err_msg=(pix, comp, stat))
+    # the summary's group numbers (power-spectrum fit of the output mean): the live outputs'
+    # within 3 sigma; with the dead output averaged in, the white CDS noise was sqrt(3/4) of it
+    got, want = doc["summary"], live_doc["summary"]
+    for name, err_name in (("cds_noise_DN", "cds_noise_err_DN"), ("pink_corr_rms_e", "pink_corr_rms_err_e")):
+        err = np.hypot(got[err_name], want[err_name])
+        assert abs(got[name] - want[name]) <= 3 * err, (name, got[name], want[name], err)
+    assert abs(got["cds_noise_DN"] - want["cds_noise_DN"]) < abs(np.sqrt(0.75) - 1) * want["cds_noise_DN"] / 3

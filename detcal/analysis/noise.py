@@ -391,18 +391,22 @@ def decompose_cds(blocks, good, window=31, order=3, per_line=False, clip=10.0):
     -------
     dict of float64 arrays (nout, ny, w) [DN]: ``total`` (median-subtracted), ``white``,
     ``pink_corr`` (broadcast to every output; zeros when nout == 1), ``pink_uncorr``
-    (= the whole 1/f model when nout == 1), and bool ``outlier``.
+    (= the whole 1/f model when nout == 1), and bool ``outlier``. The correlated 1/f is the
+    mean over the live outputs: a dead or flat output (:func:`dead_outputs` of the outputs'
+    robust variances in this frame) would pull it towards 0.
     """
     x = np.asarray(blocks, np.float64)
     nout, ny, w = x.shape
     total = np.empty_like(x)
     filled = np.empty_like(x)
     outlier = np.zeros(x.shape, bool)
+    sigmas = np.full(nout, np.nan)
     for k in range(nout):
         sel = x[k][good[k]]
         med = np.median(sel) if sel.size else 0.0
         total[k] = x[k] - med
         sig = mad_sigma(total[k][good[k]]) if sel.size else np.inf
+        sigmas[k] = sig if sel.size else np.nan
         outlier[k] = grow_outliers((np.abs(total[k]) > clip * sig) | ~np.isfinite(total[k]))
         filled[k] = np.where(outlier[k], 0.0, total[k])
     if per_line:
@@ -412,8 +416,10 @@ def decompose_cds(blocks, good, window=31, order=3, per_line=False, clip=10.0):
         win = min(window, ny * w - (1 - (ny * w) % 2))
         fn = savgol_filter(filled.reshape(nout, ny * w), win, min(order, win - 1),
                            axis=-1).reshape(x.shape)
-    if nout > 1:
-        corr = np.broadcast_to(fn.mean(axis=0), x.shape)
+    dead = dead_outputs(sigmas ** 2)
+    live = [k for k in range(nout) if k not in dead] or list(range(nout))
+    if len(live) > 1:
+        corr = np.broadcast_to(fn[live].mean(axis=0), x.shape)
     else:
         corr = np.zeros_like(fn)
     return {"total": total, "white": total - fn, "pink_corr": np.array(corr),
@@ -615,6 +621,8 @@ def fit_linear_psd(y, design, nk, var_of_model, iterations=4):
         wgt = nk / np.maximum(var_of_model(model), np.finfo(float).tiny)
         aw = design * np.sqrt(wgt)[:, None]
         yw = y * np.sqrt(wgt)
+        if not (np.all(np.isfinite(aw)) and np.all(np.isfinite(yw))):
+            return nan, nan.copy(), np.nan
         try:
             p, *_ = np.linalg.lstsq(aw, yw, rcond=None)
         except np.linalg.LinAlgError:       # "SVD did not converge": NaN amplitudes, not a traceback
@@ -640,7 +648,7 @@ def binning_matrix(nf, bins):
     return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(nf, len(bins)))
 
 
-def fit_binned_spectra(auto, cross, kb, nk, dt):
+def fit_binned_spectra(auto, cross, kb, nk, dt, live=None):
     """Fit white + 1/f to bin-averaged spectra (the core of :func:`fit_power_spectra`).
 
     Parameters
@@ -657,11 +665,16 @@ def fit_binned_spectra(auto, cross, kb, nk, dt):
     output covary by ``P C / 2``, disjoint pairs by ``C^2 / 2``), an output's auto periodogram
     ``P^2``, the output mean ``(P^2 + (n-1) C^2) / n``; all per FFT bin and frame.
 
+    ``live``: the outputs of the output mean and of the cross spectrum's pairs (default all;
+    dead outputs, :func:`dead_outputs`, are left out); every output still gets its own fit.
+
     Returns the dict of :func:`fit_power_spectra` (errors from the fit covariance).
     """
-    nout = auto.shape[0]
+    nall = auto.shape[0]
+    live = list(range(nall)) if live is None else list(live)
+    nout = len(live)
     white_col = np.full(len(kb), 2.0 * dt)
-    mean_auto = auto.mean(axis=0)
+    mean_auto = auto[live].mean(axis=0)
     res = {}
     if nout > 1:
         npairs = nout * (nout - 1) / 2
@@ -678,9 +691,9 @@ def fit_binned_spectra(auto, cross, kb, nk, dt):
         common = np.zeros(len(kb))
     design = np.column_stack([white_col, kb])
     wv, wv_err, at, at_err, chis = [], [], [], [], []
-    for k in range(nout + 1):
-        y = mean_auto if k == nout else auto[k]
-        if k == nout:
+    for k in range(nall + 1):
+        y = mean_auto if k == nall else auto[k]
+        if k == nall:
             def var_of(m):
                 return (m ** 2 + (nout - 1) * common ** 2) / nout
         else:
@@ -691,15 +704,15 @@ def fit_binned_spectra(auto, cross, kb, nk, dt):
     ac = res["a_corr"] if nout > 1 else 0.0
     ace = res["a_corr_err"] if nout > 1 else 0.0
     res.update({
-        "white_var": np.array(wv[:nout]), "white_var_err": np.array(wv_err[:nout]),
-        "a_total": np.array(at[:nout]), "a_total_err": np.array(at_err[:nout]),
-        "a_uncorr": np.array(at[:nout]) - ac,
-        "a_uncorr_err": np.hypot(np.array(at_err[:nout]), ace),
-        "chi2_auto": np.array(chis[:nout]),
-        "mean_white_var": wv[nout], "mean_white_var_err": wv_err[nout],
-        "mean_a_total": at[nout], "mean_a_total_err": at_err[nout],
-        "mean_a_uncorr": at[nout] - ac, "mean_a_uncorr_err": float(np.hypot(at_err[nout], ace)),
-        "chi2_mean_auto": chis[nout],
+        "white_var": np.array(wv[:nall]), "white_var_err": np.array(wv_err[:nall]),
+        "a_total": np.array(at[:nall]), "a_total_err": np.array(at_err[:nall]),
+        "a_uncorr": np.array(at[:nall]) - ac,
+        "a_uncorr_err": np.hypot(np.array(at_err[:nall]), ace),
+        "chi2_auto": np.array(chis[:nall]),
+        "mean_white_var": wv[nall], "mean_white_var_err": wv_err[nall],
+        "mean_a_total": at[nall], "mean_a_total_err": at_err[nall],
+        "mean_a_uncorr": at[nall] - ac, "mean_a_uncorr_err": float(np.hypot(at_err[nall], ace)),
+        "chi2_mean_auto": chis[nall],
     })
     return res
 
@@ -709,7 +722,7 @@ FIT_QUANTITIES = ("a_corr", "white_var", "a_total", "a_uncorr", "mean_white_var"
                   "mean_a_uncorr")
 
 
-def jackknife_fit(block_auto, block_cross, block_count, kb, nk, dt):
+def jackknife_fit(block_auto, block_cross, block_count, kb, nk, dt, live=None):
     """Delete-one-block jackknife errors of the power-spectrum fit.
 
     Parameters
@@ -718,7 +731,7 @@ def jackknife_fit(block_auto, block_cross, block_count, kb, nk, dt):
                                                auto periodograms [DN^2/Hz]
     block_cross : ndarray (nblocks, nb)        the same for the pair-averaged cross periodogram
     block_count : ndarray (nblocks,)           frames per block
-    kb, nk, dt                                 as :func:`fit_binned_spectra`
+    kb, nk, dt, live                           as :func:`fit_binned_spectra`
 
     Returns
     -------
@@ -733,7 +746,7 @@ def jackknife_fit(block_auto, block_cross, block_count, kb, nk, dt):
     for b in used:
         n = tot_n - block_count[b]
         fits.append(fit_binned_spectra((tot_a - block_auto[b]) / n, (tot_c - block_cross[b]) / n,
-                                       kb, nk, dt))
+                                       kb, nk, dt, live))
     k = used.size
     out = {"nblocks": int(k)}
     for name in FIT_QUANTITIES:
@@ -742,7 +755,7 @@ def jackknife_fit(block_auto, block_cross, block_count, kb, nk, dt):
     return out
 
 
-def fit_power_spectra(auto, cross, kernel, bins, dt):
+def fit_power_spectra(auto, cross, kernel, bins, dt, live=None):
     """Fit white + 1/f to the frame-averaged spectra.
 
     Parameters
@@ -752,6 +765,7 @@ def fit_power_spectra(auto, cross, kernel, bins, dt):
     kernel : ndarray (nf,)                 :func:`pink_kernel`
     bins : list of index arrays            :func:`log_bins`
     dt : float [s]
+    live : outputs of the output mean and the cross pairs (:func:`fit_binned_spectra`)
 
     Returns
     -------
@@ -764,7 +778,7 @@ def fit_power_spectra(auto, cross, kernel, bins, dt):
     kb = np.array([kernel[b].mean() for b in bins])
     auto_b = np.array([[a[b].mean() for b in bins] for a in np.atleast_2d(auto)])
     cross_b = np.array([cross[b].mean() for b in bins])
-    return fit_binned_spectra(auto_b, cross_b, kb, nk, dt)
+    return fit_binned_spectra(auto_b, cross_b, kb, nk, dt, live)
 
 
 def pink_rms(a, dt=PIXEL_TIME):
@@ -884,6 +898,21 @@ def mean_gain(gains):
     return float(np.mean(gains[np.isfinite(gains)])) if np.isfinite(gains).any() else np.nan
 
 
+#: An output whose CDS variance is at most this fraction of the largest output's is dead or flat
+#: (constant, zero or stuck signal): real outputs differ by far less than 10^4 in CDS variance.
+DEAD_OUTPUT_FRACTION = 1e-4
+
+
+def dead_outputs(output_var, fraction=DEAD_OUTPUT_FRACTION):
+    """Dead or flat outputs: indices (0-based; amplifier = index + 1) whose CDS variance
+    [DN^2] is finite and at most ``fraction`` of the largest output's. ``output_var``: (nout,)
+    spatial variance of the active pixels' total CDS noise. Empty when no output has noise."""
+    v = np.asarray(output_var, float)
+    if not np.isfinite(v).any() or not np.nanmax(v) > 0:
+        return []
+    return [int(k) for k in np.flatnonzero(np.isfinite(v) & (v <= fraction * np.nanmax(v)))]
+
+
 def good_pixels(pixeldq):
     """bool (ny, nx): pixels without DO_NOT_USE."""
     return (np.asarray(pixeldq, np.uint32) & np.uint32(dqflags.DO_NOT_USE)) == 0
@@ -927,7 +956,9 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     -------
     dict with ``nframes``; ``noise`` (list of row dicts: output, pixels, component, statistic,
     var_raw, var [DN^2]); ``spectra`` (freq [Hz] (nb,), auto (nout, nb), auto_err, cross (nb,),
-    cross_err, kernel (nb,) [DN^2/Hz]); ``fit`` (see :func:`fit_power_spectra`); ``h0``.
+    cross_err, kernel (nb,) [DN^2/Hz]); ``fit`` (see :func:`fit_power_spectra`); ``h0``;
+    ``dead_outputs`` (0-based, :func:`dead_outputs`): kept in the per-output rows, left out of
+    the ``all`` rows (the mean variance of the live outputs).
     """
     nout, w = output_width(geom)
     ref = geom.reference_mask()
@@ -990,6 +1021,12 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     out_index = np.repeat(np.arange(nout), np.prod(blocks_of[next(iter(blocks_of))].shape[1:]))
     rows = []
     temporal_ok = count >= min_frames
+    dead = []
+    if "active" in spatial:     # dead/flat outputs: reported per output, left out of the averages
+        v = np.asarray(spatial["active"]["total"], float)
+        dead = dead_outputs([np.nanmedian(v[:, k]) if np.isfinite(v[:, k]).any() else np.nan
+                             for k in range(nout)])
+    live = [str(k) for k in range(nout) if k not in dead] or [str(k) for k in range(nout)]
     for name, bmask in blocks_of.items():
         flat_out = out_index[moments[name].index]
         flat_sel = bmask.reshape(-1)[moments[name].index]
@@ -1005,13 +1042,14 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
                     raw[c] = [median_variance(var[(flat_out == k) & flat_sel], count - 1)
                               if temporal_ok else np.nan for k in range(nout)]
             for k in range(nout):
-                corr = leakage_corrected({c: raw[c][k] for c in COMPONENTS}, raw["white"][k], h0, nout)
+                corr = leakage_corrected({c: raw[c][k] for c in COMPONENTS}, raw["white"][k], h0,
+                                         len(live))        # the correlated 1/f is the live outputs' mean
                 for c in COMPONENTS:
                     rows.append({"output": str(k), "pixels": name, "component": c, "statistic": stat,
                                  "var_raw": raw[c][k], "var": corr[c]})
             for c in COMPONENTS:   # output average: mean variance
                 vals = [r for r in rows if r["pixels"] == name and r["statistic"] == stat
-                        and r["component"] == c and r["output"] != "all"]
+                        and r["component"] == c and r["output"] in live]
                 rows.append({"output": "all", "pixels": name, "component": c, "statistic": stat,
                              "var_raw": float(np.mean([r["var_raw"] for r in vals])),
                              "var": float(np.mean([r["var"] for r in vals]))})
@@ -1030,9 +1068,15 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     cross_mean = sums["cross"] / count
     auto_var = np.maximum(sums["auto2"] / count - auto_mean ** 2, 0.0)
     cross_var = np.maximum(sums["cross2"] / count - cross_mean ** 2, 0.0)
-    fit = fit_power_spectra(auto_mean, cross_mean, kernel, bins, dt)
+    live_out = [int(k) for k in live]
+    if dead and len(live_out) > 1:
+        # a dead output's stream is flat (zero after the mean is subtracted): its pairs add 0 to
+        # the pair sum, so the mean over the live pairs is the all-pair mean times this ratio
+        ratio = (nout * (nout - 1)) / (len(live_out) * (len(live_out) - 1))
+        cross_mean, cross_var, blk_cross = cross_mean * ratio, cross_var * ratio ** 2, blk_cross * ratio
+    fit = fit_power_spectra(auto_mean, cross_mean, kernel, bins, dt, live_out)
     nk = np.array([b.size for b in bins], float)
-    jack = jackknife_fit(blk_auto, blk_cross, blk_count, np.asarray(bmat @ kernel), nk, dt)
+    jack = jackknife_fit(blk_auto, blk_cross, blk_count, np.asarray(bmat @ kernel), nk, dt, live_out)
     fit["error_method"] = "fit covariance x reduced chi-square"
     if jack:
         for name in FIT_QUANTITIES:
@@ -1054,7 +1098,7 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         "kernel": binned(kernel),
     }
     return {"nframes": count, "temporal_ok": temporal_ok, "noise": rows, "spectra": spectra,
-            "fit": fit, "h0": h0, "layout": layout, "nout": nout, "dt": dt}
+            "fit": fit, "h0": h0, "layout": layout, "nout": nout, "dt": dt, "dead_outputs": dead}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1117,7 +1161,8 @@ def spectrum_table(result):
     for k in range(nout):
         cols[f"psd_output{k}_DN2_per_Hz"] = s["auto"][k]
         cols[f"psd_output{k}_err_DN2_per_Hz"] = s["auto_err"][k]
-    cols["psd_mean_DN2_per_Hz"] = s["auto"].mean(axis=0)
+    live = [k for k in range(nout) if k not in result.get("dead_outputs", ())] or list(range(nout))
+    cols["psd_mean_DN2_per_Hz"] = s["auto"][live].mean(axis=0)          # dead outputs left out
     cols["psd_cross_DN2_per_Hz"] = s["cross"] if nout > 1 else np.full(len(s["freq"]), np.nan)
     cols["psd_cross_err_DN2_per_Hz"] = s["cross_err"] if nout > 1 else np.full(len(s["freq"]), np.nan)
     a_corr = fit["a_corr"] if nout > 1 else 0.0
@@ -1348,6 +1393,12 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
                 f"{min_frames} needed (spatial only)")
         log.warning(note)
+    dead = [k + 1 for k in result["dead_outputs"]]
+    if dead:
+        dead_note = (f"dead or flat amplifier(s) {', '.join(map(str, dead))} (CDS noise < "
+                     f"{np.sqrt(DEAD_OUTPUT_FRACTION):g} x the largest output's): left out of the output averages")
+        log.warning(dead_note)
+        note = "; ".join(s for s in (note, dead_note) if s)
     if not np.isfinite(result["fit"].get("mean_white_var", np.nan)):
         fit_note = "power-spectrum fit not computed: non-finite or degenerate spectra (NaN amplitudes)"
         log.warning(fit_note)
@@ -1368,6 +1419,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         "gain_e_per_DN": list(gains),
         "n_cds_frames": result["nframes"], "temporal_valid": result["temporal_ok"],
         "n_cds_frames_excluded_flagged": len(excluded),
+        "dead_amplifiers": dead, "n_dead_amplifiers": len(dead),
         "cds_frames_excluded_flagged": [list(e) for e in excluded],
         "min_cds_frames_temporal": min_frames, "note": note,
         "conventions": {
