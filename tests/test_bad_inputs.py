@@ -633,12 +633,12 @@ def test_snakemake_message_for_malformed_yaml_is_the_documented_one(tmp_path):
 # ---- values that can occur: a dead output ---------------------------------------------------------
 def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
     """An amplifier that reads a constant (dead or stuck output) goes through the workflow's steps;
-    the noise decomposition reports it (JSON ``dead_amplifiers``, the note) and leaves it out of
-    the output averages: the other outputs' rows equal those of the same data with a live
-    amplifier there, and the averages equal the mean over the live outputs."""
+    the noise decomposition and the effective noise report it (JSON ``dead_amplifiers``, the
+    note) and leave it out of the output averages: the other outputs' rows equal those of the
+    same data with a live amplifier there, and the averages are the live outputs'."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
-    from detcal.analysis import noise
+    from detcal.analysis import effnoise, noise
     from detcal.geometry import Geometry
 
     spec = dict(SPEC, ngroups=5, nints=3, nexposures=4)
@@ -658,11 +658,23 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
             out.append(truthkit.reduce_exposure(str(path), refs, str(tmp_path / name / "work"), "NIR",
                                                 branches=()))
         o = str(tmp_path / name) + "/"
-        return noise.noise_decomposition_files([p["noise"] for p in out], o + "n.tsv", o + "p.tsv",
-                                               o + "n.json", None, None, gain_path=refs["gain"])
+        ramps = [p["noise"] for p in out]
+        eff = effnoise.effective_noise_files(ramps, o + "e.tsv", o + "e.json", None, gain_path=refs["gain"],
+                                             min_ramps=4)[:2]
+        return noise.noise_decomposition_files(ramps, o + "n.tsv", o + "p.tsv", o + "n.json", None, None,
+                                               gain_path=refs["gain"]), eff
 
-    live_table, live_spec, live_doc = analyse("live", False)
-    table, spec_table, doc = analyse("dead", True)
+    (live_table, _, live_doc), (live_eff, live_edoc) = analyse("live", False)
+    (table, _, doc), (eff, edoc) = analyse("dead", True)
+    assert live_edoc["dead_amplifiers"] == [] and edoc["dead_amplifiers"] == [2]
+    assert "dead or flat amplifier(s) 2" in edoc["note"]
+    for chan in ("0", "2", "3"):
+        assert eff[eff.channel == chan].reset_index(drop=True).equals(
+            live_eff[live_eff.channel == chan].reset_index(drop=True))
+    for col in ("eff_noise_temporal_DN", "eff_noise_spatial_DN"):
+        per = eff[eff.channel.isin(["0", "2", "3"])].pivot(index="ngroups_fit", columns="channel", values=col)
+        avg = eff[eff.channel == "all"].set_index("ngroups_fit")[col]
+        np.testing.assert_allclose(avg, np.sqrt((per ** 2).mean(axis=1)), rtol=1e-6)
     assert live_doc["dead_amplifiers"] == [] and doc["dead_amplifiers"] == [2]
     assert "dead or flat amplifier(s) 2" in doc["note"]
     key = ["pixels", "component", "statistic"]

@@ -68,7 +68,7 @@ from .common import save_figure  # noqa: E402
 from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
                     check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
                     median_variance, open_ramp, robust_sigma, MAX_FLAGGED_FRACTION,
-                    subsample_rows, write_json)
+                    subsample_rows, write_json, dead_outputs)
 
 log = logging.getLogger("detcal.analysis.effnoise")
 
@@ -377,14 +377,15 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
     use = "temporal" if stats["temporal_ok"] else "spatial"
     rows, summary = [], {}
     chans = list(stats["channels"])
+    live = live_outputs(stats)       # dead or flat outputs are left out of the output average
     var_dn = {s: np.asarray(stats[f"{s}_var"]) * t[None, :] ** 2 for s in ("spatial", "temporal")}
     theory_var_amp = []
     for c, name in enumerate(chans + ["all"]):
         if name == "all":
-            v = {s: np.nanmean(var_dn[s][:nout], axis=0) if np.isfinite(var_dn[s][:nout]).any()
+            v = {s: np.nanmean(var_dn[s][live], axis=0) if np.isfinite(var_dn[s][live]).any()
                  else np.full(len(ns), np.nan) for s in var_dn}
-            g = mean_gain(gains)
-            dark_dn = float(np.mean(stats["dark_rate"][:nout]))
+            g = mean_gain(gains[live])
+            dark_dn = float(np.mean(np.asarray(stats["dark_rate"])[live]))
         else:
             v = {s: var_dn[s][c] for s in var_dn}
             g = float(gains[c]) if name != "reference" else mean_gain(gains)
@@ -395,11 +396,12 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
             if ns[0] == 2 and np.isfinite(meas_e2[0]) and np.isfinite(flux) else np.nan
         rn_ref = np.nan
         if readnoise_cds_dn is not None and name not in ("reference",):
-            ref_dn = float(np.mean(readnoise_cds_dn)) if name == "all" else float(readnoise_cds_dn[c])
+            ref_dn = (float(np.mean(np.asarray(readnoise_cds_dn)[live])) if name == "all"
+                      else float(readnoise_cds_dn[c]))
             rn_ref = ref_dn * g / np.sqrt(2.0)
         rn = rn_n2 if read_noise_source == "n2" else rn_ref
         if name == "all" and theory_var_amp:
-            theory = np.mean(theory_var_amp, axis=0)
+            theory = np.mean([theory_var_amp[k] for k in live], axis=0)
         elif np.isfinite(rn) and np.isfinite(flux):
             theory = multiaccum_variance(ns, nframes, tframe, rn, flux, tgroup, groupgap)
         else:
@@ -645,6 +647,14 @@ def _iter_ramps(paths, first, excluded=None):
                 yield _ramp_groups(ramp, i, ramp.shape[1])
 
 
+def live_outputs(stats):
+    """Outputs (0-based) of the output average: all but the dead or flat ones
+    (:func:`detcal.analysis.noise.dead_outputs` of the spatial slope variance at the first N)."""
+    nout = stats["nout"]
+    dead = dead_outputs(np.asarray(stats["spatial_var"], float)[:nout, 0])
+    return [k for k in range(nout) if k not in dead] or list(range(nout))
+
+
 def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_path=None,
                           readnoise_path=None, gain=None, ngroups=None, read_noise_source="n2",
                           min_ramps=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None,
@@ -718,6 +728,11 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
     jackknife_errors(stats, summary, *targs)
     avg = summary["all"]
     stat = avg["statistic_fitted"]
+    dead = [k + 1 for k in range(stats["nout"]) if k not in live_outputs(stats)]
+    if dead:
+        dead_note = f"dead or flat amplifier(s) {', '.join(map(str, dead))}: left out of the output average"
+        log.warning(dead_note)
+        note = "; ".join(s for s in (note, dead_note) if s)
     headline = {
         "effective_noise_max_n_e": avg["effective_noise_max_n_e"],
         "effective_noise_max_n_err_e": avg["effective_noise_max_n_e_err"],
@@ -745,6 +760,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         "nramps": stats["nramps"], "temporal_valid": stats["temporal_ok"], "min_ramps_temporal": min_ramps,
         "nramps_excluded_flagged": len(excluded), "ramps_excluded_flagged": [list(e) for e in excluded],
         "note": note, "group_counts": ns,
+        "dead_amplifiers": dead, "n_dead_amplifiers": len(dead),
         "summary": headline,
         "conventions": {
             "effective_noise": "noise of the accumulated signal: OLS slope noise x (N-1) x TGROUP",
