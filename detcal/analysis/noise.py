@@ -618,9 +618,10 @@ def fit_linear_psd(y, design, nk, var_of_model, iterations=4):
     p = np.zeros(design.shape[1])
     cov = np.full((design.shape[1],) * 2, np.nan)
     for _ in range(iterations):
-        wgt = nk / np.maximum(var_of_model(model), np.finfo(float).tiny)
-        aw = design * np.sqrt(wgt)[:, None]
-        yw = y * np.sqrt(wgt)
+        with np.errstate(over="ignore", invalid="ignore"):   # a flat (dead) output's spectrum is 0
+            wgt = nk / np.maximum(var_of_model(model), np.finfo(float).tiny)
+            aw = design * np.sqrt(wgt)[:, None]
+            yw = y * np.sqrt(wgt)
         if not (np.all(np.isfinite(aw)) and np.all(np.isfinite(yw))):
             return nan, nan.copy(), np.nan
         try:
