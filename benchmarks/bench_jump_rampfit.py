@@ -237,7 +237,7 @@ def main(argv=None):
     if args.shapes:
         print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}; "
               f"speed-up = stcal time / detcal time (wall: jump + ramp_fit; CPU: process time); "
-              f"peak = ru_maxrss of the run's own process, inputs included", flush=True)
+              f"peak = VmHWM of the run's own process, inputs included", flush=True)
         print(ROW_HEADER, flush=True)
         for nints, ngroups, size in args.shapes:
             ncr = args.ncr if args.ncr is not None else int(3000 * size ** 2 / 2048 ** 2)
