@@ -638,7 +638,7 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
     same data with a live amplifier there, and the averages are the live outputs'."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
-    from detcal.analysis import effnoise, noise
+    from detcal.analysis import darkcurrent, effnoise, noise
     from detcal.geometry import Geometry
 
     spec = dict(SPEC, ngroups=5, nints=3, nexposures=4)
@@ -656,17 +656,29 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
                     amp = Geometry.from_header(hdul[0].header, hdul["SCI"].data.shape).amplifier_map()
                     hdul["SCI"].data[..., amp == 1] = 12000      # amplifier 2 stuck at 12000 DN
             out.append(truthkit.reduce_exposure(str(path), refs, str(tmp_path / name / "work"), "NIR",
-                                                branches=()))
+                                                branches=("nodark",)))
         o = str(tmp_path / name) + "/"
+        dark[name] = darkcurrent.dark_current_file([p["rateints"] for p in out], refs["gain"], o + "d.tsv",
+                                                   o + "d.json", group="g", raw_paths=[p["raw"] for p in out])
         ramps = [p["noise"] for p in out]
         eff = effnoise.effective_noise_files(ramps, o + "e.tsv", o + "e.json", None, gain_path=refs["gain"],
                                              min_ramps=4)[:2]
         return noise.noise_decomposition_files(ramps, o + "n.tsv", o + "p.tsv", o + "n.json", None, None,
                                                gain_path=refs["gain"]), eff
 
+    dark = {}
     (live_table, _, live_doc), (live_eff, live_edoc) = analyse("live", False)
     (table, _, doc), (eff, edoc) = analyse("dead", True)
     assert live_edoc["dead_amplifiers"] == [] and edoc["dead_amplifiers"] == [2]
+    # dark current: the dead amplifier's row stays, the whole-array value is the live amplifiers'
+    got, want = dark["dead"]["summary"], dark["live"]["summary"]
+    assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2]
+    assert "dead or flat amplifier(s) 2" in got["note"]
+    rows = {r["amplifier"]: r for r in dark["dead"]["table"]}
+    live_rows = {r["amplifier"]: r for r in dark["live"]["table"]}
+    assert all(rows[a] == live_rows[a] for a in ("1", "3", "4"))
+    live_pixels = sum(rows[a]["n_pixels_selected"] for a in ("1", "3", "4"))
+    assert rows["all"]["n_pixels_selected"] == live_pixels < live_rows["all"]["n_pixels_selected"]
     assert "dead or flat amplifier(s) 2" in edoc["note"]
     for chan in ("0", "2", "3"):
         assert eff[eff.channel == chan].reset_index(drop=True).equals(

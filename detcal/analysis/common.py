@@ -78,6 +78,29 @@ def layout(header, shape, path="<header>"):
     return geom, geom.amplifier_map(), ~geom.reference_mask()
 
 
+def dead_amplifiers(raw_paths):
+    """Outputs (0-based; amplifier = index + 1) that are dead or flat in every raw file of a group.
+
+    Read on the level-1b SCI, before refpix spreads the side reference pixels' correction into
+    every output: an output whose last-minus-first group difference of the first integration
+    has a variance [DN^2] below :data:`detcal.analysis.noise.DEAD_OUTPUT_FRACTION` of the
+    largest output's (constant, zero or stuck signal). Empty for 1-output readouts.
+    """
+    from .noise import dead_outputs         # noise imports this module
+
+    dead = None
+    for path in raw_paths:
+        with fits.open(path) as hdul:
+            header, sci = hdul[0].header, hdul["SCI"].section     # two frames read, not the ramp
+            geom, amp, active = layout(header, sci.shape, path)
+            diff = np.asarray(sci[0, -1], np.float64) - np.asarray(sci[0, 0], np.float64)
+        var = [float(np.var(diff[active & (amp == k)])) if (active & (amp == k)).any() else np.nan
+               for k in range(geom.noutputs)]
+        found = set(dead_outputs(var)) if geom.noutputs > 1 else set()
+        dead = found if dead is None else dead & found
+    return sorted(dead or ())
+
+
 def amplifier_masks(amp_map, select, noutputs):
     """Pixel selection per amplifier plus the whole array.
 

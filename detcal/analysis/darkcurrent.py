@@ -719,7 +719,7 @@ def plot_slope_image(image, select, path, title, nsigma=5.0):
 def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=None,
                       histogram_tsv=None, histogram_png=None, image_fits=None, image_png=None,
                       expected=None, n_sigma=2.0, sigma=3.0, maxiters=5, hist_nsigma=7.0,
-                      exclude_dq=EXCLUDE_DQ, ramp_paths=None):
+                      exclude_dq=EXCLUDE_DQ, ramp_paths=None, raw_paths=None):
     """Dark current of one configuration group.
 
     Parameters
@@ -754,6 +754,10 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         reset-anomaly/RSCD bias of the slopes is measured and removed (module docstring, 6).
         Without them (or for NIR) the slopes are used as they are (``anomaly_correction``
         'none').
+    raw_paths : list of str, optional
+        The group's raw files: outputs dead or flat in all of them
+        (:func:`common.dead_amplifiers`) keep their rows but are left out of the whole-array
+        value; listed in the JSON summary (``dead_amplifiers``) and its note.
 
     Returns
     -------
@@ -767,6 +771,10 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
     geom, amp_map, active = common.layout(header, cube.shape, paths[0])
     select = pixel_selection(active, dq, exclude_dq)
     masks = common.amplifier_masks(amp_map, select, geom.noutputs)
+    # a dead or flat output (found on the raw files) keeps its row, not in the whole-array value
+    dead = common.dead_amplifiers(raw_paths) if raw_paths else []
+    if dead:
+        masks[common.ALL] &= ~np.isin(amp_map, dead)
     gain = common.read_gain(gain_path, header, cube.shape)
     gains = amplifier_gains(gain, masks)
 
@@ -841,6 +849,11 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
                     "sigma_stat_e_per_1000s", "mode_e_per_1000s"):
             whole[key] = math.nan
         whole["verdict"] = "N/A"
+    if dead:
+        dead_note = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
+                     + ": left out of the whole-array value")
+        log.warning(dead_note)
+        note = "; ".join(s for s in (note, dead_note) if s)
     summary = {
         "detector": detector,
         "n_files": len(paths), "n_integrations": int(cube.shape[0]),
@@ -854,6 +867,7 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         "expected_unc_e_per_1000s": exp[1] if exp else None,
         "verdict": whole.verdict,
         "amplifier_verdicts": {r.amplifier: r.verdict for r in table.itertuples() if r.amplifier != common.ALL},
+        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
         **({"note": note} if note else {}),
     }
     exposures = [common.exposure_name(p) for p in paths]

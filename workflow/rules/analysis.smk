@@ -36,6 +36,7 @@ rule dark_current_analysis:
     input:
         rateints_paths=group_paths("rateints"),
         ramp_paths=group_paths("jump"),        # MIRI: the anomaly bias is measured on these ramps
+        raw_paths=group_paths("raw"),          # dead outputs are found on the raw files
         gain_path=group_reference("gain"),
     output:
         output_tsv=group_report("results/analysis/{group}/darkcurrent.tsv", "darkcurrent_table", "Dark current", "dark current table"),
