@@ -638,7 +638,7 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
     same data with a live amplifier there, and the averages are the live outputs'."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
-    from detcal.analysis import darkcurrent, effnoise, noise
+    from detcal.analysis import darkcurrent, effnoise, jumps, noise
     from detcal.geometry import Geometry
 
     spec = dict(SPEC, ngroups=5, nints=3, nexposures=4)
@@ -660,16 +660,29 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
         o = str(tmp_path / name) + "/"
         dark[name] = darkcurrent.dark_current_file([p["rateints"] for p in out], refs["gain"], o + "d.tsv",
                                                    o + "d.json", group="g", raw_paths=[p["raw"] for p in out])
+        cr[name] = jumps.jump_statistics_file([p["jump"] for p in out], o + "j.tsv", o + "j.json", group="g",
+                                              gain_path=refs["gain"], readnoise_path=refs["readnoise"],
+                                              raw_paths=[p["raw"] for p in out])
         ramps = [p["noise"] for p in out]
         eff = effnoise.effective_noise_files(ramps, o + "e.tsv", o + "e.json", None, gain_path=refs["gain"],
                                              min_ramps=4)[:2]
         return noise.noise_decomposition_files(ramps, o + "n.tsv", o + "p.tsv", o + "n.json", None, None,
                                                gain_path=refs["gain"]), eff
 
-    dark = {}
+    dark, cr = {}, {}
     (live_table, _, live_doc), (live_eff, live_edoc) = analyse("live", False)
     (table, _, doc), (eff, edoc) = analyse("dead", True)
     assert live_edoc["dead_amplifiers"] == [] and edoc["dead_amplifiers"] == [2]
+    # CR rate: the dead amplifier is no detection area; the others' rows are unchanged
+    got, want = cr["dead"]["summary"], cr["live"]["summary"]
+    assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2] and "amplifier(s) 2" in got["note"]
+    rows = {r["amplifier"]: r for r in cr["dead"]["table"] if r["exposure"] == "all"}
+    live_rows = {r["amplifier"]: r for r in cr["live"]["table"] if r["exposure"] == "all"}
+    assert rows["2"]["n_active_pixels"] == 0 and rows["2"]["n_events"] == 0
+    for a in ("1", "3", "4"):
+        assert rows[a]["n_active_pixels"] == live_rows[a]["n_active_pixels"]
+        assert rows[a]["n_events_up"] == live_rows[a]["n_events_up"]
+    assert rows["all"]["exposure_cm2_s"] == pytest.approx(sum(rows[a]["exposure_cm2_s"] for a in ("1", "3", "4")))
     # dark current: the dead amplifier's row stays, the whole-array value is the live amplifiers'
     got, want = dark["dead"]["summary"], dark["live"]["summary"]
     assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2]

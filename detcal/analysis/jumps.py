@@ -80,6 +80,7 @@ columns 0-based in the science frame (numpy indices). Signals in DN.
 """
 
 import functools
+import logging
 import math
 
 import numpy as np
@@ -752,7 +753,8 @@ def _noise_probabilities(groupdq, regime, parameters, noise_e):
 def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events_tsv=None,
                          map_fits=None, map_png=None, examples_tsv=None, ramp_png=None, grid_png=None,
                          significance_png=None, gain_path=None, readnoise_path=None, jump_parameters=None,
-                         pixel_pitch_um=None, connectivity=8, link_groups=None, n_examples=9):
+                         pixel_pitch_um=None, connectivity=8, link_groups=None, n_examples=9,
+                         raw_paths=None):
     """Jump statistics of one configuration group from its jump-step ramps.
 
     Parameters
@@ -799,6 +801,10 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         RAPID-like patterns (NFRAMES = 1) a hit shows in one difference only, and linking would
         merge unrelated hits whose neighbour flags touch the same pixel in consecutive groups.
     n_examples : int
+    raw_paths : list of str, optional
+        The group's raw files: outputs dead or flat in all of them
+        (:func:`common.dead_amplifiers`) are no detection area (their rows have 0 active pixels,
+        the whole-array rate is the live outputs'); listed in the summary (``dead_amplifiers``).
 
     Returns
     -------
@@ -821,6 +827,7 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
     order = sorted(keep, key=lambda i: (common.expstart(headers[i]), paths[i]))
     paths = [paths[i] for i in order]
     jparams = dict(jump_step.DEFAULTS, **(jump_parameters or {}))
+    dead = common.dead_amplifiers(raw_paths) if raw_paths else []
 
     per_file, per_int, event_rows, significance, footprints = [], [], [], [], []
     group_acc, group_union, masks, jump_map, examples = {}, None, None, None, None
@@ -831,6 +838,8 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         name = common.exposure_name(path)
         start = common.expstart(ramp.header)
         geom, amp_map, active = common.layout(ramp.header, ramp.data.shape, path)
+        if dead:        # a dead output detects nothing: it is no detection area
+            active = active & ~np.isin(amp_map, dead)
         pitch = common.pixel_pitch(ramp.header, pixel_pitch_um)
         detector = meta["DETECTOR"]
         tgroup = meta["TGROUP"]
@@ -940,10 +949,16 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         "cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s":
             g.cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s,
         "detection_time_per_integration_s": g.detection_time_per_integration_s,
+        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
     }
+    if dead:
+        summary["note"] = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
+                           + ": no detection area (left out of the CR rate)")
+        logging.getLogger(__name__).warning(summary["note"])
     if not g.n_usable_differences:
-        summary["note"] = ("no usable group differences (every group DO_NOT_USE or SATURATED, e.g. MIRI "
-                           "ramps of <= 12 groups in the branch without dark subtraction): no CR rate")
+        summary["note"] = "; ".join(s for s in (
+            summary.get("note"), "no usable group differences (every group DO_NOT_USE or SATURATED, e.g. "
+            "MIRI ramps of <= 12 groups in the branch without dark subtraction): no CR rate") if s)
     doc = {"analysis": "jumps", "group": group, "inputs": paths, "skipped_inputs": skipped,
            "conventions": CONVENTIONS,
            "parameters": {"connectivity": connectivity, "link_groups": link, "pixel_pitch_um": pitch,

@@ -6,6 +6,7 @@
 rule jump_statistics:
     input:
         ramp_paths=group_paths("jump"),
+        raw_paths=group_paths("raw"),                  # dead outputs are found on the raw files
         gain_path=group_reference("gain"),             # the references the jump step used: event
         readnoise_path=group_reference("readnoise"),   # significances, noise expectation, efficiency
     output:
