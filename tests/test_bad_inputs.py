@@ -638,8 +638,10 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
     same data with a live amplifier there, and the averages are the live outputs'."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
+    from detcal import dqflags
     from detcal.analysis import darkcurrent, effnoise, jumps, noise
     from detcal.geometry import Geometry
+    from detcal.reffiles import badpix
 
     spec = dict(SPEC, ngroups=5, nints=3, nexposures=4)
     files = simulate.write_detector_set(spec, str(tmp_path / "sim"), 21)
@@ -660,6 +662,8 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
         o = str(tmp_path / name) + "/"
         dark[name] = darkcurrent.dark_current_file([p["rateints"] for p in out], refs["gain"], o + "d.tsv",
                                                    o + "d.json", group="g", raw_paths=[p["raw"] for p in out])
+        mask[name] = badpix.make_mask([p["rateints"] for p in out], [p["jump"] for p in out], o + "mask.fits",
+                                      gain=refs["gain"], raw_paths=[p["raw"] for p in out])
         cr[name] = jumps.jump_statistics_file([p["jump"] for p in out], o + "j.tsv", o + "j.json", group="g",
                                               gain_path=refs["gain"], readnoise_path=refs["readnoise"],
                                               raw_paths=[p["raw"] for p in out])
@@ -669,10 +673,18 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
         return noise.noise_decomposition_files(ramps, o + "n.tsv", o + "p.tsv", o + "n.json", None, None,
                                                gain_path=refs["gain"]), eff
 
-    dark, cr = {}, {}
+    dark, cr, mask = {}, {}, {}
     (live_table, _, live_doc), (live_eff, live_edoc) = analyse("live", False)
     (table, _, doc), (eff, edoc) = analyse("dead", True)
     assert live_edoc["dead_amplifiers"] == [] and edoc["dead_amplifiers"] == [2]
+    # MASK: every active pixel of the dead amplifier DEAD + DO_NOT_USE (pixel DQ as jwst_reffiles)
+    with fits.open(mask["dead"]["path"]) as hdul:
+        dq = hdul["DQ"].data
+        geom = Geometry.from_header(hdul[0].header, dq.shape)
+    amp, ref = geom.amplifier_map(), geom.reference_mask()
+    flag = dqflags.DEAD | dqflags.DO_NOT_USE
+    assert ((dq[(amp == 1) & ~ref] & flag) == flag).all()
+    assert mask["dead"]["counts"]["dead"] - mask["live"]["counts"]["dead"] == int(((amp == 1) & ~ref).sum())
     # CR rate: the dead amplifier is no detection area; the others' rows are unchanged
     got, want = cr["dead"]["summary"], cr["live"]["summary"]
     assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2] and "amplifier(s) 2" in got["note"]

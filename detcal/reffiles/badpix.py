@@ -518,7 +518,7 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain, hot_threshold=1.0, 
               rc_fraction=0.8, telegraph_fraction=0.8, dead_ptp=0.0, dead_fraction=0.75,
               do_not_use=("hot", "rc", "telegraph", "dead"), keep_unmeasured=True, memory_mb=4000,
               table_path=None, figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
-              descrip=None):
+              descrip=None, raw_paths=None):
     """Make a bad-pixel MASK reference from darks of one configuration group.
 
     Parameters
@@ -562,6 +562,9 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain, hot_threshold=1.0, 
         per-pixel false-alarm probability, expected false flags on the array, detection limit
         and its unit) and a bar chart drawn from it.
     pedigree, author, useafter, descrip : reference keywords (see :func:`make_dark`).
+    raw_paths : list of str or None
+        The group's raw files: every active pixel of an output dead or flat in all of them
+        (:func:`detcal.analysis.common.dead_amplifiers`) is DEAD (and DO_NOT_USE with 'dead').
 
     Returns
     -------
@@ -729,6 +732,14 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     rc = (n_rc > p["rc_fraction"] * nj) if nj else np.zeros((ny, nx), bool)
     tel = ((n_tel > p["telegraph_fraction"] * nj) & ~rc) if nj else np.zeros((ny, nx), bool)
     dead = (n_flat >= p["dead_fraction"] * nj) if nj else np.zeros((ny, nx), bool)
+    if p.get("raw_paths"):
+        # a dead or flat output: flat in the raw files, but no longer in the jump ramps once refpix
+        # has spread the side reference pixels' correction into it
+        from ..analysis.common import dead_amplifiers
+        dead_amps = dead_amplifiers(p["raw_paths"])
+        if dead_amps:
+            log.warning("mask: dead or flat amplifier(s) %s flagged DEAD", ", ".join(str(k + 1) for k in dead_amps))
+            dead = dead | (active & np.isin(geom.amplifier_map(), dead_amps))
     flags = {"hot": hot, "warm": warm, "noisy": noisy, "rc": rc, "telegraph": tel, "dead": dead}
     unmeasured = active & ~measured
     inherited = None

@@ -65,6 +65,7 @@ rule mask_reffile:
     input:
         rateints_paths=group_paths("rateints"),
         jump_paths=group_paths("jump"),
+        raw_paths=group_paths("raw"),          # a dead output is flat only in the raw files
         gain=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/mask.fits",
