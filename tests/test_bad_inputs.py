@@ -412,13 +412,24 @@ def test_every_pattern_that_matches_nothing_is_listed(base, capsys):
 
 def test_real_data_regimes_pass(tmp_path, capsys):
     """No false alarm on the regimes real data have: a 1-output subarray (SUB32TATS), NFRAMES=2
-    (BRIGHT2), ~10 s groups, MIRI, several detectors in one run, with their references."""
+    (BRIGHT2), ~10 s groups, MIRI, several detectors in one run, with their references; and no
+    live output taken for a dead one there."""
+    import glob
+
+    from detcal.analysis import common
     from test_campaign_mixed import make_campaign
 
     raw, refs = make_campaign(tmp_path)
     argv = [raw] + [f"--reference={det}:{k}={p}" for det, given in refs.items() for k, p in given.items()]
     assert validate.main(argv) == 0, capsys.readouterr().err
     assert "6 raw files in 3 configuration groups" in capsys.readouterr().out
+    files = sorted(glob.glob(raw))
+    assert len(files) == 6 and all(common.dead_amplifiers([f]) == [] for f in files)
+    miri = next(f for f in files if fits.getval(f, "INSTRUME") == "MIRI")     # 4 interleaved outputs
+    with fits.open(miri, mode="update") as hdul:
+        geom, amp, _ = common.layout(hdul[0].header, hdul["SCI"].data.shape)
+        hdul["SCI"].data[..., amp == 2] = 20000
+    assert common.dead_amplifiers([miri]) == [2]
 
 
 # ---- a full disk: one line naming the product, no partial file ---------------------------------
