@@ -650,7 +650,7 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
     from detcal import dqflags
-    from detcal.analysis import darkcurrent, effnoise, jumps, noise
+    from detcal.analysis import darkcurrent, effnoise, jumps, noise, stability
     from detcal.geometry import Geometry
     from detcal.reffiles import badpix
 
@@ -675,6 +675,9 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
                                                    o + "d.json", group="g", raw_paths=[p["raw"] for p in out])
         mask[name] = badpix.make_mask([p["rateints"] for p in out], [p["jump"] for p in out], o + "mask.fits",
                                       gain=refs["gain"], raw_paths=[p["raw"] for p in out])
+        stab[name] = stability.stability_file([p["rateints"] for p in out], o + "s.tsv", o + "s.json", group="g",
+                                              ramp_paths=[p["jump"] for p in out],
+                                              bias_paths=[p["raw"] for p in out], gain_path=refs["gain"])
         cr[name] = jumps.jump_statistics_file([p["jump"] for p in out], o + "j.tsv", o + "j.json", group="g",
                                               gain_path=refs["gain"], readnoise_path=refs["readnoise"],
                                               raw_paths=[p["raw"] for p in out])
@@ -684,7 +687,7 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
         return noise.noise_decomposition_files(ramps, o + "n.tsv", o + "p.tsv", o + "n.json", None, None,
                                                gain_path=refs["gain"]), eff
 
-    dark, cr, mask = {}, {}, {}
+    dark, cr, mask, stab = {}, {}, {}, {}
     (live_table, _, live_doc), (live_eff, live_edoc) = analyse("live", False)
     (table, _, doc), (eff, edoc) = analyse("dead", True)
     assert live_edoc["dead_amplifiers"] == [] and edoc["dead_amplifiers"] == [2]
@@ -696,6 +699,10 @@ def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
     flag = dqflags.DEAD | dqflags.DO_NOT_USE
     assert ((dq[(amp == 1) & ~ref] & flag) == flag).all()
     assert mask["dead"]["counts"]["dead"] - mask["live"]["counts"]["dead"] == int(((amp == 1) & ~ref).sum())
+    # stability: the whole-array values are the live amplifiers', theirs unchanged
+    assert stab["live"]["summary"]["dead_amplifiers"] == [] and stab["dead"]["summary"]["dead_amplifiers"] == [2]
+    live_amps = [r for r in stab["dead"]["table"] if r.get("amplifier") in ("1", "3", "4")]
+    assert live_amps and live_amps == [r for r in stab["live"]["table"] if r.get("amplifier") in ("1", "3", "4")]
     # CR rate: the dead amplifier is no detection area; the others' rows are unchanged
     got, want = cr["dead"]["summary"], cr["live"]["summary"]
     assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2] and "amplifier(s) 2" in got["note"]

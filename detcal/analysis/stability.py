@@ -482,6 +482,10 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
     geom, amp_map, active = common.layout(header, cube.shape, paths[0])
     usable = active & ((common.persistent_dq(dq) & np.uint32(dqflags.DO_NOT_USE)) == 0)
     masks = common.amplifier_masks(amp_map, usable, geom.noutputs)
+    # a dead or flat output (found on the raw files) keeps its rows, not in the whole-array values
+    dead = common.dead_amplifiers(bias_paths) if bias_paths else []
+    if dead:
+        masks[common.ALL] &= ~np.isin(amp_map, dead)
     labels = list(masks)
     gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None
     gains = ({lab: float(np.nanmedian(gain[sel])) if sel.any() else math.nan for lab, sel in masks.items()}
@@ -634,6 +638,7 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
         "hot_threshold": hot_threshold,
         "hot_threshold_unit": "e-/s" if gain is not None else "DN/s",
         "baseline": str(baseline) if baseline else None,
+        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
     }
     if base_counts is not None:
         b = base_counts[base_counts.amplifier == common.ALL].iloc[0]
