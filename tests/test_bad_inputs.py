@@ -642,7 +642,7 @@ def test_snakemake_message_for_malformed_yaml_is_the_documented_one(tmp_path):
 
 
 # ---- values that can occur: a dead output ---------------------------------------------------------
-def test_dead_output_is_left_out_of_the_noise_averages(tmp_path):
+def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
     """An amplifier that reads a constant (dead or stuck output) goes through the workflow's steps;
     the noise decomposition and the effective noise report it (JSON ``dead_amplifiers``, the
     note) and leave it out of the output averages: the other outputs' rows equal those of the
