@@ -142,7 +142,7 @@ def summary_row(group, docs):
                 if val is None:
                     val = (docs.get(other, {}).get("summary") or {}).get(key)
             if isinstance(val, list):
-                val = ",".join(map(str, val))
+                val = ",".join(map(str, val)) or "none"   # an empty list says "nothing", not "missing"
             row[col] = val
     for doc in docs.values():
         det = (doc.get("summary") or {}).get("detector") or (doc.get("configuration") or {}).get("DETECTOR")
@@ -174,7 +174,7 @@ def reference_columns(products):
     and ``reffiles_not_built`` (``product: reason`` entries, ``; ``-separated)."""
     built = [k for k, why in products.items() if not why]
     absent = [f"{k}: {why}" for k, why in products.items() if why]
-    return {"reffiles": ",".join(built), "reffiles_not_built": "; ".join(absent)}
+    return {"reffiles": ",".join(built) or "none", "reffiles_not_built": "; ".join(absent) or "none"}
 
 
 def summary_file(group, analysis_jsons, output_tsv, output_json, products=None):
