@@ -119,4 +119,5 @@ def write(table, path, crds=None):
         extra = pd.DataFrame.from_dict(crds, orient="index")
         out = out.join(extra).fillna({c: "" for c in extra.columns})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    out.to_csv(path, sep="\t", index=False)
+    with io.atomic_path(path) as tmp:
+        out.to_csv(tmp, sep="\t", index=False)

@@ -7,6 +7,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import io  # noqa: E402
+
 #: Integration drawn per step (index; the seeds draw the last one for rscd, the first otherwise).
 STEP_INTEGRATION = {"rscd": -1}
 
@@ -88,5 +90,6 @@ def plot_step(table, step, exposure, path):
         axs[0, 0].text(0.5, 0.5, "no sample pixel inside this detector", ha="center")
     fig.suptitle(f"{step} step", fontsize=13)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)

@@ -68,7 +68,8 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
         samples = plots.step_table(step, before, plots.sample_ramps(ramp.data, pixels),
                                    plots.sample_ramps(ramp.groupdq, pixels), pixels)
         if table:
-            samples.to_csv(table, sep="\t", index=False)
+            with io.atomic_path(table) as tmp:
+                samples.to_csv(tmp, sep="\t", index=False)
         if figure:
             plots.plot_step(samples, step, exposure, figure)
     return ramp
