@@ -68,7 +68,7 @@ from .common import save_figure  # noqa: E402
 from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
                     check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
                     median_variance, open_ramp, robust_sigma, MAX_FLAGGED_FRACTION,
-                    subsample_rows, write_json, dead_outputs)
+                    subsample_rows, write_json, dead_outputs, nothing_measured)
 
 log = logging.getLogger("detcal.analysis.effnoise")
 
@@ -372,7 +372,6 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
         raise ValueError(f"read_noise_source must be 'n2' or 'reference', got {read_noise_source!r}")
     ns = np.array(stats["ns"], float)
     t = (ns - 1) * tgroup
-    nout = stats["nout"]
     gains = np.asarray(gains, float)
     use = "temporal" if stats["temporal_ok"] else "spatial"
     rows, summary = [], {}
@@ -709,11 +708,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
                                         pixeldq, min_ramps, max_temporal_pixels, jackknife_blocks)
     except ValueError as exc:      # every ramp left out: nothing to measure; one line, no traceback
-        why = (f"all {len(excluded)} ramps are flagged SATURATED/DO_NOT_USE on more than "
-               f"{100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels (saturated or garbage data)"
-               if excluded else str(exc))
-        raise InputError(paths[0], f"effective noise of this group's {len(paths)} file(s): {why}; "
-                                   "no noise can be measured") from None
+        raise nothing_measured(paths, "effective noise", "ramps", excluded, exc) from None
     if excluded:
         log.warning("effective noise: %d ramp(s) left out: flagged SATURATED/DO_NOT_USE on more than "
                     "%.0f %% of the pixels (%s)", len(excluded), 100 * MAX_FLAGGED_FRACTION,

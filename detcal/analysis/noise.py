@@ -800,6 +800,17 @@ _FLAGGED_GROUP = np.uint8(dqflags.SATURATED | dqflags.DO_NOT_USE)
 MAX_FLAGGED_FRACTION = 0.5
 
 
+def nothing_measured(paths, analysis, units, excluded, exc):
+    """The one-line :class:`InputError` of a noise analysis of ``paths`` that has nothing left to
+    measure: every one of its ``units`` ('CDS frames', 'ramps') was ``excluded`` as flagged, or
+    it failed with ``exc``."""
+    why = (f"all {len(excluded)} {units} are flagged SATURATED/DO_NOT_USE on more than "
+           f"{100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels (saturated or garbage data)"
+           if excluded else str(exc))
+    return InputError(paths[0], f"{analysis} of this group's {len(paths)} file(s): {why}; "
+                                "no noise can be measured")
+
+
 @dataclass
 class RampFile:
     """An open ramp product: metadata and lazy access to its frames."""
@@ -1380,11 +1391,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
                                     max_temporal_pixels=max_temporal_pixels, min_frames=min_frames,
                                     mean_frame=mean)
     except ValueError as exc:      # every CDS frame left out: nothing to measure; one line, no traceback
-        why = (f"all {len(excluded)} CDS frames are flagged SATURATED/DO_NOT_USE on more than "
-               f"{100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels (saturated or garbage data)"
-               if excluded else str(exc))
-        raise InputError(paths[0], f"noise decomposition of this group's {len(paths)} file(s): {why}; "
-                                   "no noise can be measured") from None
+        raise nothing_measured(paths, "noise decomposition", "CDS frames", excluded, exc) from None
     if excluded:
         log.warning("noise decomposition: %d CDS frame(s) left out: groups flagged SATURATED/DO_NOT_USE "
                     "on more than %.0f %% of the pixels (%s)", len(excluded),
