@@ -66,14 +66,18 @@ def header_row(path):
 
 def scan(paths):
     """DataFrame (index: exposure) of :func:`header_row` for every path; names must be unique."""
-    rows = [header_row(p) for p in paths]
-    table = pd.DataFrame(rows, columns=["exposure", "path", "family", "group", *keywords.INVENTORY])
-    dup = table["exposure"][table["exposure"].duplicated()]
+    return table([header_row(p) for p in paths])
+
+
+def table(rows):
+    """DataFrame (index: exposure) of :func:`header_row` rows; exposure names must be unique."""
+    frame = pd.DataFrame(rows, columns=["exposure", "path", "family", "group", *keywords.INVENTORY])
+    dup = frame["exposure"][frame["exposure"].duplicated()]
     if len(dup):
-        clash = table.loc[table["exposure"] == dup.iloc[0], "path"].tolist()
+        clash = frame.loc[frame["exposure"] == dup.iloc[0], "path"].tolist()
         raise InputError(clash[0], f"exposure name {dup.iloc[0]!r} is also used by {clash[1]} "
                                    "(exposure names come from file names and must be unique)")
-    return table.set_index("exposure", drop=False).sort_index()
+    return frame.set_index("exposure", drop=False).sort_index()
 
 
 #: Reference files the workflow can build for a configuration group (results/reffiles/{group}/).

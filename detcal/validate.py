@@ -30,8 +30,11 @@ reference (only those given in the config; see :func:`reference_problems`)
     steps, a reference that is bad almost everywhere would turn every statistic into NaN.
 """
 
+import functools
+import hashlib
 import math
 import os
+import pickle
 
 import numpy as np
 from astropy.io import fits
@@ -308,7 +311,7 @@ def expand(raw):
     return list(dict.fromkeys(paths))
 
 
-def inventory(paths, references=()):
+def inventory(paths, references=(), cache=None):
     """Inventory table of ``paths`` after checking them and the ``references``; or InputErrors.
 
     Parameters
@@ -316,7 +319,11 @@ def inventory(paths, references=()):
     paths : raw file paths (already expanded from the config's globs)
     references : iterable of (path, key, detector, where): a reference given in the config
         (``key`` a :data:`detcal.io.REFTYPES` key, ``where`` where it was given, e.g.
-        ``'config references: NRCA1: gain'``, for the message). A SATURATION is checked against the SUPERBIAS given for the same detector.
+        ``'config references: NRCA1: gain'``, for the message). A SATURATION is checked against
+        the SUPERBIAS given for the same detector.
+    cache : path of a :class:`RawCheckCache` file (None: no cache). The workflow parses its
+        Snakefile in the main process, for ``--report``, and in every cluster job; with the cache
+        each raw file is read and checked once per change (size, mtime) instead of at each parse.
 
     Returns
     -------
@@ -326,23 +333,28 @@ def inventory(paths, references=()):
     ------
     InputErrors : every problem found, one (path, problem) each.
     """
-    problems, good = [], []
+    problems, rows, rejected = [], [], set()
+    store = RawCheckCache(cache)
     for path in paths:
-        try:
-            _inventory.header_row(path)
-            good.append(path)
-        except InputError as err:
-            problems.append((err.path, err.problem))
+        row, found = store.get(path)
+        if row is None:
+            try:
+                row = _inventory.header_row(path)
+            except InputError as err:
+                row, found = {}, [(err.path, err.problem)]
+            else:
+                found = [(path, p) for p in raw_problems(path, row)]
+            store.put(path, row, found)
+        problems += found
+        if row:
+            rows.append(row)
+            if found:
+                rejected.add(row["path"])
+    store.save()
     try:
-        table = _inventory.scan(good)
+        table = _inventory.table(rows)
     except InputError as err:               # exposure names that clash
         raise InputErrors(problems + [(err.path, err.problem)]) from None
-    rejected = set()
-    for _, row in table.iterrows():
-        found = raw_problems(row["path"], row)
-        problems += [(row["path"], p) for p in found]
-        if found:
-            rejected.add(row["path"])
     # groups and references are checked against the files that passed their own checks
     table_ok = table[~table["path"].isin(rejected)]
     problems += group_problems(table_ok)
@@ -361,6 +373,74 @@ def inventory(paths, references=()):
     if problems:
         raise InputErrors(dict.fromkeys(problems))
     return table
+
+
+class RawCheckCache:
+    """Inventory row and problems of each raw file, kept between runs in one pickle file.
+
+    An entry is reused while the file's absolute path, size and modification time are those it
+    was made from, and while the checking code is the same (:data:`_CODE_KEY`: a digest of the
+    modules that read and check raw files). ``path=None`` is a cache that keeps nothing.
+    Written atomically; a damaged or foreign cache file is ignored (rebuilt).
+    """
+
+    def __init__(self, path=None):
+        self.path = path
+        self._entries, self._dirty = {}, False
+        if path and os.path.exists(path):
+            try:
+                with open(path, "rb") as f:
+                    saved = pickle.load(f)
+                if saved.get("code") == _code_key():
+                    self._entries = saved["entries"]
+            except Exception:  # noqa: BLE001 (any unreadable cache is rebuilt)
+                self._entries = {}
+
+    @staticmethod
+    def _stamp(path):
+        st = os.stat(path)
+        return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+    def get(self, path):
+        """(row, problems) cached for ``path`` as it is now, or (None, None)."""
+        try:
+            stamp = self._stamp(path)
+        except OSError:
+            return None, None
+        entry = self._entries.get(stamp[0])
+        if entry is None or entry[0] != stamp:
+            return None, None
+        return dict(entry[1]), list(entry[2])
+
+    def put(self, path, row, problems):
+        try:
+            stamp = self._stamp(path)
+        except OSError:
+            return
+        self._entries[stamp[0]] = (stamp, dict(row), list(problems))
+        self._dirty = True
+
+    def save(self):
+        if not (self.path and self._dirty):
+            return
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with io.atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+                pickle.dump({"code": _code_key(), "entries": self._entries}, f)
+        except (OSError, io.WriteError):   # a cache that cannot be written costs time, not results
+            pass
+        self._dirty = False
+
+
+@functools.cache
+def _code_key():
+    """Digest of the modules whose code decides an inventory row and a raw file's problems."""
+    from . import geometry
+    digest = hashlib.sha1()
+    for module in (io, keywords, geometry, _inventory, __import__(__name__, fromlist=["_"])):
+        with open(module.__file__, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
 
 
 def config_references(references):
@@ -396,18 +476,42 @@ def _lookup(doc, path):
     return doc
 
 
+def config_schema(schema_path):
+    """The config schema: the YAML file completed with the blocks the step descriptors define.
+
+    ``workflow/schemas/config.schema.yaml`` leaves ``steps`` (on/off), ``parameters`` (per step,
+    with defaults), the ``keep`` step names and ``references.<DETECTOR>.steps`` to the registered
+    steps (:func:`detcal.steps.descriptor.schema_blocks`), so a step that is not registered is an
+    unknown key. Returns the schema as a dict.
+    """
+    import yaml
+
+    from .steps import descriptor
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    blocks = descriptor.schema_blocks()
+    props = schema["properties"]
+    props["steps"]["properties"] = blocks["steps"]
+    props["parameters"]["properties"] = blocks["parameters"]
+    props["keep"]["items"]["enum"] = blocks["keep"]
+    schema["definitions"]["reference_set"]["properties"]["steps"]["properties"] = blocks["reference_steps"]
+    return schema
+
+
 def config_problems(config, schema_path, configfiles=()):
     """One line per schema violation of ``config``: the file, the key, the value and the problem.
 
     A short replacement for the JSON-schema dump Snakemake prints (unknown keys: their names; a
-    wrong value: the key path, the value and what the schema allows). ``configfiles``: the YAML
-    files the config was merged from; each line names the last one that sets the key.
+    wrong value: the key path, the value and what the schema allows). ``schema_path``: the schema
+    file (completed by :func:`config_schema`) or an already completed schema dict.
+    ``configfiles``: the YAML files the config was merged from; each line names the last one that
+    sets the key.
     """
     import jsonschema
     import yaml
 
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
+    schema = schema_path if isinstance(schema_path, dict) else config_schema(schema_path)
     docs = []
     for name in configfiles:
         try:

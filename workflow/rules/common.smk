@@ -1,10 +1,13 @@
 # Input functions and parse-time tables. Rules live in the other .smk files.
+import json
 import re
+import tempfile
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from detcal import crds_refs, demo, inventory, noise_conventions, pipeline
+from detcal.steps import descriptor as step_descriptors
 from detcal import validate as input_checks
 from detcal.errors import InputError
 
@@ -13,12 +16,17 @@ from detcal.errors import InputError
 CONFIGFILES = [f for f in workflow.configfiles if f not in workflow.overwrite_configfiles] + list(
     workflow.overwrite_configfiles)
 
-try:
-    validate(config, schema="../schemas/config.schema.yaml")
-except WorkflowError:   # Snakemake's message is the whole schema: say the file, key, value instead
-    raise WorkflowError("error: invalid configuration\n" + "\n".join(input_checks.config_problems(
-        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
-        CONFIGFILES))) from None
+# the schema file completed with the steps, parameters and keep blocks of the registered steps
+SCHEMA = input_checks.config_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+with tempfile.TemporaryDirectory() as schema_dir:   # snakemake's validate reads a file
+    schema_file = os.path.join(schema_dir, "config.schema.json")
+    with open(schema_file, "w") as fh:
+        json.dump(SCHEMA, fh)
+    try:
+        validate(config, schema=schema_file)   # also fills in the defaults
+    except WorkflowError:   # Snakemake's message is the whole schema: say the file, key, value instead
+        raise WorkflowError("error: invalid configuration\n" + "\n".join(
+            input_checks.config_problems(config, SCHEMA, CONFIGFILES))) from None
 if config["raw"] in ("", []):
     raise WorkflowError(
         f"error: {input_checks.config_source(CONFIGFILES, ['raw'])}config key raw = {config['raw']!r} is "
@@ -29,6 +37,11 @@ DEMO_DIR = "results/demo"
 STEPS_ON = config["steps"]
 
 
+# Raw files are read and checked once per change, not at every parse of this file (the main
+# process, --report, and each cluster job parse it): see detcal.validate.RawCheckCache.
+INVENTORY_CACHE = ".snakemake/detcal/raw_checks.pickle"
+
+
 def _load_exposures():
     """One row per exposure: path, family, group and the inventory keywords."""
     try:
@@ -36,7 +49,8 @@ def _load_exposures():
             return demo.table(config["demo"], DEMO_DIR)
         # every raw file and every given reference checked before any job; all problems at once
         return input_checks.inventory(input_checks.expand(config["raw"]),
-                                      input_checks.config_references(config["references"]))
+                                      input_checks.config_references(config["references"]),
+                                      cache=INVENTORY_CACHE)
     except InputError as err:
         raise WorkflowError(f"error: {err}") from None
 
@@ -96,10 +110,22 @@ def step_figure(step):
 
 
 def step_extra_outputs(step):
-    """Second products of a step, when the config asks for them (dark_current: dark_output)."""
-    if step == "dark_current" and config["parameters"]["dark_current"]["dark_output"]:
-        return {"extra": "results/ramps/{exposure}/{exposure}_dark.fits"}
-    return {}
+    """Further products of a step (its descriptor's ``products``) that are made: always, or when
+    their switch parameter is on in the config (dark_current's ``dark_output``)."""
+    params = step_parameters(step)
+    return {name: f"results/ramps/{{exposure}}/{{exposure}}_{product.suffix}.fits"
+            for name, product in step_descriptors.get(step).products.items()
+            if product.switch is None or params.get(product.switch)}
+
+
+def ramp_step_mem_mb(wildcards, input, attempt):
+    """Memory [MB] of a ramp-step job (every detector1 rule; a new step gets it too). A ramp step
+    holds the input ramp, the output ramp and the reference arrays at once: measured peak RSS =
+    ~170 MB (interpreter and imports) + 0.6 to 1.2 x the input size (a 2 x 10 x 1024 x 1024 demo
+    ramp, 109 MB per product: 278 MB for superbias, 400 MB for dark_current with its 88 MB dark;
+    jump 303 MB, ramp_fit 335 MB). Twice that margin, at least 1 GB, and doubled on each retry
+    (``attempt``) after an out-of-memory kill on a cluster. A profile's set-resources overrides it."""
+    return max(1000, 500 + 2 * input.size_mb) * attempt
 
 
 def step_log(step):

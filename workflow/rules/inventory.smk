@@ -6,6 +6,7 @@ rule inventory:
         report("results/inventory.tsv", caption="../report/inventory.rst", category="Inventory"),
     params:
         crds=crds_choices,
+        cache=INVENTORY_CACHE,
     log:
         "logs/inventory.log",
     conda:
