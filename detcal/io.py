@@ -12,6 +12,7 @@ renamed into place, so a failed write never leaves a partial file; it carries it
 """
 
 import contextlib
+import math
 import os
 import tempfile
 import warnings
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
 from astropy.io.fits.verify import VerifyWarning
+from astropy.utils.exceptions import AstropyUserWarning
 
 from . import __version__, dqflags, keywords
 from .errors import InputError
@@ -170,7 +171,8 @@ def read_ramp(path, step="inventory"):
         header = hdul[0].header.copy()
         names = [h.name for h in hdul]
         if "SCI" not in names:
-            raise InputError(path, "no SCI extension (a ramp file needs SCI, and optionally PIXELDQ, GROUPDQ)")
+            raise InputError(path, "no SCI extension (a ramp file needs SCI, and optionally PIXELDQ, "
+                                   "GROUPDQ)")
         sci = hdul["SCI"].data
         _check_ramp_shape(path, sci, header, step)
         data = np.asarray(sci, dtype=np.float32)
@@ -184,69 +186,149 @@ def read_ramp(path, step="inventory"):
     return Ramp(data, pixeldq, groupdq, header, path, tables, zeroframe)
 
 
-class RampReader:
-    """Read parts of a ramp file without loading the rest of it (for combining many big ramps).
+def block_size(memory_mb, bytes_per_value, shape, axis=0):
+    """How many indices along ``axis`` one block may hold within a memory budget.
 
-    ``RampReader(path, step)`` checks the file's structure (truncation) and the keywords ``step``
-    needs from the headers alone, as :func:`read_ramp` does, without reading any data.
-    :meth:`read` then returns one section of SCI (float32 [DN]), GROUPDQ (uint8) or PIXELDQ
-    (uint32): only the requested integrations, groups and rows are read from disk (astropy
-    ``ImageHDU.section``, no memory map, so nothing else of the file becomes resident). A missing
-    GROUPDQ or PIXELDQ reads as zeros. Use it as a context manager, or call :meth:`close`.
+    A block of an array of ``shape`` is the array cut to ``n`` indices along ``axis``; it costs
+    ``bytes_per_value`` bytes per element (its own bytes plus every temporary the caller makes per
+    element, e.g. 4 for a float32 copy alone, 48 for :func:`detcal.reffiles.common.sigma_clipped_stats`).
 
-    Attributes: ``path``, ``header`` (primary), ``shape`` (nints, ngroups, ny, nx).
+    Parameters
+    ----------
+    memory_mb : float        budget of one block [MB = 1e6 bytes]
+    bytes_per_value : float  [bytes per element of the block]
+    shape : tuple of int     shape of the whole array (or of one slab: only the product of the
+                             axes other than ``axis`` matters, and ``shape[axis]`` caps the result)
+    axis : int
+
+    Returns
+    -------
+    int in [1, shape[axis]] (at least 1 even when one index exceeds the budget; 1 for an empty axis)
+    """
+    shape = tuple(int(s) for s in shape)
+    length = shape[axis]
+    per_index = bytes_per_value * math.prod(s for k, s in enumerate(shape) if k != axis % len(shape))
+    n = int(memory_mb * 1e6 // per_index) if per_index > 0 else length
+    return max(1, min(length, n))
+
+
+def blocks(length, size):
+    """Consecutive slices ``[k*size, min(length, (k+1)*size))`` covering ``range(length)``."""
+    size = max(1, int(size))
+    return [slice(start, min(length, start + size)) for start in range(0, int(length), size)]
+
+
+def _ext_shape(ext_header):
+    naxis = int(ext_header.get("NAXIS", 0))
+    return tuple(int(ext_header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+
+
+def _window(key, length, offset=0):
+    """A slice or int along an axis of ``length`` -> the same in file coordinates (+ ``offset``)."""
+    if isinstance(key, slice):
+        start, stop, step = key.indices(length)
+        if step < 0:
+            raise IndexError("negative steps are not supported when reading sections")
+        stop = max(start, stop)
+        return slice(start + offset, stop + offset, step)
+    index = int(key)
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for an axis of length {length}")
+    return index % length + offset
+
+
+class SectionReader:
+    """Sections of the image extensions of one FITS file, read from disk only when asked for.
+
+    The one chunked reader of detcal: ramps (:class:`RampReader`), rate/rateints products
+    (:class:`CubeReader`) and reference cubes (:func:`read_reference` with ``lazy=True``) are
+    read through it. Each extension's axes are named: ``int`` (integration), ``group``, ``row``
+    and ``col``; :meth:`read` takes integration, group and row ranges (an int drops the axis)
+    and returns a native-endian array of the extension's dtype. Only those values are read
+    (astropy ``ImageHDU.section``, no memory map, so nothing else of the file becomes resident).
+
+    Subclasses check the file in ``__init__`` from its headers alone (truncation, shapes,
+    keywords: one :class:`~detcal.errors.InputError` naming the file) and fill in:
+
+    ``path``, ``header`` (primary), ``shape`` (the logical shape of the main extension),
+    ``_axes`` {EXTNAME: axis names of the logical array}, ``_dtypes`` {EXTNAME: dtype},
+    ``_present`` (extensions in the file; the others read as zeros), and optionally
+    ``_offset`` {axis name: first file index} and ``_file_axes`` {EXTNAME: axis names as stored,
+    when the file lacks a logical axis (a 2-D rate read as one integration)}.
     """
 
-    _DTYPES = {"SCI": np.float32, "GROUPDQ": np.uint8, "PIXELDQ": np.uint32}
+    _offset = {}
+    _file_axes = {}
 
-    def __init__(self, path, step="inventory"):
-        self.path = str(path)
-        header, extensions = read_headers(self.path)
-        if "SCI" not in extensions:
-            raise InputError(self.path, "no SCI extension (a ramp file needs SCI, and optionally "
-                                        "PIXELDQ, GROUPDQ)")
-        shape = self._ext_shape(extensions["SCI"])
-        dummy = np.broadcast_to(np.zeros((), np.uint8), shape) if shape else None  # no data read
-        _check_ramp_shape(self.path, dummy, header, step)
-        self._present = set()
-        for name, want in (("GROUPDQ", shape), ("PIXELDQ", shape[2:])):
-            if name in extensions and extensions[name].get("NAXIS", 0):
-                got = self._ext_shape(extensions[name])
-                if got != want:
-                    raise InputError(self.path, f"{name} has shape {got}, expected {want}")
-                self._present.add(name)
-        self.header = header
-        self.shape = shape
-        self._hdul = None
+    def _open_hdul(self):
+        if getattr(self, "_hdul", None) is None:
+            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
+        return self._hdul
 
-    @staticmethod
-    def _ext_shape(ext_header):
-        naxis = int(ext_header.get("NAXIS", 0))
-        return tuple(int(ext_header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+    def ext_shape(self, ext):
+        """Logical shape of extension ``ext`` (the main shape with that extension's axes)."""
+        full = dict(zip(self._axes[self._main], self.shape))
+        return tuple(full[a] for a in self._axes[ext.upper()])
 
-    def read(self, ext="SCI", ints=slice(None), groups=slice(None), rows=slice(None)):
-        """Section ``[ints, groups, rows, :]`` of SCI/GROUPDQ (``[rows, :]`` of PIXELDQ).
+    def read(self, ext="SCI", ints=slice(None), groups=slice(None), rows=slice(None), cols=slice(None)):
+        """Section ``[ints, groups, rows, cols]`` of ``ext`` (only the axes it has).
 
-        ``ints`` is an int (the integration axis is dropped) or a slice; ``groups`` and ``rows``
-        are slices. Returns a new native-endian array of the extension's dtype.
+        ``ints``, ``groups``, ``rows``, ``cols``: an int (that axis is dropped) or a slice with a
+        positive step, in the logical coordinates of :attr:`shape` (a reference read ``like`` a
+        subarray: subarray rows and columns). Returns a new native-endian array.
         """
         ext = ext.upper()
-        dtype = self._DTYPES[ext]
-        key = (rows, slice(None)) if ext == "PIXELDQ" else (ints, groups, rows, slice(None))
-        if ext != "SCI" and ext not in self._present:
-            full = self.shape[2:] if ext == "PIXELDQ" else self.shape
-            shape = np.broadcast_to(np.zeros((), np.bool_), full)[key].shape  # no allocation
+        dtype = self._dtypes[ext]
+        keys = {"int": ints, "group": groups, "row": rows, "col": cols}
+        axes = self._axes[ext]
+        lengths = self.ext_shape(ext)
+        logical = tuple(_window(keys[a], n) for a, n in zip(axes, lengths))
+        shape = np.broadcast_to(np.zeros((), np.bool_), lengths)[logical].shape  # no allocation
+        if ext not in self._present or 0 in shape:
             return np.zeros(shape, dtype)
-        if self._hdul is None:
-            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
+        file_axes = self._file_axes.get(ext, axes)
+        key = tuple(_window(keys[a], n, self._offset.get(a, 0)) for a, n in zip(axes, lengths)
+                    if a in file_axes)
         try:
-            return np.asarray(self._hdul[ext].section[key], dtype=dtype)
+            arr = self._open_hdul()[ext].section[key]
+            arr = self._convert(ext, np.asarray(arr, dtype=dtype))
+        except InputError:
+            raise
         except Exception as exc:  # damaged data past the headers
             raise InputError(self.path, f"cannot read {ext}{list(key)} ({type(exc).__name__}: "
                                         f"{exc})") from None
+        if file_axes != axes:         # a stored axis missing (2-D rate): add it, then index it
+            for k, a in enumerate(axes):
+                if a not in file_axes:
+                    kept = sum(1 for b, v in zip(axes[:k], logical[:k]) if not isinstance(v, int))
+                    arr = np.expand_dims(arr, kept)[(slice(None),) * kept + (logical[k],)]
+        return arr
+
+    def _convert(self, ext, arr):
+        """Hook for value conversions of a section (the DQ_DEF mapping of references)."""
+        return arr
+
+    def row_blocks(self, memory_mb, bytes_per_pixel, rows=None):
+        """Row slices whose blocks stay within ``memory_mb`` [MB] at ``bytes_per_pixel`` bytes per
+        (row, column) pixel of the block (everything the caller holds per pixel: all integrations
+        and groups it reads, and its temporaries). ``rows``: the row count (default: the file's)."""
+        ny, nx = self.shape[-2:]
+        ny = ny if rows is None else rows
+        return blocks(ny, block_size(memory_mb, bytes_per_pixel, (ny, nx), axis=0))
+
+    def group_blocks(self, memory_mb, bytes_per_value):
+        """Group slices whose blocks ((nints,) block, ny, nx) stay within ``memory_mb`` [MB]."""
+        axes = self._axes[self._main]
+        g = axes.index("group")
+        return blocks(self.shape[g], block_size(memory_mb, bytes_per_value, self.shape, axis=g))
+
+    def lazy(self, ext):
+        """:class:`LazyArray` of extension ``ext``: its values are read on demand."""
+        return LazyArray(self, ext.upper())
 
     def close(self):
-        if self._hdul is not None:
+        """Close the file (it is reopened by the next :meth:`read`)."""
+        if getattr(self, "_hdul", None) is not None:
             self._hdul.close()
             self._hdul = None
 
@@ -255,6 +337,167 @@ class RampReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class LazyArray:
+    """An extension of a :class:`SectionReader` that reads values only when they are used.
+
+    Basic slicing (ints and slices with step 1, ``...``) returns another LazyArray over that
+    window without reading; ``np.asarray(x)``, :meth:`copy` and any other use read the window
+    (only it) from disk. ``shape``, ``ndim``, ``dtype`` and ``size`` are known without reading.
+    """
+
+    def __init__(self, reader, ext, window=None):
+        self.reader = reader
+        self.ext = ext
+        self._axes = reader._axes[ext]
+        lengths = reader.ext_shape(ext)
+        self._window = window or tuple(slice(0, n) for n in lengths)
+        self.dtype = np.dtype(reader._dtypes[ext])
+
+    @property
+    def shape(self):
+        """Shape of the window (known without reading)."""
+        return tuple(w.stop - w.start for w in self._window if isinstance(w, slice))
+
+    @property
+    def ndim(self):
+        """Number of dimensions of the window."""
+        return len(self.shape)
+
+    @property
+    def size(self):
+        """Number of values in the window."""
+        return math.prod(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if sum(k is Ellipsis for k in key) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        if Ellipsis in key:
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim or not all(isinstance(k, (slice, int, np.integer)) for k in key):
+            return np.asarray(self)[key]
+        free = iter(key)
+        window = []
+        for w in self._window:
+            if not isinstance(w, slice):
+                window.append(w)
+                continue
+            k = _window(next(free), w.stop - w.start, w.start)
+            if isinstance(k, slice) and k.step != 1:
+                return np.asarray(self)[key]
+            window.append(k)
+        return LazyArray(self.reader, self.ext, tuple(window))
+
+    def read(self):
+        """The window's values: a new native-endian ndarray."""
+        keys = dict(zip(self._axes, self._window))
+        return self.reader.read(self.ext, ints=keys.get("int", slice(None)),
+                                groups=keys.get("group", slice(None)), rows=keys.get("row", slice(None)),
+                                cols=keys.get("col", slice(None)))
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.read()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def copy(self):
+        """The window's values (read from disk): a new ndarray, as ``ndarray.copy``."""
+        return self.read()
+
+    def astype(self, dtype, copy=True):
+        """The window's values (read from disk) as ``dtype``: a new ndarray."""
+        return self.read().astype(dtype, copy=False)
+
+    def __repr__(self):
+        return f"LazyArray({self.reader.path!r}, {self.ext}, shape={self.shape}, dtype={self.dtype})"
+
+
+class RampReader(SectionReader):
+    """Read parts of a ramp file without loading the rest of it (for combining many big ramps).
+
+    ``RampReader(path, step)`` checks the file's structure (truncation) and the keywords ``step``
+    needs from the headers alone, as :func:`read_ramp` does, without reading any data.
+    :meth:`read` then returns one section of SCI (float32 [DN]), GROUPDQ (uint8) or PIXELDQ
+    (uint32): only the requested integrations, groups and rows are read from disk. A missing
+    GROUPDQ or PIXELDQ reads as zeros. Use it as a context manager, or call :meth:`close`.
+
+    Attributes: ``path``, ``header`` (primary), ``shape`` (nints, ngroups, ny, nx).
+    """
+
+    _main = "SCI"
+    _dtypes = {"SCI": np.float32, "GROUPDQ": np.uint8, "PIXELDQ": np.uint32, "ZEROFRAME": np.float32}
+    _axes = {"SCI": ("int", "group", "row", "col"), "GROUPDQ": ("int", "group", "row", "col"),
+             "PIXELDQ": ("row", "col"), "ZEROFRAME": ("int", "row", "col")}
+
+    def __init__(self, path, step="inventory"):
+        self.path = str(path)
+        header, extensions = read_headers(self.path)
+        if "SCI" not in extensions:
+            raise InputError(self.path, "no SCI extension (a ramp file needs SCI, and optionally "
+                                        "PIXELDQ, GROUPDQ)")
+        shape = _ext_shape(extensions["SCI"])
+        dummy = np.broadcast_to(np.zeros((), np.uint8), shape) if shape else None  # no data read
+        _check_ramp_shape(self.path, dummy, header, step)
+        self.header = header
+        self.shape = shape
+        self._present = {"SCI"}
+        for name in ("GROUPDQ", "PIXELDQ", "ZEROFRAME"):
+            if name in extensions and extensions[name].get("NAXIS", 0):
+                got, want = _ext_shape(extensions[name]), self.ext_shape(name)
+                if got != want:
+                    raise InputError(self.path, f"{name} has shape {got}, expected {want}")
+                self._present.add(name)
+        self._hdul = None
+
+
+class CubeReader(SectionReader):
+    """Sections of a ramp_fit product: a rateints (CubeModel: 3-D (nints, ny, nx)) or a rate
+    (ImageModel: 2-D, read as one integration).
+
+    ``CubeReader(path, extensions)`` checks from the headers alone that the file is readable and
+    that each of ``extensions`` (default SCI and DQ) is present with SCI's shape; ``rateints=True``
+    refuses a 2-D rate. :meth:`read` returns SCI/ERR/VAR_* as float32 [DN/s or (DN/s)^2] and DQ
+    as uint32, shape (nints, rows, nx) or per integration.
+
+    Attributes: ``path``, ``header`` (primary), ``shape`` (nints, ny, nx), ``ndim_on_disk``.
+    """
+
+    _main = "SCI"
+    _dtypes = {"SCI": np.float32, "ERR": np.float32, "DQ": np.uint32, "VAR_POISSON": np.float32,
+               "VAR_RNOISE": np.float32, "VAR_FLAT": np.float32}
+
+    def __init__(self, path, extensions=("SCI", "DQ"), rateints=False):
+        self.path = str(path)
+        header, exts = read_headers(self.path)
+        self.header = header
+        shape = None
+        for ext in ("SCI",) + tuple(e.upper() for e in extensions if e.upper() != "SCI"):
+            if ext not in exts or not exts[ext].get("NAXIS", 0):
+                raise InputError(self.path, f"rate product has no {ext} extension")
+            got = _ext_shape(exts[ext])
+            if rateints and len(got) != 3:
+                raise InputError(self.path, f"a rateints file needs a 3-D {ext} extension "
+                                            "(nints, ny, nx): is this a rate (2-D) file?")
+            if len(got) not in (2, 3) or (shape is not None and got != shape):
+                raise InputError(self.path, f"{ext} {got} / SCI {shape}: expected a 2-D rate or 3-D "
+                                            "rateints product")
+            shape = got if shape is None else shape
+        self.ndim_on_disk = len(shape)
+        self.shape = shape if len(shape) == 3 else (1,) + shape
+        axes = ("int", "row", "col")
+        self._axes = {ext: axes for ext in self._dtypes}
+        self._present = {e for e in self._dtypes if e in exts and exts[e].get("NAXIS", 0)}
+        for ext in self._present - {"SCI"}:
+            if _ext_shape(exts[ext]) != shape:
+                raise InputError(self.path, f"{ext} has shape {_ext_shape(exts[ext])}, SCI has {shape}")
+        self._file_axes = {} if len(shape) == 3 else {ext: ("row", "col") for ext in self._dtypes}
+        self._hdul = None
 
 
 def _optional_array(hdul, name, shape, dtype, path):
@@ -277,7 +520,7 @@ def add_history(header, step, inputs=(), params=None):
     for name in inputs:
         header.add_history(f"  {step} input {os.path.basename(str(name))}")
     if inputs and os.environ.get("CRDS_PATH"):
-        from .crds_refs import provenance      # references from the CRDS cache: R_<TYPE>, CRDS_CTX
+        from .crds_refs import provenance  # references from the CRDS cache: R_<TYPE>, CRDS_CTX
         for key, val in provenance(inputs).items():
             header[key] = val
 
@@ -441,20 +684,29 @@ def _ndims(spec):
     return spec if isinstance(spec, tuple) else (spec,)
 
 
-def read_reference(path, reftype, like=None):
+def _check_reftype(path, header, reftype):
+    found = keywords.optional(header, "REFTYPE")
+    if found and found.upper() != reftype:
+        raise InputError(path, f"REFTYPE is {found!r}, but it was given as the {reftype} reference")
+
+
+def read_reference(path, reftype, like=None, lazy=False):
     """Read a reference file of type ``reftype`` (``'SUPERBIAS'``, ...).
 
     ``like`` (a :class:`Ramp`) makes the arrays match its subarray: a full-frame reference is cut
     with SUBSTRT1/2 of both files; an incompatible shape is an InputError naming the file.
+    ``lazy=True``: the checks are made from the headers alone and every array of 3 or more
+    dimensions is a :class:`LazyArray` (read, cut, by sections when used: a DARK by chunks of
+    groups, its ERR never unless asked for); 2-D arrays are read.
     """
     path = str(path)
     reftype = reftype.upper()
+    if lazy and reftype != "RSCD":
+        return _lazy_reference(path, reftype, like)
     layout = LAYOUT[reftype]
     with _open(path) as hdul:
         header = hdul[0].header.copy()
-        found = keywords.optional(header, "REFTYPE")
-        if found and found.upper() != reftype:
-            raise InputError(path, f"REFTYPE is {found!r}, but it was given as the {reftype} reference")
+        _check_reftype(path, header, reftype)
         names = [h.name for h in hdul]
         if reftype == "RSCD":
             if "RSCD_GROUP_SKIP" not in names:
@@ -474,12 +726,16 @@ def read_reference(path, reftype, like=None):
             arrays[ext] = np.asarray(arr, dtype=dtype)
         if "DQ" in arrays and "DQ_DEF" in names:
             arrays["DQ"] = _apply_dq_def(arrays["DQ"], hdul["DQ_DEF"].data)
-    main = MAIN.get(reftype, "SCI")
     shapes = {arr.shape[-2:] for arr in arrays.values()}
     if len(shapes) != 1:
         raise InputError(path, f"extensions disagree on the image shape: {sorted(shapes)}")
     if like is not None:
         arrays = {k: _cut_to(v, path, header, like) for k, v in arrays.items()}
+    return _reference_of(reftype, arrays, header, path)
+
+
+def _reference_of(reftype, arrays, header, path):
+    main = MAIN.get(reftype, "SCI")
     ref = Reference(reftype, arrays.pop(main), header=header, path=path)
     ref.dq = arrays.pop("DQ", None) if main != "DQ" else ref.data
     ref.err = arrays.pop("ERR", None)
@@ -487,22 +743,98 @@ def read_reference(path, reftype, like=None):
     return ref
 
 
-def _cut_to(arr, path, ref_header, ramp):
-    """Cut a reference array to the ramp's subarray (SUBSTRT/SUBSIZE of both files)."""
+def _lazy_reference(path, reftype, like):
+    reader = ReferenceReader(path, reftype, like)
+    arrays = {ext: reader.lazy(ext) if len(reader.ext_shape(ext)) >= 3 else reader.read(ext)
+              for ext in reader.extensions}
+    return _reference_of(reftype, arrays, reader.header, path)
+
+
+def _cut_window(image_shape, path, ref_header, ramp):
+    """((ny, nx), (y0, x0)): the ramp's subarray inside a reference image of ``image_shape``
+    (SUBSTRT/SUBSIZE of both files), or an InputError naming the reference."""
     ny, nx = ramp.data.shape[-2:]
     sy = keywords.value(ramp.header, "SUBSTRT2", ramp.path) - 1
     sx = keywords.value(ramp.header, "SUBSTRT1", ramp.path) - 1
     ry = (keywords.optional(ref_header, "SUBSTRT2", 1) or 1) - 1
     rx = (keywords.optional(ref_header, "SUBSTRT1", 1) or 1) - 1
     y0, x0 = sy - ry, sx - rx
-    rny, rnx = arr.shape[-2:]
-    if (rny, rnx) == (ny, nx) and (y0, x0) == (0, 0):
-        return arr
+    rny, rnx = image_shape
     if y0 < 0 or x0 < 0 or y0 + ny > rny or x0 + nx > rnx:
-        raise InputError(path, f"reference covers {rnx} x {rny} pixels starting at SUBSTRT1/2={rx + 1}/{ry + 1}, "
-                               f"which does not contain the science array of {os.path.basename(ramp.path)} "
+        raise InputError(path, f"reference covers {rnx} x {rny} pixels starting at SUBSTRT1/2="
+                               f"{rx + 1}/{ry + 1}, which does not contain the science array of "
+                               f"{os.path.basename(ramp.path)} "
                                f"({nx} x {ny} at SUBSTRT1/2={sx + 1}/{sy + 1})")
+    return (ny, nx), (y0, x0)
+
+
+def _cut_to(arr, path, ref_header, ramp):
+    """Cut a reference array to the ramp's subarray (SUBSTRT/SUBSIZE of both files)."""
+    (ny, nx), (y0, x0) = _cut_window(arr.shape[-2:], path, ref_header, ramp)
+    if (ny, nx) == arr.shape[-2:] and (y0, x0) == (0, 0):
+        return arr
     return np.ascontiguousarray(arr[..., y0:y0 + ny, x0:x0 + nx])
+
+
+class ReferenceReader(SectionReader):
+    """Sections of a reference file's image extensions, cut to a science subarray (``like``).
+
+    ``ReferenceReader(path, reftype, like)`` makes from the headers alone every check
+    :func:`read_reference` makes (REFTYPE, required extensions, number of dimensions, one image
+    shape, the science subarray inside the reference) and reads the DQ_DEF table, which
+    :meth:`read` applies to DQ sections. Axes: the last two are ``row``, ``col`` (subarray
+    coordinates when cut); a 3-D array's first is ``group``; a 4-D array's are ``int``, ``group``.
+
+    Attributes: ``path``, ``header`` (primary), ``reftype``, ``shape`` (of the main array),
+    ``extensions`` (the image extensions present, by :data:`LAYOUT` order).
+    """
+
+    _AXES = {2: ("row", "col"), 3: ("group", "row", "col"), 4: ("int", "group", "row", "col")}
+
+    def __init__(self, path, reftype, like=None):
+        self.path = str(path)
+        self.reftype = reftype = reftype.upper()
+        layout = LAYOUT[reftype]
+        with _open(self.path, read_data=False) as hdul:
+            header = hdul[0].header.copy()
+            names = [h.name for h in hdul]
+            exts = {h.name: h.header.copy() for h in hdul[1:]}
+            dq_def = hdul["DQ_DEF"].data if "DQ_DEF" in names and "DQ" in layout else None  # read now
+        _check_reftype(self.path, header, reftype)
+        self.header = header
+        self._dq_def = dq_def
+        self._main = MAIN.get(reftype, "SCI")
+        self._dtypes, self._axes, self._shapes = {}, {}, {}
+        for ext, (dtype, ndim, required) in layout.items():
+            shape = _ext_shape(exts[ext]) if ext in exts else ()
+            if not shape:
+                if required:
+                    raise InputError(self.path, f"{reftype} reference has no {ext} extension")
+                continue
+            if len(shape) not in _ndims(ndim):
+                raise InputError(self.path, f"{ext} has {len(shape)} dimensions (shape {shape}); a {reftype} "
+                                            f"reference needs {' or '.join(map(str, _ndims(ndim)))}")
+            self._dtypes[ext], self._axes[ext], self._shapes[ext] = dtype, self._AXES[len(shape)], shape
+        images = {s[-2:] for s in self._shapes.values()}
+        if len(images) != 1:
+            raise InputError(self.path, f"extensions disagree on the image shape: {sorted(images)}")
+        self.extensions = tuple(self._shapes)
+        self._present = set(self._shapes)
+        if like is not None:
+            (ny, nx), (y0, x0) = _cut_window(images.pop(), self.path, header, like)
+            self._offset = {"row": y0, "col": x0}
+            self._shapes = {e: s[:-2] + (ny, nx) for e, s in self._shapes.items()}
+        self.shape = self._shapes[self._main]
+        self._hdul = None
+
+    def ext_shape(self, ext):
+        """Shape of extension ``ext`` (cut to the subarray when read ``like`` a ramp)."""
+        return self._shapes[ext.upper()]
+
+    def _convert(self, ext, arr):
+        if ext == "DQ" and self._dq_def is not None:
+            return _apply_dq_def(arr, self._dq_def)
+        return arr
 
 
 def reference_header(reftype, meta, descrip, author="detcal", pedigree="DUMMY",

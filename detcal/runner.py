@@ -51,7 +51,7 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
     log = logging.getLogger(f"detcal.{step}")
     ramp = io.read_ramp(ramp_path, step)
     log.info("%s: %s, shape %s, params %s", step, ramp_path, ramp.shape, params)
-    refs = {key: io.read_reference(path, io.REFTYPES[key], like=ramp)
+    refs = {key: io.read_reference(path, io.REFTYPES[key], like=ramp, lazy=read_lazily(step, key))
             for key, path in reference_paths.items()}
     if any(skip_groups):
         log.info("flagging the first %d and last %d groups DO_NOT_USE", *skip_groups)
@@ -73,6 +73,12 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
         if figure:
             plots.plot_step(samples, step, exposure, figure)
     return ramp
+
+
+def read_lazily(step, key):
+    """True when ``step`` reads its reference ``key`` by sections (the module's
+    ``LAZY_REFERENCES``: :func:`detcal.io.read_reference` with ``lazy=True``)."""
+    return key in getattr(steps.REGISTRY[step], "LAZY_REFERENCES", ())
 
 
 def _write_extra(ref, ramp, path, step, inputs):

@@ -363,3 +363,112 @@ def test_reference_with_the_wrong_reftype_is_an_input_error(fits_writer):
     path, _ = write_reference_of("GAIN", fits_writer, name="gain_not_bias.fits")
     with pytest.raises(InputError, match="gain_not_bias.fits.*REFTYPE is 'GAIN'.*SUPERBIAS"):
         io.read_reference(path, "SUPERBIAS")
+
+
+# --------------------------------------------------------------------------------------------
+# sections and memory budgets: one chunked reader (SectionReader), io.block_size
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("memory_mb, bytes_per_value, shape, axis, expected", [
+    (1.0, 4, (10, 200, 250), 1, 100),         # rows of 10 x 250 float32: 1e6 / 1e4 = 100
+    (0.5, 4, (10, 200, 250), 1, 50),
+    (1e-9, 48, (7, 2048, 2048), 1, 1),        # smaller than one index: still 1
+    (1e6, 1, (3, 5), 0, 3),                   # never more than the axis holds
+    (2.0, 4, (500, 64, 64), 0, 122),          # groups of 64 x 64 float32: 2e6 // 16384
+])
+def test_block_size_keeps_one_block_within_the_budget(memory_mb, bytes_per_value, shape, axis, expected):
+    n = io.block_size(memory_mb, bytes_per_value, shape, axis)
+    assert n == expected
+    per_index = bytes_per_value * np.prod(shape) / shape[axis]
+    assert n == 1 or n * per_index <= memory_mb * 1e6
+    assert n == shape[axis] or (n + 1) * per_index > memory_mb * 1e6
+    cover = io.blocks(shape[axis], n)
+    assert cover[0].start == 0 and cover[-1].stop == shape[axis]
+    assert all(a.stop == b.start for a, b in zip(cover, cover[1:]))
+
+
+@pytest.mark.parametrize("kind", ["DARK", "MIRIDARK", "LINEARITY", "SUPERBIAS", "MASK"])
+@pytest.mark.parametrize("subarray", [False, True])
+def test_lazy_reference_reads_the_same_values_as_the_whole_file(kind, subarray, fits_writer):
+    path, _ = write_reference_of(kind, fits_writer)
+    reftype = "DARK" if kind == "MIRIDARK" else kind
+    like = subarray_ramp(fits_writer) if subarray else None
+    whole = io.read_reference(path, reftype, like=like)
+    lazy = io.read_reference(path, reftype, like=like, lazy=True)
+    assert lazy.header == whole.header and set(lazy.extras) == set(whole.extras)
+    for name in ("data", "dq", "err"):
+        a, b = getattr(whole, name), getattr(lazy, name)
+        if a is None:
+            assert b is None
+            continue
+        assert b.shape == a.shape and np.asarray(b).dtype == a.dtype
+        np.testing.assert_array_equal(np.asarray(b), a)
+        if a.ndim >= 3:                             # sections: groups, one integration, rows
+            assert isinstance(b, io.LazyArray)
+            np.testing.assert_array_equal(b[..., 1:3, :, :].copy(), a[..., 1:3, :, :])
+            np.testing.assert_array_equal(np.asarray(b[-1]), a[-1])
+            np.testing.assert_array_equal(np.asarray(b[..., -1, 1:3, :]), a[..., -1, 1:3, :])
+            np.testing.assert_array_equal(np.asarray(b[..., ::2, :]), a[..., ::2, :])
+
+
+def test_lazy_reference_makes_the_same_checks_from_the_headers(fits_writer, tmp_path):
+    ramp = subarray_ramp(fits_writer, xstart=7, ystart=3)            # not inside a 10-column ref
+    path, _ = write_reference_of("DARK", fits_writer, name="small_dark.fits")
+    with pytest.raises(InputError, match="small_dark.fits.*does not contain"):
+        io.read_reference(path, "DARK", like=ramp, lazy=True)
+    with pytest.raises(InputError, match="REFTYPE is 'DARK'"):
+        io.read_reference(path, "SUPERBIAS", lazy=True)
+    raw = open(path, "rb").read()
+    open(tmp_path / "cut_dark.fits", "wb").write(raw[:len(raw) // 2])
+    with pytest.raises(InputError, match="cut_dark.fits"):
+        io.read_reference(tmp_path / "cut_dark.fits", "DARK", lazy=True)
+
+
+def test_lazy_dark_reads_only_the_groups_used_and_never_err(fits_writer, monkeypatch):
+    from detcal.steps import dark_current
+    path, arrays = write_reference_of("DARK", fits_writer)              # 4 groups, NFRAMES=1
+    ramp = random_ramp(nints=2, ngroups=2)
+    whole = dark_current.run(random_ramp(nints=2, ngroups=2), {"dark": io.read_reference(path, "DARK")})
+    reads = []
+    original = io.SectionReader.read
+    monkeypatch.setattr(io.SectionReader, "read", lambda self, ext, *a, **k: (
+        reads.append((ext, k.get("groups"))), original(self, ext, *a, **k))[1])
+    lazy = dark_current.run(ramp, {"dark": io.read_reference(path, "DARK", lazy=True)}, memory_mb=1e-9)
+    np.testing.assert_array_equal(lazy.data, whole.data)
+    np.testing.assert_array_equal(lazy.pixeldq, whole.pixeldq)
+    np.testing.assert_array_equal(dark_current.ramp_average_dark_current(lazy),
+                                  dark_current.ramp_average_dark_current(whole))
+    # the 2-D arrays when opened, then one group of SCI per chunk; ERR never
+    assert [ext for ext, _ in reads] == ["DQ", "AVDRKCUR", "SCI", "SCI"]
+    assert [g for ext, g in reads if ext == "SCI"] == [slice(0, 1, 1), slice(1, 2, 1)]
+
+
+def test_cube_reader_reads_rate_and_rateints_sections(tmp_path):
+    rng = np.random.default_rng(4)
+    header = make_header(3, 4, NY, NX)
+    cube = {k: rng.normal(0, 1, (3, NY, NX)).astype(np.float32) for k in ("sci", "err", "var_poisson",
+                                                                          "var_rnoise")}
+    cube["dq"] = rng.integers(0, 5, (3, NY, NX)).astype(np.uint32)
+    io.write_rate(tmp_path / "x_rateints.fits", cube, header)
+    io.write_rate(tmp_path / "x_rate.fits", {k: v[0] for k, v in cube.items()}, header)
+    with io.CubeReader(tmp_path / "x_rateints.fits", ("SCI", "DQ", "VAR_RNOISE"), rateints=True) as r:
+        assert r.shape == (3, NY, NX)
+        np.testing.assert_array_equal(r.read("SCI", rows=slice(2, 5)), cube["sci"][:, 2:5])
+        np.testing.assert_array_equal(r.read("DQ", 1), cube["dq"][1])
+        assert r.read("VAR_RNOISE").dtype == np.float32 and r.read("DQ").dtype == np.uint32
+    with io.CubeReader(tmp_path / "x_rate.fits") as r:                   # a rate: one integration
+        assert r.shape == (1, NY, NX) and r.ndim_on_disk == 2
+        np.testing.assert_array_equal(r.read("SCI"), cube["sci"][:1])
+        np.testing.assert_array_equal(r.read("DQ", 0, rows=slice(1, 3)), cube["dq"][0, 1:3])
+    with pytest.raises(InputError, match="x_rate.fits.*3-D SCI"):
+        io.CubeReader(tmp_path / "x_rate.fits", rateints=True)
+
+
+def test_row_blocks_cover_the_frame_within_the_budget(fits_writer):
+    path = fits_writer.ramp(random_ramp(nints=2, ngroups=4, ny=NY, nx=NX))
+    with io.RampReader(path) as reader:
+        per_pixel = 2 * 4 * 4                                              # all of SCI, float32
+        rows = reader.row_blocks(3 * NX * per_pixel / 1e6, per_pixel)
+        assert [s.stop - s.start for s in rows] == [3, 3, 2]
+        stacked = np.concatenate([reader.read("SCI", rows=s) for s in rows], axis=2)
+        np.testing.assert_array_equal(stacked, reader.read("SCI"))
+        assert [s.stop - s.start for s in reader.group_blocks(2 * 2 * NY * NX * 4 / 1e6, 4)] == [2, 2]

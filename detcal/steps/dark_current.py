@@ -26,7 +26,10 @@ than two integrations.
 Memory: :func:`run` (without ``dark_output``) corrects the ramp in place and builds the matched
 dark a chunk of groups at a time (:func:`correct_dark_in_place`, ``memory_mb``), with the same
 arithmetic as :func:`correct_dark`; the step then needs the ramp and the dark as read plus one
-chunk, instead of also a corrected copy of the ramp and the whole matched dark.
+chunk, instead of also a corrected copy of the ramp and the whole matched dark. The runner reads
+the dark lazily (:data:`LAZY_REFERENCES`, :class:`detcal.io.LazyArray`): only the SCI groups of
+the chunk being built are read from disk (cut to the subarray), the DQ's first group of a 4-D
+DQ, and ERR not at all, so the job holds the ramp plus one chunk.
 
 The average dark current for ramp fitting's Poisson term
 (:func:`resolve_average_dark_current`) follows jwst's priority: the ``average_dark_current`` parameter, else the reference's AVDRKCUR image
@@ -42,10 +45,14 @@ from astropy.io import fits
 
 from .. import keywords
 from ..errors import InputError
-from ..io import Reference
+from ..io import LazyArray, Reference
 
 #: Reference files this step reads (config keys).
 REFERENCES = ("dark",)
+
+#: References read by sections (:func:`detcal.io.read_reference` with ``lazy=True``): the dark is
+#: read a chunk of groups at a time (SCI and DQ only), never whole.
+LAZY_REFERENCES = ("dark",)
 
 #: Name of the ramp extension that carries the average dark current (RampModel layout).
 AVDRKCUR = "AVDRKCUR"
@@ -111,8 +118,10 @@ def match_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap, ni
 def _prepare_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap, nints, intstart,
                   extrapolate, dark_name):
     """Checks and mode of :func:`match_dark`; returns the dark to match from (integrations cut,
-    extrapolated if asked) and ``info``."""
-    dark = np.asarray(dark)
+    extrapolated if asked) and ``info``. A :class:`detcal.io.LazyArray` dark stays lazy (cut to
+    its integrations without reading) unless it is extrapolated."""
+    if not isinstance(dark, LazyArray):
+        dark = np.asarray(dark)
     if dark.ndim not in (3, 4):
         raise InputError(dark_name, f"dark SCI must be 3-D or 4-D, got shape {dark.shape}")
     nd = dark.shape[-3]
@@ -184,6 +193,8 @@ def combined_dark_dq(dark_dq):
     """
     if dark_dq is None:
         return None
+    if isinstance(dark_dq, LazyArray) and dark_dq.ndim == 4:
+        dark_dq = dark_dq[:, :1]                # only the first group is used: read only it
     dark_dq = np.asarray(dark_dq, np.uint32)
     if dark_dq.ndim == 2:
         return dark_dq
