@@ -54,12 +54,14 @@ for short-wave darks of ~2 e-/1000 s.
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .. import dqflags, io
 from ..errors import InputError
+from ..parameters import keyword_parameters
 from ..reffiles import common as rcommon
 from . import common
 
@@ -716,104 +718,69 @@ def plot_slope_image(image, select, path, title, nsigma=5.0):
 # ----------------------------------------------------------------------------------------------
 # File level
 # ----------------------------------------------------------------------------------------------
-def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=None,
-                      histogram_tsv=None, histogram_png=None, image_fits=None, image_png=None,
-                      expected=None, n_sigma=2.0, sigma=3.0, maxiters=5, hist_nsigma=7.0,
-                      exclude_dq=EXCLUDE_DQ, ramp_paths=None, raw_paths=None):
-    """Dark current of one configuration group.
+@dataclass(frozen=True)
+class DarkCurrentParameters:
+    """Parameters of the dark-current analysis (the rule's ``params.kwargs`` and their defaults).
 
-    Parameters
-    ----------
-    rateints_paths : list of str
-        ``{exposure}_rateints.fits`` of the group (a chain without dark subtraction). 2-D
-        ``rate`` products are accepted as one integration each (then ``sigma_stat`` is the
-        scatter of the per-exposure means).
-    gain_path : str
-        GAIN reference [e-/DN] of the detector (cut to the subarray).
-    output_tsv : str
-        One row per amplifier ('1'..'N', 'all'); columns with units in their names.
-    output_json : str
-        ``summary`` (the whole-array numbers: ``dark_current_e_per_1000s``,
-        ``dark_current_err_e_per_1000s``, expected value, ``verdict``), ``table``,
-        ``per_integration`` means, ``conventions``, ``parameters``.
-    group : str, optional
-        Group name (default: from the first file's keywords).
-    histogram_tsv, histogram_png : str, optional
-        Histogram table per amplifier (with the fitted Gaussian) and its figure (log y).
-    image_fits, image_png : str, optional
-        The slope images (MEAN, STD, NUSED, DQ; the stability baseline format) and the MEAN image.
-    expected : dict, optional
-        Expected values ``{detector or channel: (value, uncertainty)}`` [e-/1000 s]; see
-        :func:`expected_dark`.
-    n_sigma : float
-        Verdict tolerance (see :func:`verdict`).
-    sigma, maxiters, hist_nsigma : statistics parameters (see :func:`amplifier_dark`).
-    exclude_dq : flag names excluded from the statistics.
-    ramp_paths : list of str, optional
-        MIRI: the no-dark jump ramps of the same exposures, in the same order; with them the
-        reset-anomaly/RSCD bias of the slopes is measured and removed (module docstring, 6).
-        Without them (or for NIR) the slopes are used as they are (``anomaly_correction``
-        'none').
-    raw_paths : list of str, optional
-        The group's raw files: outputs dead or flat in all of them
-        (:func:`common.dead_amplifiers`) keep their rows but are left out of the whole-array
-        value; listed in the JSON summary (``dead_amplifiers``) and its note.
-
-    Returns
-    -------
-    dict: the JSON document written.
+    expected : dict or None    expected values ``{detector or channel: (value, uncertainty)}``
+                               [e-/1000 s] (:func:`expected_dark`; None: :data:`EXPECTED`)
+    n_sigma : float            verdict tolerance [sigma] (:func:`verdict`) (2.0)
+    sigma, maxiters            clipping of the slope image and the amplifier means [sigma,
+                               iterations] (3.0, 5)
+    hist_nsigma : float        histogram range, mean +/- hist_nsigma std (:func:`amplifier_dark`) (7.0)
+    exclude_dq : tuple of str  DQ flag names that exclude a pixel (:data:`EXCLUDE_DQ`)
     """
-    paths = [str(p) for p in rateints_paths]
-    cube, dq, headers, owner = read_group(paths)
-    header = headers[0]
-    group = group or common.group_name(header, paths[0])
-    detector = str(header["DETECTOR"]).strip()
-    geom, amp_map, active = common.layout(header, cube.shape, paths[0])
-    select = pixel_selection(active, dq, exclude_dq)
-    masks = common.amplifier_masks(amp_map, select, geom.noutputs)
-    # a dead or flat output (found on the raw files) keeps its row, not in the whole-array value
-    dead = common.dead_amplifiers(raw_paths) if raw_paths else []
-    if dead:
-        masks[common.ALL] &= ~np.isin(amp_map, dead)
-    gain = common.read_gain(gain_path, header, cube.shape)
-    gains = amplifier_gains(gain, masks)
 
-    mean_img, std_img, nused = common.clipped_mean_std_images(cube, sigma, maxiters)
-    results = amplifier_dark(mean_img, masks, sigma, maxiters, hist_nsigma)
-    kept = []
-    per_int = integration_means(cube, masks, sigma, maxiters, kept)
-    exp = expected_dark(detector, expected)
-    correct = ramp_paths is not None and common.family(header["INSTRUME"]) == "MIRI"
-    if correct:
-        ramp_paths = [str(p) for p in ramp_paths]
-        if len(ramp_paths) != len(paths):
-            raise InputError(ramp_paths[0] if ramp_paths else paths[0],
-                             f"{len(ramp_paths)} no-dark ramps for {len(paths)} rateints products")
-        nints = [int(np.sum(owner == k)) for k in range(len(paths))]
-        diffs, fitted, first = read_ramp_differences(ramp_paths, kept, nints)
-        tgroup = float(header.get("TGROUP") or header["TFRAME"])
+    expected: dict = None
+    n_sigma: float = 2.0
+    sigma: float = 3.0
+    maxiters: int = 5
+    hist_nsigma: float = 7.0
+    exclude_dq: tuple = EXCLUDE_DQ
+
+    def as_dict(self):
+        """The parameters as written to the JSON document."""
+        return {"sigma": self.sigma, "maxiters": self.maxiters, "hist_nsigma": self.hist_nsigma,
+                "n_sigma": self.n_sigma, "exclude_dq": list(self.exclude_dq)}
+
+
+def _anomaly_corrected(st, stat, method, per_int, anomaly, label):
+    """Subtract the MIRI anomaly bias of amplifier ``label`` (per_int[label] is replaced)."""
+    diffs, fitted, first, tgroup = anomaly
+    bias, corr_sigma, fit = corrected_means(per_int[label], diffs, fitted, first, label, tgroup)
+    bias_mean = 0.0
+    if np.all(np.isfinite(bias)):
+        bias_mean = float(np.mean(bias))
+        per_int[label] = per_int[label] - bias
+        st = st._replace(mean=st.mean - bias_mean, median=st.median - bias_mean)
+        if np.isfinite(corr_sigma) and fit is not None and fit.get("applied"):
+            stat, method = corr_sigma, "integration_scatter_anomaly_corrected"
+    return st, stat, method, bias_mean, fit
+
+
+def amplifier_rows(results, per_int, masks, gains, nints, group, detector, parameters, anomaly=None):
+    """The dark-current table: one row per amplifier (:func:`amplifier_dark` results).
+
+    per_int : label -> per-integration clipped means [DN/s] (:func:`integration_means`); with
+    ``anomaly`` = (diffs, fitted, first, tgroup) of :func:`read_ramp_differences` (MIRI) the
+    anomaly bias is subtracted from them in place. Returns (table, anomaly fits by label).
+    """
+    exp = expected_dark(detector, parameters.expected)
     rows, anomaly_fits = [], {}
     for label, res in results.items():
         st, fit = res["stats"], res["fit"]
         white = st.std / math.sqrt(st.npix) if st.npix else math.nan
         stat, method = sigma_stat(per_int[label], white)
         bias_mean = 0.0
-        if correct:
-            bias, corr_sigma, anomaly_fits[label] = corrected_means(per_int[label], diffs, fitted,
-                                                                    first, label, tgroup)
-            if np.all(np.isfinite(bias)):
-                bias_mean = float(np.mean(bias))
-                per_int[label] = per_int[label] - bias
-                st = st._replace(mean=st.mean - bias_mean, median=st.median - bias_mean)
-                fit_ = anomaly_fits[label]
-                if np.isfinite(corr_sigma) and fit_ is not None and fit_.get("applied"):
-                    stat, method = corr_sigma, "integration_scatter_anomaly_corrected"
+        if anomaly is not None:
+            st, stat, method, bias_mean, anomaly_fits[label] = _anomaly_corrected(st, stat, method, per_int,
+                                                                                  anomaly, label)
         g = gains[label]
         mean_ks, stat_ks = st.mean * g * 1000.0, stat * g * 1000.0
         rows.append({
             "group": group, "detector": detector, "amplifier": label,
             "n_pixels": st.npix, "n_pixels_selected": int(masks[label].sum()),
-            "n_integrations": int(cube.shape[0]),
+            "n_integrations": int(nints),
             "mean_DN_per_s": st.mean, "median_DN_per_s": st.median, "std_DN_per_s": st.std,
             "anomaly_bias_DN_per_s": bias_mean,
             "clip_lower_DN_per_s": res["stats"].lower, "clip_upper_DN_per_s": res["stats"].upper,
@@ -828,35 +795,48 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
             "mode_e_per_1000s": (fit["peak"] - bias_mean) * g * 1000.0,
             "expected_e_per_1000s": exp[0] if exp else math.nan,
             "expected_unc_e_per_1000s": exp[1] if exp else math.nan,
-            "verdict": verdict(mean_ks, stat_ks, exp[0] if exp else None, exp[1] if exp else 0.0, n_sigma),
+            "verdict": verdict(mean_ks, stat_ks, exp[0] if exp else None, exp[1] if exp else 0.0,
+                               parameters.n_sigma),
         })
-    table = pd.DataFrame(rows)
-    common.write_tsv(table, output_tsv)
+    return pd.DataFrame(rows), anomaly_fits
 
+
+def _whole_array(table, ngroups, corrected, anomaly_fits):
+    """The whole-array row and a note (NaN with a note: a MIRI bias the data cannot measure)."""
     whole = table[table.amplifier == common.ALL].iloc[0]
-    note = ""
-    fit_all = anomaly_fits.get(common.ALL) if correct else None
-    if correct and not (fit_all and fit_all.get("applied")):
-        # MIRI slopes without dark subtraction carry the reset-anomaly/RSCD bias; when the data
-        # cannot measure it (too few groups after the DO_NOT_USE ones) no number is better than a
-        # biased one (a 10-group FAST ramp reads about -100 e-/1000 s for a true +200)
-        note = (f"MIRI dark current not measured: NGROUPS={int(header['NGROUPS'])} leaves too few "
-                "usable groups to measure and remove the reset-anomaly/RSCD slope bias "
-                "(about 20 groups or more are needed)")
-        log.warning(note)
-        whole = whole.copy()
-        for key in ("mean_DN_per_s", "sigma_stat_DN_per_s", "mean_e_per_s", "mean_e_per_1000s",
-                    "sigma_stat_e_per_1000s", "mode_e_per_1000s"):
-            whole[key] = math.nan
-        whole["verdict"] = "N/A"
+    fit_all = anomaly_fits.get(common.ALL) if corrected else None
+    if not corrected or (fit_all and fit_all.get("applied")):
+        return whole, ""
+    # MIRI slopes without dark subtraction carry the reset-anomaly/RSCD bias; when the data
+    # cannot measure it (too few groups after the DO_NOT_USE ones) no number is better than a
+    # biased one (a 10-group FAST ramp reads about -100 e-/1000 s for a true +200)
+    note = (f"MIRI dark current not measured: NGROUPS={int(ngroups)} leaves too few "
+            "usable groups to measure and remove the reset-anomaly/RSCD slope bias "
+            "(about 20 groups or more are needed)")
+    log.warning(note)
+    whole = whole.copy()
+    for key in ("mean_DN_per_s", "sigma_stat_DN_per_s", "mean_e_per_s", "mean_e_per_1000s",
+                "sigma_stat_e_per_1000s", "mode_e_per_1000s"):
+        whole[key] = math.nan
+    whole["verdict"] = "N/A"
+    return whole, note
+
+
+def dark_summary(table, detector, ngroups, nfiles, nints, parameters, dead=(), anomaly_fits=None):
+    """The JSON ``summary``: whole-array dark current, expectation, verdicts, dead outputs, note.
+
+    ``anomaly_fits`` (MIRI, corrected): without an applied whole-array fit the numbers are NaN.
+    """
+    whole, note = _whole_array(table, ngroups, anomaly_fits is not None, anomaly_fits or {})
     if dead:
         dead_note = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
                      + ": left out of the whole-array value")
         log.warning(dead_note)
         note = "; ".join(s for s in (note, dead_note) if s)
-    summary = {
+    exp = expected_dark(detector, parameters.expected)
+    return {
         "detector": detector,
-        "n_files": len(paths), "n_integrations": int(cube.shape[0]),
+        "n_files": nfiles, "n_integrations": int(nints),
         "dark_current_DN_per_s": whole.mean_DN_per_s,
         "dark_current_err_DN_per_s": whole.sigma_stat_DN_per_s,
         "dark_current_e_per_s": whole.mean_e_per_s,
@@ -866,25 +846,34 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         "expected_e_per_1000s": exp[0] if exp else None,
         "expected_unc_e_per_1000s": exp[1] if exp else None,
         "verdict": whole.verdict,
-        "amplifier_verdicts": {r.amplifier: r.verdict for r in table.itertuples() if r.amplifier != common.ALL},
+        "amplifier_verdicts": {r.amplifier: r.verdict for r in table.itertuples()
+                               if r.amplifier != common.ALL},
         "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
         **({"note": note} if note else {}),
     }
-    exposures = [common.exposure_name(p) for p in paths]
-    per_int_rows = [{"exposure": exposures[owner[i]], "integration_in_file": int(np.sum(owner[:i] == owner[i])) + 1,
-                     **{f"mean_DN_per_s_amp_{label}": per_int[label][i] for label in per_int}}
-                    for i in range(cube.shape[0])]
-    doc = {"analysis": "darkcurrent", "group": group, "inputs": paths, "gain": str(gain_path),
-           "conventions": CONVENTIONS,
-           "parameters": {"sigma": sigma, "maxiters": maxiters, "hist_nsigma": hist_nsigma,
-                          "n_sigma": n_sigma, "exclude_dq": list(exclude_dq)},
-           "summary": summary, "table": common.records(table), "per_integration": per_int_rows,
-           "anomaly_correction": ({label: ({k: v for k, v in f.items() if k not in ("anomaly", "terms")}
-                                           if f else None)
-                                   for label, f in anomaly_fits.items()} if correct else "none")}
-    common.write_json(doc, output_json)
 
-    title = f"{group}: {len(paths)} files, {cube.shape[0]} integrations"
+
+def per_integration_rows(paths, owner, per_int):
+    """Per-integration clipped means [DN/s] by amplifier, with exposure and 1-based integration."""
+    exposures = [common.exposure_name(p) for p in paths]
+    return [{"exposure": exposures[owner[i]], "integration_in_file": int(np.sum(owner[:i] == owner[i])) + 1,
+             **{f"mean_DN_per_s_amp_{label}": per_int[label][i] for label in per_int}}
+            for i in range(len(owner))]
+
+
+def _read_anomaly(ramp_paths, paths, owner, kept, header):
+    """MIRI: (diffs, fitted, first, tgroup) of the no-dark ramps matched to the rateints."""
+    ramp_paths = [str(p) for p in ramp_paths]
+    if len(ramp_paths) != len(paths):
+        raise InputError(ramp_paths[0] if ramp_paths else paths[0],
+                         f"{len(ramp_paths)} no-dark ramps for {len(paths)} rateints products")
+    nints = [int(np.sum(owner == k)) for k in range(len(paths))]
+    diffs, fitted, first = read_ramp_differences(ramp_paths, kept, nints)
+    return diffs, fitted, first, float(header.get("TGROUP") or header["TFRAME"])
+
+
+def _write_images(results, table, mean_img, std_img, nused, select, dq, headers, paths, title, outputs):
+    histogram_tsv, histogram_png, image_fits, image_png = outputs
     if histogram_tsv or histogram_png:
         hist = histogram_table(results)
         if histogram_tsv:
@@ -892,9 +881,92 @@ def dark_current_file(rateints_paths, gain_path, output_tsv, output_json, group=
         if histogram_png:
             plot_histograms(hist, table, histogram_png, f"dark rate histograms, {title}")
     if image_fits:
-        common.write_slope_images(image_fits, mean_img, std_img, nused, common.persistent_dq(dq), header,
-                                  cube.shape[0], [common.expstart(h) for h in headers], paths)
+        common.write_slope_images(image_fits, mean_img, std_img, nused, common.persistent_dq(dq), headers[0],
+                                  dq.shape[0], [common.expstart(h) for h in headers], paths)
     if image_png:
         plot_slope_image(mean_img, select, image_png, f"mean dark rate (clipped over integrations)\n{title}")
-    return doc
 
+
+@keyword_parameters(DarkCurrentParameters)
+def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=None,
+                      histogram_tsv=None, histogram_png=None, image_fits=None, image_png=None,
+                      ramp_paths=None, raw_paths=None, parameters=None):
+    """Dark current of one configuration group.
+
+    Read (slopes, gain, MIRI no-dark ramps) -> measure (:func:`amplifier_dark`,
+    :func:`integration_means`, :func:`amplifier_rows`, :func:`dark_summary`) -> write.
+
+    Parameters
+    ----------
+    rateints_paths : list of str
+        ``{exposure}_rateints.fits`` of the group (a chain without dark subtraction). 2-D
+        ``rate`` products are accepted as one integration each (then ``sigma_stat`` is the
+        scatter of the per-exposure means).
+    gain_path : str
+        GAIN reference [e-/DN] of the detector (cut to the subarray).
+    table_path : str
+        One row per amplifier ('1'..'N', 'all'); columns with units in their names.
+    json_path : str
+        ``summary`` (the whole-array numbers: ``dark_current_e_per_1000s``,
+        ``dark_current_err_e_per_1000s``, expected value, ``verdict``), ``table``,
+        ``per_integration`` means, ``conventions``, ``parameters``.
+    group : str, optional
+        Group name (default: from the first file's keywords).
+    histogram_tsv, histogram_png : str, optional
+        Histogram table per amplifier (with the fitted Gaussian) and its figure (log y).
+    image_fits, image_png : str, optional
+        The slope images (MEAN, STD, NUSED, DQ; the stability baseline format) and the MEAN image.
+    ramp_paths : list of str, optional
+        MIRI: the no-dark jump ramps of the same exposures, in the same order; with them the
+        reset-anomaly/RSCD bias of the slopes is measured and removed (module docstring, 6).
+        Without them (or for NIR) the slopes are used as they are (``anomaly_correction``
+        'none').
+    raw_paths : list of str, optional
+        The group's raw files: outputs dead or flat in all of them
+        (:func:`common.dead_amplifiers`) keep their rows but are left out of the whole-array
+        value; listed in the JSON summary (``dead_amplifiers``) and its note.
+    expected, n_sigma, sigma, maxiters, hist_nsigma, exclude_dq
+        :class:`DarkCurrentParameters` (keywords, or ``parameters=`` one object).
+
+    Returns
+    -------
+    dict: the JSON document written.
+    """
+    p = parameters
+    paths = [str(x) for x in rateints_paths]
+    cube, dq, headers, owner = read_group(paths)
+    header = headers[0]
+    group = group or common.group_name(header, paths[0])
+    detector = str(header["DETECTOR"]).strip()
+    geom, amp_map, active = common.layout(header, cube.shape, paths[0])
+    select = pixel_selection(active, dq, p.exclude_dq)
+    masks = common.amplifier_masks(amp_map, select, geom.noutputs)
+    # a dead or flat output (found on the raw files) keeps its row, not in the whole-array value
+    dead = common.dead_amplifiers(raw_paths) if raw_paths else []
+    if dead:
+        masks[common.ALL] &= ~np.isin(amp_map, dead)
+    gains = amplifier_gains(common.read_gain(gain_path, header, cube.shape), masks)
+
+    mean_img, std_img, nused = common.clipped_mean_std_images(cube, p.sigma, p.maxiters)
+    results = amplifier_dark(mean_img, masks, p.sigma, p.maxiters, p.hist_nsigma)
+    kept = []
+    per_int = integration_means(cube, masks, p.sigma, p.maxiters, kept)
+    correct = ramp_paths is not None and common.family(header["INSTRUME"]) == "MIRI"
+    anomaly = _read_anomaly(ramp_paths, paths, owner, kept, header) if correct else None
+    table, anomaly_fits = amplifier_rows(results, per_int, masks, gains, cube.shape[0], group, detector, p,
+                                         anomaly)
+    common.write_tsv(table, table_path)
+    summary = dark_summary(table, detector, header.get("NGROUPS", 0), len(paths), cube.shape[0], p,
+                           dead, anomaly_fits if correct else None)
+    doc = {"analysis": "darkcurrent", "group": group, "inputs": paths, "gain": str(gain_path),
+           "conventions": CONVENTIONS, "parameters": p.as_dict(),
+           "summary": summary, "table": common.records(table),
+           "per_integration": per_integration_rows(paths, owner, per_int),
+           "anomaly_correction": ({label: ({k: v for k, v in f.items() if k not in ("anomaly", "terms")}
+                                           if f else None)
+                                   for label, f in anomaly_fits.items()} if correct else "none")}
+    common.write_json(doc, json_path)
+    title = f"{group}: {len(paths)} files, {cube.shape[0]} integrations"
+    _write_images(results, table, mean_img, std_img, nused, select, dq, headers, paths, title,
+                  (histogram_tsv, histogram_png, image_fits, image_png))
+    return doc

@@ -67,6 +67,7 @@ amplifier's median std (a std from few integrations is itself noisy).
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,7 @@ from scipy import stats as sstats
 
 from .. import dqflags, io
 from ..errors import InputError
+from ..parameters import keyword_parameters
 from . import common
 from .darkcurrent import read_group
 
@@ -413,31 +415,303 @@ def plot_baseline(mean, select, pixels, path, title):
 # ----------------------------------------------------------------------------------------------
 # File level
 # ----------------------------------------------------------------------------------------------
-def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, group=None,
-                   ramp_paths=None, bias_paths=None, gain_path=None, hot_threshold=1.0,
+@dataclass(frozen=True)
+class StabilityParameters:
+    """Parameters of the stability analysis (the rule's ``params.kwargs`` and their defaults).
+
+    hot_threshold : float   slope above which a pixel counts as hot [e-/s with a GAIN reference,
+                            DN/s without] (1.0)
+    alpha : float           family-wise false-alarm probability of the drift flags
+                            (Holm-Bonferroni over the group's slope tests) (:data:`ALPHA`)
+    sigma, maxiters         clipping of the per-amplifier means and of the per-pixel slope images
+                            [sigma, iterations] (3.0, 5)
+    hot_ratio, dead_ratio, noisy_ratio : JWQL baseline ratios (2.0, 0.1, 1.5)
+    nsigma : float          significance of a baseline difference [sigma] (5.0)
+    """
+
+    hot_threshold: float = 1.0
+    alpha: float = ALPHA
+    sigma: float = 3.0
+    maxiters: int = 5
+    hot_ratio: float = 2.0
+    dead_ratio: float = 0.1
+    noisy_ratio: float = 1.5
+    nsigma: float = 5.0
+
+    def as_dict(self):
+        """The parameters as written to the JSON document."""
+        return {"alpha": self.alpha, "sigma": self.sigma, "maxiters": self.maxiters,
+                "hot_threshold": self.hot_threshold, "hot_ratio": self.hot_ratio,
+                "dead_ratio": self.dead_ratio, "noisy_ratio": self.noisy_ratio, "nsigma": self.nsigma}
+
+
+_BASELINE_PIXEL_COLUMNS = ["kind", "pixel_row", "pixel_column", "amplifier", "mean_DN_per_s",
+                           "baseline_mean_DN_per_s", "ratio", "std_DN_per_s", "baseline_std_DN_per_s",
+                           "std_ratio", "z"]
+_BASELINE_COUNT_COLUMNS = ["amplifier", "n_pixels_compared", "n_new_hot", "n_new_dead", "n_new_noisy"]
+_TREND_INTERNAL = ("used", "exposure_means", "exposure_errors", "exposure_errors_within")
+
+
+def slope_measurements(cube, dq, owner, nexp, masks, gain, parameters):
+    """Dark [DN/s] and hot-pixel count of every integration of the slope cube, by exposure.
+
+    cube : float (nints, ny, nx) [DN/s];  dq : uint32 (nints, ny, nx);  owner : int (nints,)
+    exposure index of each integration;  masks : label -> bool (ny, nx);  gain : float (ny, nx)
+    [e-/DN] or None (then the hot threshold is in DN/s).
+
+    Returns {"dark": per, "hot_pixels": per}, ``per[e][label]`` the list over the integrations
+    of exposure ``e``.
+    """
+    p = parameters
+    out = {q: [{lab: [] for lab in masks} for _ in range(nexp)] for q in ("dark", "hot_pixels")}
+    for i in range(cube.shape[0]):
+        e = owner[i]
+        img = np.where((dq[i] & np.uint32(dqflags.DO_NOT_USE)) == 0, cube[i], np.nan)
+        for lab, v in clipped_means(img, masks, p.sigma, p.maxiters).items():
+            out["dark"][e][lab].append(v)
+        thr_img = img * gain if gain is not None else img
+        for lab, v in hot_counts(thr_img, masks, p.hot_threshold).items():
+            out["hot_pixels"][e][lab].append(v)
+    return out
+
+
+def ramp_cds_measurements(data, groupdq, pixeldq, masks):
+    """CDS noise [DN] of every integration of one ramp: label -> list over integrations."""
+    out = {lab: [] for lab in masks}
+    for i in range(data.shape[0]):
+        for lab, v in cds_noise(data[i], groupdq[i], pixeldq, masks).items():
+            out[lab].append(v)
+    return out
+
+
+def bias_measurements(group_zero, pixeldq, masks, parameters):
+    """Bias level [DN] (clipped mean of group 1) of every integration: label -> list."""
+    out = {lab: [] for lab in masks}
+    for img in group_zero:
+        img = np.where((pixeldq & dqflags.DO_NOT_USE) == 0, img, np.nan)
+        for lab, v in clipped_means(img, masks, parameters.sigma, parameters.maxiters).items():
+            out[lab].append(v)
+    return out
+
+
+def _companions(kind, extra, names):
+    """{exposure index: path} of the ramp or raw files matched to the rateints by exposure name."""
+    by_name = {common.exposure_name(p): p for p in extra}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise InputError(extra[0], f"no {kind} input for exposure(s) {missing} (given: {sorted(by_name)})")
+    return {e: by_name[name] for e, name in enumerate(names)}
+
+
+def read_and_measure_companions(per, kind, extra, names, header, paths, masks, parameters):
+    """Add the CDS noise (jump ramps) or bias (raw files) of every exposure to ``per[kind]``.
+
+    One file at a time (a ramp is read whole, a raw file only its group 1); each is checked to
+    belong to the group. Returns the paths read.
+    """
+    extra = [str(x) for x in extra]
+    matched = _companions(kind, extra, names)
+    per[kind] = [{lab: [] for lab in masks} for _ in names]
+    for e, path in matched.items():
+        if kind == "cds_noise":
+            ramp = io.read_ramp(path)
+            common.check_one_group([header, ramp.header], [paths[e], path])
+            per[kind][e] = ramp_cds_measurements(ramp.data, ramp.groupdq, ramp.pixeldq, masks)
+            del ramp
+        else:
+            g0, pdq, h = read_group_zero(path)
+            common.check_one_group([header, h], [paths[e], path])
+            per[kind][e] = bias_measurements(g0, pdq, masks, parameters)
+    return extra
+
+
+def drift_tests(per, starts, labels, alpha):
+    """Trend test of every quantity and amplifier, Holm-Bonferroni over all of them.
+
+    per : quantity -> [exposure] -> {label: values};  starts : float (nexp,) EXPSTART [MJD].
+
+    Returns (results {(quantity, label): :func:`trend_test` dict}, trend rows (list of dict,
+    the trends table), family size).
+    """
+    results, rows = {}, []
+    for q, (col, _) in QUANTITIES.items():
+        if q not in per:
+            continue
+        for lab in labels:
+            vals = [per[q][e][lab] for e in range(len(starts))]
+            if not any(len(v) for v in vals):
+                continue
+            res = trend_test(starts, vals, poisson=(q == "hot_pixels"))
+            results[(q, lab)] = res
+            rows.append({"quantity": q, "column": col, "unit": UNITS[q], "amplifier": lab,
+                         **{k: v for k, v in res.items() if k not in _TREND_INTERNAL}})
+    # one family: the slope tests of every quantity and amplifier of the group (Holm-Bonferroni)
+    p_holm, family = holm([r["p_slope"] for r in rows])
+    p_excess_holm, _ = holm([r["p_excess"] for r in rows])      # a family of its own
+    for r, pa, pe in zip(rows, p_holm, p_excess_holm):
+        r.update(family_size=family, p_slope_holm=float(pa), alpha_familywise=alpha,
+                 flagged=bool(np.isfinite(pa) and pa < alpha), p_excess_holm=float(pe))
+    return results, rows, family
+
+
+def _exposure_row(per, results, e, lab, row, gains):
+    for q, (col, _) in QUANTITIES.items():
+        vals = np.asarray(per[q][e][lab], np.float64) if q in per else np.zeros(0)
+        res = results.get((q, lab))
+        if res is None or not vals.size:
+            row[col], row[f"{col}_err"], row[f"{col}_err_within"] = math.nan, math.nan, math.nan
+            continue
+        used = res["used"]
+        err, err_w = ((res["exposure_errors"][used.index(e)], res["exposure_errors_within"][used.index(e)])
+                      if e in used else (math.nan, math.nan))
+        row[col], row[f"{col}_err"] = float(np.nanmean(vals)), float(err)
+        row[f"{col}_err_within"] = float(err_w)
+        if q == "dark" and gains is not None:
+            row["dark_e_per_s"] = row[col] * gains[lab]
+            row["dark_e_per_s_err"] = row[f"{col}_err"] * gains[lab]
+    return row
+
+
+def exposure_table(per, results, names, starts, owner, labels, gains=None):
+    """The stability table: one row per (exposure in EXPSTART order, amplifier).
+
+    ``gains`` (label -> median gain [e-/DN]) adds ``dark_e_per_s`` and its error.
+    """
+    rows = []
+    for e in np.argsort(starts, kind="stable"):
+        for lab in labels:
+            row = {"exposure": names[e], "expstart_mjd": starts[e], "amplifier": lab,
+                   "n_integrations": int(np.sum(owner == e))}
+            rows.append(_exposure_row(per, results, e, lab, row, gains))
+    return pd.DataFrame(rows)
+
+
+def check_baseline(baseline, base, shape, detector):
+    """InputError unless the baseline slope images match the group's frame and DETECTOR."""
+    if base["mean"].shape != shape:
+        raise InputError(baseline, f"baseline images are {base['mean'].shape[1]} x {base['mean'].shape[0]}, "
+                                   f"the group's slopes {shape[1]} x {shape[0]}")
+    bdet = str(base["header"].get("DETECTOR", "")).strip()
+    if bdet and bdet != str(detector).strip():
+        raise InputError(baseline, f"baseline is for DETECTOR {bdet}, the group is {detector}")
+
+
+def baseline_comparison(mean_img, std_img, nused, base, usable, amp_map, noutputs, parameters):
+    """New hot/dead/noisy pixels against a baseline (:func:`compare_baseline`) as tables.
+
+    base : dict of :func:`common.read_slope_images`;  usable : bool (ny, nx) pixels of the group
+    that may be compared. Returns (pixels table, counts per amplifier table).
+    """
+    p = parameters
+    sel = usable & ((base["dq"] & np.uint32(dqflags.DO_NOT_USE)) == 0)
+    cmp = compare_baseline(mean_img, std_img, nused, base["mean"], base["std"], base["nused"], sel, amp_map,
+                           p.hot_ratio, p.dead_ratio, p.noisy_ratio, p.nsigma)
+    prow = []
+    for kind in ("hot", "dead", "noisy"):
+        for y, x in zip(*np.nonzero(cmp[kind])):
+            prow.append((kind, int(y), int(x), str(int(amp_map[y, x]) + 1), float(mean_img[y, x]),
+                         float(base["mean"][y, x]), float(cmp["ratio"][y, x]), float(std_img[y, x]),
+                         float(base["std"][y, x]), float(cmp["std_ratio"][y, x]), float(cmp["z"][y, x])))
+    pixels = pd.DataFrame(prow, columns=_BASELINE_PIXEL_COLUMNS)
+    cmasks = common.amplifier_masks(amp_map, sel, noutputs)
+    counts = pd.DataFrame([{"amplifier": lab, "n_pixels_compared": int(m.sum()),
+                            **{f"n_new_{k}": int(np.count_nonzero(cmp[k] & m))
+                               for k in ("hot", "dead", "noisy")}}
+                           for lab, m in cmasks.items()])
+    return pixels, counts
+
+
+def flagged_drifts(trend_rows):
+    """The flagged slope tests (quantity, amplifier, unit, slope and its error, p-values)."""
+    keys = ("quantity", "amplifier", "unit", "slope_per_day", "slope_err_per_day", "drift_over_span",
+            "p_slope", "p_slope_holm")
+    return [{k: r[k] for k in keys} for r in trend_rows if r["flagged"]]
+
+
+def stability_summary(detector, starts, nints, trend_rows, results, family, parameters, gain_given,
+                      baseline=None, base_counts=None, dead=()):
+    """The JSON ``summary`` of a group: drift verdict, whole-array values, baseline counts."""
+    p = parameters
+    flagged = flagged_drifts(trend_rows)
+    p_adj = [r["p_slope_holm"] for r in trend_rows if np.isfinite(r["p_slope_holm"])]
+    whole = {q: results[(q, common.ALL)]["mean"] for q in QUANTITIES if (q, common.ALL) in results}
+    summary = {
+        "detector": str(detector).strip(),
+        "n_exposures": len(starts), "n_integrations": int(nints),
+        "expstart_first_mjd": float(np.nanmin(starts)) if np.isfinite(starts).any() else None,
+        "expstart_last_mjd": float(np.nanmax(starts)) if np.isfinite(starts).any() else None,
+        "any_drift": bool(flagged),
+        "flagged": sorted({f"{f['quantity']}" for f in flagged}),
+        "drift_tests": family,
+        "drift_alpha_familywise": p.alpha,
+        "drift_min_p_holm": float(min(p_adj)) if p_adj else None,
+        "excess_scatter": sorted({f"{r['quantity']}:{r['amplifier']}" for r in trend_rows
+                                  if np.isfinite(r["p_excess_holm"]) and r["p_excess_holm"] < p.alpha}),
+        "dark_DN_per_s": whole.get("dark"),
+        "cds_noise_DN": whole.get("cds_noise"),
+        "bias_DN": whole.get("bias"),
+        "hot_pixels": whole.get("hot_pixels"),
+        "hot_threshold": p.hot_threshold,
+        "hot_threshold_unit": "e-/s" if gain_given else "DN/s",
+        "baseline": str(baseline) if baseline else None,
+        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
+    }
+    if base_counts is not None:
+        b = base_counts[base_counts.amplifier == common.ALL].iloc[0]
+        summary.update(n_new_hot=int(b.n_new_hot), n_new_dead=int(b.n_new_dead),
+                       n_new_noisy=int(b.n_new_noisy))
+    return summary
+
+
+def _group_masks(header, cube, dq, path, bias_paths):
+    """Geometry, amplifier map, usable pixels, amplifier masks and dead outputs of a group."""
+    geom, amp_map, active = common.layout(header, cube.shape, path)
+    usable = active & ((common.persistent_dq(dq) & np.uint32(dqflags.DO_NOT_USE)) == 0)
+    masks = common.amplifier_masks(amp_map, usable, geom.noutputs)
+    # a dead or flat output (found on the raw files) keeps its rows, not in the whole-array values
+    dead = common.dead_amplifiers(bias_paths) if bias_paths else []
+    if dead:
+        masks[common.ALL] &= ~np.isin(amp_map, dead)
+    return geom, amp_map, usable, masks, dead
+
+
+def _write_baseline_tables(base_counts, pixels, baseline_tsv, baseline_pixels_tsv):
+    if baseline_tsv:
+        common.write_tsv(base_counts if base_counts is not None else
+                         pd.DataFrame(columns=_BASELINE_COUNT_COLUMNS), baseline_tsv)
+    if baseline_pixels_tsv:
+        common.write_tsv(pixels, baseline_pixels_tsv)
+
+
+@keyword_parameters(StabilityParameters)
+def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group=None,
+                   ramp_paths=None, bias_paths=None, gain_path=None,
                    baseline=None, baseline_output=None, baseline_tsv=None, baseline_pixels_tsv=None,
-                   trend_png=None, baseline_png=None, alpha=ALPHA, sigma=3.0, maxiters=5,
-                   hot_ratio=2.0, dead_ratio=0.1, noisy_ratio=1.5, nsigma=5.0):
+                   trend_png=None, baseline_png=None, parameters=None):
     """Stability of one configuration group across its exposures, and a baseline comparison.
+
+    Read (slopes, ramps, raw group 1, gain, baseline) -> measure (:func:`slope_measurements`,
+    :func:`ramp_cds_measurements`, :func:`bias_measurements`) -> test (:func:`drift_tests`,
+    :func:`baseline_comparison`) -> write (tables, JSON, figures).
 
     Parameters
     ----------
     rateints_paths : list of str
         ``{exposure}_rateints.fits`` (or ``rate``) of the group, one per exposure: dark,
         hot-pixel counts, slope images. EXPSTART [MJD] from their headers orders the exposures.
-    output_tsv : str
+    table_path : str
         One row per (exposure, amplifier): ``exposure``, ``expstart_mjd``, ``amplifier``,
         ``n_integrations``, then per quantity its value, ``_err`` (total error: within-exposure
         error scaled by the exposures' scatter, see :func:`trend_test`) and ``_err_within``:
         ``dark_DN_per_s``, (``dark_e_per_s`` with gain), ``cds_noise_DN``, ``bias_DN``,
         ``hot_pixels``.
-    output_json : str
-        ``summary`` (``any_drift``, flagged quantities, ``drift_tests`` (family size),
-        ``drift_alpha_familywise``, ``drift_min_p_holm``, ``excess_scatter`` (quantity:amplifier
-        whose exposures scatter beyond their within-exposure errors, not a drift), CDS noise /
-        dark / bias of the group,
-        baseline counts), ``flagged`` (quantity, amplifier, slope, p-values), ``trends``,
-        ``table``, ``conventions``, ``parameters``.
+    json_path : str
+        ``summary`` (:func:`stability_summary`: ``any_drift``, flagged quantities,
+        ``drift_tests`` (family size), ``drift_alpha_familywise``, ``drift_min_p_holm``,
+        ``excess_scatter`` (quantity:amplifier whose exposures scatter beyond their
+        within-exposure errors, not a drift), CDS noise / dark / bias of the group, baseline
+        counts), ``flagged`` (quantity, amplifier, slope, p-values), ``trends``, ``table``,
+        ``conventions``, ``parameters``.
     trends_tsv : str, optional
         One row per (quantity, amplifier): ``unit`` and the drift-test results of
         :func:`trend_test`, plus ``family_size`` (tests in the Holm family), ``p_slope_holm``
@@ -452,8 +726,6 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
         the bias level (only group 1 is read).
     gain_path : str, optional
         GAIN reference: ``hot_threshold`` is then in e-/s (else DN/s) and the dark also in e-/s.
-    hot_threshold : float
-        Slope above which a pixel counts as hot [e-/s with gain, DN/s without]; default 1 e-/s.
     baseline : str, optional
         Slope-image file of an earlier run (:func:`common.write_slope_images` format); enables
         the new hot/dead/noisy comparison.
@@ -465,198 +737,63 @@ def stability_file(rateints_paths, output_tsv, output_json, trends_tsv=None, gro
         mean image with the pixels marked. Written empty (with a note) without a baseline.
     trend_png : str, optional
         Quantities vs time per amplifier.
-    alpha : float
-        Family-wise false-alarm probability of the drift flags (Holm-Bonferroni over the group's
-        ``family_size`` slope tests); default :data:`ALPHA`.
-    sigma, maxiters : clipping; hot_ratio, dead_ratio, noisy_ratio, nsigma : baseline tests.
+    hot_threshold, alpha, sigma, maxiters, hot_ratio, dead_ratio, noisy_ratio, nsigma
+        :class:`StabilityParameters` (keywords, or ``parameters=`` one object).
 
     Returns
     -------
     dict: the JSON document written.
     """
-    paths = [str(p) for p in rateints_paths]
+    p = parameters
+    paths = [str(x) for x in rateints_paths]
     cube, dq, headers, owner = read_group(paths)
-    names = [common.exposure_name(p) for p in paths]
+    names = [common.exposure_name(x) for x in paths]
     header = headers[0]
     group = group or common.group_name(header, paths[0])
-    geom, amp_map, active = common.layout(header, cube.shape, paths[0])
-    usable = active & ((common.persistent_dq(dq) & np.uint32(dqflags.DO_NOT_USE)) == 0)
-    masks = common.amplifier_masks(amp_map, usable, geom.noutputs)
-    # a dead or flat output (found on the raw files) keeps its rows, not in the whole-array values
-    dead = common.dead_amplifiers(bias_paths) if bias_paths else []
-    if dead:
-        masks[common.ALL] &= ~np.isin(amp_map, dead)
+    geom, amp_map, usable, masks, dead = _group_masks(header, cube, dq, paths[0], bias_paths)
     labels = list(masks)
     gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None
     gains = ({lab: float(np.nanmedian(gain[sel])) if sel.any() else math.nan for lab, sel in masks.items()}
              if gain is not None else None)
     starts = np.array([common.expstart(h) for h in headers])
 
-    # per-integration measurements: per[quantity][exposure index] -> {label: list}
-    per = {q: [{lab: [] for lab in labels} for _ in paths] for q in QUANTITIES}
-    for i in range(cube.shape[0]):
-        e = owner[i]
-        img = np.where((dq[i] & np.uint32(dqflags.DO_NOT_USE)) == 0, cube[i], np.nan)
-        for lab, v in clipped_means(img, masks, sigma, maxiters).items():
-            per["dark"][e][lab].append(v)
-        thr_img = img * gain if gain is not None else img
-        for lab, v in hot_counts(thr_img, masks, hot_threshold).items():
-            per["hot_pixels"][e][lab].append(v)
+    per = slope_measurements(cube, dq, owner, len(paths), masks, gain, p)
     inputs = list(paths)
     for kind, extra in (("cds_noise", ramp_paths), ("bias", bias_paths)):
-        if not extra:
-            continue
-        extra = [str(p) for p in extra]
-        inputs += extra
-        by_name = {common.exposure_name(p): p for p in extra}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise InputError(extra[0], f"no {kind} input for exposure(s) {missing} "
-                                       f"(given: {sorted(by_name)})")
-        for e, name in enumerate(names):
-            p = by_name[name]
-            if kind == "cds_noise":
-                ramp = io.read_ramp(p)
-                common.check_one_group([header, ramp.header], [paths[e], p])
-                for i in range(ramp.data.shape[0]):
-                    for lab, v in cds_noise(ramp.data[i], ramp.groupdq[i], ramp.pixeldq, masks).items():
-                        per[kind][e][lab].append(v)
-                del ramp
-            else:
-                g0, pdq, h = read_group_zero(p)
-                common.check_one_group([header, h], [paths[e], p])
-                for img in g0:
-                    img = np.where((pdq & dqflags.DO_NOT_USE) == 0, img, np.nan)
-                    for lab, v in clipped_means(img, masks, sigma, maxiters).items():
-                        per[kind][e][lab].append(v)
-
-    # table and drift tests
-    rows, trend_rows = [], []
-    order = np.argsort(starts, kind="stable")
-    results = {}
-    for q, (col, _) in QUANTITIES.items():
-        for lab in labels:
-            vals = [per[q][e][lab] for e in range(len(paths))]
-            if not any(len(v) for v in vals):
-                continue
-            res = trend_test(starts, vals, poisson=(q == "hot_pixels"))
-            results[(q, lab)] = res
-            trend_rows.append({"quantity": q, "column": col, "unit": UNITS[q], "amplifier": lab,
-                               **{k: v for k, v in res.items()
-                                  if k not in ("used", "exposure_means", "exposure_errors",
-                                               "exposure_errors_within")}})
-    # one family: the slope tests of every quantity and amplifier of the group (Holm-Bonferroni)
-    p_holm, family = holm([r["p_slope"] for r in trend_rows])
-    p_excess_holm, _ = holm([r["p_excess"] for r in trend_rows])      # a family of its own
-    for r, pa, pe in zip(trend_rows, p_holm, p_excess_holm):
-        r.update(family_size=family, p_slope_holm=float(pa), alpha_familywise=alpha,
-                 flagged=bool(np.isfinite(pa) and pa < alpha), p_excess_holm=float(pe))
-    for e in order:
-        for lab in labels:
-            n_int = int(np.sum(owner == e))
-            row = {"exposure": names[e], "expstart_mjd": starts[e], "amplifier": lab, "n_integrations": n_int}
-            for q, (col, _) in QUANTITIES.items():
-                vals = np.asarray(per[q][e][lab], np.float64)
-                res = results.get((q, lab))
-                if res is None or not vals.size:
-                    row[col], row[f"{col}_err"], row[f"{col}_err_within"] = math.nan, math.nan, math.nan
-                    continue
-                used = res["used"]
-                err, err_w = ((res["exposure_errors"][used.index(e)], res["exposure_errors_within"][used.index(e)])
-                              if e in used else (math.nan, math.nan))
-                row[col], row[f"{col}_err"], row[f"{col}_err_within"] = float(np.nanmean(vals)), float(err), float(err_w)
-                if q == "dark" and gains is not None:
-                    row["dark_e_per_s"] = row[col] * gains[lab]
-                    row["dark_e_per_s_err"] = row[f"{col}_err"] * gains[lab]
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    common.write_tsv(table, output_tsv)
+        if extra:
+            inputs += read_and_measure_companions(per, kind, extra, names, header, paths, masks, p)
+    results, trend_rows, family = drift_tests(per, starts, labels, p.alpha)
+    table = exposure_table(per, results, names, starts, owner, labels, gains)
+    common.write_tsv(table, table_path)
     trends = pd.DataFrame(trend_rows)
     if trends_tsv:
         common.write_tsv(trends, trends_tsv)
 
-    # baseline
-    mean_img, std_img, nused = common.clipped_mean_std_images(cube, sigma, maxiters)
+    mean_img, std_img, nused = common.clipped_mean_std_images(cube, p.sigma, p.maxiters)
     if baseline_output:
         common.write_slope_images(baseline_output, mean_img, std_img, nused, common.persistent_dq(dq), header,
                                   cube.shape[0], starts, paths)
-    base_counts, pix = None, pd.DataFrame(columns=["kind", "pixel_row", "pixel_column", "amplifier",
-                                                   "mean_DN_per_s", "baseline_mean_DN_per_s", "ratio",
-                                                   "std_DN_per_s", "baseline_std_DN_per_s", "std_ratio", "z"])
+    base_counts, pixels = None, pd.DataFrame(columns=_BASELINE_PIXEL_COLUMNS)
     if baseline:
         base = common.read_slope_images(baseline)
-        if base["mean"].shape != mean_img.shape:
-            raise InputError(baseline, f"baseline images are {base['mean'].shape[1]} x {base['mean'].shape[0]}, "
-                                       f"the group's slopes {mean_img.shape[1]} x {mean_img.shape[0]}")
-        bdet = str(base["header"].get("DETECTOR", "")).strip()
-        if bdet and bdet != str(header["DETECTOR"]).strip():
-            raise InputError(baseline, f"baseline is for DETECTOR {bdet}, the group is {header['DETECTOR']}")
-        sel = usable & ((base["dq"] & np.uint32(dqflags.DO_NOT_USE)) == 0)
-        cmp = compare_baseline(mean_img, std_img, nused, base["mean"], base["std"], base["nused"], sel, amp_map,
-                               hot_ratio, dead_ratio, noisy_ratio, nsigma)
-        prow = []
-        for kind in ("hot", "dead", "noisy"):
-            for y, x in zip(*np.nonzero(cmp[kind])):
-                prow.append((kind, int(y), int(x), str(int(amp_map[y, x]) + 1), float(mean_img[y, x]),
-                             float(base["mean"][y, x]), float(cmp["ratio"][y, x]), float(std_img[y, x]),
-                             float(base["std"][y, x]), float(cmp["std_ratio"][y, x]), float(cmp["z"][y, x])))
-        pix = pd.DataFrame(prow, columns=pix.columns)
-        cmasks = common.amplifier_masks(amp_map, sel, geom.noutputs)
-        base_counts = pd.DataFrame([{"amplifier": lab, "n_pixels_compared": int(m.sum()),
-                                     **{f"n_new_{k}": int(np.count_nonzero(cmp[k] & m))
-                                        for k in ("hot", "dead", "noisy")}}
-                                    for lab, m in cmasks.items()])
-    if baseline_tsv:
-        common.write_tsv(base_counts if base_counts is not None else
-                         pd.DataFrame(columns=["amplifier", "n_pixels_compared", "n_new_hot", "n_new_dead",
-                                               "n_new_noisy"]), baseline_tsv)
-    if baseline_pixels_tsv:
-        common.write_tsv(pix, baseline_pixels_tsv)
+        check_baseline(baseline, base, mean_img.shape, header["DETECTOR"])
+        pixels, base_counts = baseline_comparison(mean_img, std_img, nused, base, usable, amp_map,
+                                                  geom.noutputs, p)
+    _write_baseline_tables(base_counts, pixels, baseline_tsv, baseline_pixels_tsv)
 
-    flagged = [{"quantity": r["quantity"], "amplifier": r["amplifier"], "unit": r["unit"],
-                "slope_per_day": r["slope_per_day"], "slope_err_per_day": r["slope_err_per_day"],
-                "drift_over_span": r["drift_over_span"], "p_slope": r["p_slope"],
-                "p_slope_holm": r["p_slope_holm"]} for r in trend_rows if r["flagged"]]
-    p_adj = [r["p_slope_holm"] for r in trend_rows if np.isfinite(r["p_slope_holm"])]
-    whole = {q: results[(q, common.ALL)]["mean"] for q in QUANTITIES if (q, common.ALL) in results}
-    summary = {
-        "detector": str(header["DETECTOR"]).strip(),
-        "n_exposures": len(paths), "n_integrations": int(cube.shape[0]),
-        "expstart_first_mjd": float(np.nanmin(starts)) if np.isfinite(starts).any() else None,
-        "expstart_last_mjd": float(np.nanmax(starts)) if np.isfinite(starts).any() else None,
-        "any_drift": bool(flagged),
-        "flagged": sorted({f"{f['quantity']}" for f in flagged}),
-        "drift_tests": family,
-        "drift_alpha_familywise": alpha,
-        "drift_min_p_holm": float(min(p_adj)) if p_adj else None,
-        "excess_scatter": sorted({f"{r['quantity']}:{r['amplifier']}" for r in trend_rows
-                                  if np.isfinite(r["p_excess_holm"]) and r["p_excess_holm"] < alpha}),
-        "dark_DN_per_s": whole.get("dark"),
-        "cds_noise_DN": whole.get("cds_noise"),
-        "bias_DN": whole.get("bias"),
-        "hot_pixels": whole.get("hot_pixels"),
-        "hot_threshold": hot_threshold,
-        "hot_threshold_unit": "e-/s" if gain is not None else "DN/s",
-        "baseline": str(baseline) if baseline else None,
-        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
-    }
-    if base_counts is not None:
-        b = base_counts[base_counts.amplifier == common.ALL].iloc[0]
-        summary.update(n_new_hot=int(b.n_new_hot), n_new_dead=int(b.n_new_dead), n_new_noisy=int(b.n_new_noisy))
+    summary = stability_summary(header["DETECTOR"], starts, cube.shape[0], trend_rows, results, family, p,
+                                gain is not None, baseline, base_counts, dead)
     doc = {"analysis": "stability", "group": group, "inputs": inputs, "conventions": CONVENTIONS,
-           "parameters": {"alpha": alpha, "sigma": sigma, "maxiters": maxiters, "hot_threshold": hot_threshold,
-                          "hot_ratio": hot_ratio, "dead_ratio": dead_ratio, "noisy_ratio": noisy_ratio,
-                          "nsigma": nsigma},
-           "summary": summary, "flagged": flagged, "trends": common.records(trends),
-           "table": common.records(table)}
+           "parameters": p.as_dict(), "summary": summary, "flagged": flagged_drifts(trend_rows),
+           "trends": common.records(trends), "table": common.records(table)}
     if base_counts is not None:
         doc["baseline_counts"] = common.records(base_counts)
-    common.write_json(doc, output_json)
+    common.write_json(doc, json_path)
 
     title = f"{group}: {len(paths)} exposures, {cube.shape[0]} integrations"
     if trend_png:
         plot_trends(table, trends, trend_png, f"stability, {title}")
     if baseline_png:
         what = "mean dark rate vs baseline" if baseline else "mean dark rate (no baseline)"
-        plot_baseline(mean_img, usable, pix, baseline_png, f"{what}\n{title}")
+        plot_baseline(mean_img, usable, pixels, baseline_png, f"{what}\n{title}")
     return doc

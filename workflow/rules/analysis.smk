@@ -40,8 +40,8 @@ rule dark_current_analysis:
         raw_paths=group_paths("raw"),          # dead outputs are found on the raw files
         gain_path=group_reference("gain"),
     output:
-        output_tsv=group_report("results/analysis/{group}/darkcurrent.tsv", "darkcurrent_table", "Dark current", "dark current table"),
-        output_json="results/analysis/{group}/darkcurrent.json",
+        table_path=group_report("results/analysis/{group}/darkcurrent.tsv", "darkcurrent_table", "Dark current", "dark current table"),
+        json_path="results/analysis/{group}/darkcurrent.json",
         histogram_tsv="results/analysis/{group}/darkcurrent_histograms.tsv",
         image_fits="results/analysis/{group}/darkcurrent_slopes.fits",
         histogram_png=group_report("results/plots/{group}/darkcurrent_histograms.png", "darkcurrent_histograms", "Dark current", "histograms per amplifier"),
@@ -67,9 +67,9 @@ rule stability:
         bias_paths=group_paths("raw"),
         gain_path=group_reference("gain"),
     output:
-        output_tsv=group_report("results/analysis/{group}/stability.tsv", "stability_table", "Stability", "stability table"),
+        table_path=group_report("results/analysis/{group}/stability.tsv", "stability_table", "Stability", "stability table"),
         trends_tsv="results/analysis/{group}/stability_trends.tsv",
-        output_json="results/analysis/{group}/stability.json",
+        json_path="results/analysis/{group}/stability.json",
         baseline_tsv="results/analysis/{group}/stability_baseline.tsv",
         baseline_pixels_tsv="results/analysis/{group}/stability_baseline_pixels.tsv",
         trend_png=group_report("results/plots/{group}/stability_trends.png", "stability_trends", "Stability", "trends"),
