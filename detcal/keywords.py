@@ -1,8 +1,9 @@
 """Header keywords: their types, which ones each step reads, and the configuration-group keys.
 
-This is the one place that knows which primary-header keywords a step needs. Readers call
-:func:`require` with the step name; a missing or mistyped keyword becomes an
-:class:`~detcal.errors.InputError` naming the file and the keyword.
+Which primary-header keywords a step needs is declared by the step (its descriptor's
+``keywords``, added to :data:`BASE`; :mod:`detcal.steps.descriptor`) and read here as
+``STEP[step]``. Readers call :func:`require` with the step name; a missing or mistyped keyword
+becomes an :class:`~detcal.errors.InputError` naming the file and the keyword.
 """
 
 from .errors import InputError
@@ -23,21 +24,25 @@ TYPES = {
 BASE = ("INSTRUME", "DETECTOR", "NINTS", "NGROUPS", "NFRAMES", "GROUPGAP",
         "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2")
 
-#: Keywords each step reads (beyond nothing); ``inventory`` is what a raw file must carry.
-STEP = {
-    "inventory": BASE + ("READPATT", "NOUTPUTS", "EXP_TYPE", "TFRAME", "TGROUP"),
-    "dq_init": BASE,
-    "saturation": BASE,
-    "superbias": BASE,
-    "refpix": BASE + ("NOUTPUTS", "FASTAXIS", "SLOWAXIS"),
-    "linearity": BASE,
-    "rscd": BASE + ("READPATT",),
-    "lastframe": BASE,
-    "reset": BASE,
-    "dark_current": BASE,
-    "jump": BASE + ("TFRAME", "TGROUP"),
-    "ramp_fit": BASE + ("TFRAME", "TGROUP"),
-}
+#: Keywords a raw file must carry (the inventory). The keywords each detector1 step reads
+#: (``STEP[step]``: BASE plus the step descriptor's ``keywords``) and the steps' status keywords
+#: (``CAL_STEP[step]``: S_DQINIT, ..., as the JWST pipeline writes them) are derived from the step
+#: descriptors (:mod:`detcal.steps.descriptor`) when read: see :func:`__getattr__`.
+RAW_REQUIRED = BASE + ("READPATT", "NOUTPUTS", "EXP_TYPE", "TFRAME", "TGROUP")
+
+
+def __getattr__(name):
+    """``STEP`` ({'inventory': ..., step: keywords}) and ``CAL_STEP`` ({step: S_* keyword}),
+    derived from the registered step descriptors each time they are read."""
+    if name not in ("STEP", "CAL_STEP"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .steps import descriptor   # the steps import this module; their table is read when asked
+
+    if name == "CAL_STEP":
+        return {n: d.cal_step for n, d in descriptor.DESCRIPTORS.items()}
+    return {"inventory": RAW_REQUIRED,
+            **{n: BASE + tuple(d.keywords) for n, d in descriptor.DESCRIPTORS.items()}}
+
 
 #: The keywords that define a detector configuration group: files that differ in any of them are
 #: never combined (darks, noise statistics). CORONMSK joins when present.
@@ -67,15 +72,6 @@ REFERENCE_DEFAULTS_MIRI = {"BAND": "N/A"}
 #: DARK rmap selects on it).
 DARK_EXP_TYPE = {"NIRCAM": "NRC_DARK", "NIRISS": "NIS_DARK", "NIRSPEC": "NRS_DARK", "FGS": "FGS_DARK",
                  "MIRI": "MIR_DARKIMG"}
-
-#: Calibration-step status keywords (as the JWST pipeline writes them).
-CAL_STEP = {
-    "dq_init": "S_DQINIT", "saturation": "S_SATURA", "superbias": "S_SUPERB",
-    "refpix": "S_REFPIX", "linearity": "S_LINEAR", "rscd": "S_RSCD", "persistence": "S_PERSIS",
-    "lastframe": "S_LASTFR", "reset": "S_RESET",
-    "dark_current": "S_DARK", "jump": "S_JUMP", "ramp_fit": "S_RAMP",
-}
-
 
 def value(header, key, path, needed_by=None):
     """Return ``header[key]`` converted to its type in :data:`TYPES`.
@@ -116,9 +112,10 @@ def check_supported_readout(header, path):
 
 def require(header, step, path):
     """Check that ``header`` has every keyword ``step`` needs; return them as a typed dict."""
-    if step not in STEP:
-        raise KeyError(f"unknown step {step!r}; known: {sorted(STEP)}")
-    return {key: value(header, key, path, needed_by=step) for key in STEP[step]}
+    table = __getattr__("STEP")
+    if step not in table:
+        raise KeyError(f"unknown step {step!r}; known: {sorted(table)}")
+    return {key: value(header, key, path, needed_by=step) for key in table[step]}
 
 
 def optional(header, key, default=None):

@@ -1,63 +1,69 @@
-"""Step order per instrument family, and what each step needs: the one table the workflow reads.
+"""Step order per instrument family, and what each step needs: the tables the workflow reads.
+
+The tables are derived from the step descriptors (:mod:`detcal.steps.descriptor`; each step
+module declares its own), so they always list the registered steps and nothing else:
+
+``ORDER``                {family: steps in chain order} (jwst 3.0 calwebb_detector1 order; MIRI:
+                         lastframe and reset between saturation and linearity as there,
+                         emicorr/ipc/firstframe left out as jwst skips them; persistence is not
+                         implemented, so it is not offered)
+``REFERENCES``           {step: reference config keys it reads} (see detcal.io.REFTYPES)
+``OPTIONAL_REFERENCES``  {step: references it can run without} (the step then does less, and logs it)
+``SUFFIX``               {step: file suffix of its ramp product, as jwst names it} (lastframe,
+                         reset: what jwst 3.0 writes when LastFrameStep / ResetStep run on their
+                         own, the step name lowercased)
+``RAMP_STEPS``           steps whose product is a ramp (ramp_fit makes rate/rateints instead)
+
+They are computed when read (module ``__getattr__``), so a step registered later (a test's, or
+one named in ``DETCAL_STEP_MODULES``) is in them.
 
 The per-file chain of an exposure is its family's order restricted to the steps that are
-switched on (and implemented); each step's input is the previous step's output, so switching a
-step off closes the chain over the gap.
+switched on; each step's input is the previous step's output, so switching a step off closes
+the chain over the gap.
 """
 
 from .geometry import family  # noqa: F401  (re-exported: the workflow asks pipeline for families)
 
-#: Detector1 step order per family (jwst 3.0 calwebb_detector1 order; MIRI: lastframe and reset
-#: between saturation and linearity as there, emicorr/ipc/firstframe left out as jwst skips them).
-ORDER = {
-    "NIR": ("dq_init", "saturation", "superbias", "refpix", "linearity", "persistence",
-            "dark_current", "jump", "ramp_fit"),
-    "MIRI": ("dq_init", "saturation", "lastframe", "reset", "linearity", "rscd", "dark_current",
-             "refpix", "jump", "ramp_fit"),
-}
+_DERIVED = ("ORDER", "REFERENCES", "OPTIONAL_REFERENCES", "SUFFIX", "RAMP_STEPS")
 
-#: Reference files (config keys, see detcal.io.REFTYPES) each step reads.
-REFERENCES = {
-    "dq_init": ("mask",),
-    "saturation": ("saturation", "superbias"),
-    "superbias": ("superbias",),
-    "refpix": (),
-    "linearity": ("linearity",),
-    "persistence": (),
-    "lastframe": (),
-    "reset": ("reset",),
-    "rscd": ("rscd",),
-    "dark_current": ("dark",),
-    "jump": ("gain", "readnoise"),
-    "ramp_fit": ("gain", "readnoise"),
-}
 
-#: References a step can run without (the step then does less, and logs it).
-OPTIONAL_REFERENCES = {"saturation": ("superbias",)}
+def _descriptor():
+    from .steps import descriptor   # steps sit above pipeline's imports; read when asked
 
-#: File suffix of each step's ramp product, as the seeds' jwst runs name them (lastframe, reset:
-#: what jwst 3.0 writes when LastFrameStep / ResetStep run on their own, the step name lowercased).
-SUFFIX = {
-    "dq_init": "dqinitstep", "saturation": "saturationstep", "superbias": "superbiasstep",
-    "refpix": "refpixstep", "linearity": "linearitystep", "persistence": "persistencestep",
-    "lastframe": "lastframestep", "reset": "resetstep",
-    "rscd": "rscd_step", "dark_current": "darkcurrentstep", "jump": "jumpstep",
-}
+    return descriptor
 
-#: Steps whose product is a ramp (ramp_fit makes rate/rateints instead).
-RAMP_STEPS = tuple(SUFFIX)
+
+def __getattr__(name):
+    """The derived tables (see the module docstring), built from the registered descriptors."""
+    if name not in _DERIVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    desc = _descriptor()
+    steps = desc.DESCRIPTORS
+    if name == "ORDER":
+        return {fam: desc.order(fam) for fam in desc.FAMILIES}
+    if name == "REFERENCES":
+        return {n: steps[n].references for n in desc.names()}
+    if name == "OPTIONAL_REFERENCES":
+        return {n: steps[n].optional_references for n in desc.names() if steps[n].optional_references}
+    if name == "SUFFIX":
+        return {n: steps[n].suffix for n in desc.ramp_steps()}
+    return desc.ramp_steps()
+
+
+def _order(fam):
+    return _descriptor().order(fam)
 
 
 def available_steps():
-    """Steps that detcal implements (a module in detcal.steps with a ``run`` function)."""
-    from . import steps
-    return tuple(name for name in dict.fromkeys(ORDER["NIR"] + ORDER["MIRI"]) if name in steps.REGISTRY)
+    """Steps that detcal implements: every registered step (:mod:`detcal.steps.descriptor`)."""
+    return _descriptor().names()
 
 
 def chain(fam, enabled):
-    """Ordered steps for family ``fam`` among ``enabled`` (a mapping step -> bool) that exist."""
-    have = available_steps()
-    return tuple(s for s in ORDER[fam] if enabled.get(s, True) and s in have)
+    """Ordered steps for family ``fam`` that ``enabled`` (a mapping step -> bool) switches on;
+    a step it does not name runs when its descriptor says so (``default_on``)."""
+    steps = _descriptor().DESCRIPTORS
+    return tuple(s for s in _order(fam) if enabled.get(s, steps[s].default_on))
 
 
 def previous_step(fam, enabled, step):
@@ -71,7 +77,7 @@ def previous_step(fam, enabled, step):
 
 def last_ramp_step(fam, enabled):
     """The last step of the chain whose product is a ramp (None if the chain is empty)."""
-    ramps = [s for s in chain(fam, enabled) if s in RAMP_STEPS]
+    ramps = [s for s in chain(fam, enabled) if _descriptor().get(s).ramp_product]
     return ramps[-1] if ramps else None
 
 
@@ -82,17 +88,25 @@ def product_before(fam, enabled, step):
     skips dark subtraction starts from ``product_before(fam, enabled, 'dark_current')``.
     """
     steps = chain(fam, enabled)
-    earlier = ORDER[fam][: ORDER[fam].index(step)]
-    before = [s for s in steps if s in earlier and s in RAMP_STEPS]
+    order = _order(fam)
+    earlier = order[: order.index(step)]
+    before = [s for s in steps if s in earlier and _descriptor().get(s).ramp_product]
     return before[-1] if before else None
 
 
 def nodark_steps(fam, enabled):
     """Steps after dark_current and before jump, re-run by the branch without dark subtraction
     (MIRI: refpix). With them the branch is the family's chain minus dark_current."""
-    order = ORDER[fam]
+    order = _order(fam)
     i_dark, i_jump = order.index("dark_current"), order.index("jump")
     return tuple(s for s in chain(fam, enabled) if i_dark < order.index(s) < i_jump)
+
+
+def nodark_rule_steps():
+    """Steps that the branch without dark subtraction re-runs in some family (MIRI: refpix), were
+    every registered step on: the workflow has one ``<step>_nodark`` rule for each."""
+    everything = {s: True for s in available_steps()}
+    return tuple(dict.fromkeys(s for fam in _descriptor().FAMILIES for s in nodark_steps(fam, everything)))
 
 
 #: Groups flagged DO_NOT_USE at the start of the branch without dark subtraction, per family:

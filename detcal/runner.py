@@ -34,20 +34,35 @@ def logged(logfile, name):
 
 
 def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pixels=(),
-                  table=None, figure=None, exposure="", extra_output=None, skip_groups=(0, 0)):
-    """Apply ``step`` to one ramp file and write its product.
+                  table=None, figure=None, exposure="", extra_output=None, skip_groups=(0, 0),
+                  product_paths=None):
+    """Apply ``step`` to one ramp file and write its products; return its
+    :class:`~detcal.steps.StepResult` ``.ramp`` (the ramp after the step).
 
     reference_paths : dict config-key -> path (e.g. ``{'superbias': '.../superbias.fits'}``)
+    output_path : path of the step's ramp product (None for a step without one: ramp_fit)
     params : step parameters (keyword arguments of the step module's ``run``)
     pixels, table, figure : sample pixels (row, column) whose ramps before/after the step are
         written to ``table`` (TSV) and drawn in ``figure`` (PNG), when those are given
-    extra_output : path for a step's second product (dark_current's ``dark_output``: the dark
-        actually subtracted), written when the step returns one
+    product_paths : {product name: path} for the step's further products (its descriptor's
+        ``products``: dark_current ``dark``, ramp_fit ``rate``/``rateints``); a product the step
+        made without a path here is not written
+    extra_output : path of the step's first declared product (dark_current's ``dark_output``:
+        the dark actually subtracted); the same as ``product_paths={'dark': extra_output}``
     skip_groups : (first, last) groups flagged DO_NOT_USE before the step (the no-dark branch's
         MIRI convention, see :data:`detcal.pipeline.NODARK_SKIP_GROUPS`)
     """
+    return _run_step_file(step, ramp_path, reference_paths, output_path, params, pixels, table, figure,
+                          exposure, extra_output, skip_groups, product_paths).ramp
+
+
+def _run_step_file(step, ramp_path, reference_paths, output_path, params, pixels, table, figure,
+                   exposure, extra_output, skip_groups, product_paths):
     params = dict(params or {})
-    module = steps.REGISTRY[step]
+    desc = steps.descriptor.get(step)
+    product_paths = dict(product_paths or {})
+    if extra_output and desc.products:
+        product_paths.setdefault(next(iter(desc.products)), extra_output)
     log = logging.getLogger(f"detcal.{step}")
     ramp = io.read_ramp(ramp_path, step)
     log.info("%s: %s, shape %s, params %s", step, ramp_path, ramp.shape, params)
@@ -58,11 +73,14 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
         pipeline.flag_skipped_groups(ramp.groupdq, *skip_groups)
     pixels = plots.valid_pixels(pixels, ramp.shape)
     before = plots.sample_ramps(ramp.data, pixels)
-    result = module.run(ramp, refs, **params)
-    ramp, extra = result if isinstance(result, tuple) else (result, None)
-    if extra is not None and extra_output:
-        _write_extra(extra, ramp, extra_output, step, [ramp_path, *reference_paths.values()])
-    io.write_ramp(ramp, output_path, step=step, inputs=[ramp_path, *reference_paths.values()],
+    result = desc.apply(ramp, refs, **params)
+    ramp, inputs = result.ramp, [ramp_path, *reference_paths.values()]
+    for name, product in result.products.items():
+        if product_paths.get(name):
+            _WRITERS[desc.products[name].kind](product, ramp, product_paths[name], step, inputs, params)
+    if not desc.ramp_product:
+        return result
+    io.write_ramp(ramp, output_path, step=step, inputs=inputs,
                   params=dict(params, **({"skip_groups": tuple(skip_groups)} if any(skip_groups) else {})))
     if table or figure:
         samples = plots.step_table(step, before, plots.sample_ramps(ramp.data, pixels),
@@ -72,7 +90,7 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
                 samples.to_csv(tmp, sep="\t", index=False)
         if figure:
             plots.plot_step(samples, step, exposure, figure)
-    return ramp
+    return result
 
 
 def read_lazily(step, key):
@@ -81,7 +99,7 @@ def read_lazily(step, key):
     return key in getattr(steps.REGISTRY[step], "LAZY_REFERENCES", ())
 
 
-def _write_extra(ref, ramp, path, step, inputs):
+def _write_extra(ref, ramp, path, step, inputs, params=None):
     """Write a Reference a step returned, labelled with the science subarray it was cut to."""
     header = ref.header.copy()
     for key in ("SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2"):
@@ -92,17 +110,20 @@ def _write_extra(ref, ramp, path, step, inputs):
                        inputs=inputs)
 
 
+def _write_rate(rate, ramp, path, step, inputs, params):
+    io.write_rate(path, rate, ramp.header, step=step, inputs=inputs, params=params)
+
+
+def _write_rateints(rateints, ramp, path, step, inputs, params):
+    io.write_rate(path, rateints, ramp.header, tables=ramp.tables, step=step, inputs=inputs, params=params)
+
+
+#: How each kind of step product (detcal.steps.descriptor.Product.kind) is written.
+_WRITERS = {"reference": _write_extra, "rate": _write_rate, "rateints": _write_rateints}
+
+
 def run_ramp_fit_file(ramp_path, reference_paths, rate_path, rateints_path, params=None):
-    """Fit the ramps of one file and write its ``rate`` and ``rateints`` products."""
-    params = dict(params or {})
-    log = logging.getLogger("detcal.ramp_fit")
-    ramp = io.read_ramp(ramp_path, "ramp_fit")
-    log.info("ramp_fit: %s, shape %s, params %s", ramp_path, ramp.shape, params)
-    refs = {key: io.read_reference(path, io.REFTYPES[key], like=ramp)
-            for key, path in reference_paths.items()}
-    rate, rateints = steps.REGISTRY["ramp_fit"].run(ramp, refs, **params)
-    inputs = [ramp_path, *reference_paths.values()]
-    io.write_rate(rate_path, rate, ramp.header, step="ramp_fit", inputs=inputs, params=params)
-    io.write_rate(rateints_path, rateints, ramp.header, tables=ramp.tables, step="ramp_fit",
-                  inputs=inputs, params=params)
-    return rate, rateints
+    """Fit the ramps of one file and write its ``rate`` and ``rateints`` products; return them."""
+    result = _run_step_file("ramp_fit", ramp_path, reference_paths, None, params, (), None, None, "", None,
+                            (0, 0), {"rate": rate_path, "rateints": rateints_path})
+    return result.products["rate"], result.products["rateints"]

@@ -46,9 +46,22 @@ from astropy.io import fits
 from .. import keywords
 from ..errors import InputError
 from ..io import LazyArray, Reference
+from .descriptor import Param, Product, Step
 
-#: Reference files this step reads (config keys).
-REFERENCES = ("dark",)
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="dark_current", description="Subtract the DARK reference group by group",
+    position={"NIR": 70, "MIRI": 70}, cal_step="S_DARK", suffix="darkcurrentstep", references=("dark",),
+    parameters={
+        "dark_output": Param(False, "Also save the dark actually subtracted (averaged to the exposure's "
+                                    "readout) as results/ramps/{exposure}/{exposure}_dark.fits"),
+        "extrapolate": Param(False, "Allow a dark with fewer frames than the exposure, extrapolated linearly "
+                                    "from its last two groups (as stcal does); otherwise that is an error"),
+    },
+    products={"dark": Product("reference", "dark", switch="dark_output")})
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 #: References read by sections (:func:`detcal.io.read_reference` with ``lazy=True``): the dark is
 #: read a chunk of groups at a time (SCI and DQ only), never whole.

@@ -11,11 +11,17 @@ import numpy as np
 
 from .. import dqflags
 from ..errors import InputError
+from .descriptor import Step
 
 log = logging.getLogger("detcal.dq_init")
 
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="dq_init", description="Initialise PIXELDQ/GROUPDQ from the MASK reference",
+    position={"NIR": 10, "MIRI": 10}, cal_step="S_DQINIT", suffix="dqinitstep", references=("mask",))
+
 #: Reference files (config keys) this step reads.
-REFERENCES = ("mask",)
+REFERENCES = DESCRIPTOR.references
 
 
 def initialize(pixeldq, groupdq, mask_dq):

@@ -54,11 +54,44 @@ import warnings
 import numpy as np
 
 from .. import dqflags
+from .descriptor import Param, Step
 
 log = logging.getLogger("detcal.jump")
 
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="jump", description="Two-point-difference jump (cosmic-ray) detection",
+    position={"NIR": 80, "MIRI": 90}, cal_step="S_JUMP", suffix="jumpstep", references=("gain", "readnoise"),
+    keywords=("TFRAME", "TGROUP"),
+    parameters={
+        "rejection_threshold": Param(4.0, "Threshold [sigma] with 4 or more usable group differences",
+                                     {"exclusiveMinimum": 0}),
+        "three_group_rejection_threshold": Param(6.0, "Threshold [sigma] with 2 usable differences (3 groups)",
+                                                 {"exclusiveMinimum": 0}),
+        "four_group_rejection_threshold": Param(5.0, "Threshold [sigma] with 3 usable differences (4 groups)",
+                                                {"exclusiveMinimum": 0}),
+        "flag_4_neighbors": Param(True, "Also flag the 4 nearest neighbours of a jump between the min and max "
+                                        "sizes below"),
+        "min_jump_to_flag_neighbors": Param(10.0, "Smallest jump [sigma] whose neighbours are flagged",
+                                            {"minimum": 0}),
+        "max_jump_to_flag_neighbors": Param(1000.0, "Largest jump [sigma] whose neighbours are flagged",
+                                            {"minimum": 0}),
+        "after_jump_flag_dn1": Param(0.0, "Jumps above this [DN] flag the groups of the next "
+                                          "after_jump_flag_time1 seconds (0 = off)", {"minimum": 0}),
+        "after_jump_flag_time1": Param(0.0, "Seconds flagged after a jump above after_jump_flag_dn1",
+                                       {"minimum": 0}),
+        "after_jump_flag_dn2": Param(0.0, "Second after-jump level [DN] (0 = off)", {"minimum": 0}),
+        "after_jump_flag_time2": Param(0.0, "Seconds flagged after a jump above after_jump_flag_dn2",
+                                       {"minimum": 0}),
+        "minimum_sigclip_groups": Param(100, "Integrations needed before the sigma-clipping regime is used",
+                                        {"minimum": 1}),
+        "only_use_ints": Param(True, "Sigma-clip across integrations only (not across groups)"),
+        "min_diffs_single_pass": Param(10, "Usable differences needed for the single-pass (non-iterative) "
+                                           "regime", {"minimum": 1}),
+    })
+
 #: Reference files (config keys) this step reads.
-REFERENCES = ("gain", "readnoise")
+REFERENCES = DESCRIPTOR.references
 
 #: jwst JumpStep defaults (two-point difference part).
 DEFAULTS = {

@@ -19,12 +19,19 @@ import logging
 import numpy as np
 
 from .. import dqflags
+from .descriptor import Step
 from .guards import skip_unless_miri
 
 log = logging.getLogger("detcal.lastframe")
 
-#: Reference files this step reads (config keys): none.
-REFERENCES = ()
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="lastframe",
+    description="MIRI: flag the last group of every integration DO_NOT_USE (NGROUPS > 2), as jwst lastframe",
+    position={"MIRI": 30}, cal_step="S_LASTFR", suffix="lastframestep")
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 #: Fewest groups for which the last one is flagged (jwst: ``ngroups > 2``).
 MIN_NGROUPS = 3

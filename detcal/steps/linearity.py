@@ -27,9 +27,15 @@ import numpy as np
 
 from .. import dqflags
 from ..errors import InputError
+from .descriptor import Step
 
-#: Reference files this step reads (config keys).
-REFERENCES = ("linearity",)
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="linearity", description="Classical linearity correction",
+    position={"NIR": 50, "MIRI": 50}, cal_step="S_LINEAR", suffix="linearitystep", references=("linearity",))
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 log = logging.getLogger("detcal.linearity")
 

@@ -65,13 +65,22 @@ import math
 import numpy as np
 
 from .. import dqflags
+from .descriptor import Param, Product, Step
 from .jump import (_median_sorted, check_frame_shapes, check_ramp_inputs, rows_per_block,
                    sort_for_median)
 
 log = logging.getLogger("detcal.ramp_fit")
 
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="ramp_fit", description="OLS ramp fit to rate and rateints products",
+    position={"NIR": 90, "MIRI": 100}, cal_step="S_RAMP", references=("gain", "readnoise"),
+    keywords=("TFRAME", "TGROUP"), ramp_product=False,
+    parameters={"suppress_one_group": Param(True, "Give no slope to ramps with a single good group")},
+    products={"rate": Product("rate", "rate"), "rateints": Product("rateints", "rateints")})
+
 #: Reference files (config keys) this step reads.
-REFERENCES = ("gain", "readnoise")
+REFERENCES = DESCRIPTOR.references
 
 #: Variances at or above this are set to 0 (stcal ``LARGE_VARIANCE_THRESHOLD``).
 LARGE_VARIANCE = 1.0e6

@@ -88,9 +88,25 @@ import numpy as np
 
 from .. import dqflags
 from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS, NREF, to_detector
+from .descriptor import Param, Step
 
-#: Reference files this step reads (none: the reference pixels are in the data).
-REFERENCES = ()
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="refpix", description="Reference-pixel correction",
+    position={"NIR": 40, "MIRI": 80}, cal_step="S_REFPIX", suffix="refpixstep",
+    keywords=("NOUTPUTS", "FASTAXIS", "SLOWAXIS"),
+    parameters={
+        "odd_even_columns": Param(True, "NIR: separate reference means for even and odd columns"),
+        "use_side_ref_pixels": Param(True, "NIR: subtract the smoothed side reference-pixel signal (1/f "
+                                           "along rows)"),
+        "side_smoothing_length": Param(11, "NIR: rows in the running median of the side reference pixels",
+                                       {"minimum": 1}),
+        "side_gain": Param(1.0, "NIR: factor applied to the side reference signal before subtraction"),
+        "odd_even_rows": Param(True, "MIRI: separate reference means for even and odd rows"),
+    })
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 #: jwst's NIRSpec subarrays without reference pixels, whose first/last 4 columns are used.
 NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")

@@ -30,12 +30,20 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from .descriptor import Step
 from .guards import skip_unless_miri
 
 log = logging.getLogger("detcal.reset")
 
-#: Reference files this step reads (config keys).
-REFERENCES = ("reset",)
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="reset",
+    description="MIRI: subtract the RESET reference (reset anomaly per integration and group) before "
+                "linearity, as jwst reset; switch off only together with a DARK that holds the reset anomaly",
+    position={"MIRI": 40}, cal_step="S_RESET", suffix="resetstep", references=("reset",))
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 
 def reset_planes(nints, intstart, reset_nints):

@@ -34,9 +34,15 @@ import numpy as np
 from .. import dqflags
 from ..errors import InputError
 from ..geometry import family
+from .descriptor import Step
 
-#: Reference files this step reads (config keys).
-REFERENCES = ("rscd",)
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="rscd", description="MIRI RSCD: flag the first groups of integrations after the first",
+    position={"MIRI": 60}, cal_step="S_RSCD", suffix="rscd_step", references=("rscd",), keywords=("READPATT",))
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 #: Old subarray names read as their current ones (as jwst).
 RENAMED_SUBARRAYS = {"SUBPRISM": "SLITLESSPRISM"}

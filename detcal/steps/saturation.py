@@ -35,11 +35,20 @@ import numpy as np
 
 from .. import dqflags
 from ..errors import InputError
+from .descriptor import Param, Step
 
 log = logging.getLogger("detcal.saturation")
 
-#: Reference files (config keys) this step reads; ``superbias`` is optional.
-REFERENCES = ("saturation", "superbias")
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="saturation", description="Flag saturated groups and the A-to-D floor",
+    position={"NIR": 20, "MIRI": 20}, cal_step="S_SATURA", suffix="saturationstep",
+    references=("saturation", "superbias"), optional_references=("superbias",),
+    parameters={"n_pix_grow_sat": Param(1, "Pixels around a saturated pixel also flagged SATURATED (box "
+                                           "half-width)", {"minimum": 0})})
+
+#: Reference files (config keys) this step reads.
+REFERENCES = DESCRIPTOR.references
 
 #: Hard DN limit of the 16-bit A-to-D converter (jwst ``ATOD_LIMIT``).
 ATOD_LIMIT = 65535.0

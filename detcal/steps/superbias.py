@@ -11,11 +11,17 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from .descriptor import Step
 
 log = logging.getLogger("detcal.superbias")
 
+#: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
+DESCRIPTOR = Step(
+    name="superbias", description="Subtract the superbias (NIR only)",
+    position={"NIR": 30}, cal_step="S_SUPERB", suffix="superbiasstep", references=("superbias",))
+
 #: Reference files (config keys) this step reads.
-REFERENCES = ("superbias",)
+REFERENCES = DESCRIPTOR.references
 
 
 def subtract_superbias(data, pixeldq, bias, bias_dq):

@@ -1,5 +1,6 @@
 # Detector1 per-file chain: one rule per ramp step (defined in this loop, one definition of the
-# rule shape). The order per instrument family lives in detcal.pipeline.ORDER; each rule's
+# rule shape), for every registered step (detcal.steps: a new step module gets its rule here).
+# The order per instrument family is its descriptors' (detcal.pipeline.ORDER); each rule's
 # input is the previous switched-on step's product. ramp_fit has its own rule (rates.smk).
 for step in pipeline.RAMP_STEPS:
 
@@ -18,6 +19,9 @@ for step in pipeline.RAMP_STEPS:
             step_log(step),
         benchmark:
             step_benchmark(step)
+        threads: 1
+        resources:
+            mem_mb=ramp_step_mem_mb,
         conda:
             "../../envs/detcal.yaml"
         params:

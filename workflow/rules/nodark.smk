@@ -4,21 +4,30 @@
 # monitor and jwst_reffiles use them.
 
 
-rule refpix_nodark:
-    input:
-        ramp=nodark_input("refpix"),
-    output:
-        ramp=temp("results/nodark/{exposure}_refpixstep.fits"),
-    log:
-        "logs/refpix_nodark/{exposure}.log",
-    conda:
-        "../../envs/detcal.yaml"
-    params:
-        step="refpix",
-        parameters=step_parameters("refpix"),
-        pixels=[],
-    script:
-        "../scripts/step.py"
+# Steps after dark_current and before jump that the branch re-runs (MIRI: refpix), one rule each.
+for step in pipeline.nodark_rule_steps():
+
+    rule:
+        name:
+            f"{step}_nodark"
+        input:
+            unpack(step_references(step)),
+            ramp=nodark_input(step),
+        output:
+            ramp=temp(nodark_path("{exposure}", step)),
+        log:
+            f"logs/{step}_nodark/{{exposure}}.log",
+        threads: 1
+        resources:
+            mem_mb=ramp_step_mem_mb,
+        conda:
+            "../../envs/detcal.yaml"
+        params:
+            step=step,
+            parameters=step_parameters(step),
+            pixels=[],
+        script:
+            "../scripts/step.py"
 
 
 rule jump_nodark:
@@ -31,6 +40,9 @@ rule jump_nodark:
         "logs/jump_nodark/{exposure}.log",
     benchmark:
         "results/benchmarks/jump_nodark/{exposure}.tsv"
+    threads: 1
+    resources:
+        mem_mb=ramp_step_mem_mb,
     conda:
         "../../envs/detcal.yaml"
     params:
@@ -53,6 +65,9 @@ rule ramp_fit_nodark:
         "logs/ramp_fit_nodark/{exposure}.log",
     benchmark:
         "results/benchmarks/ramp_fit_nodark/{exposure}.tsv"
+    threads: 1
+    resources:
+        mem_mb=ramp_step_mem_mb,
     conda:
         "../../envs/detcal.yaml"
     params:

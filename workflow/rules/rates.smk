@@ -12,6 +12,9 @@ rule ramp_fit:
         "logs/ramp_fit/{exposure}.log",
     benchmark:
         "results/benchmarks/ramp_fit/{exposure}.tsv"
+    threads: 1
+    resources:
+        mem_mb=ramp_step_mem_mb,
     conda:
         "../../envs/detcal.yaml"
     params:
