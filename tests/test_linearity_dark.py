@@ -212,7 +212,8 @@ def _max_ulp(a, b):
 
 
 @pytest.mark.parity
-def test_linearity_matches_stcal_to_the_bit():
+@pytest.mark.parametrize("block_rows,inplace", [(None, False), (3, True)])
+def test_linearity_matches_stcal_to_the_bit(block_rows, inplace, monkeypatch):
     from stcal.linearity.linearity import linearity_correction
     from stdatamodels.jwst.datamodels import dqflags as jwst_dq
 
@@ -235,7 +236,10 @@ def test_linearity_matches_stcal_to_the_bit():
     lin_dq[8, 8] = HOT
     expect, expect_pdq, _ = linearity_correction(data.copy(), gdq.copy(), pdq.copy(), coeffs.copy(),
                                                  lin_dq.copy(), jwst_dq.pixel)
-    got, got_pdq = correct_linearity(data, gdq, pdq, coeffs, lin_dq)
+    if block_rows:      # blocks of 3 rows (the last one partial), in place, as on full frames
+        monkeypatch.setattr(linearity, "BLOCK_BYTES", block_rows * 4 * nx * (coeffs.shape[0] + 3))
+    got, got_pdq = correct_linearity(data, gdq, pdq, coeffs, lin_dq, out=data if inplace else None)
+    assert (got is data) == inplace
     print(f"linearity: max |detcal - stcal| = {np.abs(got.astype(float) - expect).max():.3g} DN, "
           f"max ULP = {_max_ulp(got, expect)}")
     assert _max_ulp(got, expect) <= 1
