@@ -16,7 +16,7 @@ from astropy.stats import sigma_clipped_stats
 
 from detcal import dqflags, io, pipeline, steps
 from detcal import simulate as sim
-from detcal.analysis import common, darkcurrent, jumps, stability, summary
+from detcal.analysis import common, darkcurrent, jumps, robust, stability, summary
 from detcal.errors import InputError
 
 FULL_TFRAME = 10.73677
@@ -86,7 +86,7 @@ def group_run(tmp_path_factory, name, spec, seed, **kwargs):
 def test_clipped_stats_match_astropy_sigma_clip():
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(10.0, 2.0, 5000), rng.uniform(30, 100, 60), [np.nan, np.inf]])
-    mine = common.clipped_stats(x, sigma=3.0, maxiters=5)
+    mine = robust.clipped_stats(x, sigma=3.0, maxiters=5)
     mean, median, std = sigma_clipped_stats(x[np.isfinite(x)], sigma=3.0, maxiters=5)
     assert mine.mean == pytest.approx(mean, rel=1e-12)
     assert mine.median == pytest.approx(median, rel=1e-12)
@@ -97,7 +97,7 @@ def test_clipped_mean_std_images_clip_an_outlier_integration():
     cube = np.ones((5, 2, 3), np.float32)
     cube[:, 0, 0] = [1.0, 1.1, 0.9, 1.0, 50.0]        # one CR-like outlier
     cube[:, 1, 2] = np.nan                            # no data
-    mean, std, nused = common.clipped_mean_std_images(cube, sigma=1.5)
+    mean, std, nused = robust.clipped_mean_std_images(cube, sigma=1.5)
     assert mean[0, 0] == pytest.approx(1.0) and nused[0, 0] == 4
     assert std[0, 0] == pytest.approx(np.std([1.0, 1.1, 0.9, 1.0], ddof=1), rel=1e-5)
     assert np.isnan(mean[1, 2]) and nused[1, 2] == 0
@@ -106,7 +106,7 @@ def test_clipped_mean_std_images_clip_an_outlier_integration():
 
 def test_histogram_fit_finds_the_gaussian_peak_with_honest_chi2():
     x = np.random.default_rng(1).normal(5.0, 2.0, 20000)
-    st = common.clipped_stats(x)
+    st = robust.clipped_stats(x)
     fit = common.histogram_gaussian_fit(x, st.mean, st.std)
     assert abs(fit["peak"] - 5.0) < 4 * fit["peak_err"]          # measured -1.6 sigma
     assert fit["width"] == pytest.approx(2.0, rel=0.02)
@@ -565,8 +565,8 @@ def test_baseline_comparison_finds_new_hot_and_dead_pixels():
     base[:, 7, 7] += 2.0                                             # was bright, now dead
     new[:, 7, 7] = 0.0 + rng.normal(0, 0.05, n)
     new[:, 20, 20] += rng.normal(0, 1.0, n)                          # noisy
-    m, s, u = common.clipped_mean_std_images(new, sigma=10)
-    bm, bs, bu = common.clipped_mean_std_images(base, sigma=10)
+    m, s, u = robust.clipped_mean_std_images(new, sigma=10)
+    bm, bs, bu = robust.clipped_mean_std_images(base, sigma=10)
     res = stability.compare_baseline(m, s, u, bm, bs, bu, np.ones(shape, bool))
     assert list(zip(*np.nonzero(res["hot"]))) == [(3, 4)]
     assert list(zip(*np.nonzero(res["dead"]))) == [(7, 7)]

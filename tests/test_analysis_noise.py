@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from conftest import make_reference_header
 from detcal import io
-from detcal.analysis import effnoise, noise
+from detcal.analysis import effnoise, noise, robust
 from detcal.geometry import Geometry
 from detcal.simulate import make_detector, simulate_exposure
 from detcal.simulate.noise import Clock
@@ -112,20 +112,20 @@ def test_excess_fit_recovers_injected_excess_variance():
     assert fit["excess_positive"] and fit["excess_var_nmax"] > 0
 
 
-def test_robust_sigma_has_no_quantisation_steps_on_integer_data():
+def test_clipped_sigma_has_no_quantisation_steps_on_integer_data():
     rng = np.random.default_rng(1)
     x = np.round(rng.normal(0.0, 2.7, 200_000))
     truth = np.sqrt(2.7 ** 2 + 1 / 12)                 # rounding adds 1/12 DN^2
-    assert noise.robust_sigma(x) == pytest.approx(truth, rel=0.01)
-    assert abs(noise.mad_sigma(x) / truth - 1) > 0.05   # the plain MAD is off by a step
+    assert robust.clipped_sigma(x) == pytest.approx(truth, rel=0.01)
+    assert abs(robust.mad_sigma(x) / truth - 1) > 0.05   # the plain MAD is off by a step
     x[:500] = 1e4                                       # outliers do not matter
-    assert noise.robust_sigma(x) == pytest.approx(truth, rel=0.01)
+    assert robust.clipped_sigma(x) == pytest.approx(truth, rel=0.01)
 
 
 def test_median_variance_is_unbiased_for_few_samples():
     rng = np.random.default_rng(2)
     var = rng.normal(0.0, 3.0, (11, 40_000)).var(axis=0, ddof=1)
-    assert noise.median_variance(var, 10) == pytest.approx(9.0, rel=0.01)
+    assert robust.median_variance(var, 10) == pytest.approx(9.0, rel=0.01)
     assert np.median(var) < 0.95 * 9.0                  # the plain median is biased low
 
 

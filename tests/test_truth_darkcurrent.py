@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from truthkit import reduce_campaign
 
-from detcal.analysis import common, darkcurrent
+from detcal.analysis import common, darkcurrent, robust
 
 NSEEDS = 20
 
@@ -44,7 +44,7 @@ def measure(tmp, spec, seed, enabled=None, ncal=1):
     _, _, active = common.layout(headers[0], cube.shape, rateints[0])
     select = darkcurrent.pixel_selection(active, dq)
     row = next(r for r in doc["table"] if r["amplifier"] == common.ALL)
-    image = common.clipped_mean_std_images(cube)[0]
+    image = robust.clipped_mean_std_images(cube)[0]
     kept = select & (image >= row["clip_lower_DN_per_s"]) & (image <= row["clip_upper_DN_per_s"])
     truth = float(camp.truth["dark_rate"][kept].mean()) * 1000.0
     return row["mean_e_per_1000s"], row["sigma_stat_e_per_1000s"], truth, doc

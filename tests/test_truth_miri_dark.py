@@ -99,7 +99,7 @@ def _jwst_dark_current(ramp_path, dark_path, monkeypatch):
 def _integration_means(data, select):
     """Clipped (3 sigma, median centre) mean over ``select`` of each integration's OLS slope
     over all groups [DN/group] (cosmic rays are clipped)."""
-    from detcal.analysis.common import clipped_stats
+    from detcal.analysis.robust import clipped_stats
     g = np.arange(data.shape[1], dtype=np.float64)
     w = (g - g.mean()) / np.sum((g - g.mean()) ** 2)
     slopes = np.tensordot(w, data, axes=(0, 1))              # (nints, ny, nx)

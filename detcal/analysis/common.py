@@ -3,9 +3,8 @@
 * Pixel selections: active pixels (reference pixels excluded, through
   :class:`detcal.geometry.Geometry`, the one definition) and amplifiers (outputs), labelled
   ``'1'..'N'`` (output index + 1) and ``'all'`` (every selected pixel of the array).
-* Robust statistics: iterative sigma clipping (astropy ``sigma_clip`` defaults: median centre,
-  standard deviation, ``maxiters=5``), MAD-based sigma, a histogram with a Gaussian fit and a
-  Pearson chi-square.
+* A histogram with a Gaussian fit and a Pearson chi-square (the robust statistics are in
+  :mod:`detcal.analysis.robust`).
 * Products: headers of a list of files checked to belong to one configuration group, exposure
   names from product names, the slope-image file (MEAN/STD/NUSED/DQ) that the dark-current
   analysis writes and the stability analysis uses as its baseline.
@@ -15,13 +14,10 @@
 No Snakemake, no logging configuration.
 """
 
-import contextlib
 import json
 import math
 import os
 import types
-import warnings
-from collections import namedtuple
 
 import matplotlib
 
@@ -34,12 +30,11 @@ from scipy import optimize  # noqa: E402
 from .. import __version__, dqflags, io, keywords, pipeline  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry, family  # noqa: E402
+from . import robust  # noqa: E402
+from .robust import quiet_warnings  # noqa: E402
 
 #: Label of the whole-array row in per-amplifier tables.
 ALL = "all"
-
-#: MAD -> sigma of a Gaussian.
-MAD_TO_SIGMA = 1.482602218505602
 
 #: Pixel pitch per instrument family [um] (CR hit area).
 PIXEL_PITCH_UM = {"NIR": 18.0, "MIRI": 25.0}
@@ -125,108 +120,8 @@ def amplifier_labels(noutputs):
 
 
 # ----------------------------------------------------------------------------------------------
-# Statistics
+# Histogram fit
 # ----------------------------------------------------------------------------------------------
-ClippedStats = namedtuple("ClippedStats", "mean median std npix lower upper")
-
-
-def clipped_stats(values, sigma=3.0, maxiters=5):
-    """Iterative sigma clipping of a set of values (astropy ``sigma_clip`` defaults).
-
-    Each iteration rejects values with ``|x - median| > sigma * std`` (std with ddof=0, of the
-    values kept so far); stops when nothing changes or after ``maxiters`` iterations.
-
-    Parameters
-    ----------
-    values : array-like, any shape; NaN/inf ignored
-    sigma : float
-    maxiters : int
-
-    Returns
-    -------
-    ClippedStats(mean, median, std, npix, lower, upper): statistics of the kept values (std with
-    ddof=0, as astropy) and the final clipping bounds; NaN everywhere (npix 0) if nothing is finite.
-    """
-    x = np.asarray(values, np.float64).ravel()
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return ClippedStats(math.nan, math.nan, math.nan, 0, math.nan, math.nan)
-    lower, upper = -math.inf, math.inf
-    for _ in range(int(maxiters)):
-        med, std = np.median(x), x.std()
-        lower, upper = med - sigma * std, med + sigma * std
-        keep = (x >= lower) & (x <= upper)
-        if keep.all():
-            break
-        x = x[keep]
-        if x.size == 0:
-            return ClippedStats(math.nan, math.nan, math.nan, 0, lower, upper)
-    return ClippedStats(float(x.mean()), float(np.median(x)), float(x.std()), int(x.size),
-                        float(lower), float(upper))
-
-
-def robust_sigma(values):
-    """MAD-based standard deviation (1.4826 * median |x - median|) of the finite values; NaN if none."""
-    x = np.asarray(values, np.float64).ravel()
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan
-    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x))))
-
-
-def clipped_mean_std_images(cube, sigma=3.0, maxiters=5, block_rows=256):
-    """Per-pixel sigma-clipped mean and standard deviation along the first axis (JWQL mean image).
-
-    Parameters
-    ----------
-    cube : ndarray (n, ny, nx) float, NaN = missing (e.g. slopes of integrations) [any unit]
-    sigma, maxiters : clipping along axis 0 (centre median, std ddof=0 for the clipping, as
-        astropy ``sigma_clip(axis=0)``)
-    block_rows : rows processed at once (memory: about 6 x n x block_rows x nx x 8 bytes)
-
-    Returns
-    -------
-    mean : float32 (ny, nx)       [unit of cube]   NaN where no value is left
-    std : float32 (ny, nx)        [unit of cube]   sample std (ddof=1) of the kept values, NaN if < 2
-    nused : int16 (ny, nx)        number of values kept
-    """
-    cube = np.asarray(cube)
-    n, ny, nx = cube.shape
-    mean = np.full((ny, nx), np.nan, np.float32)
-    std = np.full((ny, nx), np.nan, np.float32)
-    nused = np.zeros((ny, nx), np.int16)
-    for r0 in range(0, ny, block_rows):
-        x = np.array(cube[:, r0:r0 + block_rows], np.float64)
-        keep = np.isfinite(x)
-        for _ in range(int(maxiters)):
-            xm = np.where(keep, x, np.nan)
-            with np.errstate(invalid="ignore"), _quiet():
-                med = np.nanmedian(xm, axis=0)
-                sd = np.nanstd(xm, axis=0)
-                new = keep & (np.abs(x - med) <= sigma * sd)
-            if np.array_equal(new, keep):
-                break
-            keep = new
-        cnt = keep.sum(axis=0)
-        xm = np.where(keep, x, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = xm.sum(axis=0) / cnt
-            var = (np.where(keep, x - m, 0.0) ** 2).sum(axis=0) / (cnt - 1)
-        mean[r0:r0 + block_rows] = np.where(cnt > 0, m, np.nan)
-        std[r0:r0 + block_rows] = np.where(cnt > 1, np.sqrt(var), np.nan)
-        nused[r0:r0 + block_rows] = cnt
-    return mean, std, nused
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence numpy's 'All-NaN slice' / 'Degrees of freedom' RuntimeWarnings inside a block."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", optimize.OptimizeWarning)
-        yield
-
-
 def gaussian(x, amplitude, peak, width):
     """``amplitude * exp(-(x - peak)^2 / (2 width^2))``."""
     return amplitude * np.exp(-0.5 * ((x - peak) / width) ** 2)
@@ -278,7 +173,7 @@ def histogram_gaussian_fit(values, centre, width, nsigma=7.0, bins="auto", min_e
     if np.count_nonzero(counts) < 4:
         return out
     try:
-        with _quiet():
+        with quiet_warnings():
             # pass 1: weights from the counts; pass 2: Pearson weights from the pass-1 model
             # (count-based weights alone bias the amplitude low)
             popt, pcov = optimize.curve_fit(gaussian, mid, counts, p0=(counts.max(), centre, width),
@@ -531,7 +426,7 @@ def save_figure(fig, path, dpi=110):
 def image_range(image, select=None, nsigma=5.0):
     """Colour range ``median +/- nsigma * sigma`` (3-sigma clipped statistics of the selected pixels)."""
     vals = np.asarray(image)[select] if select is not None else np.asarray(image)
-    st = clipped_stats(vals)
+    st = robust.clipped_stats(vals)
     if not np.isfinite(st.median):
         return 0.0, 1.0
     half = nsigma * st.std if st.std > 0 else 1.0

@@ -63,7 +63,7 @@ from .. import dqflags, io
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from ..reffiles import common as rcommon
-from . import common
+from . import common, robust
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def amplifier_dark(image, masks, sigma=3.0, maxiters=5, hist_nsigma=7.0):
     """
     out = {}
     for label, sel in masks.items():
-        st = common.clipped_stats(image[sel], sigma, maxiters)
+        st = robust.clipped_stats(image[sel], sigma, maxiters)
         fit = common.histogram_gaussian_fit(image[sel], st.mean, st.std, nsigma=hist_nsigma)
         out[label] = {"stats": st, "fit": fit}
     return out
@@ -180,7 +180,7 @@ def integration_means(cube, masks, sigma=3.0, maxiters=5, kept=None):
     for i, img in enumerate(cube):
         keep = {}
         for label, sel in masks.items():
-            st = common.clipped_stats(img[sel], sigma, maxiters)
+            st = robust.clipped_stats(img[sel], sigma, maxiters)
             out[label][i] = st.mean
             keep[label] = sel & (img >= st.lower) & (img <= st.upper)
         if kept is not None:
@@ -446,10 +446,10 @@ def difference_noise(stack):
     x = np.asarray(stack, np.float64)
     n = x.shape[0]
     r = (x - np.nanmean(x, axis=0)) * math.sqrt(n / (n - 1))
-    var = common.robust_sigma(r) ** 2                     # 2w + q (robust: small cosmic rays)
+    var = robust.mad_sigma(r) ** 2                     # 2w + q (robust: small cosmic rays)
     if r.shape[1] < 2:
         return var / 2.0, 0.0
-    var2 = common.robust_sigma(r[:, 1:] + r[:, :-1]) ** 2  # 2w + 2q
+    var2 = robust.mad_sigma(r[:, 1:] + r[:, :-1]) ** 2  # 2w + 2q
     walk = max(0.0, var2 - var)
     return max(0.0, (var - walk) / 2.0), walk
 
@@ -947,7 +947,7 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
         masks[common.ALL] &= ~np.isin(amp_map, dead)
     gains = amplifier_gains(common.read_gain(gain_path, header, cube.shape), masks)
 
-    mean_img, std_img, nused = common.clipped_mean_std_images(cube, p.sigma, p.maxiters)
+    mean_img, std_img, nused = robust.clipped_mean_std_images(cube, p.sigma, p.maxiters)
     results = amplifier_dark(mean_img, masks, p.sigma, p.maxiters, p.hist_nsigma)
     kept = []
     per_int = integration_means(cube, masks, p.sigma, p.maxiters, kept)

@@ -7,9 +7,9 @@ an **unweighted OLS** line over its first N groups (closed form for equally spac
 ``slope = sum_g (g - (N-1)/2) y_g / (TGROUP N (N^2-1)/12)`` [DN/s], accumulated group by group).
 
 * **spatial** slope noise of a channel (amplifier output, or the reference pixels): per ramp the
-  robust sigma of the slope image over the channel's good pixels; median over ramps. The robust
-  sigma (:func:`detcal.analysis.noise.robust_sigma`) is the standard deviation within +-4
-  MAD-sigma (MAD/0.67449) of the median, corrected for the truncation: pynrc's plain MAD/0.67449
+  clipped sigma of the slope image over the channel's good pixels; median over ramps. The clipped
+  sigma (:func:`detcal.analysis.robust.clipped_sigma`) is the standard deviation within +-4
+  MAD sigma (1.4826 MAD) of the median, corrected for the truncation: pynrc's plain MAD sigma
   moves in steps of 1.48 DN on integer-valued data (slopes over 2-3 groups of raw DN), a bias of
   several % at NIRCam CDS noise.
   Works with one ramp; contains fixed-pattern dark-rate scatter.
@@ -45,7 +45,7 @@ matrix scaled by the residual variance. ``excess_positive``: var_ex at the large
 Inputs: superbias- and refpix-corrected ramps (NIR ``linearity`` or ``refpix`` product, before
 dark_current and jump; 1/f still in), as pynrc (which keeps the 1/f by not using side reference
 columns); GAIN reference; optionally READNOISE. Cosmic rays are left out: a pixel whose group-to-group
-difference in a ramp is more than ``clip`` (10) robust sigma from the median, and its 8
+difference in a ramp is more than ``clip`` (10) MAD sigma from the median, and its 8
 neighbours (which hold 15-30 % of a cosmic ray's charge), do not count in that ramp
 (:func:`flag_jumps`); at group times of ~10 s they would otherwise add a spurious excess.
 DO_NOT_USE pixels are left out.
@@ -66,9 +66,10 @@ from .. import dqflags, io  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from .common import save_figure  # noqa: E402
 from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
-                    check_same_configuration, good_pixels, grow_outliers, mad_sigma, mean_gain,
-                    median_variance, open_ramp, robust_sigma, MAX_FLAGGED_FRACTION,
+                    check_same_configuration, good_pixels, grow_outliers, mean_gain,
+                    open_ramp, MAX_FLAGGED_FRACTION,
                     subsample_rows, write_json, dead_outputs, nothing_measured)
+from .robust import clipped_sigma, mad_sigma, median_variance  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.effnoise")
 
@@ -237,7 +238,7 @@ def fit_excess_variance(n, m, measured_var, theory_var, p_start=EXCESS_P_START):
 
 def flag_jumps(groups, hit, good, clip=10.0):
     """Pass the groups of one ramp through, OR-ing into ``hit`` (bool (ny, nx), in place) the
-    pixels whose difference to the previous group is more than ``clip`` robust sigma (MAD of
+    pixels whose difference to the previous group is more than ``clip`` MAD sigma (MAD of
     the difference over ``good`` pixels) from its median: cosmic rays, which are not noise."""
     prev = None
     for frame in groups:
@@ -268,7 +269,7 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
                                               all blocks together)
     jackknife_blocks : int                    ramps are dealt in turn into this many blocks
     clip : float                              a pixel whose group-to-group difference is more
-                                              than ``clip`` robust sigma off (a cosmic ray), and
+                                              than ``clip`` MAD sigma off (a cosmic ray), and
                                               its 8 neighbours, are left out of that ramp
 
     Returns
@@ -307,7 +308,7 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
         followed_slopes = []
         for i, (n, s) in enumerate(slopes):
             for c, m in enumerate(masks):
-                sp[c, i] = robust_sigma(s[m & ~hit]) ** 2
+                sp[c, i] = clipped_sigma(s[m & ~hit]) ** 2
             followed_slopes.append(s.reshape(-1)[followed])
         blocks[nramps % nblk].add(followed_slopes, indexed=True, valid=~hit.reshape(-1)[followed])
         dark.append([float(np.median(s[m & ~hit])) for m in masks])      # s: slope at max N
@@ -760,7 +761,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         "conventions": {
             "effective_noise": "noise of the accumulated signal: OLS slope noise x (N-1) x TGROUP",
             "slope_fit": "unweighted OLS over the first N groups of every integration",
-            "spatial": "robust sigma (std within +-4 MAD/0.67449 of the median, truncation-corrected) over a channel's good pixels per ramp, median over ramps",
+            "spatial": "clipped sigma (std within +-4 MAD sigma of the median, truncation-corrected) over a channel's good pixels per ramp, median over ramps",
             "temporal": "per-pixel variance across ramps, median over pixels / chi2 median factor (unbiased)",
             "channel_average": "sqrt(mean over outputs of the variance)",
             "units": "DN as in the ramps; e- = DN x gain (GAIN reference, median per output)",

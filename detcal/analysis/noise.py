@@ -18,7 +18,7 @@ Time-domain decomposition (pynrc ``gen_cds_dict`` style), per CDS frame:
 * ``total``: the CDS frame, minus its median per output;
 * the 1/f model of each output, ``fn``: a Savitzky-Golay smoothing (default window 31 samples,
   order 3) of the output's readout-ordered stream (rows concatenated; ``per_line`` smooths every
-  row on its own); pixels more than ``clip`` robust sigma from the median, and their 8
+  row on its own); pixels more than ``clip`` MAD sigma from the median, and their 8
   neighbours (cosmic-ray charge spread, :func:`grow_outliers`), are outliers: replaced by the
   median before smoothing and left out of every statistic and spectrum;
 * ``pink_corr`` = mean of ``fn`` over the outputs (common to all outputs in readout order);
@@ -28,8 +28,8 @@ Time-domain decomposition (pynrc ``gen_cds_dict`` style), per CDS frame:
 Noise of each component (all **CDS noise**, i.e. the standard deviation of a difference of two
 groups; single-read noise is CDS/sqrt(2); DN, and e- with the gain reference):
 
-* spatial: per frame and output the robust sigma (:func:`robust_sigma`: standard deviation
-  within +-4 MAD-sigma of the median, truncation-corrected; the plain MAD/0.67449 of pynrc is
+* spatial: per frame and output the clipped sigma (:func:`detcal.analysis.robust.clipped_sigma`:
+  standard deviation within +-4 MAD sigma of the median, truncation-corrected; the plain MAD sigma of pynrc is
   quantized for integer-valued CDS) over the output's good pixels; the result is
   sqrt(median over frames of sigma^2);
 * temporal: per pixel the sample variance over all CDS frames (every integration of every file);
@@ -107,7 +107,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scipy.fft  # noqa: E402
 import scipy.special  # noqa: E402
-import scipy.stats  # noqa: E402
 from astropy.io import fits  # noqa: E402
 from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 
@@ -115,14 +114,13 @@ from .. import dqflags, io, keywords  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
 from .common import save_figure  # noqa: E402
+from .robust import clipped_sigma, mad_sigma, median_variance  # noqa: E402
 from ..noise_conventions import (REF_FREQUENCY_HZ, REF_TIME_S, pink_amplitude,  # noqa: E402,F401
                                  pink_psd, rms_band)
 from ..noise_conventions import pink_rms as _pink_rms  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.noise")
 
-#: Robust sigma: MAD / MAD_TO_SIGMA (the MAD of a unit normal).
-MAD_TO_SIGMA = 0.6744897501960817
 #: Pixel read time [s] when the header has no TSAMPLE [us].
 PIXEL_TIME = 10e-6
 #: NIRCam row overhead [pixel times] (JDox frame-time formula).
@@ -136,77 +134,8 @@ COMPONENTS = ("total", "white", "pink_corr", "pink_uncorr")
 
 
 # ---------------------------------------------------------------------------------------------
-# Robust statistics shared by the noise analyses
+# Per-pixel accumulators
 # ---------------------------------------------------------------------------------------------
-def mad_sigma(x):
-    """``median(|x - median(x)|) / 0.67449`` (pynrc ``medabsdev``) of a 1-D selection; NaN if empty."""
-    x = np.asarray(x, np.float64).reshape(-1)
-    if x.size == 0:
-        return np.nan
-    return float(np.median(np.abs(x - np.median(x))) / MAD_TO_SIGMA)
-
-
-def robust_sigma(x, clip=4.0):
-    """Outlier-robust standard deviation: std of the values within ``clip`` MAD-sigma of the median.
-
-    The MAD of integer-valued data (CDS of raw DN, slopes over 2-3 groups) moves in steps of
-    1/0.67449 DN, a bias of several % at CDS noise of a few DN; the clipped standard deviation
-    has no such steps and is as insensitive to hot pixels and cosmic rays. It is divided by the
-    standard deviation of a unit normal truncated at +-clip, so it is unbiased for Gaussian data.
-
-    Parameters
-    ----------
-    x : array_like, float   (any shape; flattened)
-    clip : float            [MAD sigma]
-
-    Returns
-    -------
-    float [units of x]; NaN for fewer than 2 values
-    """
-    x = np.asarray(x, np.float64).reshape(-1)
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return np.nan
-    med = np.median(x)
-    s = np.median(np.abs(x - med)) / MAD_TO_SIGMA
-    if s > 0:
-        x = x[np.abs(x - med) <= clip * s]
-    if x.size < 2:
-        return np.nan
-    return float(np.std(x, ddof=1) / _truncated_sigma(clip))
-
-
-def _truncated_sigma(c):
-    """Standard deviation of a unit normal truncated at +-c."""
-    phi = np.exp(-0.5 * c * c) / np.sqrt(2 * np.pi)
-    return float(np.sqrt(1.0 - 2.0 * c * phi / (2.0 * scipy.stats.norm.cdf(c) - 1.0)))
-
-
-def chi2_median_factor(dof):
-    """Median of ``chi2(dof)/dof``: the bias of the median of sample variances with ``dof`` dof."""
-    dof = np.asarray(dof, np.float64)
-    return scipy.stats.chi2.median(dof) / dof
-
-
-def median_variance(var, dof):
-    """Unbiased (Gaussian) noise variance from per-pixel sample variances: median / chi2 median.
-
-    Parameters
-    ----------
-    var : ndarray, float, shape (npix,)   sample variances (ddof=1) [unit^2]
-    dof : int                              degrees of freedom of each (nsamples - 1)
-
-    Returns
-    -------
-    float [unit^2]; NaN when ``var`` is empty or ``dof < 1``
-    """
-    var = np.asarray(var, np.float64)
-    var = var[np.isfinite(var)]
-    if var.size == 0 or dof < 1:
-        return np.nan
-    return float(np.median(var) / chi2_median_factor(dof))
-
-
 class PixelMoments:
     """Per-pixel running mean/variance (Welford, float64) of a subset of pixels over samples.
 
@@ -347,8 +276,8 @@ def mean_cds_frame(frames, shape, good, clip=10.0):
     """Per-pixel mean of CDS frames without their outliers (first pass of the analysis).
 
     A CDS frame holds the pixel's dark signal over TGROUP (and any fixed pattern) besides its
-    noise; the analysis subtracts this mean from every frame. Values more than ``clip`` robust
-    sigma (MAD of the frame's ``good`` pixels) from the frame median (cosmic rays, hot pixels)
+    noise; the analysis subtracts this mean from every frame. Values more than ``clip`` MAD
+    sigma (:func:`detcal.analysis.robust.mad_sigma` of the frame's ``good`` pixels) from the frame median (cosmic rays, hot pixels)
     and their neighbours (:func:`grow_outliers`) are left out of the mean, as the analysis leaves
     them out of its statistics.
 
@@ -356,7 +285,7 @@ def mean_cds_frame(frames, shape, good, clip=10.0):
     ----------
     frames : iterable of ndarray (ny, nx) [DN]   CDS frames (science frame)
     shape : (ny, nx); good : bool (ny, nx)
-    clip : float [robust sigma]
+    clip : float [MAD sigma]
 
     Returns
     -------
@@ -385,7 +314,7 @@ def decompose_cds(blocks, good, window=31, order=3, per_line=False, clip=10.0):
     good : ndarray, bool, shape (nout, ny, w)        pixels that define the medians and clipping
     window, order : int                               Savitzky-Golay smoothing
     per_line : bool                                   smooth each row separately (else the stream)
-    clip : float                                      outlier threshold [robust sigma]
+    clip : float                                      outlier threshold [MAD sigma]
 
     Returns
     -------
@@ -1014,7 +943,7 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         for name, bmask in blocks_of.items():
             sel = bmask & use_out
             for c in COMPONENTS:
-                spatial[name][c].append([robust_sigma(comp[c][k][sel[k]]) ** 2 if sel[k].any() else np.nan
+                spatial[name][c].append([clipped_sigma(comp[c][k][sel[k]]) ** 2 if sel[k].any() else np.nan
                                          for k in range(nout)])
             moments[name].add([comp[c].reshape(-1, w) for c in COMPONENTS])
         streams, nused = frame_streams(comp["total"], layout, comp["outlier"])

@@ -78,7 +78,7 @@ from scipy import stats as sstats
 from .. import dqflags, io
 from ..errors import InputError
 from ..parameters import keyword_parameters
-from . import common
+from . import common, robust
 from .darkcurrent import read_group
 
 _ONE_SIGMA = float(sstats.norm.cdf(1.0))
@@ -146,12 +146,12 @@ def cds_noise(data, groupdq, pixeldq, masks):
     d = np.asarray(data[1:ng:2], np.float32) - np.asarray(data[0:ng:2], np.float32)
     ok = ((groupdq[1:ng:2] | groupdq[0:ng:2]) & _BAD_PAIR) == 0
     ok &= ((np.asarray(pixeldq) & dqflags.DO_NOT_USE) == 0)[None]
-    return {label: common.robust_sigma(d[ok & sel[None]]) for label, sel in masks.items()}
+    return {label: robust.mad_sigma(d[ok & sel[None]]) for label, sel in masks.items()}
 
 
 def clipped_means(image, masks, sigma=3.0, maxiters=5):
     """dict label -> 3-sigma-clipped mean of ``image`` (ny, nx) over each selection."""
-    return {label: common.clipped_stats(image[sel], sigma, maxiters).mean for label, sel in masks.items()}
+    return {label: robust.clipped_stats(image[sel], sigma, maxiters).mean for label, sel in masks.items()}
 
 
 def hot_counts(image, masks, threshold):
@@ -769,7 +769,7 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
     if trends_tsv:
         common.write_tsv(trends, trends_tsv)
 
-    mean_img, std_img, nused = common.clipped_mean_std_images(cube, p.sigma, p.maxiters)
+    mean_img, std_img, nused = robust.clipped_mean_std_images(cube, p.sigma, p.maxiters)
     if baseline_output:
         common.write_slope_images(baseline_output, mean_img, std_img, nused, common.persistent_dq(dq), header,
                                   cube.shape[0], starts, paths)

@@ -13,8 +13,7 @@ import math
 
 import numpy as np
 
-#: 1 / Phi^-1(3/4): MAD -> standard deviation of a Gaussian (astropy ``mad_std``).
-MAD_TO_SIGMA = 1.482602218505602
+from ..analysis import robust
 
 #: Bytes one frame costs per pixel inside :func:`combine` (float64 data, clip mask and
 #: temporaries; ccdproc budgets 2 x 1.3 x 8 for an average, 3 x 1.3 x 8 for a median).
@@ -98,11 +97,6 @@ def deviation(signal_adu, gain, readnoise_e, ncombine=1, extra_var=0.0):
 
 
 # ---- combine -------------------------------------------------------------------------------
-def _mad_std(x):
-    med = np.nanmedian(x, axis=0)
-    return MAD_TO_SIGMA * np.nanmedian(np.abs(x - med), axis=0)
-
-
 def _combine_tile(stack, method, clip, low, high, center, dev):
     """Combine one tile (N, rows, nx); returns (value, all_rejected, scatter, n_used)."""
     stack = np.array(stack, dtype=np.float64)
@@ -110,7 +104,7 @@ def _combine_tile(stack, method, clip, low, high, center, dev):
     if clip == "sigma":
         with np.errstate(invalid="ignore"), _quiet_nan():
             c = np.nanmedian(stack, axis=0) if center == "median" else np.nanmean(stack, axis=0)
-            d = _mad_std(stack) if dev == "mad_std" else np.nanstd(stack, axis=0)
+            d = robust.mad_sigma_along(stack) if dev == "mad_std" else np.nanstd(stack, axis=0)
             lo = c - (np.inf if low is None else abs(low)) * d
             hi = c + (np.inf if high is None else high) * d
             rejected |= (stack < lo) | (stack > hi)
@@ -122,7 +116,7 @@ def _combine_tile(stack, method, clip, low, high, center, dev):
             scatter = np.nanstd(stack, axis=0)
         else:
             value = np.nanmedian(stack, axis=0)
-            scatter = _mad_std(stack)
+            scatter = robust.mad_sigma_along(stack)
         scatter = scatter / np.sqrt(n_used)
     return value, n_used == 0, scatter, n_used
 
@@ -290,14 +284,12 @@ def read_noise_pairs(frames, gain, sigma=5.0):
     standard error of a Gaussian standard deviation, rn / sqrt(2 (n_pix - 1)) per pair, combined
     over pairs).
     """
-    from ..analysis.common import clipped_stats
-
     pairs = []
     for i in range(0, len(frames) - 1, 2):
         diff = np.asarray(frames[i], np.float64) - np.asarray(frames[i + 1], np.float64)
         rows = np.arange(diff.shape[0], dtype=np.float64)
         coef = np.polyfit(rows, np.median(diff, axis=1), 1) if diff.shape[0] > 1 else [0.0, np.median(diff)]
-        st = clipped_stats(diff - np.polyval(coef, rows)[:, None], sigma=sigma, maxiters=10)
+        st = robust.clipped_stats(diff - np.polyval(coef, rows)[:, None], sigma=sigma, maxiters=10)
         pairs.append((i, i + 1, gain * st.std / math.sqrt(2.0), st.npix))
     if not pairs:
         return [], math.nan, math.nan
@@ -319,7 +311,7 @@ def overscan_noise(level):
     if v.size < 3:
         return 0.0, int(v.size)
     d = np.diff(v)
-    return float(MAD_TO_SIGMA * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0)), int(v.size)
+    return float(robust.mad_sigma(d) / math.sqrt(2.0)), int(v.size)
 
 
 def coherent_rate_error(exptimes, level_errors, ncombine, gain, readnoise_e, rate, extra_var=None):

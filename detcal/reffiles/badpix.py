@@ -95,7 +95,7 @@ from astropy.io import fits
 from scipy import stats
 
 from .. import __version__, dqflags, io, keywords
-from ..analysis.common import robust_sigma
+from ..analysis.robust import clip_bias_factor, mad_sigma
 from ..errors import InputError
 from ..geometry import family
 from . import common, readnoise
@@ -278,7 +278,7 @@ def population_scale(rate, var_rn, n_eff, select, gain, t_int, ngroups):
     med = float(np.median(rate[sel]))
     g = np.broadcast_to(np.asarray(gain, np.float64), np.shape(rate))[sel]
     sigma = np.sqrt(var_rn[sel] + poisson_slope_variance(med, g, t_int, ngroups) / n_eff[sel])
-    return robust_sigma((rate[sel] - med) / sigma) ** 2
+    return mad_sigma((rate[sel] - med) / sigma) ** 2
 
 
 def rate_significance(rate, var_rn, n_eff, k2, threshold, gain, t_int, ngroups):
@@ -335,7 +335,7 @@ def cds_variance(cds, gain, sigma=3.0, maxiters=3):
     cds : float32 (npairs, ny, nx) [DN]  (:func:`detcal.reffiles.readnoise.cds_frames`), NaN excluded
     gain : float or (ny, nx) [e-/DN]
     sigma, maxiters : per-pixel clipping (the std is corrected by
-        :func:`detcal.reffiles.common.clip_bias_factor`)
+        :func:`detcal.analysis.robust.clip_bias_factor`)
 
     Returns
     -------
@@ -344,7 +344,7 @@ def cds_variance(cds, gain, sigma=3.0, maxiters=3):
     int32 pairs kept
     """
     st = common.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
-    std = st["std"] / common.clip_bias_factor(sigma, maxiters)
+    std = st["std"] / clip_bias_factor(sigma, maxiters)
     poisson = np.maximum(st["mean"], 0.0) / np.asarray(gain, np.float64)
     var = np.where(st["count"] >= 3, np.maximum(std ** 2 - poisson, 0.0), np.nan)
     return {"var": var, "poisson": np.where(np.isfinite(var), poisson, np.nan), "count": st["count"]}
@@ -400,7 +400,7 @@ def noisy_pixels(var, select, z_alpha, z_beta, min_ratio=1.2, poisson=None, coun
         return {"noisy": np.zeros(t.shape, bool), "score": np.full(t.shape, np.nan), "centre": nan,
                 "width": nan, "median_noise": nan, "limit_factor": nan}
     centre = float(np.median(vals))
-    width = robust_sigma(vals)
+    width = mad_sigma(vals)
     w = np.full(t.shape, width)
     if poisson is not None and count is not None:
         n = np.asarray(count, np.float64)

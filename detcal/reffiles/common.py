@@ -292,28 +292,6 @@ def sigma_clipped_stats(values, sigma=3.0, maxiters=5, ddof=0, work_mb=STATS_WOR
     return {k: v.reshape(out_shape) for k, v in res.items()}
 
 
-def truncated_normal_std(a):
-    """Std of a unit normal truncated to [-a, a]: sqrt(1 - 2 a phi(a) / (2 Phi(a) - 1))."""
-    phi = math.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
-    mass = math.erf(a / math.sqrt(2.0))
-    return math.sqrt(max(0.0, 1.0 - 2.0 * a * phi / mass))
-
-
-def clip_bias_factor(sigma, maxiters=5):
-    """Expected (clipped std) / (true std) for Gaussian data after ``maxiters`` clipping rounds.
-
-    Round j clips at ``sigma`` times the std of the previous round's survivors, so
-    ``c_0 = 1``, ``c_{j+1} = truncated_normal_std(sigma * c_j)``; returns ``c_maxiters``
-    (0.9849 for sigma=3, maxiters=3; jwst_reffiles does not correct for it and underestimates
-    the read noise by 1.5 %). ``maxiters=None`` gives the fixed point.
-    """
-    c = 1.0
-    n = 100 if maxiters is None else int(maxiters)
-    for _ in range(n):
-        c = truncated_normal_std(sigma * c)
-    return c
-
-
 def half_sample_mode(x):
     """Mode of a sample by the half-sample method (Bickel & Fruehwirth 2006); NaN ignored.
 

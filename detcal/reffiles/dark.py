@@ -42,6 +42,7 @@ import pandas as pd
 from astropy.io import fits
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis.robust import MAD_TO_SIGMA
 from ..errors import InputError
 from ..geometry import family
 from . import common
@@ -165,7 +166,7 @@ def first_cosmic_ray(data, groupdq, threshold=CR_THRESHOLD):
         shape = np.nanmedian(d.reshape(ngroups - 1, -1), axis=1)[:, None, None]
         r = d - shape
         r -= np.nanmedian(r, axis=0)
-        sig = 1.482602218505602 * np.nanmedian(np.abs(r), axis=0)
+        sig = MAD_TO_SIGMA * np.nanmedian(np.abs(r), axis=0)
         # a MAD of a few dozen differences can come out low: never below the array's typical sigma
         sig = np.fmax(sig, np.nanmedian(sig))
     sig = np.where(np.isfinite(sig) & (sig > 0), sig, np.inf)

@@ -16,7 +16,7 @@ integration of every file (an odd number of groups drops the last one; never bro
 being dropped when either group is DO_NOT_USE or SATURATED or its second group is the first after
 a jump (JUMP_DET: a cosmic ray arrived between the two reads); all pairs are stacked and the
 sigma-clipped std (3 sigma, 3 rounds as jwst_reffiles, ddof 1) is divided by
-:func:`detcal.reffiles.common.clip_bias_factor` (clipping a Gaussian at 3 sigma removes 1.5 % of
+:func:`detcal.analysis.robust.clip_bias_factor` (clipping a Gaussian at 3 sigma removes 1.5 % of
 its std, which jwst_reffiles leaves in). For NFRAMES > 1 the group difference has
 1/sqrt(NFRAMES) of the single-frame CDS noise, so it is scaled by sqrt(NFRAMES) (white noise).
 Pixels with fewer than ``min_values`` pairs get the median of their region (amplifier, active or
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis.robust import clip_bias_factor
 from ..errors import InputError
 from ..geometry import family
 from . import common
@@ -96,7 +97,7 @@ def cds_noise(cds, sigma=3.0, maxiters=3, nframes=1, unbias=True):
     count : int32 (ny, nx) values kept
     """
     st = common.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
-    factor = common.clip_bias_factor(sigma, maxiters) if unbias else 1.0
+    factor = clip_bias_factor(sigma, maxiters) if unbias else 1.0
     noise = st["std"] / factor * np.sqrt(float(nframes))
     return noise.astype(np.float32), st["count"]
 

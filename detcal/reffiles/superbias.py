@@ -22,7 +22,7 @@ COMPLETE are rejected. MIRI has no superbias step (jwst skips it), so MIRI input
   offsets, which are not reset noise), minus the median of every detector line of every output
   (1/f banding, :class:`LineGroups`), gives a per-pixel scatter across integrations (clipped
   std, ddof 1, corrected for the clipping
-  with :func:`detcal.reffiles.common.clip_bias_factor`). Its mode (half-sample mode, corrected for
+  with :func:`detcal.analysis.robust.clip_bias_factor`). Its mode (half-sample mode, corrected for
   the mode of a chi distribution with k = values - 1 degrees of freedom, sqrt((k-1)/k)) is
   sqrt(kTC^2 + single-frame read noise^2). The single-frame read noise comes the same way from
   group 1 - group 0 (divided by sqrt 2); kTC = sqrt(mode^2 - read^2), in DN and, with a gain, e-.
@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis.robust import clip_bias_factor
 from ..errors import InputError
 from ..geometry import family
 from . import common
@@ -272,7 +273,7 @@ def _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
                     continue
                 cm[k, j] = _label_medians(frame, labels, lab_ids)
                 lm[k, j] = lines.medians(frame - cm[k, j][labels])
-        factor = common.clip_bias_factor(sigma, maxiters)
+        factor = clip_bias_factor(sigma, maxiters)
         bias_scatter = np.full((ny, nx), np.nan, np.float32)
         frame_noise = np.full((ny, nx), np.nan, np.float32) if two else None
         for r0 in range(0, ny, rows):

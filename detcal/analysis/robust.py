@@ -1,0 +1,242 @@
+"""Robust statistics of the analyses, reference files and the CCD branch: each defined once.
+
+Every function ignores NaN/inf unless it says otherwise and works in float64; units are those of
+the values given. The statistics, by what they measure:
+
+* :func:`mad_sigma`: the **MAD sigma**, ``MAD_TO_SIGMA * median(|x - median(x)|)`` (pynrc
+  ``medabsdev``, astropy ``mad_std``) of a set of values; :func:`mad_sigma_along` the same along
+  one axis of a stack. Unbiased for Gaussian data, but it moves in steps of ``MAD_TO_SIGMA`` for
+  integer-valued data (CDS of raw DN).
+* :func:`clipped_sigma`: the **clipped sigma**, the sample standard deviation (ddof=1) of the
+  values within ``clip`` MAD sigma of the median, divided by the standard deviation of a unit
+  normal truncated at ``+-clip`` (:func:`truncated_normal_std`), so that it is unbiased for
+  Gaussian data and has no quantisation steps. The noise analyses' spatial noise.
+* :func:`clipped_stats`: **iterative sigma clipping** of a set of values, astropy
+  ``sigma_clip`` defaults (median centre, std with ddof=0 as width, ``maxiters=5``, strict
+  bounds); the mean, median and std (ddof=0) of what is kept.
+  :func:`detcal.reffiles.common.sigma_clipped_stats` is the same statistic along the first axis
+  of a cube, in bounded memory.
+* :func:`clipped_mean_std_images`: the same clipping **per pixel along the first axis** of a
+  cube (JWQL mean image); sample std (ddof=1) of what is kept.
+* :func:`clip_bias_factor`: the expected clipped std / true std of Gaussian data after
+  ``maxiters`` rounds of :func:`clipped_stats`-style clipping (to unbias a clipped noise).
+* :func:`median_variance`: the **median of per-pixel sample variances**, divided by the median
+  of ``chi2(dof)/dof`` (:func:`chi2_median_factor`) so that it is unbiased for Gaussian noise.
+
+Only numpy and scipy are imported: any layer of the package may use this module.
+"""
+
+import contextlib
+import math
+import warnings
+from collections import namedtuple
+
+import numpy as np
+import scipy.stats
+from scipy import optimize
+
+#: MAD -> sigma of a Gaussian: the multiplier ``1 / Phi^-1(3/4)`` (1.482602218505602).
+MAD_TO_SIGMA = float(1.0 / scipy.stats.norm.ppf(0.75))
+
+ClippedStats = namedtuple("ClippedStats", "mean median std npix lower upper")
+
+
+@contextlib.contextmanager
+def quiet_warnings():
+    """Silence numpy's 'All-NaN slice' / 'Degrees of freedom' RuntimeWarnings and scipy's
+    OptimizeWarning inside a block (empty selections and failed fits are reported as NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        yield
+
+
+def mad_sigma(values):
+    """MAD sigma ``MAD_TO_SIGMA * median(|x - median(x)|)`` of the finite values; NaN if none.
+
+    Parameters
+    ----------
+    values : array-like, any shape [any unit]
+
+    Returns
+    -------
+    float [unit of values]
+    """
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan
+    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x))))
+
+
+def mad_sigma_along(values, axis=0):
+    """MAD sigma along ``axis``, NaN ignored (``nanmedian``): per-pixel scatter of a stack of frames.
+
+    Parameters
+    ----------
+    values : ndarray, float, e.g. shape (nframes, ny, nx) [any unit]; NaN = missing
+    axis : int
+
+    Returns
+    -------
+    ndarray, float64, ``values.shape`` without ``axis`` [unit of values]; NaN where all are NaN
+    """
+    x = np.asarray(values)
+    med = np.nanmedian(x, axis=axis, keepdims=True)
+    return MAD_TO_SIGMA * np.nanmedian(np.abs(x - med), axis=axis)
+
+
+def truncated_normal_std(a):
+    """Std of a unit normal truncated to [-a, a]: sqrt(1 - 2 a phi(a) / (2 Phi(a) - 1))."""
+    phi = math.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+    mass = math.erf(a / math.sqrt(2.0))
+    return math.sqrt(max(0.0, 1.0 - 2.0 * a * phi / mass))
+
+
+def clipped_sigma(values, clip=4.0):
+    """Clipped sigma: std of the values within ``clip`` MAD sigma of the median, unbiased.
+
+    The MAD of integer-valued data (CDS of raw DN, slopes over 2-3 groups) moves in steps of
+    ``MAD_TO_SIGMA`` DN, a bias of several % at CDS noise of a few DN; the clipped standard
+    deviation has no such steps and is as insensitive to hot pixels and cosmic rays. It is
+    divided by :func:`truncated_normal_std` of ``clip``, so it is unbiased for Gaussian data.
+
+    Parameters
+    ----------
+    values : array_like, float   (any shape; flattened; NaN/inf ignored)
+    clip : float                 [MAD sigma]
+
+    Returns
+    -------
+    float [units of values]; NaN for fewer than 2 values
+    """
+    x = np.asarray(values, np.float64).reshape(-1)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return np.nan
+    med = np.median(x)
+    s = MAD_TO_SIGMA * np.median(np.abs(x - med))
+    if s > 0:
+        x = x[np.abs(x - med) <= clip * s]
+    if x.size < 2:
+        return np.nan
+    return float(np.std(x, ddof=1) / truncated_normal_std(clip))
+
+
+def clipped_stats(values, sigma=3.0, maxiters=5):
+    """Iterative sigma clipping of a set of values (astropy ``sigma_clip`` defaults).
+
+    Each iteration rejects values with ``|x - median| > sigma * std`` (std with ddof=0, of the
+    values kept so far); stops when nothing changes or after ``maxiters`` iterations.
+
+    Parameters
+    ----------
+    values : array-like, any shape; NaN/inf ignored
+    sigma : float
+    maxiters : int
+
+    Returns
+    -------
+    ClippedStats(mean, median, std, npix, lower, upper): statistics of the kept values (std with
+    ddof=0, as astropy) and the final clipping bounds; NaN everywhere (npix 0) if nothing is finite.
+    """
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return ClippedStats(math.nan, math.nan, math.nan, 0, math.nan, math.nan)
+    lower, upper = -math.inf, math.inf
+    for _ in range(int(maxiters)):
+        med, std = np.median(x), x.std()
+        lower, upper = med - sigma * std, med + sigma * std
+        keep = (x >= lower) & (x <= upper)
+        if keep.all():
+            break
+        x = x[keep]
+        if x.size == 0:
+            return ClippedStats(math.nan, math.nan, math.nan, 0, lower, upper)
+    return ClippedStats(float(x.mean()), float(np.median(x)), float(x.std()), int(x.size),
+                        float(lower), float(upper))
+
+
+def clip_bias_factor(sigma, maxiters=5):
+    """Expected (clipped std) / (true std) for Gaussian data after ``maxiters`` clipping rounds.
+
+    Round j clips at ``sigma`` times the std of the previous round's survivors, so
+    ``c_0 = 1``, ``c_{j+1} = truncated_normal_std(sigma * c_j)``; returns ``c_maxiters``
+    (0.9849 for sigma=3, maxiters=3; jwst_reffiles does not correct for it and underestimates
+    the read noise by 1.5 %). ``maxiters=None`` gives the fixed point.
+    """
+    c = 1.0
+    n = 100 if maxiters is None else int(maxiters)
+    for _ in range(n):
+        c = truncated_normal_std(sigma * c)
+    return c
+
+
+def clipped_mean_std_images(cube, sigma=3.0, maxiters=5, block_rows=256):
+    """Per-pixel sigma-clipped mean and standard deviation along the first axis (JWQL mean image).
+
+    Parameters
+    ----------
+    cube : ndarray (n, ny, nx) float, NaN = missing (e.g. slopes of integrations) [any unit]
+    sigma, maxiters : clipping along axis 0 (centre median, std ddof=0 for the clipping, as
+        astropy ``sigma_clip(axis=0)``)
+    block_rows : rows processed at once (memory: about 6 x n x block_rows x nx x 8 bytes)
+
+    Returns
+    -------
+    mean : float32 (ny, nx)       [unit of cube]   NaN where no value is left
+    std : float32 (ny, nx)        [unit of cube]   sample std (ddof=1) of the kept values, NaN if < 2
+    nused : int16 (ny, nx)        number of values kept
+    """
+    cube = np.asarray(cube)
+    n, ny, nx = cube.shape
+    mean = np.full((ny, nx), np.nan, np.float32)
+    std = np.full((ny, nx), np.nan, np.float32)
+    nused = np.zeros((ny, nx), np.int16)
+    for r0 in range(0, ny, block_rows):
+        x = np.array(cube[:, r0:r0 + block_rows], np.float64)
+        keep = np.isfinite(x)
+        for _ in range(int(maxiters)):
+            xm = np.where(keep, x, np.nan)
+            with np.errstate(invalid="ignore"), quiet_warnings():
+                med = np.nanmedian(xm, axis=0)
+                sd = np.nanstd(xm, axis=0)
+                new = keep & (np.abs(x - med) <= sigma * sd)
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        cnt = keep.sum(axis=0)
+        xm = np.where(keep, x, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = xm.sum(axis=0) / cnt
+            var = (np.where(keep, x - m, 0.0) ** 2).sum(axis=0) / (cnt - 1)
+        mean[r0:r0 + block_rows] = np.where(cnt > 0, m, np.nan)
+        std[r0:r0 + block_rows] = np.where(cnt > 1, np.sqrt(var), np.nan)
+        nused[r0:r0 + block_rows] = cnt
+    return mean, std, nused
+
+
+def chi2_median_factor(dof):
+    """Median of ``chi2(dof)/dof``: the bias of the median of sample variances with ``dof`` dof."""
+    dof = np.asarray(dof, np.float64)
+    return scipy.stats.chi2.median(dof) / dof
+
+
+def median_variance(var, dof):
+    """Unbiased (Gaussian) noise variance from per-pixel sample variances: median / chi2 median.
+
+    Parameters
+    ----------
+    var : ndarray, float, shape (npix,)   sample variances (ddof=1) [unit^2]; NaN ignored
+    dof : int                              degrees of freedom of each (nsamples - 1)
+
+    Returns
+    -------
+    float [unit^2]; NaN when ``var`` is empty or ``dof < 1``
+    """
+    var = np.asarray(var, np.float64)
+    var = var[np.isfinite(var)]
+    if var.size == 0 or dof < 1:
+        return np.nan
+    return float(np.median(var) / chi2_median_factor(dof))
