@@ -207,6 +207,9 @@ def test_superbias_matches_jwst_do_correction(with_nan_bias):
     np.testing.assert_array_equal(pdq, theirs.pixeldq)
     np.testing.assert_array_equal(ramp.data, data_in)
     np.testing.assert_array_equal(ramp.pixeldq, pdq_in)
+    inplace, _ = subtract_superbias(ramp.data, ramp.pixeldq, bias, bias_dq, out=ramp.data)  # as run()
+    assert inplace is ramp.data
+    np.testing.assert_array_equal(inplace, theirs.data)
 
 
 def test_dq_init_matches_jwst_do_dqinit_on_a_subarray(fits_writer):

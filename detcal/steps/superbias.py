@@ -24,7 +24,7 @@ DESCRIPTOR = Step(
 REFERENCES = DESCRIPTOR.references
 
 
-def subtract_superbias(data, pixeldq, bias, bias_dq):
+def subtract_superbias(data, pixeldq, bias, bias_dq, out=None):
     """Subtract the superbias from every group.
 
     Parameters
@@ -33,19 +33,22 @@ def subtract_superbias(data, pixeldq, bias, bias_dq):
     pixeldq : ndarray, uint32, shape (ny, nx)
     bias : ndarray, float32, shape (ny, nx)                     [DN]   NaN treated as 0
     bias_dq : ndarray, uint32, shape (ny, nx), or None          OR-ed into pixeldq
+    out : ndarray, float32, shape of ``data``, optional         where to write ``data - bias``; may
+                                                                be ``data`` itself (in place)
 
     Returns
     -------
-    data : ndarray, float32, shape (nints, ngroups, ny, nx)     [DN]   new array, ``data - bias``
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)     [DN]   ``data - bias``: ``out``, or a
+                                                                new array
     pixeldq : ndarray, uint32, shape (ny, nx)                   new array, ``pixeldq | bias_dq``
 
-    The inputs are not modified.
+    The inputs are not modified (except ``data`` when it is ``out``).
     """
     bias = np.asarray(bias, dtype=np.float32)
     if bias.shape != np.shape(data)[-2:]:
         raise ValueError(f"bias shape {bias.shape} does not match the frames of data {np.shape(data)}")
     bias = np.where(np.isnan(bias), np.float32(0.0), bias)
-    out = np.subtract(np.asarray(data, dtype=np.float32), bias, dtype=np.float32)
+    out = np.subtract(np.asarray(data, dtype=np.float32), bias, out=out, dtype=np.float32)
     pdq = np.array(pixeldq, dtype=np.uint32, copy=True)
     if bias_dq is not None:
         pdq |= np.asarray(bias_dq, dtype=np.uint32)
@@ -66,7 +69,10 @@ def run(ramp, refs):
             raise InputError(ref.path, f"SUPERBIAS {name} has shape {arr.shape}, but the science "
                                        f"frames are {shape}; read it with like=ramp to cut a subarray")
     n_nan = int(np.count_nonzero(np.isnan(ref.data)))
-    ramp.data, ramp.pixeldq = subtract_superbias(ramp.data, ramp.pixeldq, ref.data, ref.dq)
+    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
+    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
+    ramp.data, ramp.pixeldq = subtract_superbias(ramp.data, ramp.pixeldq, ref.data, ref.dq,
+                                                 out=ramp.data if inplace else None)
     if ramp.correct_zeroframe(lambda zf: subtract_superbias(zf[:, None], ramp.pixeldq, ref.data,
                                                            None)[0][:, 0]):
         log.info("superbias: subtracted from the ZEROFRAME too (its 0 values kept)")
