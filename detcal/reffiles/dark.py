@@ -34,8 +34,10 @@ are written to the working directory; the chunk size can never be 0; the default
 clipped mean that the docstring promises.
 """
 
+import dataclasses
 import logging
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,7 @@ from .. import __version__, dqflags, io, keywords
 from ..analysis.robust import MAD_TO_SIGMA
 from ..errors import InputError
 from ..geometry import family
+from ..parameters import keyword_parameters
 from . import common
 
 log = logging.getLogger("detcal.reffiles.dark")
@@ -356,13 +359,68 @@ def plan_chunks(nvalues, ngroups, ny, nx, nclass, memory_mb, count_bytes=2):
 # --------------------------------------------------------------------------------------------
 # File level
 # --------------------------------------------------------------------------------------------
-def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memory_mb=4000,
-              split_first_integration=True, fill="extrapolate", min_count=None,
-              exclude_flags=("DO_NOT_USE", "SATURATED"), table_path=None,
-              figure_path=None, counts_path=None, pedigree="GROUND", author="detcal",
-              useafter=None, descrip=None, find_cosmic_rays=None, subtract_group0=None,
-              cr_threshold=CR_THRESHOLD):
+@dataclass(frozen=True)
+class DarkParameters:
+    """Parameters of the DARK builder (the rule's ``params.kwargs`` and their defaults).
+
+    stat : 'mean' or 'median'      combination of the clipped values ('mean')
+    sigma, maxiters                clipping across all integrations of all files [sigma,
+                                   iterations] (3.0, 5: astropy's)
+    memory_mb : float              peak-memory budget of the whole process [MB] (4000)
+    split_first_integration : bool MIRI: separate dark integrations for integration 1 and the
+                                   later ones (True)
+    fill : 'extrapolate' or 'zero' groups of a pixel without any value (:func:`fill_missing`)
+    min_count : int or None        UNRELIABLE_DARK below this many values in any group
+                                   (None: MIRI 2, NIR 0)
+    exclude_flags : tuple of str   GROUPDQ flags that drop a value (DO_NOT_USE, SATURATED)
+    find_cosmic_rays : bool or None  :func:`first_cosmic_ray` in every group (None: MIRI yes)
+    subtract_group0 : bool or None   subtract each integration's group 0 (None: MIRI yes)
+    cr_threshold : float           [sigma] of :func:`first_cosmic_ray` (:data:`CR_THRESHOLD`)
+    """
+
+    stat: str = "mean"
+    sigma: float = 3.0
+    maxiters: int = 5
+    memory_mb: float = 4000
+    split_first_integration: bool = True
+    fill: str = "extrapolate"
+    min_count: int = None
+    exclude_flags: tuple = ("DO_NOT_USE", "SATURATED")
+    find_cosmic_rays: bool = None
+    subtract_group0: bool = None
+    cr_threshold: float = CR_THRESHOLD
+
+    def exclude_mask(self):
+        """The GROUPDQ bits of ``exclude_flags`` (ValueError for a name that is not a group flag)."""
+        exclude = 0
+        for name in self.exclude_flags:
+            if name not in dqflags.GROUP:
+                raise ValueError(f"exclude_flags: {name!r} is not a group flag {sorted(dqflags.GROUP)}")
+            exclude |= dqflags.GROUP[name]
+        return exclude
+
+    def check(self):
+        """ValueError for an unknown ``stat`` or ``fill``."""
+        if self.stat not in ("mean", "median"):
+            raise ValueError(f"stat must be 'mean' or 'median', got {self.stat!r}")
+        if self.fill not in ("extrapolate", "zero"):
+            raise ValueError(f"fill must be 'extrapolate' or 'zero', got {self.fill!r}")
+
+    def resolved(self, miri):
+        """The family defaults filled in (MIRI: cosmic rays, group 0, min_count 2)."""
+        return dataclasses.replace(
+            self, find_cosmic_rays=miri if self.find_cosmic_rays is None else bool(self.find_cosmic_rays),
+            subtract_group0=miri if self.subtract_group0 is None else bool(self.subtract_group0),
+            min_count=(2 if miri else 0) if self.min_count is None else int(self.min_count))
+
+
+@keyword_parameters(DarkParameters)
+def make_dark(ramp_paths, out_path, *, table_path=None, figure_path=None, counts_path=None,
+              pedigree="GROUND", author="detcal", useafter=None, descrip=None, parameters=None):
     """Make a DARK reference file from jump-flagged dark ramps of one configuration group.
+
+    Read (chunks of groups x rows of every integration, :func:`accumulate_dark`) -> combine
+    (:func:`combine`, :func:`finish_dark`) -> tables (:func:`dark_table`) -> write.
 
     Parameters
     ----------
@@ -372,26 +430,6 @@ def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memor
         docstring for the chain). NINTS may differ between files.
     out_path : str
         The DARK reference (DarkModel layout; MIRI: DarkMIRIModel 4-D).
-    stat : 'mean' (default) or 'median'
-        Combination of the clipped values.
-    sigma, maxiters : float, int
-        Sigma clipping across all integrations of all files (default 3, 5: astropy's).
-    memory_mb : float
-        Peak-memory budget of the whole process [MB] (default 4000).
-    split_first_integration : bool
-        MIRI only: separate dark integrations for integration 1 and for the later ones.
-    fill : 'extrapolate' (default) or 'zero'
-        Groups of a pixel without any value: :func:`fill_missing` from the pixel's other
-        groups, or 0 (jwst_reffiles).
-    min_count : int or None
-        Pixels with fewer than ``min_count`` values kept in any group get UNRELIABLE_DARK in the
-        DQ. Default: MIRI 2 (a value that no other integration can confirm is flagged), NIR 0
-        (DQ all zeros: bad pixels belong in the MASK reference, as jwst_reffiles).
-    exclude_flags : sequence of GROUPDQ flag names
-        Group flags that drop a value (default DO_NOT_USE, SATURATED). Inputs whose leading or
-        trailing groups were flagged DO_NOT_USE only to keep them out of slope fits (MIRI's
-        first 5 and last group) must either come without those flags or use
-        ``('SATURATED',)``: a MIRI DARK has to hold exactly those groups.
     table_path : str or None
         TSV, one row per dark integration and group: time, count statistics, per-amplifier mean
         dark signal [DN] over the pixels with a value in every group.
@@ -404,17 +442,16 @@ def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memor
     pedigree, author, useafter, descrip : str
         Reference keywords; ``useafter`` defaults to the date of the earliest input, ``descrip``
         to a description of the configuration and the inputs.
-    find_cosmic_rays : bool or None
-        Also find cosmic rays in every group with :func:`first_cosmic_ray` (the jump step skips
-        DO_NOT_USE groups); default MIRI yes, NIR no (its jump step sees every group).
-    subtract_group0 : bool or None
-        Subtract each integration's own group 0 from its groups before combining, so group 0 of
-        the dark is 0 (jwst DarkCurrentStep docs: "the dark reference data should have their
-        own group zero subtracted from all groups"; the pedestal, bias and kTC stay in the
-        science data). Default MIRI yes (its chain has no superbias); NIR no (the superbias
-        already removed the pedestal, and group 0 holds one group of dark signal).
-    cr_threshold : float
-        [sigma] of :func:`first_cosmic_ray`.
+    stat, sigma, maxiters, memory_mb, split_first_integration, fill, min_count, exclude_flags,
+    find_cosmic_rays, subtract_group0, cr_threshold
+        :class:`DarkParameters` (keywords, or ``parameters=`` one object). ``exclude_flags``:
+        inputs whose leading or trailing groups were flagged DO_NOT_USE only to keep them out
+        of slope fits (MIRI's first 5 and last group) must either come without those flags or
+        use ``('SATURATED',)``: a MIRI DARK has to hold exactly those groups. ``min_count``
+        default NIR 0: DQ all zeros, bad pixels belong in the MASK reference, as
+        jwst_reffiles. ``subtract_group0``: jwst DarkCurrentStep docs, "the dark reference data
+        should have their own group zero subtracted from all groups"; MIRI yes (no superbias),
+        NIR no (the superbias already removed the pedestal).
 
     Returns
     -------
@@ -431,26 +468,14 @@ def make_dark(ramp_paths, out_path, *, stat="mean", sigma=3.0, maxiters=5, memor
     """
     readers = common.open_inputs(ramp_paths, step="jump", what="dark")
     try:
-        exclude = 0
-        for name in exclude_flags:
-            if name not in dqflags.GROUP:
-                raise ValueError(f"exclude_flags: {name!r} is not a group flag {sorted(dqflags.GROUP)}")
-            exclude |= dqflags.GROUP[name]
-        return _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb,
-                          split_first_integration, fill, min_count, exclude, table_path,
-                          figure_path, counts_path, pedigree, author, useafter, descrip,
-                          find_cosmic_rays, subtract_group0, cr_threshold)
+        exclude = parameters.exclude_mask()
+        return _make_dark(readers, out_path, parameters, exclude,
+                          (table_path, figure_path, counts_path), (pedigree, author, useafter, descrip))
     finally:
         common.close_all(readers)
 
 
-def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first, fill, min_count,
-               exclude, table_path, figure_path, counts_path, pedigree, author, useafter, descrip,
-               find_cr=None, group0=None, cr_threshold=CR_THRESHOLD):
-    if stat not in ("mean", "median"):
-        raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
-    if fill not in ("extrapolate", "zero"):
-        raise ValueError(f"fill must be 'extrapolate' or 'zero', got {fill!r}")
+def _check_dark_inputs(readers):
     common.require_rapid(readers, "DARK reference")
     for r in readers:
         if str(r.header.get("S_DARK", "")).upper() == "COMPLETE":
@@ -459,19 +484,16 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
         if str(r.header.get("S_JUMP", "")).upper() != "COMPLETE":
             log.warning("%s: no S_JUMP=COMPLETE; cosmic rays are removed only by sigma clipping "
                         "and by any JUMP_DET flags present", r.path)
-    first = readers[0]
-    hdr = first.header
-    fam = family(keywords.value(hdr, "INSTRUME", first.path))
-    ngroups, ny, nx = first.shape[1:]
-    tframe = keywords.value(hdr, "TFRAME", first.path)
-    miri = fam == "MIRI"
-    find_cr = miri if find_cr is None else bool(find_cr)
-    group0 = miri if group0 is None else bool(group0)
-    min_count = (2 if miri else 0) if min_count is None else int(min_count)
 
-    # slots: every integration of every file, class 0 (and, MIRI split, class 1) in order
+
+def dark_slots(readers, split):
+    """Every integration of every file, dark integration (class) 0 first, then class 1.
+
+    split : MIRI with split_first_integration: integration 1 -> class 0, later ones -> class 1
+    (one class when the inputs hold only one kind). Returns (entries [(reader, index in file,
+    integration number)], bounds [(start, stop) per class]).
+    """
     entries = [(r, i, n) for r in readers for i, n in enumerate(common.int_numbers(r))]
-    split = fam == "MIRI" and split_first
     cls = [1 if (split and n > 1) else 0 for _, _, n in entries]
     if split and (0 not in cls or 1 not in cls):
         log.warning("MIRI dark: the inputs hold %s; the dark has one integration",
@@ -480,64 +502,80 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
     order = sorted(range(len(entries)), key=lambda k: cls[k])
     entries = [entries[k] for k in order]
     cls = [cls[k] for k in order]
-    nclass = max(cls) + 1
-    bounds = [(cls.index(c), len(cls) - cls[::-1].index(c)) for c in range(nclass)]
-    nvalues = len(entries)
-    count_dtype = np.uint16 if nvalues < 65535 else np.uint32
-    plan = plan_chunks(nvalues, ngroups, ny, nx, nclass, memory_mb,
-                       count_bytes=np.dtype(count_dtype).itemsize)
-    log.info("dark: %d files, %d integrations (%s), %d groups of %d x %d; chunks of %d groups x "
-             "%d rows (%.0f MB fixed + %.0f MB per chunk, budget %.0f MB)", len(readers), nvalues,
-             " + ".join(str(b - a) for a, b in bounds), ngroups, ny, nx, plan["groups"],
-             plan["rows"], plan["fixed_mb"], plan["chunk_mb"], memory_mb)
+    bounds = [(cls.index(c), len(cls) - cls[::-1].index(c)) for c in range(max(cls) + 1)]
+    return entries, bounds
 
-    shape = (nclass, ngroups, ny, nx)
-    dark = np.zeros(shape, np.float32)
-    err = np.zeros(shape, np.float32)
-    used = np.zeros(shape, count_dtype)
-    good = np.zeros(shape, count_dtype)
+
+def _cosmic_rays_and_group0(entries, r0, r1, ngroups, nx, p):
+    """First cosmic-ray group (int16, ngroups = none) and group 0 [DN] of every slot's rows."""
+    first_cr = np.full((len(entries), r1 - r0, nx), ngroups, np.int16)
+    base = np.zeros((len(entries), r1 - r0, nx), np.float32)
+    for j, (reader, i, _) in enumerate(entries):
+        sci = reader.read("SCI", i, slice(None), slice(r0, r1))
+        if p.find_cosmic_rays:
+            first_cr[j] = first_cosmic_ray(sci, reader.read("GROUPDQ", i, slice(None), slice(r0, r1)),
+                                           p.cr_threshold)
+        if p.subtract_group0:
+            base[j] = sci[0]
+        del sci
+    return first_cr, base
+
+
+def _value_stack(entries, g0, g1, r0, r1, nx, hit, first_cr, base, exclude, p):
+    """Dark values (NaN where dropped) of groups g0:g1, rows r0:r1 of every slot."""
+    stack = np.empty((len(entries), g1 - g0, r1 - r0, nx), np.float32)
+    for j, (reader, i, _) in enumerate(entries):
+        sci = reader.read("SCI", i, slice(g0, g1), slice(r0, r1))
+        gdq = reader.read("GROUPDQ", i, slice(g0, g1), slice(r0, r1))
+        dark_values(sci, gdq, hit[j], out=stack[j], exclude=exclude)
+        if p.find_cosmic_rays:
+            after = np.arange(g0, g1)[:, None, None] >= first_cr[j][None]
+            stack[j][after] = np.nan
+        if p.subtract_group0:
+            stack[j] -= base[j][None]
+        del sci, gdq
+    return stack
+
+
+def accumulate_dark(entries, bounds, shape, plan, exclude, parameters, count_dtype):
+    """Clipped dark, error and counts, by chunks of rows (and groups) of every slot.
+
+    shape : (nclass, ngroups, ny, nx);  parameters : resolved :class:`DarkParameters`.
+    Returns (dark float32, err float32, used, good (count_dtype), cosmic rays found).
+    """
+    p = parameters
+    nclass, ngroups, ny, nx = shape
+    dark, err = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    used, good = np.zeros(shape, count_dtype), np.zeros(shape, count_dtype)
     n_cr = 0
     for r0 in range(0, ny, plan["rows"]):
         r1 = min(ny, r0 + plan["rows"])
-        hit = np.zeros((nvalues, r1 - r0, nx), bool)
+        hit = np.zeros((len(entries), r1 - r0, nx), bool)
         first_cr = base = None
-        if find_cr or group0:
+        if p.find_cosmic_rays or p.subtract_group0:
             # one pass over all groups of each integration: cosmic rays anywhere, and group 0
-            first_cr = np.full((nvalues, r1 - r0, nx), ngroups, np.int16)
-            base = np.zeros((nvalues, r1 - r0, nx), np.float32)
-            for j, (reader, i, _) in enumerate(entries):
-                sci = reader.read("SCI", i, slice(None), slice(r0, r1))
-                if find_cr:
-                    first_cr[j] = first_cosmic_ray(sci, reader.read("GROUPDQ", i, slice(None),
-                                                                    slice(r0, r1)), cr_threshold)
-                if group0:
-                    base[j] = sci[0]
-                del sci
+            first_cr, base = _cosmic_rays_and_group0(entries, r0, r1, ngroups, nx, p)
             n_cr += int(np.count_nonzero(first_cr < ngroups))
         for g0 in range(0, ngroups, plan["groups"]):
             g1 = min(ngroups, g0 + plan["groups"])
-            stack = np.empty((nvalues, g1 - g0, r1 - r0, nx), np.float32)
-            for j, (reader, i, _) in enumerate(entries):
-                sci = reader.read("SCI", i, slice(g0, g1), slice(r0, r1))
-                gdq = reader.read("GROUPDQ", i, slice(g0, g1), slice(r0, r1))
-                dark_values(sci, gdq, hit[j], out=stack[j], exclude=exclude)
-                if find_cr:
-                    after = np.arange(g0, g1)[:, None, None] >= first_cr[j][None]
-                    stack[j][after] = np.nan
-                if group0:
-                    stack[j] -= base[j][None]
-                del sci, gdq
+            stack = _value_stack(entries, g0, g1, r0, r1, nx, hit, first_cr, base, exclude, p)
             for c, (a, b) in enumerate(bounds):
                 for k in range(g1 - g0):
-                    d, e, u, n = combine(stack[a:b, k], stat, sigma, maxiters)
+                    d, e, u, n = combine(stack[a:b, k], p.stat, p.sigma, p.maxiters)
                     dark[c, g0 + k, r0:r1], err[c, g0 + k, r0:r1] = d, e
                     used[c, g0 + k, r0:r1], good[c, g0 + k, r0:r1] = u, n
             del stack
         del hit
+    return dark, err, used, good, n_cr
 
-    complete = used > 0
-    no_data = int(np.count_nonzero(~np.all(complete, axis=(0, 1))))
-    times = group_times(ngroups, tframe)
+
+def finish_dark(dark, err, used, times, fill, min_count):
+    """Fill the groups without a value (in place) and flag UNRELIABLE_DARK.
+
+    Returns (dq uint32 (ny, nx), pixels without data in some group, pixels filled, unreliable).
+    """
+    nclass, _, ny, nx = dark.shape
+    no_data = int(np.count_nonzero(~np.all(used > 0, axis=(0, 1))))
     n_filled = 0
     if fill == "extrapolate":
         n_filled = sum(fill_missing(dark[c], err[c], used[c], times) for c in range(nclass))
@@ -547,15 +585,20 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
         low = np.any(used < min_count, axis=(0, 1))
         dq2[low] = dqflags.UNRELIABLE_DARK
         n_unreliable = int(low.sum())
+    return dq2, no_data, n_filled, n_unreliable
 
-    geom = common.geometry_of(first)
-    masks = common.regions(geom)
+
+def dark_table(dark, err, used, good, times, masks):
+    """Per dark integration and group: counts and per-region mean dark signal [DN]; the rates.
+
+    Returns (table, rates {dark integration: {region: DN/s}}, npix {same: pixels}).
+    """
     rows, rates, npix = [], {}, {}
-    for c in range(nclass):
+    for c in range(dark.shape[0]):
         means = region_means(dark[c], used[c], masks)
         rates[c + 1] = {name: fit_rate(times, m) for name, (m, _) in means.items()}
         npix[c + 1] = {name: n for name, (_, n) in means.items()}
-        for g in range(ngroups):
+        for g in range(dark.shape[1]):
             row = {"dark_integration": c + 1, "group": g + 1, "time_s": times[g],
                    "good_median": float(np.median(good[c, g])), "used_median": float(np.median(used[c, g])),
                    "used_min": int(used[c, g].min()), "used_max": int(used[c, g].max())}
@@ -563,47 +606,83 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
                 row[f"{name}_mean_DN"] = m[g]
             row["err_median_DN"] = float(np.median(err[c, g][masks["active"]]))
             rows.append(row)
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows), rates, npix
 
-    label = common.config_label(hdr)
-    files = len(readers)
+
+def _dark_header(readers, keywords_, label, p, nvalues, counts, rates):
+    """The DARK header: reference keywords and the DRK*/DR* keywords of this build."""
+    first = readers[0]
+    hdr = first.header
+    pedigree, author, useafter, descrip = keywords_
+    no_data, n_cr = counts
+    tframe = keywords.value(hdr, "TFRAME", first.path)
     if descrip is None:
-        descrip = (f"{label} dark: clipped {stat} of {nvalues} integrations, {files} files "
+        descrip = (f"{label} dark: clipped {p.stat} of {nvalues} integrations, {len(readers)} files "
                    f"(detcal {__version__})")
     exp_type = keywords.optional(hdr, "EXP_TYPE") or common.DARK_EXP_TYPE.get(
         keywords.value(hdr, "INSTRUME", first.path).upper(), "N/A")
     extra_meta = {"READPATT": keywords.value(hdr, "READPATT", first.path), "NFRAMES": 1,
-                  "GROUPGAP": 0, "NGROUPS": int(ngroups), "TFRAME": tframe, "TGROUP": tframe,
+                  "GROUPGAP": 0, "NGROUPS": int(first.shape[1]), "TFRAME": tframe, "TGROUP": tframe,
                   "EXP_TYPE": exp_type}
     header = common.header_for("DARK", readers, descrip, author, pedigree, useafter, extra_meta)
-    header["DRKSTAT"] = (stat, "combination of the clipped values")
-    header["DRKSIGMA"] = (float(sigma), "[sigma] clip threshold")
-    header["DRKITERS"] = (int(maxiters), "clipping iterations")
+    header["DRKSTAT"] = (p.stat, "combination of the clipped values")
+    header["DRKSIGMA"] = (float(p.sigma), "[sigma] clip threshold")
+    header["DRKITERS"] = (int(p.maxiters), "clipping iterations")
     header["DRKNINTS"] = (int(nvalues), "integrations combined")
-    header["DRKNFILE"] = (int(files), "input files")
+    header["DRKNFILE"] = (int(len(readers)), "input files")
     header["DRKNOVAL"] = (no_data, "pixels with no value in some group")
-    header["DRKFILL"] = (fill, "their missing groups: extrapolate or zero")
-    header["DRKGRP0"] = (bool(group0), "each integration's group 0 subtracted")
-    header["DRKCRALL"] = (bool(find_cr), "cosmic rays searched in every group")
+    header["DRKFILL"] = (p.fill, "their missing groups: extrapolate or zero")
+    header["DRKGRP0"] = (bool(p.subtract_group0), "each integration's group 0 subtracted")
+    header["DRKCRALL"] = (bool(p.find_cosmic_rays), "cosmic rays searched in every group")
     header["DRKNCR"] = (n_cr, "pixel-integrations cut at a cosmic ray found here")
-    header["DRKMINCT"] = (int(min_count), "UNRELIABLE_DARK below this many values")
-    for c in range(nclass):
-        for name, rate in rates[c + 1].items():
+    header["DRKMINCT"] = (int(p.min_count), "UNRELIABLE_DARK below this many values")
+    for c, by_region in rates.items():
+        for name, rate in by_region.items():
             if np.isfinite(rate) and name != "reference":
-                key = f"DR{c + 1}ALL" if name == "active" else f"DR{c + 1}A{name[3:]}"
-                header[key] = (float(rate), f"[DN/s] mean dark rate, dark int {c + 1}, {name}")
+                key = f"DR{c}ALL" if name == "active" else f"DR{c}A{name[3:]}"
+                header[key] = (float(rate), f"[DN/s] mean dark rate, dark int {c}, {name}")
+    return header
+
+
+def _make_dark(readers, out_path, parameters, exclude, outputs, keywords_):
+    parameters.check()
+    _check_dark_inputs(readers)
+    first = readers[0]
+    hdr = first.header
+    fam = family(keywords.value(hdr, "INSTRUME", first.path))
+    ngroups, ny, nx = first.shape[1:]
+    tframe = keywords.value(hdr, "TFRAME", first.path)
+    p = parameters.resolved(fam == "MIRI")
+    split = fam == "MIRI" and p.split_first_integration
+    entries, bounds = dark_slots(readers, split)
+    nclass, nvalues = len(bounds), len(entries)
+    count_dtype = np.uint16 if nvalues < 65535 else np.uint32
+    plan = plan_chunks(nvalues, ngroups, ny, nx, nclass, p.memory_mb,
+                       count_bytes=np.dtype(count_dtype).itemsize)
+    log.info("dark: %d files, %d integrations (%s), %d groups of %d x %d; chunks of %d groups x "
+             "%d rows (%.0f MB fixed + %.0f MB per chunk, budget %.0f MB)", len(readers), nvalues,
+             " + ".join(str(b - a) for a, b in bounds), ngroups, ny, nx, plan["groups"],
+             plan["rows"], plan["fixed_mb"], plan["chunk_mb"], p.memory_mb)
+    dark, err, used, good, n_cr = accumulate_dark(entries, bounds, (nclass, ngroups, ny, nx), plan, exclude,
+                                                  p, count_dtype)
+    times = group_times(ngroups, tframe)
+    dq2, no_data, n_filled, n_unreliable = finish_dark(dark, err, used, times, p.fill, p.min_count)
+    table, rates, npix = dark_table(dark, err, used, good, times, common.regions(common.geometry_of(first)))
+
+    label = common.config_label(hdr)
+    header = _dark_header(readers, keywords_, label, p, nvalues, (no_data, n_cr), rates)
     if fam == "MIRI":
-        arrays = {"SCI": dark, "ERR": err,
-                  "DQ": np.broadcast_to(dq2, (nclass, 1, ny, nx)).copy()}
+        arrays = {"SCI": dark, "ERR": err, "DQ": np.broadcast_to(dq2, (nclass, 1, ny, nx)).copy()}
     else:
         arrays = {"SCI": dark[0], "ERR": err[0], "DQ": dq2}
-    params = {"stat": stat, "sigma": sigma, "maxiters": maxiters, "memory_mb": memory_mb,
-              "split_first_integration": split, "fill": fill, "min_count": min_count,
-              "find_cosmic_rays": find_cr, "subtract_group0": group0, "cr_threshold": cr_threshold,
-              "exclude_flags": "|".join(dqflags.names(exclude)) or "none"}
+    params = {"stat": p.stat, "sigma": p.sigma, "maxiters": p.maxiters, "memory_mb": p.memory_mb,
+              "split_first_integration": split, "fill": p.fill, "min_count": p.min_count,
+              "find_cosmic_rays": p.find_cosmic_rays, "subtract_group0": p.subtract_group0,
+              "cr_threshold": p.cr_threshold, "exclude_flags": "|".join(dqflags.names(exclude)) or "none"}
     io.write_reference(out_path, "DARK", arrays, header, step="detcal.reffiles.make_dark",
                        inputs=[r.path for r in readers], params=params,
                        units={"SCI": "DN", "ERR": "DN"})
+    table_path, figure_path, counts_path = outputs
     if counts_path:
         _write_counts(counts_path, good, used, header, fam, [r.path for r in readers])
     if table_path:
@@ -611,7 +690,7 @@ def _make_dark(readers, out_path, stat, sigma, maxiters, memory_mb, split_first,
     if figure_path:
         plot_dark_table(table, figure_path, f"{label}: DARK from {nvalues} integrations")
     summary = {"path": str(out_path), "ngroups": int(ngroups), "dark_integrations": nclass,
-               "n_files": files, "n_integrations": nvalues, "plan": plan, "rate_DN_per_s": rates,
+               "n_files": len(readers), "n_integrations": nvalues, "plan": plan, "rate_DN_per_s": rates,
                "npix_rate": npix, "pixels_without_data": no_data, "pixels_filled": n_filled,
                "median_used": [float(np.median(used[c, g])) for c in range(nclass) for g in range(ngroups)],
                "unreliable": n_unreliable, "cosmic_rays_found": n_cr}
