@@ -36,7 +36,7 @@ def __getattr__(name):
     derived from the registered step descriptors each time they are read."""
     if name not in ("STEP", "CAL_STEP"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .steps import descriptor   # the steps import this module; their table is read when asked
+    from .steps import descriptor  # the steps import this module; their table is read when asked
 
     if name == "CAL_STEP":
         return {n: d.cal_step for n, d in descriptor.DESCRIPTORS.items()}

@@ -28,7 +28,7 @@ _DERIVED = ("ORDER", "REFERENCES", "OPTIONAL_REFERENCES", "SUFFIX", "RAMP_STEPS"
 
 
 def _descriptor():
-    from .steps import descriptor   # steps sit above pipeline's imports; read when asked
+    from .steps import descriptor  # steps sit above pipeline's imports; read when asked
 
     return descriptor
 

@@ -86,8 +86,8 @@ def test_registered_step_is_in_the_schema_with_its_parameter_default(noop_module
     assert "noop" in props["keep"]["items"]["enum"]
     assert "noop" in schema["definitions"]["reference_set"]["properties"]["steps"]["properties"]
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    assert validate.config_problems({**config, "steps": {"noop": False}, "parameters": {"noop": {"factor": 2.0}}},
-                                    SCHEMA) == []
+    good = {**config, "steps": {"noop": False}, "parameters": {"noop": {"factor": 2.0}}}
+    assert validate.config_problems(good, SCHEMA) == []
     bad = validate.config_problems({**config, "parameters": {"noop": {"factor": 0}}}, SCHEMA)
     assert len(bad) == 1 and "parameters:noop:factor = 0" in bad[0]
 
@@ -171,5 +171,6 @@ def test_unimplemented_step_switched_on_is_one_line_config_error(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in text
     problems = [line for line in text.splitlines() if "unknown config key" in line]
     assert len(problems) == 1, text[-3000:]
-    assert problems[0].startswith(f"{tmp_path / 'work' / 'my.yaml'}: unknown config key steps:{step} (value True)")
+    user = tmp_path / "work" / "my.yaml"
+    assert problems[0].startswith(f"{user}: unknown config key steps:{step} (value True)")
     assert len([line for line in text.splitlines() if line.startswith("error:")]) == 1

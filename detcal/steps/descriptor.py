@@ -5,18 +5,20 @@ Every step module of :mod:`detcal.steps` declares ``DESCRIPTOR = Step(...)`` nex
 ``DESCRIPTOR``, then the modules named in the environment variable ``DETCAL_STEP_MODULES``), and
 everything that used to be a hand-kept table is derived from the registry:
 
-=====================================================  ==========================================
-derived                                                 from
-=====================================================  ==========================================
-``detcal.steps.REGISTRY`` (name -> module)              :data:`MODULES`
-``detcal.pipeline.ORDER`` (per instrument family)       :attr:`Step.position`
-``detcal.pipeline.REFERENCES`` / ``OPTIONAL_REFERENCES``  :attr:`Step.references`, :attr:`Step.optional_references`
-``detcal.pipeline.SUFFIX`` / ``RAMP_STEPS``             :attr:`Step.suffix` of steps whose product is a ramp
-``detcal.keywords.STEP`` (per step) / ``CAL_STEP``      :attr:`Step.keywords`, :attr:`Step.cal_step`
-config schema: ``steps``, ``parameters``, ``keep``,     :func:`schema_blocks` (inserted by
-``references.<DET>.steps`` blocks                       :func:`detcal.validate.config_schema`)
-workflow rules (``workflow/rules/detector1.smk``)       one rule per ramp step; :attr:`Step.products`
-=====================================================  ==========================================
+derived table or block                         from the descriptors
+---------------------------------------------  -------------------------------------------------
+``detcal.steps.REGISTRY`` (name -> module)     :data:`MODULES`
+``detcal.pipeline.ORDER`` (per family)         :attr:`Step.position`
+``detcal.pipeline.REFERENCES``,                :attr:`Step.references`,
+``OPTIONAL_REFERENCES``                        :attr:`Step.optional_references`
+``detcal.pipeline.SUFFIX``, ``RAMP_STEPS``     :attr:`Step.suffix` of steps with a ramp product
+``detcal.keywords.STEP`` (per step),           :attr:`Step.keywords` (added to keywords.BASE),
+``CAL_STEP``                                   :attr:`Step.cal_step`
+config schema ``steps``, ``parameters``,       :func:`schema_blocks`, inserted by
+``keep``, ``references.<DET>.steps``           :func:`detcal.validate.config_schema`
+workflow rules                                 one per ramp step (``workflow/rules/detector1.smk``;
+                                               memory: ``ramp_step_mem_mb``), further outputs
+                                               from :attr:`Step.products`
 
 So adding a step is one module: ``run(ramp, refs, **params)`` plus its ``DESCRIPTOR``. A step that
 is not implemented has no module, so it is not offered: switching it on is a config error (the
@@ -211,7 +213,8 @@ def _check(desc, module):
     if unknown:
         raise ValueError(f"{where}: unknown reference keys {unknown}; known: {sorted(io.REFTYPES)}")
     if set(desc.optional_references) - set(desc.references):
-        raise ValueError(f"{where}: optional references {desc.optional_references} not among {desc.references}")
+        raise ValueError(f"{where}: optional references {desc.optional_references} are not among "
+                         f"{desc.references}")
     if desc.ramp_product and not desc.suffix:
         raise ValueError(f"{where}: a step with a ramp product needs its jwst suffix")
     params = inspect.signature(module.run).parameters

@@ -66,12 +66,12 @@ DESCRIPTOR = Step(
     parameters={
         "rejection_threshold": Param(4.0, "Threshold [sigma] with 4 or more usable group differences",
                                      {"exclusiveMinimum": 0}),
-        "three_group_rejection_threshold": Param(6.0, "Threshold [sigma] with 2 usable differences (3 groups)",
-                                                 {"exclusiveMinimum": 0}),
+        "three_group_rejection_threshold": Param(6.0, "Threshold [sigma] with 2 usable differences "
+                                                      "(3 groups)", {"exclusiveMinimum": 0}),
         "four_group_rejection_threshold": Param(5.0, "Threshold [sigma] with 3 usable differences (4 groups)",
                                                 {"exclusiveMinimum": 0}),
-        "flag_4_neighbors": Param(True, "Also flag the 4 nearest neighbours of a jump between the min and max "
-                                        "sizes below"),
+        "flag_4_neighbors": Param(True, "Also flag the 4 nearest neighbours of a jump between the min "
+                                        "and max sizes below"),
         "min_jump_to_flag_neighbors": Param(10.0, "Smallest jump [sigma] whose neighbours are flagged",
                                             {"minimum": 0}),
         "max_jump_to_flag_neighbors": Param(1000.0, "Largest jump [sigma] whose neighbours are flagged",

@@ -39,7 +39,8 @@ from .descriptor import Step
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
 DESCRIPTOR = Step(
     name="rscd", description="MIRI RSCD: flag the first groups of integrations after the first",
-    position={"MIRI": 60}, cal_step="S_RSCD", suffix="rscd_step", references=("rscd",), keywords=("READPATT",))
+    position={"MIRI": 60}, cal_step="S_RSCD", suffix="rscd_step", references=("rscd",),
+    keywords=("READPATT",))
 
 #: Reference files (config keys) this step reads.
 REFERENCES = DESCRIPTOR.references

@@ -11,19 +11,19 @@ for step in pipeline.RAMP_STEPS:
             unpack(step_references(step)),
             ramp=step_input(step),
         output:
+            **step_extra_outputs(step),
             ramp=step_output(step),
             table=step_table(step),
             figure=step_figure(step),
-            **step_extra_outputs(step),
         log:
             step_log(step),
         benchmark:
             step_benchmark(step)
+        conda:
+            "../../envs/detcal.yaml"
         threads: 1
         resources:
             mem_mb=ramp_step_mem_mb,
-        conda:
-            "../../envs/detcal.yaml"
         params:
             step=step,
             parameters=step_parameters(step),

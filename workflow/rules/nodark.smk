@@ -17,11 +17,11 @@ for step in pipeline.nodark_rule_steps():
             ramp=temp(nodark_path("{exposure}", step)),
         log:
             f"logs/{step}_nodark/{{exposure}}.log",
+        conda:
+            "../../envs/detcal.yaml"
         threads: 1
         resources:
             mem_mb=ramp_step_mem_mb,
-        conda:
-            "../../envs/detcal.yaml"
         params:
             step=step,
             parameters=step_parameters(step),
@@ -40,11 +40,11 @@ rule jump_nodark:
         "logs/jump_nodark/{exposure}.log",
     benchmark:
         "results/benchmarks/jump_nodark/{exposure}.tsv"
+    conda:
+        "../../envs/detcal.yaml"
     threads: 1
     resources:
         mem_mb=ramp_step_mem_mb,
-    conda:
-        "../../envs/detcal.yaml"
     params:
         step="jump",
         parameters=step_parameters("jump"),
@@ -65,11 +65,11 @@ rule ramp_fit_nodark:
         "logs/ramp_fit_nodark/{exposure}.log",
     benchmark:
         "results/benchmarks/ramp_fit_nodark/{exposure}.tsv"
+    conda:
+        "../../envs/detcal.yaml"
     threads: 1
     resources:
         mem_mb=ramp_step_mem_mb,
-    conda:
-        "../../envs/detcal.yaml"
     params:
         parameters=step_parameters("ramp_fit"),
     script:

@@ -12,11 +12,11 @@ rule ramp_fit:
         "logs/ramp_fit/{exposure}.log",
     benchmark:
         "results/benchmarks/ramp_fit/{exposure}.tsv"
+    conda:
+        "../../envs/detcal.yaml"
     threads: 1
     resources:
         mem_mb=ramp_step_mem_mb,
-    conda:
-        "../../envs/detcal.yaml"
     params:
         parameters=step_parameters("ramp_fit"),
     script:
