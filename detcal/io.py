@@ -160,6 +160,17 @@ def _check_ramp_shape(path, data, header, step):
     return meta
 
 
+def _native(arr, dtype):
+    """``arr`` as a native-endian array of ``dtype``. A big-endian array of that dtype just read
+    from a file (FITS stores big-endian) is byte-swapped in place rather than copied, so reading a
+    float32 SCI needs no second copy of it; the values are the same."""
+    want = np.dtype(dtype)
+    if (isinstance(arr, np.ndarray) and arr.dtype != want and arr.dtype.newbyteorder("=") == want
+            and arr.flags.writeable and arr.flags.c_contiguous):
+        return arr.byteswap(inplace=True).view(want)
+    return np.asarray(arr, dtype=want)
+
+
 def read_ramp(path, step="inventory"):
     """Read a level-1b uncal or a RampModel-layout file into a :class:`Ramp`.
 
@@ -175,7 +186,7 @@ def read_ramp(path, step="inventory"):
                                    "GROUPDQ)")
         sci = hdul["SCI"].data
         _check_ramp_shape(path, sci, header, step)
-        data = np.asarray(sci, dtype=np.float32)
+        data = _native(sci, np.float32)
         shape = data.shape
         pixeldq = _optional_array(hdul, "PIXELDQ", shape[2:], np.uint32, path)
         groupdq = _optional_array(hdul, "GROUPDQ", shape, np.uint8, path)
@@ -291,7 +302,7 @@ class SectionReader:
                     if a in file_axes)
         try:
             arr = self._open_hdul()[ext].section[key]
-            arr = self._convert(ext, np.asarray(arr, dtype=dtype))
+            arr = self._convert(ext, _native(arr, dtype))
         except InputError:
             raise
         except Exception as exc:  # damaged data past the headers
@@ -506,7 +517,7 @@ def _optional_array(hdul, name, shape, dtype, path):
     arr = hdul[name].data
     if arr.shape != tuple(shape):
         raise InputError(path, f"{name} has shape {arr.shape}, expected {tuple(shape)}")
-    return np.asarray(arr, dtype=dtype)
+    return _native(arr, dtype)
 
 
 def add_history(header, step, inputs=(), params=None):
@@ -732,7 +743,7 @@ def read_reference(path, reftype, like=None, lazy=False):
             if arr.ndim not in _ndims(ndim):
                 raise InputError(path, f"{ext} has {arr.ndim} dimensions (shape {arr.shape}); a {reftype} "
                                        f"reference needs {' or '.join(map(str, _ndims(ndim)))}")
-            arrays[ext] = np.asarray(arr, dtype=dtype)
+            arrays[ext] = _native(arr, dtype)
         if "DQ" in arrays and "DQ_DEF" in names:
             arrays["DQ"] = _apply_dq_def(arrays["DQ"], hdul["DQ_DEF"].data)
     shapes = {arr.shape[-2:] for arr in arrays.values()}

@@ -321,7 +321,8 @@ def correct_dark_in_place(data, pixeldq, dark, dark_dq, dark_nframes, dark_group
         m = matched_groups(prepared, info["mode"], g0, g1, nframes, groupgap)
         for i in range(nints):
             data[i, g0:g1] -= m[index[i]] if index is not None else m
-        last = m[..., -1, :, :]
+        last = m[..., -1, :, :].copy()
+        del m                                   # one chunk alive at a time
     info["last_group_mean"] = float(np.mean(last))
     pixeldq = np.asarray(pixeldq, np.uint32)
     dq = combined_dark_dq(dark_dq)
