@@ -617,9 +617,9 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
         fam = family(keywords.value(first.header, "INSTRUME", first.path))
         pairs = readnoise.pair_groups(ngroups, *readnoise.SKIP[fam])
     npairs = len(pairs) * len(jump_ints)
-    per_row = nx * (nrate * 4 * 3 * 4 + ngroups * 5 * 2 + npairs * 4 + 64)
-    avail = (p["memory_mb"] - 300 - 1.25 * common.STATS_WORK_MB) * 1e6
-    rows = int(max(1, min(ny, avail // per_row))) if avail > 0 else 1
+    per_pixel = nrate * 4 * 3 * 4 + ngroups * 5 * 2 + npairs * 4 + 64
+    avail_mb = p["memory_mb"] - 300 - 1.25 * common.STATS_WORK_MB
+    rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
 
     rate = np.full((ny, nx), np.nan)
     var_rn = np.full((ny, nx), np.nan)

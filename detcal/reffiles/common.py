@@ -38,7 +38,7 @@ _USEAFTER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 #: Working memory of one block of :func:`sigma_clipped_stats` [MB].
 STATS_WORK_MB = 256
 #: Bytes of temporaries per value in :func:`sigma_clipped_stats` (sorted copy, masks, squares).
-_STATS_BYTES_PER_VALUE = 48
+STATS_BYTES_PER_VALUE = 48
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def sigma_clipped_stats(values, sigma=3.0, maxiters=5, ddof=0, work_mb=STATS_WOR
     res = {k: np.empty(npix, np.float64) for k in ("mean", "median", "std")}
     res["count"] = np.empty(npix, np.int32)
     res["n_good"] = np.empty(npix, np.int32)
-    block = max(1, int(work_mb * 1e6) // max(1, n * _STATS_BYTES_PER_VALUE))
+    block = io.block_size(work_mb, STATS_BYTES_PER_VALUE, (n, npix), axis=1)
     idx = np.arange(n)[:, None]
     iters = math.inf if maxiters is None else int(maxiters)
     for c0 in range(0, npix, block):

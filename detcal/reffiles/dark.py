@@ -336,7 +336,7 @@ def plan_chunks(nvalues, ngroups, ny, nx, nclass, memory_mb, count_bytes=2):
     """
     mb = 1e6
     outputs = nclass * ngroups * ny * nx * (4 + 4 + 2 * count_bytes)
-    work = 1.25 * min(common.STATS_WORK_MB * mb, nvalues * common._STATS_BYTES_PER_VALUE * ny * nx)
+    work = 1.25 * min(common.STATS_WORK_MB * mb, nvalues * common.STATS_BYTES_PER_VALUE * ny * nx)
     fixed = BASELINE_MB * mb + outputs + work
     avail = memory_mb * mb - fixed
     per_group_row = (4 * nvalues + 5 + 8) * nx       # stack + read buffers + mask temporaries

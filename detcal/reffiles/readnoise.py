@@ -171,9 +171,9 @@ def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip
                         "enter the CDS noise", r.path)
     entries = [(r, i) for r in readers for i in range(r.shape[0])]
     nvalues = len(entries) * len(pairs)
-    per_row = nx * (4 * nvalues + 10 * ngroups + 4 * len(pairs))   # stack + read buffers + CDS
-    avail = (memory_mb - 300 - 1.25 * common.STATS_WORK_MB) * 1e6
-    rows = int(max(1, min(ny, avail // per_row))) if avail > 0 else 1
+    per_pixel = 4 * nvalues + 10 * ngroups + 4 * len(pairs)        # stack + read buffers + CDS
+    avail_mb = memory_mb - 300 - 1.25 * common.STATS_WORK_MB
+    rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
     noise = np.empty((ny, nx), np.float32)
     count = np.empty((ny, nx), np.int32)
     g_lo, g_hi = pairs[0][0], pairs[-1][1] + 1

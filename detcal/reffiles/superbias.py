@@ -226,8 +226,8 @@ def _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
     ref_mask = masks["reference"]
 
     # pass 1: superbias by blocks of rows
-    per_row = n * nx * (4 + 4 + common._STATS_BYTES_PER_VALUE)
-    rows = max(1, int((memory_mb - 300) * 1e6 // per_row)) if memory_mb > 300 else 1
+    per_pixel = n * (4 + 4 + common.STATS_BYTES_PER_VALUE)      # stack, read buffer, statistics
+    rows = io.block_size(memory_mb - 300, per_pixel, (ny, nx)) if memory_mb > 300 else 1
     bias = np.empty((ny, nx), np.float32)
     err = np.empty((ny, nx), np.float32)
     scatter = np.empty((ny, nx), np.float32)
