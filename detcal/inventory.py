@@ -9,7 +9,7 @@ import os
 
 import pandas as pd
 
-from . import io, keywords
+from . import io, keywords, tables
 from .errors import InputError
 from .geometry import family
 
@@ -122,6 +122,4 @@ def write(table, path, crds=None):
     if crds:
         extra = pd.DataFrame.from_dict(crds, orient="index")
         out = out.join(extra).fillna({c: "" for c in extra.columns})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with io.atomic_path(path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False)
+    tables.write_tsv(out, path)

@@ -8,13 +8,11 @@
 * Products: headers of a list of files checked to belong to one configuration group, exposure
   names from product names, the slope-image file (MEAN/STD/NUSED/DQ) that the dark-current
   analysis writes and the stability analysis uses as its baseline.
-* Writers: TSV (units in the column names) and JSON (NaN written as null); matplotlib (Agg)
-  figure helpers.
+* matplotlib (Agg) figure helpers. Tables and JSON are written by :mod:`detcal.tables`.
 
 No Snakemake, no logging configuration.
 """
 
-import json
 import math
 import os
 import types
@@ -27,7 +25,7 @@ import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
 from scipy import optimize  # noqa: E402
 
-from .. import __version__, dqflags, io, keywords, pipeline  # noqa: E402
+from .. import dqflags, io, keywords, pipeline  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry, family  # noqa: E402
 from . import robust  # noqa: E402
@@ -78,11 +76,9 @@ def dead_amplifiers(raw_paths):
 
     Read on the level-1b SCI, before refpix spreads the side reference pixels' correction into
     every output: an output whose last-minus-first group difference of the first integration
-    has a variance [DN^2] below :data:`detcal.analysis.noise.DEAD_OUTPUT_FRACTION` of the
+    has a variance [DN^2] below :data:`DEAD_OUTPUT_FRACTION` of the
     largest output's (constant, zero or stuck signal). Empty for 1-output readouts.
     """
-    from .noise import dead_outputs         # noise imports this module
-
     dead = None
     for path in raw_paths:
         with fits.open(path) as hdul:
@@ -117,6 +113,95 @@ def amplifier_masks(amp_map, select, noutputs):
 def amplifier_labels(noutputs):
     """``['1', ..., str(noutputs), 'all']``."""
     return [str(k + 1) for k in range(noutputs)] + [ALL]
+
+
+def good_pixels(pixeldq):
+    """bool (ny, nx): pixels without DO_NOT_USE."""
+    return (np.asarray(pixeldq, np.uint32) & np.uint32(dqflags.DO_NOT_USE)) == 0
+
+
+def subsample_rows(mask, max_pixels):
+    """Flat indices of the True pixels of ``mask`` (ny, nx) on every k-th row, at most ~max_pixels.
+
+    The temporal statistics need per-pixel accumulators; on a full frame a regular subset of rows
+    (every amplifier keeps its share) keeps them small without changing the median noticeably.
+    """
+    ny = mask.shape[0]
+    total = int(mask.sum())
+    step = max(1, int(np.ceil(total / max(int(max_pixels), 1))))
+    rows = np.zeros(ny, bool)
+    rows[::step] = True
+    return np.flatnonzero(mask & rows[:, None])
+
+
+#: An output whose CDS variance is at most this fraction of the largest output's is dead or flat
+#: (constant, zero or stuck signal): real outputs differ by far less than 10^4 in CDS variance.
+DEAD_OUTPUT_FRACTION = 1e-4
+
+
+def dead_outputs(output_var, fraction=DEAD_OUTPUT_FRACTION):
+    """Dead or flat outputs: indices (0-based; amplifier = index + 1) whose CDS variance
+    [DN^2] is finite and at most ``fraction`` of the largest output's. ``output_var``: (nout,)
+    spatial variance of the active pixels' total CDS noise. Empty when no output has noise."""
+    v = np.asarray(output_var, float)
+    if not np.isfinite(v).any() or not np.nanmax(v) > 0:
+        return []
+    return [int(k) for k in np.flatnonzero(np.isfinite(v) & (v <= fraction * np.nanmax(v)))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Gains
+# ----------------------------------------------------------------------------------------------
+def read_gain(path, header, shape):
+    """GAIN reference [e-/DN] cut to the subarray of a product with ``header`` and (ny, nx) ``shape``.
+
+    Returns float32 (ny, nx) [e-/DN], per pixel.
+    """
+    like = types.SimpleNamespace(data=np.empty((1, 1) + tuple(shape[-2:]), np.float32), header=header,
+                                 path=str(header.get("FILENAME", "<product>")))
+    return io.read_reference(path, "GAIN", like=like).data.astype(np.float32)
+
+
+def amplifier_gains(gain, masks):
+    """Per-amplifier gain: median [e-/DN] (float64) of the finite, positive gains of each selection.
+
+    Parameters
+    ----------
+    gain : float (ny, nx) [e-/DN], e.g. :func:`read_gain`
+    masks : dict label -> bool (ny, nx), e.g. :func:`amplifier_masks`
+
+    Returns
+    -------
+    dict label -> float [e-/DN]; NaN for a selection without a usable gain
+    """
+    gain = np.asarray(gain, np.float64)
+    out = {}
+    for label, sel in masks.items():
+        g = gain[sel]
+        g = g[np.isfinite(g) & (g > 0)]
+        out[label] = float(np.median(g)) if g.size else math.nan
+    return out
+
+
+def output_gains(gain_path, header, shape, amp_map, select, value=None):
+    """Per-output gains [e-/DN] float64 (noutputs,) in output order (amplifier = index + 1).
+
+    With a GAIN reference (``gain_path``): :func:`amplifier_gains` of its values cut to the
+    frame, over ``select`` (bool (ny, nx)) and each output of ``amp_map`` (int (ny, nx), output
+    index; ``noutputs = amp_map.max() + 1``). Without one: ``value`` for every output, or NaN
+    (the e- columns of a table are then NaN).
+    """
+    nout = int(np.max(amp_map)) + 1
+    if not gain_path:
+        return np.full(nout, np.nan if value is None else float(value))
+    per_amp = amplifier_gains(read_gain(gain_path, header, shape), amplifier_masks(amp_map, select, nout))
+    return np.array([per_amp[str(k + 1)] for k in range(nout)])
+
+
+def mean_gain(gains):
+    """Mean of the finite per-output gains, NaN when there is none (no e- values)."""
+    gains = np.asarray(gains, float)
+    return float(np.mean(gains[np.isfinite(gains)])) if np.isfinite(gains).any() else np.nan
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,13 +371,6 @@ def read_rateints(path):
     return sci, dq, header
 
 
-def read_gain(path, header, shape):
-    """GAIN reference [e-/DN] cut to the subarray of a product with ``header`` and (ny, nx) ``shape``."""
-    like = types.SimpleNamespace(data=np.empty((1, 1) + tuple(shape[-2:]), np.float32), header=header,
-                                 path=str(header.get("FILENAME", "<product>")))
-    return io.read_reference(path, "GAIN", like=like).data.astype(np.float32)
-
-
 # ----------------------------------------------------------------------------------------------
 # Slope-image file (dark-current image; stability baseline)
 # ----------------------------------------------------------------------------------------------
@@ -363,52 +441,6 @@ def read_slope_images(path):
 def persistent_dq(dq_cube):
     """uint32 (ny, nx): DQ bits set in every plane of ``dq_cube`` (n, ny, nx)."""
     return np.bitwise_and.reduce(np.asarray(dq_cube, np.uint32), axis=0)
-
-
-# ----------------------------------------------------------------------------------------------
-# Writers
-# ----------------------------------------------------------------------------------------------
-def write_tsv(table, path):
-    """Write a pandas DataFrame as TSV (no index); NaN written as an empty field."""
-    with io.atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="")
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_json(obj, path):
-    """Write ``obj`` as indented JSON (numpy scalars converted, NaN/inf as null)."""
-    doc = _jsonable(obj)
-    if isinstance(doc, dict):
-        doc.setdefault("detcal_version", __version__)
-    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    with io.atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(text)
-
-
-def read_json(path):
-    """Read a JSON file written by :func:`write_json`."""
-    with open(path) as fh:
-        return json.load(fh)
-
-
-def records(table):
-    """List of row dicts of a DataFrame (for JSON)."""
-    return [{k: _jsonable(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import dqflags, io
+from .. import dqflags, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from ..reffiles import common as rcommon
@@ -225,16 +225,6 @@ def read_group(rateints_paths):
         owner += [k] * s.shape[0]
     common.check_one_group(headers, paths)
     return np.concatenate(sci), np.concatenate(dq), headers, np.array(owner)
-
-
-def amplifier_gains(gain, masks):
-    """Median gain [e-/DN] of the finite, positive gain values of each selection."""
-    out = {}
-    for label, sel in masks.items():
-        g = gain[sel]
-        g = g[np.isfinite(g) & (g > 0)]
-        out[label] = float(np.median(g)) if g.size else math.nan
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -877,7 +867,7 @@ def _write_images(results, table, mean_img, std_img, nused, select, dq, headers,
     if histogram_tsv or histogram_png:
         hist = histogram_table(results)
         if histogram_tsv:
-            common.write_tsv(hist, histogram_tsv)
+            tables.write_tsv(hist, histogram_tsv)
         if histogram_png:
             plot_histograms(hist, table, histogram_png, f"dark rate histograms, {title}")
     if image_fits:
@@ -945,7 +935,7 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
     dead = common.dead_amplifiers(raw_paths) if raw_paths else []
     if dead:
         masks[common.ALL] &= ~np.isin(amp_map, dead)
-    gains = amplifier_gains(common.read_gain(gain_path, header, cube.shape), masks)
+    gains = common.amplifier_gains(common.read_gain(gain_path, header, cube.shape), masks)
 
     mean_img, std_img, nused = robust.clipped_mean_std_images(cube, p.sigma, p.maxiters)
     results = amplifier_dark(mean_img, masks, p.sigma, p.maxiters, p.hist_nsigma)
@@ -955,17 +945,17 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
     anomaly = _read_anomaly(ramp_paths, paths, owner, kept, header) if correct else None
     table, anomaly_fits = amplifier_rows(results, per_int, masks, gains, cube.shape[0], group, detector, p,
                                          anomaly)
-    common.write_tsv(table, table_path)
+    tables.write_tsv(table, table_path)
     summary = dark_summary(table, detector, header.get("NGROUPS", 0), len(paths), cube.shape[0], p,
                            dead, anomaly_fits if correct else None)
     doc = {"analysis": "darkcurrent", "group": group, "inputs": paths, "gain": str(gain_path),
            "conventions": CONVENTIONS, "parameters": p.as_dict(),
-           "summary": summary, "table": common.records(table),
+           "summary": summary, "table": tables.records(table),
            "per_integration": per_integration_rows(paths, owner, per_int),
            "anomaly_correction": ({label: ({k: v for k, v in f.items() if k not in ("anomaly", "terms")}
                                            if f else None)
                                    for label, f in anomaly_fits.items()} if correct else "none")}
-    common.write_json(doc, json_path)
+    tables.write_json(doc, json_path)
     title = f"{group}: {len(paths)} files, {cube.shape[0]} integrations"
     _write_images(results, table, mean_img, std_img, nused, select, dq, headers, paths, title,
                   (histogram_tsv, histogram_png, image_fits, image_png))

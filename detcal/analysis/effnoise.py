@@ -62,14 +62,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
-from .. import dqflags, io  # noqa: E402
+from .. import dqflags, io, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
-from .common import save_figure  # noqa: E402
-from .noise import (MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD, PixelMoments, amplifier_gains,  # noqa: E402
-                    check_same_configuration, good_pixels, grow_outliers, mean_gain,
-                    open_ramp, MAX_FLAGGED_FRACTION,
-                    subsample_rows, write_json, dead_outputs, nothing_measured)
-from .robust import clipped_sigma, mad_sigma, median_variance  # noqa: E402
+from .common import dead_outputs, good_pixels, mean_gain, output_gains, save_figure, subsample_rows  # noqa: E402
+from .noise import (MAX_FLAGGED_FRACTION, MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD,  # noqa: E402
+                    check_same_configuration, grow_outliers, nothing_measured, open_ramp)
+from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.effnoise")
 
@@ -649,7 +647,7 @@ def _iter_ramps(paths, first, excluded=None):
 
 def live_outputs(stats):
     """Outputs (0-based) of the output average: all but the dead or flat ones
-    (:func:`detcal.analysis.noise.dead_outputs` of the spatial slope variance at the first N)."""
+    (:func:`detcal.analysis.common.dead_outputs` of the spatial slope variance at the first N)."""
     nout = stats["nout"]
     dead = dead_outputs(np.asarray(stats["spatial_var"], float)[:nout, 0])
     return [k for k in range(nout) if k not in dead] or list(range(nout))
@@ -686,7 +684,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         meta, geom, shape, header = first.meta, first.geom, first.shape, first.header
         pixeldq = first.pixeldq.copy()
         active = ~geom.reference_mask() & good_pixels(pixeldq)
-        gains = amplifier_gains(gain_path, first, active, gain)
+        gains = output_gains(gain_path, header, shape, geom.amplifier_map(), active, gain)
         rn_ref = None
         if readnoise_path:
             like = io.Ramp(np.empty((0, 0) + shape[2:], np.float32), None, None, header, first.path)
@@ -743,8 +741,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
                        "measured^2 - MULTIACCUM theory^2 at that N [e-^2] (read noise from N = 2); "
                        "errors: delete-one-block jackknife over ramps"),
     }
-    with io.atomic_path(table_path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    tables.write_tsv(table, table_path, float_format="%.6g")
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
     ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS")})
     doc = {
@@ -774,7 +771,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         },
         "channels": summary,
     }
-    write_json(doc, json_path)
+    tables.write_json(doc, json_path)
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
     if figure_path:
         plot_effective_noise(table, figure_path, title=f"Effective noise {label} ({stats['nramps']} ramps)", note=note)

@@ -90,7 +90,7 @@ from scipy import ndimage
 from scipy.signal import convolve2d
 from scipy.special import ndtr
 
-from .. import dqflags, io
+from .. import dqflags, io, tables
 from ..errors import InputError
 from ..steps import jump as jump_step
 from . import common
@@ -915,7 +915,7 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         rows.append(_row("all", math.nan, label, nints_total, group_acc[label],
                          int(group_union[sel].sum()), eff, pileup))
     table = pd.DataFrame(rows)
-    common.write_tsv(table, output_tsv)
+    tables.write_tsv(table, output_tsv)
 
     g = table[(table.exposure == "all") & (table.amplifier == common.ALL)].iloc[0]
     summary = {
@@ -966,11 +966,11 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
                           "gain": gain_path, "readnoise": readnoise_path,
                           "noise_per_difference_e": noise_e},
            "efficiency": eff,
-           "summary": summary, "per_integration": per_int, "table": common.records(table)}
-    common.write_json(doc, output_json)
+           "summary": summary, "per_integration": per_int, "table": tables.records(table)}
+    tables.write_json(doc, output_json)
 
     if events_tsv:
-        common.write_tsv(pd.DataFrame(event_rows, columns=[
+        tables.write_tsv(pd.DataFrame(event_rows, columns=[
             "exposure", "integration", "group", "pixel_row", "pixel_column", "amplifier", "npix",
             "ngroups", "peak_jump_DN", "residual_DN", "significance_sigma", "direction"]), events_tsv)
     title = f"{group}: {len(paths)} files, {nints_total} integrations"
@@ -987,7 +987,7 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         plot_jump_map(jump_map, map_png, f"JUMP_DET groups per pixel\n{title}")
     ex = examples if examples is not None else pd.DataFrame(columns=EXAMPLE_COLUMNS)
     if examples_tsv:
-        common.write_tsv(ex, examples_tsv)
+        tables.write_tsv(ex, examples_tsv)
     if ramp_png:
         plot_single_ramp(ex, ramp_png, group)
     if grid_png:

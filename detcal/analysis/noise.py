@@ -93,7 +93,6 @@ in the row-frequency harmonics that the fit leaves out, so the fit sees the raw 
 MIRI is not an H2RG-like readout and is rejected.
 """
 
-import json
 import logging
 import os
 from contextlib import contextmanager
@@ -110,11 +109,12 @@ import scipy.special  # noqa: E402
 from astropy.io import fits  # noqa: E402
 from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 
-from .. import dqflags, io, keywords  # noqa: E402
+from .. import dqflags, io, keywords, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
-from .common import save_figure  # noqa: E402
-from .robust import clipped_sigma, mad_sigma, median_variance  # noqa: E402
+from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
+                     output_gains, save_figure, subsample_rows)
+from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
 from ..noise_conventions import (REF_FREQUENCY_HZ, REF_TIME_S, pink_amplitude,  # noqa: E402,F401
                                  pink_psd, rms_band)
 from ..noise_conventions import pink_rms as _pink_rms  # noqa: E402
@@ -131,77 +131,6 @@ MIN_TEMPORAL = 10
 JACKKNIFE_BLOCKS = 20
 #: Components of the time-domain decomposition, in table order.
 COMPONENTS = ("total", "white", "pink_corr", "pink_uncorr")
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-pixel accumulators
-# ---------------------------------------------------------------------------------------------
-class PixelMoments:
-    """Per-pixel running mean/variance (Welford, float64) of a subset of pixels over samples.
-
-    ``keys`` name the quantities (e.g. the group counts N or the noise components); ``index`` is
-    the flat index (into ny*nx) of the pixels followed. ``n`` counts the samples added;
-    ``count`` (npix,) the samples each pixel kept (a sample can be left out per pixel).
-    """
-
-    def __init__(self, keys, index):
-        self.keys = list(keys)
-        self.index = np.asarray(index, np.intp)
-        self.n = 0
-        self.count = np.zeros(self.index.size)
-        self.mean = np.zeros((len(self.keys), self.index.size))
-        self.m2 = np.zeros_like(self.mean)
-
-    def add(self, values, indexed=False, valid=None):
-        """values : sequence (one per key) of images (ny, nx) or flat arrays (ny*nx,); with
-        ``indexed`` the values of the followed pixels only ((npix,) each, in ``index`` order).
-        ``valid`` : bool (npix,) in ``index`` order, pixels whose sample counts (default all)."""
-        self.n += 1
-        use = np.ones(self.index.size, bool) if valid is None else np.asarray(valid, bool)
-        self.count += use
-        cnt = np.maximum(self.count, 1)
-        for i, v in enumerate(values):
-            x = np.asarray(v, np.float64).reshape(-1)
-            x = x if indexed else x[self.index]
-            delta = np.where(use, x - self.mean[i], 0.0)
-            self.mean[i] += delta / cnt
-            self.m2[i] += delta * np.where(use, x - self.mean[i], 0.0)
-
-    @classmethod
-    def merged(cls, parts):
-        """One accumulator holding the samples of all ``parts`` (same keys and pixels; Chan et al.)."""
-        parts = list(parts)
-        out = cls(parts[0].keys, parts[0].index)
-        for p in parts:
-            if p.n == 0:
-                continue
-            n = out.count + p.count
-            frac = np.divide(p.count, n, out=np.zeros_like(n), where=n > 0)
-            delta = p.mean - out.mean
-            out.m2 = out.m2 + p.m2 + delta ** 2 * (out.count * frac)
-            out.mean = out.mean + delta * frac
-            out.count = n
-            out.n += p.n
-        return out
-
-    def variance(self, key):
-        """Sample variance (ddof=1) of every pixel followed: (npix,); NaN with fewer than 2 samples."""
-        c = self.count
-        return np.where(c >= 2, self.m2[self.keys.index(key)] / np.maximum(c - 1, 1), np.nan)
-
-
-def subsample_rows(mask, max_pixels):
-    """Flat indices of the True pixels of ``mask`` (ny, nx) on every k-th row, at most ~max_pixels.
-
-    The temporal statistics need per-pixel accumulators; on a full frame a regular subset of rows
-    (every amplifier keeps its share) keeps them small without changing the median noticeably.
-    """
-    ny = mask.shape[0]
-    total = int(mask.sum())
-    step = max(1, int(np.ceil(total / max(int(max_pixels), 1))))
-    rows = np.zeros(ny, bool)
-    rows[::step] = True
-    return np.flatnonzero(mask & rows[:, None])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -816,49 +745,6 @@ def check_same_configuration(first, other):
         raise InputError(other.path, f"TGROUP={other.meta['TGROUP']} differs from {first.meta['TGROUP']}")
 
 
-def amplifier_gains(gain_path, ramp, active, value=None):
-    """Median gain [e-/DN] of each output's active pixels: float64 (nout,).
-
-    ``gain_path``: GAIN reference (cut to the ramp's subarray); ``value``: a number to use
-    instead (when there is no reference). Neither: NaN (e- columns are then NaN).
-    """
-    amp = ramp.geom.amplifier_map()
-    nout = int(amp.max()) + 1
-    if gain_path:
-        like = io.Ramp(np.empty((0, 0) + ramp.shape[2:], np.float32), None, None, ramp.header, ramp.path)
-        g = io.read_reference(gain_path, "GAIN", like=like).data.astype(np.float64)
-        ok = active & np.isfinite(g) & (g > 0)
-        return np.array([np.median(g[ok & (amp == k)]) if (ok & (amp == k)).any() else np.nan
-                         for k in range(nout)])
-    return np.full(nout, np.nan if value is None else float(value))
-
-
-def mean_gain(gains):
-    """Mean of the finite per-output gains, NaN when there is none (no e- values)."""
-    gains = np.asarray(gains, float)
-    return float(np.mean(gains[np.isfinite(gains)])) if np.isfinite(gains).any() else np.nan
-
-
-#: An output whose CDS variance is at most this fraction of the largest output's is dead or flat
-#: (constant, zero or stuck signal): real outputs differ by far less than 10^4 in CDS variance.
-DEAD_OUTPUT_FRACTION = 1e-4
-
-
-def dead_outputs(output_var, fraction=DEAD_OUTPUT_FRACTION):
-    """Dead or flat outputs: indices (0-based; amplifier = index + 1) whose CDS variance
-    [DN^2] is finite and at most ``fraction`` of the largest output's. ``output_var``: (nout,)
-    spatial variance of the active pixels' total CDS noise. Empty when no output has noise."""
-    v = np.asarray(output_var, float)
-    if not np.isfinite(v).any() or not np.nanmax(v) > 0:
-        return []
-    return [int(k) for k in np.flatnonzero(np.isfinite(v) & (v <= fraction * np.nanmax(v)))]
-
-
-def good_pixels(pixeldq):
-    """bool (ny, nx): pixels without DO_NOT_USE."""
-    return (np.asarray(pixeldq, np.uint32) & np.uint32(dqflags.DO_NOT_USE)) == 0
-
-
 # ---------------------------------------------------------------------------------------------
 # The analysis of one configuration group
 # ---------------------------------------------------------------------------------------------
@@ -1045,27 +931,6 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
 # ---------------------------------------------------------------------------------------------
 # Tables, figures and the file-level function
 # ---------------------------------------------------------------------------------------------
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if not np.isfinite(obj) else float(obj)
-    return obj
-
-
-def write_json(obj, path):
-    """Write ``obj`` as indented JSON (numpy types converted, NaN -> null)."""
-    text = json.dumps(_jsonable(obj), indent=2)
-    with io.atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(text)
-
-
 def noise_table(result, gains):
     """CDS noise table from :func:`analyse_cds_frames`: one row per output/pixels/component/statistic.
 
@@ -1300,7 +1165,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
             raise InputError(first.path, "noise decomposition needs NGROUPS >= 2 (CDS pairs)")
         pixeldq = first.pixeldq.copy()
         active = ~geom.reference_mask() & good_pixels(pixeldq)
-        gains = amplifier_gains(gain_path, first, active, gain)
+        gains = output_gains(gain_path, header, first.shape, geom.amplifier_map(), active, gain)
         dt = float(pixel_time) if pixel_time else first.pixel_time
         for path in paths[1:]:
             with open_ramp(path) as other:
@@ -1343,8 +1208,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
     ntab = noise_table(result, gains)
     stab = spectrum_table(result)
     for table, path in ((ntab, noise_table_path), (stab, spectrum_table_path)):
-        with io.atomic_path(path) as tmp:
-            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        tables.write_tsv(table, path, float_format="%.6g")
     layout = result["layout"]
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
     ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS", "FASTAXIS", "SLOWAXIS")})
@@ -1389,7 +1253,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         "fit": fit_summary(result, gains),
     }
     summary["summary"] = headline_numbers(summary["fit"], result["nout"])
-    write_json(summary, json_path)
+    tables.write_json(summary, json_path)
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
     if cds_figure_path:
         plot_cds_noise(ntab, cds_figure_path, title=f"CDS noise {label} ({result['nframes']} CDS frames) {note}")

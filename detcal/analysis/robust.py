@@ -20,6 +20,8 @@ the values given. The statistics, by what they measure:
   cube (JWQL mean image); sample std (ddof=1) of what is kept.
 * :func:`clip_bias_factor`: the expected clipped std / true std of Gaussian data after
   ``maxiters`` rounds of :func:`clipped_stats`-style clipping (to unbias a clipped noise).
+* :class:`PixelMoments`: per-pixel running mean and sample variance (Welford) over samples,
+  mergeable (for jackknife blocks).
 * :func:`median_variance`: the **median of per-pixel sample variances**, divided by the median
   of ``chi2(dof)/dof`` (:func:`chi2_median_factor`) so that it is unbiased for Gaussian noise.
 
@@ -240,3 +242,57 @@ def median_variance(var, dof):
     if var.size == 0 or dof < 1:
         return np.nan
     return float(np.median(var) / chi2_median_factor(dof))
+
+
+class PixelMoments:
+    """Per-pixel running mean/variance (Welford, float64) of a subset of pixels over samples.
+
+    ``keys`` name the quantities (e.g. the group counts N or the noise components); ``index`` is
+    the flat index (into ny*nx) of the pixels followed. ``n`` counts the samples added;
+    ``count`` (npix,) the samples each pixel kept (a sample can be left out per pixel).
+    """
+
+    def __init__(self, keys, index):
+        self.keys = list(keys)
+        self.index = np.asarray(index, np.intp)
+        self.n = 0
+        self.count = np.zeros(self.index.size)
+        self.mean = np.zeros((len(self.keys), self.index.size))
+        self.m2 = np.zeros_like(self.mean)
+
+    def add(self, values, indexed=False, valid=None):
+        """values : sequence (one per key) of images (ny, nx) or flat arrays (ny*nx,); with
+        ``indexed`` the values of the followed pixels only ((npix,) each, in ``index`` order).
+        ``valid`` : bool (npix,) in ``index`` order, pixels whose sample counts (default all)."""
+        self.n += 1
+        use = np.ones(self.index.size, bool) if valid is None else np.asarray(valid, bool)
+        self.count += use
+        cnt = np.maximum(self.count, 1)
+        for i, v in enumerate(values):
+            x = np.asarray(v, np.float64).reshape(-1)
+            x = x if indexed else x[self.index]
+            delta = np.where(use, x - self.mean[i], 0.0)
+            self.mean[i] += delta / cnt
+            self.m2[i] += delta * np.where(use, x - self.mean[i], 0.0)
+
+    @classmethod
+    def merged(cls, parts):
+        """One accumulator holding the samples of all ``parts`` (same keys and pixels; Chan et al.)."""
+        parts = list(parts)
+        out = cls(parts[0].keys, parts[0].index)
+        for p in parts:
+            if p.n == 0:
+                continue
+            n = out.count + p.count
+            frac = np.divide(p.count, n, out=np.zeros_like(n), where=n > 0)
+            delta = p.mean - out.mean
+            out.m2 = out.m2 + p.m2 + delta ** 2 * (out.count * frac)
+            out.mean = out.mean + delta * frac
+            out.count = n
+            out.n += p.n
+        return out
+
+    def variance(self, key):
+        """Sample variance (ddof=1) of every pixel followed: (npix,); NaN with fewer than 2 samples."""
+        c = self.count
+        return np.where(c >= 2, self.m2[self.keys.index(key)] / np.maximum(c - 1, 1), np.nan)

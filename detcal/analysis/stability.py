@@ -75,7 +75,7 @@ from astropy.io import fits
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sstats
 
-from .. import dqflags, io
+from .. import dqflags, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from . import common, robust
@@ -677,10 +677,10 @@ def _group_masks(header, cube, dq, path, bias_paths):
 
 def _write_baseline_tables(base_counts, pixels, baseline_tsv, baseline_pixels_tsv):
     if baseline_tsv:
-        common.write_tsv(base_counts if base_counts is not None else
+        tables.write_tsv(base_counts if base_counts is not None else
                          pd.DataFrame(columns=_BASELINE_COUNT_COLUMNS), baseline_tsv)
     if baseline_pixels_tsv:
-        common.write_tsv(pixels, baseline_pixels_tsv)
+        tables.write_tsv(pixels, baseline_pixels_tsv)
 
 
 @keyword_parameters(StabilityParameters)
@@ -753,8 +753,7 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
     geom, amp_map, usable, masks, dead = _group_masks(header, cube, dq, paths[0], bias_paths)
     labels = list(masks)
     gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None
-    gains = ({lab: float(np.nanmedian(gain[sel])) if sel.any() else math.nan for lab, sel in masks.items()}
-             if gain is not None else None)
+    gains = common.amplifier_gains(gain, masks) if gain is not None else None
     starts = np.array([common.expstart(h) for h in headers])
 
     per = slope_measurements(cube, dq, owner, len(paths), masks, gain, p)
@@ -764,10 +763,10 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
             inputs += read_and_measure_companions(per, kind, extra, names, header, paths, masks, p)
     results, trend_rows, family = drift_tests(per, starts, labels, p.alpha)
     table = exposure_table(per, results, names, starts, owner, labels, gains)
-    common.write_tsv(table, table_path)
+    tables.write_tsv(table, table_path)
     trends = pd.DataFrame(trend_rows)
     if trends_tsv:
-        common.write_tsv(trends, trends_tsv)
+        tables.write_tsv(trends, trends_tsv)
 
     mean_img, std_img, nused = robust.clipped_mean_std_images(cube, p.sigma, p.maxiters)
     if baseline_output:
@@ -785,10 +784,10 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
                                 gain is not None, baseline, base_counts, dead)
     doc = {"analysis": "stability", "group": group, "inputs": inputs, "conventions": CONVENTIONS,
            "parameters": p.as_dict(), "summary": summary, "flagged": flagged_drifts(trend_rows),
-           "trends": common.records(trends), "table": common.records(table)}
+           "trends": tables.records(trends), "table": tables.records(table)}
     if base_counts is not None:
-        doc["baseline_counts"] = common.records(base_counts)
-    common.write_json(doc, json_path)
+        doc["baseline_counts"] = tables.records(base_counts)
+    tables.write_json(doc, json_path)
 
     title = f"{group}: {len(paths)} exposures, {cube.shape[0]} integrations"
     if trend_png:

@@ -22,8 +22,8 @@ import os
 
 import pandas as pd
 
+from .. import tables
 from ..errors import InputError
-from . import common
 
 #: Key columns of the summary and where they come from: column -> (analysis, summary key).
 KEY_COLUMNS = {
@@ -76,7 +76,7 @@ def load_documents(paths):
             missing.append(str(path))
             continue
         try:
-            doc = common.read_json(path)
+            doc = tables.read_json(path)
         except (OSError, ValueError) as exc:
             raise InputError(path, f"not a readable analysis JSON ({exc})") from None
         if not isinstance(doc, dict):
@@ -200,8 +200,8 @@ def summary_file(group, analysis_jsons, output_tsv, output_json, products=None):
     row = summary_row(group, docs)
     if products is not None:
         row.update(reference_columns(products))
-    common.write_tsv(pd.DataFrame([row]), output_tsv)
-    common.write_json({"analysis": "summary", "group": group, "row": row,
+    tables.write_tsv(pd.DataFrame([row]), output_tsv)
+    tables.write_json({"analysis": "summary", "group": group, "row": row,
                        "sources": {k: d["_path"] for k, d in docs.items()}, "missing": missing},
                       output_json)
     return row
@@ -214,6 +214,6 @@ def combine_summaries(row_tsvs, output_tsv):
         columns=["group", *KEY_COLUMNS])
     first = [c for c in ["group", *KEY_COLUMNS, "reffiles", "reffiles_not_built"] if c in table.columns]
     table = table[first + sorted(c for c in table.columns if c not in first)]
-    common.write_tsv(table, output_tsv)
+    tables.write_tsv(table, output_tsv)
     return table
 

@@ -33,7 +33,7 @@ import pandas as pd
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from .. import __version__
+from .. import __version__, tables
 from ..analysis import common
 from ..errors import InputError
 from . import inventory as inv
@@ -58,10 +58,10 @@ def inventory_file(raw_paths, cfg, inventory_tsv, decisions_tsv, decisions_json)
     overscan = inv.judge_overscan(table, plan, cfg)
     settings = inv.calibration_settings(table, cfg, plan, overscan)
     table["used_for"] = plan["used_for"]
-    common.write_tsv(table[["file", "IMAGETYP", "kind", "EXPTIME_s", "shape", "gain_e_per_ADU",
+    tables.write_tsv(table[["file", "IMAGETYP", "kind", "EXPTIME_s", "shape", "gain_e_per_ADU",
                             "used_for"]], inventory_tsv)
-    common.write_tsv(inv.decision_table(plan, settings), decisions_tsv)
-    common.write_json({"analysis": "ccd_decisions", "plan": plan, "settings": settings}, decisions_json)
+    tables.write_tsv(inv.decision_table(plan, settings), decisions_tsv)
+    tables.write_json({"analysis": "ccd_decisions", "plan": plan, "settings": settings}, decisions_json)
     log.info("%d frames; overscan subtracted: %s; bias subtracted: %s", len(table),
              overscan["subtract"], plan["bias_subtract"])
     return plan, settings
@@ -70,7 +70,7 @@ def inventory_file(raw_paths, cfg, inventory_tsv, decisions_tsv, decisions_json)
 def read_decisions(path):
     """(plan, settings) of a decisions file (dark exposure-time labels back to int)."""
     try:
-        doc = common.read_json(path)
+        doc = tables.read_json(path)
         plan, settings = doc["plan"], doc["settings"]
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(path, f"not a CCD decisions file ({exc})") from None
@@ -321,7 +321,7 @@ def dark_rate_file(master_darks, decisions_json, dark_rate_fits, hot_pixels_tsv,
         if m.meta.get("BIASSUB"):
             table[f"rate_{exptime_tag(m.meta['EXPTIME'])}s_e_per_s"] = (
                 g * np.asarray(m.data, np.float64)[rows, cols] / float(m.meta["EXPTIME"]))
-    common.write_tsv(table, hot_pixels_tsv)
+    tables.write_tsv(table, hot_pixels_tsv)
     targets = {tg["label"]: tg["exptime_s"] for tg in plan["targets"]}
     for label, out in zip(plan["scaled_labels"], scaled_darks):
         src = masters[-1]
@@ -379,7 +379,7 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
     g, thr = settings["gain_e_per_ADU"], settings["hot_threshold_e_per_s"]
     frames = [calibrate_frame(inv.read_frame(p)[0], settings, p, overscan=False) for p in bias_paths]
     pairs, rn, rn_err = process.read_noise_pairs(frames, g)
-    common.write_tsv(pd.DataFrame(
+    tables.write_tsv(pd.DataFrame(
         [{"frame_a": os.path.basename(bias_paths[i]), "frame_b": os.path.basename(bias_paths[j]),
           "read_noise_e": r, "read_noise_ADU": r / g, "npix": n} for i, j, r, n in pairs],
         columns=["frame_a", "frame_b", "read_noise_e", "read_noise_ADU", "npix"]), readnoise_tsv)
@@ -396,7 +396,7 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
             h_t = process.hot_pixels(r_t, thr)
             counts.append({"source": f"master dark {float(m.meta['EXPTIME']):g} s", "exptime_s": float(m.meta["EXPTIME"]),
                            "threshold_e_per_s": thr, "n_hot": int(h_t.sum()), "pct_hot": 100.0 * h_t.mean()})
-    common.write_tsv(pd.DataFrame(counts), hot_counts_tsv)
+    tables.write_tsv(pd.DataFrame(counts), hot_counts_tsv)
     level, level_err, npix = dark_level(rate, sigma, hot)
     coherent = float(rate_ccd.meta.get("RATECOH", 0.0))
     level_err = math.hypot(level_err, coherent)
@@ -413,7 +413,7 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
         summ["expected_e_per_1000s"] = 1000 * float(expected)
         summ["verdict"] = "consistent" if abs(level - expected) <= 2 * level_err else (
             "higher than expected" if level > expected else "lower than expected")
-    common.write_json({"analysis": "ccd", "summary": summ,
+    tables.write_json({"analysis": "ccd", "summary": summ,
                        "conventions": {"dark_current": "median over pixels that are not hot, e-/1000 s",
                                        "read_noise": "single read, e-, from bias-frame pairs"}},
                       summary_json)

@@ -18,7 +18,7 @@ import re
 import numpy as np
 from astropy.time import Time
 
-from .. import io, keywords
+from .. import io, keywords, tables
 from ..errors import InputError
 from ..geometry import Geometry
 from ..steps.jump import sort_columns
@@ -348,9 +348,8 @@ def region_stats(image, masks, sigma=3.0, maxiters=5, percentiles=(5, 25, 50, 75
 
 
 def write_table(df, path):
-    """Write a DataFrame as TSV (directories created)."""
-    with io.atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    """Write a reference file's statistics table as TSV, floats to 6 significant digits."""
+    tables.write_tsv(df, path, float_format="%.6g")
 
 
 def bxp_stats(df, prefix, unit):
