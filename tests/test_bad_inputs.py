@@ -672,7 +672,7 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
         dark[name] = darkcurrent.dark_current_file([p["rateints"] for p in out], refs["gain"], o + "d.tsv",
                                                    o + "d.json", group="g", raw_paths=[p["raw"] for p in out])
         mask[name] = badpix.make_mask([p["rateints"] for p in out], [p["jump"] for p in out], o + "mask.fits",
-                                      gain=refs["gain"], raw_paths=[p["raw"] for p in out])
+                                      gain_path=refs["gain"], raw_paths=[p["raw"] for p in out])
         stab[name] = stability.stability_file([p["rateints"] for p in out], o + "s.tsv", o + "s.json", group="g",
                                               ramp_paths=[p["jump"] for p in out],
                                               bias_paths=[p["raw"] for p in out], gain_path=refs["gain"])

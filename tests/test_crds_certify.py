@@ -87,7 +87,7 @@ def _campaign_references(tmp, spec, seed):
     built = [p for k, p in camp.references.items() if k in truthkit.BUILT[camp.family]]
     mask = os.path.join(str(tmp), "mask.fits")
     badpix.make_mask(camp.paths("rateints"), camp.paths("jump"), mask,
-                     gain=camp.references["gain"])
+                     gain_path=camp.references["gain"])
     return sorted(camp.files["references"].values()), sorted(built) + [mask]
 
 

@@ -394,9 +394,9 @@ def test_every_product_opens_and_validates_with_its_stdatamodels_model(tmp_path,
     products = {"dark": make_dark(paths, tmp_path / "dark.fits")["path"],
                 "readnoise": make_readnoise(paths, tmp_path / "rn.fits")["path"],
                 "mask": make_mask(rateints_of(paths, tmp_path), paths, tmp_path / "mask.fits",
-                                  gain=2.0)["path"]}
+                                  gain_path=2.0)["path"]}
     if instrument != "MIRI":                      # jwst has no MIRI superbias
-        products["superbias"] = make_superbias(paths, tmp_path / "sb.fits", gain=2.0)["path"]
+        products["superbias"] = make_superbias(paths, tmp_path / "sb.fits", gain_path=2.0)["path"]
     models = {"dark": "DarkMIRIModel" if instrument == "MIRI" else "DarkModel",
               "readnoise": "ReadnoiseModel", "mask": "MaskModel", "superbias": "SuperBiasModel"}
     for kind, path in products.items():
@@ -480,7 +480,7 @@ def test_mixed_configuration_groups_are_rejected_naming_file_and_keyword(tmp_pat
     calls = [lambda: make_dark(good + odd, tmp_path / "d.fits"),
              lambda: make_readnoise(good + odd, tmp_path / "r.fits"),
              lambda: make_superbias(good + odd, tmp_path / "s.fits"),
-             lambda: make_mask([str(rate)], good + odd, tmp_path / "m.fits", gain=2.0)]
+             lambda: make_mask([str(rate)], good + odd, tmp_path / "m.fits", gain_path=2.0)]
     for call in calls:
         with pytest.raises(InputError, match=r"odd0\.fits: ") as err:
             call()
@@ -570,7 +570,7 @@ def test_hot_pixels_are_found_with_99_percent_precision_and_recall(hot_set, tmp_
     """Statistic: HOT in our MASK vs the truth HOT map (rate >= 1 e-/s), active pixels."""
     det = hot_set["det"]
     out = tmp_path / "mask.fits"
-    summary = make_mask(hot_set["rates"], hot_set["jumps"], out, gain=det.gain, hot_threshold=1.0,
+    summary = make_mask(hot_set["rates"], hot_set["jumps"], out, gain_path=det.gain, hot_threshold=1.0,
                         warm_threshold=0.05, table_path=tmp_path / "mask.tsv",
                         figure_path=tmp_path / "mask.png")
     dq = io.read_reference(out, "MASK").dq
@@ -653,7 +653,7 @@ def test_readnoise_median_recovers_the_white_cds_noise(noise_set, tmp_path):
     CDS noise map (sqrt 2 x single-frame noise / gain) [DN]; tolerance 2 %."""
     det = noise_set["det"]
     out = tmp_path / "readnoise.fits"
-    summary = make_readnoise(noise_set["paths"], out, gain=det.gain, table_path=tmp_path / "rn.tsv",
+    summary = make_readnoise(noise_set["paths"], out, gain_path=det.gain, table_path=tmp_path / "rn.tsv",
                              figure_path=tmp_path / "rn.png")
     assert "CDS" in fits.getheader(out)["DESCRIP"]
     assert fits.getheader(out, "SCI")["BUNIT"] == "DN" and fits.getheader(out)["RNCONV"] == "CDS"
@@ -737,7 +737,7 @@ def test_superbias_recovers_the_bias_and_the_ktc_noise(bias_set, tmp_path):
     (3) the single-frame read noise (same mode, of group 1 - group 0) within 8 %."""
     det = bias_set["det"]
     out = tmp_path / "superbias.fits"
-    summary = make_superbias(bias_set["paths"], out, gain=det.gain, table_path=tmp_path / "sb.tsv",
+    summary = make_superbias(bias_set["paths"], out, gain_path=det.gain, table_path=tmp_path / "sb.tsv",
                              figure_path=tmp_path / "sb.png")
     ref = io.read_reference(out, "SUPERBIAS")
     active = ~det.science(det.reference)
@@ -931,7 +931,7 @@ def test_dead_pixels_are_ramps_that_never_change(tmp_path):
         with fits.open(p, mode="update") as hdul:
             hdul["SCI"].data[:, :, 8, 8] = 123.0
     rates = rateints_of(paths, tmp_path)
-    summary = make_mask(rates, paths, tmp_path / "m.fits", gain=2.0)
+    summary = make_mask(rates, paths, tmp_path / "m.fits", gain_path=2.0)
     dq = io.read_reference(tmp_path / "m.fits", "MASK").dq
     assert dq[8, 8] & dqflags.DEAD and dq[8, 8] & DNU
     assert summary["counts"]["dead"] == 1

@@ -81,7 +81,7 @@ def mask_campaign(tmp, spec, seed, hot, warm, built=None):
     camp = reduce_campaign(tmp, spec, seed, ncal=3, built=built)
     out = f"{tmp}/mask.fits"
     summary = make_mask(camp.paths("rateints"), camp.paths("jump"), out,
-                        gain=camp.references["gain"], hot_threshold=hot, warm_threshold=warm,
+                        gain_path=camp.references["gain"], hot_threshold=hot, warm_threshold=warm,
                         table_path=f"{tmp}/mask.tsv")
     dq = io.read_reference(out, "MASK").dq
     truth = camp.truth

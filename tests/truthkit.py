@@ -172,10 +172,10 @@ def build_references(tmp, family, cal_products, sim_refs, built=None):
     if "superbias" in built:
         out["superbias"] = os.path.join(refdir, "superbias.fits")
         superbias_ref.make_superbias([p["saturation"] for p in cal_products], out["superbias"],
-                                     gain=sim_refs.get("gain"))
+                                     gain_path=sim_refs.get("gain"))
     if "readnoise" in built:
         out["readnoise"] = os.path.join(refdir, "readnoise.fits")
-        readnoise_ref.make_readnoise(jumps, out["readnoise"], gain=sim_refs.get("gain"))
+        readnoise_ref.make_readnoise(jumps, out["readnoise"], gain_path=sim_refs.get("gain"))
     if "dark" in built:
         out["dark"] = os.path.join(refdir, "dark.fits")
         dark_ref.make_dark(jumps, out["dark"], **_dark_kwargs(family))

@@ -750,7 +750,7 @@ def _noise_probabilities(groupdq, regime, parameters, noise_e):
     return np.array([noise_jump_probability(regime, int(n), parameters, noise_e) for n in n_diffs])
 
 
-def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events_tsv=None,
+def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_tsv=None,
                          map_fits=None, map_png=None, examples_tsv=None, ramp_png=None, grid_png=None,
                          significance_png=None, gain_path=None, readnoise_path=None, jump_parameters=None,
                          pixel_pitch_um=None, connectivity=8, link_groups=None, n_examples=9,
@@ -765,10 +765,10 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         files where the step skipped itself, S_JUMP = SKIPPED, are left out and listed as
         ``skipped_inputs``). Headers need the jump step's keywords (TGROUP, ...); EXPSTART
         orders the files when present.
-    output_tsv : str
+    table_path : str
         One row per (exposure, amplifier) plus rows ``exposure = 'all'`` for the group; columns
         (units in names): see :data:`CONVENTIONS` and :func:`_row`.
-    output_json : str
+    json_path : str
         ``summary`` (group numbers: ``cr_rate_events_per_cm2_per_s`` and its error, the upward and
         downward events, the noise expectation, the efficiency, ``jump_regime``, ...),
         ``per_integration`` (all-amplifier numbers of every integration), ``table``, ``conventions``.
@@ -915,7 +915,7 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
         rows.append(_row("all", math.nan, label, nints_total, group_acc[label],
                          int(group_union[sel].sum()), eff, pileup))
     table = pd.DataFrame(rows)
-    tables.write_tsv(table, output_tsv)
+    tables.write_tsv(table, table_path)
 
     g = table[(table.exposure == "all") & (table.amplifier == common.ALL)].iloc[0]
     summary = {
@@ -967,7 +967,7 @@ def jump_statistics_file(ramp_paths, output_tsv, output_json, group=None, events
                           "noise_per_difference_e": noise_e},
            "efficiency": eff,
            "summary": summary, "per_integration": per_int, "table": tables.records(table)}
-    tables.write_json(doc, output_json)
+    tables.write_json(doc, json_path)
 
     if events_tsv:
         tables.write_tsv(pd.DataFrame(event_rows, columns=[

@@ -1124,7 +1124,7 @@ def _iter_cds(paths, first, max_frames=None, keyed=False, excluded=None):
                     n += 1
 
 
-def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path, json_path,
+def noise_decomposition_files(ramp_paths, table_path, spectrum_table_path, json_path,
                               cds_figure_path, psd_figure_path, gain_path=None, gain=None,
                               window=31, order=3, per_line=False, clip=10.0, nbins=40,
                               row_overhead=ROW_OVERHEAD, pixel_time=None, max_frames=None,
@@ -1136,7 +1136,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
     ramp_paths : list of str        ramp products of one group (NIR ``linearity`` or ``refpix``
                                     products: superbias and refpix applied, 1/f in); CDS frames
                                     from independent group pairs of every integration
-    noise_table_path : str          TSV, :func:`noise_table` (CDS noise, DN and e-)
+    table_path : str                TSV, :func:`noise_table` (CDS noise, DN and e-)
     spectrum_table_path : str       TSV, :func:`spectrum_table` (binned PSD + model, DN^2/Hz)
     json_path : str                 fitted amplitudes (:func:`fit_summary`), conventions, inputs
     cds_figure_path, psd_figure_path : str   PNG figures drawn from the two tables (None: not drawn)
@@ -1207,7 +1207,7 @@ def noise_decomposition_files(ramp_paths, noise_table_path, spectrum_table_path,
         note = "; ".join(s for s in (note, fit_note) if s)
     ntab = noise_table(result, gains)
     stab = spectrum_table(result)
-    for table, path in ((ntab, noise_table_path), (stab, spectrum_table_path)):
+    for table, path in ((ntab, table_path), (stab, spectrum_table_path)):
         tables.write_tsv(table, path, float_format="%.6g")
     layout = result["layout"]
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}

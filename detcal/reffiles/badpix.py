@@ -512,7 +512,7 @@ class _CubeReader:
         self._hdul.close()
 
 
-def make_mask(rateints_paths, jump_paths, out_path, *, gain, hot_threshold=1.0, warm_threshold=0.1,
+def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=1.0, warm_threshold=0.1,
               false_flags=1.0, detect_probability=0.95, saturated_fraction=0.5, noisy_min_ratio=1.2,
               noisy_sigma=3.0, noisy_maxiters=3, min_jumps=10, early_fraction=0.25, jump_ratio=5.0,
               rc_fraction=0.8, telegraph_fraction=0.8, dead_ptp=0.0, dead_fraction=0.75,
@@ -532,7 +532,7 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain, hot_threshold=1.0, 
         of these four is searched).
     out_path : str
         MASK reference (MaskModel layout: DQ uint32 + DQ_DEF).
-    gain : float or str (GAIN reference path)
+    gain_path : str (GAIN reference path) or a number
         [e-/DN] to convert the thresholds to DN/s (per pixel with a GAIN reference).
     hot_threshold, warm_threshold : float
         [e-/s] (defaults 1.0 and 0.1; the simulator's truth uses 1.0 and 0.05 (SW) / 0.2 (LW)).
@@ -601,7 +601,7 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
             raise InputError(r.path, "S_DARK=COMPLETE: hot and warm pixels are found in slopes "
                                      "that still hold their dark current (process without dark_current)")
     ny, nx = first.shape[1:]
-    gain = common.gain_map(p["gain"], first)
+    gain = common.gain_map(p["gain_path"], first)
     hot_dn = np.float32(p["hot_threshold"]) / gain
     warm_dn = np.float32(p["warm_threshold"]) / gain
     geom = common.geometry_of(first)
@@ -801,7 +801,8 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
                                 "noisy_maxiters", "min_jumps",
                                 "early_fraction", "jump_ratio", "rc_fraction", "telegraph_fraction",
                                 "dead_ptp", "dead_fraction", "do_not_use", "keep_unmeasured")}
-    params["gain"] = p["gain"] if not isinstance(p["gain"], str) else os.path.basename(p["gain"])
+    gain_path = p["gain_path"]
+    params["gain"] = os.path.basename(gain_path) if isinstance(gain_path, str) else gain_path
     io.write_reference(out_path, "MASK", {"DQ": dq}, header, step="detcal.reffiles.make_mask",
                        inputs=[r.path for r in readers_for_header], params=params)
     if p["table_path"]:

@@ -106,7 +106,7 @@ def cds_noise(cds, sigma=3.0, maxiters=3, nframes=1, unbias=True):
 # File level
 # --------------------------------------------------------------------------------------------
 def make_readnoise(ramp_paths, out_path, *, sigma=3.0, maxiters=3, unbias=True, skip_first=None,
-                   skip_last=None, min_values=2, gain=None, memory_mb=4000, table_path=None,
+                   skip_last=None, min_values=2, gain_path=None, memory_mb=4000, table_path=None,
                    figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
                    descrip=None):
     """Make a READNOISE reference (CDS noise in DN) from dark ramps of one configuration group.
@@ -123,7 +123,7 @@ def make_readnoise(ramp_paths, out_path, *, sigma=3.0, maxiters=3, unbias=True, 
         Groups dropped at each end of every ramp (None: 5 and 1 for MIRI, 0 and 0 for NIR).
     min_values : int
         Fewest CDS values for a pixel's own estimate (default 2); others get their region median.
-    gain : float, str (GAIN reference) or None
+    gain_path : str (GAIN reference), a number [e-/DN] or None
         Adds electron columns to the table.
     memory_mb : float
         Budget: the CDS stack is built in blocks of rows that fit it.
@@ -140,7 +140,7 @@ def make_readnoise(ramp_paths, out_path, *, sigma=3.0, maxiters=3, unbias=True, 
     readers = common.open_inputs(ramp_paths, step="dq_init", what="read-noise")
     try:
         return _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip_last,
-                               min_values, gain, memory_mb, table_path, figure_path, pedigree,
+                               min_values, gain_path, memory_mb, table_path, figure_path, pedigree,
                                author, useafter, descrip)
     finally:
         common.close_all(readers)

@@ -167,7 +167,7 @@ def ktc_from_scatter(bias_scatter, frame_noise, dof_bias, dof_frame):
 # File level
 # --------------------------------------------------------------------------------------------
 def make_superbias(ramp_paths, out_path, *, sigma=3.0, maxiters=3, bad_sigma=3.0, bad_maxiters=3,
-                   bad_threshold=5.0, gain=None, memory_mb=4000, table_path=None,
+                   bad_threshold=5.0, gain_path=None, memory_mb=4000, table_path=None,
                    figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
                    descrip=None):
     """Make a SUPERBIAS reference (and measure the kTC noise) from NIR dark ramps.
@@ -182,7 +182,7 @@ def make_superbias(ramp_paths, out_path, *, sigma=3.0, maxiters=3, bad_sigma=3.0
         SUPERBIAS reference (SuperBiasModel layout: SCI, ERR, DQ + DQ_DEF).
     sigma, maxiters : clipping of group 0 across integrations (3, 3).
     bad_sigma, bad_maxiters, bad_threshold : UNRELIABLE_BIAS rule (3, 3, 5).
-    gain : float, str (GAIN reference) or None
+    gain_path : str (GAIN reference), a number [e-/DN] or None
         For kTC in electrons.
     memory_mb : float
         Budget for the group-0 stack; read in blocks of rows when it does not fit.
@@ -201,7 +201,7 @@ def make_superbias(ramp_paths, out_path, *, sigma=3.0, maxiters=3, bad_sigma=3.0
     readers = common.open_inputs(ramp_paths, step="saturation", what="superbias")
     try:
         return _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
-                               bad_threshold, gain, memory_mb, table_path, figure_path, pedigree,
+                               bad_threshold, gain_path, memory_mb, table_path, figure_path, pedigree,
                                author, useafter, descrip)
     finally:
         common.close_all(readers)

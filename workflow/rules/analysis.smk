@@ -10,8 +10,8 @@ rule jump_statistics:
         gain_path=group_reference("gain"),             # the references the jump step used: event
         readnoise_path=group_reference("readnoise"),   # significances, noise expectation, efficiency
     output:
-        output_tsv=group_report("results/analysis/{group}/jumps.tsv", "jumps_table", "Jumps", "jump statistics table"),
-        output_json="results/analysis/{group}/jumps.json",
+        table_path=group_report("results/analysis/{group}/jumps.tsv", "jumps_table", "Jumps", "jump statistics table"),
+        json_path="results/analysis/{group}/jumps.json",
         events_tsv="results/analysis/{group}/jumps_events.tsv",
         map_fits="results/analysis/{group}/jumps_map.fits",
         examples_tsv="results/analysis/{group}/jumps_examples.tsv",
@@ -114,7 +114,7 @@ rule noise_decomposition:
         ramp_paths=group_paths("noise"),
         gain_path=group_reference("gain"),
     output:
-        noise_table_path=group_report("results/analysis/{group}/cds_noise.tsv", "cds_noise_table", "Noise", "CDS noise table"),
+        table_path=group_report("results/analysis/{group}/cds_noise.tsv", "cds_noise_table", "Noise", "CDS noise table"),
         spectrum_table_path="results/analysis/{group}/power_spectrum.tsv",
         json_path="results/analysis/{group}/noise_decomposition.json",
         cds_figure_path=group_report("results/plots/{group}/cds_noise.png", "cds_noise", "Noise", "CDS noise components"),

@@ -26,7 +26,7 @@ rule dark_reffile:
 rule superbias_reffile:
     input:
         ramp_paths=group_saturation_products,
-        gain=group_reference("gain"),
+        gain_path=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/superbias.fits",
         table_path=group_report("results/analysis/{group}/superbias_reffile.tsv", "superbias_reffile_table", "Reference files", "SUPERBIAS table"),
@@ -45,7 +45,7 @@ rule superbias_reffile:
 rule readnoise_reffile:
     input:
         ramp_paths=group_paths("jump"),
-        gain=group_reference("gain"),
+        gain_path=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/readnoise.fits",
         table_path=group_report("results/analysis/{group}/readnoise_reffile.tsv", "readnoise_reffile_table", "Reference files", "READNOISE per amplifier"),
@@ -66,7 +66,7 @@ rule mask_reffile:
         rateints_paths=group_paths("rateints"),
         jump_paths=group_paths("jump"),
         raw_paths=group_paths("raw"),          # a dead output is flat only in the raw files
-        gain=group_reference("gain"),
+        gain_path=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/mask.fits",
         table_path=group_report("results/analysis/{group}/mask_reffile.tsv", "mask_reffile_table", "Reference files", "bad pixels per type"),
