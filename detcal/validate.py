@@ -480,9 +480,9 @@ def config_schema(schema_path):
     """The config schema: the YAML file completed with the blocks the step descriptors define.
 
     ``workflow/schemas/config.schema.yaml`` leaves ``steps`` (on/off), ``parameters`` (per step,
-    with defaults), the ``keep`` step names and ``references.<DETECTOR>.steps`` to the registered
-    steps (:func:`detcal.steps.descriptor.schema_blocks`), so a step that is not registered is an
-    unknown key. Returns the schema as a dict.
+    with defaults), the ``keep`` step names, ``references.<DETECTOR>.steps`` and the reference
+    types a step brings to the registered steps (:func:`detcal.steps.descriptor.schema_blocks`),
+    so a step that is not registered is an unknown key. Returns the schema as a dict.
     """
     import yaml
 
@@ -495,7 +495,9 @@ def config_schema(schema_path):
     props["steps"]["properties"] = blocks["steps"]
     props["parameters"]["properties"] = blocks["parameters"]
     props["keep"]["items"]["enum"] = blocks["keep"]
-    schema["definitions"]["reference_set"]["properties"]["steps"]["properties"] = blocks["reference_steps"]
+    reference_set = schema["definitions"]["reference_set"]["properties"]
+    reference_set["steps"]["properties"] = blocks["reference_steps"]
+    reference_set.update(blocks["reference_types"])
     return schema
 
 
@@ -616,6 +618,8 @@ def main(argv=None):
     if not args.raw:
         print(f"{len(args.configfile)} config file(s): valid YAML")
         return 0
+    from . import steps  # noqa: F401  (registers the reference types step modules bring)
+
     refs = []
     try:
         for spec in args.reference:

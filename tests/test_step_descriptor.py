@@ -1,9 +1,10 @@
 """A step is one module: its descriptor is all the package and the workflow need.
 
-A trivial step (``noop``: multiplies the ramp by ``factor``, NIR only, after linearity) is written
-to a temporary module and registered; the step order, the registry, the reference table, the
-keyword lists, the config schema (steps and parameters blocks, with its default) and a Snakemake
-dry run's rule all derive from it. A step that is not implemented (persistence) or unknown is a
+A trivial step (``noop``: multiplies the ramp by ``factor`` and by an optional reference image of
+a new type, NOOPREF; NIR only, after linearity) is written to a temporary module and registered;
+the step order, the registry, the reference table and reference type, the keyword lists, the
+config schema (steps, parameters with its default, references) and a Snakemake dry run's rule
+all derive from it. A step that is not implemented (persistence) or unknown is a
 one-line config error naming the file and the key.
 """
 
@@ -29,21 +30,24 @@ SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 NOOP = '''
-"""Test step: multiply every group by ``factor`` (1 = nothing changes)."""
+"""Test step: multiply every group by ``factor`` and by a NOOPREF image when one is given."""
 import numpy as np
 
-from detcal.steps.descriptor import Param, Step
+from detcal.steps.descriptor import Param, ReferenceType, Step
 
 DESCRIPTOR = Step(
     name="noop", description="Test step: multiply every group by factor",
     position={"NIR": 55}, cal_step="S_NOOP", suffix="noopstep",
-    references=("gain",), optional_references=("gain",), keywords=("TGROUP",),
-    parameters={"factor": Param(1.0, "Multiplier [dimensionless]", {"exclusiveMinimum": 0})})
+    references=("gain", "noopref"), optional_references=("gain", "noopref"), keywords=("TGROUP",),
+    parameters={"factor": Param(1.0, "Multiplier [dimensionless]", {"exclusiveMinimum": 0})},
+    reference_types={"noopref": ReferenceType("NOOPREF", {"SCI": (np.float32, 2, True)},
+                                              "ReferenceImageModel", "NOOPREF reference (multiplier image)")})
 
 
 def run(ramp, refs, factor=1.0):
     ramp.meta("noop")                       # the descriptor's keywords, checked
-    ramp.data = (ramp.data * np.float32(factor)).astype(np.float32)
+    scale = np.float32(factor) * (refs["noopref"].data if "noopref" in refs else np.float32(1))
+    ramp.data = (ramp.data * scale).astype(np.float32)
     return ramp
 '''
 
@@ -69,7 +73,8 @@ def test_registered_step_is_in_the_order_registry_references_and_keyword_lists(n
     assert pipeline.chain("NIR", {"noop": False}) == tuple(s for s in nir if s != "noop")
     assert steps.REGISTRY["noop"].__file__ == str(noop_module)
     assert pipeline.SUFFIX["noop"] == "noopstep" and "noop" in pipeline.RAMP_STEPS
-    assert pipeline.REFERENCES["noop"] == ("gain",) and pipeline.OPTIONAL_REFERENCES["noop"] == ("gain",)
+    assert pipeline.REFERENCES["noop"] == ("gain", "noopref") == pipeline.OPTIONAL_REFERENCES["noop"]
+    assert io.REFTYPES["noopref"] == "NOOPREF" and io.LAYOUT["NOOPREF"]["SCI"][2]
     assert keywords.CAL_STEP["noop"] == "S_NOOP"
     assert keywords.STEP["noop"] == keywords.BASE + ("TGROUP",)
     assert pipeline.previous_step("NIR", {}, "dark_current") == "noop"
@@ -84,7 +89,10 @@ def test_registered_step_is_in_the_schema_with_its_parameter_default(noop_module
     assert props["parameters"]["properties"]["noop"]["properties"]["factor"] == {
         "type": "number", "exclusiveMinimum": 0, "default": 1.0, "description": "Multiplier [dimensionless]"}
     assert "noop" in props["keep"]["items"]["enum"]
-    assert "noop" in schema["definitions"]["reference_set"]["properties"]["steps"]["properties"]
+    reference_set = schema["definitions"]["reference_set"]["properties"]
+    assert "noop" in reference_set["steps"]["properties"]
+    assert reference_set["noopref"] == {"type": "string",
+                                        "description": "NOOPREF reference (multiplier image)"}
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     good = {**config, "steps": {"noop": False}, "parameters": {"noop": {"factor": 2.0}}}
     assert validate.config_problems(good, SCHEMA) == []
@@ -100,6 +108,8 @@ def test_unregistered_step_is_an_unknown_config_key(noop_module, tmp_path):
     lines = validate.config_problems(config, SCHEMA, [REPO / "config/config.yaml", user])
     assert len(lines) == 1 and lines[0].startswith(f"{user}: unknown config key steps:noop (value True)")
     assert "noop" not in pipeline.ORDER["NIR"] and "noop" not in keywords.CAL_STEP
+    assert "noopref" not in io.REFTYPES and "NOOPREF" not in io.LAYOUT
+    assert "noopref" not in validate.config_schema(SCHEMA)["definitions"]["reference_set"]["properties"]
 
 
 def test_registered_step_runs_through_the_runner_with_its_status_keyword(noop_module, tmp_path):
@@ -111,6 +121,13 @@ def test_registered_step_runs_through_the_runner_with_its_status_keyword(noop_mo
     header = fits.getheader(tmp_path / "out.fits")
     assert header["S_NOOP"] == "COMPLETE"
     np.testing.assert_array_equal(io.read_ramp(tmp_path / "out.fits").data, 2 * ramp.data)
+    # a reference of the type the step brings: written, read (cut to the ramp) and applied
+    scale = np.full((8, 8), 3.0, np.float32)
+    io.write_reference(tmp_path / "noopref.fits", "NOOPREF", {"SCI": scale}, ramp.header)
+    out = runner.run_step_file("noop", str(raw), {"noopref": str(tmp_path / "noopref.fits")},
+                               str(tmp_path / "out3.fits"))
+    np.testing.assert_array_equal(out.data, 3 * ramp.data)
+    assert fits.getheader(tmp_path / "noopref.fits")["DATAMODL"] == "ReferenceImageModel"
     del ramp.header["TGROUP"]                    # the keyword the descriptor says noop needs
     io.write_ramp(ramp, tmp_path / "no_tgroup.fits")
     with pytest.raises(InputError, match=r"no_tgroup.fits.*missing header keyword TGROUP \(needed by noop\)"):

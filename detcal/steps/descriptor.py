@@ -8,6 +8,8 @@ everything that used to be a hand-kept table is derived from the registry:
 derived table or block                         from the descriptors
 ---------------------------------------------  -------------------------------------------------
 ``detcal.steps.REGISTRY`` (name -> module)     :data:`MODULES`
+``detcal.io.REFTYPES``, ``LAYOUT``,            :attr:`Step.reference_types` (the types a step
+``DATAMODL``, ``MAIN`` (types a step brings)   brings; the built-in types are io's own)
 ``detcal.pipeline.ORDER`` (per family)         :attr:`Step.position`
 ``detcal.pipeline.REFERENCES``,                :attr:`Step.references`,
 ``OPTIONAL_REFERENCES``                        :attr:`Step.optional_references`
@@ -86,6 +88,24 @@ class Product:
 
 
 @dataclass(frozen=True)
+class ReferenceType:
+    """A reference-file type that a step brings and detcal.io does not know yet.
+
+    reftype : the REFTYPE keyword (upper case)
+    layout : {extension: (dtype, ndim or tuple of ndims, required)}, as :data:`detcal.io.LAYOUT`
+    datamodl : the stdatamodels class name written as DATAMODL
+    description : one line for the schema's ``references.<DETECTOR>`` block, with units
+    main : the extension whose last two axes are the image (:data:`detcal.io.MAIN`)
+    """
+
+    reftype: str
+    layout: dict
+    datamodl: str
+    description: str
+    main: str = "SCI"
+
+
+@dataclass(frozen=True)
 class Step:
     """Everything the package and the workflow know about one detector1 step.
 
@@ -96,13 +116,17 @@ class Step:
         a family not listed does not run the step
     cal_step : the S_* status keyword jwst writes for the step
     suffix : file suffix of the step's ramp product as jwst names it (``superbiasstep``)
-    references : config keys of the reference files the step reads (keys of detcal.io.REFTYPES)
+    references : config keys of the reference files the step reads (keys of detcal.io.REFTYPES,
+        or of ``reference_types``)
     optional_references : those among ``references`` it can run without
     keywords : primary-header keywords it needs beyond detcal.keywords.BASE
     parameters : {name: Param}: the parameters the config offers (keyword arguments of ``run``)
     default_on : whether the step runs when the config does not say
     ramp_product : False for a step whose product is not a ramp (ramp_fit: rate/rateints)
     products : {name: Product}: further products (see :class:`Product`)
+    reference_types : {config key: ReferenceType}: reference types the step brings; registering
+        the step adds them to detcal.io's tables (REFTYPES, LAYOUT, DATAMODL, MAIN) and to the
+        schema's reference block, so reading, checking and writing them needs nothing else
     """
 
     name: str
@@ -117,6 +141,7 @@ class Step:
     default_on: bool = True
     ramp_product: bool = True
     products: dict = field(default_factory=dict)
+    reference_types: dict = field(default_factory=dict)
 
     def apply(self, ramp, refs, **params):
         """Run the step's module on ``ramp``; return a :class:`StepResult` (see the module doc)."""
@@ -170,15 +195,34 @@ def register(module):
             return DESCRIPTORS[desc.name]
         raise ValueError(f"step {desc.name!r} of {module.__name__} is already registered by {old.__name__}")
     _check(desc, module)
+    _add_reference_types(desc)
     DESCRIPTORS[desc.name] = desc
     MODULES[desc.name] = module
     return desc
 
 
+def _add_reference_types(desc):
+    from .. import io
+
+    for key, ref in desc.reference_types.items():
+        io.REFTYPES[key] = ref.reftype
+        io.LAYOUT[ref.reftype] = ref.layout
+        io.DATAMODL[ref.reftype] = ref.datamodl
+        if ref.main != "SCI":
+            io.MAIN[ref.reftype] = ref.main
+
+
 def unregister(name):
-    """Remove step ``name`` from the registry (a temporary step registered by a test)."""
-    DESCRIPTORS.pop(name, None)
+    """Remove step ``name`` (and the reference types it brought) from the registry: a temporary
+    step registered by a test."""
+    from .. import io
+
+    desc = DESCRIPTORS.pop(name, None)
     MODULES.pop(name, None)
+    for key, ref in (desc.reference_types if desc else {}).items():
+        io.REFTYPES.pop(key, None)
+        for table in (io.LAYOUT, io.DATAMODL, io.MAIN):
+            table.pop(ref.reftype, None)
 
 
 def _load(module):
@@ -209,9 +253,14 @@ def _check(desc, module):
         taken = [d.name for d in DESCRIPTORS.values() if d.position.get(fam) == pos]
         if taken:
             raise ValueError(f"{where}: position {pos} in {fam} is taken by {taken[0]}")
-    unknown = [k for k in desc.references if k not in io.REFTYPES]
+    clash = [k for k, ref in desc.reference_types.items()
+             if k in io.REFTYPES or ref.reftype in io.REFTYPES.values()]
+    if clash:
+        raise ValueError(f"{where}: reference types {clash} exist already (detcal.io.REFTYPES)")
+    unknown = [k for k in desc.references if k not in io.REFTYPES and k not in desc.reference_types]
     if unknown:
-        raise ValueError(f"{where}: unknown reference keys {unknown}; known: {sorted(io.REFTYPES)}")
+        raise ValueError(f"{where}: unknown reference keys {unknown}; known: {sorted(io.REFTYPES)} "
+                         "(a new type goes in the descriptor's reference_types)")
     if set(desc.optional_references) - set(desc.references):
         raise ValueError(f"{where}: optional references {desc.optional_references} are not among "
                          f"{desc.references}")
@@ -258,10 +307,11 @@ def ramp_steps():
 def schema_blocks():
     """The config-schema blocks derived from the descriptors.
 
-    Returns {"steps": ..., "parameters": ..., "keep": ..., "reference_steps": ...}: the
-    ``steps`` on/off block, the ``parameters`` block (one object per step with parameters, every
-    parameter with its default), the ``keep`` item enum (the ramp steps) and the properties of
-    ``references.<DETECTOR>.steps`` (steps that read references).
+    Returns {"steps": ..., "parameters": ..., "keep": ..., "reference_steps": ...,
+    "reference_types": ...}: the ``steps`` on/off block, the ``parameters`` block (one object per
+    step with parameters, every parameter with its default), the ``keep`` item enum (the ramp
+    steps), the properties of ``references.<DETECTOR>.steps`` (steps that read references) and
+    of ``references.<DETECTOR>`` for the reference types steps bring.
     """
     steps = {n: {"type": "boolean", "default": DESCRIPTORS[n].default_on,
                  "description": DESCRIPTORS[n].description} for n in names()}
@@ -277,4 +327,6 @@ def schema_blocks():
         "keep": list(ramp_steps()),
         "reference_steps": {n: {"$ref": "#/definitions/step_references"}
                             for n in names() if DESCRIPTORS[n].references},
+        "reference_types": {key: {"type": "string", "description": ref.description}
+                            for n in names() for key, ref in DESCRIPTORS[n].reference_types.items()},
     }
