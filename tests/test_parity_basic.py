@@ -132,6 +132,32 @@ def test_saturation_matches_stcal_on_a_single_group_and_two_group_ramp():
         np.testing.assert_array_equal(our_pdq, ref_pdq)
 
 
+@pytest.mark.parametrize("grow", [1, 2])
+def test_saturation_matches_stcal_on_a_dark_with_few_saturated_pixels(grow):
+    """A dark's few saturating (hot) pixels, at corners and edges too: the step then grows the
+    flags from the pixels' coordinates instead of dilating whole frames; same flags as stcal."""
+    from detcal.steps.saturation import grow as dilate, grow_in_place
+    rng = np.random.default_rng(20 + grow)
+    nints, ngroups, ny, nx = 2, 5, 64, 48
+    data = (10000 + rng.normal(0, 10, (nints, ngroups, ny, nx))).astype(np.float32)
+    hot = [(0, 0), (0, 20), (ny - 1, nx - 1), (30, 0), (31, 1), (10, 10), (50, nx - 2)]
+    for k, (y, x) in enumerate(hot):
+        data[k % nints, 1 + k % (ngroups - 1):, y, x] = 40000.0
+    thr = np.full((ny, nx), 30000, np.float32)
+    gdq, pdq, sat_dq = (np.zeros(data.shape, np.uint8), np.zeros((ny, nx), np.uint32),
+                        np.zeros((ny, nx), np.uint32))
+    ref_gdq, ref_pdq = stcal_saturation(data, gdq, pdq, thr, sat_dq, None, grow, 1)
+    our_gdq, our_pdq = flag_saturation(data, gdq, pdq, thr, sat_dq, n_pix_grow_sat=grow)
+    np.testing.assert_array_equal(our_gdq, ref_gdq)
+    np.testing.assert_array_equal(our_pdq, ref_pdq)
+    assert ref_gdq[0, 4, grow, grow] & SAT and ref_gdq[0, 4, ny - 1 - grow, nx - 1 - grow] & SAT
+    assert 0 < np.count_nonzero(ref_gdq[0, 4] & SAT) < ny * nx // 8     # the sparse regime
+    # the two ways of growing agree on sparse and on dense masks
+    for density in (0.001, 0.3):
+        mask = rng.random((ny, nx)) < density
+        np.testing.assert_array_equal(grow_in_place(mask.copy(), grow), dilate(mask, grow))
+
+
 def model_meta(model, ramp):
     """Copy the subarray/exposure metadata jwst's steps look at from a detcal Ramp header."""
     h = ramp.header
