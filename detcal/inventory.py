@@ -16,14 +16,90 @@ from .geometry import family
 _SUFFIXES = (".fits.gz", ".fits", ".fit")
 
 
-def exposure_name(path):
-    """``.../jw01062001001_01101_00001_nrca1_uncal.fits`` -> ``jw01062001001_01101_00001_nrca1``."""
+def exposure_name(path, product=False):
+    """Exposure name of a raw file, or of a product with ``product=True``.
+
+    ``.../jw01062001001_01101_00001_nrca1_uncal.fits`` -> ``jw01062001001_01101_00001_nrca1``:
+    the file name without its extension and ``_uncal``. A product is named
+    ``{exposure}_{suffix}.fits`` (``demo_nrca1_e001_jumpstep.fits`` -> ``demo_nrca1_e001``);
+    with ``product=True`` a suffix of :func:`product_suffixes` is removed as well.
+    """
     name = os.path.basename(str(path))
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
+    for ext in _SUFFIXES:
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
             break
-    return name[:-6] if name.endswith("_uncal") else name
+    if name.endswith("_uncal"):
+        return name[:-6]
+    if product:
+        for suffix in product_suffixes():
+            if name.endswith(f"_{suffix}"):
+                return name[: -len(suffix) - 1]
+    return name
+
+
+def product_suffixes():
+    """File-name suffixes of the products, ``{exposure}_{suffix}.fits``: every registered step's
+    ramp product and its further products (rate, rateints, ...), from the step descriptors."""
+    from .steps import descriptor       # a floor above; only read when a product is named
+
+    out = []
+    for step in descriptor.DESCRIPTORS.values():
+        out += [step.suffix] if step.suffix else []
+        out += [prod.suffix for prod in step.products.values()]
+    return tuple(dict.fromkeys(out))
+
+
+def group_values(header, path, also=()):
+    """Typed values of the configuration-group keywords of a header.
+
+    :data:`detcal.keywords.GROUP` (required: :class:`InputError` naming ``path`` when one is
+    missing or malformed), then :data:`detcal.keywords.GROUP_OPTIONAL` and the keywords ``also``
+    (None when absent). ``keywords.group_id`` of the result is the inventory's group name.
+    """
+    vals = {k: keywords.value(header, k, path, needed_by="the configuration group") for k in keywords.GROUP}
+    for k in keywords.GROUP_OPTIONAL + tuple(also):
+        vals[k] = keywords.optional(header, k)
+    return vals
+
+
+def group_name(header, path="<header>"):
+    """Configuration-group name (as the inventory names it) of a file's header."""
+    return keywords.group_id(group_values(header, path))
+
+
+def check_one_group(headers, paths, also=(), what="input"):
+    """The one check that files belong to one configuration group (as the inventory groups them).
+
+    Compares :func:`group_values` (:data:`detcal.keywords.GROUP`, ``GROUP_OPTIONAL`` and the
+    keywords ``also``, e.g. the subarray placement) of every header with the first's.
+
+    Parameters
+    ----------
+    headers : sequence of primary headers; paths : their files (same order)
+    also : keywords that must agree besides the group's
+    what : name of the files in the error message ('input', 'mask', ...)
+
+    Returns
+    -------
+    dict: the group values of the first file.
+
+    Raises
+    ------
+    InputError naming the first file that differs, every keyword that differs and the first file.
+    """
+    if not headers:
+        raise ValueError("no input files given")
+    ref = group_values(headers[0], paths[0], also)
+    for header, path in zip(headers[1:], paths[1:]):
+        vals = group_values(header, path, also)
+        diff = [k for k in ref if vals[k] != ref[k]]
+        if diff:
+            raise InputError(path, f"does not belong to the configuration group of the first {what} file "
+                                   f"{os.path.basename(str(paths[0]))}: "
+                             + ", ".join(f"{k}={vals[k]!r} (not {ref[k]!r})" for k in diff)
+                             + f" (one group shares {', '.join(keywords.GROUP + tuple(also))})")
+    return ref
 
 
 def expand_inputs(raw):

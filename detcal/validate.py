@@ -597,7 +597,8 @@ def main(argv=None):
 
     Checks raw files (globs allowed) and references as the workflow does before any job, and
     config files for YAML syntax (file, line, column); prints one line per problem to stderr and
-    returns 1, or a one-line summary and 0.
+    returns 1, or a one-line summary and 0. ``--schema``: prints the complete config schema (the
+    schema file with the blocks of the registered steps, :func:`config_schema`) as YAML.
     """
     import argparse
     import sys
@@ -607,7 +608,16 @@ def main(argv=None):
     parser.add_argument("--reference", action="append", default=[], metavar="DETECTOR:key=path")
     parser.add_argument("--configfile", action="append", default=[], metavar="FILE",
                         help="check that a config file is valid YAML (Snakemake does not name it)")
+    parser.add_argument("--schema", action="store_true",
+                        help="print the complete config schema (with the steps' blocks) as YAML")
     args = parser.parse_args(argv)
+    if args.schema:
+        import yaml
+
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "workflow", "schemas", "config.schema.yaml")
+        print(yaml.safe_dump(config_schema(path), sort_keys=False, width=100), end="")
+        return 0
     if not (args.raw or args.configfile):
         parser.error("give raw files (globs) and/or --configfile FILE")
     bad = [line for line in map(configfile_problem, args.configfile) if line]

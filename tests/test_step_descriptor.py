@@ -100,6 +100,13 @@ def test_registered_step_is_in_the_schema_with_its_parameter_default(noop_module
     assert len(bad) == 1 and "parameters:noop:factor = 0" in bad[0]
 
 
+def test_complete_schema_is_printed_with_the_registered_steps(noop_module, capsys):
+    assert validate.main(["--schema"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == validate.config_schema(SCHEMA)
+    assert printed["properties"]["parameters"]["properties"]["noop"]["properties"]["factor"]["default"] == 1.0
+
+
 def test_unregistered_step_is_an_unknown_config_key(noop_module, tmp_path):
     steps.unregister("noop")
     user = tmp_path / "my.yaml"

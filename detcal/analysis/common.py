@@ -1,20 +1,26 @@
-"""Shared pieces of the commissioning analyses (jumps, dark current, stability, summary).
+"""Shared pieces of the commissioning analyses (jumps, dark current, stability, noise, summary).
+
+The analysis toolkit is this module, :mod:`detcal.analysis.robust` (every robust statistic),
+:mod:`detcal.tables` (the TSV/JSON writer) and, for files, :mod:`detcal.inventory` (the one
+configuration-group check, ``check_one_group``, and ``exposure_name``).
 
 * Pixel selections: active pixels (reference pixels excluded, through
-  :class:`detcal.geometry.Geometry`, the one definition) and amplifiers (outputs), labelled
-  ``'1'..'N'`` (output index + 1) and ``'all'`` (every selected pixel of the array).
-* A histogram with a Gaussian fit and a Pearson chi-square (the robust statistics are in
-  :mod:`detcal.analysis.robust`).
-* Products: headers of a list of files checked to belong to one configuration group, exposure
-  names from product names, the slope-image file (MEAN/STD/NUSED/DQ) that the dark-current
-  analysis writes and the stability analysis uses as its baseline.
-* matplotlib (Agg) figure helpers. Tables and JSON are written by :mod:`detcal.tables`.
+  :class:`detcal.geometry.Geometry`, the one definition), pixels without DO_NOT_USE, and
+  amplifiers (outputs). **Amplifier label convention**: every table, JSON and figure names an
+  amplifier by its 1-based number, column/key ``amplifier`` = ``'1'..'N'`` (output index + 1;
+  :func:`amplifier_labels`), and ``'all'`` for every selected pixel of the array. Dead or flat
+  outputs (:func:`dead_outputs`, :func:`dead_amplifiers`).
+* Gains: the GAIN reference cut to a product's frame (:func:`read_gain`, per pixel) and its
+  median per amplifier (:func:`amplifier_gains`, :func:`output_gains`).
+* A histogram with a Gaussian fit and a Pearson chi-square.
+* Products: the slope-image file (MEAN/STD/NUSED/DQ) that the dark-current analysis writes and
+  the stability analysis uses as its baseline; rate/rateints products.
+* matplotlib (Agg) figure helpers.
 
 No Snakemake, no logging configuration.
 """
 
 import math
-import os
 import types
 
 import matplotlib
@@ -25,7 +31,7 @@ import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
 from scipy import optimize  # noqa: E402
 
-from .. import dqflags, io, keywords, pipeline  # noqa: E402
+from .. import dqflags, io, keywords  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry, family  # noqa: E402
 from . import robust  # noqa: E402
@@ -285,54 +291,6 @@ def histogram_gaussian_fit(values, centre, width, nsigma=7.0, bins="auto", min_e
 # ----------------------------------------------------------------------------------------------
 # Products
 # ----------------------------------------------------------------------------------------------
-_PRODUCT_SUFFIXES = tuple(f"_{s}" for s in pipeline.SUFFIX.values()) + ("_rateints", "_rate", "_uncal")
-
-
-def exposure_name(path):
-    """Exposure name of a product: ``.../demo_nrca1_e001_jumpstep.fits`` -> ``demo_nrca1_e001``."""
-    name = os.path.basename(str(path))
-    for ext in (".fits.gz", ".fits", ".fit"):
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
-    for suffix in _PRODUCT_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def group_values(header, path):
-    """Typed values of the configuration-group keywords (:data:`detcal.keywords.GROUP`) of a header."""
-    vals = {k: keywords.value(header, k, path, needed_by="the analyses") for k in keywords.GROUP}
-    for k in keywords.GROUP_OPTIONAL:
-        vals[k] = keywords.optional(header, k)
-    return vals
-
-
-def check_one_group(headers, paths):
-    """Raise :class:`InputError` naming the first file whose group keywords differ from the first's.
-
-    Returns the group values (dict) of the first file.
-    """
-    if not headers:
-        raise ValueError("no input files given")
-    ref = group_values(headers[0], paths[0])
-    for header, path in zip(headers[1:], paths[1:]):
-        vals = group_values(header, path)
-        diff = [k for k in ref if vals[k] != ref[k]]
-        if diff:
-            raise InputError(path, "does not belong to the configuration group of "
-                                   f"{os.path.basename(str(paths[0]))}: "
-                             + ", ".join(f"{k}={vals[k]!r} (not {ref[k]!r})" for k in diff))
-    return ref
-
-
-def group_name(header, path="<header>"):
-    """Configuration-group name (as the inventory names it) of a file's header."""
-    meta = group_values(header, path)
-    return keywords.group_id(meta)
-
-
 def expstart(header):
     """EXPSTART [MJD] of a header, NaN if absent."""
     val = keywords.optional(header, "EXPSTART")

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import dqflags, io, tables
+from .. import dqflags, inventory, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from ..reffiles import common as rcommon
@@ -223,7 +223,7 @@ def read_group(rateints_paths):
         dq.append(d)
         headers.append(h)
         owner += [k] * s.shape[0]
-    common.check_one_group(headers, paths)
+    inventory.check_one_group(headers, paths)
     return np.concatenate(sci), np.concatenate(dq), headers, np.array(owner)
 
 
@@ -845,7 +845,7 @@ def dark_summary(table, detector, ngroups, nfiles, nints, parameters, dead=(), a
 
 def per_integration_rows(paths, owner, per_int):
     """Per-integration clipped means [DN/s] by amplifier, with exposure and 1-based integration."""
-    exposures = [common.exposure_name(p) for p in paths]
+    exposures = [inventory.exposure_name(p, product=True) for p in paths]
     return [{"exposure": exposures[owner[i]], "integration_in_file": int(np.sum(owner[:i] == owner[i])) + 1,
              **{f"mean_DN_per_s_amp_{label}": per_int[label][i] for label in per_int}}
             for i in range(len(owner))]
@@ -926,7 +926,7 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
     paths = [str(x) for x in rateints_paths]
     cube, dq, headers, owner = read_group(paths)
     header = headers[0]
-    group = group or common.group_name(header, paths[0])
+    group = group or inventory.group_name(header, paths[0])
     detector = str(header["DETECTOR"]).strip()
     geom, amp_map, active = common.layout(header, cube.shape, paths[0])
     select = pixel_selection(active, dq, p.exclude_dq)

@@ -90,7 +90,7 @@ from scipy import ndimage
 from scipy.signal import convolve2d
 from scipy.special import ndtr
 
-from .. import dqflags, io, tables
+from .. import dqflags, inventory, io, tables
 from ..errors import InputError
 from ..steps import jump as jump_step
 from . import common
@@ -812,8 +812,8 @@ def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_t
     """
     paths = [str(p) for p in ramp_paths]
     headers = [io.read_headers(p)[0] for p in paths]
-    common.check_one_group(headers, paths)
-    group = group or common.group_name(headers[0], paths[0])
+    inventory.check_one_group(headers, paths)
+    group = group or inventory.group_name(headers[0], paths[0])
     status = [str(h.get("S_JUMP", "")).strip().upper() for h in headers]
     for path, st in zip(paths, status):
         if st not in ("COMPLETE", "SKIPPED"):
@@ -835,7 +835,7 @@ def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_t
     for path in paths:
         ramp = io.read_ramp(path, "jump")
         meta = ramp.meta("jump")
-        name = common.exposure_name(path)
+        name = inventory.exposure_name(path, product=True)
         start = common.expstart(ramp.header)
         geom, amp_map, active = common.layout(ramp.header, ramp.data.shape, path)
         if dead:        # a dead output detects nothing: it is no detection area

@@ -109,7 +109,7 @@ import scipy.special  # noqa: E402
 from astropy.io import fits  # noqa: E402
 from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 
-from .. import dqflags, io, keywords, tables  # noqa: E402
+from .. import dqflags, inventory, io, keywords, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
 from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
@@ -734,11 +734,9 @@ def open_ramp(path, step="ramp_fit"):
 
 
 def check_same_configuration(first, other):
-    """Raise InputError if ``other`` cannot be analysed together with ``first`` (RampFile)."""
-    for key in ("DETECTOR", "NGROUPS", "NFRAMES", "GROUPGAP", "SUBARRAY"):
-        if first.meta.get(key) != other.meta.get(key):
-            raise InputError(other.path, f"{key}={other.meta.get(key)!r} differs from "
-                                         f"{first.meta.get(key)!r} of {first.path}")
+    """Raise InputError if ``other`` cannot be analysed together with ``first`` (RampFile):
+    another configuration group (:func:`detcal.inventory.check_one_group`), frame shape or TGROUP."""
+    inventory.check_one_group([first.header, other.header], [first.path, other.path], what="ramp")
     if first.shape[1:] != other.shape[1:]:
         raise InputError(other.path, f"frame shape {other.shape[1:]} differs from {first.shape[1:]}")
     if abs(first.meta["TGROUP"] - other.meta["TGROUP"]) > 1e-6 * first.meta["TGROUP"]:

@@ -75,7 +75,7 @@ from astropy.io import fits
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sstats
 
-from .. import dqflags, io, tables
+from .. import dqflags, inventory, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from . import common, robust
@@ -496,7 +496,7 @@ def bias_measurements(group_zero, pixeldq, masks, parameters):
 
 def _companions(kind, extra, names):
     """{exposure index: path} of the ramp or raw files matched to the rateints by exposure name."""
-    by_name = {common.exposure_name(p): p for p in extra}
+    by_name = {inventory.exposure_name(p, product=True): p for p in extra}
     missing = [n for n in names if n not in by_name]
     if missing:
         raise InputError(extra[0], f"no {kind} input for exposure(s) {missing} (given: {sorted(by_name)})")
@@ -515,12 +515,12 @@ def read_and_measure_companions(per, kind, extra, names, header, paths, masks, p
     for e, path in matched.items():
         if kind == "cds_noise":
             ramp = io.read_ramp(path)
-            common.check_one_group([header, ramp.header], [paths[e], path])
+            inventory.check_one_group([header, ramp.header], [paths[e], path])
             per[kind][e] = ramp_cds_measurements(ramp.data, ramp.groupdq, ramp.pixeldq, masks)
             del ramp
         else:
             g0, pdq, h = read_group_zero(path)
-            common.check_one_group([header, h], [paths[e], path])
+            inventory.check_one_group([header, h], [paths[e], path])
             per[kind][e] = bias_measurements(g0, pdq, masks, parameters)
     return extra
 
@@ -747,9 +747,9 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
     p = parameters
     paths = [str(x) for x in rateints_paths]
     cube, dq, headers, owner = read_group(paths)
-    names = [common.exposure_name(x) for x in paths]
+    names = [inventory.exposure_name(x, product=True) for x in paths]
     header = headers[0]
-    group = group or common.group_name(header, paths[0])
+    group = group or inventory.group_name(header, paths[0])
     geom, amp_map, usable, masks, dead = _group_masks(header, cube, dq, paths[0], bias_paths)
     labels = list(masks)
     gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None

@@ -94,7 +94,7 @@ import pandas as pd
 from astropy.io import fits
 from scipy import stats
 
-from .. import __version__, dqflags, io, keywords
+from .. import __version__, dqflags, inventory, io, keywords
 from ..analysis.robust import clip_bias_factor, mad_sigma
 from ..errors import InputError
 from ..geometry import family
@@ -584,7 +584,8 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=
             raise InputError("<inputs>", "no rateints files given")
         jump_readers = [io.RampReader(p, "dq_init") for p in jump_paths]
         headers = [r.header for r in rate_readers + jump_readers]
-        common.check_same_group(headers, [r.path for r in rate_readers + jump_readers], "mask")
+        inventory.check_one_group(headers, [r.path for r in rate_readers + jump_readers], also=common.SHARED,
+                                  what="mask")
         shapes = {r.shape[-2:] for r in rate_readers + jump_readers}
         if len(shapes) != 1:
             raise InputError(rate_readers[0].path, f"inputs disagree on the frame shape: {sorted(shapes)}")

@@ -12,13 +12,12 @@
 
 import logging
 import math
-import os
 import re
 
 import numpy as np
 from astropy.time import Time
 
-from .. import io, keywords, tables
+from .. import inventory, io, keywords, tables
 from ..errors import InputError
 from ..geometry import Geometry
 from ..steps.jump import sort_columns
@@ -70,27 +69,11 @@ def open_inputs(paths, step="inventory", what="input"):
     try:
         for p in paths:
             readers.append(io.RampReader(p, step))
-        check_same_group([r.header for r in readers], paths, what)
+        inventory.check_one_group([r.header for r in readers], paths, also=SHARED, what=what)
     except BaseException:
         close_all(readers)
         raise
     return readers
-
-
-def check_same_group(headers, paths, what="input"):
-    """InputError naming the first file (and keyword) whose configuration differs from the first."""
-    keys = keywords.GROUP + SHARED
-    ref = headers[0]
-    for h, p in zip(headers[1:], paths[1:]):
-        for key in keys + keywords.GROUP_OPTIONAL:
-            if key in keywords.GROUP_OPTIONAL and key not in ref and key not in h:
-                continue
-            a, b = keywords.optional(ref, key), keywords.optional(h, key)
-            if a != b:
-                raise InputError(p, (
-                    f"{key}={b!r} but {os.path.basename(paths[0])} has {key}={a!r}: the {what} files "
-                    f"of one reference file must share one configuration group "
-                    f"({', '.join(keywords.GROUP)}) and {', '.join(SHARED)}"))
 
 
 def close_all(readers):
