@@ -136,7 +136,8 @@ def test_saturation_matches_stcal_on_a_single_group_and_two_group_ramp():
 def test_saturation_matches_stcal_on_a_dark_with_few_saturated_pixels(grow):
     """A dark's few saturating (hot) pixels, at corners and edges too: the step then grows the
     flags from the pixels' coordinates instead of dilating whole frames; same flags as stcal."""
-    from detcal.steps.saturation import grow as dilate, grow_in_place
+    from detcal.steps.saturation import grow as dilate
+    from detcal.steps.saturation import grow_in_place
     rng = np.random.default_rng(20 + grow)
     nints, ngroups, ny, nx = 2, 5, 64, 48
     data = (10000 + rng.normal(0, 10, (nints, ngroups, ny, nx))).astype(np.float32)
