@@ -549,7 +549,7 @@ def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit):
         # jwst: data[i] = data[i] - first_read (float64, stored as float32); out[i] is the buffer
         diff = out[i]
         for g in range(ngroups):
-            diff[g] = data[i, g] - first
+            np.subtract(data[i, g], first, out=diff[g])     # float64 arithmetic, float32 stored
         if ngroups > 1 and not missing:
             values = np.zeros((ngroups - 1, len(sets), nmax), np.float32)
             for j, (k, side, rows) in enumerate(sets):
@@ -568,14 +568,14 @@ def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit):
                     value, is_wide, _ = _average_with_none((mean[:, jl], wide[:, jl], ok),
                                                            (mean[:, jr], wide[:, jr], ok))
                     for g in range(1, ngroups):
-                        block = diff[g, rows, k::MIRI_NOUTPUTS]
+                        block = diff[g, rows, k::MIRI_NOUTPUTS]     # a view: corrected in place
                         if is_wide[g - 1]:
-                            diff[g, rows, k::MIRI_NOUTPUTS] = block.astype(np.float64) - value[g - 1]
+                            np.subtract(block, np.float64(value[g - 1]), out=block, dtype=np.float64)
                         else:
-                            diff[g, rows, k::MIRI_NOUTPUTS] = block - np.float32(value[g - 1])
+                            np.subtract(block, np.float32(value[g - 1]), out=block)
         # jwst: data[i] += first_read (float64, stored as float32)
         for g in range(ngroups):
-            diff[g] = diff[g] + first
+            np.add(diff[g], first, out=diff[g])
     return out, reason
 
 
