@@ -87,10 +87,10 @@ def dead_amplifiers(raw_paths):
     """
     dead = None
     for path in raw_paths:
-        with fits.open(path) as hdul:
-            header, sci = hdul[0].header, hdul["SCI"].section     # two frames read, not the ramp
-            geom, amp, active = layout(header, sci.shape, path)
-            diff = np.asarray(sci[0, -1], np.float64) - np.asarray(sci[0, 0], np.float64)
+        with io.RampReader(path) as reader:                     # two frames read, not the ramp
+            geom, amp, active = layout(reader.header, reader.shape, reader.path)
+            diff = (np.asarray(reader.read("SCI", 0, -1), np.float64)
+                    - np.asarray(reader.read("SCI", 0, 0), np.float64))
         var = [float(np.var(diff[active & (amp == k)])) if (active & (amp == k)).any() else np.nan
                for k in range(geom.noutputs)]
         found = set(dead_outputs(var)) if geom.noutputs > 1 else set()
@@ -312,21 +312,11 @@ def read_rateints(path):
     sci : float32 (nints, ny, nx) [DN/s] (a 2-D rate becomes nints=1)
     dq : uint32 (nints, ny, nx)
     header : primary header
+
+    (:class:`detcal.io.CubeReader`: the file checked from its headers, then SCI and DQ read.)
     """
-    path = str(path)
-    with io._open(path) as hdul:
-        names = [h.name for h in hdul]
-        for ext in ("SCI", "DQ"):
-            if ext not in names or hdul[ext].data is None:
-                raise InputError(path, f"rate product has no {ext} extension")
-        sci = np.asarray(hdul["SCI"].data, np.float32)
-        dq = np.asarray(hdul["DQ"].data, np.uint32)
-        header = hdul[0].header.copy()
-    if sci.ndim == 2:
-        sci, dq = sci[None], dq[None]
-    if sci.ndim != 3 or dq.shape != sci.shape:
-        raise InputError(path, f"SCI {sci.shape} / DQ {dq.shape}: expected a 2-D rate or 3-D rateints product")
-    return sci, dq, header
+    with io.CubeReader(path, ("SCI", "DQ")) as reader:
+        return reader.read("SCI"), reader.read("DQ"), reader.header
 
 
 # ----------------------------------------------------------------------------------------------

@@ -679,19 +679,16 @@ class RampFile:
     geom: Geometry
     shape: tuple
     pixeldq: np.ndarray
-    _sci: object
-    _groupdq: object = None         # GROUPDQ section, None when the file has none
+    _reader: object                 # the file's detcal.io.RampReader
 
     def frame(self, integration, group):
         """float64 (ny, nx) [DN] of one group (read from disk on demand)."""
-        return np.asarray(self._sci[integration, group], np.float64)
+        return np.asarray(self._reader.read("SCI", integration, group), np.float64)
 
     def flagged(self, integration, group, flags=_FLAGGED_GROUP):
         """bool (ny, nx): any of ``flags`` (default SATURATED or DO_NOT_USE) in GROUPDQ of one
         group (False without GROUPDQ)."""
-        if self._groupdq is None:
-            return np.zeros(self.shape[2:], bool)
-        return (np.asarray(self._groupdq[integration, group], np.uint8) & np.uint8(flags)) != 0
+        return (self._reader.read("GROUPDQ", integration, group) & np.uint8(flags)) != 0
 
     @property
     def pixel_time(self):
@@ -704,33 +701,13 @@ def open_ramp(path, step="ramp_fit"):
     """Open a ramp product (RampModel layout or uncal) for frame-by-frame reading.
 
     Checks the keywords ``step`` needs (TFRAME/TGROUP for 'ramp_fit') and the SCI shape against
-    NINTS/NGROUPS/SUBSIZE; raises :class:`detcal.errors.InputError` naming the file.
+    NINTS/NGROUPS/SUBSIZE from the headers (:class:`detcal.io.RampReader`); raises
+    :class:`detcal.errors.InputError` naming the file.
     """
-    path = str(path)
-    header, ext = io.read_headers(path)
-    meta = keywords.require(header, step, path)
-    if "SCI" not in ext:
-        raise InputError(path, "no SCI extension")
-    hdul = fits.open(path)          # default memmap: lazy, falls back to reading for scaled data
-    try:
-        sci = hdul["SCI"]
-        shape = tuple(sci.shape)
-        if len(shape) != 4:
-            raise InputError(path, f"SCI has shape {shape}; a ramp needs (nints, ngroups, ny, nx)")
-        if shape[1] != meta["NGROUPS"] or (shape[2], shape[3]) != (meta["SUBSIZE2"], meta["SUBSIZE1"]):
-            raise InputError(path, f"SCI shape {shape} disagrees with NGROUPS={meta['NGROUPS']}, "
-                                   f"SUBSIZE1/2={meta['SUBSIZE1']}/{meta['SUBSIZE2']}")
-        geom = Geometry.from_header(header, shape, path)
-        if "PIXELDQ" in ext and hdul["PIXELDQ"].data is not None:
-            pixeldq = np.asarray(hdul["PIXELDQ"].data, np.uint32)
-        else:
-            pixeldq = np.zeros(shape[2:], np.uint32)
-        groupdq = None
-        if "GROUPDQ" in ext and ext["GROUPDQ"].get("NAXIS", 0) == 4:
-            groupdq = hdul["GROUPDQ"].section
-        yield RampFile(path, header, meta, geom, shape, pixeldq, sci.section, groupdq)
-    finally:
-        hdul.close()
+    with io.RampReader(path, step) as reader:
+        meta = keywords.require(reader.header, step, reader.path)
+        geom = Geometry.from_header(reader.header, reader.shape, reader.path)
+        yield RampFile(reader.path, reader.header, meta, geom, reader.shape, reader.read("PIXELDQ"), reader)
 
 
 def check_same_configuration(first, other):

@@ -71,7 +71,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sstats
 
@@ -353,17 +352,10 @@ def read_group_zero(path):
     """Group 1 (index 0) of every integration of a ramp file, read without loading the other groups.
 
     Returns (float32 (nints, ny, nx) [DN], pixeldq uint32 (ny, nx) or zeros, primary header).
+    The file is checked from its headers as a ramp (:class:`detcal.io.RampReader`).
     """
-    path = str(path)
-    header, ext = io.read_headers(path)
-    if "SCI" not in ext or ext["SCI"].get("NAXIS") != 4:
-        raise InputError(path, "needs a 4-D SCI ramp (nints, ngroups, ny, nx) for the bias level")
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-        g0 = np.asarray(hdul["SCI"].section[:, 0], np.float32)
-        names = [h.name for h in hdul]
-        pdq = (np.asarray(hdul["PIXELDQ"].data, np.uint32) if "PIXELDQ" in names
-               else np.zeros(g0.shape[1:], np.uint32))
-    return g0, pdq, header
+    with io.RampReader(path) as reader:
+        return reader.read("SCI", groups=0), reader.read("PIXELDQ"), reader.header
 
 
 # ----------------------------------------------------------------------------------------------

@@ -91,7 +91,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 from scipy import stats
 
 from .. import __version__, dqflags, inventory, io, keywords
@@ -491,27 +490,6 @@ def assemble(shape, reference, flags, do_not_use, inherited=None):
 # --------------------------------------------------------------------------------------------
 # File level
 # --------------------------------------------------------------------------------------------
-class _CubeReader:
-    """Sections of a rateints file (CubeModel layout: SCI, DQ, VAR_RNOISE (nints, ny, nx))."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.header, exts = io.read_headers(self.path)
-        for ext in ("SCI", "DQ", "VAR_RNOISE"):
-            if ext not in exts or exts[ext].get("NAXIS") != 3:
-                raise InputError(self.path, f"a rateints file needs a 3-D {ext} extension "
-                                            "(nints, ny, nx): is this a rate (2-D) file?")
-        self.shape = tuple(int(exts["SCI"][f"NAXIS{k}"]) for k in (3, 2, 1))
-        self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
-
-    def read(self, ext, rows):
-        dtype = np.uint32 if ext == "DQ" else np.float32
-        return np.asarray(self._hdul[ext].section[:, rows, :], dtype=dtype)
-
-    def close(self):
-        self._hdul.close()
-
-
 def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=1.0, warm_threshold=0.1,
               false_flags=1.0, detect_probability=0.95, saturated_fraction=0.5, noisy_min_ratio=1.2,
               noisy_sigma=3.0, noisy_maxiters=3, min_jumps=10, early_fraction=0.25, jump_ratio=5.0,
@@ -579,7 +557,7 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=
     rate_readers, jump_readers = [], []
     try:
         for p in rateints_paths:
-            rate_readers.append(_CubeReader(p))
+            rate_readers.append(io.CubeReader(p, ("SCI", "DQ", "VAR_RNOISE"), rateints=True))
         if not rate_readers:
             raise InputError("<inputs>", "no rateints files given")
         jump_readers = [io.RampReader(p, "dq_init") for p in jump_paths]
@@ -639,9 +617,9 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
         sl = slice(r0, r1)
-        sci = np.concatenate([r.read("SCI", sl) for r in rate_readers])
-        vrn = np.concatenate([r.read("VAR_RNOISE", sl) for r in rate_readers])
-        dq = np.concatenate([r.read("DQ", sl) for r in rate_readers])
+        sci = np.concatenate([r.read("SCI", rows=sl) for r in rate_readers])
+        vrn = np.concatenate([r.read("VAR_RNOISE", rows=sl) for r in rate_readers])
+        dq = np.concatenate([r.read("DQ", rows=sl) for r in rate_readers])
         rate[sl] = mean_dark_rate(sci, vrn)["rate"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)     # pixels without any slope
@@ -680,8 +658,8 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     rn_scale = read_noise_scale(r_pix, cds_var if pairs else None, normal)
 
     def slopes_and_variance(sl):
-        sci = np.concatenate([r.read("SCI", sl) for r in rate_readers])
-        vrn = np.concatenate([r.read("VAR_RNOISE", sl) for r in rate_readers]) * rn_scale[sl]
+        sci = np.concatenate([r.read("SCI", rows=sl) for r in rate_readers])
+        vrn = np.concatenate([r.read("VAR_RNOISE", rows=sl) for r in rate_readers]) * rn_scale[sl]
         pois = poisson_slope_variance(np.nan_to_num(rate[sl]), gain[sl], t_int, ngroups_rate)
         return sci, vrn, pois
 
