@@ -161,6 +161,35 @@ def test_parameter_defaults_are_the_step_functions_defaults():
             assert code_default == spec.default and type(code_default) is type(spec.default), (name, param)
 
 
+def test_built_in_steps_use_jwst_names_status_keywords_order_and_defaults():
+    """Names, S_* keywords (stdatamodels' RampModel schema), the NIR order and the parameter
+    defaults of the built-in descriptors are jwst 3.0's (calwebb_detector1)."""
+    from jwst.pipeline import Detector1Pipeline
+    from stdatamodels.jwst import datamodels
+
+    jwst_steps = Detector1Pipeline.step_defs
+    def status_keywords(schema):     # meta.cal_step.<step>.fits_keyword, wherever the schema nests it
+        if isinstance(schema, dict):
+            if "cal_step" in schema.get("properties", {}):
+                steps_ = schema["properties"]["cal_step"]["properties"]
+                return {k: v["fits_keyword"] for k, v in steps_.items()}
+            children = schema.values()
+        else:
+            children = schema if isinstance(schema, list) else ()
+        return next(filter(None, map(status_keywords, children)), None)
+
+    status = status_keywords(datamodels.RampModel().schema)
+    for name, desc in descriptor.DESCRIPTORS.items():
+        assert name in jwst_steps, name
+        assert desc.cal_step == status[{"dark_current": "dark_sub"}.get(name, name)], name
+        step = jwst_steps[name]()
+        for param, spec in desc.parameters.items():
+            if hasattr(step, param):         # detcal's own options (extrapolate) are not jwst's
+                assert (getattr(step, param) or False) == spec.default, (name, param)
+    jwst_order = [s for s in jwst_steps if s in pipeline.ORDER["NIR"]]
+    assert tuple(jwst_order) == pipeline.ORDER["NIR"]
+
+
 def _snakemake(workdir, config, env=None):
     workdir.mkdir(exist_ok=True)
     (workdir / "my.yaml").write_text(yaml.safe_dump(config))
