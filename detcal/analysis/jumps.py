@@ -82,6 +82,7 @@ columns 0-based in the science frame (numpy indices). Signals in DN.
 import functools
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,7 @@ from scipy.special import ndtr
 
 from .. import dqflags, inventory, io, tables
 from ..errors import InputError
+from ..parameters import keyword_parameters
 from ..steps import jump as jump_step
 from . import common
 
@@ -750,12 +752,270 @@ def _noise_probabilities(groupdq, regime, parameters, noise_e):
     return np.array([noise_jump_probability(regime, int(n), parameters, noise_e) for n in n_diffs])
 
 
+@dataclass(frozen=True)
+class JumpStatisticsParameters:
+    """Parameters of the jump statistics (the rule's ``params.kwargs`` and their defaults).
+
+    jump_parameters : dict or None  the jump step's parameters (default
+                                    :data:`detcal.steps.jump.DEFAULTS`): regime and thresholds
+                                    of the noise expectation
+    pixel_pitch_um : float or None  pixel pitch [um]; None: 18 (NIR) or 25 (MIRI) from INSTRUME
+    connectivity : 4 or 8           connectivity of flagged pixels within a group (8)
+    link_groups : bool or None      connect the same pixel in consecutive groups into one event;
+                                    None: when NFRAMES > 1, where a hit arriving during a group's
+                                    frames shows in two differences. In RAPID-like patterns
+                                    (NFRAMES = 1) a hit shows in one difference only, and linking
+                                    would merge unrelated hits whose neighbour flags touch the same
+                                    pixel in consecutive groups
+    n_examples : int                example ramps drawn (9)
+    """
+
+    jump_parameters: dict = None
+    pixel_pitch_um: float = None
+    connectivity: int = 8
+    link_groups: bool = None
+    n_examples: int = 9
+
+    def jump_step_parameters(self):
+        """The jump step's parameters: its defaults updated with ``jump_parameters``."""
+        return dict(jump_step.DEFAULTS, **(self.jump_parameters or {}))
+
+
+def checked_jump_inputs(ramp_paths, group=None):
+    """The group's jump-step products in EXPSTART order, the skipped ones, the group name.
+
+    InputError for a file that is not a jump-step product, mixed groups, or a group where the
+    jump step skipped itself in every file.
+    """
+    paths = [str(p) for p in ramp_paths]
+    headers = [io.read_headers(p)[0] for p in paths]
+    inventory.check_one_group(headers, paths)
+    group = group or inventory.group_name(headers[0], paths[0])
+    status = [str(h.get("S_JUMP", "")).strip().upper() for h in headers]
+    for path, st in zip(paths, status):
+        if st not in ("COMPLETE", "SKIPPED"):
+            raise InputError(path, f"is not a jump-step product (S_JUMP={st or 'absent'}); jump statistics "
+                                   "need the GROUPDQ of the jump step")
+    skipped = [p for p, st in zip(paths, status) if st == "SKIPPED"]
+    if len(skipped) == len(paths):
+        raise InputError(paths[0], "the jump step was skipped (S_JUMP=SKIPPED, NGROUPS <= 2) in every file "
+                                   "of the group: no jump statistics")
+    keep = [i for i, st in enumerate(status) if st == "COMPLETE"]
+    order = sorted(keep, key=lambda i: (common.expstart(headers[i]), paths[i]))
+    return [paths[i] for i in order], skipped, group
+
+
+def _integration_row(name, start, i, a):
+    rate, err = corrected_rate(a["n_events_up"], a["n_events_down"], a["exposure_cm2_s"])
+    return {"exposure": name, "expstart_mjd": start, "integration": i + 1,
+            "n_jump_flags": a["n_jump_flags"], "n_pixels_with_jump": a["n_pixels_with_jump"],
+            "pct_pixels_with_jump": 100.0 * a["n_pixels_with_jump"] / a["n_active_pixels"],
+            "n_events": a["n_events"], "n_events_up": a["n_events_up"],
+            "n_events_down": a["n_events_down"],
+            "noise_events_expected_gaussian": a["noise_events_expected"],
+            "n_usable_differences": a["n_usable_differences"],
+            "cr_rate_events_per_cm2_per_s": rate,
+            "cr_rate_err_events_per_cm2_per_s": err,
+            "detection_efficiency_applied": False}
+
+
+def _event_rows(name, i, events):
+    return [(name, i + 1, int(e["group"]) + 1, int(e["y"]), int(e["x"]), str(e["amplifier"]), int(e["npix"]),
+             int(e["ngroups"]), float(e["peak_jump"]), float(e["residual"]), float(e["significance"]),
+             "down" if e["residual"] < 0 else "up") for e in events]
+
+
+def ramp_jump_statistics(ramp, name, start, gain, rn, dead, parameters, footprints):
+    """Jump statistics of every integration of one jump-step ramp (no file access).
+
+    ramp : :class:`detcal.io.Ramp`;  gain [e-/DN], rn [DN CDS] : float64 (ny, nx) or None;
+    dead : 0-based dead outputs (no detection area);  footprints : list, extended with the
+    events' footprints (:func:`merge_areas`).
+
+    Returns dict: ``per_integration`` rows, ``events`` rows, ``significance`` (signed, one array
+    per integration), ``acc`` (label -> summed statistics), ``int_stats`` (each integration's),
+    ``union`` (pixels with a jump in any integration), ``jump_map`` (JUMP_DET groups per pixel),
+    ``masks``, ``noutputs``, ``pitch``, ``detector``, ``regime``, ``noise_e`` (read noise per
+    difference [e-], NaN without gain), ``has_gain``, ``link``, ``nints``.
+    """
+    p, jparams = parameters, parameters.jump_step_parameters()
+    meta = ramp.meta("jump")
+    geom, amp_map, active = common.layout(ramp.header, ramp.data.shape, ramp.path)
+    if dead:        # a dead output detects nothing: it is no detection area
+        active = active & ~np.isin(amp_map, dead)
+    pitch = common.pixel_pitch(ramp.header, p.pixel_pitch_um)
+    link = meta["NFRAMES"] > 1 if p.link_groups is None else bool(p.link_groups)
+    flagged = (((ramp.groupdq & _JUMP) != 0).any(axis=(0, 1))) & active
+    center = median_differences(ramp.data, ramp.groupdq, flagged)
+    sigma = step_sigma(center, gain, rn, meta["NFRAMES"]) if gain is not None else None
+    noise_e = math.nan
+    if gain is not None:
+        rn_e = (rn * gain)[active]
+        rn_e = rn_e[np.isfinite(rn_e) & (rn_e > 0)]
+        noise_e = float(np.median(rn_e)) / math.sqrt(meta["NFRAMES"]) if rn_e.size else math.nan
+    regime = jump_regime(np.all((ramp.groupdq & _DNU) != 0, axis=(2, 3)), jparams)
+    p_noise = _noise_probabilities(ramp.groupdq, regime, jparams, noise_e if gain is not None else None)
+    out = {"per_integration": [], "events": [], "significance": [], "acc": {}, "int_stats": [],
+           "union": None, "jump_map": None}
+    for i in range(ramp.data.shape[0]):
+        stats, events, jumped, njump = integration_statistics(
+            ramp.data[i], ramp.groupdq[i], ramp.pixeldq, amp_map, active, geom.noutputs, meta["TGROUP"],
+            pitch, p.connectivity, link, center, sigma, p_noise[i], footprints,
+            run_extra_s=(meta["NFRAMES"] - 1) * meta["TFRAME"])
+        out["union"] = jumped if out["union"] is None else out["union"] | jumped
+        out["jump_map"] = njump.astype(np.int32) if out["jump_map"] is None else out["jump_map"] + njump
+        for label, st in stats.items():
+            _add(out["acc"].setdefault(label, {}), st)
+        out["int_stats"].append(stats)
+        out["per_integration"].append(_integration_row(name, start, i, stats[common.ALL]))
+        out["events"] += _event_rows(name, i, events)
+        out["significance"].append(np.where(events["residual"] < 0, -np.abs(events["significance"]),
+                                            np.abs(events["significance"])))
+    out.update(masks=common.amplifier_masks(amp_map, active, geom.noutputs), noutputs=geom.noutputs,
+               pitch=pitch, detector=meta["DETECTOR"], regime=regime, noise_e=noise_e,
+               has_gain=gain is not None, link=link, nints=ramp.data.shape[0])
+    return out
+
+
+class _GroupJumps:
+    """Running sums of the group over its files (per-file rows, group totals, maps, events)."""
+
+    def __init__(self):
+        self.per_file, self.per_int, self.events, self.significance, self.footprints = [], [], [], [], []
+        self.acc, self.union, self.masks, self.jump_map, self.examples = {}, None, None, None, None
+        self.nints, self.regimes, self.noise_e = 0, [], math.nan
+        self.pitch = self.detector = self.link = None
+
+    def add(self, name, start, res):
+        for stats in res["int_stats"]:      # integration by integration: the same sums as one loop
+            for label, st in stats.items():
+                _add(self.acc.setdefault(label, {}), st)
+        self.per_int += res["per_integration"]
+        self.events += res["events"]
+        self.significance += res["significance"]
+        self.jump_map = res["jump_map"] if self.jump_map is None else self.jump_map + res["jump_map"]
+        self.masks = res["masks"]
+        self.union = res["union"] if self.union is None else self.union | res["union"]
+        self.per_file.append((name, start, res["nints"], res["acc"],
+                              {label: int(res["union"][res["masks"][label]].sum())
+                               for label in common.amplifier_labels(res["noutputs"])}))
+        self.nints += res["nints"]
+        self.regimes.append(res["regime"])
+        self.pitch, self.detector, self.link = res["pitch"], res["detector"], res["link"]
+        if res["has_gain"]:
+            self.noise_e = res["noise_e"]
+
+    def signed_significance(self):
+        return np.concatenate(self.significance) if self.significance else np.zeros(0)
+
+
+def jump_table(grp, eff, pileup):
+    """The jump table: one row per (exposure, amplifier), then the group's rows ('all')."""
+    rows = []
+    for name, start, nints, acc, unions in grp.per_file:
+        for label, union in unions.items():
+            rows.append(_row(name, start, label, nints, acc[label], union, eff, pileup))
+    for label, sel in grp.masks.items():
+        rows.append(_row("all", math.nan, label, grp.nints, grp.acc[label], int(grp.union[sel].sum()), eff,
+                         pileup))
+    return pd.DataFrame(rows)
+
+
+_SUMMARY_COLUMNS = (   # summary key <- table column of the group's whole-array row
+    ("jump_flags_per_integration", "jump_flags_per_integration"),
+    ("pct_pixels_with_jump_per_integration", "pct_pixels_with_jump_per_integration"),
+    ("pct_pixels_with_jump_all_integrations", "pct_pixels_with_jump"),
+    ("events_per_integration", "events_per_integration"),
+    ("mean_pixels_per_event", "mean_pixels_per_event"))
+
+
+def jump_summary(g, grp, n_files, eff, areas, pileup, dead=()):
+    """The JSON ``summary`` from the group's whole-array row ``g`` of the table."""
+    touch, overlap = areas
+    summary = {
+        "detector": grp.detector,
+        "n_files": n_files,
+        "n_integrations": grp.nints,
+        "pixel_pitch_um": grp.pitch,
+        "jump_regime": "/".join(sorted(set(grp.regimes))),
+        **{key: g[col] for key, col in _SUMMARY_COLUMNS},
+        "n_events_up": int(g.n_events_up),
+        "n_events_down": int(g.n_events_down),
+        "noise_events_expected_gaussian": g.noise_events_expected_gaussian,
+        "n_usable_differences": int(g.n_usable_differences),
+        "exposure_cm2_s": g.exposure_cm2_s,
+        "cr_rate_uncorrected_events_per_cm2_per_s": g.cr_rate_uncorrected_events_per_cm2_per_s,
+        "noise_rate_down_events_per_cm2_per_s": g.noise_rate_down_events_per_cm2_per_s,
+        "noise_rate_gaussian_events_per_cm2_per_s": g.noise_rate_gaussian_events_per_cm2_per_s,
+        "detection_efficiency": eff["efficiency"],
+        "detection_efficiency_err": eff["efficiency_err"],
+        "merge_area_touch_pixels": touch,
+        "merge_area_overlap_pixels": overlap,
+        "pileup_correction": pileup,
+        "cr_rate_events_per_cm2_per_s": g.cr_rate_events_per_cm2_per_s,
+        "cr_rate_err_events_per_cm2_per_s": g.cr_rate_err_events_per_cm2_per_s,
+        "cr_rate_gaussian_noise_corrected_events_per_cm2_per_s":
+            g.cr_rate_gaussian_noise_corrected_events_per_cm2_per_s,
+        "cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s":
+            g.cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s,
+        "detection_time_per_integration_s": g.detection_time_per_integration_s,
+        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
+    }
+    if dead:
+        summary["note"] = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
+                           + ": no detection area (left out of the CR rate)")
+        logging.getLogger(__name__).warning(summary["note"])
+    if not g.n_usable_differences:
+        summary["note"] = "; ".join(s for s in (
+            summary.get("note"), "no usable group differences (every group DO_NOT_USE or SATURATED, e.g. "
+            "MIRI ramps of <= 12 groups in the branch without dark subtraction): no CR rate") if s)
+    return summary
+
+
+def _write_jump_map(path, jump_map, detector, paths, nints):
+    h = fits.Header()
+    h["DETECTOR"] = detector
+    h["NFILES"] = (len(paths), "files summed")
+    h["NINTS"] = (nints, "integrations summed")
+    io.add_history(h, "jump map", paths)
+    hdu = fits.ImageHDU(jump_map, name="SCI")
+    hdu.header["BUNIT"] = "count"
+    io._atomic_write(fits.HDUList([fits.PrimaryHDU(header=h), hdu]), path)
+
+
+def _write_jump_extras(grp, paths, group, sig, threshold, noise_expected, outputs):
+    events_tsv, map_fits, map_png, examples_tsv, ramp_png, grid_png, significance_png = outputs
+    if events_tsv:
+        tables.write_tsv(pd.DataFrame(grp.events, columns=[
+            "exposure", "integration", "group", "pixel_row", "pixel_column", "amplifier", "npix",
+            "ngroups", "peak_jump_DN", "residual_DN", "significance_sigma", "direction"]), events_tsv)
+    title = f"{group}: {len(paths)} files, {grp.nints} integrations"
+    if map_fits:
+        _write_jump_map(map_fits, grp.jump_map, grp.detector, paths, grp.nints)
+    if map_png:
+        plot_jump_map(grp.jump_map, map_png, f"JUMP_DET groups per pixel\n{title}")
+    ex = grp.examples if grp.examples is not None else pd.DataFrame(columns=EXAMPLE_COLUMNS)
+    if examples_tsv:
+        tables.write_tsv(ex, examples_tsv)
+    if ramp_png:
+        plot_single_ramp(ex, ramp_png, group)
+    if grid_png:
+        plot_ramp_grid(ex, grid_png, f"{group}: ramps of pixels with flagged jumps (red)")
+    if significance_png:
+        plot_significance(sig, significance_png, threshold, noise_expected,
+                          f"{title}: events by significance")
+
+
+@keyword_parameters(JumpStatisticsParameters)
 def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_tsv=None,
                          map_fits=None, map_png=None, examples_tsv=None, ramp_png=None, grid_png=None,
-                         significance_png=None, gain_path=None, readnoise_path=None, jump_parameters=None,
-                         pixel_pitch_um=None, connectivity=8, link_groups=None, n_examples=9,
-                         raw_paths=None):
+                         significance_png=None, gain_path=None, readnoise_path=None, raw_paths=None,
+                         parameters=None):
     """Jump statistics of one configuration group from its jump-step ramps.
+
+    Read (one ramp at a time, its GAIN and READNOISE cut to it) -> measure
+    (:func:`ramp_jump_statistics`; group: :func:`detection_efficiency`, :func:`merge_areas`,
+    :func:`pileup_correction`, :func:`jump_table`, :func:`jump_summary`) -> write.
 
     Parameters
     ----------
@@ -788,211 +1048,57 @@ def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_t
     gain_path, readnoise_path : str, optional
         The GAIN and READNOISE references the jump step used: with them, event significances, the
         Gaussian noise expectation with the shot-noise term and the detection efficiency.
-    jump_parameters : dict, optional
-        The jump step's parameters (default :data:`detcal.steps.jump.DEFAULTS`): regime and
-        thresholds of the noise expectation.
-    pixel_pitch_um : float, optional
-        Pixel pitch [um]; default 18 (NIR) or 25 (MIRI) from INSTRUME.
-    connectivity : 4 or 8
-        Connectivity of flagged pixels within a group.
-    link_groups : bool, optional
-        Connect the same pixel in consecutive groups into one event. Default (None): when
-        NFRAMES > 1, where a hit arriving during a group's frames shows in two differences. In
-        RAPID-like patterns (NFRAMES = 1) a hit shows in one difference only, and linking would
-        merge unrelated hits whose neighbour flags touch the same pixel in consecutive groups.
-    n_examples : int
     raw_paths : list of str, optional
         The group's raw files: outputs dead or flat in all of them
         (:func:`common.dead_amplifiers`) are no detection area (their rows have 0 active pixels,
         the whole-array rate is the live outputs'); listed in the summary (``dead_amplifiers``).
+    jump_parameters, pixel_pitch_um, connectivity, link_groups, n_examples
+        :class:`JumpStatisticsParameters` (keywords, or ``parameters=`` one object).
 
     Returns
     -------
     dict: the JSON document written.
     """
-    paths = [str(p) for p in ramp_paths]
-    headers = [io.read_headers(p)[0] for p in paths]
-    inventory.check_one_group(headers, paths)
-    group = group or inventory.group_name(headers[0], paths[0])
-    status = [str(h.get("S_JUMP", "")).strip().upper() for h in headers]
-    for path, st in zip(paths, status):
-        if st not in ("COMPLETE", "SKIPPED"):
-            raise InputError(path, f"is not a jump-step product (S_JUMP={st or 'absent'}); jump statistics "
-                                   "need the GROUPDQ of the jump step")
-    skipped = [p for p, st in zip(paths, status) if st == "SKIPPED"]
-    if len(skipped) == len(paths):
-        raise InputError(paths[0], "the jump step was skipped (S_JUMP=SKIPPED, NGROUPS <= 2) in every file "
-                                   "of the group: no jump statistics")
-    keep = [i for i, st in enumerate(status) if st == "COMPLETE"]
-    order = sorted(keep, key=lambda i: (common.expstart(headers[i]), paths[i]))
-    paths = [paths[i] for i in order]
-    jparams = dict(jump_step.DEFAULTS, **(jump_parameters or {}))
+    p = parameters
+    paths, skipped, group = checked_jump_inputs(ramp_paths, group)
+    jparams = p.jump_step_parameters()
     dead = common.dead_amplifiers(raw_paths) if raw_paths else []
-
-    per_file, per_int, event_rows, significance, footprints = [], [], [], [], []
-    group_acc, group_union, masks, jump_map, examples = {}, None, None, None, None
-    nints_total, pitch, detector, regimes, noise_e = 0, None, None, [], math.nan
+    grp = _GroupJumps()
     for path in paths:
         ramp = io.read_ramp(path, "jump")
-        meta = ramp.meta("jump")
         name = inventory.exposure_name(path, product=True)
         start = common.expstart(ramp.header)
-        geom, amp_map, active = common.layout(ramp.header, ramp.data.shape, path)
-        if dead:        # a dead output detects nothing: it is no detection area
-            active = active & ~np.isin(amp_map, dead)
-        pitch = common.pixel_pitch(ramp.header, pixel_pitch_um)
-        detector = meta["DETECTOR"]
-        tgroup = meta["TGROUP"]
-        nints = ramp.data.shape[0]
-        link = meta["NFRAMES"] > 1 if link_groups is None else bool(link_groups)
         gain, rn = _references(ramp, gain_path, readnoise_path)
-        flagged = (((ramp.groupdq & _JUMP) != 0).any(axis=(0, 1))) & active
-        center = median_differences(ramp.data, ramp.groupdq, flagged)
-        sigma = step_sigma(center, gain, rn, meta["NFRAMES"]) if gain is not None else None
-        if gain is not None:
-            rn_e = (rn * gain)[active]
-            rn_e = rn_e[np.isfinite(rn_e) & (rn_e > 0)]
-            noise_e = float(np.median(rn_e)) / math.sqrt(meta["NFRAMES"]) if rn_e.size else math.nan
-        all_dnu = np.all((ramp.groupdq & _DNU) != 0, axis=(2, 3))
-        regime = jump_regime(all_dnu, jparams)
-        regimes.append(regime)
-        p_noise = _noise_probabilities(ramp.groupdq, regime, jparams,
-                                       noise_e if gain is not None else None)
-        acc, union = {}, None
-        for i in range(nints):
-            stats, events, jumped, njump = integration_statistics(
-                ramp.data[i], ramp.groupdq[i], ramp.pixeldq, amp_map, active, geom.noutputs, tgroup,
-                pitch, connectivity, link, center, sigma, p_noise[i], footprints,
-                run_extra_s=(meta["NFRAMES"] - 1) * meta["TFRAME"])
-            union = jumped if union is None else union | jumped
-            jump_map = njump.astype(np.int32) if jump_map is None else jump_map + njump
-            for label, st in stats.items():
-                _add(acc.setdefault(label, {}), st)
-                _add(group_acc.setdefault(label, {}), st)
-            a = stats[common.ALL]
-            rate, err = corrected_rate(a["n_events_up"], a["n_events_down"], a["exposure_cm2_s"])
-            per_int.append({"exposure": name, "expstart_mjd": start, "integration": i + 1,
-                            "n_jump_flags": a["n_jump_flags"], "n_pixels_with_jump": a["n_pixels_with_jump"],
-                            "pct_pixels_with_jump": 100.0 * a["n_pixels_with_jump"] / a["n_active_pixels"],
-                            "n_events": a["n_events"], "n_events_up": a["n_events_up"],
-                            "n_events_down": a["n_events_down"],
-                            "noise_events_expected_gaussian": a["noise_events_expected"],
-                            "n_usable_differences": a["n_usable_differences"],
-                            "cr_rate_events_per_cm2_per_s": rate,
-                            "cr_rate_err_events_per_cm2_per_s": err,
-                            "detection_efficiency_applied": False})
-            for e in events:
-                event_rows.append((name, i + 1, int(e["group"]) + 1, int(e["y"]), int(e["x"]),
-                                   str(e["amplifier"]), int(e["npix"]), int(e["ngroups"]),
-                                   float(e["peak_jump"]), float(e["residual"]), float(e["significance"]),
-                                   "down" if e["residual"] < 0 else "up"))
-            significance.append(np.where(events["residual"] < 0, -np.abs(events["significance"]),
-                                         np.abs(events["significance"])))
-        masks = common.amplifier_masks(amp_map, active, geom.noutputs)
-        group_union = union if group_union is None else group_union | union
-        per_file.append((name, start, nints, acc, {label: int(union[masks[label]].sum())
-                                                   for label in common.amplifier_labels(geom.noutputs)}))
-        nints_total += nints
-        if examples is None and (examples_tsv or ramp_png or grid_png):
-            ex = example_table(ramp, name, n_examples)
-            examples = ex if len(ex) else None
+        grp.add(name, start, ramp_jump_statistics(ramp, name, start, gain, rn, dead, p, grp.footprints))
+        if grp.examples is None and (examples_tsv or ramp_png or grid_png):
+            ex = example_table(ramp, name, p.n_examples)
+            grp.examples = ex if len(ex) else None
         del ramp
 
-    sig = np.concatenate(significance) if significance else np.zeros(0)
+    sig = grp.signed_significance()
     if gain_path and readnoise_path:     # events on pixels without a sigma (GAIN 0) are left out
         eff = detection_efficiency(sig[sig >= 0], sig[sig < 0], jparams["rejection_threshold"])
     else:
         eff = detection_efficiency([math.nan], [], jparams["rejection_threshold"])
-    touch, overlap = merge_areas(footprints, connectivity)
-    whole = group_acc[common.ALL]
+    touch, overlap = merge_areas(grp.footprints, p.connectivity)
+    whole = grp.acc[common.ALL]
     pileup = pileup_correction(whole["n_events_up"] - whole["n_events_down"], whole["n_usable_differences"],
-                               touch, overlap, link)
-    rows = []
-    for name, start, nints, acc, unions in per_file:
-        for label, union in unions.items():
-            rows.append(_row(name, start, label, nints, acc[label], union, eff, pileup))
-    for label, sel in masks.items():
-        rows.append(_row("all", math.nan, label, nints_total, group_acc[label],
-                         int(group_union[sel].sum()), eff, pileup))
-    table = pd.DataFrame(rows)
+                               touch, overlap, grp.link)
+    table = jump_table(grp, eff, pileup)
     tables.write_tsv(table, table_path)
-
     g = table[(table.exposure == "all") & (table.amplifier == common.ALL)].iloc[0]
-    summary = {
-        "detector": detector,
-        "n_files": len(paths),
-        "n_integrations": nints_total,
-        "pixel_pitch_um": pitch,
-        "jump_regime": "/".join(sorted(set(regimes))),
-        "jump_flags_per_integration": g.jump_flags_per_integration,
-        "pct_pixels_with_jump_per_integration": g.pct_pixels_with_jump_per_integration,
-        "pct_pixels_with_jump_all_integrations": g.pct_pixels_with_jump,
-        "events_per_integration": g.events_per_integration,
-        "mean_pixels_per_event": g.mean_pixels_per_event,
-        "n_events_up": int(g.n_events_up),
-        "n_events_down": int(g.n_events_down),
-        "noise_events_expected_gaussian": g.noise_events_expected_gaussian,
-        "n_usable_differences": int(g.n_usable_differences),
-        "exposure_cm2_s": g.exposure_cm2_s,
-        "cr_rate_uncorrected_events_per_cm2_per_s": g.cr_rate_uncorrected_events_per_cm2_per_s,
-        "noise_rate_down_events_per_cm2_per_s": g.noise_rate_down_events_per_cm2_per_s,
-        "noise_rate_gaussian_events_per_cm2_per_s": g.noise_rate_gaussian_events_per_cm2_per_s,
-        "detection_efficiency": eff["efficiency"],
-        "detection_efficiency_err": eff["efficiency_err"],
-        "merge_area_touch_pixels": touch,
-        "merge_area_overlap_pixels": overlap,
-        "pileup_correction": pileup,
-        "cr_rate_events_per_cm2_per_s": g.cr_rate_events_per_cm2_per_s,
-        "cr_rate_err_events_per_cm2_per_s": g.cr_rate_err_events_per_cm2_per_s,
-        "cr_rate_gaussian_noise_corrected_events_per_cm2_per_s":
-            g.cr_rate_gaussian_noise_corrected_events_per_cm2_per_s,
-        "cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s":
-            g.cr_rate_gaussian_noise_corrected_err_events_per_cm2_per_s,
-        "detection_time_per_integration_s": g.detection_time_per_integration_s,
-        "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
-    }
-    if dead:
-        summary["note"] = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
-                           + ": no detection area (left out of the CR rate)")
-        logging.getLogger(__name__).warning(summary["note"])
-    if not g.n_usable_differences:
-        summary["note"] = "; ".join(s for s in (
-            summary.get("note"), "no usable group differences (every group DO_NOT_USE or SATURATED, e.g. "
-            "MIRI ramps of <= 12 groups in the branch without dark subtraction): no CR rate") if s)
     doc = {"analysis": "jumps", "group": group, "inputs": paths, "skipped_inputs": skipped,
            "conventions": CONVENTIONS,
-           "parameters": {"connectivity": connectivity, "link_groups": link, "pixel_pitch_um": pitch,
-                          "jump_parameters": jparams,
+           "parameters": {"connectivity": p.connectivity, "link_groups": grp.link,
+                          "pixel_pitch_um": grp.pitch, "jump_parameters": jparams,
                           "gain": gain_path, "readnoise": readnoise_path,
-                          "noise_per_difference_e": noise_e},
+                          "noise_per_difference_e": grp.noise_e},
            "efficiency": eff,
-           "summary": summary, "per_integration": per_int, "table": tables.records(table)}
+           "summary": jump_summary(g, grp, len(paths), eff, (touch, overlap), pileup, dead),
+           "per_integration": grp.per_int,
+           "table": tables.records(table)}
     tables.write_json(doc, json_path)
-
-    if events_tsv:
-        tables.write_tsv(pd.DataFrame(event_rows, columns=[
-            "exposure", "integration", "group", "pixel_row", "pixel_column", "amplifier", "npix",
-            "ngroups", "peak_jump_DN", "residual_DN", "significance_sigma", "direction"]), events_tsv)
-    title = f"{group}: {len(paths)} files, {nints_total} integrations"
-    if map_fits:
-        h = fits.Header()
-        h["DETECTOR"] = detector
-        h["NFILES"] = (len(paths), "files summed")
-        h["NINTS"] = (nints_total, "integrations summed")
-        io.add_history(h, "jump map", paths)
-        hdu = fits.ImageHDU(jump_map, name="SCI")
-        hdu.header["BUNIT"] = "count"
-        io._atomic_write(fits.HDUList([fits.PrimaryHDU(header=h), hdu]), map_fits)
-    if map_png:
-        plot_jump_map(jump_map, map_png, f"JUMP_DET groups per pixel\n{title}")
-    ex = examples if examples is not None else pd.DataFrame(columns=EXAMPLE_COLUMNS)
-    if examples_tsv:
-        tables.write_tsv(ex, examples_tsv)
-    if ramp_png:
-        plot_single_ramp(ex, ramp_png, group)
-    if grid_png:
-        plot_ramp_grid(ex, grid_png, f"{group}: ramps of pixels with flagged jumps (red)")
-    if significance_png:
-        plot_significance(sig, significance_png, jparams["rejection_threshold"],
-                          g.noise_events_expected_gaussian, f"{title}: events by significance")
+    _write_jump_extras(grp, paths, group, sig, jparams["rejection_threshold"],
+                       g.noise_events_expected_gaussian,
+                       (events_tsv, map_fits, map_png, examples_tsv, ramp_png, grid_png, significance_png))
     return doc

@@ -85,9 +85,11 @@ expected number of false flags on the array (alpha x pixels tested) and the dete
 its unit (HOT/WARM: e-/s; noisy: noise factor over the median CDS noise).
 """
 
+import dataclasses
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -97,6 +99,7 @@ from .. import __version__, dqflags, inventory, io, keywords
 from ..analysis.robust import clip_bias_factor, mad_sigma
 from ..errors import InputError
 from ..geometry import family
+from ..parameters import keyword_parameters
 from . import common, readnoise
 
 log = logging.getLogger("detcal.reffiles.badpix")
@@ -490,14 +493,67 @@ def assemble(shape, reference, flags, do_not_use, inherited=None):
 # --------------------------------------------------------------------------------------------
 # File level
 # --------------------------------------------------------------------------------------------
-def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=1.0, warm_threshold=0.1,
-              false_flags=1.0, detect_probability=0.95, saturated_fraction=0.5, noisy_min_ratio=1.2,
-              noisy_sigma=3.0, noisy_maxiters=3, min_jumps=10, early_fraction=0.25, jump_ratio=5.0,
-              rc_fraction=0.8, telegraph_fraction=0.8, dead_ptp=0.0, dead_fraction=0.75,
-              do_not_use=("hot", "rc", "telegraph", "dead"), keep_unmeasured=True, memory_mb=4000,
-              table_path=None, figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
-              descrip=None, raw_paths=None):
+@dataclass(frozen=True)
+class MaskParameters:
+    """Parameters of the MASK builder (the rule's ``params.kwargs`` and their defaults).
+
+    hot_threshold, warm_threshold : float   [e-/s] (1.0, 0.1; the simulator's truth uses 1.0 and
+                                            0.05 (SW) / 0.2 (LW))
+    false_flags : float          expected false flags per type (HOT, WARM, noisy) on the array:
+                                 per-pixel false-alarm probability false_flags / active pixels (1)
+    detect_probability : float   at which the detection limits are stated, in (0.5, 1) (0.95)
+    saturated_fraction : float   saturated in more than this fraction of the integrations -> HOT (0.5)
+    noisy_min_ratio : float      a noisy pixel's CDS noise is also at least this factor over the
+                                 population median (1.2): with many pairs per pixel the
+                                 significance alone would flag pixels a few % noisier
+    noisy_sigma, noisy_maxiters  per-pixel clipping of the CDS pairs [sigma, iterations] (3, 3)
+    min_jumps, early_fraction, jump_ratio, rc_fraction, telegraph_fraction : jump rules
+                                 (10, 0.25, 5, 0.8, 0.8; :func:`jump_classes`)
+    dead_ptp, dead_fraction      [DN] peak-to-peak of a non-responding ramp (0: exactly constant),
+                                 in at least this fraction of the integrations (0.75)
+    do_not_use : tuple of type names ('hot', 'warm', 'noisy', 'rc', 'telegraph', 'dead') that
+                                 also get DO_NOT_USE (hot, rc, telegraph, dead)
+    keep_unmeasured : bool       pixels without any usable slope keep the input PIXELDQ (True)
+    memory_mb : float            budget for the blocks of rows processed at a time [MB] (4000)
+    """
+
+    hot_threshold: float = 1.0
+    warm_threshold: float = 0.1
+    false_flags: float = 1.0
+    detect_probability: float = 0.95
+    saturated_fraction: float = 0.5
+    noisy_min_ratio: float = 1.2
+    noisy_sigma: float = 3.0
+    noisy_maxiters: int = 3
+    min_jumps: int = 10
+    early_fraction: float = 0.25
+    jump_ratio: float = 5.0
+    rc_fraction: float = 0.8
+    telegraph_fraction: float = 0.8
+    dead_ptp: float = 0.0
+    dead_fraction: float = 0.75
+    do_not_use: tuple = ("hot", "rc", "telegraph", "dead")
+    keep_unmeasured: bool = True
+    memory_mb: float = 4000
+
+    def check(self):
+        """ValueError for a detection probability outside (0.5, 1)."""
+        if not 0.5 < self.detect_probability < 1:
+            raise ValueError(f"detect_probability must be in (0.5, 1), got {self.detect_probability}")
+
+    def recorded(self):
+        """The parameters written to the MASK's parameter record (all but memory_mb)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "memory_mb"}
+
+
+@keyword_parameters(MaskParameters)
+def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, table_path=None, figure_path=None,
+              pedigree="GROUND", author="detcal", useafter=None, descrip=None, raw_paths=None,
+              parameters=None):
     """Make a bad-pixel MASK reference from darks of one configuration group.
+
+    Read (blocks of rows: :func:`_slope_block`, :func:`_jump_block`) -> measure
+    (:func:`rate_passes`) -> classify (:func:`classify_pixels`) -> table and write.
 
     Parameters
     ----------
@@ -512,29 +568,6 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=
         MASK reference (MaskModel layout: DQ uint32 + DQ_DEF).
     gain_path : str (GAIN reference path) or a number
         [e-/DN] to convert the thresholds to DN/s (per pixel with a GAIN reference).
-    hot_threshold, warm_threshold : float
-        [e-/s] (defaults 1.0 and 0.1; the simulator's truth uses 1.0 and 0.05 (SW) / 0.2 (LW)).
-    false_flags : float
-        Expected false flags per type (HOT, WARM, noisy) on the array: per-pixel false-alarm
-        probability false_flags / active pixels (default 1).
-    detect_probability : float
-        Detection probability at which the detection limits are stated (0.95).
-    saturated_fraction : float
-        Saturated in more than this fraction of the integrations -> HOT (0.5).
-    noisy_min_ratio : float
-        A noisy pixel's CDS noise is also at least this factor over the population median (1.2):
-        with many pairs per pixel the significance alone would flag pixels a few % noisier.
-    noisy_sigma, noisy_maxiters : per-pixel clipping of the CDS pairs (3, 3).
-    min_jumps, early_fraction, jump_ratio, rc_fraction, telegraph_fraction : jump rules
-        (10, 0.25, 5, 0.8, 0.8).
-    dead_ptp, dead_fraction : float
-        [DN] peak-to-peak of a non-responding ramp (0: exactly constant), in at least this
-        fraction of the integrations (0.75).
-    do_not_use : iterable of type names ('hot', 'warm', 'noisy', 'rc', 'telegraph', 'dead')
-    keep_unmeasured : bool
-        Pixels without any usable slope keep the input PIXELDQ flags.
-    memory_mb : float
-        Budget for the blocks of rows processed at a time.
     table_path, figure_path : str or None
         TSV per type (type, DQ flag and value, pixels, fraction of active pixels, DO_NOT_USE,
         per-pixel false-alarm probability, expected false flags on the array, detection limit
@@ -543,6 +576,11 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=
     raw_paths : list of str or None
         The group's raw files: every active pixel of an output dead or flat in all of them
         (:func:`detcal.analysis.common.dead_amplifiers`) is DEAD (and DO_NOT_USE with 'dead').
+    hot_threshold, warm_threshold, false_flags, detect_probability, saturated_fraction,
+    noisy_min_ratio, noisy_sigma, noisy_maxiters, min_jumps, early_fraction, jump_ratio,
+    rc_fraction, telegraph_fraction, dead_ptp, dead_fraction, do_not_use, keep_unmeasured,
+    memory_mb
+        :class:`MaskParameters` (keywords, or ``parameters=`` one object).
 
     Returns
     -------
@@ -552,110 +590,114 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, hot_threshold=
     (median CDS noise [DN], centre/width of t), ``n_integrations``, ``n_jump_integrations``,
     ``unmeasured``.
     """
-    if not 0.5 < detect_probability < 1:
-        raise ValueError(f"detect_probability must be in (0.5, 1), got {detect_probability}")
+    parameters.check()
     rate_readers, jump_readers = [], []
     try:
-        for p in rateints_paths:
-            rate_readers.append(io.CubeReader(p, ("SCI", "DQ", "VAR_RNOISE"), rateints=True))
+        for path in rateints_paths:
+            rate_readers.append(io.CubeReader(path, ("SCI", "DQ", "VAR_RNOISE"), rateints=True))
         if not rate_readers:
             raise InputError("<inputs>", "no rateints files given")
-        jump_readers = [io.RampReader(p, "dq_init") for p in jump_paths]
+        jump_readers = [io.RampReader(path, "dq_init") for path in jump_paths]
         headers = [r.header for r in rate_readers + jump_readers]
         inventory.check_one_group(headers, [r.path for r in rate_readers + jump_readers], also=common.SHARED,
                                   what="mask")
         shapes = {r.shape[-2:] for r in rate_readers + jump_readers}
         if len(shapes) != 1:
             raise InputError(rate_readers[0].path, f"inputs disagree on the frame shape: {sorted(shapes)}")
-        return _make_mask(rate_readers, jump_readers, out_path, locals())
+        return _make_mask(rate_readers, jump_readers, out_path, parameters, gain_path, raw_paths,
+                          (table_path, figure_path), (pedigree, author, useafter, descrip))
     finally:
         for r in rate_readers + jump_readers:
             r.close()
 
 
-def _make_mask(rate_readers, jump_readers, out_path, p):
+def _slope_block(rate_readers, sl, out):
+    """First pass over rows ``sl`` of the slopes: mean rate, median VAR_RNOISE, saturated, measured."""
+    sci = np.concatenate([r.read("SCI", rows=sl) for r in rate_readers])
+    vrn = np.concatenate([r.read("VAR_RNOISE", rows=sl) for r in rate_readers])
+    dq = np.concatenate([r.read("DQ", rows=sl) for r in rate_readers])
+    out["rate"][sl] = mean_dark_rate(sci, vrn)["rate"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # pixels without any slope
+        out["r_pix"][sl] = np.nanmedian(np.where(usable_slopes(sci, vrn), vrn, np.nan), axis=0)
+    out["n_sat"][sl] = saturated_count(sci, dq)
+    out["measured"][sl] = np.any(np.isfinite(sci) | ((dq & dqflags.SATURATED) != 0), axis=0)
+
+
+def _jump_block(jump_ints, r0, r1, ny, pairs, fam, gain, p, out):
+    """First pass over rows r0:r1 of the jump ramps: RC/telegraph/flat counts and CDS variance."""
+    sl = slice(r0, r1)
+    nx = out["rate"].shape[1]
+    stack = np.full((len(pairs) * len(jump_ints), r1 - r0, nx), np.nan, np.float32) if pairs else None
+    k = 0
+    ext = slice(max(0, r0 - 1), min(ny, r1 + 1))          # one row more for the neighbours
+    for reader, i in jump_ints:
+        gdq_ext = reader.read("GROUPDQ", i, slice(None), ext)
+        gdq = gdq_ext[:, r0 - ext.start:r1 - ext.start]
+        rc, tel, _ = jump_classes(gdq, p.min_jumps, p.early_fraction, p.jump_ratio)
+        out["n_rc"][sl] += rc
+        out["n_tel"][sl] += tel
+        data = reader.read("SCI", i, slice(None), sl)
+        out["n_flat"][sl] += flat_ramp(data, ptp=p.dead_ptp)
+        if pairs:
+            near = neighbour_jumps(gdq_ext)[:, r0 - ext.start:r1 - ext.start]
+            c = readnoise.cds_frames(data, np.where(near, gdq | _JUMP, gdq),
+                                     *readnoise.SKIP[fam])[:len(pairs)]
+            stack[k:k + len(c)] = c
+            k += len(pairs)
+        del gdq, gdq_ext, data
+    if pairs:
+        cv = cds_variance(stack, gain[sl], p.noisy_sigma, p.noisy_maxiters)
+        out["cds_var"][sl], out["cds_pois"][sl], out["cds_count"][sl] = cv["var"], cv["poisson"], cv["count"]
+
+
+def first_pass(rate_readers, jump_readers, gain, p):
+    """Per-pixel maps of the first pass by blocks of rows (memory ``p.memory_mb``).
+
+    Returns dict: ``rate`` [DN/s] (plain mean), ``r_pix`` (median VAR_RNOISE [(DN/s)^2]),
+    ``n_sat``, ``measured``, ``cds_var`` [DN^2], ``cds_pois``, ``cds_count``, ``n_rc``,
+    ``n_tel``, ``n_flat`` (over the jump integrations), ``rows`` (block length), ``pairs``,
+    ``jump_ints``.
+    """
     first = rate_readers[0]
-    for r in rate_readers + jump_readers:
-        if str(r.header.get("S_DARK", "")).upper() == "COMPLETE":
-            raise InputError(r.path, "S_DARK=COMPLETE: hot and warm pixels are found in slopes "
-                                     "that still hold their dark current (process without dark_current)")
     ny, nx = first.shape[1:]
-    gain = common.gain_map(p["gain_path"], first)
-    hot_dn = np.float32(p["hot_threshold"]) / gain
-    warm_dn = np.float32(p["warm_threshold"]) / gain
-    geom = common.geometry_of(first)
-    masks = common.regions(geom)
-    reference, active = masks["reference"], masks["active"]
     nrate = sum(r.shape[0] for r in rate_readers)
-    ngroups_rate = keywords.value(first.header, "NGROUPS", first.path)
-    t_int = (ngroups_rate - 1) * keywords.value(first.header, "TGROUP", first.path)
     jump_ints = [(r, i) for r in jump_readers for i in range(r.shape[0])]
     ngroups = max([r.shape[1] for r in jump_readers], default=0)
-    pairs = []
+    pairs, fam = [], None
     if jump_readers:
         fam = family(keywords.value(first.header, "INSTRUME", first.path))
         pairs = readnoise.pair_groups(ngroups, *readnoise.SKIP[fam])
     npairs = len(pairs) * len(jump_ints)
     per_pixel = nrate * 4 * 3 * 4 + ngroups * 5 * 2 + npairs * 4 + 64
-    avail_mb = p["memory_mb"] - 300 - 1.25 * common.STATS_WORK_MB
+    avail_mb = p.memory_mb - 300 - 1.25 * common.STATS_WORK_MB
     rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
-
-    rate = np.full((ny, nx), np.nan)
-    var_rn = np.full((ny, nx), np.nan)
-    n_eff = np.zeros((ny, nx))
-    n_used = np.zeros((ny, nx), np.int32)
-    chi2 = np.full((ny, nx), np.nan)
-    r_pix = np.full((ny, nx), np.nan)
-    n_sat = np.zeros((ny, nx), np.int32)
-    measured = np.zeros((ny, nx), bool)
-    cds_var = np.full((ny, nx), np.nan)
-    cds_pois = np.full((ny, nx), np.nan)
-    cds_count = np.zeros((ny, nx), np.int32)
-    n_rc = np.zeros((ny, nx), np.int32)
-    n_tel = np.zeros((ny, nx), np.int32)
-    n_flat = np.zeros((ny, nx), np.int32)
+    out = {"rate": np.full((ny, nx), np.nan), "r_pix": np.full((ny, nx), np.nan),
+           "n_sat": np.zeros((ny, nx), np.int32), "measured": np.zeros((ny, nx), bool),
+           "cds_var": np.full((ny, nx), np.nan), "cds_pois": np.full((ny, nx), np.nan),
+           "cds_count": np.zeros((ny, nx), np.int32), "n_rc": np.zeros((ny, nx), np.int32),
+           "n_tel": np.zeros((ny, nx), np.int32), "n_flat": np.zeros((ny, nx), np.int32)}
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
-        sl = slice(r0, r1)
-        sci = np.concatenate([r.read("SCI", rows=sl) for r in rate_readers])
-        vrn = np.concatenate([r.read("VAR_RNOISE", rows=sl) for r in rate_readers])
-        dq = np.concatenate([r.read("DQ", rows=sl) for r in rate_readers])
-        rate[sl] = mean_dark_rate(sci, vrn)["rate"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)     # pixels without any slope
-            r_pix[sl] = np.nanmedian(np.where(usable_slopes(sci, vrn), vrn, np.nan), axis=0)
-        n_sat[sl] = saturated_count(sci, dq)
-        measured[sl] = np.any(np.isfinite(sci) | ((dq & dqflags.SATURATED) != 0), axis=0)
-        del sci, vrn, dq
-        stack = np.full((npairs, r1 - r0, nx), np.nan, np.float32) if pairs else None
-        k = 0
-        ext = slice(max(0, r0 - 1), min(ny, r1 + 1))          # one row more for the neighbours
-        for reader, i in jump_ints:
-            gdq_ext = reader.read("GROUPDQ", i, slice(None), ext)
-            gdq = gdq_ext[:, r0 - ext.start:r1 - ext.start]
-            rc, tel, _ = jump_classes(gdq, p["min_jumps"], p["early_fraction"], p["jump_ratio"])
-            n_rc[sl] += rc
-            n_tel[sl] += tel
-            data = reader.read("SCI", i, slice(None), sl)
-            n_flat[sl] += flat_ramp(data, ptp=p["dead_ptp"])
-            if pairs:
-                near = neighbour_jumps(gdq_ext)[:, r0 - ext.start:r1 - ext.start]
-                c = readnoise.cds_frames(data, np.where(near, gdq | _JUMP, gdq),
-                                         *readnoise.SKIP[fam])[:len(pairs)]
-                stack[k:k + len(c)] = c
-                k += len(pairs)
-            del gdq, gdq_ext, data
-        if pairs:
-            cv = cds_variance(stack, gain[sl], p["noisy_sigma"], p["noisy_maxiters"])
-            cds_var[sl], cds_pois[sl], cds_count[sl] = cv["var"], cv["poisson"], cv["count"]
-            del stack
+        _slope_block(rate_readers, slice(r0, r1), out)
+        _jump_block(jump_ints, r0, r1, ny, pairs, fam, gain, p, out)
+    return {**out, "rows": rows, "pairs": pairs, "jump_ints": jump_ints}
 
+
+def rate_passes(rate_readers, m, gain, warm_dn, active, t_int, ngroups_rate, p):
+    """Second and third passes: the scatter scale k^2, then the mean dark rate without the
+    integrations raised by unflagged cosmic rays.
+
+    m : :func:`first_pass` maps (``rate`` is replaced by the final mean rate). Returns dict
+    ``k2``, ``var_rn``, ``n_eff``, ``n_used``, ``n_rejected``, ``z_reject``, ``normal``.
+    """
+    ny, nx = m["rate"].shape
+    rate, rows = m["rate"], m["rows"]
     nact = int(active.sum())
-    alpha, z_alpha = false_alarm_z(p["false_flags"], nact)
-    z_beta = float(stats.norm.ppf(p["detect_probability"]))
+    nrate = sum(r.shape[0] for r in rate_readers)
     with np.errstate(invalid="ignore"):
-        normal = active & measured & (rate < warm_dn)
-    rn_scale = read_noise_scale(r_pix, cds_var if pairs else None, normal)
+        normal = active & m["measured"] & (rate < warm_dn)
+    rn_scale = read_noise_scale(m["r_pix"], m["cds_var"] if m["pairs"] else None, normal)
 
     def slopes_and_variance(sl):
         sci = np.concatenate([r.read("SCI", rows=sl) for r in rate_readers])
@@ -663,6 +705,7 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
         pois = poisson_slope_variance(np.nan_to_num(rate[sl]), gain[sl], t_int, ngroups_rate)
         return sci, vrn, pois
 
+    chi2, n_used = np.full((ny, nx), np.nan), np.zeros((ny, nx), np.int32)
     # second pass: the population's scale k^2 of the scatter between integrations
     for r0 in range(0, ny, rows):
         sl = slice(r0, min(ny, r0 + rows))
@@ -675,58 +718,70 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
                     "VAR_RNOISE + Poisson alone (noise scale k^2 = 1)")
         k2 = 1.0
     # third pass: integrations raised by unflagged cosmic rays out, then the mean dark rate
-    _, z_reject = false_alarm_z(p["false_flags"], nact * max(1, nrate))
+    _, z_reject = false_alarm_z(p.false_flags, nact * max(1, nrate))
+    var_rn, n_eff = np.full((ny, nx), np.nan), np.zeros((ny, nx))
     n_rejected = np.zeros((ny, nx), np.int32)
     for r0 in range(0, ny, rows):
         sl = slice(r0, min(ny, r0 + rows))
         sci, vrn, pois = slopes_and_variance(sl)
-        use, n_rejected[sl] = reject_high_slopes(sci, vrn, usable_slopes(sci, vrn), k2, pois,
-                                                 z_reject)
-        m = mean_dark_rate(sci, vrn, use)
-        rate[sl], var_rn[sl], n_eff[sl], n_used[sl] = m["rate"], m["var_rn"], m["n_eff"], m["n"]
+        use, n_rejected[sl] = reject_high_slopes(sci, vrn, usable_slopes(sci, vrn), k2, pois, z_reject)
+        mr = mean_dark_rate(sci, vrn, use)
+        rate[sl], var_rn[sl], n_eff[sl], n_used[sl] = mr["rate"], mr["var_rn"], mr["n_eff"], mr["n"]
         del sci, vrn, use
+    return {"k2": k2, "var_rn": var_rn, "n_eff": n_eff, "n_used": n_used, "n_rejected": n_rejected,
+            "z_reject": z_reject}
+
+
+def classify_pixels(m, r, gain, thresholds_dn, active, nrate, t_int, ngroups_rate, p):
+    """HOT/WARM (rate significance), noisy (CDS variance), RC/TELEGRAPH (jumps), DEAD (flat).
+
+    m : :func:`first_pass` maps; r : :func:`rate_passes` results; thresholds_dn : (hot, warm)
+    [DN/s] per pixel. Returns dict ``flags`` (type -> bool (ny, nx)), ``limits``, ``expected``,
+    ``alpha``, ``z_alpha``, ``k2_pop``, ``noisy_population`` (:func:`noisy_pixels`), ``tested``.
+    """
+    rate, var_rn, n_eff, k2 = m["rate"], r["var_rn"], r["n_eff"], r["k2"]
+    ny, nx = rate.shape
+    hot_dn, warm_dn = thresholds_dn
+    nact = int(active.sum())
+    alpha, z_alpha = false_alarm_z(p.false_flags, nact)
+    z_beta = float(stats.norm.ppf(p.detect_probability))
     # diagnostic only: the spread of the mean rates over the population also holds the true
     # spread of normal dark rates (on long LW ramps many times the noise), so it is not the error
     tested = active & np.isfinite(rate)
-    k2_between = k2
     k2_pop = population_scale(rate, var_rn, n_eff, tested, gain, t_int, ngroups_rate)
     z_hot = rate_significance(rate, var_rn, n_eff, k2, hot_dn, gain, t_int, ngroups_rate)
     z_warm = rate_significance(rate, var_rn, n_eff, k2, warm_dn, gain, t_int, ngroups_rate)
-    hot, warm = hot_warm(z_hot, z_warm, z_alpha, n_sat, nrate, p["saturated_fraction"])
+    hot, warm = hot_warm(z_hot, z_warm, z_alpha, m["n_sat"], nrate, p.saturated_fraction)
     g_med = float(np.nanmedian(gain[active])) if nact else float("nan")
     typical = dict(var_rn=float(np.nanmedian(var_rn[tested])) if tested.any() else float("nan"),
                    n_eff=float(np.median(n_eff[tested])) if tested.any() else float("nan"),
                    k2=k2, gain=g_med, t_int=t_int, ngroups=ngroups_rate, z_alpha=z_alpha,
                    z_beta=z_beta)
-    limits = {"hot": rate_detection_limit(p["hot_threshold"] / g_med, **typical) * g_med,
-              "warm": rate_detection_limit(p["warm_threshold"] / g_med, **typical) * g_med}
-    population = active & np.isfinite(cds_var)
-    nz = noisy_pixels(cds_var, population, z_alpha, z_beta, p["noisy_min_ratio"], cds_pois,
-                      cds_count)
-    limits["noisy"] = nz["limit_factor"] if pairs else float("nan")
-    noisy = nz["noisy"] & active
+    limits = {"hot": rate_detection_limit(p.hot_threshold / g_med, **typical) * g_med,
+              "warm": rate_detection_limit(p.warm_threshold / g_med, **typical) * g_med}
+    population = active & np.isfinite(m["cds_var"])
+    nz = noisy_pixels(m["cds_var"], population, z_alpha, z_beta, p.noisy_min_ratio, m["cds_pois"],
+                      m["cds_count"])
+    limits["noisy"] = nz["limit_factor"] if m["pairs"] else float("nan")
     expected = {"hot": alpha * int(tested.sum()), "warm": alpha * int(tested.sum()),
                 "noisy": alpha * int(population.sum())}
-    nj = len(jump_ints)
-    rc = (n_rc > p["rc_fraction"] * nj) if nj else np.zeros((ny, nx), bool)
-    tel = ((n_tel > p["telegraph_fraction"] * nj) & ~rc) if nj else np.zeros((ny, nx), bool)
-    dead = (n_flat >= p["dead_fraction"] * nj) if nj else np.zeros((ny, nx), bool)
-    if p.get("raw_paths"):
-        # a dead or flat output: flat in the raw files, but no longer in the jump ramps once refpix
-        # has spread the side reference pixels' correction into it
-        from ..analysis.common import dead_amplifiers
-        dead_amps = dead_amplifiers(p["raw_paths"])
-        if dead_amps:
-            log.warning("mask: dead or flat amplifier(s) %s flagged DEAD", ", ".join(str(k + 1) for k in dead_amps))
-            dead = dead | (active & np.isin(geom.amplifier_map(), dead_amps))
-    flags = {"hot": hot, "warm": warm, "noisy": noisy, "rc": rc, "telegraph": tel, "dead": dead}
-    unmeasured = active & ~measured
-    inherited = None
-    if p["keep_unmeasured"] and unmeasured.any() and jump_readers:
-        inherited = np.where(unmeasured, jump_readers[0].read("PIXELDQ"), 0).astype(np.uint32)
-    dq = assemble((ny, nx), reference, flags, p["do_not_use"], inherited)
+    nj = len(m["jump_ints"])
+    rc = (m["n_rc"] > p.rc_fraction * nj) if nj else np.zeros((ny, nx), bool)
+    tel = ((m["n_tel"] > p.telegraph_fraction * nj) & ~rc) if nj else np.zeros((ny, nx), bool)
+    dead = (m["n_flat"] >= p.dead_fraction * nj) if nj else np.zeros((ny, nx), bool)
+    flags = {"hot": hot, "warm": warm, "noisy": nz["noisy"] & active, "rc": rc, "telegraph": tel,
+             "dead": dead}
+    return {"flags": flags, "limits": limits, "expected": expected, "alpha": alpha, "z_alpha": z_alpha,
+            "k2_pop": k2_pop, "noisy_population": nz, "tested": tested}
 
-    dnu = {t.lower() for t in p["do_not_use"]}
+
+def mask_table(flags, dq, active, reference, unmeasured, inherited, c, do_not_use):
+    """The MASK table: one row per type, DO_NOT_USE (any), unmeasured and reference pixels.
+
+    c : :func:`classify_pixels` results (alpha, expected false flags, detection limits).
+    """
+    nact = int(active.sum())
+    dnu = {t.lower() for t in do_not_use}
     units = {"hot": "e-/s", "warm": "e-/s", "noisy": "x median CDS noise"}
     nan = float("nan")
     rows_t = []
@@ -735,9 +790,9 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
         rows_t.append({"type": name, "dq_flag": dqflags.names(bit)[0], "dq_value": int(bit),
                        "npix": n, "fraction_of_active": n / nact if nact else nan,
                        "do_not_use": name in dnu,
-                       "false_alarm_probability": alpha if name in expected else nan,
-                       "expected_false_flags": expected.get(name, nan),
-                       "detection_limit": limits.get(name, nan),
+                       "false_alarm_probability": c["alpha"] if name in c["expected"] else nan,
+                       "expected_false_flags": c["expected"].get(name, nan),
+                       "detection_limit": c["limits"].get(name, nan),
                        "detection_limit_unit": units.get(name, "")})
     extra = {"false_alarm_probability": nan, "expected_false_flags": nan, "detection_limit": nan,
              "detection_limit_unit": ""}
@@ -752,55 +807,104 @@ def _make_mask(rate_readers, jump_readers, out_path, p):
     rows_t.append({"type": "reference", "dq_flag": "REFERENCE_PIXEL",
                    "dq_value": dqflags.REFERENCE_PIXEL, "npix": int(reference.sum()),
                    "fraction_of_active": nan, "do_not_use": False, **extra})
-    table = pd.DataFrame(rows_t)
-    label = common.config_label(first.header)
-    descrip = p["descrip"] or (f"{label} bad pixels from darks: {nrate} integrations, "
-                               f"{len(rate_readers)} files (detcal {__version__})")
-    readers_for_header = rate_readers + jump_readers
-    header = common.header_for("MASK", readers_for_header, descrip, p["author"], p["pedigree"],
-                               p["useafter"])
+    return pd.DataFrame(rows_t)
 
-    def finite(x):
-        return float(x) if np.isfinite(x) else 0.0
 
-    header["BPHOT"] = (float(p["hot_threshold"]), "[e-/s] HOT threshold")
-    header["BPWARM"] = (float(p["warm_threshold"]), "[e-/s] WARM threshold")
-    header["BPFALSE"] = (float(p["false_flags"]), "expected false flags per type on the array")
-    header["BPALPHA"] = (float(alpha), "per-pixel false-alarm probability")
-    header["BPZ"] = (float(z_alpha), "[sigma] one-sided significance threshold")
-    header["BPK2"] = (finite(k2), "dark-rate error scale^2 (between integrations)")
-    header["BPK2POP"] = (finite(k2_pop), "same from the spread of mean rates (check)")
-    header["BPHLIM"] = (finite(limits["hot"]), "[e-/s] HOT detection limit (median pixel)")
-    header["BPWLIM"] = (finite(limits["warm"]), "[e-/s] WARM detection limit (median pixel)")
-    header["BPNLIM"] = (finite(limits["noisy"]), "noisy detection limit [x median CDS noise]")
-    header["BPPDET"] = (float(p["detect_probability"]), "detection probability of the limits")
+def _finite(x):
+    return float(x) if np.isfinite(x) else 0.0
+
+
+def _mask_header(readers, keywords_, label, nrate, nfiles, c, k2, p):
+    """The MASK header: reference keywords and the BP* keywords of this build."""
+    pedigree, author, useafter, descrip = keywords_
+    descrip = descrip or (f"{label} bad pixels from darks: {nrate} integrations, "
+                          f"{nfiles} files (detcal {__version__})")
+    header = common.header_for("MASK", readers, descrip, author, pedigree, useafter)
+    header["BPHOT"] = (float(p.hot_threshold), "[e-/s] HOT threshold")
+    header["BPWARM"] = (float(p.warm_threshold), "[e-/s] WARM threshold")
+    header["BPFALSE"] = (float(p.false_flags), "expected false flags per type on the array")
+    header["BPALPHA"] = (float(c["alpha"]), "per-pixel false-alarm probability")
+    header["BPZ"] = (float(c["z_alpha"]), "[sigma] one-sided significance threshold")
+    header["BPK2"] = (_finite(k2), "dark-rate error scale^2 (between integrations)")
+    header["BPK2POP"] = (_finite(c["k2_pop"]), "same from the spread of mean rates (check)")
+    header["BPHLIM"] = (_finite(c["limits"]["hot"]), "[e-/s] HOT detection limit (median pixel)")
+    header["BPWLIM"] = (_finite(c["limits"]["warm"]), "[e-/s] WARM detection limit (median pixel)")
+    header["BPNLIM"] = (_finite(c["limits"]["noisy"]), "noisy detection limit [x median CDS noise]")
+    header["BPPDET"] = (float(p.detect_probability), "detection probability of the limits")
     header["BPNINTS"] = (int(nrate), "rateints integrations")
-    params = {k: p[k] for k in ("hot_threshold", "warm_threshold", "false_flags", "detect_probability",
-                                "saturated_fraction", "noisy_min_ratio", "noisy_sigma",
-                                "noisy_maxiters", "min_jumps",
-                                "early_fraction", "jump_ratio", "rc_fraction", "telegraph_fraction",
-                                "dead_ptp", "dead_fraction", "do_not_use", "keep_unmeasured")}
-    gain_path = p["gain_path"]
+    return header
+
+
+def _dead_outputs(dead, active, geom, raw_paths):
+    """DEAD also every active pixel of an output dead or flat in all the raw files."""
+    # a dead or flat output: flat in the raw files, but no longer in the jump ramps once refpix
+    # has spread the side reference pixels' correction into it
+    from ..analysis.common import dead_amplifiers
+    dead_amps = dead_amplifiers(raw_paths)
+    if dead_amps:
+        log.warning("mask: dead or flat amplifier(s) %s flagged DEAD",
+                    ", ".join(str(k + 1) for k in dead_amps))
+        dead = dead | (active & np.isin(geom.amplifier_map(), dead_amps))
+    return dead
+
+
+def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, outputs, keywords_):
+    first = rate_readers[0]
+    for r in rate_readers + jump_readers:
+        if str(r.header.get("S_DARK", "")).upper() == "COMPLETE":
+            raise InputError(r.path, "S_DARK=COMPLETE: hot and warm pixels are found in slopes "
+                                     "that still hold their dark current (process without dark_current)")
+    ny, nx = first.shape[1:]
+    gain = common.gain_map(gain_path, first)
+    hot_dn = np.float32(p.hot_threshold) / gain
+    warm_dn = np.float32(p.warm_threshold) / gain
+    geom = common.geometry_of(first)
+    masks = common.regions(geom)
+    reference, active = masks["reference"], masks["active"]
+    nrate = sum(r.shape[0] for r in rate_readers)
+    ngroups_rate = keywords.value(first.header, "NGROUPS", first.path)
+    t_int = (ngroups_rate - 1) * keywords.value(first.header, "TGROUP", first.path)
+
+    m = first_pass(rate_readers, jump_readers, gain, p)
+    r = rate_passes(rate_readers, m, gain, warm_dn, active, t_int, ngroups_rate, p)
+    c = classify_pixels(m, r, gain, (hot_dn, warm_dn), active, nrate, t_int, ngroups_rate, p)
+    flags = c["flags"]
+    if raw_paths:
+        flags["dead"] = _dead_outputs(flags["dead"], active, geom, raw_paths)
+    unmeasured = active & ~m["measured"]
+    inherited = None
+    if p.keep_unmeasured and unmeasured.any() and jump_readers:
+        inherited = np.where(unmeasured, jump_readers[0].read("PIXELDQ"), 0).astype(np.uint32)
+    dq = assemble((ny, nx), reference, flags, p.do_not_use, inherited)
+    table = mask_table(flags, dq, active, reference, unmeasured, inherited, c, p.do_not_use)
+
+    label = common.config_label(first.header)
+    readers_for_header = rate_readers + jump_readers
+    header = _mask_header(readers_for_header, keywords_, label, nrate, len(rate_readers), c, r["k2"], p)
+    params = p.recorded()
     params["gain"] = os.path.basename(gain_path) if isinstance(gain_path, str) else gain_path
     io.write_reference(out_path, "MASK", {"DQ": dq}, header, step="detcal.reffiles.make_mask",
-                       inputs=[r.path for r in readers_for_header], params=params)
-    if p["table_path"]:
-        common.write_table(table, p["table_path"])
-    if p["figure_path"]:
-        plot_mask_table(table, p["figure_path"], f"{label}: bad pixels from {nrate} dark integrations")
-    counts = {row["type"]: row["npix"] for row in rows_t}
+                       inputs=[rd.path for rd in readers_for_header], params=params)
+    table_path, figure_path = outputs
+    if table_path:
+        common.write_table(table, table_path)
+    if figure_path:
+        plot_mask_table(table, figure_path, f"{label}: bad pixels from {nrate} dark integrations")
+    counts = dict(zip(table["type"], (int(n) for n in table["npix"])))
     log.info("mask: wrote %s; %s; alpha %.3g (z %.2f), k^2 %.3f, detection limits %s", out_path,
-             counts, alpha, z_alpha, k2, limits)
+             counts, c["alpha"], c["z_alpha"], r["k2"], c["limits"])
+    nz = c["noisy_population"]
     return {"path": str(out_path), "counts": counts,
             "thresholds_DN_per_s": {"hot": float(np.nanmedian(hot_dn)), "warm": float(np.nanmedian(warm_dn))},
-            "alpha": alpha, "z_alpha": z_alpha, "noise_scale_k2": k2,
-            "noise_scale_k2_between": k2_between, "noise_scale_k2_population": k2_pop,
-            "z_reject": z_reject,
-            "integrations_rejected": int(n_rejected[active].sum()),
-            "expected_false_flags": expected, "detection_limits": limits,
+            "alpha": c["alpha"], "z_alpha": c["z_alpha"], "noise_scale_k2": r["k2"],
+            "noise_scale_k2_between": r["k2"], "noise_scale_k2_population": c["k2_pop"],
+            "z_reject": r["z_reject"],
+            "integrations_rejected": int(r["n_rejected"][active].sum()),
+            "expected_false_flags": c["expected"], "detection_limits": c["limits"],
             "noisy_population": {"median_cds_noise_DN": nz["median_noise"], "centre": nz["centre"],
                                  "width": nz["width"]},
-            "n_integrations": nrate, "n_jump_integrations": nj, "unmeasured": int(unmeasured.sum())}
+            "n_integrations": nrate, "n_jump_integrations": len(m["jump_ints"]),
+            "unmeasured": int(unmeasured.sum())}
 
 
 def plot_mask_table(table, path, title=""):

@@ -24,6 +24,7 @@ reference) and are counted.
 """
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from .. import __version__, dqflags, io, keywords
 from ..analysis.robust import clip_bias_factor
 from ..errors import InputError
 from ..geometry import family
+from ..parameters import keyword_parameters
 from . import common
 
 log = logging.getLogger("detcal.reffiles.readnoise")
@@ -105,11 +107,35 @@ def cds_noise(cds, sigma=3.0, maxiters=3, nframes=1, unbias=True):
 # --------------------------------------------------------------------------------------------
 # File level
 # --------------------------------------------------------------------------------------------
-def make_readnoise(ramp_paths, out_path, *, sigma=3.0, maxiters=3, unbias=True, skip_first=None,
-                   skip_last=None, min_values=2, gain_path=None, memory_mb=4000, table_path=None,
-                   figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
-                   descrip=None):
+@dataclass(frozen=True)
+class ReadnoiseParameters:
+    """Parameters of the READNOISE builder (the rule's ``params.kwargs`` and their defaults).
+
+    sigma, maxiters, unbias    clipping of the CDS stack [sigma, iterations] and the clipping-bias
+                               correction of the std (3, 3, True; :func:`cds_noise`)
+    skip_first, skip_last      groups dropped at each end of every ramp (None: :data:`SKIP`, MIRI
+                               5 and 1, NIR 0 and 0)
+    min_values : int           fewest CDS values for a pixel's own estimate (2); others get their
+                               region median
+    memory_mb : float          budget [MB]: the CDS stack is built in blocks of rows that fit it (4000)
+    """
+
+    sigma: float = 3.0
+    maxiters: int = 3
+    unbias: bool = True
+    skip_first: int = None
+    skip_last: int = None
+    min_values: int = 2
+    memory_mb: float = 4000
+
+
+@keyword_parameters(ReadnoiseParameters)
+def make_readnoise(ramp_paths, out_path, *, gain_path=None, table_path=None, figure_path=None,
+                   pedigree="GROUND", author="detcal", useafter=None, descrip=None, parameters=None):
     """Make a READNOISE reference (CDS noise in DN) from dark ramps of one configuration group.
+
+    Read (group pairs by blocks of rows) -> CDS noise (:func:`cds_noise_map`) -> fill
+    (:func:`fill_few`) -> table and write.
 
     Parameters
     ----------
@@ -118,19 +144,14 @@ def make_readnoise(ramp_paths, out_path, *, sigma=3.0, maxiters=3, unbias=True, 
         optionally linearity and jump. One configuration group.
     out_path : str
         READNOISE reference (ReadnoiseModel layout, SCI BUNIT = DN).
-    sigma, maxiters, unbias : clipping of the CDS stack (3, 3, True).
-    skip_first, skip_last : int or None
-        Groups dropped at each end of every ramp (None: 5 and 1 for MIRI, 0 and 0 for NIR).
-    min_values : int
-        Fewest CDS values for a pixel's own estimate (default 2); others get their region median.
     gain_path : str (GAIN reference), a number [e-/DN] or None
         Adds electron columns to the table.
-    memory_mb : float
-        Budget: the CDS stack is built in blocks of rows that fit it.
     table_path, figure_path : str or None
         Per-region statistics TSV (amplifiers over active pixels, all active, reference pixels:
         npix, clipped mean/std, percentiles, in DN and e-) and a figure drawn from it.
     pedigree, author, useafter, descrip : reference keywords (see :func:`make_dark`).
+    sigma, maxiters, unbias, skip_first, skip_last, min_values, memory_mb
+        :class:`ReadnoiseParameters` (keywords, or ``parameters=`` one object).
 
     Returns
     -------
@@ -139,43 +160,35 @@ def make_readnoise(ramp_paths, out_path, *, sigma=3.0, maxiters=3, unbias=True, 
     """
     readers = common.open_inputs(ramp_paths, step="dq_init", what="read-noise")
     try:
-        return _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip_last,
-                               min_values, gain_path, memory_mb, table_path, figure_path, pedigree,
-                               author, useafter, descrip)
+        return _make_readnoise(readers, out_path, parameters, gain_path, (table_path, figure_path),
+                               (pedigree, author, useafter, descrip))
     finally:
         common.close_all(readers)
 
 
-def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip_last, min_values,
-                    gain, memory_mb, table_path, figure_path, pedigree, author, useafter, descrip):
-    first = readers[0]
-    fam = family(keywords.value(first.header, "INSTRUME", first.path))
+def skipped_groups(fam, ngroups, skip_first=None, skip_last=None):
+    """(first, last) groups dropped: the family's :data:`SKIP` unless given; a short MIRI ramp
+    keeps one CDS pair rather than none (the reset anomaly's early groups are then used)."""
     sf, sl = SKIP[fam]
     sf = sf if skip_first is None else int(skip_first)
     sl = sl if skip_last is None else int(skip_last)
-    ngroups, ny, nx = first.shape[1:]
     if skip_first is None and sf and ngroups - sl - sf < 2:
-        # a short MIRI ramp: keep one CDS pair rather than none (the reset anomaly's early groups
-        # are then used; said in the log)
         sf = max(0, ngroups - sl - 2)
         log.warning("NGROUPS=%d: the default %d leading groups would leave no CDS pair; dropping %d",
                     ngroups, SKIP[fam][0], sf)
-    nframes = keywords.value(first.header, "NFRAMES", first.path)
-    pairs = pair_groups(ngroups, sf, sl)
-    if not pairs:
-        raise InputError(first.path, f"NGROUPS={ngroups} leaves no CDS pair after dropping "
-                                            f"{sf} leading and {sl} trailing groups")
-    for r in readers:
-        if str(r.header.get("S_REFPIX", "")).upper() != "COMPLETE":
-            log.warning("%s: refpix has not run (no S_REFPIX=COMPLETE); output offsets and drifts "
-                        "enter the CDS noise", r.path)
-    entries = [(r, i) for r in readers for i in range(r.shape[0])]
+    return sf, sl
+
+
+def cds_noise_map(entries, pairs, shape, nframes, rows, parameters):
+    """CDS noise [DN] and values used per pixel from the group pairs of every integration.
+
+    entries : [(reader, integration)];  pairs : [(g0, g1)] of :func:`pair_groups`;  shape :
+    (ny, nx);  rows : block length. Returns (noise float32, count int32).
+    """
+    p = parameters
+    ny, nx = shape
     nvalues = len(entries) * len(pairs)
-    per_pixel = 4 * nvalues + 10 * ngroups + 4 * len(pairs)        # stack + read buffers + CDS
-    avail_mb = memory_mb - 300 - 1.25 * common.STATS_WORK_MB
-    rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
-    noise = np.empty((ny, nx), np.float32)
-    count = np.empty((ny, nx), np.int32)
+    noise, count = np.empty((ny, nx), np.float32), np.empty((ny, nx), np.int32)
     g_lo, g_hi = pairs[0][0], pairs[-1][1] + 1
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
@@ -188,11 +201,14 @@ def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip
             stack[k:k + len(c)] = c
             k += len(c)
             del sci, gdq, c
-        noise[r0:r1], count[r0:r1] = cds_noise(stack, sigma, maxiters, nframes, unbias)
+        noise[r0:r1], count[r0:r1] = cds_noise(stack, p.sigma, p.maxiters, nframes, p.unbias)
         del stack
+    return noise, count
 
-    geom = common.geometry_of(first)
-    masks = common.regions(geom)
+
+def fill_few(noise, count, masks, min_values):
+    """Pixels with fewer than ``min_values`` (at least 2) values or no finite noise get their
+    region's median (in place); returns how many."""
     few = (count < max(2, int(min_values))) | ~np.isfinite(noise)
     n_filled = int(few.sum())
     if n_filled:
@@ -202,12 +218,11 @@ def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip
             ok = mask & ~few
             fill = float(np.median(noise[ok])) if ok.any() else float("nan")
             noise[mask & few] = fill
-    gain_e = None
-    if gain is not None:
-        g = common.gain_map(gain, first)
-        gain_e = float(np.nanmedian(g[masks["active"]]))
-    table = _region_table(noise, masks, gain_e)
-    label = common.config_label(first.header)
+    return n_filled
+
+
+def _readnoise_header(readers, keywords_, label, nvalues, nframes, groups, p):
+    pedigree, author, useafter, descrip = keywords_
     if descrip is None:
         descrip = (f"{label} CDS read noise [DN] from {nvalues} independent group pairs, "
                    f"{len(readers)} files (detcal {__version__})")
@@ -215,17 +230,51 @@ def _make_readnoise(readers, out_path, sigma, maxiters, unbias, skip_first, skip
                                extra=("READPATT",))
     header["RNCONV"] = ("CDS", "CDS noise = sqrt(2) x single-frame noise")
     header["RNNFRAME"] = (int(nframes), "NFRAMES of inputs; group CDS x sqrt(NFRAMES)")
-    header["RNSIGMA"] = (float(sigma), "[sigma] clip threshold")
-    header["RNITERS"] = (int(maxiters), "clipping iterations")
-    header["RNUNBIAS"] = (bool(unbias), "std corrected for the clipping bias")
+    header["RNSIGMA"] = (float(p.sigma), "[sigma] clip threshold")
+    header["RNITERS"] = (int(p.maxiters), "clipping iterations")
+    header["RNUNBIAS"] = (bool(p.unbias), "std corrected for the clipping bias")
     header["RNNPAIRS"] = (int(nvalues), "CDS pairs per pixel (all files)")
-    header["RNGROUPS"] = (f"{g_lo}-{g_hi - 1}", "groups used (0-based)")
+    header["RNGROUPS"] = (f"{groups[0]}-{groups[1] - 1}", "groups used (0-based)")
+    return header
+
+
+def _make_readnoise(readers, out_path, p, gain_path, outputs, keywords_):
+    first = readers[0]
+    fam = family(keywords.value(first.header, "INSTRUME", first.path))
+    ngroups, ny, nx = first.shape[1:]
+    sf, sl = skipped_groups(fam, ngroups, p.skip_first, p.skip_last)
+    nframes = keywords.value(first.header, "NFRAMES", first.path)
+    pairs = pair_groups(ngroups, sf, sl)
+    if not pairs:
+        raise InputError(first.path, f"NGROUPS={ngroups} leaves no CDS pair after dropping "
+                                            f"{sf} leading and {sl} trailing groups")
+    for r in readers:
+        if str(r.header.get("S_REFPIX", "")).upper() != "COMPLETE":
+            log.warning("%s: refpix has not run (no S_REFPIX=COMPLETE); output offsets and drifts "
+                        "enter the CDS noise", r.path)
+    entries = [(r, i) for r in readers for i in range(r.shape[0])]
+    nvalues = len(entries) * len(pairs)
+    per_pixel = 4 * nvalues + 10 * ngroups + 4 * len(pairs)        # stack + read buffers + CDS
+    avail_mb = p.memory_mb - 300 - 1.25 * common.STATS_WORK_MB
+    rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
+    noise, count = cds_noise_map(entries, pairs, (ny, nx), nframes, rows, p)
+
+    masks = common.regions(common.geometry_of(first))
+    n_filled = fill_few(noise, count, masks, p.min_values)
+    gain_e = None
+    if gain_path is not None:
+        gain_e = float(np.nanmedian(common.gain_map(gain_path, first)[masks["active"]]))
+    table = _region_table(noise, masks, gain_e)
+    label = common.config_label(first.header)
+    header = _readnoise_header(readers, keywords_, label, nvalues, nframes, (pairs[0][0], pairs[-1][1] + 1),
+                               p)
     median_active = float(np.median(noise[masks["active"]])) if masks["active"].any() else float("nan")
-    params = {"sigma": sigma, "maxiters": maxiters, "unbias": unbias, "skip_first": sf,
-              "skip_last": sl, "min_values": min_values}
+    params = {"sigma": p.sigma, "maxiters": p.maxiters, "unbias": p.unbias, "skip_first": sf,
+              "skip_last": sl, "min_values": p.min_values}
     io.write_reference(out_path, "READNOISE", {"SCI": noise}, header,
                        step="detcal.reffiles.make_readnoise", inputs=[r.path for r in readers],
                        params=params, units={"SCI": "DN"})
+    table_path, figure_path = outputs
     if table_path:
         common.write_table(table, table_path)
     if figure_path:

@@ -30,6 +30,7 @@ COMPLETE are rejected. MIRI has no superbias step (jwst skips it), so MIRI input
 
 import logging
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from .. import __version__, dqflags, io, keywords
 from ..analysis.robust import clip_bias_factor
 from ..errors import InputError
 from ..geometry import family
+from ..parameters import keyword_parameters
 from . import common
 
 log = logging.getLogger("detcal.reffiles.superbias")
@@ -166,11 +168,32 @@ def ktc_from_scatter(bias_scatter, frame_noise, dof_bias, dof_frame):
 # --------------------------------------------------------------------------------------------
 # File level
 # --------------------------------------------------------------------------------------------
-def make_superbias(ramp_paths, out_path, *, sigma=3.0, maxiters=3, bad_sigma=3.0, bad_maxiters=3,
-                   bad_threshold=5.0, gain_path=None, memory_mb=4000, table_path=None,
-                   figure_path=None, pedigree="GROUND", author="detcal", useafter=None,
-                   descrip=None):
+@dataclass(frozen=True)
+class SuperbiasParameters:
+    """Parameters of the SUPERBIAS builder (the rule's ``params.kwargs`` and their defaults).
+
+    sigma, maxiters        clipping of group 0 across integrations [sigma, iterations] (3, 3)
+    bad_sigma, bad_maxiters, bad_threshold : UNRELIABLE_BIAS rule (:func:`flag_unreliable`)
+                           [sigma, iterations, x robust scatter] (3, 3, 5)
+    memory_mb : float      budget for the group-0 stack [MB]; read in blocks of rows when it
+                           does not fit (4000)
+    """
+
+    sigma: float = 3.0
+    maxiters: int = 3
+    bad_sigma: float = 3.0
+    bad_maxiters: int = 3
+    bad_threshold: float = 5.0
+    memory_mb: float = 4000
+
+
+@keyword_parameters(SuperbiasParameters)
+def make_superbias(ramp_paths, out_path, *, gain_path=None, table_path=None, figure_path=None,
+                   pedigree="GROUND", author="detcal", useafter=None, descrip=None, parameters=None):
     """Make a SUPERBIAS reference (and measure the kTC noise) from NIR dark ramps.
+
+    Read (group 0 by blocks of rows) -> combine (:func:`bias_pass`, :func:`finish_bias`) ->
+    kTC (:func:`ktc_pass`) -> table and write.
 
     Parameters
     ----------
@@ -180,17 +203,15 @@ def make_superbias(ramp_paths, out_path, *, sigma=3.0, maxiters=3, bad_sigma=3.0
         are read.
     out_path : str
         SUPERBIAS reference (SuperBiasModel layout: SCI, ERR, DQ + DQ_DEF).
-    sigma, maxiters : clipping of group 0 across integrations (3, 3).
-    bad_sigma, bad_maxiters, bad_threshold : UNRELIABLE_BIAS rule (3, 3, 5).
     gain_path : str (GAIN reference), a number [e-/DN] or None
         For kTC in electrons.
-    memory_mb : float
-        Budget for the group-0 stack; read in blocks of rows when it does not fit.
     table_path, figure_path : str or None
         Per-region (amplifiers, all active, reference) statistics TSV of the bias level, its
         error and the per-pixel scatter (with its mode and the kTC per region); box-plot figure
         drawn from it.
     pedigree, author, useafter, descrip : reference keywords (see :func:`make_dark`).
+    sigma, maxiters, bad_sigma, bad_maxiters, bad_threshold, memory_mb
+        :class:`SuperbiasParameters` (keywords, or ``parameters=`` one object).
 
     Returns
     -------
@@ -200,15 +221,13 @@ def make_superbias(ramp_paths, out_path, *, sigma=3.0, maxiters=3, bad_sigma=3.0
     """
     readers = common.open_inputs(ramp_paths, step="saturation", what="superbias")
     try:
-        return _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
-                               bad_threshold, gain_path, memory_mb, table_path, figure_path, pedigree,
-                               author, useafter, descrip)
+        return _make_superbias(readers, out_path, parameters, gain_path, (table_path, figure_path),
+                               (pedigree, author, useafter, descrip))
     finally:
         common.close_all(readers)
 
 
-def _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters, bad_threshold,
-                    gain, memory_mb, table_path, figure_path, pedigree, author, useafter, descrip):
+def _check_superbias_inputs(readers):
     first = readers[0]
     if family(keywords.value(first.header, "INSTRUME", first.path)) == "MIRI":
         raise InputError(first.path, "MIRI data have no superbias step (jwst skips it for MIRI); "
@@ -218,20 +237,18 @@ def _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
             if str(r.header.get(key, "")).upper() == "COMPLETE":
                 raise InputError(r.path, f"{key}=COMPLETE: a superbias is made from ramps after "
                                          f"dq_init and saturation only (the {step} step has run)")
-    ny, nx = first.shape[2:]
-    entries = [(r, i) for r in readers for i in range(r.shape[0])]
-    n = len(entries)
-    geom = common.geometry_of(first)
-    masks = common.regions(geom)
-    ref_mask = masks["reference"]
 
-    # pass 1: superbias by blocks of rows
-    per_pixel = n * (4 + 4 + common.STATS_BYTES_PER_VALUE)      # stack, read buffer, statistics
-    rows = io.block_size(memory_mb - 300, per_pixel, (ny, nx)) if memory_mb > 300 else 1
-    bias = np.empty((ny, nx), np.float32)
-    err = np.empty((ny, nx), np.float32)
-    scatter = np.empty((ny, nx), np.float32)
-    count = np.empty((ny, nx), np.int32)
+
+def bias_pass(entries, rows, shape, parameters):
+    """Pass 1: clipped group 0 of every integration, by blocks of rows.
+
+    entries : [(reader, integration)];  shape : (ny, nx). Returns (bias, err, scatter float32,
+    count int32) of :func:`superbias_from_stack`.
+    """
+    ny, nx = shape
+    n = len(entries)
+    bias, err = np.empty((ny, nx), np.float32), np.empty((ny, nx), np.float32)
+    scatter, count = np.empty((ny, nx), np.float32), np.empty((ny, nx), np.int32)
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
         stack = np.empty((n, r1 - r0, nx), np.float32)
@@ -240,81 +257,119 @@ def _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
             gdq = reader.read("GROUPDQ", i, slice(0, 1), slice(r0, r1))[0]
             stack[j][(gdq & _BAD) != 0] = np.nan
         bias[r0:r1], err[r0:r1], scatter[r0:r1], count[r0:r1] = superbias_from_stack(
-            stack, sigma, maxiters)
+            stack, parameters.sigma, parameters.maxiters)
         del stack
+    return bias, err, scatter, count
 
+
+def finish_bias(bias, err, count, ref_mask, parameters):
+    """UNRELIABLE_BIAS flags, pixels without data filled from their neighbours, finite errors.
+
+    Returns (bias, err, dq uint32, limits of :func:`flag_unreliable`, no_data bool (ny, nx)).
+    """
+    p = parameters
     no_data = count == 0
     dq, limits = flag_unreliable(err, {"active": (~ref_mask, True), "reference": (ref_mask, False)},
-                                 bad_sigma, bad_maxiters, bad_threshold)
+                                 p.bad_sigma, p.bad_maxiters, p.bad_threshold)
     dq[no_data & ~ref_mask] |= _FLAG
     dq[no_data & ref_mask] |= np.uint32(dqflags.UNRELIABLE_BIAS)
     if no_data.any():
         bias = fill_from_neighbours(bias, no_data)
     err = np.where(np.isfinite(err), err, np.float32(0.0)).astype(np.float32)
+    return bias, err, dq, limits, no_data
 
-    # pass 2: kTC from common-mode-free residuals of group 0 (and group 1 - group 0). The
-    # per-integration medians of every (amplifier, parity) and of every detector line of every
-    # output need whole frames, read one integration at a time and kept as small tables; the
-    # per-pixel scatter is then taken in blocks of rows.
+
+def _common_mode_tables(entries, bias, labels, lab_ids, lines, two):
+    """Per-integration medians of every (amplifier, parity) and of every line of every output,
+    of group 0 - bias and (two) group 1 - group 0: whole frames, one integration at a time."""
+    n = len(entries)
+    cm = np.zeros((2, n, labels.max() + 1), np.float32)
+    lm = np.zeros((2, n) + lines.table_shape, np.float32)
+    for j, (reader, i) in enumerate(entries):
+        g0, g1 = _groups01(reader, i, two)
+        for k, frame in enumerate((g0 - bias, None if not two else g1 - g0)):
+            if frame is None:
+                continue
+            cm[k, j] = _label_medians(frame, labels, lab_ids)
+            lm[k, j] = lines.medians(frame - cm[k, j][labels])
+    return cm, lm
+
+
+def _residual_scatter(entries, bias, cm, lm, labels, lines, rows, two, parameters):
+    """Per-pixel clipped scatter of the common-mode-free residuals, by blocks of rows [DN]."""
+    sigma, maxiters = parameters.sigma, parameters.maxiters
+    ny, nx = bias.shape
+    n = len(entries)
+    factor = clip_bias_factor(sigma, maxiters)
+    bias_scatter = np.full((ny, nx), np.nan, np.float32)
+    frame_noise = np.full((ny, nx), np.nan, np.float32) if two else None
+    for r0 in range(0, ny, rows):
+        r1 = min(ny, r0 + rows)
+        res = np.empty((2 if two else 1, n, r1 - r0, nx), np.float32)
+        lab = labels[r0:r1]
+        for j, (reader, i) in enumerate(entries):
+            g0, g1 = _groups01(reader, i, two, slice(r0, r1))
+            res[0, j] = g0 - bias[r0:r1] - cm[0, j][lab] - lines.expand(lm[0, j], r0, r1)
+            if two:
+                res[1, j] = g1 - g0 - cm[1, j][lab] - lines.expand(lm[1, j], r0, r1)
+        keep = lines.variance_kept(r0, r1)
+        st = common.sigma_clipped_stats(res[0], sigma, maxiters, ddof=1)
+        bias_scatter[r0:r1] = st["std"] / factor / np.sqrt(keep)
+        if two:
+            st = common.sigma_clipped_stats(res[1], sigma, maxiters, ddof=1)
+            frame_noise[r0:r1] = st["std"] / factor / np.sqrt(keep) / np.sqrt(2.0)
+        del res
+    return bias_scatter, frame_noise
+
+
+def ktc_pass(readers, entries, bias, count, geom, ref_mask, rows, parameters):
+    """Pass 2: kTC from common-mode-free residuals of group 0 (and group 1 - group 0).
+
+    The per-integration medians of every (amplifier, parity) and of every detector line of every
+    output need whole frames, read one integration at a time and kept as small tables; the
+    per-pixel scatter is then taken in blocks of rows. Returns (ktc dict of
+    :func:`ktc_from_scatter` + ``dof``, bias_scatter, frame_noise (None without group 1)).
+    """
     labels = common_mode_labels(geom)
     lab_ids = np.unique(labels[labels >= 0])
     lines = LineGroups(geom)
-    two = first.shape[1] >= 2 and all(r.shape[1] >= 2 for r in readers)
+    two = readers[0].shape[1] >= 2 and all(r.shape[1] >= 2 for r in readers)
     ktc = {"scatter_mode_DN": float("nan"), "frame_noise_mode_DN": float("nan"), "ktc_DN": float("nan")}
     dof = float(np.median(count[~ref_mask])) - 1.0 if (~ref_mask).any() else float("nan")
     bias_scatter = frame_noise = None
-    if n >= 3 and lab_ids.size:
-        cm = np.zeros((2, n, labels.max() + 1), np.float32)
-        lm = np.zeros((2, n) + lines.table_shape, np.float32)
-        for j, (reader, i) in enumerate(entries):
-            g0, g1 = _groups01(reader, i, two)
-            for k, frame in enumerate((g0 - bias, None if not two else g1 - g0)):
-                if frame is None:
-                    continue
-                cm[k, j] = _label_medians(frame, labels, lab_ids)
-                lm[k, j] = lines.medians(frame - cm[k, j][labels])
-        factor = clip_bias_factor(sigma, maxiters)
-        bias_scatter = np.full((ny, nx), np.nan, np.float32)
-        frame_noise = np.full((ny, nx), np.nan, np.float32) if two else None
-        for r0 in range(0, ny, rows):
-            r1 = min(ny, r0 + rows)
-            res = np.empty((2 if two else 1, n, r1 - r0, nx), np.float32)
-            lab = labels[r0:r1]
-            for j, (reader, i) in enumerate(entries):
-                g0, g1 = _groups01(reader, i, two, slice(r0, r1))
-                res[0, j] = g0 - bias[r0:r1] - cm[0, j][lab] - lines.expand(lm[0, j], r0, r1)
-                if two:
-                    res[1, j] = g1 - g0 - cm[1, j][lab] - lines.expand(lm[1, j], r0, r1)
-            keep = lines.variance_kept(r0, r1)
-            st = common.sigma_clipped_stats(res[0], sigma, maxiters, ddof=1)
-            bias_scatter[r0:r1] = st["std"] / factor / np.sqrt(keep)
-            if two:
-                st = common.sigma_clipped_stats(res[1], sigma, maxiters, ddof=1)
-                frame_noise[r0:r1] = st["std"] / factor / np.sqrt(keep) / np.sqrt(2.0)
-            del res
+    if len(entries) >= 3 and lab_ids.size:
+        cm, lm = _common_mode_tables(entries, bias, labels, lab_ids, lines, two)
+        bias_scatter, frame_noise = _residual_scatter(entries, bias, cm, lm, labels, lines, rows, two,
+                                                      parameters)
         ktc = ktc_from_scatter(bias_scatter[~ref_mask], None if frame_noise is None else
                                frame_noise[~ref_mask], dof, dof)
     else:
-        log.warning("superbias: %d integrations are too few to measure the kTC noise", n)
+        log.warning("superbias: %d integrations are too few to measure the kTC noise", len(entries))
     ktc["dof"] = dof
-    gain_e = None
-    if gain is not None:
-        g = common.gain_map(gain, first)
-        gain_e = float(np.nanmedian(g[~ref_mask]))
-        ktc["ktc_e"] = ktc["ktc_DN"] * gain_e
-        ktc["scatter_mode_e"] = ktc["scatter_mode_DN"] * gain_e
-        ktc["frame_noise_mode_e"] = ktc["frame_noise_mode_DN"] * gain_e
-        ktc["gain_e_per_DN"] = gain_e
+    return ktc, bias_scatter, frame_noise
 
-    table = _region_table(bias, err, bias_scatter, frame_noise, dq, masks, dof, gain_e)
-    label = common.config_label(first.header)
+
+def _ktc_in_electrons(ktc, gain_path, first, ref_mask):
+    """Add the kTC numbers in e- (median gain of the active pixels); return that gain or None."""
+    if gain_path is None:
+        return None
+    gain_e = float(np.nanmedian(common.gain_map(gain_path, first)[~ref_mask]))
+    ktc["ktc_e"] = ktc["ktc_DN"] * gain_e
+    ktc["scatter_mode_e"] = ktc["scatter_mode_DN"] * gain_e
+    ktc["frame_noise_mode_e"] = ktc["frame_noise_mode_DN"] * gain_e
+    ktc["gain_e_per_DN"] = gain_e
+    return gain_e
+
+
+def _superbias_header(readers, keywords_, label, n, ktc, p):
+    pedigree, author, useafter, descrip = keywords_
     if descrip is None:
         descrip = (f"{label} superbias: clipped mean of group 0 of {n} integrations, "
                    f"{len(readers)} files (detcal {__version__})")
     header = common.header_for("SUPERBIAS", readers, descrip, author, pedigree, useafter,
                                extra=("READPATT",))
-    header["SBSIGMA"] = (float(sigma), "[sigma] clip threshold")
-    header["SBITERS"] = (int(maxiters), "clipping iterations")
+    header["SBSIGMA"] = (float(p.sigma), "[sigma] clip threshold")
+    header["SBITERS"] = (int(p.maxiters), "clipping iterations")
     header["SBNINTS"] = (int(n), "integrations combined")
     for key, name, unit in (("KTC_DN", "ktc_DN", "DN"), ("KTC_E", "ktc_e", "e-"),
                             ("SBSCMODE", "scatter_mode_DN", "DN"),
@@ -322,12 +377,36 @@ def _make_superbias(readers, out_path, sigma, maxiters, bad_sigma, bad_maxiters,
         val = ktc.get(name)
         if val is not None and np.isfinite(val):
             header[key] = (float(val), f"[{unit}] {name.replace('_', ' ')}")
+    return header
+
+
+def _make_superbias(readers, out_path, p, gain_path, outputs, keywords_):
+    _check_superbias_inputs(readers)
+    first = readers[0]
+    ny, nx = first.shape[2:]
+    entries = [(r, i) for r in readers for i in range(r.shape[0])]
+    n = len(entries)
+    geom = common.geometry_of(first)
+    masks = common.regions(geom)
+    ref_mask = masks["reference"]
+    per_pixel = n * (4 + 4 + common.STATS_BYTES_PER_VALUE)      # stack, read buffer, statistics
+    rows = io.block_size(p.memory_mb - 300, per_pixel, (ny, nx)) if p.memory_mb > 300 else 1
+
+    bias, err, _, count = bias_pass(entries, rows, (ny, nx), p)
+    bias, err, dq, limits, no_data = finish_bias(bias, err, count, ref_mask, p)
+    ktc, bias_scatter, frame_noise = ktc_pass(readers, entries, bias, count, geom, ref_mask, rows, p)
+    gain_e = _ktc_in_electrons(ktc, gain_path, first, ref_mask)
+    table = _region_table(bias, err, bias_scatter, frame_noise, dq, masks, ktc["dof"], gain_e)
+
+    label = common.config_label(first.header)
+    header = _superbias_header(readers, keywords_, label, n, ktc, p)
     n_unrel = int(np.count_nonzero(dq & dqflags.UNRELIABLE_BIAS))
-    params = {"sigma": sigma, "maxiters": maxiters, "bad_sigma": bad_sigma,
-              "bad_maxiters": bad_maxiters, "bad_threshold": bad_threshold}
+    params = {"sigma": p.sigma, "maxiters": p.maxiters, "bad_sigma": p.bad_sigma,
+              "bad_maxiters": p.bad_maxiters, "bad_threshold": p.bad_threshold}
     io.write_reference(out_path, "SUPERBIAS", {"SCI": bias, "ERR": err, "DQ": dq}, header,
                        step="detcal.reffiles.make_superbias", inputs=[r.path for r in readers],
                        params=params, units={"SCI": "DN", "ERR": "DN"})
+    table_path, figure_path = outputs
     if table_path:
         common.write_table(table, table_path)
     if figure_path:
