@@ -132,9 +132,9 @@ def main(argv=None):
                                    str(a.memory_mb), "--child", mode, ramp_path, dark_path, out],
                                   capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
+            above = r["peak_mb"] - r["base_mb"]
             print(f"{mode:10s} {r['seconds']:9.2f} {r['base_mb']:11.0f} {r['peak_mb']:10.0f} "
-                  f"{r['peak_mb'] - r['base_mb']:18.0f} {(r['peak_mb'] - r['base_mb']) / (1.25 * ramp_mb):20.2f}",
-                  flush=True)
+                  f"{above:18.0f} {above / (1.25 * ramp_mb):20.2f}", flush=True)
         from astropy.io import fits
         same = True
         for ext in ("SCI", "PIXELDQ", "GROUPDQ"):

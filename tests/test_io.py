@@ -472,3 +472,53 @@ def test_row_blocks_cover_the_frame_within_the_budget(fits_writer):
         stacked = np.concatenate([reader.read("SCI", rows=s) for s in rows], axis=2)
         np.testing.assert_array_equal(stacked, reader.read("SCI"))
         assert [s.stop - s.start for s in reader.group_blocks(2 * 2 * NY * NX * 4 / 1e6, 4)] == [2, 2]
+
+
+@pytest.mark.parametrize("regime", ["nir-direct-full", "nir-subarray-nframes4-groupgap2", "miri-4d-intstart2",
+                                    "nir-extrapolated", "dark_output"])
+def test_dark_current_job_with_the_dark_read_by_chunks_writes_the_same_product(regime, fits_writer,
+                                                                               monkeypatch):
+    """runner.run_step_file reads the DARK lazily (dark_current.LAZY_REFERENCES); its product is
+    the one of the dark read whole, in the regimes real darks have."""
+    from detcal import runner
+    rng = np.random.default_rng(11)
+    instrument, nints, ngroups, ny, nx, sub = "NIRCAM", 2, 6, 12, 16, {}
+    readout, dark_groups, params = {}, 6, {"memory_mb": 1e-9}
+    if regime == "nir-subarray-nframes4-groupgap2":
+        readout, dark_groups = {"NFRAMES": 4, "GROUPGAP": 2}, 40
+        sub = {"SUBARRAY": "SUBTEST", "SUBSTRT1": 5, "SUBSTRT2": 3}
+    elif regime == "miri-4d-intstart2":
+        instrument, nints, sub = "MIRI", 3, {"INTSTART": 2, "INTEND": 4, "NINTS": 5}
+    elif regime == "nir-extrapolated":
+        dark_groups, params["extrapolate"] = 4, True
+    elif regime == "dark_output":
+        params["dark_output"] = True
+    sci_ny, sci_nx = (5, 7) if sub.get("SUBARRAY") else (ny, nx)
+    ramp = make_ramp(nints, ngroups, sci_ny, sci_nx, instrument=instrument,
+                     data=rng.normal(1e4, 30, (nints, ngroups, sci_ny, sci_nx)), **readout, **sub)
+    ramp_path = fits_writer.ramp(ramp, name="sci_ramp.fits")
+    like = make_ramp(1, dark_groups, ny, nx, instrument=instrument)
+    shape = ((2,) if instrument == "MIRI" else ()) + (dark_groups, ny, nx)
+    dq = rng.choice([0, dqflags.HOT, dqflags.DEAD], (ny, nx)).astype(np.uint32)
+    dark = {"SCI": rng.normal(5, 2, shape).astype(np.float32), "ERR": np.ones(shape, np.float32),
+            "DQ": np.stack([dq[None], dq[None]]) if instrument == "MIRI" else dq}
+    dark["SCI"][..., 1, 2] = np.nan
+    dark_path = fits_writer.reference("DARK", like, name="dark.fits", **dark)
+    out = {}
+    for mode in ("whole", "chunks"):
+        if mode == "whole":
+            monkeypatch.setattr(runner, "read_lazily", lambda step, key: False)
+        else:
+            monkeypatch.undo()
+            assert runner.read_lazily("dark_current", "dark")
+        out[mode] = fits_writer.path(f"{mode}.fits")
+        extra = fits_writer.path(f"{mode}_dark.fits") if regime == "dark_output" else None
+        runner.run_step_file("dark_current", ramp_path, {"dark": dark_path}, out[mode], params=params,
+                             extra_output=extra)
+    for ext in ("SCI", "PIXELDQ", "GROUPDQ"):
+        np.testing.assert_array_equal(fits.getdata(out["chunks"], ext), fits.getdata(out["whole"], ext))
+    assert not np.array_equal(fits.getdata(out["chunks"], "SCI"), fits.getdata(ramp_path, "SCI"))
+    if regime == "dark_output":
+        for ext in ("SCI", "DQ"):
+            np.testing.assert_array_equal(fits.getdata(fits_writer.path("chunks_dark.fits"), ext),
+                                          fits.getdata(fits_writer.path("whole_dark.fits"), ext))
