@@ -185,10 +185,10 @@ def test_temporal_effective_noise_matches_multiaccum_formula_on_white_noise():
     flux = float(np.median(det.dark_rate[det.response]))              # truth [e-/s]
     rn = det.params["rn_cds"] / np.sqrt(2)                            # truth single-frame [e-]
     formula = np.sqrt(effnoise.multiaccum_variance(np.array(ns), 1, det.tframe, rn, flux))
-    for chan in ("0", "1", "2", "3", "all"):
-        measured = table[table.channel == chan].eff_noise_temporal_e.to_numpy()
+    for chan in ("1", "2", "3", "4", "all"):
+        measured = table[table.amplifier == chan].eff_noise_temporal_e.to_numpy()
         np.testing.assert_allclose(measured, formula, rtol=0.03, err_msg=f"channel {chan}")
-    measured = table[table.channel == "all"].eff_noise_temporal_e.to_numpy()
+    measured = table[table.amplifier == "all"].eff_noise_temporal_e.to_numpy()
     assert np.max(np.abs(measured / formula - 1)) < 0.01               # what it actually achieves
     # the measured inputs of the theory curve agree with the truth
     assert summary["all"]["read_noise_n2_e"] == pytest.approx(rn, rel=0.02)
@@ -209,11 +209,11 @@ def test_excess_variance_is_positive_and_reported_with_1f_noise(tmp_path):
     assert fit["p0"] >= 0 and np.isfinite(fit["p1"]) and 0 < fit["p0_err"] < 5 and np.isfinite(fit["p1_err"])
     saved = json.loads((tmp_path / "en.json").read_text())
     assert saved["channels"]["all"]["excess_fit"]["excess_positive"] is True
-    tab = pd.read_csv(tmp_path / "en.tsv", sep="\t", dtype={"channel": str})
-    last = tab[tab.channel == "all"].iloc[-1]
+    tab = pd.read_csv(tmp_path / "en.tsv", sep="\t", dtype={"amplifier": str})
+    last = tab[tab.amplifier == "all"].iloc[-1]
     assert last.eff_noise_temporal_e > 1.02 * last.theory_e              # the 1/f excess (2.4 %)
     assert last.theory_plus_excess_e == pytest.approx(last.eff_noise_temporal_e, rel=0.03)
-    assert set(tab.channel) == {"0", "1", "2", "3", "all", "reference"}
+    assert set(tab.amplifier) == {"1", "2", "3", "4", "all", "reference"}
     assert (tmp_path / "en.png").stat().st_size > 10_000
 
 
@@ -250,14 +250,14 @@ def test_noise_decomposition_recovers_simulated_white_and_1f_amplitudes():
     white_truth = np.sqrt(2 * np.mean(det.rn_frame[active].astype(float) ** 2))
     assert summary["white"]["all"]["cds_noise_e"] == pytest.approx(white_truth, rel=0.10)
     assert summary["white"]["all"]["cds_noise_e"] == pytest.approx(white_truth, rel=0.01)
-    for k in "0123":
+    for k in "1234":
         assert summary["white"][k]["cds_noise_e"] == pytest.approx(white_truth, rel=0.10)
         assert summary["pink_uncorr"][k]["rms_e"] == pytest.approx(1.0, rel=0.25)
     assert summary["pink_corr"]["rms_e"] == pytest.approx(3.0, rel=0.10)
     assert summary["pink_uncorr"]["all"]["rms_e"] == pytest.approx(1.0, rel=0.10)
     # time domain: leakage-corrected white noise agrees too (raw is low by sqrt(1 - h0))
     tab = noise.noise_table(res, np.full(4, det.gain))
-    white = tab[(tab.output == "all") & (tab.pixels == "active") & (tab.component == "white")]
+    white = tab[(tab.amplifier == "all") & (tab.pixels == "active") & (tab.component == "white")]
     for _, row in white.iterrows():
         assert row.cds_noise_e == pytest.approx(white_truth, rel=0.10)
         assert row.cds_noise_raw_e == pytest.approx(row.cds_noise_e * np.sqrt(1 - res["h0"]), rel=1e-6)
@@ -287,9 +287,9 @@ def test_noise_decomposition_files_write_tables_json_and_figures(tmp_path):
     saved = json.loads(out["f.json"].read_text())
     assert saved["n_cds_frames"] == 18 and saved["temporal_valid"]
     assert saved["fit"]["pink_corr"]["rms_e"] > 0 and "white" in saved["fit"]
-    tab = pd.read_csv(out["n.tsv"], sep="\t", dtype={"output": str})
+    tab = pd.read_csv(out["n.tsv"], sep="\t", dtype={"amplifier": str})
     assert set(tab.component) == set(noise.COMPONENTS) and set(tab.statistic) == {"spatial", "temporal"}
-    assert set(tab.output) == {"0", "1", "2", "3", "all"} and set(tab.pixels) == {"active", "reference"}
+    assert set(tab.amplifier) == {"1", "2", "3", "4", "all"} and set(tab.pixels) == {"active", "reference"}
     assert {"cds_noise_DN", "cds_noise_e", "cds_noise_raw_DN"} <= set(tab.columns)
     spec = pd.read_csv(out["s.tsv"], sep="\t")
     assert {"frequency_Hz", "psd_mean_DN2_per_Hz", "psd_cross_DN2_per_Hz", "model_total_DN2_per_Hz"} <= set(spec.columns)
@@ -338,7 +338,7 @@ def test_summary_effective_noise_column_is_the_largest_n_with_its_convention(tmp
     _, _, nd = noise.noise_decomposition_files(paths, tmp_path / "n.tsv", tmp_path / "s.tsv",
                                                tmp_path / "n.json", None, None, gain_path=gain_path)
     s = doc["summary"]
-    last = table[(table.channel == "all") & (table.ngroups_fit == 6)].iloc[0]
+    last = table[(table.amplifier == "all") & (table.ngroups_fit == 6)].iloc[0]
     assert s["ngroups_max_n"] == 6 and s["statistic"] == "temporal"
     assert s["effective_noise_max_n_e"] == pytest.approx(last.eff_noise_temporal_e, rel=1e-9)
     assert 0 < s["effective_noise_max_n_err_e"] < 0.1 * s["effective_noise_max_n_e"]

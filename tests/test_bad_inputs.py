@@ -721,29 +721,29 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
     live_pixels = sum(rows[a]["n_pixels_selected"] for a in ("1", "3", "4"))
     assert rows["all"]["n_pixels_selected"] == live_pixels < live_rows["all"]["n_pixels_selected"]
     assert "dead or flat amplifier(s) 2" in edoc["note"]
-    for chan in ("0", "2", "3"):
-        assert eff[eff.channel == chan].reset_index(drop=True).equals(
-            live_eff[live_eff.channel == chan].reset_index(drop=True))
+    for chan in ("1", "3", "4"):
+        assert eff[eff.amplifier == chan].reset_index(drop=True).equals(
+            live_eff[live_eff.amplifier == chan].reset_index(drop=True))
     for col in ("eff_noise_temporal_DN", "eff_noise_spatial_DN"):
-        per = eff[eff.channel.isin(["0", "2", "3"])].pivot(index="ngroups_fit", columns="channel", values=col)
-        avg = eff[eff.channel == "all"].set_index("ngroups_fit")[col]
+        per = eff[eff.amplifier.isin(["1", "3", "4"])].pivot(index="ngroups_fit", columns="amplifier", values=col)
+        avg = eff[eff.amplifier == "all"].set_index("ngroups_fit")[col]
         np.testing.assert_allclose(avg, np.sqrt((per ** 2).mean(axis=1)), rtol=1e-6)
     assert live_doc["dead_amplifiers"] == [] and doc["dead_amplifiers"] == [2]
     assert "dead or flat amplifier(s) 2" in doc["note"]
     key = ["pixels", "component", "statistic"]
-    others = table[table.output.isin(["0", "2", "3"])].reset_index(drop=True)
-    ref = live_table[live_table.output.isin(["0", "2", "3"])].reset_index(drop=True)
+    others = table[table.amplifier.isin(["1", "3", "4"])].reset_index(drop=True)
+    ref = live_table[live_table.amplifier.isin(["1", "3", "4"])].reset_index(drop=True)
     same = others.component.isin(["total", "white"])
     assert others[same].equals(ref[same])                  # per output: the same numbers
     # the 1/f split is the 3 live outputs' (not pulled to 0 by the dead one: ratios were 0.0-0.5)
     ratio = (others.cds_noise_DN / ref.cds_noise_DN)[~same & np.isfinite(ref.cds_noise_DN)
                                                       & (ref.cds_noise_DN > 0)]
     assert ratio.between(0.7, 1.4).all(), ratio.describe()
-    dead_rows = table[(table.output == "1") & (table.pixels == "active") & (table.component == "total")]
+    dead_rows = table[(table.amplifier == "2") & (table.pixels == "active") & (table.component == "total")]
     assert (dead_rows.cds_noise_DN < 1e-3).all()          # still reported per output
     for (pix, comp, stat), rows in table.groupby(key):
-        per = rows[rows.output.isin(["0", "2", "3"])].cds_noise_DN.to_numpy()
-        avg = rows[rows.output == "all"].cds_noise_DN.iloc[0]
+        per = rows[rows.amplifier.isin(["1", "3", "4"])].cds_noise_DN.to_numpy()
+        avg = rows[rows.amplifier == "all"].cds_noise_DN.iloc[0]
         if np.isfinite(per).all():
             np.testing.assert_allclose(avg, np.sqrt(np.mean(per ** 2)), rtol=1e-9, err_msg=(pix, comp, stat))
     # the summary's group numbers (power-spectrum fit of the output mean): the live outputs'

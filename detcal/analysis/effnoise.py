@@ -272,7 +272,8 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
 
     Returns
     -------
-    dict: ``ns`` (list), ``channels`` (list of str: '0'.. and 'reference' if any),
+    dict: ``ns`` (list), ``channels`` (list of str: amplifiers '1'..'N' = output index + 1, and
+    'reference' if any),
     ``spatial_var``/``temporal_var`` float64 (nchan, len(ns)) [(DN/s)^2] (temporal NaN when
     fewer than ``min_ramps``), ``dark_rate`` (nchan,) [DN/s] (median slope at max N),
     ``nramps``, ``temporal_ok``; ``jackknife``: the same dict for every delete-one-block subset
@@ -284,7 +285,7 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     amp = geom.amplifier_map()
     nout = int(amp.max()) + 1
     masks = [(~ref) & good & (amp == k) for k in range(nout)]
-    names = [str(k) for k in range(nout)]
+    names = [str(k + 1) for k in range(nout)]          # amplifier labels
     if (ref & good).any():
         masks.append(ref & good)
         names.append("reference")
@@ -360,8 +361,8 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
 
     Returns
     -------
-    table : pandas.DataFrame, one row per (channel, N); channel '0'.., 'all' (output average),
-        'reference'. Columns: channel, ngroups_fit, time_s, slope_noise_{spatial,temporal}_DN_per_s,
+    table : pandas.DataFrame, one row per (channel, N): column ``amplifier`` = '1'..'N' (output
+        index + 1), 'all' (output average), 'reference'. Columns: amplifier, ngroups_fit, time_s, slope_noise_{spatial,temporal}_DN_per_s,
         eff_noise_{spatial,temporal}_{DN,e}, gain_e_per_DN, theory_e, theory_plus_excess_e,
         temporal_valid
     summary : dict per channel: gain, dark rate [DN/s, e-/s], read noise [e-] (n2 and reference;
@@ -424,7 +425,7 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
                          "statistic_fitted": use, "excess_fit": fit}
         for i in range(len(ns)):
             rows.append({
-                "channel": name, "ngroups_fit": int(ns[i]), "time_s": t[i],
+                "amplifier": name, "ngroups_fit": int(ns[i]), "time_s": t[i],
                 "slope_noise_spatial_DN_per_s": np.sqrt(v["spatial"][i]) / t[i],
                 "slope_noise_temporal_DN_per_s": np.sqrt(v["temporal"][i]) / t[i],
                 "eff_noise_spatial_DN": np.sqrt(v["spatial"][i]),
@@ -574,13 +575,13 @@ def jackknife_errors(stats, summary, *args, **kwargs):
 # ---------------------------------------------------------------------------------------------
 def plot_effective_noise(table, path, title="", note=""):
     """Effective noise [e- or DN] vs (N-1) TGROUP per channel (top) and slope noise [DN/s] (bottom)."""
-    chans = [c for c in table.channel.unique()]
+    chans = [c for c in table.amplifier.unique()]
     chans = [c for c in chans if c not in ("all", "reference")] + [c for c in ("all", "reference") if c in chans]
     use_e = table.eff_noise_spatial_e.notna().any()
     unit = "e-" if use_e else "DN"
     fig, axs = plt.subplots(2, len(chans), figsize=(3.6 * len(chans), 7), squeeze=False)
     for j, c in enumerate(chans):
-        t = table[table.channel == c].sort_values("ngroups_fit")
+        t = table[table.amplifier == c].sort_values("ngroups_fit")
         ax = axs[0, j]
         for stat, mk in (("spatial", "o"), ("temporal", "s")):
             y = t[f"eff_noise_{stat}_{'e' if use_e else 'DN'}"]
@@ -591,7 +592,7 @@ def plot_effective_noise(table, path, title="", note=""):
         if use_e and t.theory_plus_excess_e.notna().any():
             ax.plot(t.time_s, t.theory_plus_excess_e, "r--", lw=1.2, label="theory + excess")
         names = {"all": "channel average", "reference": "reference pixels"}
-        label = names[c] if c in names else f"amplifier {int(c) + 1}"
+        label = names[c] if c in names else f"amplifier {c}"
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("time (N-1) x TGROUP [s]")
         ax.set_ylabel(f"effective noise [{unit}]")

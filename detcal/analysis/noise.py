@@ -112,6 +112,7 @@ from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 from .. import dqflags, inventory, io, keywords, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
+from ..parameters import keyword_parameters  # noqa: E402
 from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
                      output_gains, save_figure, subsample_rows)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
@@ -723,124 +724,122 @@ def check_same_configuration(first, other):
 # ---------------------------------------------------------------------------------------------
 # The analysis of one configuration group
 # ---------------------------------------------------------------------------------------------
-def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, tframe=None,
-                       nframes=1, row_overhead=ROW_OVERHEAD, window=31, order=3, per_line=False,
-                       clip=10.0, nbins=40, max_temporal_pixels=2 ** 19, min_frames=MIN_TEMPORAL,
-                       jackknife_blocks=JACKKNIFE_BLOCKS, mean_frame=None):
-    """CDS noise decomposition and power spectra of a sequence of CDS frames.
+@dataclass(frozen=True)
+class NoiseParameters:
+    """Parameters of the CDS noise decomposition (the rule's ``params.kwargs`` and their defaults).
 
-    Parameters
-    ----------
-    frames : iterable of ndarray (ny, nx) [DN], science frame, or of (key, frame)
-        CDS frames (independent group pairs); consumed one at a time. Frames with the same
-        ``key`` go to the same jackknife block (the workflow passes the integration: the 1/f
-        makes the lowest frequencies of the CDS frames of one integration covary).
-    geom : detcal.geometry.Geometry
-    pixeldq : ndarray uint32 (ny, nx) or None    DO_NOT_USE pixels are left out of statistics
-    dt : float [s]                               pixel read time
-    tgroup, tframe : float [s]; nframes : int    CDS timing (for the 1/f kernel)
-    row_overhead : int [samples]
-    window, order, per_line, clip : smoothing (see :func:`decompose_cds`)
-    nbins : int                                  logarithmic frequency bins of the fit/table
-    max_temporal_pixels : int                    pixels followed for temporal statistics
-    min_frames : int                             temporal statistics need at least this many
-    jackknife_blocks : int                       keys (frames) are dealt in turn into this many blocks;
-                                                 the fitted amplitudes' errors are the
-                                                 delete-one-block jackknife errors (fewer than
-                                                 3 frames: errors from the fit covariance)
-    mean_frame : (mean, count) or None           :func:`mean_cds_frame` of the same frames:
-                                                 subtracted from every frame (the dark signal
-                                                 and any fixed pattern of a CDS is not noise);
-                                                 the variances and spectra are then scaled by
-                                                 n/(n-1) (n = the frames in a pixel's mean)
-
-    Returns
-    -------
-    dict with ``nframes``; ``noise`` (list of row dicts: output, pixels, component, statistic,
-    var_raw, var [DN^2]); ``spectra`` (freq [Hz] (nb,), auto (nout, nb), auto_err, cross (nb,),
-    cross_err, kernel (nb,) [DN^2/Hz]); ``fit`` (see :func:`fit_power_spectra`); ``h0``;
-    ``dead_outputs`` (0-based, :func:`dead_outputs`): kept in the per-output rows, left out of
-    the ``all`` rows (the mean variance of the live outputs).
+    window, order, per_line, clip : time-domain 1/f smoothing (:func:`decompose_cds`): Savitzky-Golay
+                                    window [pixels] and order (31, 3), per row or along the stream
+                                    (False), outlier clip [sigma] (10)
+    nbins : int                     logarithmic frequency bins of the fit and the table (40)
+    row_overhead : int              pixel times per row beyond the output width [samples]
+                                    (:data:`ROW_OVERHEAD`, NIRCam 12)
+    max_temporal_pixels : int       pixels followed for the temporal statistics (2**19)
+    min_frames : int                temporal statistics need at least this many CDS frames
+                                    (:data:`MIN_TEMPORAL`)
+    jackknife_blocks : int          keys (frames) are dealt in turn into this many blocks; the
+                                    fitted amplitudes' errors are the delete-one-block jackknife
+                                    errors (:data:`JACKKNIFE_BLOCKS`; fewer than 3 frames: errors
+                                    from the fit covariance)
     """
-    nout, w = output_width(geom)
-    ref = geom.reference_mask()
-    good = np.ones(geom.shape, bool) if pixeldq is None else good_pixels(pixeldq)
-    sets = {"active": ~ref & good, "reference": ref & good}
-    sets = {k: v for k, v in sets.items() if v.any()}
-    blocks_of = {name: readout_order(m, geom) for name, m in sets.items()}
-    layout = stream_layout(readout_order(~ref, geom), row_overhead)
-    h0 = savgol_leakage(window, order)
-    # temporal accumulators: one per pixel set over the chosen pixels (flat indices of blocks)
-    moments = {name: PixelMoments(COMPONENTS, subsample_rows(m.reshape(-1, m.shape[-1]), max_temporal_pixels))
-               for name, m in blocks_of.items()}
-    spatial = {name: {c: [] for c in COMPONENTS} for name in blocks_of}    # per frame (nout,) vars
-    nf = layout.nsamples // 2 + 1
-    kernel = pink_kernel(layout, tgroup, tframe, nframes, dt)
-    bins = log_bins(nf, layout.nrows, nbins)
-    bmat = binning_matrix(nf, bins).T.tocsr()                        # (nb, nf)
-    nblk = max(int(jackknife_blocks), 1)
-    blk_auto = np.zeros((nblk, nout, len(bins)))
-    blk_cross = np.zeros((nblk, len(bins)))
-    blk_count = np.zeros(nblk)
-    sums = {"auto": np.zeros((nout, nf)), "auto2": np.zeros((nout, nf)),
-            "cross": np.zeros(nf), "cross2": np.zeros(nf)}
-    count = 0
-    mean_scale = 1.0
-    if mean_frame is not None:
-        mean_img, mean_n = mean_frame
-        n_typ = float(np.median(mean_n[mean_n > 1])) if (mean_n > 1).any() else 2.0
-        mean_scale = n_typ / (n_typ - 1.0)
-    block_of = {}
-    for frame in frames:
-        key = count
-        if isinstance(frame, tuple):                    # (block key, frame): e.g. one integration
-            key, frame = frame
-        if mean_frame is not None:
-            frame = frame - mean_img
-        blocks = readout_order(frame, geom)
-        comp = decompose_cds(blocks, blocks_of.get("active", np.ones(blocks.shape, bool)),
-                             window, order, per_line, clip)
+
+    window: int = 31
+    order: int = 3
+    per_line: bool = False
+    clip: float = 10.0
+    nbins: int = 40
+    row_overhead: int = ROW_OVERHEAD
+    max_temporal_pixels: int = 2 ** 19
+    min_frames: int = MIN_TEMPORAL
+    jackknife_blocks: int = JACKKNIFE_BLOCKS
+
+
+class _CdsSums:
+    """Running statistics of a sequence of CDS frames: per-frame spatial variances, per-pixel
+    temporal moments, periodogram sums and their jackknife blocks (one frame at a time)."""
+
+    def __init__(self, geom, pixeldq, dt, tgroup, tframe, nframes, p):
+        self.geom, self.dt, self.p = geom, dt, p
+        self.nout, self.w = output_width(geom)
+        ref = geom.reference_mask()
+        good = np.ones(geom.shape, bool) if pixeldq is None else good_pixels(pixeldq)
+        sets = {"active": ~ref & good, "reference": ref & good}
+        sets = {k: v for k, v in sets.items() if v.any()}
+        self.blocks_of = {name: readout_order(m, geom) for name, m in sets.items()}
+        self.layout = stream_layout(readout_order(~ref, geom), p.row_overhead)
+        # temporal accumulators: one per pixel set over the chosen pixels (flat indices of blocks)
+        self.moments = {name: PixelMoments(COMPONENTS, subsample_rows(m.reshape(-1, m.shape[-1]),
+                                                                      p.max_temporal_pixels))
+                        for name, m in self.blocks_of.items()}
+        self.spatial = {name: {c: [] for c in COMPONENTS} for name in self.blocks_of}  # per frame (nout,)
+        self.nf = self.layout.nsamples // 2 + 1
+        self.kernel = pink_kernel(self.layout, tgroup, tframe, nframes, dt)
+        self.bins = log_bins(self.nf, self.layout.nrows, p.nbins)
+        self.bmat = binning_matrix(self.nf, self.bins).T.tocsr()                # (nb, nf)
+        self.nblk = max(int(p.jackknife_blocks), 1)
+        self.blk_auto = np.zeros((self.nblk, self.nout, len(self.bins)))
+        self.blk_cross = np.zeros((self.nblk, len(self.bins)))
+        self.blk_count = np.zeros(self.nblk)
+        self.sums = {"auto": np.zeros((self.nout, self.nf)), "auto2": np.zeros((self.nout, self.nf)),
+                     "cross": np.zeros(self.nf), "cross2": np.zeros(self.nf)}
+        self.count = 0
+        self.block_of = {}
+
+    def add(self, key, frame):
+        """One CDS frame [DN] (mean frame already subtracted) of jackknife block key ``key``."""
+        p, nout = self.p, self.nout
+        blocks = readout_order(frame, self.geom)
+        comp = decompose_cds(blocks, self.blocks_of.get("active", np.ones(blocks.shape, bool)),
+                             p.window, p.order, p.per_line, p.clip)
         use_out = ~comp["outlier"]
-        for name, bmask in blocks_of.items():
+        for name, bmask in self.blocks_of.items():
             sel = bmask & use_out
             for c in COMPONENTS:
-                spatial[name][c].append([clipped_sigma(comp[c][k][sel[k]]) ** 2 if sel[k].any() else np.nan
-                                         for k in range(nout)])
-            moments[name].add([comp[c].reshape(-1, w) for c in COMPONENTS])
-        streams, nused = frame_streams(comp["total"], layout, comp["outlier"])
-        auto, cross = frame_periodograms(streams, nused, dt)
-        sums["auto"] += auto; sums["auto2"] += auto ** 2
-        sums["cross"] += cross; sums["cross2"] += cross ** 2
-        b = block_of.setdefault(key, len(block_of) % nblk)
-        blk_auto[b] += (bmat @ auto.T).T
-        blk_cross[b] += bmat @ cross
-        blk_count[b] += 1
-        count += 1
-    if count == 0:
-        raise ValueError("no CDS frames (every ramp needs at least 2 groups)")
+                self.spatial[name][c].append([clipped_sigma(comp[c][k][sel[k]]) ** 2 if sel[k].any() else np.nan
+                                              for k in range(nout)])
+            self.moments[name].add([comp[c].reshape(-1, self.w) for c in COMPONENTS])
+        streams, nused = frame_streams(comp["total"], self.layout, comp["outlier"])
+        auto, cross = frame_periodograms(streams, nused, self.dt)
+        self.sums["auto"] += auto
+        self.sums["auto2"] += auto ** 2
+        self.sums["cross"] += cross
+        self.sums["cross2"] += cross ** 2
+        b = self.block_of.setdefault(key, len(self.block_of) % self.nblk)
+        self.blk_auto[b] += (self.bmat @ auto.T).T
+        self.blk_cross[b] += self.bmat @ cross
+        self.blk_count[b] += 1
+        self.count += 1
 
-    # ---- noise table ----------------------------------------------------------------------
-    out_index = np.repeat(np.arange(nout), np.prod(blocks_of[next(iter(blocks_of))].shape[1:]))
+    def dead_and_live(self):
+        """Dead or flat outputs (:func:`dead_outputs` of the spatial total variance) and the live
+        outputs as strings (all when every output looks dead)."""
+        nout, dead = self.nout, []
+        if "active" in self.spatial:    # dead/flat outputs: reported per output, left out of the averages
+            v = np.asarray(self.spatial["active"]["total"], float)
+            dead = dead_outputs([np.nanmedian(v[:, k]) if np.isfinite(v[:, k]).any() else np.nan
+                                 for k in range(nout)])
+        live = [str(k) for k in range(nout) if k not in dead] or [str(k) for k in range(nout)]
+        return dead, live
+
+
+def cds_noise_rows(sums, h0, live, temporal_ok):
+    """The noise rows: per pixel set, statistic (spatial, temporal), output and component, the
+    raw and leakage-corrected variance [DN^2]; then the average of the live outputs ('all')."""
+    nout, count = sums.nout, sums.count
+    out_index = np.repeat(np.arange(nout), np.prod(sums.blocks_of[next(iter(sums.blocks_of))].shape[1:]))
     rows = []
-    temporal_ok = count >= min_frames
-    dead = []
-    if "active" in spatial:     # dead/flat outputs: reported per output, left out of the averages
-        v = np.asarray(spatial["active"]["total"], float)
-        dead = dead_outputs([np.nanmedian(v[:, k]) if np.isfinite(v[:, k]).any() else np.nan
-                             for k in range(nout)])
-    live = [str(k) for k in range(nout) if k not in dead] or [str(k) for k in range(nout)]
-    for name, bmask in blocks_of.items():
-        flat_out = out_index[moments[name].index]
-        flat_sel = bmask.reshape(-1)[moments[name].index]
+    for name, bmask in sums.blocks_of.items():
+        flat_out = out_index[sums.moments[name].index]
+        flat_sel = bmask.reshape(-1)[sums.moments[name].index]
         for stat in ("spatial", "temporal"):
             raw = {}
             for c in COMPONENTS:
                 if stat == "spatial":
-                    v = np.asarray(spatial[name][c], float)
+                    v = np.asarray(sums.spatial[name][c], float)
                     raw[c] = [float(np.nanmedian(v[:, k])) if np.isfinite(v[:, k]).any() else np.nan
                               for k in range(nout)]
                 else:
-                    var = moments[name].variance(c)
+                    var = sums.moments[name].variance(c)
                     raw[c] = [median_variance(var[(flat_out == k) & flat_sel], count - 1)
                               if temporal_ok else np.nan for k in range(nout)]
             for k in range(nout):
@@ -855,37 +854,47 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
                 rows.append({"output": "all", "pixels": name, "component": c, "statistic": stat,
                              "var_raw": float(np.mean([r["var_raw"] for r in vals])),
                              "var": float(np.mean([r["var"] for r in vals]))})
+    return rows
 
-    # ---- spectra and fit ------------------------------------------------------------------
-    if mean_scale != 1.0:
-        for key in ("auto", "cross"):
-            sums[key] *= mean_scale
-            sums[key + "2"] *= mean_scale ** 2
-        blk_auto *= mean_scale
-        blk_cross *= mean_scale
-        for name in spatial:
-            for c in COMPONENTS:
-                spatial[name][c] = [[v * mean_scale for v in fr] for fr in spatial[name][c]]
-    auto_mean = sums["auto"] / count
-    cross_mean = sums["cross"] / count
-    auto_var = np.maximum(sums["auto2"] / count - auto_mean ** 2, 0.0)
-    cross_var = np.maximum(sums["cross2"] / count - cross_mean ** 2, 0.0)
+
+def _scale_for_mean(sums, mean_scale):
+    """Scale the spectra and spatial variances by n/(n-1) for the subtracted mean frame (in place)."""
+    for key in ("auto", "cross"):
+        sums.sums[key] *= mean_scale
+        sums.sums[key + "2"] *= mean_scale ** 2
+    sums.blk_auto *= mean_scale
+    sums.blk_cross *= mean_scale
+    for name in sums.spatial:
+        for c in COMPONENTS:
+            sums.spatial[name][c] = [[v * mean_scale for v in fr] for fr in sums.spatial[name][c]]
+
+
+def spectra_and_fit(sums, dead, live):
+    """Mean auto/cross periodograms, binned with their errors, and the 1/f + white fit with
+    jackknife errors (:func:`fit_power_spectra`, :func:`jackknife_fit`). Returns (spectra, fit)."""
+    s, count, bins, dt, nout = sums.sums, sums.count, sums.bins, sums.dt, sums.nout
+    auto_mean = s["auto"] / count
+    cross_mean = s["cross"] / count
+    auto_var = np.maximum(s["auto2"] / count - auto_mean ** 2, 0.0)
+    cross_var = np.maximum(s["cross2"] / count - cross_mean ** 2, 0.0)
+    blk_cross = sums.blk_cross
     live_out = [int(k) for k in live]
     if dead and len(live_out) > 1:
         # a dead output's stream is flat (zero after the mean is subtracted): its pairs add 0 to
         # the pair sum, so the mean over the live pairs is the all-pair mean times this ratio
         ratio = (nout * (nout - 1)) / (len(live_out) * (len(live_out) - 1))
         cross_mean, cross_var, blk_cross = cross_mean * ratio, cross_var * ratio ** 2, blk_cross * ratio
-    fit = fit_power_spectra(auto_mean, cross_mean, kernel, bins, dt, live_out)
+    fit = fit_power_spectra(auto_mean, cross_mean, sums.kernel, bins, dt, live_out)
     nk = np.array([b.size for b in bins], float)
-    jack = jackknife_fit(blk_auto, blk_cross, blk_count, np.asarray(bmat @ kernel), nk, dt, live_out)
+    jack = jackknife_fit(sums.blk_auto, blk_cross, sums.blk_count, np.asarray(sums.bmat @ sums.kernel), nk, dt,
+                         live_out)
     fit["error_method"] = "fit covariance x reduced chi-square"
     if jack:
         for name in FIT_QUANTITIES:
             fit[f"{name}_err_fit"] = fit[f"{name}_err"]
             fit[f"{name}_err"] = jack[name]
         fit["error_method"] = f"delete-one-block jackknife, {jack['nblocks']} blocks of integrations"
-    freq_all = np.arange(nf) / (layout.nsamples * dt)
+    freq_all = np.arange(sums.nf) / (sums.layout.nsamples * dt)
 
     def binned(a, var=None):
         if var is None:
@@ -897,19 +906,78 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         "nbins_fft": np.array([b.size for b in bins]),
         "auto": binned(auto_mean), "auto_err": binned(auto_mean, auto_var),
         "cross": binned(cross_mean), "cross_err": binned(cross_mean, cross_var),
-        "kernel": binned(kernel),
+        "kernel": binned(sums.kernel),
     }
-    return {"nframes": count, "temporal_ok": temporal_ok, "noise": rows, "spectra": spectra,
-            "fit": fit, "h0": h0, "layout": layout, "nout": nout, "dt": dt, "dead_outputs": dead}
+    return spectra, fit
+
+
+@keyword_parameters(NoiseParameters)
+def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, tframe=None,
+                       nframes=1, mean_frame=None, parameters=None):
+    """CDS noise decomposition and power spectra of a sequence of CDS frames (no file access).
+
+    Parameters
+    ----------
+    frames : iterable of ndarray (ny, nx) [DN], science frame, or of (key, frame)
+        CDS frames (independent group pairs); consumed one at a time. Frames with the same
+        ``key`` go to the same jackknife block (the workflow passes the integration: the 1/f
+        makes the lowest frequencies of the CDS frames of one integration covary).
+    geom : detcal.geometry.Geometry
+    pixeldq : ndarray uint32 (ny, nx) or None    DO_NOT_USE pixels are left out of statistics
+    dt : float [s]                               pixel read time
+    tgroup, tframe : float [s]; nframes : int    CDS timing (for the 1/f kernel)
+    mean_frame : (mean, count) or None           :func:`mean_cds_frame` of the same frames:
+                                                 subtracted from every frame (the dark signal
+                                                 and any fixed pattern of a CDS is not noise);
+                                                 the variances and spectra are then scaled by
+                                                 n/(n-1) (n = the frames in a pixel's mean)
+    window, order, per_line, clip, nbins, row_overhead, max_temporal_pixels, min_frames,
+    jackknife_blocks
+        :class:`NoiseParameters` (keywords, or ``parameters=`` one object).
+
+    Returns
+    -------
+    dict with ``nframes``; ``noise`` (list of row dicts: output, pixels, component, statistic,
+    var_raw, var [DN^2]); ``spectra`` (freq [Hz] (nb,), auto (nout, nb), auto_err, cross (nb,),
+    cross_err, kernel (nb,) [DN^2/Hz]); ``fit`` (see :func:`fit_power_spectra`); ``h0``;
+    ``dead_outputs`` (0-based, :func:`dead_outputs`): kept in the per-output rows, left out of
+    the ``all`` rows (the mean variance of the live outputs).
+    """
+    p = parameters
+    sums = _CdsSums(geom, pixeldq, dt, tgroup, tframe, nframes, p)
+    h0 = savgol_leakage(p.window, p.order)
+    mean_scale = 1.0
+    if mean_frame is not None:
+        mean_img, mean_n = mean_frame
+        n_typ = float(np.median(mean_n[mean_n > 1])) if (mean_n > 1).any() else 2.0
+        mean_scale = n_typ / (n_typ - 1.0)
+    for frame in frames:
+        key = sums.count
+        if isinstance(frame, tuple):                    # (block key, frame): e.g. one integration
+            key, frame = frame
+        if mean_frame is not None:
+            frame = frame - mean_img
+        sums.add(key, frame)
+    if sums.count == 0:
+        raise ValueError("no CDS frames (every ramp needs at least 2 groups)")
+    temporal_ok = sums.count >= p.min_frames
+    dead, live = sums.dead_and_live()
+    rows = cds_noise_rows(sums, h0, live, temporal_ok)
+    if mean_scale != 1.0:
+        _scale_for_mean(sums, mean_scale)
+    spectra, fit = spectra_and_fit(sums, dead, live)
+    return {"nframes": sums.count, "temporal_ok": temporal_ok, "noise": rows, "spectra": spectra,
+            "fit": fit, "h0": h0, "layout": sums.layout, "nout": sums.nout, "dt": dt, "dead_outputs": dead}
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables, figures and the file-level function
 # ---------------------------------------------------------------------------------------------
 def noise_table(result, gains):
-    """CDS noise table from :func:`analyse_cds_frames`: one row per output/pixels/component/statistic.
+    """CDS noise table from :func:`analyse_cds_frames`: one row per amplifier/pixels/component/statistic.
 
-    Columns: output ('0'.., 'all' = sqrt of the mean variance), pixels (active/reference),
+    Columns: amplifier ('1'..'N' = output index + 1, 'all' = sqrt of the mean variance of the
+    live outputs), pixels (active/reference),
     component, statistic (spatial/temporal), cds_noise_DN, cds_noise_e (leakage-corrected),
     cds_noise_raw_DN, cds_noise_raw_e (filter output as is), gain_e_per_DN, n_cds_frames,
     temporal_valid.
@@ -917,8 +985,10 @@ def noise_table(result, gains):
     gains = np.asarray(gains, float)
     rows = []
     for r in result["noise"]:
-        g = mean_gain(gains) if r["output"] == "all" else float(gains[int(r["output"])])
-        rows.append({"output": r["output"], "pixels": r["pixels"], "component": r["component"],
+        all_ = r["output"] == "all"           # the result's rows carry the 0-based output index
+        g = mean_gain(gains) if all_ else float(gains[int(r["output"])])
+        rows.append({"amplifier": "all" if all_ else str(int(r["output"]) + 1),
+                     "pixels": r["pixels"], "component": r["component"],
                      "statistic": r["statistic"],
                      "cds_noise_DN": np.sqrt(r["var"]), "cds_noise_e": np.sqrt(r["var"]) * g,
                      "cds_noise_raw_DN": np.sqrt(r["var_raw"]), "cds_noise_raw_e": np.sqrt(r["var_raw"]) * g,
@@ -930,18 +1000,19 @@ def noise_table(result, gains):
 def spectrum_table(result):
     """Binned power spectra and the fitted model [DN^2/Hz], one row per frequency bin.
 
-    Columns: frequency_Hz, n_fft_bins, psd_output{k}_DN2_per_Hz (+ _err), psd_mean_DN2_per_Hz,
+    Columns (amplifier ``a`` = output index + 1): frequency_Hz, n_fft_bins,
+    psd_amplifier{a}_DN2_per_Hz (+ _err), psd_mean_DN2_per_Hz,
     psd_cross_DN2_per_Hz (+ _err: correlated part), model_white_DN2_per_Hz (output mean),
     model_pink_corr_DN2_per_Hz, model_pink_uncorr_DN2_per_Hz (output mean),
-    model_total_DN2_per_Hz (output mean), model_output{k}_DN2_per_Hz.
+    model_total_DN2_per_Hz (output mean), model_amplifier{a}_DN2_per_Hz.
     """
     s, fit = result["spectra"], result["fit"]
     nout = result["nout"]
     dt2 = 2.0 * result["dt"]
     cols = {"frequency_Hz": s["freq"], "n_fft_bins": s["nbins_fft"]}
     for k in range(nout):
-        cols[f"psd_output{k}_DN2_per_Hz"] = s["auto"][k]
-        cols[f"psd_output{k}_err_DN2_per_Hz"] = s["auto_err"][k]
+        cols[f"psd_amplifier{k + 1}_DN2_per_Hz"] = s["auto"][k]
+        cols[f"psd_amplifier{k + 1}_err_DN2_per_Hz"] = s["auto_err"][k]
     live = [k for k in range(nout) if k not in result.get("dead_outputs", ())] or list(range(nout))
     cols["psd_mean_DN2_per_Hz"] = s["auto"][live].mean(axis=0)          # dead outputs left out
     cols["psd_cross_DN2_per_Hz"] = s["cross"] if nout > 1 else np.full(len(s["freq"]), np.nan)
@@ -952,12 +1023,16 @@ def spectrum_table(result):
     cols["model_pink_uncorr_DN2_per_Hz"] = fit["mean_a_uncorr"] * s["kernel"]
     cols["model_total_DN2_per_Hz"] = dt2 * fit["mean_white_var"] + fit["mean_a_total"] * s["kernel"]
     for k in range(nout):
-        cols[f"model_output{k}_DN2_per_Hz"] = dt2 * fit["white_var"][k] + fit["a_total"][k] * s["kernel"]
+        cols[f"model_amplifier{k + 1}_DN2_per_Hz"] = dt2 * fit["white_var"][k] + fit["a_total"][k] * s["kernel"]
     return pd.DataFrame(cols)
 
 
 def fit_summary(result, gains):
-    """The fitted amplitudes in DN and e-, in the simulator's convention (see the module doc)."""
+    """The fitted amplitudes in DN and e-, in the convention of :mod:`detcal.noise_conventions`.
+
+    ``white`` and ``pink_uncorr`` per amplifier (keys '1'..'N' = output index + 1) and ``'all'``
+    (output average); ``pink_corr`` (common to all outputs, None for one output).
+    """
     fit, dt = result["fit"], result["dt"]
     gains = np.asarray(gains, float)
     gmean = mean_gain(gains)
@@ -978,10 +1053,10 @@ def fit_summary(result, gains):
 
     nout = result["nout"]
     out = {
-        "white": {**{str(k): white(fit["white_var"][k], fit["white_var_err"][k], gains[k]) for k in range(nout)},
+        "white": {**{str(k + 1): white(fit["white_var"][k], fit["white_var_err"][k], gains[k]) for k in range(nout)},
                   "all": white(fit["mean_white_var"], fit["mean_white_var_err"], gmean)},
         "pink_corr": rms(fit["a_corr"], fit["a_corr_err"], gmean) if nout > 1 else None,
-        "pink_uncorr": {**{str(k): rms(fit["a_uncorr"][k], fit["a_uncorr_err"][k], gains[k]) for k in range(nout)},
+        "pink_uncorr": {**{str(k + 1): rms(fit["a_uncorr"][k], fit["a_uncorr_err"][k], gains[k]) for k in range(nout)},
                         "all": rms(fit["mean_a_uncorr"], fit["mean_a_uncorr_err"], gmean)},
         "chi2_reduced": {"cross": fit["chi2_corr"], "auto": list(fit["chi2_auto"]),
                          "mean_auto": fit["chi2_mean_auto"]},
@@ -1009,9 +1084,9 @@ def headline_numbers(fit, nout):
 
 
 def plot_cds_noise(table, path, title=""):
-    """Bar chart of the CDS noise components (active pixels) per output: spatial and temporal panels."""
+    """Bar chart of the CDS noise components (active pixels) per amplifier: spatial and temporal panels."""
     t = table[table.pixels == "active"]
-    outputs = [o for o in t.output.unique() if o != "all"] + ["all"]
+    amps = [a for a in t.amplifier.unique() if a != "all"] + ["all"]
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     width = 0.8 / len(COMPONENTS)
     labels = {"total": "total", "white": "white", "pink_corr": "correlated 1/f",
@@ -1019,11 +1094,11 @@ def plot_cds_noise(table, path, title=""):
     for ax, stat in zip(axs, ("spatial", "temporal")):
         ts = t[t.statistic == stat]
         for i, comp in enumerate(COMPONENTS):
-            vals = [ts[(ts.output == o) & (ts.component == comp)].cds_noise_DN.mean() for o in outputs]
-            ax.bar(np.arange(len(outputs)) + (i - 1.5) * width, vals, width, label=labels[comp])
-        ax.set_xticks(np.arange(len(outputs)))
-        ax.set_xticklabels([f"amplifier {int(o) + 1}" if o != "all" else "average" for o in outputs])
-        ax.set_xlabel("amplifier output")
+            vals = [ts[(ts.amplifier == a) & (ts.component == comp)].cds_noise_DN.mean() for a in amps]
+            ax.bar(np.arange(len(amps)) + (i - 1.5) * width, vals, width, label=labels[comp])
+        ax.set_xticks(np.arange(len(amps)))
+        ax.set_xticklabels([f"amplifier {a}" if a != "all" else "average" for a in amps])
+        ax.set_xlabel("amplifier")
         ax.set_ylabel("CDS noise [DN]")
         valid = bool(ts.temporal_valid.iloc[0]) if len(ts) else False
         note = "" if stat == "spatial" or valid else f" (not computed: < {MIN_TEMPORAL} CDS frames)"
@@ -1058,12 +1133,12 @@ def plot_power_spectrum(table, path, title=""):
     ax.set_title("output average", fontsize=10)
     ax.legend(fontsize=8)
     ax = axs[1]
-    k = 0
-    while f"psd_output{k}_DN2_per_Hz" in table:
-        ax.loglog(f, table[f"psd_output{k}_DN2_per_Hz"], "o", ms=3, color=f"C{k}", label=f"amplifier {k + 1}")
-        ax.loglog(f, table[f"model_output{k}_DN2_per_Hz"], "-", color=f"C{k}", lw=1)
-        k += 1
-    ax.set_title("per output (lines: white + 1/f fits)", fontsize=10)
+    a = 1
+    while f"psd_amplifier{a}_DN2_per_Hz" in table:
+        ax.loglog(f, table[f"psd_amplifier{a}_DN2_per_Hz"], "o", ms=3, color=f"C{a - 1}", label=f"amplifier {a}")
+        ax.loglog(f, table[f"model_amplifier{a}_DN2_per_Hz"], "-", color=f"C{a - 1}", lw=1)
+        a += 1
+    ax.set_title("per amplifier (lines: white + 1/f fits)", fontsize=10)
     ax.legend(fontsize=8)
     for ax in axs:
         ax.set_xlabel("frequency [Hz]")
@@ -1099,38 +1174,12 @@ def _iter_cds(paths, first, max_frames=None, keyed=False, excluded=None):
                     n += 1
 
 
-def noise_decomposition_files(ramp_paths, table_path, spectrum_table_path, json_path,
-                              cds_figure_path, psd_figure_path, gain_path=None, gain=None,
-                              window=31, order=3, per_line=False, clip=10.0, nbins=40,
-                              row_overhead=ROW_OVERHEAD, pixel_time=None, max_frames=None,
-                              min_frames=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None):
-    """CDS noise decomposition and power spectra of one configuration group.
+def _open_noise_group(paths, gain_path, gain, pixel_time):
+    """Read the group's first ramp's metadata, the OR of every PIXELDQ and the output gains.
 
-    Parameters
-    ----------
-    ramp_paths : list of str        ramp products of one group (NIR ``linearity`` or ``refpix``
-                                    products: superbias and refpix applied, 1/f in); CDS frames
-                                    from independent group pairs of every integration
-    table_path : str                TSV, :func:`noise_table` (CDS noise, DN and e-)
-    spectrum_table_path : str       TSV, :func:`spectrum_table` (binned PSD + model, DN^2/Hz)
-    json_path : str                 fitted amplitudes (:func:`fit_summary`), conventions, inputs
-    cds_figure_path, psd_figure_path : str   PNG figures drawn from the two tables (None: not drawn)
-    gain_path : str or None         GAIN reference [e-/DN]; ``gain``: a number instead
-    window, order, per_line, clip   time-domain 1/f smoothing (see :func:`decompose_cds`)
-    nbins : int                     logarithmic frequency bins
-    row_overhead : int              pixel times per row beyond the output width (NIRCam 12)
-    pixel_time : float or None      [s]; default header TSAMPLE [us] or 10 us
-    max_frames : int or None        use at most this many CDS frames
-    min_frames : int                temporal statistics need this many CDS frames
-    max_temporal_pixels : int       pixels followed for the temporal statistics
-
-    Returns
-    -------
-    (noise table, spectrum table, summary dict)
+    InputError unless NIR with NGROUPS >= 2 and every file in the first one's configuration.
+    Returns (meta, geom, header, pixeldq, active, gains, dt, first ramp file).
     """
-    paths = [str(p) for p in ramp_paths]
-    if not paths:
-        raise ValueError("no ramp files given")
     with open_ramp(paths[0]) as first:
         meta, geom, header = first.meta, first.geom, first.header
         if geom.family != "NIR":
@@ -1146,25 +1195,11 @@ def noise_decomposition_files(ramp_paths, table_path, spectrum_table_path, json_
             with open_ramp(path) as other:
                 check_same_configuration(first, other)
                 pixeldq |= other.pixeldq
-        first_stub = first
-    log.info("noise decomposition: %d file(s), %s, NGROUPS=%d, dt=%g s", len(paths),
-             meta["DETECTOR"], meta["NGROUPS"], dt)
-    mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, clip)
-    excluded = []
-    try:
-        result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
-                                    geom, pixeldq, dt=dt,
-                                    tgroup=meta["TGROUP"], tframe=meta["TFRAME"], nframes=meta["NFRAMES"],
-                                    row_overhead=row_overhead, window=window, order=order,
-                                    per_line=per_line, clip=clip, nbins=nbins,
-                                    max_temporal_pixels=max_temporal_pixels, min_frames=min_frames,
-                                    mean_frame=mean)
-    except ValueError as exc:      # every CDS frame left out: nothing to measure; one line, no traceback
-        raise nothing_measured(paths, "noise decomposition", "CDS frames", excluded, exc) from None
-    if excluded:
-        log.warning("noise decomposition: %d CDS frame(s) left out: groups flagged SATURATED/DO_NOT_USE "
-                    "on more than %.0f %% of the pixels (%s)", len(excluded),
-                    100 * MAX_FLAGGED_FRACTION, sorted({e[0] for e in excluded}))
+    return meta, geom, header, pixeldq, active, gains, dt, first
+
+
+def decomposition_note(result, min_frames):
+    """What the numbers leave out: temporal statistics, dead outputs, a failed spectrum fit."""
     note = ""
     if not result["temporal_ok"]:
         note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
@@ -1180,55 +1215,123 @@ def noise_decomposition_files(ramp_paths, table_path, spectrum_table_path, json_
         fit_note = "power-spectrum fit not computed: non-finite or degenerate spectra (NaN amplitudes)"
         log.warning(fit_note)
         note = "; ".join(s for s in (note, fit_note) if s)
-    ntab = noise_table(result, gains)
-    stab = spectrum_table(result)
-    for table, path in ((ntab, table_path), (stab, spectrum_table_path)):
-        tables.write_tsv(table, path, float_format="%.6g")
+    return note
+
+
+def decomposition_conventions(result, p, dt):
+    """The ``conventions`` block of the noise-decomposition JSON."""
+    return {
+        "cds": "independent pairs data[1::2] - data[0::2] of every integration (last group dropped if odd)",
+        "noise": "CDS noise (std of a difference of two groups); single-read noise = CDS / sqrt(2)",
+        "readout_order": "detector frame (FASTAXIS/SLOWAXIS), output stripes, odd outputs flipped",
+        "time_domain": f"Savitzky-Golay window {p.window}, order {p.order}, "
+                       f"{'per row' if p.per_line else 'along the readout stream'}; correlated = "
+                       "output mean of the smoothed streams, uncorrelated = remainder, white = data - smoothed",
+        "leakage_correction": f"white / sqrt(1 - h0), pink_corr^2 - h0 white^2/nout, pink_uncorr^2 - "
+                              f"h0 white^2 (1 - 1/nout); h0 = {result['h0']:.5f}; *_raw columns uncorrected",
+        "psd": "one-sided periodogram 2 dt |rfft|^2 / n of mean-subtracted readout-ordered streams, row "
+               "overhead and reference columns zero, averaged over frames; cross = Re(X_i X_j*) averaged "
+               "over output pairs",
+        "model": "P(f) = 2 dt W + A K(f), K = exact expected CDS periodogram of a unit 1/f stream "
+                 "S(f) = 1/f (CDS lag TGROUP, NFRAMES averaging, sampling mask); fitted by weighted "
+                 "least squares over log bins, row-frequency harmonics excluded",
+        "amplitudes": f"A [DN^2] of the one-sided S(f) = A/f per stream; psd_1Hz = A / ({REF_FREQUENCY_HZ:g} Hz) "
+                      f"[DN^2/Hz, e-^2/Hz]; rms = sqrt(A ln(T_ref/(2 dt))) = rms over "
+                      f"{rms_band(dt)[0]:.4g}..{rms_band(dt)[1]:.4g} Hz (1/T_ref..Nyquist, T_ref = "
+                      f"{REF_TIME_S} s; detcal.noise_conventions, the NGHXRG/pynrc c_pink/u_pink "
+                      "convention); white = sqrt(W), CDS noise",
+        "errors": result["fit"]["error_method"],
+        "input": "superbias + refpix with the top/bottom reference rows only, no side reference "
+                 "pixels (NRC-09/pynrc; detcal.noise_conventions.REFPIX_PARAMETERS)",
+    }
+
+
+def decomposition_summary(result, paths, meta, header, gain_path, gains, excluded, note, p, dt):
+    """The JSON document of a noise decomposition (configuration, inputs, conventions, fit)."""
     layout = result["layout"]
     ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
     ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS", "FASTAXIS", "SLOWAXIS")})
+    dead = [k + 1 for k in result["dead_outputs"]]
     summary = {
         "analysis": "CDS noise decomposition and power spectra",
         "configuration": ident,
-        "inputs": [os.path.basename(p) for p in paths],
+        "inputs": [os.path.basename(x) for x in paths],
         "gain_reference": os.path.basename(gain_path) if gain_path else None,
         "gain_e_per_DN": list(gains),
         "n_cds_frames": result["nframes"], "temporal_valid": result["temporal_ok"],
         "n_cds_frames_excluded_flagged": len(excluded),
         "dead_amplifiers": dead, "n_dead_amplifiers": len(dead),
         "cds_frames_excluded_flagged": [list(e) for e in excluded],
-        "min_cds_frames_temporal": min_frames, "note": note,
-        "conventions": {
-            "cds": "independent pairs data[1::2] - data[0::2] of every integration (last group dropped if odd)",
-            "noise": "CDS noise (std of a difference of two groups); single-read noise = CDS / sqrt(2)",
-            "readout_order": "detector frame (FASTAXIS/SLOWAXIS), output stripes, odd outputs flipped",
-            "time_domain": f"Savitzky-Golay window {window}, order {order}, "
-                           f"{'per row' if per_line else 'along the readout stream'}; correlated = "
-                           "output mean of the smoothed streams, uncorrelated = remainder, white = data - smoothed",
-            "leakage_correction": f"white / sqrt(1 - h0), pink_corr^2 - h0 white^2/nout, pink_uncorr^2 - "
-                                  f"h0 white^2 (1 - 1/nout); h0 = {result['h0']:.5f}; *_raw columns uncorrected",
-            "psd": "one-sided periodogram 2 dt |rfft|^2 / n of mean-subtracted readout-ordered streams, row "
-                   "overhead and reference columns zero, averaged over frames; cross = Re(X_i X_j*) averaged "
-                   "over output pairs",
-            "model": "P(f) = 2 dt W + A K(f), K = exact expected CDS periodogram of a unit 1/f stream "
-                     "S(f) = 1/f (CDS lag TGROUP, NFRAMES averaging, sampling mask); fitted by weighted "
-                     "least squares over log bins, row-frequency harmonics excluded",
-            "amplitudes": f"A [DN^2] of the one-sided S(f) = A/f per stream; psd_1Hz = A / ({REF_FREQUENCY_HZ:g} Hz) "
-                          f"[DN^2/Hz, e-^2/Hz]; rms = sqrt(A ln(T_ref/(2 dt))) = rms over "
-                          f"{rms_band(dt)[0]:.4g}..{rms_band(dt)[1]:.4g} Hz (1/T_ref..Nyquist, T_ref = "
-                          f"{REF_TIME_S} s; detcal.noise_conventions, the NGHXRG/pynrc c_pink/u_pink "
-                          "convention); white = sqrt(W), CDS noise",
-            "errors": result["fit"]["error_method"],
-            "input": "superbias + refpix with the top/bottom reference rows only, no side reference "
-                     "pixels (NRC-09/pynrc; detcal.noise_conventions.REFPIX_PARAMETERS)",
-        },
-        "pixel_time_s": dt, "row_overhead": row_overhead,
+        "min_cds_frames_temporal": p.min_frames, "note": note,
+        "conventions": decomposition_conventions(result, p, dt),
+        "pixel_time_s": dt, "row_overhead": p.row_overhead,
         "stream": {"rows": [layout.rows.start, layout.rows.stop], "columns_used": int(layout.colmask.sum()),
                    "row_samples": layout.row_samples, "nsamples": layout.nsamples},
         "fit": fit_summary(result, gains),
     }
     summary["summary"] = headline_numbers(summary["fit"], result["nout"])
+    return summary
+
+
+@keyword_parameters(NoiseParameters)
+def noise_decomposition_files(ramp_paths, table_path, spectrum_table_path, json_path,
+                              cds_figure_path, psd_figure_path, gain_path=None, gain=None,
+                              pixel_time=None, max_frames=None, title=None, parameters=None):
+    """CDS noise decomposition and power spectra of one configuration group.
+
+    Read (:func:`_open_noise_group`, CDS frames one at a time) -> measure
+    (:func:`mean_cds_frame`, :func:`analyse_cds_frames`) -> tables, JSON
+    (:func:`decomposition_summary`) and figures.
+
+    Parameters
+    ----------
+    ramp_paths : list of str        ramp products of one group (NIR ``linearity`` or ``refpix``
+                                    products: superbias and refpix applied, 1/f in); CDS frames
+                                    from independent group pairs of every integration
+    table_path : str                TSV, :func:`noise_table` (CDS noise, DN and e-)
+    spectrum_table_path : str       TSV, :func:`spectrum_table` (binned PSD + model, DN^2/Hz)
+    json_path : str                 fitted amplitudes (:func:`fit_summary`), conventions, inputs
+    cds_figure_path, psd_figure_path : str   PNG figures drawn from the two tables (None: not drawn)
+    gain_path : str or None         GAIN reference [e-/DN]; ``gain``: a number instead
+    pixel_time : float or None      [s]; default header TSAMPLE [us] or 10 us
+    max_frames : int or None        use at most this many CDS frames
+    title : str or None             figure titles (default: DETECTOR SUBARRAY READPATT)
+    window, order, per_line, clip, nbins, row_overhead, max_temporal_pixels, min_frames,
+    jackknife_blocks
+        :class:`NoiseParameters` (keywords, or ``parameters=`` one object).
+
+    Returns
+    -------
+    (noise table, spectrum table, summary dict)
+    """
+    p = parameters
+    paths = [str(x) for x in ramp_paths]
+    if not paths:
+        raise ValueError("no ramp files given")
+    meta, geom, header, pixeldq, active, gains, dt, first_stub = _open_noise_group(paths, gain_path, gain,
+                                                                                  pixel_time)
+    log.info("noise decomposition: %d file(s), %s, NGROUPS=%d, dt=%g s", len(paths),
+             meta["DETECTOR"], meta["NGROUPS"], dt)
+    mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, p.clip)
+    excluded = []
+    try:
+        result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
+                                    geom, pixeldq, dt=dt, tgroup=meta["TGROUP"], tframe=meta["TFRAME"],
+                                    nframes=meta["NFRAMES"], mean_frame=mean, parameters=p)
+    except ValueError as exc:      # every CDS frame left out: nothing to measure; one line, no traceback
+        raise nothing_measured(paths, "noise decomposition", "CDS frames", excluded, exc) from None
+    if excluded:
+        log.warning("noise decomposition: %d CDS frame(s) left out: groups flagged SATURATED/DO_NOT_USE "
+                    "on more than %.0f %% of the pixels (%s)", len(excluded),
+                    100 * MAX_FLAGGED_FRACTION, sorted({e[0] for e in excluded}))
+    note = decomposition_note(result, p.min_frames)
+    ntab = noise_table(result, gains)
+    stab = spectrum_table(result)
+    for table, path in ((ntab, table_path), (stab, spectrum_table_path)):
+        tables.write_tsv(table, path, float_format="%.6g")
+    summary = decomposition_summary(result, paths, meta, header, gain_path, gains, excluded, note, p, dt)
     tables.write_json(summary, json_path)
+    ident = summary["configuration"]
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
     if cds_figure_path:
         plot_cds_noise(ntab, cds_figure_path, title=f"CDS noise {label} ({result['nframes']} CDS frames) {note}")
