@@ -13,7 +13,8 @@ from astropy.io import fits
 from detcal import dqflags
 from detcal.io import Ramp, Reference
 from detcal.steps import jump
-from detcal.steps.jump import detect_jumps, signed_median, sort_columns
+from detcal.steps.jump import detect_jumps, signed_median
+from detcal.steps.median import sort_columns
 
 JUMP, DNU, SAT = dqflags.JUMP_DET, dqflags.DO_NOT_USE, dqflags.SATURATED
 TGROUP = 10.73676

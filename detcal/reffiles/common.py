@@ -20,7 +20,7 @@ from astropy.time import Time
 from .. import inventory, io, keywords, tables
 from ..errors import InputError
 from ..geometry import Geometry
-from ..steps.jump import sort_columns
+from ..steps.median import sort_columns
 
 log = logging.getLogger("detcal.reffiles")
 

@@ -27,26 +27,35 @@ jwst 3.0 JumpStep calls it with its default parameters) flag for flag:
    seconds) are flagged.
 7. JUMP_DET is removed again from groups that are also DO_NOT_USE or SATURATED.
 
-Medians avoid ``np.nanmedian``: columns of up to 32 differences are sorted with a sorting
-network over whole rows (NaN sorted last), and the middle values are read at the positions of the
-most common number of usable differences (the fast path: pixels without NaN), gathering per pixel
-only for the others. The arithmetic follows stcal's dtypes (float32 data and differences, float64
-medians, sigmas and ratios; in the iterative regime, the median of later iterations rounded to
-float32) so that the flags are bit-identical. The work is done in blocks of rows sized from a memory budget: the
-peak memory is the input and output arrays plus about ``memory_mb``. Columns of more than 32
-differences are sorted as contiguous rows of a transposed copy. The single-pass test never builds
-float64 arrays of the block: a float32 screen (``d`` outside ``med -+ threshold * sig`` shrunk by
-1e-5) selects the candidates and stcal's float64 ratio is computed for those only; the ratios of
-the neighbour test are computed only where JUMP is set. Neighbour seeds come from the flags before
-any neighbour flagging, so they are collected over all blocks and their neighbours flagged at the
-end: the result does not depend on the block size.
+Medians avoid ``np.nanmedian``: :mod:`detcal.steps.median` gives the same values (sorting
+networks over whole rows up to 32 values, rows of a tiled transposed copy sorted above). The
+arithmetic follows stcal's dtypes (float32 data and differences, float64 medians, sigmas and
+ratios; in the iterative regime, the median of later iterations rounded to float32) so that the
+flags are bit-identical. The work is done in blocks of rows sized from a memory budget (the peak
+memory is the input and output arrays plus about ``memory_mb`` per thread), optionally on several
+threads (``threads``; numpy releases the GIL in its loops and sorts). Per block:
+
+* one pass over GROUPDQ finds the (rare) groups that are DO_NOT_USE, SATURATED or JUMP on input;
+* the single-pass test never builds float64 arrays of the block: a float32 screen (``d`` outside
+  ``med -+ threshold * sig`` shrunk by 1e-5) selects the candidates and stcal's float64 ratio is
+  computed for those only;
+* the iterative search first finds the pixels where stcal's first ``get_cr_locs`` flags a jump
+  from each integration's largest and smallest ``|d|`` (the largest ratio is at one of them), and
+  runs on those pixels only; it needs no signed median except at the jumps (neighbour test);
+* the ratios of the neighbour test are computed only at the jumps.
+
+Neighbour seeds come from the flags before any neighbour flagging, so they are collected over all
+blocks and their neighbours flagged at the end: the result depends neither on the block size nor
+on the number of threads. The search, the neighbour and the after-jump flags never set JUMP on a
+DO_NOT_USE or SATURATED group, so the final clean-up of such groups only visits the input's.
 
 Deliberate differences from stcal: when the exposure has too few usable groups the jump search is
 skipped and ``n_primary_crs`` is 0 (stcal reports -99); snowball and MIRI-shower flagging
 (off by default in jwst) are not implemented; inputs are never modified.
 """
 
-import functools
+import concurrent.futures
+import dataclasses
 import logging
 import os
 import warnings
@@ -54,7 +63,9 @@ import warnings
 import numpy as np
 
 from .. import dqflags
+from ..parameters import keyword_parameters
 from .descriptor import Param, Step
+from .median import median_sorted, nanmedian_columns, sort_columns
 
 log = logging.getLogger("detcal.jump")
 
@@ -120,12 +131,74 @@ _BAD = np.uint8(dqflags.DO_NOT_USE | dqflags.SATURATED)
 _BYTES_PER_PIXEL_GROUP = 28
 
 
+@dataclasses.dataclass(frozen=True)
+class JumpParameters:
+    """Parameters of :func:`detect_jumps` (stcal's ``JumpData`` thresholds; jwst defaults).
+
+    rejection_threshold, three_group_rejection_threshold, four_group_rejection_threshold : float
+        [sigma] thresholds for 4+ / 2 / 3 usable differences
+    flag_4_neighbors : bool
+    max_jump_to_flag_neighbors, min_jump_to_flag_neighbors : float   [sigma]
+    after_jump_flag_dn1, after_jump_flag_dn2 : float             [DN]
+    after_jump_flag_time1, after_jump_flag_time2 : float         [s]
+    minimum_groups : int           fewest usable groups for the search (stcal's single-process
+                                   path always uses 3, whatever JumpStep's parameter says)
+    minimum_sigclip_groups : int   integrations (or groups) needed for the sigma-clip regime
+    only_use_ints : bool           sigma clip across integrations only
+    min_diffs_single_pass : int    usable differences per integration for the single-pass regime
+    memory_mb : float              working-memory budget per thread for the row blocks [MB]
+    threads : int                  row blocks searched at once (numpy releases the GIL in its
+                                   loops and sorts); the flags do not depend on it
+    """
+
+    rejection_threshold: float = DEFAULTS["rejection_threshold"]
+    three_group_rejection_threshold: float = DEFAULTS["three_group_rejection_threshold"]
+    four_group_rejection_threshold: float = DEFAULTS["four_group_rejection_threshold"]
+    flag_4_neighbors: bool = DEFAULTS["flag_4_neighbors"]
+    max_jump_to_flag_neighbors: float = DEFAULTS["max_jump_to_flag_neighbors"]
+    min_jump_to_flag_neighbors: float = DEFAULTS["min_jump_to_flag_neighbors"]
+    after_jump_flag_dn1: float = DEFAULTS["after_jump_flag_dn1"]
+    after_jump_flag_time1: float = DEFAULTS["after_jump_flag_time1"]
+    after_jump_flag_dn2: float = DEFAULTS["after_jump_flag_dn2"]
+    after_jump_flag_time2: float = DEFAULTS["after_jump_flag_time2"]
+    minimum_groups: int = DEFAULTS["minimum_groups"]
+    minimum_sigclip_groups: int = DEFAULTS["minimum_sigclip_groups"]
+    only_use_ints: bool = DEFAULTS["only_use_ints"]
+    min_diffs_single_pass: int = DEFAULTS["min_diffs_single_pass"]
+    memory_mb: float = 16.0
+    threads: int = 1
+
+    @property
+    def thresholds(self):
+        """(4+, 3, 2 usable differences) rejection thresholds [sigma], as stcal ``get_cr_locs``."""
+        return (self.rejection_threshold, self.four_group_rejection_threshold,
+                self.three_group_rejection_threshold)
+
+
 def rows_per_block(nints, ngroups, nx, memory_mb,
                    bytes_per_pixel_group=_BYTES_PER_PIXEL_GROUP):
     """Detector rows per block so that ``bytes_per_pixel_group`` bytes of temporaries per
     (integration, group, pixel) stay within ``memory_mb`` [MB]; at least 1 (shared with ramp_fit)."""
     per_row = max(1, nints * ngroups * nx * bytes_per_pixel_group)
     return max(1, int(memory_mb * 1e6) // per_row)
+
+
+def row_blocks(ny, rows):
+    """[(r0, r1), ...] covering rows 0..ny in blocks of ``rows`` rows."""
+    return [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
+
+
+def map_blocks(func, blocks, threads=1):
+    """``[func(b) for b in blocks]``, on ``threads`` threads when > 1 (results in block order).
+
+    For block functions that write disjoint rows of the outputs: the result does not depend on
+    the number of threads. numpy releases the GIL in its element loops and sorts, so two threads
+    run the numerical work of two blocks at once.
+    """
+    if threads <= 1 or len(blocks) < 2:
+        return [func(b) for b in blocks]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=int(threads)) as pool:
+        return list(pool.map(func, blocks))
 
 
 def check_ramp_inputs(data, groupdq, gain, readnoise):
@@ -149,97 +222,9 @@ def check_frame_shapes(ny, nx, arrays):
             raise ValueError(f"{name} shape {np.shape(arr)} does not match the frames {(ny, nx)}")
 
 
-@functools.lru_cache(maxsize=None)
-def _network(n):
-    """Comparator pairs of Batcher's odd-even merge sort for ``n`` elements."""
-    pairs = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return tuple(pairs)
-
-
-def sort_columns(x):
-    """Sort ``x`` (N, P) along axis 0 into a new array; NaN become +inf (so they sort last).
-
-    Up to 32 rows use a sorting network of ``np.minimum``/``np.maximum`` over whole rows
-    (several times faster than ``np.sort`` along a short axis); the result is the same.
-    """
-    N = x.shape[0]
-    nan = np.isnan(x)
-    if N > 32:
-        # Long columns: sort contiguous rows of the transposed copy (numpy's SIMD sort) and
-        # return a transposed view; faster than a strided sort along axis 0.
-        out = np.array(x.T, order="C", copy=True)     # never a view of x: sorted in place
-        np.copyto(out, np.inf, where=nan.T)
-        out.sort(axis=1)
-        return out.T
-    buf = np.empty((N + 1,) + x.shape[1:], x.dtype)
-    np.copyto(buf[:N], x)
-    np.copyto(buf[:N], np.inf, where=nan)
-    rows = list(buf[:N])
-    spare = buf[N]
-    for i, j in _network(N):
-        a, b = rows[i], rows[j]
-        np.minimum(a, b, out=spare)
-        np.maximum(a, b, out=b)
-        rows[i] = spare
-        spare = a
-    return np.stack(rows)
-
-
-def sort_for_median(x):
-    """Sort ``x`` (N, P) along axis 0 for :func:`_median_sorted`: NaN sorted last (as +inf up to
-    32 rows, where the sorting network is used; as NaN above, where contiguous rows of a
-    transposed copy are sorted and a transposed view is returned)."""
-    if x.shape[0] <= 32:
-        return sort_columns(x)
-    out = np.array(x.T, order="C", copy=True)
-    out.sort(axis=1)                          # numpy sorts NaN last
-    return out.T
-
-
-def _median_sorted(S, n):
-    """Median of the first ``n[p]`` values of each column of ``S`` (sorted along axis 0).
-
-    float64 result, ``(a + b) / 2`` of the two middle values as numpy's (nan)median computes it;
-    NaN where ``n == 0``.
-    """
-    N = S.shape[0]
-    if n.size == 0:
-        return np.zeros(0)
-    common = int(np.bincount(np.clip(n, 0, N)).argmax())   # usually N: no NaN in the pixel
-    a = S[max(0, (common - 1) // 2)].astype(np.float64)
-    b = S[min(N - 1, common // 2)].astype(np.float64)
-    other = np.flatnonzero(n != common)
-    if other.size:
-        m = n[other]
-        a[other] = S[np.clip((m - 1) // 2, 0, N - 1), other]
-        b[other] = S[np.clip(m // 2, 0, N - 1), other]
-    med = (a + b) / 2.0
-    med[n <= 0] = np.nan
-    return med
-
-
-def _sort_with_counts(x):
-    """Sort ``x`` (N, P) along axis 0 (NaN as +inf, last); return (sorted, count of non-NaN)."""
-    nvalid = x.shape[0] - np.count_nonzero(np.isnan(x), axis=0)
-    return sort_columns(x), nvalid
-
-
 def signed_median(d):
     """NaN-ignoring median of ``d`` (nints, ndiffs, P) over integrations and differences (float64)."""
-    N = d.shape[0] * d.shape[1]
-    x = d.reshape(N, -1)
-    nvalid = N - np.count_nonzero(np.isnan(x), axis=0)
-    return _median_sorted(sort_for_median(x), nvalid)
+    return nanmedian_columns(d.reshape(d.shape[0] * d.shape[1], -1))
 
 
 def _sigma(med, rn2_term):
@@ -251,13 +236,22 @@ def _sigma(med, rn2_term):
 def _clipped_abs_median(A):
     """stcal ``calc_med_first_diffs`` on |d| (nints, ndiffs, P): returns (median float64, usable count)."""
     N = A.shape[0] * A.shape[1]
-    S, v = _sort_with_counts(A.reshape(N, -1))
-    mx = np.take_along_axis(S, np.clip(v - 1, 0, N - 1)[None, :], axis=0)
-    ncopies = np.count_nonzero(S == mx, axis=0)
-    inf_max = np.isinf(mx[0])   # NaN sorted as +inf: do not count them as copies of the max
-    ncopies[inf_max] -= (N - v)[inf_max]
+    x = A.reshape(N, -1)
+    v = N - np.count_nonzero(np.isnan(x), axis=0)
+    S = sort_columns(x)                                    # NaN as +inf, last
+    # Copies of the largest value: 1 unless the value before it is the same or it is +inf
+    # (NaN are sorted as +inf: not counted as copies).
+    top = np.take_along_axis(S, np.clip(v - 1, 0, N - 1)[None, :], axis=0)[0]
+    before = np.take_along_axis(S, np.clip(v - 2, 0, N - 1)[None, :], axis=0)[0]
+    ncopies = np.ones(v.shape, np.intp)
+    exact = np.flatnonzero((v < 2) | (before == top) | np.isinf(top))
+    if exact.size:
+        c = np.count_nonzero(S[:, exact] == top[exact], axis=0)
+        inf_max = np.isinf(top[exact])
+        c[inf_max] -= (N - v[exact])[inf_max]
+        ncopies[exact] = c
     n = np.where(v >= 4, v - ncopies, v)
-    med = _median_sorted(S, n)
+    med = median_sorted(S, n)
     two = v == 2
     if two.any():
         med[two] = S[0, two]
@@ -265,12 +259,19 @@ def _clipped_abs_median(A):
     return med, v
 
 
+def _cr_test(max_ratio, nuse, thresholds):
+    """stcal ``get_cr_locs``' test of the largest ratio of each integration (nints, P) -> bool."""
+    normal, three_diff, two_diff = thresholds
+    return (((nuse >= 4) & (max_ratio > normal))
+            | ((nuse == 3) & (max_ratio > three_diff))
+            | ((nuse == 2) & (max_ratio > two_diff)))
+
+
 def _cr_locs(A, rn2_term, thresholds, round_median):
     """stcal ``get_cr_locs`` for the pixels of A (nints, ndiffs, P).
 
     Returns (cr (nints, P) bool, ratio (nints, ndiffs, P) float64).
     """
-    normal, three_diff, two_diff = thresholds
     med, nuse = _clipped_abs_median(A)
     if round_median:  # later iterations store the median in a float32 array
         med = med.astype(np.float32).astype(np.float64)
@@ -279,25 +280,36 @@ def _cr_locs(A, rn2_term, thresholds, round_median):
     ratio = np.abs(e).astype(np.float64)
     ratio /= sig
     max_ratio = np.fmax.reduce(ratio, axis=1)  # nanmax over differences, per integration
-    cr = (((nuse >= 4) & (max_ratio > normal))
-          | ((nuse == 3) & (max_ratio > three_diff))
-          | ((nuse == 2) & (max_ratio > two_diff)))
-    return cr, ratio
+    return _cr_test(max_ratio, nuse, thresholds), ratio
 
 
-def _iterative(d, g, rn2_term, thresholds):
-    """Iterative one-jump-at-a-time search; sets JUMP in g[:, 1:] (g: (nints, ngroups, P) uint8)."""
+def _cr_pixels(A, rn2_term, thresholds):
+    """Pixels (flat indices into P) where the first ``get_cr_locs`` of A (nints, ndiffs, P) finds
+    a jump, without its float64 arrays of the block: the ratio ``|float32(A - med)| / sig``
+    grows with ``|A - med|``, so its largest value in an integration is at the integration's
+    largest or smallest ``A`` (NaN ignored, as stcal's nanmax)."""
+    med, nuse = _clipped_abs_median(A)
+    sig = _sigma(med, rn2_term)
+    with np.errstate(invalid="ignore"):
+        ends = [np.abs(np.subtract(f.reduce(A, axis=1), med, dtype=np.float64).astype(np.float32))
+                for f in (np.fmax, np.fmin)]
+        max_ratio = np.fmax(*ends).astype(np.float64) / sig
+        return np.flatnonzero(_cr_test(max_ratio, nuse, thresholds).any(axis=0))
+
+
+def _iterative(d, rn2_term, thresholds):
+    """Iterative one-jump-at-a-time search in d (nints, ndiffs, P); returns the flat indices into
+    d of the differences found (each once), whose groups get JUMP."""
     nints, ndiffs, npix = d.shape
-    A = np.abs(d)
-    cr, ratio = _cr_locs(A, rn2_term, thresholds, round_median=False)
-    # Only pixels where a CR can be found matter from here on.
-    active = np.flatnonzero(cr.any(axis=0))
+    # Only pixels where a CR can be found matter: the search runs on those only (each pixel's
+    # median and sigma are its own).
+    active = _cr_pixels(np.abs(d), rn2_term, thresholds)
     if active.size == 0:
-        return
-    A = A[:, :, active]
-    ratio = ratio[:, :, active]
-    cr = cr[:, active]
+        return np.zeros(0, np.intp)
+    A = np.abs(d[:, :, active])
     rn2_term = rn2_term[active]
+    cr, ratio = _cr_locs(A, rn2_term, thresholds, round_median=False)
+    found = []
     for _ in range(nints * ndiffs):
         top = np.fmax.reduce(np.fmax.reduce(ratio, axis=1), axis=0)
         new = (ratio == top) & cr[:, None, :]
@@ -307,13 +319,13 @@ def _iterative(d, g, rn2_term, thresholds):
         keep = np.flatnonzero(hit)
         new = new[:, :, keep]
         active = active[keep]
-        sub = g[:, 1:, active]
-        sub[new] |= _JUMP
-        g[:, 1:, active] = sub
+        i, k, j = np.nonzero(new)
+        found.append((i * ndiffs + k) * npix + active[j])
         A = A[:, :, keep]
         A[new] = np.nan
         rn2_term = rn2_term[keep]
         cr, ratio = _cr_locs(A, rn2_term, thresholds, round_median=True)
+    return np.concatenate(found) if found else np.zeros(0, np.intp)
 
 
 def _float32_bounds(lo, hi):
@@ -335,18 +347,18 @@ def _ratio_at(d, med, sig, idx):
     return r
 
 
-def _single_pass(d, g, med, sig, threshold):
-    """JUMP where ``|d - med| / sig > threshold`` (float64, as stcal), without float64 arrays of
-    the whole block: a float32 screen keeps every difference outside ``med -+ threshold * sig``
-    shrunk by 1e-5 (a strict superset of the jumps), the exact ratio is computed for those only."""
+def _single_pass(d, med, sig, threshold):
+    """Flat indices into d of ``|d - med| / sig > threshold`` (float64, as stcal), without float64
+    arrays of the whole block: a float32 screen keeps every difference outside ``med -+ threshold
+    * sig`` shrunk by 1e-5 (a strict superset of the jumps), the exact ratio is computed for those
+    only."""
     with np.errstate(invalid="ignore"):
         c = threshold * sig * (1.0 - 1e-5)
         L, U = _float32_bounds(med - c, med + c)
-        cand = np.flatnonzero((d < L) | (d > U))        # NaN d, med or sig: never a candidate
-        hit = cand[_ratio_at(d, med, sig, cand) > threshold]
-    gv = g[:, 1:]
-    i, k, p = np.unravel_index(hit, d.shape)
-    gv[i, k, p] |= _JUMP
+        out = np.less(d, L)
+        out |= np.greater(d, U)
+        cand = np.flatnonzero(out)        # NaN d, med or sig: never a candidate
+        return cand[_ratio_at(d, med, sig, cand) > threshold]
 
 
 def _sigma_clip(d, g, threshold, only_use_ints):
@@ -366,9 +378,14 @@ def _neighbour_seeds(d, g, med, sig, lo, hi):
     """Flat indices into d (nints, ndiffs, P) of the jumps strong enough to flag their
     neighbours: JUMP already set and ``lo < |d - med| / sig < hi`` (NaN never)."""
     idx = np.flatnonzero(g[:, 1:] & _JUMP)
+    return idx[_strong(d, med, sig, idx, lo, hi)]
+
+
+def _strong(d, med, sig, idx, lo, hi):
+    """Which of the flat indices ``idx`` into d have ``|d - med| / sig`` strictly in (lo, hi)."""
     with np.errstate(invalid="ignore"):
         r = _ratio_at(d, med, sig, idx)
-        return idx[(r < hi) & (r > lo)]
+        return (r < hi) & (r > lo)
 
 
 def _flag_neighbours(gdq, i, k, y, x):
@@ -400,14 +417,164 @@ def _after_jump(d, g, med, e1, n1, e2, n2):
     g[add] |= _JUMP
 
 
-def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, *,
-                 rejection_threshold=4.0, three_group_rejection_threshold=6.0,
-                 four_group_rejection_threshold=5.0, flag_4_neighbors=True,
-                 max_jump_to_flag_neighbors=1000.0, min_jump_to_flag_neighbors=10.0,
-                 after_jump_flag_dn1=0.0, after_jump_flag_time1=0.0,
-                 after_jump_flag_dn2=0.0, after_jump_flag_time2=0.0,
-                 minimum_groups=3, minimum_sigclip_groups=100, only_use_ints=True,
-                 min_diffs_single_pass=10, memory_mb=16):
+def _choose_regime(gdq, params):
+    """The regime of the whole exposure and the groups that are DO_NOT_USE in every pixel
+    (bool (nints, ngroups)): 'skipped', 'sigma_clip', 'single_pass' or 'iterative'."""
+    nints, ngroups = gdq.shape[:2]
+    all_dnu = np.array([[bool(np.all(gdq[i, k] & _DNU)) for k in range(ngroups)]
+                        for i in range(nints)]).reshape(nints, ngroups)
+    n_flagged = all_dnu.sum(axis=1)
+    min_usable_groups = ngroups - int(n_flagged.max(initial=0))
+    total_groups = nints * ngroups - int(n_flagged.sum())
+    sigclip_groups = nints if params.only_use_ints else total_groups
+    sigclip_ok = sigclip_groups >= params.minimum_sigclip_groups
+    if ngroups < 2 or (not sigclip_ok and min_usable_groups < params.minimum_groups):
+        return "skipped", all_dnu
+    if sigclip_ok:
+        return "sigma_clip", all_dnu
+    if min_usable_groups - 1 >= params.min_diffs_single_pass:
+        return "single_pass", all_dnu
+    return "iterative", all_dnu
+
+
+class _Exposure:
+    """The arrays of one :func:`detect_jumps` call and the per-block work on them.
+
+    A block is a range of whole detector rows ``(r0, r1)``; its P = (r1 - r0) * nx pixels are
+    flattened, so that GROUPDQ of the block is a view ``g`` (nints, ngroups, P) of ``gdq``.
+    """
+
+    def __init__(self, data, gdq, gain, readnoise, nframes, params):
+        self.data, self.gdq, self.gain, self.readnoise = data, gdq, gain, readnoise
+        self.nframes, self.params = nframes, params
+        self.nints, self.ngroups, self.ny, self.nx = data.shape
+
+    def g(self, r0, r1):
+        """GROUPDQ of rows r0:r1, a (nints, ngroups, P) view of gdq (blocks of whole rows)."""
+        return self.gdq[:, :, r0:r1, :].reshape(self.nints, self.ngroups, -1)
+
+    def rn2_term(self, r0, r1):
+        """RN^2 / (0.5 * 2 * NFRAMES) of rows r0:r1, flattened; RN = READNOISE * gain (float32, e-)."""
+        rn = self.readnoise[r0:r1] * self.gain[r0:r1]
+        return (rn * rn).astype(np.float64).ravel() / float(self.nframes)
+
+    def stats(self, r0, r1, with_flags=False, median=True):
+        """Differences d (nints, ndiffs, P) in electrons (NaN where either group is DO_NOT_USE or
+        SATURATED), their signed median and sigma (float64 (P,); None without ``median``) of
+        rows r0:r1.
+
+        ``with_flags``: also the flat indices into ``g`` of the groups that were JUMP on input,
+        and of those that are JUMP and DO_NOT_USE or SATURATED (found in one pass over GROUPDQ).
+        """
+        nints, ngroups = self.nints, self.ngroups
+        D = np.multiply(self.data[:, :, r0:r1, :], self.gain[r0:r1], dtype=np.float32)
+        D = D.reshape(nints, ngroups, -1)
+        flags = self.g(r0, r1) & (_BAD | _JUMP)            # flagged groups are rare: one pass
+        at = np.flatnonzero(flags)
+        val = flags.reshape(-1)[at]
+        D.reshape(-1)[at[(val & _BAD) != 0]] = np.nan
+        d = D[:, 1:] - D[:, :-1]
+        del D
+        med = sig = None
+        if median:
+            med = signed_median(d)
+            sig = _sigma(med, self.rn2_term(r0, r1))
+        if not with_flags:
+            return d, med, sig
+        is_jump = (val & _JUMP) != 0
+        return d, med, sig, at[is_jump], at[is_jump & ((val & _BAD) != 0)]
+
+    def to_d(self, idx, npix):
+        """Flat indices into g (nints, ngroups, P) of groups >= 1 -> flat indices into d."""
+        i, k = np.divmod(idx // npix, self.ngroups)
+        keep = k > 0
+        return ((i * (self.ngroups - 1) + k - 1) * npix + idx % npix)[keep]
+
+    def global_index(self, r0, npix, idx_g=None, idx_d=None):
+        """(i, group, y, x) of flat indices into g (``idx_g``) or into d (``idx_d``) of rows r0:."""
+        if idx_d is not None:
+            ik, p = np.divmod(idx_d, npix)
+            i, k = np.divmod(ik, self.ngroups - 1)
+            k = k + 1
+        else:
+            ik, p = np.divmod(idx_g, npix)
+            i, k = np.divmod(ik, self.ngroups)
+        y, x = np.divmod(p, self.nx)
+        return i, k, r0 + y, x
+
+    def search(self, block, regime):
+        """Jump search of one block (single pass or iterative): sets JUMP in its rows of gdq.
+
+        Returns (primary jumps (JUMP groups before neighbour flagging, input flags included),
+        neighbour seeds (i, group, y, x), groups that are JUMP and DO_NOT_USE/SATURATED (idem)).
+        """
+        r0, r1 = block
+        p = self.params
+        # The iterative search does not use the signed median: it is computed for the seeds'
+        # pixels only (each pixel's median is its own).
+        d, med, sig, pre, pre_bad = self.stats(r0, r1, with_flags=True,
+                                               median=regime == "single_pass")
+        npix = d.shape[-1]
+        if regime == "iterative":
+            new = _iterative(d, self.rn2_term(r0, r1), p.thresholds)
+        else:
+            new = _single_pass(d, med, sig, p.rejection_threshold)
+        i, k, y, x = self.global_index(r0, npix, idx_d=new)
+        self.gdq[i, k, y, x] |= _JUMP
+        jumps = new
+        if pre.size:
+            jumps = np.union1d(new, self.to_d(pre, npix))
+        n_primary = jumps.size + int(np.count_nonzero((pre // npix) % self.ngroups == 0))
+        seeds = None
+        if p.flag_4_neighbors:
+            lo, hi = p.min_jump_to_flag_neighbors, p.max_jump_to_flag_neighbors
+            if med is None:
+                pix, where = np.unique(jumps % npix, return_inverse=True)
+                sub = d[:, :, pix]
+                at = np.ravel_multi_index((jumps // npix, where), (d.shape[0] * d.shape[1], pix.size))
+                med = signed_median(sub)
+                strong = _strong(sub, med, _sigma(med, self.rn2_term(r0, r1)[pix]), at, lo, hi)
+            else:
+                strong = _strong(d, med, sig, jumps, lo, hi)
+            seeds = self.global_index(r0, npix, idx_d=jumps[strong])
+        return n_primary, seeds, self.global_index(r0, npix, idx_g=pre_bad)
+
+    def sigma_clip(self, block):
+        """Sigma-clip search of one block: sets JUMP in its rows of gdq."""
+        r0, r1 = block
+        d = self.stats(r0, r1)[0]
+        _sigma_clip(d, self.g(r0, r1), self.params.rejection_threshold, self.params.only_use_ints)
+
+    def seeds(self, block):
+        """Neighbour seeds (i, group, y, x) of one block from the JUMP flags set so far."""
+        r0, r1 = block
+        d, med, sig = self.stats(r0, r1)
+        idx = _neighbour_seeds(d, self.g(r0, r1), med, sig, self.params.min_jump_to_flag_neighbors,
+                               self.params.max_jump_to_flag_neighbors)
+        return self.global_index(r0, d.shape[-1], idx_d=idx)
+
+    def after_jump(self, block, e1, n1, e2, n2):
+        """Groups after large jumps of one block (stcal ``transient_jumps``)."""
+        r0, r1 = block
+        d, med, _ = self.stats(r0, r1)
+        _after_jump(d, self.g(r0, r1), med, e1, n1, e2, n2)
+
+
+def _clear_redundant_jumps(gdq, blocks):
+    """Remove JUMP from groups that are also DO_NOT_USE or SATURATED (all of gdq, by blocks)."""
+    for r0, r1 in blocks:
+        g = gdq[:, :, r0:r1, :]
+        g[(g & (_JUMP | _DNU)) == (_JUMP | _DNU)] ^= _JUMP
+        g[(g & (_JUMP | _SAT)) == (_JUMP | _SAT)] ^= _JUMP
+
+
+def _concat(index_tuples):
+    """Concatenate a list of (i, group, y, x) index tuples into one tuple of arrays."""
+    return tuple(np.concatenate(c) for c in zip(*index_tuples))
+
+
+@keyword_parameters(JumpParameters)
+def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, *, parameters):
     """Flag cosmic-ray jumps with the two-point-difference method (stcal 1.20 parity).
 
     Parameters
@@ -420,18 +587,8 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
     nframes : int                                                       frames averaged per group
     tgroup : float or None                                       [s]    group time; needed for the
         after-jump times and the primary cosmic-ray rate
-    rejection_threshold, three_group_rejection_threshold, four_group_rejection_threshold : float
-        [sigma] thresholds for 4+ / 2 / 3 usable differences
-    flag_4_neighbors : bool
-    max_jump_to_flag_neighbors, min_jump_to_flag_neighbors : float   [sigma]
-    after_jump_flag_dn1, after_jump_flag_dn2 : float             [DN]
-    after_jump_flag_time1, after_jump_flag_time2 : float         [s]
-    minimum_groups : int           fewest usable groups for the search (stcal's single-process
-                                   path always uses 3, whatever JumpStep's parameter says)
-    minimum_sigclip_groups : int   integrations (or groups) needed for the sigma-clip regime
-    only_use_ints : bool           sigma clip across integrations only
-    min_diffs_single_pass : int    usable differences per integration for the single-pass regime
-    memory_mb : float              working-memory budget for the row blocks [MB]
+    parameters : :class:`JumpParameters`, or its fields as keywords (thresholds, neighbour and
+        after-jump settings, ``memory_mb``, ``threads``)
 
     Returns
     -------
@@ -444,6 +601,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
         DO_NOT_USE in every pixel), ``primary_cosmic_rays`` (per 1000 pixels per second, as jwst's
         PRIMECRS; None without ``tgroup`` or usable groups).
     """
+    p = parameters
     data, gain, readnoise = check_ramp_inputs(data, groupdq, gain, readnoise)
     nints, ngroups, ny, nx = data.shape
     check_frame_shapes(ny, nx, (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise)))
@@ -452,113 +610,49 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
 
     gdq = np.array(groupdq, dtype=np.uint8, copy=True, order="C")
     pdq = np.array(pixeldq, dtype=np.uint32, copy=True)
-    bad_gain = ~(gain > 0.0)
-    pdq[bad_gain] |= np.uint32(dqflags.NO_GAIN_VALUE | dqflags.DO_NOT_USE)
+    pdq[~(gain > 0.0)] |= np.uint32(dqflags.NO_GAIN_VALUE | dqflags.DO_NOT_USE)
 
-    def rn2_term(r0, r1):
-        """RN^2 / (0.5 * 2 * NFRAMES) of rows r0:r1, flattened; RN = READNOISE * gain (float32, e-)."""
-        rn = readnoise[r0:r1] * gain[r0:r1]
-        return (rn * rn).astype(np.float64).ravel() / float(nframes)
-
-    # Groups that are DO_NOT_USE in every pixel decide the regime.
-    all_dnu = np.array([[bool(np.all(gdq[i, k] & _DNU)) for k in range(ngroups)]
-                        for i in range(nints)]).reshape(nints, ngroups)
-    n_flagged = all_dnu.sum(axis=1)
-    min_usable_groups = ngroups - int(n_flagged.max(initial=0))
-    total_groups = nints * ngroups - int(n_flagged.sum())
-    min_usable_diffs = min_usable_groups - 1
-    sigclip_groups = nints if only_use_ints else total_groups
-    sigclip_ok = sigclip_groups >= minimum_sigclip_groups
-    if ngroups < 2 or (not sigclip_ok and min_usable_groups < minimum_groups):
-        regime = "skipped"
-    elif sigclip_ok:
-        regime = "sigma_clip"
-    elif min_usable_diffs >= min_diffs_single_pass:
-        regime = "single_pass"
-    else:
-        regime = "iterative"
-
-    thresholds = (rejection_threshold, four_group_rejection_threshold,
-                  three_group_rejection_threshold)
-    n1 = int(after_jump_flag_time1 // tgroup) if (tgroup and after_jump_flag_time1) else 0
-    n2 = int(after_jump_flag_time2 // tgroup) if (tgroup and after_jump_flag_time2) else 0
-    do_after = regime != "skipped" and (n1 > 0 or n2 > 0)
-    if do_after:
-        gmed = np.nanmedian(gain)
-        e1 = np.float32(after_jump_flag_dn1) * gmed
-        e2 = np.float32(after_jump_flag_dn2) * gmed
-
-    rows = rows_per_block(nints, ngroups, nx, memory_mb)
-    blocks = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
-
-    def block_stats(r0, r1):
-        """Differences (nints, ndiffs, P) in electrons, signed median and sigma of rows r0:r1."""
-        D = np.multiply(data[:, :, r0:r1, :], gain[r0:r1], dtype=np.float32)
-        D[(gdq[:, :, r0:r1, :] & _BAD) != 0] = np.nan
-        D = D.reshape(nints, ngroups, -1)
-        d = np.diff(D, axis=1)
-        del D
-        med = signed_median(d)
-        sig = _sigma(med, rn2_term(r0, r1))
-        return d, med, sig
-
+    # DO_NOT_USE is never changed here: the groups DO_NOT_USE everywhere are those of the input.
+    regime, all_dnu = _choose_regime(gdq, p)
+    blocks = row_blocks(ny, rows_per_block(nints, ngroups, nx, p.memory_mb))
+    exp = _Exposure(data, gdq, gain, readnoise, nframes, p)
     n_primary = 0
-    if regime != "skipped":
-        lo, hi = min_jump_to_flag_neighbors, max_jump_to_flag_neighbors
-        seeds = []  # (i, group, y, x) of jumps that flag their neighbours, set after all blocks
-
-        def neighbours(r0, r1, d, med, sig):
-            g = gdq[:, :, r0:r1, :].reshape(nints, ngroups, -1)
-            idx = _neighbour_seeds(d, g, med, sig, lo, hi)
-            i, k, p = np.unravel_index(idx, d.shape)
-            seeds.append((i, k + 1, r0 + p // nx, p % nx))
-
-        for r0, r1 in blocks:
-            d, med, sig = block_stats(r0, r1)
-            g = gdq[:, :, r0:r1, :].reshape(nints, ngroups, -1)  # a view: blocks of whole rows
-            if regime == "iterative":
-                _iterative(d, g, rn2_term(r0, r1), thresholds)
-            elif regime == "single_pass":
-                _single_pass(d, g, med, sig, rejection_threshold)
-            else:
-                _sigma_clip(d, g, rejection_threshold, only_use_ints)
-                continue
-            n_primary += int(np.count_nonzero(g & _JUMP))
-            if flag_4_neighbors:
-                neighbours(r0, r1, d, med, sig)
-
-        if regime == "sigma_clip":
-            # A group in which every pixel is JUMP or DO_NOT_USE: JUMP-only pixels are reset.
-            for i in range(nints):
-                for k in range(ngroups):
-                    plane = gdq[i, k]
-                    if np.all((plane & (_JUMP | _DNU)) != 0):
-                        plane[plane == _JUMP] = 0
-            n_primary = int(np.count_nonzero(gdq & _JUMP))
-            if flag_4_neighbors:
-                for r0, r1 in blocks:
-                    neighbours(r0, r1, *block_stats(r0, r1))
-
-        if seeds:
+    if regime in ("single_pass", "iterative"):
+        found = map_blocks(lambda b: exp.search(b, regime), blocks, p.threads)
+        n_primary = sum(f[0] for f in found)
+        if p.flag_4_neighbors:
             # Seeds come from the flags before any neighbour flagging, so deferring is exact.
-            _flag_neighbours(gdq, *(np.concatenate(c) for c in zip(*seeds)))
-
-        if do_after:
-            for r0, r1 in blocks:
-                d, med, _ = block_stats(r0, r1)
-                _after_jump(d, gdq[:, :, r0:r1, :].reshape(nints, ngroups, -1), med, e1, n1, e2, n2)
+            _flag_neighbours(gdq, *_concat([f[1] for f in found]))
+    elif regime == "sigma_clip":
+        map_blocks(exp.sigma_clip, blocks, p.threads)
+        # A group in which every pixel is JUMP or DO_NOT_USE: JUMP-only pixels are reset.
+        for i in range(nints):
+            for k in range(ngroups):
+                plane = gdq[i, k]
+                if np.all((plane & (_JUMP | _DNU)) != 0):
+                    plane[plane == _JUMP] = 0
+        n_primary = int(np.count_nonzero(gdq & _JUMP))
+        if p.flag_4_neighbors:
+            _flag_neighbours(gdq, *_concat(map_blocks(exp.seeds, blocks, p.threads)))
     else:
-        log.info("jump: skipped, the exposure has fewer than %d usable groups", minimum_groups)
+        log.info("jump: skipped, the exposure has fewer than %d usable groups", p.minimum_groups)
 
-    # JUMP is redundant on groups that are DO_NOT_USE or SATURATED.
-    all_dnu_out = np.ones((nints, ngroups), bool)
-    for r0, r1 in blocks:
-        g = gdq[:, :, r0:r1, :]
-        g[(g & (_JUMP | _DNU)) == (_JUMP | _DNU)] ^= _JUMP
-        g[(g & (_JUMP | _SAT)) == (_JUMP | _SAT)] ^= _JUMP
-        all_dnu_out &= np.all((g & _DNU) != 0, axis=(2, 3))
+    n1 = int(p.after_jump_flag_time1 // tgroup) if (tgroup and p.after_jump_flag_time1) else 0
+    n2 = int(p.after_jump_flag_time2 // tgroup) if (tgroup and p.after_jump_flag_time2) else 0
+    if regime != "skipped" and (n1 > 0 or n2 > 0):
+        gmed = np.nanmedian(gain)
+        e1 = np.float32(p.after_jump_flag_dn1) * gmed
+        e2 = np.float32(p.after_jump_flag_dn2) * gmed
+        map_blocks(lambda b: exp.after_jump(b, e1, n1, e2, n2), blocks, p.threads)
 
-    n_all_dnu = int(all_dnu_out.sum())
+    # JUMP is redundant on groups that are DO_NOT_USE or SATURATED. The search, the neighbours
+    # and the after-jump flags never set it there, so after a search only input flags remain.
+    if regime in ("single_pass", "iterative"):
+        gdq[_concat([f[2] for f in found])] &= ~_JUMP
+    else:
+        _clear_redundant_jumps(gdq, blocks)
+
+    n_all_dnu = int(all_dnu.sum())
     usable = nints * ngroups - n_all_dnu - nints
     rate = None
     if tgroup and usable >= 1:

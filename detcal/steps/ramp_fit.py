@@ -66,8 +66,8 @@ import numpy as np
 
 from .. import dqflags
 from .descriptor import Param, Product, Step
-from .jump import (_median_sorted, check_frame_shapes, check_ramp_inputs, rows_per_block,
-                   sort_for_median)
+from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block
+from .median import median_columns, median_sorted, sort_columns
 
 log = logging.getLogger("detcal.ramp_fit")
 
@@ -265,7 +265,7 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
     nvalid = (ngroups - 1) - np.count_nonzero(np.isnan(diffs), axis=1)
     first = rates[:, 0]
     only_first = (nvalid == 0) & ~np.isnan(first)
-    med = np.stack([_median_sorted(sort_for_median(diffs[i]), nvalid[i]) for i in range(nints)])
+    med = np.stack([median_sorted(sort_columns(diffs[i]), nvalid[i]) for i in range(nints)])
     med = np.where(only_first, first, med)
     if not suppress:
         med = np.where(is0th, y[:, 0] / one_group_time, med)
@@ -280,17 +280,12 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
 
 def _median_rate_clean(y32, T):
     """:func:`_median_rate` of pixels without any GROUPDQ flag and with finite data (the common
-    case), same arithmetic: y32 float32 (nints, ngroups >= 2, P) [DN] -> float64 (P,) [DN/s].
-    Works on the transposed ramp (groups contiguous), so the differences sort in place."""
+    case), same arithmetic: y32 float32 (nints, ngroups >= 2, P) [DN] -> float64 (P,) [DN/s]."""
     nints, ngroups, npix = y32.shape
-    lo, hi = (ngroups - 2) // 2, (ngroups - 1) // 2       # middle of ngroups - 1 differences
     acc = np.zeros(npix)
     for i in range(nints):
-        r = np.array(y32[i].T, dtype=np.float64, order="C")
-        r /= T
-        d = r[:, 1:] - r[:, :-1]
-        d.sort(axis=1)
-        med = (d[:, lo] + d[:, hi]) / 2.0
+        r = np.divide(y32[i], T, dtype=np.float64)
+        med = median_columns(np.subtract(r[1:], r[:-1]))
         acc += np.where(np.isnan(med), 0.0, med)
     return acc / float(nints)
 
@@ -572,7 +567,7 @@ def _group_selectors(firstgroup, lastgroup, ngroups):
 
 def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, groupgap,
               average_dark_current=None, suppress_one_group=True, *, firstgroup=None,
-              lastgroup=None, miri=False, memory_mb=16, zeroframe=None):
+              lastgroup=None, miri=False, memory_mb=16, zeroframe=None, threads=1):
     """Fit slopes to every ramp with stcal's OLS_C optimal weighting.
 
     Parameters
@@ -591,7 +586,8 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
                                 (ignored when ngroups == 1, as in jwst)
     firstgroup, lastgroup : int or None   groups outside [first, last] (0-based) are DO_NOT_USE
     miri : bool                 drop leading/trailing groups that are DO_NOT_USE in every pixel
-    memory_mb : float           working-memory budget for the row blocks [MB]
+    memory_mb : float           working-memory budget per thread for the row blocks [MB]
+    threads : int               row blocks fitted at once (the result does not depend on it)
     zeroframe : ndarray, float32, shape (nints, ny, nx), or None   [DN] ZEROFRAME (used as stcal
                                 does, for integrations saturated in group 0, only when
                                 ``suppress_one_group`` is off; 0 = no value)
@@ -627,8 +623,7 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     first, last = _group_selectors(firstgroup, lastgroup, ngroups)
     rn_scale = np.sqrt(2.0 * nframes)
 
-    rows = rows_per_block(nints, ngroups, nx, memory_mb, _BYTES_PER_PIXEL_GROUP)
-    blocks = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
+    blocks = row_blocks(ny, rows_per_block(nints, ngroups, nx, memory_mb, _BYTES_PER_PIXEL_GROUP))
 
     g_lo, g_hi = 0, ngroups
     if miri and ngroups > 1:
@@ -640,7 +635,8 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     rate = {k: np.empty((ny, nx), np.uint32 if k == "dq" else np.float32) for k in PRODUCT_NAMES}
     rateints = {k: np.empty((nints,) + v.shape, v.dtype) for k, v in rate.items()}
 
-    for r0, r1 in blocks:
+    def fit(block):
+        r0, r1 = block
         gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)[:, g_lo:g_hi]
         if g_lo > 0:
             gdq[:, 0] &= np.uint8(0xFF & ~_JUMP)
@@ -659,6 +655,8 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
         for k in rate:
             rate[k][r0:r1] = r[k].reshape(r1 - r0, nx)
             rateints[k][:, r0:r1] = ri[k].reshape(nints, r1 - r0, nx)
+
+    map_blocks(fit, blocks, threads)
     return rate, rateints
 
 
