@@ -522,3 +522,35 @@ def test_dark_current_job_with_the_dark_read_by_chunks_writes_the_same_product(r
         for ext in ("SCI", "DQ"):
             np.testing.assert_array_equal(fits.getdata(fits_writer.path("chunks_dark.fits"), ext),
                                           fits.getdata(fits_writer.path("whole_dark.fits"), ext))
+
+
+def test_dark_current_job_holds_the_ramp_and_one_chunk_not_the_dark(fits_writer, monkeypatch):
+    """Traced peak memory of the job (read, step, write): the dark read whole adds its SCI and ERR;
+    read by chunks, the job needs about the ramp plus one chunk of groups."""
+    import tracemalloc
+
+    from detcal import runner
+    ngroups, ny, nx = 40, 64, 64
+    rng = np.random.default_rng(3)
+    ramp = make_ramp(1, ngroups, ny, nx, data=rng.normal(1e4, 30, (1, ngroups, ny, nx)))
+    ramp_path = fits_writer.ramp(ramp, name="long_ramp.fits")
+    sci = rng.normal(5, 2, (ngroups, ny, nx)).astype(np.float32)
+    dark_path = fits_writer.reference("DARK", ramp, name="long_dark.fits", SCI=sci, ERR=np.ones_like(sci),
+                                      DQ=np.zeros((ny, nx), np.uint32))
+    ramp_bytes = ramp.data.nbytes + ramp.groupdq.nbytes
+    params = {"memory_mb": 4 * ny * nx * 4 / 1e6}                  # chunks of 4 groups
+    peaks = {}
+    for mode in ("whole", "chunks"):
+        if mode == "whole":
+            monkeypatch.setattr(runner, "read_lazily", lambda step, key: False)
+        else:
+            monkeypatch.undo()
+        tracemalloc.start()
+        try:
+            runner.run_step_file("dark_current", ramp_path, {"dark": dark_path},
+                                 fits_writer.path(f"{mode}.fits"), params=params)
+            peaks[mode] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks["whole"] > peaks["chunks"] + 2 * sci.nbytes * 0.9       # SCI and ERR of the dark
+    assert peaks["chunks"] < 1.25 * ramp_bytes + sci.nbytes / 4          # the ramp + about one chunk
