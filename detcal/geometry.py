@@ -96,7 +96,7 @@ class Geometry:
     def is_full_frame(self):
         return self.shape == self.full_shape
 
-    def _cut(self, full_array):
+    def cut(self, full_array):
         y0, x0 = self.start
         return full_array[..., y0:y0 + self.shape[0], x0:x0 + self.shape[1]]
 
@@ -113,7 +113,7 @@ class Geometry:
 
     def reference_mask(self):
         """bool (ny, nx): True where the array holds reference pixels."""
-        return np.ascontiguousarray(self._cut(self.full_frame_reference_mask()))
+        return np.ascontiguousarray(self.cut(self.full_frame_reference_mask()))
 
     def full_frame_amplifier_map(self):
         """int8 (ny_full, nx_full), science frame: output index 0..noutputs-1 of every pixel."""
@@ -130,7 +130,7 @@ class Geometry:
 
     def amplifier_map(self):
         """int8 (ny, nx): output index of every pixel of the array (0 for 1-output subarrays)."""
-        return np.ascontiguousarray(self._cut(self.full_frame_amplifier_map()))
+        return np.ascontiguousarray(self.cut(self.full_frame_amplifier_map()))
 
     def to_detector(self, a):
         return to_detector(a, self.fastaxis, self.slowaxis)

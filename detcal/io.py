@@ -93,7 +93,7 @@ class Ramp:
 _CARRY_THROUGH = ("INT_TIMES", "GROUP", "AVDRKCUR")  # AVDRKCUR: set by dark_current, read by ramp_fit
 
 
-def _open(path, read_data=True):
+def open_fits(path, read_data=True):
     """Open a FITS file, turning every way it can be unreadable into one InputError.
 
     Truncation is detected from the headers alone, so ``read_data=False`` is a cheap full check
@@ -109,7 +109,7 @@ def _open(path, read_data=True):
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
             nextend = hdul[0].header.get("NEXTEND")
             if type(nextend) is int and len(hdul) - 1 < nextend:
-                # cut at an HDU boundary: only the count written by _atomic_write can tell
+                # cut at an HDU boundary: only the count written by atomic_write can tell
                 hdul.close()
                 raise InputError(path, f"file is truncated: NEXTEND={nextend} but only "
                                        f"{len(hdul) - 1} extensions are present")
@@ -125,7 +125,7 @@ def _open(path, read_data=True):
 
 def read_headers(path):
     """Primary header and {EXTNAME: header} of a FITS file, checking its structure (not its data)."""
-    with _open(path, read_data=False) as hdul:
+    with open_fits(path, read_data=False) as hdul:
         return hdul[0].header.copy(), {h.name: h.header.copy() for h in hdul[1:]}
 
 
@@ -178,7 +178,7 @@ def read_ramp(path, step="inventory"):
     :data:`detcal.keywords.STEP`). Missing PIXELDQ/GROUPDQ (raw files) are created as zeros.
     """
     path = str(path)
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         header = hdul[0].header.copy()
         names = [h.name for h in hdul]
         if "SCI" not in names:
@@ -575,7 +575,7 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
-def _atomic_write(hdul, path):
+def atomic_write(hdul, path):
     hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
     with atomic_path(path) as tmp:
         hdul.writeto(tmp, overwrite=True, checksum=False)
@@ -596,7 +596,7 @@ def write_ramp(ramp, path, step=None, inputs=(), params=None):
         hdus.append(fits.ImageHDU(np.asarray(ramp.zeroframe, np.float32), name="ZEROFRAME"))
         hdus[-1].header["BUNIT"] = "DN"
     hdus += [t.copy() for t in ramp.tables]
-    _atomic_write(fits.HDUList(hdus), path)
+    atomic_write(fits.HDUList(hdus), path)
 
 
 def write_uncal(data, header, path, tables=()):
@@ -607,7 +607,7 @@ def write_uncal(data, header, path, tables=()):
     hdus = [fits.PrimaryHDU(header=header), fits.ImageHDU(data, name="SCI")]
     hdus[1].header["BUNIT"] = "DN"
     hdus += list(tables)
-    _atomic_write(fits.HDUList(hdus), path)
+    atomic_write(fits.HDUList(hdus), path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,7 +724,7 @@ def read_reference(path, reftype, like=None, lazy=False):
     if lazy and reftype != "RSCD":
         return _lazy_reference(path, reftype, like)
     layout = LAYOUT[reftype]
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         header = hdul[0].header.copy()
         _check_reftype(path, header, reftype)
         names = [h.name for h in hdul]
@@ -815,7 +815,7 @@ class ReferenceReader(SectionReader):
         self.path = str(path)
         self.reftype = reftype = reftype.upper()
         layout = LAYOUT[reftype]
-        with _open(self.path, read_data=False) as hdul:
+        with open_fits(self.path, read_data=False) as hdul:
             header = hdul[0].header.copy()
             names = [h.name for h in hdul]
             exts = {h.name: h.header.copy() for h in hdul[1:]}
@@ -919,7 +919,7 @@ def write_reference(path, reftype, arrays, header, step=None, inputs=(), params=
                 hdus[-1].header["BUNIT"] = units[ext]
         if "DQ" in layout:
             hdus.append(dq_def_table())
-    _atomic_write(fits.HDUList(hdus), path)
+    atomic_write(fits.HDUList(hdus), path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -957,4 +957,4 @@ def write_rate(path, products, header, tables=(), step="ramp_fit", inputs=(), pa
         hdus.append(hdu)
     if ndim == 3:
         hdus += [t.copy() for t in tables if t.name == "INT_TIMES"]
-    _atomic_write(fits.HDUList(hdus), path)
+    atomic_write(fits.HDUList(hdus), path)

@@ -349,7 +349,7 @@ def test_jump_table_counts_flags_pixels_and_amplifiers(cr_group):
     per_int = pd.DataFrame(doc["per_integration"])
     assert whole.pct_pixels_with_jump_per_integration == pytest.approx(per_int.pct_pixels_with_jump.mean())
     assert 4 < whole.mean_pixels_per_event < 10                  # hits share charge with 4 or 8 neighbours
-    jmap = io._open(str(d / "jumps_map.fits"))["SCI"].data
+    jmap = io.open_fits(str(d / "jumps_map.fits"))["SCI"].data
     assert jmap.sum() == flags and jmap[:4].sum() == 0
 
 

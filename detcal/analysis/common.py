@@ -361,13 +361,13 @@ def write_slope_images(path, mean, std, nused, dq, header, nints, expstarts=(), 
         if name in ("MEAN", "STD"):
             hdu.header["BUNIT"] = "DN/s"
         hdus.append(hdu)
-    io._atomic_write(fits.HDUList(hdus), path)
+    io.atomic_write(fits.HDUList(hdus), path)
 
 
 def read_slope_images(path):
     """Read a slope-image file: dict with ``mean``, ``std`` (float32 DN/s), ``nused``, ``dq``, ``header``."""
     path = str(path)
-    with io._open(path) as hdul:
+    with io.open_fits(path) as hdul:
         names = [h.name for h in hdul]
         missing = [e for e in ("MEAN", "STD") if e not in names]
         if missing:

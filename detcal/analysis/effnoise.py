@@ -462,7 +462,7 @@ def pink_ols_variance(ns, geom, tgroup, tframe, nframes=1, groupgap=0, dt=PIXEL_
     The part of it that the effective-noise excess shows at N (read noise taken from N = 2):
     ``V(N) - 6 (N-1) / (N (N+1)) V(2)``.
     """
-    from .noise import _cin, output_width, readout_order
+    from .noise import cin, output_width, readout_order
 
     ns = np.asarray(sorted({int(n) for n in ns}))
     nmax = int(ns[-1])
@@ -475,7 +475,7 @@ def pink_ols_variance(ns, geom, tgroup, tframe, nframes=1, groupgap=0, dt=PIXEL_
         x = np.asarray(x, np.float64)
         out = np.zeros_like(x)
         for d in range(-(m - 1), m):
-            out += (m - abs(d)) / m ** 2 * -_cin(np.pi * (x + d * period))
+            out += (m - abs(d)) / m ** 2 * -cin(np.pi * (x + d * period))
         return out
 
     nout, w = output_width(geom)

@@ -980,7 +980,7 @@ def _write_jump_map(path, jump_map, detector, paths, nints):
     io.add_history(h, "jump map", paths)
     hdu = fits.ImageHDU(jump_map, name="SCI")
     hdu.header["BUNIT"] = "count"
-    io._atomic_write(fits.HDUList([fits.PrimaryHDU(header=h), hdu]), path)
+    io.atomic_write(fits.HDUList([fits.PrimaryHDU(header=h), hdu]), path)
 
 
 def _write_jump_extras(grp, paths, group, sig, threshold, noise_expected, outputs):

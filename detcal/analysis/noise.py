@@ -388,7 +388,7 @@ def frame_periodograms(streams, nused, dt):
     return auto, cross
 
 
-def _cin(x):
+def cin(x):
     """Cin(x) = integral_0^x (1 - cos t)/t dt = gamma + ln x - Ci(x)  (x >= 0)."""
     x = np.abs(np.asarray(x, np.float64))
     out = np.zeros_like(x)
@@ -424,7 +424,7 @@ def cds_pink_autocovariance(lags, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME)
     for d in range(-(m - 1), m):
         wgt = (m - abs(d)) / m ** 2
         base = lags + d * tf
-        out += wgt * (-2.0 * _cin(np.pi * base) + _cin(np.pi * (base + tg)) + _cin(np.pi * (base - tg)))
+        out += wgt * (-2.0 * cin(np.pi * base) + cin(np.pi * (base + tg)) + cin(np.pi * (base - tg)))
     return out
 
 

@@ -71,7 +71,7 @@ def read_frame(path):
     return data, header
 
 
-def _read_header(path):
+def read_header(path):
     _, header, shape = _open_image(path, False)
     return header, shape
 
@@ -111,7 +111,7 @@ def scan(paths, cfg):
     lookup = {str(v).strip().lower(): k for k, v in cfg["imagetyp"].items()}
     rows, first = [], None
     for path in paths:
-        header, shape = _read_header(path)
+        header, shape = read_header(path)
         for key in ("IMAGETYP", "EXPTIME"):
             if key not in header:
                 raise InputError(path, f"no {key} keyword (every CCD frame needs IMAGETYP and EXPTIME)")

@@ -226,7 +226,7 @@ def master_dark_file(dark_paths, decisions_json, output_fits, master_bias=None):
         bias, bias_unc = np.asarray(mb.data, np.float64), np.asarray(mb.uncertainty.array, np.float64)
         if bias.shape != tuple(_trimmed_shape(settings)):
             raise InputError(master_bias, f"shape {bias.shape} differs from the trimmed frames {_trimmed_shape(settings)}")
-    exptimes = [float(inv._read_header(p)[0]["EXPTIME"]) for p in dark_paths]
+    exptimes = [float(inv.read_header(p)[0]["EXPTIME"]) for p in dark_paths]
     errs = []
     with _frame_stack(dark_paths, settings, output_fits, subtract=None if bias is None else np.nan_to_num(bias),
                       level_errors=errs) as maps:

@@ -710,7 +710,7 @@ def _write_counts(path, good, used, ref_header, fam, inputs):
     sel = (lambda a: a) if fam == "MIRI" else (lambda a: a[0])
     hdus = [fits.PrimaryHDU(header=h), fits.ImageHDU(sel(good), name="GOOD"),
             fits.ImageHDU(sel(used), name="USED")]
-    io._atomic_write(fits.HDUList(hdus), path)
+    io.atomic_write(fits.HDUList(hdus), path)
 
 
 def plot_dark_table(table, path, title=""):

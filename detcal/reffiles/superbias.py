@@ -126,7 +126,7 @@ def parity_map(geom):
     full = geom.full_shape
     det_shape = full if abs(geom.fastaxis) == 1 else full[::-1]
     par = np.broadcast_to(np.arange(det_shape[1]) % 2, det_shape).astype(np.int8)
-    return np.ascontiguousarray(geom._cut(geom.to_science(par)))
+    return np.ascontiguousarray(geom.cut(geom.to_science(par)))
 
 
 def common_mode_labels(geom):

@@ -291,7 +291,7 @@ def write_truth(det, path, events, exposures):
     hdus.append(_table_hdu(par, "PARAMS"))
     for name, rec in extra.get("tables", {}).items():
         hdus.append(_table_hdu(rec, name))
-    io._atomic_write(fits.HDUList(hdus), path)
+    io.atomic_write(fits.HDUList(hdus), path)
 
 
 def _table_hdu(rec, name):

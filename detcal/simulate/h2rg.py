@@ -46,7 +46,7 @@ CR_DTYPE = np.dtype([("exposure", "U40"), ("integration", "i4"), ("frame", "i4")
                      ("central", "f4"), ("npix", "i2")])
 
 
-def _rng(seed, *key):
+def seeded_rng(seed, *key):
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key)))
 
 
@@ -229,10 +229,10 @@ def draw_pixel_truth(p, reference, seed, key):
     nact = active_idx.size
 
     # dark-rate map [e-/s]: lognormal normal pixels + warm, hot, very-hot populations; dead pixels
-    r = _rng(seed, key, 0, _DARK)
+    r = seeded_rng(seed, key, 0, _DARK)
     rate = np.zeros(reference.size, np.float64)
     rate[active_idx] = p["dark_median"] * np.exp(r.normal(0.0, p["dark_sigma"], nact))
-    r = _rng(seed, key, 0, _POP)
+    r = seeded_rng(seed, key, 0, _POP)
     perm = r.permutation(active_idx)
     counts = [int(round(p[k] * nact)) for k in ("warm_frac", "hot_frac", "very_hot_frac", "dead_frac")]
     if sum(counts) > nact:
@@ -255,19 +255,19 @@ def draw_pixel_truth(p, reference, seed, key):
     warm = alive & (rate >= p["warm_min"]) & ~hot
 
     # white read noise [e-, single frame]
-    r = _rng(seed, key, 0, _RN)
+    r = seeded_rng(seed, key, 0, _RN)
     rn = p["rn_cds"] / np.sqrt(2.0) * np.clip(1.0 + p["rn_scatter"] * r.standard_normal(shape), 0.5, None)
     rn[reference] *= p["ref_rn_ratio"]
     noisy, factor = noisy_population(p, reference, dead, seed, key)
     rn *= factor
 
     # well [DN of measured signal] and response coefficients [DN]
-    r = _rng(seed, key, 0, _WELL)
+    r = seeded_rng(seed, key, 0, _WELL)
     well = p["well"] / p["gain"] * (1.0 + p["well_scatter"] * r.standard_normal(shape))
     coeffs = np.zeros((4,) + shape, np.float64)
     coeffs[1] = 1.0
     if p["nonlin"]:
-        r = _rng(seed, key, 0, _NL)
+        r = seeded_rng(seed, key, 0, _NL)
         c2 = p["nl_frac"] * (1 - p["nl_cubic"]) * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well
         c3 = p["nl_frac"] * p["nl_cubic"] * (1 + p["nl_scatter"] * r.standard_normal(shape)) / well**2
         coeffs[2] = np.where(reference, 0.0, np.clip(c2, 0.0, None))
@@ -288,7 +288,7 @@ def noisy_population(p, reference, dead, seed, key):
     n = int(round(p["noisy_frac"] * (~reference).sum()))
     if n > live.size:
         raise ValueError("noisy_frac exceeds the live active pixels")
-    r = _rng(seed, key, 0, _NOISY)
+    r = seeded_rng(seed, key, 0, _NOISY)
     idx = r.permutation(live)[:n]
     factor = np.ones(reference.size, np.float64)
     factor[idx] = np.exp(r.uniform(np.log(p["noisy_min"]), np.log(p["noisy_max"]), n))
@@ -321,7 +321,7 @@ def make_detector(spec, seed=0):
     col_amp, col_par = np.arange(n) // w, np.arange(n) % 2
 
     # bias [DN]: level + per output + per output/parity + slow-axis gradient + pixel structure
-    r = _rng(seed, key, 0, _BIAS)
+    r = seeded_rng(seed, key, 0, _BIAS)
     amp_off = r.normal(0.0, p["bias_amp_sigma"], nout)
     par_off = r.normal(0.0, p["bias_col_sigma"], (nout, 2))
     rows = np.linspace(-0.5, 0.5, n)[:, None] * p["bias_gradient"]
@@ -485,7 +485,7 @@ def exposure_detector(det, index, seed):
         return det
     offset = index * drift
     if jitter:
-        offset += _rng(seed, detector_key(det.name), 2, index).normal(0.0, jitter)
+        offset += seeded_rng(seed, detector_key(det.name), 2, index).normal(0.0, jitter)
     bias = np.clip(det.bias.astype(np.float64) + offset, 0.0, ADC_MAX).astype(np.float32)
     rate = det.dark_rate
     if dark_drift:
@@ -624,7 +624,7 @@ def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
     """Simulate one integration into ``out`` (ngroups, ny, nx) uint16 science frame; return CR events."""
     p = det.params
     key = detector_key(det.name)
-    rng = {c: _rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _CPINK, _UPINK, _AMP)}
+    rng = {c: seeded_rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _CPINK, _UPINK, _AMP)}
     shape = det.shape
     gain = det.gain
     ntot, frames, read, group_of, ktc, lam, events, deposits = integration_setup(

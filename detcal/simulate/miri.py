@@ -52,7 +52,7 @@ import numpy as np
 from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS
 from . import h2rg
 from .detector import ADC_MAX, DetectorBase
-from .h2rg import _rng
+from .h2rg import seeded_rng
 from .params import MIRI_READ_PATTERNS, detector_key, frames_per_integration, normalize_spec, pattern
 
 #: Reference files a MIRI set has (config keys of detcal.io.REFTYPES): no superbias.
@@ -243,7 +243,7 @@ def make_detector(spec, seed=0):
     col_amp, row_par = np.arange(nx) % MIRI_NOUTPUTS, np.arange(ny) % 2
 
     # bias [DN]: level + per output + per output/row parity + gradient along rows + pixel structure
-    r = _rng(seed, key, 0, _BIAS)
+    r = seeded_rng(seed, key, 0, _BIAS)
     amp_off = r.normal(0.0, p["bias_amp_sigma"], MIRI_NOUTPUTS)
     par_off = r.normal(0.0, p["bias_row_sigma"], (MIRI_NOUTPUTS, 2))
     rows = np.linspace(-0.5, 0.5, ny)[:, None] * p["bias_gradient"]
@@ -256,7 +256,7 @@ def make_detector(spec, seed=0):
     t = h2rg.draw_pixel_truth(p, reference, seed, key)
 
     # anomaly maps [DN]: amplitude x (1 + scatter x N(0, 1)), active pixels only
-    r = _rng(seed, key, 0, _ANOM)
+    r = seeded_rng(seed, key, 0, _ANOM)
     maps = []
     for amp_key, scatter_key in (("reset_amp", "reset_scatter"), ("rscd_amp", "rscd_scatter"),
                                  ("lastframe_amp", None)):
@@ -431,7 +431,7 @@ def _integrate(det, out, nframes, groupgap, ngroups, seed, index, integration):
     """Simulate one integration into ``out`` (ngroups, ny, nx) uint16; return its CR events."""
     p = det.params
     key = detector_key(det.name)
-    rng = {c: _rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _AMP)}
+    rng = {c: seeded_rng(seed, key, 1, index, integration, c) for c in (_KTC, _SHOT, _CR, _WHITE, _AMP)}
     shape = det.shape
     gain = det.gain
     ntot, frames, read, group_of, ktc, lam, events, deposits = h2rg.integration_setup(
