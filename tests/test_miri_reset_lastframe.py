@@ -113,6 +113,9 @@ def test_reset_subtracts_plane_per_integration_and_the_last_plane_beyond_the_ref
     assert out[1, 1, 0, 0] == 100.0
     assert pdq[0, 1] == 4 and pdq.sum() == 4
     assert np.all(data == 100.0)                                    # the input is not modified
+    inplace, _, _ = reset.subtract_reset(data, np.zeros((2, 2), np.uint32), ref, None, out=data)
+    assert inplace is data                                          # as run() calls it
+    np.testing.assert_array_equal(inplace, out)
 
 
 def test_reset_uses_the_header_counts_and_intstart():

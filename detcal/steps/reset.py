@@ -63,7 +63,7 @@ def reset_planes(nints, intstart, reset_nints):
 
 
 def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngroups=None,
-                   intstart=1):
+                   intstart=1, out=None):
     """Subtract the reset anomaly from the first groups of every integration.
 
     Parameters
@@ -75,17 +75,22 @@ def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngrou
     reset_nints, reset_ngroups : int >= 1, or None                   the reference's NINTS and
         NGROUPS keywords (None: the array's); at most the array's
     intstart : int >= 1                                              INTSTART of the file
+    out : ndarray, float32, shape of ``data``, optional              where to write the result;
+        may be ``data`` itself (in place)
 
     Returns
     -------
-    data : ndarray, float32, same shape     new array
+    data : ndarray, float32, same shape     ``out``, or a new array
     pixeldq : ndarray, uint32, (ny, nx)     new array, ``pixeldq | reset_dq``
     info : dict   ``groups`` (groups corrected per integration), ``planes`` (reference plane of
                   each integration, 0-based), ``nan`` (NaN values in the used reference planes)
 
-    The inputs are not modified.
+    The inputs are not modified (except ``data`` when it is ``out``).
     """
-    out = np.array(data, dtype=np.float32, copy=True)
+    if out is None:
+        out = np.array(data, dtype=np.float32, copy=True)
+    elif out is not data:
+        np.copyto(out, data)
     pdq = np.array(pixeldq, dtype=np.uint32, copy=True)
     reset = np.asarray(reset, dtype=np.float32)
     if out.ndim != 4 or reset.ndim != 4:
@@ -149,8 +154,11 @@ def run(ramp, refs):
             raise InputError(ref.path, f"RESET {key}={counts[key]} does not fit its SCI array of "
                                        f"shape {ref.data.shape}")
     intstart = ramp.get("INTSTART", 1) or 1
+    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
+    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
     ramp.data, ramp.pixeldq, info = subtract_reset(ramp.data, ramp.pixeldq, ref.data, ref.dq,
-                                                   counts["NINTS"], counts["NGROUPS"], intstart)
+                                                   counts["NINTS"], counts["NGROUPS"], intstart,
+                                                   out=ramp.data if inplace else None)
     ramp.header["R_RESET"] = os.path.basename(ref.path)
     planes = info["planes"]
     log.info("reset: %s, NGROUPS=%d, INTSTART=%d: subtracted the first %d group(s) of the RESET "
