@@ -304,21 +304,6 @@ def pixel_pitch(header, pixel_pitch_um=None):
     return PIXEL_PITCH_UM[family(keywords.value(header, "INSTRUME", "<header>"))]
 
 
-def read_rateints(path):
-    """Read a rate or rateints product.
-
-    Returns
-    -------
-    sci : float32 (nints, ny, nx) [DN/s] (a 2-D rate becomes nints=1)
-    dq : uint32 (nints, ny, nx)
-    header : primary header
-
-    (:class:`detcal.io.CubeReader`: the file checked from its headers, then SCI and DQ read.)
-    """
-    with io.CubeReader(path, ("SCI", "DQ")) as reader:
-        return reader.read("SCI"), reader.read("DQ"), reader.header
-
-
 # ----------------------------------------------------------------------------------------------
 # Slope-image file (dark-current image; stability baseline)
 # ----------------------------------------------------------------------------------------------

@@ -209,22 +209,32 @@ def read_group(rateints_paths):
     dq : uint32 (n_total_ints, ny, nx)
     headers : list of primary headers (one per file, in the given order)
     exposure_of : int (n_total_ints,), index of each integration's file
+
+    Every file is checked from its headers (:class:`detcal.io.CubeReader`: a 2-D rate is one
+    integration) before any is read; the cube is then filled file by file (peak memory: the
+    cube and DQ plus one file's arrays).
     """
     paths = [str(p) for p in rateints_paths]
     if not paths:
         raise ValueError("no rateints products given")
-    sci, dq, headers, owner = [], [], [], []
-    for k, path in enumerate(paths):
-        s, d, h = common.read_rateints(path)
-        if sci and s.shape[1:] != sci[0].shape[1:]:
-            raise InputError(path, f"slope images are {s.shape[2]} x {s.shape[1]}, but "
-                                   f"{paths[0]} has {sci[0].shape[2]} x {sci[0].shape[1]}")
-        sci.append(s)
-        dq.append(d)
-        headers.append(h)
-        owner += [k] * s.shape[0]
+    readers = [io.CubeReader(path, ("SCI", "DQ")) for path in paths]
+    first = readers[0]
+    for r in readers[1:]:
+        if r.shape[1:] != first.shape[1:]:
+            raise InputError(r.path, f"slope images are {r.shape[2]} x {r.shape[1]}, but "
+                                     f"{paths[0]} has {first.shape[2]} x {first.shape[1]}")
+    headers = [r.header for r in readers]
     inventory.check_one_group(headers, paths)
-    return np.concatenate(sci), np.concatenate(dq), headers, np.array(owner)
+    owner = np.repeat(np.arange(len(readers)), [r.shape[0] for r in readers])
+    cube = np.empty((owner.size,) + first.shape[1:], np.float32)
+    dq = np.empty(cube.shape, np.uint32)
+    start = 0
+    for r in readers:
+        with r:
+            stop = start + r.shape[0]
+            cube[start:stop], dq[start:stop] = r.read("SCI"), r.read("DQ")
+        start = stop
+    return cube, dq, headers, owner
 
 
 # ----------------------------------------------------------------------------------------------
