@@ -45,7 +45,7 @@ from astropy.io import fits
 
 from .. import keywords
 from ..errors import InputError
-from ..io import LazyArray, Reference
+from ..io import LazyArray, Reference, block_size
 from .descriptor import Param, Product, Step
 
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
@@ -312,8 +312,7 @@ def correct_dark_in_place(data, pixeldq, dark, dark_dq, dark_nframes, dark_group
     if prepared.shape[-2:] != data.shape[2:]:
         raise ValueError(f"dark shape {prepared.shape} does not cover the science ramp {data.shape}")
     dark_ints = prepared.shape[0] if prepared.ndim == 4 else 1
-    per_group = dark_ints * data.shape[2] * data.shape[3] * 4
-    chunk = max(1, int(memory_mb * 1e6 // per_group))
+    chunk = block_size(memory_mb, 4, (dark_ints, ngroups) + data.shape[2:], axis=1)  # float32 groups
     index = integration_index(dark_ints, nints, intstart) if prepared.ndim == 4 else None
     last = None
     for g0 in range(0, ngroups, chunk):
