@@ -554,3 +554,18 @@ def test_dark_current_job_holds_the_ramp_and_one_chunk_not_the_dark(fits_writer,
             tracemalloc.stop()
     assert peaks["whole"] > peaks["chunks"] + 2 * sci.nbytes * 0.9       # SCI and ERR of the dark
     assert peaks["chunks"] < 1.25 * ramp_bytes + sci.nbytes / 4          # the ramp + about one chunk
+
+
+def test_clipped_mean_images_are_the_same_for_every_memory_budget():
+    """analysis.robust.clipped_mean_std_images sizes its row blocks from work_mb (io.block_size):
+    the images do not depend on it, its memory no longer grows with the number of integrations."""
+    from detcal.analysis import robust
+    rng = np.random.default_rng(8)
+    cube = rng.normal(0.01, 0.002, (30, 21, 16)).astype(np.float32)
+    cube[rng.random(cube.shape) < 0.03] = 0.5                          # cosmic-ray hit slopes
+    cube[:, 4, 5] = np.nan
+    whole = robust.clipped_mean_std_images(cube, 3.0, 5, work_mb=1e3)  # one block
+    for work_mb in (1e-9, 30 * 3 * 16 * 48 / 1e6):                    # 1 row, 3 rows per block
+        for a, b in zip(robust.clipped_mean_std_images(cube, 3.0, 5, work_mb=work_mb), whole):
+            np.testing.assert_array_equal(a, b)
+    assert io.block_size(256, robust.CLIP_IMAGE_BYTES_PER_VALUE, (40, 2048, 2048), axis=1) == 65
