@@ -23,10 +23,21 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ccd.smk"
 include: "workflow/rules/inventory.smk"
-include: "workflow/rules/detector1.smk"
-include: "workflow/rules/rates.smk"
-include: "workflow/rules/nodark.smk"
-include: "workflow/rules/noise.smk"
+
+
+# detector1: one job per exposure (fused, the default) or one job per step (config pipeline: mode)
+if config["pipeline"]["mode"] == "fused":
+
+    include: "workflow/rules/fused.smk"
+
+else:
+
+    include: "workflow/rules/detector1.smk"
+    include: "workflow/rules/rates.smk"
+    include: "workflow/rules/nodark.smk"
+    include: "workflow/rules/noise.smk"
+
+
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/reffiles.smk"
 

@@ -1,6 +1,8 @@
 """File-level wrappers around the steps: what a workflow script calls.
 
-Kept here (not in the scripts) so it is tested without Snakemake. :func:`logged` routes
+Kept here (not in the scripts) so it is tested without Snakemake. :func:`run_step_file` is one
+step of the per-step mode (one job per step, file in, file out); :func:`run_chain_file` the fused
+mode (one job per exposure: the whole chain in memory, writing the same files, bit for bit). :func:`logged` routes
 ``logging`` to a job's log file and turns an :class:`InputError` into one clear message and a
 non-zero exit.
 """
@@ -10,7 +12,10 @@ import logging
 import sys
 import time
 
-from . import io, pipeline, plots, steps
+import numpy as np
+from astropy.io import fits
+
+from . import io, keywords, pipeline, plots, steps
 from .errors import InputError
 
 
@@ -127,3 +132,219 @@ def run_ramp_fit_file(ramp_path, reference_paths, rate_path, rateints_path, para
     result = _run_step_file("ramp_fit", ramp_path, reference_paths, None, params, (), None, None, "", None,
                             (0, 0), {"rate": rate_path, "rateints": rateints_path})
     return result.products["rate"], result.products["rateints"]
+
+
+# --------------------------------------------------------------------------------------------
+# Fused mode: the whole chain of one exposure in memory (workflow/rules/fused.smk)
+# --------------------------------------------------------------------------------------------
+def run_chain_file(raw_path, family, enabled, references, outputs, names=None, params=None,
+                   pixels=(), exposure="", skip_groups=(0, 0), noise_parameters=None):
+    """Run the detector1 chain of one raw file in memory; write only the products asked for.
+
+    The same products, bit for bit, as the per-step rules (:func:`run_step_file` once per step,
+    each job reading the previous step's file; :func:`run_ramp_fit_file`): between two steps the
+    ramp is made what the next job would read back (float32 SCI, uint32 PIXELDQ, uint8 GROUPDQ,
+    float32 ZEROFRAME, the written primary header with S_* and HISTORY; :func:`_as_reread`), so
+    every written file, HISTORY included, is the one the per-step mode writes.
+
+    raw_path : the level-1b raw file (read once)
+    family, enabled : instrument family and step switches; the chain is
+        ``pipeline.chain(family, enabled)``
+    references : {step: {config key: path}} of every step that runs (the per-step rules'
+        reference inputs, in their order: HISTORY lists them in that order)
+    outputs : {product: path} of the files to write (a product not named is not written):
+        ``<step>`` a ramp step's product; ``table_<step>``, ``figure_<step>`` its sample-pixel
+        ramps before/after (TSV, PNG); ``dark`` dark_current's ``dark_output``; ``rate``,
+        ``rateints`` the main chain's slopes; ``nodark_<step>`` (the re-run steps, e.g. MIRI
+        refpix, and jump), ``nodark_rate``, ``nodark_rateints`` the branch without dark
+        subtraction (:func:`detcal.pipeline.nodark_steps`; it runs when any ``nodark_*``
+        product is asked for); ``noise`` the noise analyses' refpix product
+        (:data:`detcal.noise_conventions.REFPIX_PARAMETERS` folded into ``noise_parameters``).
+    names : {product: path} of every ramp product the per-step mode makes, written or not (the
+        input names in HISTORY); ``outputs`` are added to it
+    params : {step: parameters} (keyword arguments of the step's ``run``)
+    pixels, exposure : sample pixels (row, column) of the step tables/figures, figure title
+    skip_groups : (first, last) groups the branch without dark flags DO_NOT_USE before its jump
+        (:func:`detcal.pipeline.nodark_skip_groups`)
+    noise_parameters : refpix parameters of the ``noise`` product
+
+    Memory: one ramp (float32 SCI, GROUPDQ, PIXELDQ) plus what the running step needs. The
+    branch without dark starts from the product before dark_current; where it only runs jump
+    and ramp_fit (NIR) it shares the main ramp's SCI read-only (those steps write only DQ), with
+    its own DQ arrays; where it re-runs a step that changes SCI (MIRI refpix) it works on a copy,
+    freed before the main chain goes on. Time and resident memory are logged after each step.
+    """
+    log = logging.getLogger("detcal.chain")
+    params = {step: dict(p or {}) for step, p in (params or {}).items()}
+    names = {**(names or {}), **outputs}
+    chain = pipeline.chain(family, enabled)
+    plan = _chain_plan(family, enabled, outputs)
+    refs = _ReferenceCache(references, plan)
+    start = time.perf_counter()
+    ramp = io.read_ramp(raw_path, chain[0] if chain else "inventory")
+    log.info("chain of %s: shape %s, tasks %s", raw_path, ramp.shape,
+             ", ".join(step if branch == "main" else f"{branch} {step}" for branch, step in plan))
+    _log_usage(log, "read", time.perf_counter() - start)
+    ramps = {"main": ramp}
+    current = {"main": raw_path}
+    made = {}
+    for i, (branch, step) in enumerate(plan):
+        start = time.perf_counter()
+        main = branch == "main"
+        prefix = "" if main else f"{branch}_"
+        key = "noise" if branch == "noise" else prefix + step
+        if branch not in ramps:   # a branch starts from the main ramp as it is now
+            ramps[branch] = _branch_copy(ramps["main"], share_data=(
+                branch == "nodark" and not pipeline.nodark_steps(family, enabled)))
+            current[branch] = current["main"]
+        desc = steps.descriptor.get(step)
+        ramp = ramps.pop(branch)
+        result = _run_step(
+            step, ramp, refs.get(step, ramp, i),
+            noise_parameters if branch == "noise" else params.get(step, {}),
+            [current[branch], *references.get(step, {}).values()],
+            skip_groups=tuple(skip_groups) if (branch == "nodark" and step == "jump") else (0, 0),
+            output=outputs.get(key),
+            product_paths={name: outputs.get(prefix + name) for name in desc.products},
+            pixels=pixels if main else (), exposure=exposure,
+            table=outputs.get(f"table_{step}") if main else None,
+            figure=outputs.get(f"figure_{step}") if main else None)
+        made.update({prefix + name: product for name, product in result.products.items()})
+        if desc.ramp_product and any(b == branch for b, _ in plan[i + 1:]):
+            ramps[branch] = result.ramp            # the branch goes on; otherwise it is freed
+            current[branch] = names.get(key, current[branch])
+        del ramp, result
+        refs.release(i)
+        _log_usage(log, f"{branch} {step}", time.perf_counter() - start)
+    return made
+
+
+def _chain_plan(family, enabled, outputs):
+    """Tasks (branch, step) in the order :func:`run_chain_file` runs them: the main chain, with
+    the noise branch (refpix) right after the product before refpix and the branch without dark
+    right after the product before dark_current, so that each branch's copy is short-lived."""
+    chain = pipeline.chain(family, enabled)
+    branches = {}
+    if "noise" in outputs:
+        branches.setdefault(pipeline.product_before(family, enabled, "refpix"), []).append(
+            ("noise", "refpix"))
+    if any(name.startswith("nodark_") for name in outputs):
+        branches.setdefault(pipeline.product_before(family, enabled, "dark_current"), []).extend(
+            ("nodark", step) for step in (*pipeline.nodark_steps(family, enabled), "jump", "ramp_fit"))
+    plan = list(branches.get(None, []))
+    for step in chain:
+        plan.append(("main", step))
+        plan += branches.get(step, [])
+    return plan
+
+
+class _ReferenceCache:
+    """References of the chain's steps, each file read once (cut to the ramp's subarray) and
+    dropped after its last use. A reference used by more than one task is made read-only, so a
+    step that changed it in place would fail instead of handing the next step other values than
+    a fresh read (as the per-step jobs get)."""
+
+    def __init__(self, references, plan):
+        self.references = references
+        self.last_use, self.uses = {}, {}
+        for i, (_, step) in enumerate(plan):
+            for key, path in references.get(step, {}).items():
+                self.last_use[(key, path)] = i
+                self.uses[(key, path)] = self.uses.get((key, path), 0) + 1
+        self.cache = {}
+
+    def get(self, step, ramp, i):
+        out = {}
+        for key, path in self.references.get(step, {}).items():
+            if (key, path) not in self.cache:
+                ref = io.read_reference(path, io.REFTYPES[key], like=ramp, lazy=read_lazily(step, key))
+                if self.uses[(key, path)] > 1:
+                    for arr in (ref.data, ref.dq, ref.err, *ref.extras.values()):
+                        if hasattr(arr, "flags"):
+                            arr.flags.writeable = False
+                self.cache[(key, path)] = ref
+            out[key] = self.cache[(key, path)]
+        return out
+
+    def release(self, i):
+        for name in [n for n in self.cache if self.last_use[n] <= i]:
+            del self.cache[name]
+
+
+def _branch_copy(ramp, share_data=False):
+    """A ramp for a branch: its own DQ arrays, header and tables; SCI shared read-only
+    (``share_data``: the branch's steps write only DQ) or copied."""
+    if share_data:
+        data = ramp.data.view()
+        data.flags.writeable = False
+    else:
+        data = ramp.data.copy()
+    return io.Ramp(data, ramp.pixeldq.copy(), ramp.groupdq.copy(), ramp.header.copy(), ramp.path,
+                   [t.copy() for t in ramp.tables],
+                   None if ramp.zeroframe is None else ramp.zeroframe.copy())
+
+
+def _run_step(step, ramp, refs, params, inputs, skip_groups=(0, 0), output=None, product_paths=None,
+              pixels=(), exposure="", table=None, figure=None):
+    """One step in memory, as :func:`run_step_file` applies it to a file; returns the
+    :class:`~detcal.steps.StepResult` with its ramp as the next job would read it back."""
+    desc = steps.descriptor.get(step)
+    log = logging.getLogger(f"detcal.{step}")
+    keywords.require(ramp.header, step, ramp.path)    # what reading the previous product checks
+    log.info("%s: shape %s, params %s", step, ramp.shape, params)
+    if any(skip_groups):
+        log.info("flagging the first %d and last %d groups DO_NOT_USE", *skip_groups)
+        pipeline.flag_skipped_groups(ramp.groupdq, *skip_groups)
+    pixels = plots.valid_pixels(pixels, ramp.shape)
+    before = plots.sample_ramps(ramp.data, pixels)
+    result = desc.apply(ramp, refs, **params)
+    for name, product in result.products.items():
+        if (product_paths or {}).get(name):
+            _WRITERS[desc.products[name].kind](product, result.ramp, product_paths[name], step, inputs,
+                                               params)
+    if not desc.ramp_product:
+        return result
+    if table or figure:       # sampled before the float32 cast, as run_step_file does
+        after = plots.sample_ramps(result.ramp.data, pixels)
+    ramp = result.ramp = _as_reread(result.ramp, step, inputs, dict(
+        params, **({"skip_groups": tuple(skip_groups)} if any(skip_groups) else {})))
+    if output:
+        io.write_ramp(ramp, output)   # header already recorded (S_*, HISTORY)
+    if table or figure:
+        samples = plots.step_table(step, before, after, plots.sample_ramps(ramp.groupdq, pixels), pixels)
+        if table:
+            with io.atomic_path(table) as tmp:
+                samples.to_csv(tmp, sep="\t", index=False)
+        if figure:
+            plots.plot_step(samples, step, exposure, figure)
+    return result
+
+
+def _as_reread(ramp, step, inputs, params):
+    """``ramp`` as the next per-step job reads it back from the file :func:`detcal.io.write_ramp`
+    writes for ``step``: arrays in the file's dtypes, and the primary header as written (S_*
+    COMPLETE unless the step skipped itself, HISTORY, DCVERS, NEXTEND, FITS structure keywords)
+    and parsed back from its card images."""
+    header = ramp.header.copy()
+    if step in keywords.CAL_STEP and header.get(keywords.CAL_STEP[step]) != "SKIPPED":
+        header[keywords.CAL_STEP[step]] = "COMPLETE"
+    io.add_history(header, step, inputs, params)
+    primary = fits.PrimaryHDU(header=header)
+    primary.header["NEXTEND"] = 3 + (ramp.zeroframe is not None) + len(ramp.tables)
+    ramp.header = fits.Header.fromstring(primary.header.tostring())
+    ramp.data = np.asarray(ramp.data, np.float32)
+    ramp.pixeldq = np.asarray(ramp.pixeldq, np.uint32)
+    ramp.groupdq = np.asarray(ramp.groupdq, np.uint8)
+    if ramp.zeroframe is not None:
+        ramp.zeroframe = np.asarray(ramp.zeroframe, np.float32)
+    return ramp
+
+
+def _log_usage(log, what, seconds):
+    """Log a task's wall time and the process's resident memory now and at its peak [MB]."""
+    status = {}
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+    mb = {k: int(v.split()[0]) / 1024 for k, v in status.items()}
+    log.info("%s: %.2f s, resident %.0f MB, peak %.0f MB", what, seconds, mb.get("VmRSS", float("nan")),
+             mb.get("VmHWM", float("nan")))
