@@ -2,9 +2,9 @@
 
 Kept here (not in the scripts) so it is tested without Snakemake. :func:`run_step_file` is one
 step of the per-step mode (one job per step, file in, file out); :func:`run_chain_file` the fused
-mode (one job per exposure: the whole chain in memory, writing the same files, bit for bit). :func:`logged` routes
-``logging`` to a job's log file and turns an :class:`InputError` into one clear message and a
-non-zero exit.
+mode (one job per exposure: the whole chain in memory, writing the same files, bit for bit).
+:func:`logged` routes ``logging`` to a job's log file and turns an :class:`InputError` into one
+clear message and a non-zero exit.
 """
 
 import contextlib
