@@ -41,7 +41,7 @@ def exposure_name(path, product=False):
 def product_suffixes():
     """File-name suffixes of the products, ``{exposure}_{suffix}.fits``: every registered step's
     ramp product and its further products (rate, rateints, ...), from the step descriptors."""
-    from .steps import descriptor       # a floor above; only read when a product is named
+    from .steps import descriptor  # a floor above; only read when a product is named
 
     out = []
     for step in descriptor.DESCRIPTORS.values():

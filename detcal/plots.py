@@ -90,6 +90,18 @@ def plot_step(table, step, exposure, path):
         axs[0, 0].text(0.5, 0.5, "no sample pixel inside this detector", ha="center")
     fig.suptitle(f"{step} step", fontsize=13)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
+
+
+def save_figure(fig, path, dpi=110, title=None):
+    """The one figure writer: PNG at ``dpi``, atomically (:func:`detcal.io.atomic_path`), and
+    close the figure (also when writing fails). With ``title``: a suptitle and a tight layout
+    first (the reference-file figures)."""
+    try:
+        if title is not None:
+            fig.suptitle(title, fontsize=11)
+            fig.tight_layout()
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)

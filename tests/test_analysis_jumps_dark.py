@@ -552,7 +552,7 @@ def test_cds_noise_uses_independent_pairs_and_drops_flagged_pairs():
     data[1, :, :20] += 1000.0                                       # a "jump" in the left half
     gdq[1, :, :20] = dqflags.JUMP_DET
     masks = {"all": np.ones((40, 40), bool)}
-    got = stability.cds_noise(data, gdq, np.zeros((40, 40), np.uint32), masks)["all"]
+    got = stability.amplifier_cds_noise(data, gdq, np.zeros((40, 40), np.uint32), masks)["all"]
     assert got == pytest.approx(5.0 * np.sqrt(2.0), rel=0.05)       # measured -1.1 %
 
 

@@ -15,6 +15,7 @@ from conftest import make_reference_header
 from detcal import io
 from detcal.analysis import effnoise, noise, robust
 from detcal.geometry import Geometry
+from detcal.noise_conventions import pink_amplitude
 from detcal.simulate import make_detector, simulate_exposure
 from detcal.simulate.noise import Clock
 
@@ -269,7 +270,7 @@ def test_pink_kernel_matches_the_spectrum_of_simulated_correlated_1f():
                     dark_median=0.0, warm_frac=0.0, hot_frac=0.0, very_hot_frac=0.0, gain=0.05)
     res = noise.analyse_cds_frames(cds_frames_of(det, 40), det.geometry, tgroup=det.tframe,
                                    tframe=det.tframe, clip=1e9, nbins=25)
-    amp = noise.pink_amplitude(3.0) / det.gain ** 2
+    amp = pink_amplitude(3.0) / det.gain ** 2
     ratio = res["spectra"]["cross"] / (amp * res["spectra"]["kernel"])
     weights = res["spectra"]["nbins_fft"]
     assert np.average(ratio, weights=weights) == pytest.approx(1.0, abs=0.03)

@@ -34,6 +34,7 @@ from scipy import optimize  # noqa: E402
 from .. import dqflags, io, keywords  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry, family  # noqa: E402
+from ..plots import save_figure  # noqa: E402,F401  (the one figure writer, used as common.save_figure)
 from . import robust  # noqa: E402
 from .robust import quiet_warnings  # noqa: E402
 
@@ -379,15 +380,6 @@ def persistent_dq(dq_cube):
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
-def save_figure(fig, path, dpi=110):
-    """Save a figure (PNG, ``dpi``) atomically and close it."""
-    try:
-        with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi)
-    finally:
-        plt.close(fig)
-
-
 def image_range(image, select=None, nsigma=5.0):
     """Colour range ``median +/- nsigma * sigma`` (3-sigma clipped statistics of the selected pixels)."""
     vals = np.asarray(image)[select] if select is not None else np.asarray(image)

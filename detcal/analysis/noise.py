@@ -112,13 +112,11 @@ from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 from .. import dqflags, inventory, io, keywords, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
+from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
 from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
                      output_gains, save_figure, subsample_rows)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
-from ..noise_conventions import (REF_FREQUENCY_HZ, REF_TIME_S, pink_amplitude,  # noqa: E402,F401
-                                 pink_psd, rms_band)
-from ..noise_conventions import pink_rms as _pink_rms  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.noise")
 
@@ -639,14 +637,6 @@ def fit_power_spectra(auto, cross, kernel, bins, dt, live=None):
     auto_b = np.array([[a[b].mean() for b in bins] for a in np.atleast_2d(auto)])
     cross_b = np.array([cross[b].mean() for b in bins])
     return fit_binned_spectra(auto_b, cross_b, kb, nk, dt, live)
-
-
-def pink_rms(a, dt=PIXEL_TIME):
-    """1/f amplitude ``A`` [unit^2] -> rms over [1/T_ref, Nyquist] [unit] (:mod:`detcal.noise_conventions`).
-
-    The sign of ``A`` is kept: ``sign(A) sqrt(|A| ln(T_ref/(2 dt)))``.
-    """
-    return _pink_rms(a, dt)
 
 
 # ---------------------------------------------------------------------------------------------

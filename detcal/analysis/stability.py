@@ -122,7 +122,7 @@ CONVENTIONS = {
 # ----------------------------------------------------------------------------------------------
 # Measurements (pure)
 # ----------------------------------------------------------------------------------------------
-def cds_noise(data, groupdq, pixeldq, masks):
+def amplifier_cds_noise(data, groupdq, pixeldq, masks):
     """CDS noise of one integration per pixel selection.
 
     Parameters
@@ -148,7 +148,7 @@ def cds_noise(data, groupdq, pixeldq, masks):
     return {label: robust.mad_sigma(d[ok & sel[None]]) for label, sel in masks.items()}
 
 
-def clipped_means(image, masks, sigma=3.0, maxiters=5):
+def amplifier_clipped_means(image, masks, sigma=3.0, maxiters=5):
     """dict label -> 3-sigma-clipped mean of ``image`` (ny, nx) over each selection."""
     return {label: robust.clipped_stats(image[sel], sigma, maxiters).mean for label, sel in masks.items()}
 
@@ -459,7 +459,7 @@ def slope_measurements(cube, dq, owner, nexp, masks, gain, parameters):
     for i in range(cube.shape[0]):
         e = owner[i]
         img = np.where((dq[i] & np.uint32(dqflags.DO_NOT_USE)) == 0, cube[i], np.nan)
-        for lab, v in clipped_means(img, masks, p.sigma, p.maxiters).items():
+        for lab, v in amplifier_clipped_means(img, masks, p.sigma, p.maxiters).items():
             out["dark"][e][lab].append(v)
         thr_img = img * gain if gain is not None else img
         for lab, v in hot_counts(thr_img, masks, p.hot_threshold).items():
@@ -471,7 +471,7 @@ def ramp_cds_measurements(data, groupdq, pixeldq, masks):
     """CDS noise [DN] of every integration of one ramp: label -> list over integrations."""
     out = {lab: [] for lab in masks}
     for i in range(data.shape[0]):
-        for lab, v in cds_noise(data[i], groupdq[i], pixeldq, masks).items():
+        for lab, v in amplifier_cds_noise(data[i], groupdq[i], pixeldq, masks).items():
             out[lab].append(v)
     return out
 
@@ -481,7 +481,7 @@ def bias_measurements(group_zero, pixeldq, masks, parameters):
     out = {lab: [] for lab in masks}
     for img in group_zero:
         img = np.where((pixeldq & dqflags.DO_NOT_USE) == 0, img, np.nan)
-        for lab, v in clipped_means(img, masks, parameters.sigma, parameters.maxiters).items():
+        for lab, v in amplifier_clipped_means(img, masks, parameters.sigma, parameters.maxiters).items():
             out[lab].append(v)
     return out
 

@@ -909,7 +909,7 @@ def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, ou
 
 def plot_mask_table(table, path, title=""):
     """Horizontal bar chart of the pixels per flag type (from the :func:`make_mask` table)."""
-    from ..plots import plt
+    from ..plots import plt, save_figure
     fig, ax = plt.subplots(figsize=(8, 4.8))
     y = np.arange(len(table))
     counts = table["npix"].to_numpy(float)
@@ -922,4 +922,4 @@ def plot_mask_table(table, path, title=""):
     ax.set_xscale("log")
     ax.set_xlabel("pixels [count] (red: DO_NOT_USE)")
     ax.invert_yaxis()
-    common.save_figure(fig, path, title)
+    save_figure(fig, path, dpi=90, title=title)

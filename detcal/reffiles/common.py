@@ -344,16 +344,3 @@ def bxp_stats(df, prefix, unit):
                       "q3": row[f"{prefix}_p75_{unit}"], "whishi": row[f"{prefix}_p95_{unit}"],
                       "fliers": []})
     return stats
-
-
-def save_figure(fig, path, title=""):
-    """Finish a reference-file figure: suptitle ``title``, tight layout, write ``path`` at 90 dpi
-    (directories created) and close it."""
-    from ..plots import plt
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    try:
-        with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)

@@ -716,7 +716,7 @@ def _write_counts(path, good, used, ref_header, fam, inputs):
 def plot_dark_table(table, path, title=""):
     """Figure from the :func:`make_dark` table: mean dark signal per amplifier vs time (with the
     least-squares rate) and the median count of values per group."""
-    from ..plots import plt
+    from ..plots import plt, save_figure
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     regions = [c[:-len("_mean_DN")] for c in table.columns if c.endswith("_mean_DN")
                and c != "reference_mean_DN"]
@@ -743,4 +743,4 @@ def plot_dark_table(table, path, title=""):
     ax2.set_ylabel("median values per pixel [integrations]")
     ax2.set_title("values combined per group (after first-jump exclusion)", fontsize=9)
     ax2.legend(fontsize=7)
-    common.save_figure(fig, path, title)
+    save_figure(fig, path, dpi=90, title=title)

@@ -301,7 +301,7 @@ def _region_table(noise, masks, gain):
 
 def plot_readnoise_table(table, path, title=""):
     """Box plot per region (from the table's percentiles) with the clipped mean +- std."""
-    from ..plots import plt
+    from ..plots import plt, save_figure
     fig, ax = plt.subplots(figsize=(8, 4.8))
     ax.bxp(common.bxp_stats(table, "readnoise", "DN"), showfliers=False)
     x = np.arange(1, len(table) + 1)
@@ -311,4 +311,4 @@ def plot_readnoise_table(table, path, title=""):
     ax.set_xlabel("region (amplifiers: active pixels)")
     ax.set_title("box 25-75 %, whiskers 5-95 %", fontsize=9)
     ax.legend(fontsize=8)
-    common.save_figure(fig, path, title)
+    save_figure(fig, path, dpi=90, title=title)

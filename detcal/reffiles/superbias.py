@@ -516,7 +516,7 @@ def _region_table(bias, err, scatter, frame_noise, dq, masks, dof, gain):
 def plot_superbias_table(table, path, title=""):
     """Box plots (from the table's percentiles) of the bias level and the per-pixel bias scatter
     per region, with the scatter mode and kTC marked."""
-    from ..plots import plt
+    from ..plots import plt, save_figure
     has_scatter = "scatter_p50_DN" in table.columns
     fig, axs = plt.subplots(1, 2 if has_scatter else 1, figsize=(12 if has_scatter else 6, 4.8),
                             squeeze=False)
@@ -534,4 +534,4 @@ def plot_superbias_table(table, path, title=""):
         ax.set_ylabel("group-0 scatter across integrations [DN]")
         ax.set_title("per-pixel bias scatter (output offsets removed)", fontsize=9)
         ax.legend(fontsize=8)
-    common.save_figure(fig, path, title)
+    save_figure(fig, path, dpi=90, title=title)
