@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from astropy.io import fits
@@ -571,33 +572,55 @@ def test_power_spectrum_fit_of_non_finite_spectra_is_nan():
     assert np.isnan(p).all() and np.isnan(err).all() and np.isnan(chi2)
 
 
-@pytest.mark.parametrize("analysis", ["noise_decomposition", "effective_noise"])
-def test_group_with_every_ramp_flagged_is_one_line(analysis, tmp_path):
-    """When every ramp of a group is flagged SATURATED (random bytes over the whole range in every
-    file), the noise analyses have nothing to measure: one line naming a file and why, no traceback."""
-    from detcal import dqflags, io, runner
-    from detcal.analysis import effnoise, noise
+def test_group_saturated_everywhere_is_measured_as_nan_with_a_note(tmp_path):
+    """A configuration group whose raw ramps are saturated everywhere (a valid input: SCI at the
+    ADC limit) goes through the workflow's steps; every group analysis writes its outputs with
+    NaN numbers, zero counts and a note saying why, and the group's summary row shows N/A
+    verdicts and those notes (the noise analyses stopped the run with one line before)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import truthkit
+    from detcal.analysis import noise, summary
 
-    files = simulate.write_detector_set(dict(SPEC, nexposures=2), str(tmp_path / "sim"), 3)
-    products = []
-    for k, raw in enumerate(files["uncal"]):
-        ramp = io.read_ramp(raw)
-        ramp.groupdq[:] = dqflags.SATURATED
-        products.append(str(tmp_path / f"p{k}.fits"))
-        io.write_ramp(ramp, products[-1], step="test")
-    o = str(tmp_path / "out") + "/"
-    call = {"noise_decomposition": lambda: noise.noise_decomposition_files(
-                products, o + "n.tsv", o + "p.tsv", o + "n.json", None, None, gain=2.0),
-            "effective_noise": lambda: effnoise.effective_noise_files(
-                products, o + "e.tsv", o + "e.json", None, gain=2.0)}[analysis]
-    with pytest.raises(SystemExit) as exc:
-        with runner.logged(None, analysis):
-            call()
-    message = str(exc.value.code)
-    assert len(message.splitlines()) == 1
-    assert message.startswith(f"error: {products[0]}: ")
-    assert __import__("re").search(r"all \d+ (CDS frames|ramps) are flagged SATURATED/DO_NOT_USE", message)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    spec = dict(SPEC, ngroups=5, nints=2)
+    files = simulate.write_detector_set(spec, str(tmp_path / "sim"), 7)
+    for path in files["uncal"]:
+        with fits.open(path, mode="update") as hdul:
+            hdul["SCI"].data[:] = 65535
+    refs = files["references"]
+    products = [truthkit.reduce_exposure(u, refs, str(tmp_path / "work"), "NIR") for u in files["uncal"]]
+    out = tmp_path / "out"
+    out.mkdir()
+    failures = _group_analyses(products, refs, out)
+    assert failures == dict.fromkeys(failures), failures
+    nramps = spec["nexposures"] * spec["nints"]
+    docs, missing = summary.load_documents({name: str(out / f"{short}.json") for name, short in (
+        ("jumps", "j"), ("darkcurrent", "d"), ("stability", "s"), ("effective_noise", "e"),
+        ("noise_decomposition", "n"))})
+    assert missing == []
+    nd, ef = docs["noise_decomposition"], docs["effective_noise"]
+    assert nd["n_cds_frames"] == 0
+    assert nd["n_cds_frames_excluded_flagged"] == nramps * len(noise.cds_pairs(spec["ngroups"]))
+    assert nd["summary"]["cds_noise_DN"] is None and nd["summary"]["note"] == nd["note"]
+    assert nd["note"].startswith(f"no usable data: all {nd['n_cds_frames_excluded_flagged']} CDS frames")
+    assert ef["nramps"] == 0 and ef["nramps_excluded_flagged"] == nramps
+    assert ef["summary"]["effective_noise_max_n_e"] is None
+    assert ef["summary"]["note"].startswith(f"no usable data: all {nramps} ramps")
+    for tsv, col in (("n.tsv", "cds_noise_DN"), ("e.tsv", "eff_noise_spatial_DN"), ("d.tsv", "mean_DN_per_s")):
+        table = pd.read_csv(out / tsv, sep="\t")
+        assert len(table) and table[col].isna().all(), tsv
+    assert (out / "n.png").exists() and (out / "p.png").exists() and (out / "e.png").exists()
+    dark, stab, jump = (docs[k]["summary"] for k in ("darkcurrent", "stability", "jumps"))
+    assert dark["dark_current_e_per_1000s"] is None and dark["verdict"] == "N/A"
+    assert dark["note"].startswith("no usable pixel")
+    assert stab["any_drift"] == "N/A" and stab["dark_DN_per_s"] is None and stab["hot_pixels"] is None
+    assert stab["note"].startswith("no usable pixel")
+    assert jump["n_events_up"] == 0 and jump["cr_rate_events_per_cm2_per_s"] is None and jump["note"]
+    row = summary.summary_row("g", docs)
+    assert row["dark_verdict"] == "N/A" and row["stability_any_drift"] == "N/A"
+    assert row["dark_current_e_per_1000s"] is None and row["cds_noise"] is None
+    assert row["effective_noise_max_n"] is None and row["cr_rate_events_per_cm2_per_s"] is None
+    for name in docs:
+        assert row[f"{name}.note"], name                  # every analysis says why
 
 
 # ---- malformed YAML given with --configfile ----------------------------------------------------

@@ -828,6 +828,11 @@ def dark_summary(table, detector, ngroups, nfiles, nints, parameters, dead=(), a
     ``anomaly_fits`` (MIRI, corrected): without an applied whole-array fit the numbers are NaN.
     """
     whole, note = _whole_array(table, ngroups, anomaly_fits is not None, anomaly_fits or {})
+    if not whole.n_pixels:      # a valid input: every ramp of the group saturated or DO_NOT_USE
+        empty = (f"no usable pixel: no active pixel has a slope in any of the {int(nints)} integrations "
+                 "(every ramp saturated or flagged DO_NOT_USE): nothing measured (NaN)")
+        log.warning(empty)
+        note = "; ".join(s for s in (note, empty) if s)
     if dead:
         dead_note = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
                      + ": left out of the whole-array value")

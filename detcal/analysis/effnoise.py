@@ -277,7 +277,8 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     ``spatial_var``/``temporal_var`` float64 (nchan, len(ns)) [(DN/s)^2] (temporal NaN when
     fewer than ``min_ramps``), ``dark_rate`` (nchan,) [DN/s] (median slope at max N),
     ``nramps``, ``temporal_ok``; ``jackknife``: the same dict for every delete-one-block subset
-    (empty with fewer than 3 blocks), for :func:`jackknife_errors`.
+    (empty with fewer than 3 blocks), for :func:`jackknife_errors`. No ramp at all: ``nramps`` 0
+    and NaN statistics.
     """
     ns = sorted({int(n) for n in ns})
     ref = geom.reference_mask()
@@ -313,8 +314,11 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
         dark.append([float(np.median(s[m & ~hit])) for m in masks])      # s: slope at max N
         spatial.append(sp)
         nramps += 1
-    if nramps == 0:
-        raise ValueError("no ramps")
+    if nramps == 0:     # every ramp left out (flagged, e.g. a saturated group): NaN statistics
+        nan = np.full((len(masks), len(ns)), np.nan)
+        return {"ns": ns, "channels": names, "spatial_var": nan, "temporal_var": nan.copy(),
+                "dark_rate": np.full(len(masks), np.nan), "nramps": 0, "temporal_ok": False, "nout": nout,
+                "jackknife": []}
     spatial, dark = np.array(spatial), np.array(dark)
     block_of = np.arange(nramps) % nblk
 
@@ -596,7 +600,8 @@ def plot_effective_noise(table, path, title="", note=""):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("time (N-1) x TGROUP [s]")
         ax.set_ylabel(f"effective noise [{unit}]")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:      # nothing drawn when nothing was measured
+            ax.legend(fontsize=7)
         ax = axs[1, j]
         for stat, mk in (("spatial", "o"), ("temporal", "s")):
             y = t[f"slope_noise_{stat}_DN_per_s"]

@@ -556,7 +556,8 @@ def _exposure_row(per, results, e, lab, row, gains):
         used = res["used"]
         err, err_w = ((res["exposure_errors"][used.index(e)], res["exposure_errors_within"][used.index(e)])
                       if e in used else (math.nan, math.nan))
-        row[col], row[f"{col}_err"] = float(np.nanmean(vals)), float(err)
+        mean = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan    # all NaN: no usable pixel
+        row[col], row[f"{col}_err"] = mean, float(err)
         row[f"{col}_err_within"] = float(err_w)
         if q == "dark" and gains is not None:
             row["dark_e_per_s"] = row[col] * gains[lab]
@@ -648,6 +649,11 @@ def stability_summary(detector, starts, nints, trend_rows, results, family, para
         "baseline": str(baseline) if baseline else None,
         "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
     }
+    if not any(v is not None and np.isfinite(v) for v in (whole.get(q) for q in ("dark", "cds_noise", "bias"))):
+        # a valid input: every ramp of the group saturated or DO_NOT_USE; no value, so no verdict
+        note = (f"no usable pixel: no slope, CDS difference or group-1 value in any of the {int(nints)} "
+                "integrations (every ramp saturated or flagged DO_NOT_USE): nothing measured (NaN)")
+        summary.update(any_drift="N/A", hot_pixels=None, drift_min_p_holm=None, note=note)
     if base_counts is not None:
         b = base_counts[base_counts.amplifier == common.ALL].iloc[0]
         summary.update(n_new_hot=int(b.n_new_hot), n_new_dead=int(b.n_new_dead),
