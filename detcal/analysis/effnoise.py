@@ -53,6 +53,7 @@ DO_NOT_USE pixels are left out.
 
 import logging
 import os
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -64,6 +65,7 @@ from scipy.optimize import least_squares  # noqa: E402
 
 from .. import dqflags, io, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
+from ..parameters import keyword_parameters  # noqa: E402
 from .common import dead_outputs, good_pixels, mean_gain, output_gains, save_figure, subsample_rows  # noqa: E402
 from .noise import (MAX_FLAGGED_FRACTION, MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD,  # noqa: E402
                     check_same_configuration, grow_outliers, nothing_measured, open_ramp)
@@ -277,8 +279,7 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     ``spatial_var``/``temporal_var`` float64 (nchan, len(ns)) [(DN/s)^2] (temporal NaN when
     fewer than ``min_ramps``), ``dark_rate`` (nchan,) [DN/s] (median slope at max N),
     ``nramps``, ``temporal_ok``; ``jackknife``: the same dict for every delete-one-block subset
-    (empty with fewer than 3 blocks), for :func:`jackknife_errors`. No ramp at all: ``nramps`` 0
-    and NaN statistics.
+    (empty with fewer than 3 blocks), for :func:`jackknife_errors`.
     """
     ns = sorted({int(n) for n in ns})
     ref = geom.reference_mask()
@@ -314,11 +315,8 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
         dark.append([float(np.median(s[m & ~hit])) for m in masks])      # s: slope at max N
         spatial.append(sp)
         nramps += 1
-    if nramps == 0:     # every ramp left out (flagged, e.g. a saturated group): NaN statistics
-        nan = np.full((len(masks), len(ns)), np.nan)
-        return {"ns": ns, "channels": names, "spatial_var": nan, "temporal_var": nan.copy(),
-                "dark_rate": np.full(len(masks), np.nan), "nramps": 0, "temporal_ok": False, "nout": nout,
-                "jackknife": []}
+    if nramps == 0:
+        raise ValueError("no ramps")
     spatial, dark = np.array(spatial), np.array(dark)
     block_of = np.arange(nramps) % nblk
 
@@ -600,8 +598,7 @@ def plot_effective_noise(table, path, title="", note=""):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("time (N-1) x TGROUP [s]")
         ax.set_ylabel(f"effective noise [{unit}]")
-        if ax.get_legend_handles_labels()[0]:      # nothing drawn when nothing was measured
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
         ax = axs[1, j]
         for stat, mk in (("spatial", "o"), ("temporal", "s")):
             y = t[f"slope_noise_{stat}_DN_per_s"]
@@ -659,33 +656,32 @@ def live_outputs(stats):
     return [k for k in range(nout) if k not in dead] or list(range(nout))
 
 
-def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_path=None,
-                          readnoise_path=None, gain=None, ngroups=None, read_noise_source="n2",
-                          min_ramps=MIN_TEMPORAL, max_temporal_pixels=2 ** 19, title=None,
-                          jackknife_blocks=JACKKNIFE_BLOCKS):
-    """Effective noise of one configuration group: table (TSV), summary (JSON) and figure (PNG).
+@dataclass(frozen=True)
+class EffectiveNoiseParameters:
+    """Parameters of the effective-noise analysis (the rule's ``params.kwargs`` and defaults).
 
-    Parameters
-    ----------
-    ramp_paths : list of str   ramp products of one group (superbias + refpix corrected, 1/f in:
-                               the NIR ``linearity`` or ``refpix`` products); every integration is a ramp
-    table_path, json_path, figure_path : str   outputs (figure_path None: no figure)
-    gain_path : str or None    GAIN reference [e-/DN]; ``gain``: a number instead (else no e-)
-    readnoise_path : str or None  READNOISE reference [DN, CDS]; needed for read_noise_source='reference'
-    ngroups : list of int or None  group counts; default :func:`default_group_counts`
-    read_noise_source : 'n2' | 'reference'
-    min_ramps : int            temporal statistics need this many ramps
-    max_temporal_pixels : int  pixels followed for the temporal statistic
-    title : str                figure title (default: the group's DETECTOR etc.)
-    jackknife_blocks : int     blocks of ramps for the jackknife errors (:func:`jackknife_errors`)
-
-    Returns
-    -------
-    (table DataFrame, summary dict)
+    ngroups : list of int or None     group counts N of the slope fits (None:
+                                      :func:`default_group_counts`)
+    read_noise_source : 'n2' | 'reference'   single-frame read noise of the theory: the N = 2
+                                      point, or the READNOISE reference (CDS / sqrt 2)
+    min_ramps : int                   temporal statistics need this many ramps (:data:`MIN_TEMPORAL`)
+    max_temporal_pixels : int         pixels followed for the temporal statistic (2**19)
+    jackknife_blocks : int            blocks of ramps for the jackknife errors
+                                      (:func:`jackknife_errors`; :data:`JACKKNIFE_BLOCKS`)
     """
-    paths = [str(p) for p in ramp_paths]
-    if not paths:
-        raise ValueError("no ramp files given")
+
+    ngroups: tuple = None
+    read_noise_source: str = "n2"
+    min_ramps: int = MIN_TEMPORAL
+    max_temporal_pixels: int = 2 ** 19
+    jackknife_blocks: int = JACKKNIFE_BLOCKS
+
+
+def _open_effnoise_group(paths, gain_path, readnoise_path, gain, read_noise_source):
+    """Metadata, OR of the PIXELDQ, output gains and READNOISE per output of the group's ramps.
+
+    Returns (meta, geom, header, pixeldq, gains, rn_ref (per output [DN CDS] or None), first).
+    """
     with open_ramp(paths[0]) as first:
         meta, geom, shape, header = first.meta, first.geom, first.shape, first.header
         pixeldq = first.pixeldq.copy()
@@ -703,37 +699,13 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
             with open_ramp(path) as other:
                 check_same_configuration(first, other)
                 pixeldq |= other.pixeldq
-        first_stub = first
-    ns = sorted({int(n) for n in (ngroups or default_group_counts(meta["NGROUPS"])) if 2 <= int(n) <= meta["NGROUPS"]})
-    if not ns:
-        raise ValueError(f"no usable group count in {ngroups} for NGROUPS={meta['NGROUPS']}")
-    log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
-    excluded = []
-    try:
-        stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
-                                        pixeldq, min_ramps, max_temporal_pixels, jackknife_blocks)
-    except ValueError as exc:      # every ramp left out: nothing to measure; one line, no traceback
-        raise nothing_measured(paths, "effective noise", "ramps", excluded, exc) from None
-    if excluded:
-        log.warning("effective noise: %d ramp(s) left out: flagged SATURATED/DO_NOT_USE on more than "
-                    "%.0f %% of the pixels (%s)", len(excluded), 100 * MAX_FLAGGED_FRACTION,
-                    sorted({e[0] for e in excluded}))
-    note = ""
-    if not stats["temporal_ok"]:
-        note = (f"temporal effective noise not computed: {stats['nramps']} ramp(s), "
-                f"at least {min_ramps} needed (spatial only)")
-        log.warning(note)
-    targs = (gains, meta["TGROUP"], meta["TFRAME"], meta["NFRAMES"], meta["GROUPGAP"], read_noise_source, rn_ref)
-    table, summary = effective_noise_table(stats, *targs)
-    jackknife_errors(stats, summary, *targs)
-    avg = summary["all"]
+    return meta, geom, header, pixeldq, gains, rn_ref, first
+
+
+def effective_noise_headline(avg):
+    """The JSON ``summary``: effective noise, theory and excess at the largest N (output average)."""
     stat = avg["statistic_fitted"]
-    dead = [k + 1 for k in range(stats["nout"]) if k not in live_outputs(stats)]
-    if dead:
-        dead_note = f"dead or flat amplifier(s) {', '.join(map(str, dead))}: left out of the output average"
-        log.warning(dead_note)
-        note = "; ".join(s for s in (note, dead_note) if s)
-    headline = {
+    return {
         "effective_noise_max_n_e": avg["effective_noise_max_n_e"],
         "effective_noise_max_n_err_e": avg["effective_noise_max_n_e_err"],
         "effective_noise_max_n_DN": avg["effective_noise_max_n_DN"],
@@ -747,38 +719,114 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
                        "measured^2 - MULTIACCUM theory^2 at that N [e-^2] (read noise from N = 2); "
                        "errors: delete-one-block jackknife over ramps"),
     }
+
+
+def effective_noise_conventions(read_noise_source):
+    """The ``conventions`` block of the effective-noise JSON."""
+    source = "the N=2 point" if read_noise_source == "n2" else "the READNOISE reference (CDS/sqrt2)"
+    return {
+        "effective_noise": "noise of the accumulated signal: OLS slope noise x (N-1) x TGROUP",
+        "slope_fit": "unweighted OLS over the first N groups of every integration",
+        "spatial": "clipped sigma (std within +-4 MAD sigma of the median, truncation-corrected) over a "
+                   "channel's good pixels per ramp, median over ramps",
+        "temporal": "per-pixel variance across ramps, median over pixels / chi2 median factor (unbiased)",
+        "channel_average": "sqrt(mean over outputs of the variance)",
+        "units": "DN as in the ramps; e- = DN x gain (GAIN reference, median per output)",
+        "theory": "Rauscher 2007 / Robberto 2009 MULTIACCUM variance with the measured dark rate and "
+                  f"single-frame read noise from {source}",
+        "excess": "var_ex(n, m) = 12 (n-1)/(n+1) p0^2 - p1/sqrt(m) [e-^2], least squares on "
+                  "measured^2 - theory^2",
+        "read_noise": "single-frame read noise [e-] (CDS noise / sqrt(2))",
+        "excess_max_n": "measured^2 - theory^2 at the largest N [e-^2] (the data point, not the fit)",
+        "errors": "delete-one-block jackknife: ramps dealt in turn into blocks, each left out once",
+    }
+
+
+def _effnoise_note(stats, min_ramps):
+    note = ""
+    if not stats["temporal_ok"]:
+        note = (f"temporal effective noise not computed: {stats['nramps']} ramp(s), "
+                f"at least {min_ramps} needed (spatial only)")
+        log.warning(note)
+    dead = [k + 1 for k in range(stats["nout"]) if k not in live_outputs(stats)]
+    if dead:
+        dead_note = f"dead or flat amplifier(s) {', '.join(map(str, dead))}: left out of the output average"
+        log.warning(dead_note)
+        note = "; ".join(s for s in (note, dead_note) if s)
+    return note, dead
+
+
+@keyword_parameters(EffectiveNoiseParameters)
+def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_path=None,
+                          readnoise_path=None, gain=None, title=None, parameters=None):
+    """Effective noise of one configuration group: table (TSV), summary (JSON) and figure (PNG).
+
+    Read (:func:`_open_effnoise_group`, ramps one at a time) -> measure
+    (:func:`measure_effective_noise`, :func:`effective_noise_table`, :func:`jackknife_errors`) ->
+    write.
+
+    Parameters
+    ----------
+    ramp_paths : list of str   ramp products of one group (superbias + refpix corrected, 1/f in:
+                               the NIR ``linearity`` or ``refpix`` products); every integration is a ramp
+    table_path, json_path, figure_path : str   outputs (figure_path None: no figure)
+    gain_path : str or None    GAIN reference [e-/DN]; ``gain``: a number instead (else no e-)
+    readnoise_path : str or None  READNOISE reference [DN, CDS]; needed for read_noise_source='reference'
+    title : str                figure title (default: the group's DETECTOR etc.)
+    ngroups, read_noise_source, min_ramps, max_temporal_pixels, jackknife_blocks
+        :class:`EffectiveNoiseParameters` (keywords, or ``parameters=`` one object).
+
+    Returns
+    -------
+    (table DataFrame, summary dict)
+    """
+    p = parameters
+    paths = [str(x) for x in ramp_paths]
+    if not paths:
+        raise ValueError("no ramp files given")
+    meta, geom, header, pixeldq, gains, rn_ref, first_stub = _open_effnoise_group(
+        paths, gain_path, readnoise_path, gain, p.read_noise_source)
+    ns = sorted({int(n) for n in (p.ngroups or default_group_counts(meta["NGROUPS"]))
+                 if 2 <= int(n) <= meta["NGROUPS"]})
+    if not ns:
+        raise ValueError(f"no usable group count in {p.ngroups} for NGROUPS={meta['NGROUPS']}")
+    log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
+    excluded = []
+    try:
+        stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
+                                        pixeldq, p.min_ramps, p.max_temporal_pixels, p.jackknife_blocks)
+    except ValueError as exc:      # every ramp left out: nothing to measure; one line, no traceback
+        raise nothing_measured(paths, "effective noise", "ramps", excluded, exc) from None
+    if excluded:
+        log.warning("effective noise: %d ramp(s) left out: flagged SATURATED/DO_NOT_USE on more than "
+                    "%.0f %% of the pixels (%s)", len(excluded), 100 * MAX_FLAGGED_FRACTION,
+                    sorted({e[0] for e in excluded}))
+    note, dead = _effnoise_note(stats, p.min_ramps)
+    targs = (gains, meta["TGROUP"], meta["TFRAME"], meta["NFRAMES"], meta["GROUPGAP"], p.read_noise_source,
+             rn_ref)
+    table, summary = effective_noise_table(stats, *targs)
+    jackknife_errors(stats, summary, *targs)
     tables.write_tsv(table, table_path, float_format="%.6g")
-    ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP")}
+    ident = {k: meta.get(k) for k in ("DETECTOR", "SUBARRAY", "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME",
+                                      "TGROUP")}
     ident.update({k: header.get(k) for k in ("READPATT", "NOUTPUTS")})
     doc = {
         "analysis": "effective noise",
         "configuration": ident,
-        "inputs": [os.path.basename(p) for p in paths],
+        "inputs": [os.path.basename(x) for x in paths],
         "gain_reference": os.path.basename(gain_path) if gain_path else None,
         "readnoise_reference": os.path.basename(readnoise_path) if readnoise_path else None,
-        "nramps": stats["nramps"], "temporal_valid": stats["temporal_ok"], "min_ramps_temporal": min_ramps,
+        "nramps": stats["nramps"], "temporal_valid": stats["temporal_ok"], "min_ramps_temporal": p.min_ramps,
         "nramps_excluded_flagged": len(excluded), "ramps_excluded_flagged": [list(e) for e in excluded],
         "note": note, "group_counts": ns,
         "dead_amplifiers": dead, "n_dead_amplifiers": len(dead),
-        "summary": headline,
-        "conventions": {
-            "effective_noise": "noise of the accumulated signal: OLS slope noise x (N-1) x TGROUP",
-            "slope_fit": "unweighted OLS over the first N groups of every integration",
-            "spatial": "clipped sigma (std within +-4 MAD sigma of the median, truncation-corrected) over a channel's good pixels per ramp, median over ramps",
-            "temporal": "per-pixel variance across ramps, median over pixels / chi2 median factor (unbiased)",
-            "channel_average": "sqrt(mean over outputs of the variance)",
-            "units": "DN as in the ramps; e- = DN x gain (GAIN reference, median per output)",
-            "theory": "Rauscher 2007 / Robberto 2009 MULTIACCUM variance with the measured dark rate and "
-                      f"single-frame read noise from {'the N=2 point' if read_noise_source == 'n2' else 'the READNOISE reference (CDS/sqrt2)'}",
-            "excess": "var_ex(n, m) = 12 (n-1)/(n+1) p0^2 - p1/sqrt(m) [e-^2], least squares on measured^2 - theory^2",
-            "read_noise": "single-frame read noise [e-] (CDS noise / sqrt(2))",
-            "excess_max_n": "measured^2 - theory^2 at the largest N [e-^2] (the data point, not the fit)",
-            "errors": "delete-one-block jackknife: ramps dealt in turn into blocks, each left out once",
-        },
+        "summary": effective_noise_headline(summary["all"]),
+        "conventions": effective_noise_conventions(p.read_noise_source),
         "channels": summary,
     }
     tables.write_json(doc, json_path)
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
     if figure_path:
-        plot_effective_noise(table, figure_path, title=f"Effective noise {label} ({stats['nramps']} ramps)", note=note)
+        plot_effective_noise(table, figure_path, title=f"Effective noise {label} ({stats['nramps']} ramps)",
+                             note=note)
     return table, doc
