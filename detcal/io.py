@@ -263,13 +263,15 @@ class SectionReader:
 
     ``path``, ``header`` (primary), ``shape`` (the logical shape of the main extension),
     ``_axes`` {EXTNAME: axis names of the logical array}, ``_dtypes`` {EXTNAME: dtype},
-    ``_present`` (extensions in the file; the others read as zeros), and optionally
-    ``_offset`` {axis name: first file index} and ``_file_axes`` {EXTNAME: axis names as stored,
-    when the file lacks a logical axis (a 2-D rate read as one integration)}.
+    ``_present`` (extensions in the file), and optionally ``_zeros_if_absent`` (extensions that
+    read as zeros when the file lacks them; any other absent one is an InputError), ``_offset``
+    {axis name: first file index} and ``_file_axes`` {EXTNAME: axis names as stored, when the file
+    lacks a logical axis (a 2-D rate read as one integration)}.
     """
 
     _offset = {}
     _file_axes = {}
+    _zeros_if_absent = frozenset()
 
     def _open_hdul(self):
         if getattr(self, "_hdul", None) is None:
@@ -295,6 +297,8 @@ class SectionReader:
         lengths = self.ext_shape(ext)
         logical = tuple(_window(keys[a], n) for a, n in zip(axes, lengths))
         shape = np.broadcast_to(np.zeros((), np.bool_), lengths)[logical].shape  # no allocation
+        if ext not in self._present and ext not in self._zeros_if_absent:
+            raise InputError(self.path, f"no {ext} extension")
         if ext not in self._present or 0 in shape:
             return np.zeros(shape, dtype)
         file_axes = self._file_axes.get(ext, axes)
@@ -319,13 +323,11 @@ class SectionReader:
         """Hook for value conversions of a section (the DQ_DEF mapping of references)."""
         return arr
 
-    def row_blocks(self, memory_mb, bytes_per_pixel, rows=None):
-        """Row slices whose blocks stay within ``memory_mb`` [MB] at ``bytes_per_pixel`` bytes per
-        (row, column) pixel of the block (everything the caller holds per pixel: all integrations
-        and groups it reads, and its temporaries). ``rows``: the row count (default: the file's)."""
-        ny, nx = self.shape[-2:]
-        ny = ny if rows is None else rows
-        return blocks(ny, block_size(memory_mb, bytes_per_pixel, (ny, nx), axis=0))
+    def row_blocks(self, memory_mb, bytes_per_pixel):
+        """Row slices covering the frame whose blocks stay within ``memory_mb`` [MB] at
+        ``bytes_per_pixel`` bytes per (row, column) pixel of the block (everything the caller holds
+        per pixel: all integrations and groups it reads, and its temporaries)."""
+        return blocks(self.shape[-2], block_size(memory_mb, bytes_per_pixel, self.shape[-2:], axis=0))
 
     def group_blocks(self, memory_mb, bytes_per_value):
         """Group slices whose blocks ((nints,) block, ny, nx) stay within ``memory_mb`` [MB]."""
@@ -442,6 +444,7 @@ class RampReader(SectionReader):
     """
 
     _main = "SCI"
+    _zeros_if_absent = frozenset({"GROUPDQ", "PIXELDQ"})
     _dtypes = {"SCI": np.float32, "GROUPDQ": np.uint8, "PIXELDQ": np.uint32, "ZEROFRAME": np.float32}
     _axes = {"SCI": ("int", "group", "row", "col"), "GROUPDQ": ("int", "group", "row", "col"),
              "PIXELDQ": ("row", "col"), "ZEROFRAME": ("int", "row", "col")}

@@ -472,6 +472,8 @@ def test_row_blocks_cover_the_frame_within_the_budget(fits_writer):
         stacked = np.concatenate([reader.read("SCI", rows=s) for s in rows], axis=2)
         np.testing.assert_array_equal(stacked, reader.read("SCI"))
         assert [s.stop - s.start for s in reader.group_blocks(2 * 2 * NY * NX * 4 / 1e6, 4)] == [2, 2]
+        with pytest.raises(InputError, match="test_ramp.fits: no ZEROFRAME extension"):
+            reader.read("ZEROFRAME", 0)                                   # absent, and not a DQ
 
 
 @pytest.mark.parametrize("regime", ["nir-direct-full", "nir-subarray-nframes4-groupgap2", "miri-4d-intstart2",
