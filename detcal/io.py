@@ -9,6 +9,17 @@ LINEARITY, DARK (3-D, MIRI 4-D), GAIN, READNOISE, RSCD, RESET (MIRI 4-D) in the 
 the matching stdatamodels models. Every file written goes to a temporary name first and is
 renamed into place, so a failed write never leaves a partial file; it carries its provenance
 (detcal version, step, parameters, input names) in HISTORY cards.
+
+Whole files are read by :func:`read_ramp`, :func:`read_reference` (FITS big-endian arrays are
+byte-swapped in place, so a read needs no second copy). Parts of files are read by the one
+chunked reader, :class:`SectionReader` (only the integrations, groups, rows and columns asked
+for): :class:`RampReader` (SCI, GROUPDQ, PIXELDQ, ZEROFRAME), :class:`CubeReader` (rate and
+rateints products) and :class:`ReferenceReader` (``read_reference(..., lazy=True)``: arrays of
+3 or more dimensions as :class:`LazyArray`, read by sections when used). Each checks its file
+from the headers alone (truncation, shapes, keywords) and raises one
+:class:`~detcal.errors.InputError` naming it. Block sizes come from one memory-budget helper,
+:func:`block_size` (MB budget, bytes per value, array shape -> indices per block), with
+:func:`blocks` and the readers' :meth:`SectionReader.row_blocks` / ``group_blocks``.
 """
 
 import contextlib
