@@ -279,7 +279,8 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     ``spatial_var``/``temporal_var`` float64 (nchan, len(ns)) [(DN/s)^2] (temporal NaN when
     fewer than ``min_ramps``), ``dark_rate`` (nchan,) [DN/s] (median slope at max N),
     ``nramps``, ``temporal_ok``; ``jackknife``: the same dict for every delete-one-block subset
-    (empty with fewer than 3 blocks), for :func:`jackknife_errors`.
+    (empty with fewer than 3 blocks), for :func:`jackknife_errors`. No ramp at all: ``nramps`` 0
+    and NaN statistics.
     """
     ns = sorted({int(n) for n in ns})
     ref = geom.reference_mask()
@@ -315,8 +316,11 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
         dark.append([float(np.median(s[m & ~hit])) for m in masks])      # s: slope at max N
         spatial.append(sp)
         nramps += 1
-    if nramps == 0:
-        raise ValueError("no ramps")
+    if nramps == 0:     # every ramp left out (flagged, e.g. a saturated group): NaN statistics
+        nan = np.full((len(masks), len(ns)), np.nan)
+        return {"ns": ns, "channels": names, "spatial_var": nan, "temporal_var": nan.copy(),
+                "dark_rate": np.full(len(masks), np.nan), "nramps": 0, "temporal_ok": False, "nout": nout,
+                "jackknife": []}
     spatial, dark = np.array(spatial), np.array(dark)
     block_of = np.arange(nramps) % nblk
 
@@ -598,7 +602,8 @@ def plot_effective_noise(table, path, title="", note=""):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("time (N-1) x TGROUP [s]")
         ax.set_ylabel(f"effective noise [{unit}]")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:      # nothing drawn when nothing was measured
+            ax.legend(fontsize=7)
         ax = axs[1, j]
         for stat, mk in (("spatial", "o"), ("temporal", "s")):
             y = t[f"slope_noise_{stat}_DN_per_s"]
@@ -792,16 +797,16 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         raise ValueError(f"no usable group count in {p.ngroups} for NGROUPS={meta['NGROUPS']}")
     log.info("effective noise: %d file(s), NGROUPS=%d, N=%s", len(paths), meta["NGROUPS"], ns)
     excluded = []
-    try:
-        stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
-                                        pixeldq, p.min_ramps, p.max_temporal_pixels, p.jackknife_blocks)
-    except ValueError as exc:      # every ramp left out: nothing to measure; one line, no traceback
-        raise nothing_measured(paths, "effective noise", "ramps", excluded, exc) from None
+    stats = measure_effective_noise(_iter_ramps(paths, first_stub, excluded), geom, meta["TGROUP"], ns,
+                                    pixeldq, p.min_ramps, p.max_temporal_pixels, p.jackknife_blocks)
     if excluded:
         log.warning("effective noise: %d ramp(s) left out: flagged SATURATED/DO_NOT_USE on more than "
                     "%.0f %% of the pixels (%s)", len(excluded), 100 * MAX_FLAGGED_FRACTION,
                     sorted({e[0] for e in excluded}))
     note, dead = _effnoise_note(stats, p.min_ramps)
+    if stats["nramps"] == 0:        # every ramp flagged: NaN numbers, this note
+        note = nothing_measured(paths, "ramps", excluded)
+        log.warning("effective noise: %s", note)
     targs = (gains, meta["TGROUP"], meta["TFRAME"], meta["NFRAMES"], meta["GROUPGAP"], p.read_noise_source,
              rn_ref)
     table, summary = effective_noise_table(stats, *targs)
@@ -820,7 +825,7 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         "nramps_excluded_flagged": len(excluded), "ramps_excluded_flagged": [list(e) for e in excluded],
         "note": note, "group_counts": ns,
         "dead_amplifiers": dead, "n_dead_amplifiers": len(dead),
-        "summary": effective_noise_headline(summary["all"]),
+        "summary": effective_noise_headline(summary["all"]) | ({"note": note} if stats["nramps"] == 0 else {}),
         "conventions": effective_noise_conventions(p.read_noise_source),
         "channels": summary,
     }

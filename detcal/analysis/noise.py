@@ -112,13 +112,11 @@ from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 from .. import dqflags, inventory, io, keywords, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
+from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
 from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
                      output_gains, save_figure, subsample_rows)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
-from ..noise_conventions import (REF_FREQUENCY_HZ, REF_TIME_S, pink_amplitude,  # noqa: E402,F401
-                                 pink_psd, rms_band)
-from ..noise_conventions import pink_rms as _pink_rms  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.noise")
 
@@ -641,14 +639,6 @@ def fit_power_spectra(auto, cross, kernel, bins, dt, live=None):
     return fit_binned_spectra(auto_b, cross_b, kb, nk, dt, live)
 
 
-def pink_rms(a, dt=PIXEL_TIME):
-    """1/f amplitude ``A`` [unit^2] -> rms over [1/T_ref, Nyquist] [unit] (:mod:`detcal.noise_conventions`).
-
-    The sign of ``A`` is kept: ``sign(A) sqrt(|A| ln(T_ref/(2 dt)))``.
-    """
-    return _pink_rms(a, dt)
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading ramp products group by group (memory-lean: one frame at a time)
 # ---------------------------------------------------------------------------------------------
@@ -659,15 +649,13 @@ _FLAGGED_GROUP = np.uint8(dqflags.SATURATED | dqflags.DO_NOT_USE)
 MAX_FLAGGED_FRACTION = 0.5
 
 
-def nothing_measured(paths, analysis, units, excluded, exc):
-    """The one-line :class:`InputError` of a noise analysis of ``paths`` that has nothing left to
-    measure: every one of its ``units`` ('CDS frames', 'ramps') was ``excluded`` as flagged, or
-    it failed with ``exc``."""
-    why = (f"all {len(excluded)} {units} are flagged SATURATED/DO_NOT_USE on more than "
-           f"{100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels (saturated or garbage data)"
-           if excluded else str(exc))
-    return InputError(paths[0], f"{analysis} of this group's {len(paths)} file(s): {why}; "
-                                "no noise can be measured")
+def nothing_measured(paths, units, excluded):
+    """The note of a noise analysis of ``paths`` left with nothing to measure: every one of its
+    ``units`` ('CDS frames', 'ramps') was ``excluded`` as flagged (a group saturated everywhere
+    is a valid input: its outputs are written with NaN numbers and zero counts, and this note)."""
+    return (f"no usable data: all {len(excluded)} {units} of the group's {len(paths)} file(s) are flagged "
+            f"SATURATED/DO_NOT_USE on more than {100 * MAX_FLAGGED_FRACTION:.0f} % of the pixels "
+            "(saturated everywhere or garbage data): nothing measured (NaN)")
 
 
 @dataclass
@@ -815,7 +803,7 @@ class _CdsSums:
         outputs as strings (all when every output looks dead)."""
         nout, dead = self.nout, []
         if "active" in self.spatial:    # dead/flat outputs: reported per output, left out of the averages
-            v = np.asarray(self.spatial["active"]["total"], float)
+            v = np.asarray(self.spatial["active"]["total"], float).reshape(-1, nout)   # (frames, nout)
             dead = dead_outputs([np.nanmedian(v[:, k]) if np.isfinite(v[:, k]).any() else np.nan
                                  for k in range(nout)])
         live = [str(k) for k in range(nout) if k not in dead] or [str(k) for k in range(nout)]
@@ -835,7 +823,7 @@ def cds_noise_rows(sums, h0, live, temporal_ok):
             raw = {}
             for c in COMPONENTS:
                 if stat == "spatial":
-                    v = np.asarray(sums.spatial[name][c], float)
+                    v = np.asarray(sums.spatial[name][c], float).reshape(-1, nout)
                     raw[c] = [float(np.nanmedian(v[:, k])) if np.isfinite(v[:, k]).any() else np.nan
                               for k in range(nout)]
                 else:
@@ -873,10 +861,11 @@ def spectra_and_fit(sums, dead, live):
     """Mean auto/cross periodograms, binned with their errors, and the 1/f + white fit with
     jackknife errors (:func:`fit_power_spectra`, :func:`jackknife_fit`). Returns (spectra, fit)."""
     s, count, bins, dt, nout = sums.sums, sums.count, sums.bins, sums.dt, sums.nout
-    auto_mean = s["auto"] / count
-    cross_mean = s["cross"] / count
-    auto_var = np.maximum(s["auto2"] / count - auto_mean ** 2, 0.0)
-    cross_var = np.maximum(s["cross2"] / count - cross_mean ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):     # no frame (all flagged): NaN spectra
+        auto_mean = s["auto"] / count
+        cross_mean = s["cross"] / count
+        auto_var = np.maximum(s["auto2"] / count - auto_mean ** 2, 0.0)
+        cross_var = np.maximum(s["cross2"] / count - cross_mean ** 2, 0.0)
     blk_cross = sums.blk_cross
     live_out = [int(k) for k in live]
     if dead and len(live_out) > 1:
@@ -899,7 +888,8 @@ def spectra_and_fit(sums, dead, live):
     def binned(a, var=None):
         if var is None:
             return np.array([a[..., b].mean(axis=-1) for b in bins]).T
-        return np.array([np.sqrt(var[..., b].sum(axis=-1) / count) / b.size for b in bins]).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.array([np.sqrt(var[..., b].sum(axis=-1) / count) / b.size for b in bins]).T
 
     spectra = {
         "freq": np.array([freq_all[b].mean() for b in bins]),
@@ -941,7 +931,8 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
     var_raw, var [DN^2]); ``spectra`` (freq [Hz] (nb,), auto (nout, nb), auto_err, cross (nb,),
     cross_err, kernel (nb,) [DN^2/Hz]); ``fit`` (see :func:`fit_power_spectra`); ``h0``;
     ``dead_outputs`` (0-based, :func:`dead_outputs`): kept in the per-output rows, left out of
-    the ``all`` rows (the mean variance of the live outputs).
+    the ``all`` rows (the mean variance of the live outputs). No frame at all (``nframes`` 0):
+    the same structure with NaN variances, spectra and fit.
     """
     p = parameters
     sums = _CdsSums(geom, pixeldq, dt, tgroup, tframe, nframes, p)
@@ -958,9 +949,8 @@ def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, t
         if mean_frame is not None:
             frame = frame - mean_img
         sums.add(key, frame)
-    if sums.count == 0:
-        raise ValueError("no CDS frames (every ramp needs at least 2 groups)")
-    temporal_ok = sums.count >= p.min_frames
+    # no frame (every one flagged, e.g. a saturated group): the rows, spectra and fit are NaN
+    temporal_ok = sums.count > 0 and sums.count >= p.min_frames
     dead, live = sums.dead_and_live()
     rows = cds_noise_rows(sums, h0, live, temporal_ok)
     if mean_scale != 1.0:
@@ -1318,22 +1308,24 @@ def noise_decomposition_files(ramp_paths, table_path, spectrum_table_path, json_
              meta["DETECTOR"], meta["NGROUPS"], dt)
     mean = mean_cds_frame(_iter_cds(paths, first_stub, max_frames), geom.shape, active, p.clip)
     excluded = []
-    try:
-        result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
-                                    geom, pixeldq, dt=dt, tgroup=meta["TGROUP"], tframe=meta["TFRAME"],
-                                    nframes=meta["NFRAMES"], mean_frame=mean, parameters=p)
-    except ValueError as exc:      # every CDS frame left out: nothing to measure; one line, no traceback
-        raise nothing_measured(paths, "noise decomposition", "CDS frames", excluded, exc) from None
+    result = analyse_cds_frames(_iter_cds(paths, first_stub, max_frames, keyed=True, excluded=excluded),
+                                geom, pixeldq, dt=dt, tgroup=meta["TGROUP"], tframe=meta["TFRAME"],
+                                nframes=meta["NFRAMES"], mean_frame=mean, parameters=p)
     if excluded:
         log.warning("noise decomposition: %d CDS frame(s) left out: groups flagged SATURATED/DO_NOT_USE "
                     "on more than %.0f %% of the pixels (%s)", len(excluded),
                     100 * MAX_FLAGGED_FRACTION, sorted({e[0] for e in excluded}))
     note = decomposition_note(result, p.min_frames)
+    if result["nframes"] == 0:      # every CDS frame flagged: NaN numbers, this note
+        note = nothing_measured(paths, "CDS frames", excluded)
+        log.warning("noise decomposition: %s", note)
     ntab = noise_table(result, gains)
     stab = spectrum_table(result)
     for table, path in ((ntab, table_path), (stab, spectrum_table_path)):
         tables.write_tsv(table, path, float_format="%.6g")
     summary = decomposition_summary(result, paths, meta, header, gain_path, gains, excluded, note, p, dt)
+    if result["nframes"] == 0:
+        summary["summary"]["note"] = note           # the group's summary row says why it is NaN
     tables.write_json(summary, json_path)
     ident = summary["configuration"]
     label = title or " ".join(str(ident.get(k)) for k in ("DETECTOR", "SUBARRAY", "READPATT") if ident.get(k))
