@@ -10,6 +10,7 @@ step and a configured stability baseline is built without running a job, and eve
 are checked against the signature of the function its script calls.
 """
 
+import dataclasses
 import importlib
 import inspect
 import shutil
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from detcal import steps
+from detcal.parameters import keyword_parameters
 
 pytestmark = pytest.mark.workflow
 
@@ -169,3 +171,35 @@ def test_a_renamed_output_or_a_missing_input_is_found(jobs):
     assert dropped == ["required 'rateints_paths' not supplied"]
     assert call_problems(resolve(mask.params.function), ["rateints_paths", "rateints_paths"])[0] == \
         "'rateints_paths' given twice"
+
+
+def test_parameter_dataclass_fields_are_keyword_parameters_with_their_defaults():
+    from detcal.analysis import stability
+    from detcal.reffiles import make_mask
+    sig = inspect.signature(stability.stability_file)
+    fields = {f.name: f.default for f in dataclasses.fields(stability.StabilityParameters)}
+    for name, default in fields.items():
+        assert sig.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert sig.parameters[name].default == default
+    assert "parameters" not in sig.parameters and "gain_path" in inspect.signature(make_mask).parameters
+
+
+def test_keyword_parameters_builds_one_object_and_rejects_unknown_or_doubled_names():
+    @dataclasses.dataclass(frozen=True)
+    class P:
+        sigma: float = 3.0
+        maxiters: int = 5
+
+    @keyword_parameters(P)
+    def analysis(path, out=None, parameters=None):
+        return path, out, parameters
+
+    assert analysis("a") == ("a", None, P())
+    assert analysis("a", "b", maxiters=2) == ("a", "b", P(maxiters=2))
+    assert analysis("a", parameters=P(sigma=5.0))[2].sigma == 5.0
+    with pytest.raises(TypeError, match="sigmaa"):
+        analysis("a", sigmaa=1.0)
+    with pytest.raises(TypeError, match="not both"):
+        analysis("a", parameters=P(), sigma=1.0)
+    with pytest.raises(TypeError, match="both arguments and fields"):
+        keyword_parameters(P)(lambda path, sigma=1, parameters=None: None)
