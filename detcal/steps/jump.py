@@ -568,6 +568,11 @@ def _clear_redundant_jumps(gdq, blocks):
         g[(g & (_JUMP | _SAT)) == (_JUMP | _SAT)] ^= _JUMP
 
 
+def _count_jumps(gdq, blocks):
+    """Number of JUMP groups in gdq, counted by blocks of rows (no temporary of its size)."""
+    return sum(int(np.count_nonzero(gdq[:, :, r0:r1] & _JUMP)) for r0, r1 in blocks)
+
+
 def _concat(index_tuples):
     """Concatenate a list of (i, group, y, x) index tuples into one tuple of arrays."""
     return tuple(np.concatenate(c) for c in zip(*index_tuples))
@@ -631,7 +636,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
                 plane = gdq[i, k]
                 if np.all((plane & (_JUMP | _DNU)) != 0):
                     plane[plane == _JUMP] = 0
-        n_primary = int(np.count_nonzero(gdq & _JUMP))
+        n_primary = _count_jumps(gdq, blocks)
         if p.flag_4_neighbors:
             _flag_neighbours(gdq, *_concat(map_blocks(exp.seeds, blocks, p.threads)))
     else:
@@ -658,7 +663,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
     if tgroup and usable >= 1:
         rate = 1000.0 * n_primary / (tgroup * usable * ny * nx)
     info = {"n_primary_crs": n_primary, "regime": regime,
-            "n_jump_groups": int(np.count_nonzero(gdq & _JUMP)),
+            "n_jump_groups": _count_jumps(gdq, blocks),
             "n_all_dnu_groups": n_all_dnu, "primary_cosmic_rays": rate}
     return gdq, pdq, info
 

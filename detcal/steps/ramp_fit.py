@@ -58,6 +58,7 @@ included); :func:`run` leaves such a ZEROFRAME out and says so.
 
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import logging
 import math
@@ -97,8 +98,9 @@ _U8_DNU = np.uint8(_DNU)
 _U8_NOT_PERS = np.uint8(0xFF & ~_PERS)
 _INVALID = np.uint32(_DNU | _SAT)
 
-#: Approximate bytes of temporaries per pixel-group (used to size the row blocks).
-_BYTES_PER_PIXEL_GROUP = 64
+#: Approximate bytes of temporaries per pixel-group (used to size the row blocks; measured with
+#: tracemalloc: 12 MB of temporaries for a 16 MB budget at 1 x 100 and 2 x 10 groups).
+_BYTES_PER_PIXEL_GROUP = 32
 
 #: Keys of the rate and rateints dicts (FITS extensions SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE).
 PRODUCT_NAMES = ("sci", "err", "dq", "var_poisson", "var_rnoise")
@@ -322,6 +324,181 @@ def _segments(gdq):
     return si[keep], sm[keep], start[keep], length[keep]
 
 
+def _substitute_zeroframe(y32, gdq, zf, suppress):
+    """stcal ``get_pixel_ramp``: in an integration without any good group, a non-zero finite
+    ZEROFRAME replaces group 0 (flags cleared). Returns (y32, gdq, is_zf (nints, P) bool or None);
+    copies only when a value is replaced."""
+    if zf is None or suppress:
+        return y32, gdq, None
+    is_zf = (np.count_nonzero(gdq == 0, axis=1) == 0) & (zf != 0) & np.isfinite(zf)
+    if is_zf.any():
+        y32, gdq = y32.copy(), gdq.copy()
+        y32[:, 0] = np.where(is_zf, zf, y32[:, 0])
+        gdq[:, 0] = np.where(is_zf, np.uint8(0), gdq[:, 0])
+    return y32, gdq, is_zf
+
+
+@dataclasses.dataclass
+class _GroupCounts:
+    """Per-integration facts of a block's ramps (nints, P), filled for the flagged columns only.
+
+    fl: flagged columns (any GROUPDQ flag or non-finite data, or every column below 3 groups);
+    y_fl: their float64 ramp (nints, ngroups, len(fl)) with SATURATED groups NaN.
+    """
+
+    fl: np.ndarray
+    y_fl: np.ndarray
+    cnt_sat: np.ndarray
+    cnt_dnu_sat: np.ndarray
+    is0th: np.ndarray
+    any_jump: np.ndarray
+    any_pers: np.ndarray
+    sat0: np.ndarray
+
+
+def _group_counts(y32, gdq, orig_gdq, is_zf):
+    """:class:`_GroupCounts` of a block. Pixels without any GROUPDQ flag and with finite data
+    (the common case) need no per-group bookkeeping: one segment per ramp."""
+    nints, ngroups, npix = y32.shape
+    # A sum that is not finite: some value is not (or, harmlessly, the sum overflows).
+    flagged = ((np.bitwise_or.reduce(gdq, axis=(0, 1)) != 0)
+               | ~np.isfinite(np.add.reduce(y32, axis=(0, 1))))
+    if ngroups < 3:
+        flagged[:] = True
+    fl = np.flatnonzero(flagged)
+    c = _GroupCounts(fl, None, *(np.zeros((nints, npix), t) for t in (np.intp, np.intp, bool, bool,
+                                                                       bool, bool)))
+    if fl.size:
+        gdq_fl = gdq[:, :, fl]
+        orig_fl = orig_gdq[:, :, fl]
+        sat = (gdq_fl & np.uint8(_SAT)) != 0
+        c.y_fl = y32[:, :, fl].astype(np.float64)
+        c.y_fl[sat] = np.nan
+        c.cnt_sat[:, fl] = np.count_nonzero(sat, axis=1)
+        c.cnt_dnu_sat[:, fl] = np.count_nonzero((gdq_fl & np.uint8(_DNU | _SAT)) != 0, axis=1)
+        good0 = gdq_fl == 0
+        c.is0th[:, fl] = (np.count_nonzero(good0, axis=1) == 1) & good0[:, 0]
+        c.any_jump[:, fl] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
+        c.any_pers[:, fl] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
+        c.sat0[:, fl] = sat[:, 0]
+    if is_zf is not None:
+        c.is0th &= ~is_zf
+    return c
+
+
+def _block_dq(pdq, c, ngroups):
+    """(rateints DQ (nints, P), rate DQ (P,)) uint32 from the pixel DQ and the group counts,
+    before the saturation and DO_NOT_USE summaries of :func:`_products`."""
+    nints = c.any_jump.shape[0]
+    dq_i = np.broadcast_to(pdq, (nints, pdq.size)).copy()
+    dq_i[c.any_jump] |= np.uint32(_JUMP)
+    dq_i[c.any_pers] |= np.uint32(_PERS)
+    dq_r = pdq.copy()
+    dq_r[c.any_jump.any(axis=0)] |= np.uint32(_JUMP)
+    dq_r[c.any_pers.any(axis=0)] |= np.uint32(_PERS)
+    dq_i[c.sat0] |= np.uint32(_DNU | _SAT)
+    none_usable = c.cnt_dnu_sat == ngroups
+    dq_i[none_usable] |= np.uint32(_DNU)
+    dq_i[none_usable & (c.cnt_sat == ngroups)] |= np.uint32(_SAT)
+    return dq_i, dq_r
+
+
+def _block_median_rate(y32, gdq, c, T, one_group_time, suppress, is_zf, tf):
+    """The median rate mr (P,) of every pixel of a block: closed form for the unflagged ones,
+    :func:`_median_rate` for the flagged columns."""
+    npix = y32.shape[2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if c.fl.size == npix:
+            return _median_rate(c.y_fl, gdq, T, one_group_time, c.is0th, suppress, is_zf, tf)
+        mr = _median_rate_clean(y32, T)     # every pixel; the flagged ones are redone
+        if c.fl.size:
+            mr[c.fl] = _median_rate(c.y_fl, gdq[:, :, c.fl], T, one_group_time, c.is0th[:, c.fl],
+                                    suppress, None if is_zf is None else is_zf[:, c.fl], tf)
+    return mr
+
+
+def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, sums):
+    """Integration sums (sum_r, sum_p, sum_e, sum_num; (nints, P) float64, filled in place) of
+    full-ramp segments of n = ngroups >= 3 groups, for every pixel (the caller redoes the flagged).
+
+    Closed-form weighted slopes (coefficients per weight exponent, the most common exponent with
+    scalar coefficients); they differ from stcal's weighted sums by rounding only. Where that
+    rounding could change a float32 output (the float64 value lies within an error bound of a
+    float32 rounding boundary) and for the few ramps of other exponents, the slope is redone with
+    stcal's arithmetic.
+    """
+    ngroups = y32.shape[1]
+    sum_r, sum_p, sum_e, sum_num = sums
+    pidx = _power_index(_snr(y32[:, -1].astype(np.float64) - y32[:, 0], rn, g))
+    p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
+    slope = np.matmul(weight_table(ngroups)[p0], y32)   # float64 sums of float32 data, any order
+    slope /= T
+    redo = pidx != p0
+    redo |= _near_float32_boundary(slope, y32, ngroups, p0, T)
+    oi, op = np.nonzero(redo)
+    if oi.size:
+        slope[oi, op] = _stcal_slopes(
+            y32[oi, :, op].astype(np.float64), np.zeros(oi.size, np.int64),
+            np.full(oi.size, ngroups), pidx[oi, op], 1.0 / (rn[op] * rn[op]), T, ngroups)
+    var_p = _var_poisson(mr, dc, T * g * (ngroups - 1.0))
+    var_r = _var_rnoise(rn, T, float(ngroups), g)
+    var_r = np.where(bad_gain, 0.0, var_r)
+    sum_r[:] = 1.0 / var_r
+    sum_p[:] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
+    sum_e[:] = 1.0 / (var_p + var_r)
+    sum_num[:] = slope / var_r
+
+
+def _products(sums, dq_i, dq_r, cnt_sat):
+    """rate and rateints dicts (float32 SCI, ERR, VAR_POISSON, VAR_RNOISE; uint32 DQ) from the
+    integration sums (stcal JP-4318 combination; exposure sums in integration order)."""
+    sum_r, sum_p, sum_e, sum_num = sums
+    nints, npix = sum_r.shape
+    # Integration level.
+    vp_i = np.where(sum_p > 0.0, 1.0 / sum_p, 0.0)
+    vp_i[vp_i >= LARGE_VARIANCE] = 0.0
+    vr_i = 1.0 / sum_r
+    vr_i[vr_i >= LARGE_VARIANCE] = 0.0
+    ve_i = 1.0 / sum_e
+    slope_i = sum_num * vr_i
+    err_i = np.where(ve_i > LARGE_VARIANCE, 0.0, np.sqrt(ve_i))
+    invalid_i = (dq_i & _INVALID) != 0
+    slope_i[invalid_i] = np.nan
+    vp_i[invalid_i] = vr_i[invalid_i] = err_i[invalid_i] = 0.0
+    dnu_cnt = np.count_nonzero((dq_i & np.uint32(_DNU)) != 0, axis=0)
+    sat_cnt = np.count_nonzero((dq_i & np.uint32(_SAT)) != 0, axis=0)
+    partial_sat = cnt_sat > 0
+    dq_i[partial_sat] |= np.uint32(_SAT)
+
+    # Exposure level: sums over integrations, in integration order.
+    acc_p = np.zeros(npix)
+    acc_r = np.zeros(npix)
+    acc_num = np.zeros(npix)
+    for i in range(nints):
+        acc_p += np.where(sum_p[i] > 0.0, sum_p[i], 0.0)
+        acc_r += sum_r[i]
+        acc_num += sum_num[i]
+    dq_r[dnu_cnt == nints] |= np.uint32(_DNU)
+    dq_r[sat_cnt == nints] |= np.uint32(_SAT)
+    vp = np.where(acc_p > 0.0, 1.0 / acc_p, acc_p)
+    vp[(vp >= LARGE_VARIANCE) | (vp < 0.0)] = 0.0
+    vr = np.where(acc_r > 0.0, 1.0 / acc_r, acc_r)
+    vr[vr >= LARGE_VARIANCE] = 0.0
+    err = np.sqrt(vp + vr)
+    invalid = (dq_r & _INVALID) != 0
+    slope = acc_num * vr
+    slope[invalid] = np.nan
+    vp[invalid] = vr[invalid] = err[invalid] = 0.0
+    dq_r[partial_sat.any(axis=0)] |= np.uint32(_SAT)
+
+    f32 = np.float32
+    rate = {"sci": slope.astype(f32), "err": err.astype(f32), "dq": dq_r,
+            "var_poisson": vp.astype(f32), "var_rnoise": vr.astype(f32)}
+    rateints = {"sci": slope_i.astype(f32), "err": err_i.astype(f32), "dq": dq_i,
+                "var_poisson": vp_i.astype(f32), "var_rnoise": vr_i.astype(f32)}
+    return rate, rateints
+
+
 def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, tf=None):
     """Fit the ramps of one block of pixels.
 
@@ -332,153 +509,25 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     """
     nints, ngroups, npix = y32.shape
     orig_gdq = gdq
-    is_zf = None
-    if zf is not None and not suppress:
-        # stcal get_pixel_ramp: no good group and a non-zero ZEROFRAME -> it replaces group 0
-        is_zf = (np.count_nonzero(gdq == 0, axis=1) == 0) & (zf != 0) & np.isfinite(zf)
-        if is_zf.any():
-            y32, gdq = y32.copy(), gdq.copy()
-            y32[:, 0] = np.where(is_zf, zf, y32[:, 0])
-            gdq[:, 0] = np.where(is_zf, np.uint8(0), gdq[:, 0])
+    y32, gdq, is_zf = _substitute_zeroframe(y32, gdq, zf, suppress)
     bad_gain = ~(g > 0.0)
     pdq = pdq | np.where(bad_gain, np.uint32(_DNU | dqflags.NO_GAIN_VALUE), np.uint32(0))
+    c = _group_counts(y32, gdq, orig_gdq, is_zf)
+    dq_i, dq_r = _block_dq(pdq, c, ngroups)
+    mr = _block_median_rate(y32, gdq, c, T, one_group_time, suppress, is_zf, tf)
 
-    # Pixels without any GROUPDQ flag and with finite data (the common case) need no per-group
-    # bookkeeping: one segment per ramp, the fast path below. The per-group counts and the
-    # float64 ramp with SATURATED groups as NaN are made for the flagged columns only.
-    flagged = np.any(gdq != 0, axis=(0, 1)) | ~np.all(np.isfinite(y32), axis=(0, 1))
-    if ngroups < 3:
-        flagged[:] = True
-    fl = np.flatnonzero(flagged)
-    cnt_sat = np.zeros((nints, npix), np.intp)
-    cnt_dnu_sat = np.zeros((nints, npix), np.intp)
-    is0th = np.zeros((nints, npix), bool)
-    any_jump = np.zeros((nints, npix), bool)
-    any_pers = np.zeros((nints, npix), bool)
-    sat0 = np.zeros((nints, npix), bool)
-    y_fl = None
-    if fl.size:
-        gdq_fl = gdq[:, :, fl]
-        orig_fl = orig_gdq[:, :, fl]
-        sat = (gdq_fl & np.uint8(_SAT)) != 0
-        y_fl = y32[:, :, fl].astype(np.float64)
-        y_fl[sat] = np.nan
-        cnt_sat[:, fl] = np.count_nonzero(sat, axis=1)
-        cnt_dnu_sat[:, fl] = np.count_nonzero((gdq_fl & np.uint8(_DNU | _SAT)) != 0, axis=1)
-        good0 = gdq_fl == 0
-        is0th[:, fl] = (np.count_nonzero(good0, axis=1) == 1) & good0[:, 0]
-        any_jump[:, fl] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
-        any_pers[:, fl] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
-        sat0[:, fl] = sat[:, 0]
-    if is_zf is not None:
-        is0th &= ~is_zf
-
-    dq_i = np.broadcast_to(pdq, (nints, npix)).copy()
-    dq_i[any_jump] |= np.uint32(_JUMP)
-    dq_i[any_pers] |= np.uint32(_PERS)
-    dq_r = pdq.copy()
-    dq_r[any_jump.any(axis=0)] |= np.uint32(_JUMP)
-    dq_r[any_pers.any(axis=0)] |= np.uint32(_PERS)
-    dq_i[sat0] |= np.uint32(_DNU | _SAT)
-    none_usable = cnt_dnu_sat == ngroups
-    dq_i[none_usable] |= np.uint32(_DNU)
-    dq_i[none_usable & (cnt_sat == ngroups)] |= np.uint32(_SAT)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if fl.size == npix:
-            mr = _median_rate(y_fl, gdq, T, one_group_time, is0th, suppress, is_zf, tf)
-        else:
-            mr = _median_rate_clean(y32, T)     # every pixel; the flagged ones are redone
-            if fl.size:
-                mr[fl] = _median_rate(y_fl, gdq[:, :, fl], T, one_group_time,
-                                      is0th[:, fl], suppress,
-                                      None if is_zf is None else is_zf[:, fl], tf)
-
-    sum_r = np.zeros((nints, npix))
-    sum_p = np.zeros((nints, npix))
-    sum_e = np.zeros((nints, npix))
-    sum_num = np.zeros((nints, npix))
-
+    sums = tuple(np.zeros((nints, npix)) for _ in range(4))     # sum_r, sum_p, sum_e, sum_num
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if ngroups >= 3 and not flagged.all():
-            # Closed-form weighted slopes (coefficients per weight exponent, the most common
-            # exponent with scalar coefficients); they differ from stcal's weighted sums by
-            # rounding only. Where that rounding could change a float32 output (the float64
-            # value lies within an error bound of a float32 rounding boundary) and for the few
-            # ramps of other exponents, the slope is redone with stcal's arithmetic.
-            pidx = _power_index(_snr(y32[:, -1].astype(np.float64) - y32[:, 0], rn, g))
-            p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
-            table = weight_table(ngroups)
-            slope = np.zeros((nints, npix))
-            for k in range(ngroups):
-                slope += table[p0, k] * y32[:, k]     # float32 data times float64 coefficients
-            slope /= T
-            redo = pidx != p0
-            redo |= _near_float32_boundary(slope, y32, ngroups, p0, T)
-            oi, op = np.nonzero(redo)
-            if oi.size:
-                slope[oi, op] = _stcal_slopes(
-                    y32[oi, :, op].astype(np.float64), np.zeros(oi.size, np.int64),
-                    np.full(oi.size, ngroups), pidx[oi, op], 1.0 / (rn[op] * rn[op]), T,
-                    ngroups)
-            var_p = _var_poisson(mr, dc, T * g * (ngroups - 1.0))
-            var_r = _var_rnoise(rn, T, float(ngroups), g)
-            var_r = np.where(bad_gain, 0.0, var_r)
-            sum_r[:] = 1.0 / var_r
-            sum_p[:] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
-            sum_e[:] = 1.0 / (var_p + var_r)
-            sum_num[:] = slope / var_r
-        cols = fl
+        if ngroups >= 3 and c.fl.size < npix:
+            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, sums)
+        cols = c.fl
         if cols.size:
-            sum_r[:, cols] = sum_p[:, cols] = sum_e[:, cols] = sum_num[:, cols] = 0.0
-            _general(y_fl, gdq[:, :, cols], is0th[:, cols], mr[cols], g[cols], rn[cols],
-                     dc[cols], bad_gain[cols], T, one_group_time, suppress, cols,
-                     sum_r, sum_p, sum_e, sum_num,
+            for s in sums:
+                s[:, cols] = 0.0
+            _general(c.y_fl, gdq[:, :, cols], c.is0th[:, cols], mr[cols], g[cols], rn[cols],
+                     dc[cols], bad_gain[cols], T, one_group_time, suppress, cols, *sums,
                      None if is_zf is None else is_zf[:, cols], tf)
-
-        # Integration level.
-        vp_i = np.where(sum_p > 0.0, 1.0 / sum_p, 0.0)
-        vp_i[vp_i >= LARGE_VARIANCE] = 0.0
-        vr_i = 1.0 / sum_r
-        vr_i[vr_i >= LARGE_VARIANCE] = 0.0
-        ve_i = 1.0 / sum_e
-        slope_i = sum_num * vr_i
-        err_i = np.where(ve_i > LARGE_VARIANCE, 0.0, np.sqrt(ve_i))
-        invalid_i = (dq_i & _INVALID) != 0
-        slope_i[invalid_i] = np.nan
-        vp_i[invalid_i] = vr_i[invalid_i] = err_i[invalid_i] = 0.0
-        dnu_cnt = np.count_nonzero((dq_i & np.uint32(_DNU)) != 0, axis=0)
-        sat_cnt = np.count_nonzero((dq_i & np.uint32(_SAT)) != 0, axis=0)
-        partial_sat = cnt_sat > 0
-        dq_i[partial_sat] |= np.uint32(_SAT)
-
-        # Exposure level: sums over integrations, in integration order.
-        acc_p = np.zeros(npix)
-        acc_r = np.zeros(npix)
-        acc_num = np.zeros(npix)
-        for i in range(nints):
-            acc_p += np.where(sum_p[i] > 0.0, sum_p[i], 0.0)
-            acc_r += sum_r[i]
-            acc_num += sum_num[i]
-        dq_r[dnu_cnt == nints] |= np.uint32(_DNU)
-        dq_r[sat_cnt == nints] |= np.uint32(_SAT)
-        vp = np.where(acc_p > 0.0, 1.0 / acc_p, acc_p)
-        vp[(vp >= LARGE_VARIANCE) | (vp < 0.0)] = 0.0
-        vr = np.where(acc_r > 0.0, 1.0 / acc_r, acc_r)
-        vr[vr >= LARGE_VARIANCE] = 0.0
-        err = np.sqrt(vp + vr)
-        invalid = (dq_r & _INVALID) != 0
-        slope = acc_num * vr
-        slope[invalid] = np.nan
-        vp[invalid] = vr[invalid] = err[invalid] = 0.0
-        dq_r[partial_sat.any(axis=0)] |= np.uint32(_SAT)
-
-    f32 = np.float32
-    rate = {"sci": slope.astype(f32), "err": err.astype(f32), "dq": dq_r,
-            "var_poisson": vp.astype(f32), "var_rnoise": vr.astype(f32)}
-    rateints = {"sci": slope_i.astype(f32), "err": err_i.astype(f32), "dq": dq_i,
-                "var_poisson": vp_i.astype(f32), "var_rnoise": vr_i.astype(f32)}
-    return rate, rateints
+        return _products(sums, dq_i, dq_r, c.cnt_sat)
 
 
 def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress, cols,
@@ -603,7 +652,7 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     data, gain, readnoise = check_ramp_inputs(data, groupdq, gain, readnoise)
     nints, ngroups, ny, nx = data.shape
     if average_dark_current is None:
-        average_dark_current = np.zeros((ny, nx), np.float32)
+        average_dark_current = np.broadcast_to(np.float32(0.0), (ny, nx))   # no frame of zeros
     dark = np.asarray(average_dark_current, dtype=np.float32)
     check_frame_shapes(ny, nx, (("pixeldq", pixeldq), ("gain", gain), ("readnoise", readnoise),
                                 ("average_dark_current", dark)))
