@@ -34,7 +34,7 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.utils.exceptions import AstropyUserWarning
 
-from . import __version__, dqflags, keywords
+from . import __version__, dqflags, keywords, multiaccum
 from .errors import InputError
 from .geometry import Geometry
 
@@ -164,7 +164,7 @@ def _check_ramp_shape(path, data, header, step):
         raise InputError(path, f"NFRAMES={meta['NFRAMES']} / GROUPGAP={meta['GROUPGAP']} are not valid")
     tframe, tgroup = keywords.optional(header, "TFRAME"), keywords.optional(header, "TGROUP")
     if tframe and tgroup:
-        expect = (meta["NFRAMES"] + meta["GROUPGAP"]) * tframe
+        expect = multiaccum.group_time(tframe, meta["NFRAMES"], meta["GROUPGAP"])
         if abs(tgroup - expect) > 1e-3 * expect:
             raise InputError(path, f"TGROUP={tgroup} s is inconsistent with (NFRAMES+GROUPGAP)*TFRAME="
                                    f"{expect:.6g} s")

@@ -42,6 +42,7 @@ from astropy.io import fits
 from . import io, keywords
 from .errors import InputError
 from .geometry import MIRI_NOUTPUTS, Geometry
+from .multiaccum import frames_per_integration
 from . import inventory as _inventory
 
 #: Fewest groups per integration the workflow's products can be made from: the jump step needs
@@ -247,7 +248,7 @@ def _dark_problems(header, shape, rows):
     ndark = shape[-3]
     for _, row in rows.drop_duplicates("group").iterrows():
         if (nframes, groupgap) == (1, 0):     # averaged into the science readout, as jwst does
-            need = (row["NGROUPS"] - 1) * (row["NFRAMES"] + row["GROUPGAP"]) + row["NFRAMES"]
+            need = frames_per_integration(row["NGROUPS"], row["NFRAMES"], row["GROUPGAP"])
         else:
             need = row["NGROUPS"]
         if ndark < need:

@@ -26,8 +26,16 @@ STATISTICS = ("MAD_TO_SIGMA", "mad_sigma", "mad_sigma_along", "clipped_sigma", "
               "ClippedStats", "clipped_mean_std_images", "truncated_normal_std", "clip_bias_factor",
               "median_variance", "chi2_median_factor", "PixelMoments", "robust_sigma")
 
+#: Shared helpers and conventions, each defined in one module only.
+ONE_PLACE = {"tables.py": ("write_tsv", "write_json", "read_json", "records", "jsonable"),
+             "inventory.py": ("check_one_group", "check_same_group", "group_values", "group_name"),
+             "plots.py": ("save_figure",),
+             "multiaccum.py": ("frames_per_integration", "readout_frames", "group_frames", "group_time"),
+             "analysis/common.py": ("amplifier_gains", "output_gains", "read_gain", "mean_gain",
+                                    "dead_outputs", "good_pixels", "amplifier_labels")}
+
 #: Core modules (the lowest floor): no module-level import of a higher floor.
-CORE = ("dqflags", "errors", "keywords", "geometry", "io", "tables", "noise_conventions")
+CORE = ("dqflags", "errors", "keywords", "geometry", "io", "tables", "noise_conventions", "multiaccum")
 HIGHER = ("steps", "analysis", "reffiles", "runner", "pipeline", "simulate", "ccd", "inventory",
           "validate", "plots", "demo")
 
@@ -53,6 +61,16 @@ def test_each_robust_statistic_is_defined_once_in_the_robust_module():
                 where.setdefault(name, []).append(rel)
     assert {n: w for n, w in where.items() if w != ["analysis/robust.py"]} == {}
     assert "robust_sigma" not in where          # the old name meant two different statistics
+
+
+def test_shared_helpers_and_readout_conventions_are_defined_once():
+    where = {}
+    for rel, tree in _modules():
+        for name in _top_level_names(tree):
+            for home, names in ONE_PLACE.items():
+                if name in names:
+                    where.setdefault(name, (home, []))[1].append(rel)
+    assert {n: w for n, (home, w) in where.items() if w != [home]} == {}
 
 
 def test_no_hard_coded_mad_constant_outside_the_robust_module():

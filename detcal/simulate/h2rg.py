@@ -31,9 +31,10 @@ from astropy.time import Time
 
 from .. import geometry, io
 from ..geometry import NREF
+from ..multiaccum import frames_per_integration, group_frames, group_time
 from . import noise
 from .detector import ADC_MAX, DetectorBase
-from .params import detector_key, exposure_name, frames_per_integration, normalize_spec, pattern
+from .params import detector_key, exposure_name, normalize_spec, pattern
 
 # component numbers of the random streams (never renumber: it changes every simulated file)
 _BIAS, _DARK, _POP, _RN, _WELL, _NL = range(6)
@@ -344,16 +345,11 @@ def make_detector(spec, seed=0):
 # ----------------------------------------------------------------------------------------------
 # Readout
 # ----------------------------------------------------------------------------------------------
-def group_frames(ngroups, nframes, groupgap):
-    """Frame indices (0-based from reset) averaged into each group: list of ngroups lists."""
-    return [[g * (nframes + groupgap) + k for k in range(nframes)] for g in range(ngroups)]
-
-
 def exposure_header(det, readpatt, ngroups, nints, expstart, exposure, seed, index):
     """Complete level-1b primary header of a simulated dark exposure."""
     nframes, groupgap = pattern(readpatt)
     tframe = det.tframe
-    tgroup = (nframes + groupgap) * tframe
+    tgroup = group_time(tframe, nframes, groupgap)
     ntot = frames_per_integration(ngroups, nframes, groupgap)
     duration = nints * (ntot + 1) * tframe           # one reset frame before every integration
     h = det.base_header()

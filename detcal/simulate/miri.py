@@ -50,10 +50,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS
+from ..multiaccum import frames_per_integration, group_frames
 from . import h2rg
 from .detector import ADC_MAX, DetectorBase
 from .h2rg import seeded_rng
-from .params import MIRI_READ_PATTERNS, detector_key, frames_per_integration, normalize_spec, pattern
+from .params import MIRI_READ_PATTERNS, detector_key, normalize_spec, pattern
 
 #: Reference files a MIRI set has (config keys of detcal.io.REFTYPES): no superbias.
 REFERENCE_KEYS = ("mask", "saturation", "reset", "linearity", "rscd", "dark", "gain", "readnoise")
@@ -295,10 +296,10 @@ def reset_cube(det, ngroups, nints=None):
     nints = det.spec["nints"] if nints is None else int(nints)
     nframes, groupgap = det.spec["nframes"], det.spec["groupgap"]
     out = np.empty((nints, ngroups) + det.shape, np.float32)
+    frames = group_frames(ngroups, nframes, groupgap)
     for i in range(nints):
         for g in range(ngroups):
-            first = g * (nframes + groupgap)
-            out[i, g] = sum(det.reset_anomaly(i, f) for f in range(first, first + nframes)) / nframes
+            out[i, g] = sum(det.reset_anomaly(i, f) for f in frames[g]) / nframes
     return out
 
 

@@ -12,6 +12,7 @@ parameters :data:`MIRI_PARAMETERS`).
 import zlib
 
 from ..geometry import MIRI_REF_COLUMNS, family
+from ..multiaccum import frames_per_integration  # noqa: F401  (simulate API; defined there)
 
 #: Readout patterns: READPATT -> (NFRAMES, GROUPGAP). The one definition in detcal.
 #: NIRCam from JDox "NIRCam Detector Readout Patterns"; NIRISS NISRAPID/NIS (no dropped frames).
@@ -306,11 +307,6 @@ def pattern(readpatt):
         return READ_PATTERNS[str(readpatt).upper()]
     except KeyError:
         raise ValueError(f"unknown readout pattern {readpatt!r}; known: {sorted(READ_PATTERNS)}") from None
-
-
-def frames_per_integration(ngroups, nframes, groupgap):
-    """Frames read or skipped from reset to the last read: NGROUPS*NFRAMES + (NGROUPS-1)*GROUPGAP."""
-    return ngroups * nframes + (ngroups - 1) * groupgap
 
 
 def resolve_params(preset, overrides=None):

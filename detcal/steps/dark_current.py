@@ -46,6 +46,7 @@ from astropy.io import fits
 from .. import keywords
 from ..errors import InputError
 from ..io import LazyArray, Reference, block_size
+from ..multiaccum import frames_per_integration
 from .descriptor import Param, Product, Step
 
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
@@ -71,11 +72,6 @@ LAZY_REFERENCES = ("dark",)
 AVDRKCUR = "AVDRKCUR"
 
 log = logging.getLogger("detcal.dark_current")
-
-
-def readout_frames(ngroups, nframes, groupgap):
-    """Frames spanned by a readout: ``ngroups*nframes + (ngroups-1)*groupgap``."""
-    return ngroups * nframes + (ngroups - 1) * groupgap
 
 
 def extrapolate_dark(dark, ngroups):
@@ -138,8 +134,8 @@ def _prepare_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap,
     if dark.ndim not in (3, 4):
         raise InputError(dark_name, f"dark SCI must be 3-D or 4-D, got shape {dark.shape}")
     nd = dark.shape[-3]
-    needed = readout_frames(ngroups, nframes, groupgap)
-    have = readout_frames(nd, dark_nframes, dark_groupgap)
+    needed = frames_per_integration(ngroups, nframes, groupgap)
+    have = frames_per_integration(nd, dark_nframes, dark_groupgap)
     if (dark_nframes, dark_groupgap) == (nframes, groupgap):
         mode = "direct"
     elif (dark_nframes, dark_groupgap) == (1, 0):
