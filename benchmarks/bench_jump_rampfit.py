@@ -14,8 +14,10 @@ wall times of both steps, the time ratio, both peak memories and the agreement o
 
 ``--shapes`` prints one table row per shape as soon as it is measured: wall times of both steps,
 the speed-up in wall time and in CPU (process) time, peak memories and whether GROUPDQ and slopes
-are identical. stcal must be importable (``pip install -e '.[test]'``). Both run on one core
-(stcal ``max_cores='1'``; detcal is single-threaded; BLAS/OpenMP threads set to 1).
+are identical. stcal must be importable (``pip install -e '.[test]'``). By default both run on one
+core (stcal ``max_cores='1'``, detcal ``threads=1``; BLAS/OpenMP threads set to 1); ``--threads 2``
+gives stcal ``max_cores='2'`` (worker processes; their CPU time is added, their memory is not in
+the peak) and detcal ``threads=2`` (row blocks on two threads).
 """
 
 import argparse
@@ -95,24 +97,30 @@ def _maxrss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child_detcal(path):
+def _cpu_s():
+    """CPU time [s] of this process (all threads) and of its finished child processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def child_detcal(path, threads=1):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from detcal.steps.jump import detect_jumps
     from detcal.steps.ramp_fit import fit_ramps
     data, gdq, pdq, gain, rn = _load(path)
     base = _maxrss_mb()
-    t0, c0 = time.perf_counter(), time.process_time()
-    gdq, pdq, info = detect_jumps(data, gdq, pdq, gain, rn, 1, TFRAME)
-    t1, c1 = time.perf_counter(), time.process_time()
-    rate, _ = fit_ramps(data, gdq, pdq, gain, rn, TFRAME, TFRAME, 1, 0)
-    t2, c2 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    gdq, pdq, info = detect_jumps(data, gdq, pdq, gain, rn, 1, TFRAME, threads=threads)
+    t1 = time.perf_counter()
+    rate, _ = fit_ramps(data, gdq, pdq, gain, rn, TFRAME, TFRAME, 1, 0, threads=threads)
+    t2, c2 = time.perf_counter(), _cpu_s()
     np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
     np.save(os.path.join(path, "detcal_slope.npy"), rate["sci"])
     return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
             "peak_mb": _maxrss_mb(), "n_primary": info["n_primary_crs"]}
 
 
-def child_stcal(path):
+def child_stcal(path, threads=1):
     import logging
     logging.disable(logging.INFO)
     from stcal.jump.jump import detect_jumps_data
@@ -123,13 +131,13 @@ def child_stcal(path):
     pix = dqflags.pixel
     data, gdq, pdq, gain, rn = _load(path)
     base = _maxrss_mb()
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu_s()
     jd = JumpData(gain2d=gain, rnoise2d=rn, dqflags=pix)
     jd.init_arrays_from_arrays(data, gdq, pdq)
     jd.nframes = 1
     jd.dt_group = np.ones(1)
     jd.n_reads_groupdiff = np.ones(1) * 2
-    jd.max_cores = "1"
+    jd.max_cores = str(threads)
     gdq, pdq, n_primary, _ = detect_jumps_data(jd)
     t1 = time.perf_counter()
     ny, nx = pdq.shape
@@ -141,17 +149,18 @@ def child_stcal(path):
     rd.set_dqflags(pix)
     rd.suppress_one_group_ramps = True
     rd.start_row, rd.num_rows = 0, ny
-    image_info, _, _ = ramp_fit_data(rd, False, rn.copy(), gain, "OLS_C", "optimal", "1")
-    t2, c2 = time.perf_counter(), time.process_time()
+    image_info, _, _ = ramp_fit_data(rd, False, rn.copy(), gain, "OLS_C", "optimal", str(threads))
+    t2, c2 = time.perf_counter(), _cpu_s()
     np.save(os.path.join(path, "stcal_gdq.npy"), gdq)
     np.save(os.path.join(path, "stcal_slope.npy"), image_info["slope"])
     return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
             "peak_mb": _maxrss_mb(), "n_primary": int(n_primary)}
 
 
-def run_child(which, path):
+def run_child(which, path, threads=1):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", which, path],
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", which, path,
+                          str(threads)],
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -167,14 +176,15 @@ def parse_shapes(text):
     return shapes
 
 
-def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat):
+def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat, threads=1):
     """Simulate one ramp, run both implementations (stcal once, detcal ``repeat`` times, best
-    kept), compare the results; returns a dict of the row's numbers."""
+    kept; ``threads``: stcal max_cores and detcal threads), compare the results; returns a dict
+    of the row's numbers."""
     with tempfile.TemporaryDirectory(dir=workdir) as path:
         simulate(path, nints, ngroups, size, size, ncr, seed)
         load = os.getloadavg()[0]
-        res = {"stcal": run_child("stcal", path)}
-        runs = [run_child("detcal", path) for _ in range(repeat)]
+        res = {"stcal": run_child("stcal", path, threads)}
+        runs = [run_child("detcal", path, threads) for _ in range(repeat)]
         res["detcal"] = min(runs, key=lambda r: r["jump_s"] + r["ramp_fit_s"])
         g_d = np.load(os.path.join(path, "detcal_gdq.npy"))
         g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
@@ -183,14 +193,15 @@ def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat):
     same_slope = np.array_equal(s_d, s_s, equal_nan=True)
     both = np.isfinite(s_d) & np.isfinite(s_s)
     rel = np.abs(s_d[both] - s_s[both]) / np.maximum(np.abs(s_s[both]), 1e-6)
-    return {"shape": (nints, ngroups, size), "res": res, "load": (load + os.getloadavg()[0]) / 2,
+    return {"shape": (nints, ngroups, size), "threads": threads, "res": res,
+            "load": (load + os.getloadavg()[0]) / 2,
             "ramp_mb": nints * ngroups * size * size * 4 / 2**20,
             "gdq_differ": int(np.count_nonzero(g_d != g_s)), "same_slope": same_slope,
             "nan_mismatch": int(np.count_nonzero(np.isnan(s_d) != np.isnan(s_s))),
             "max_rel": float(rel.max()) if rel.size else 0.0}
 
 
-ROW_HEADER = (f"{'nints x ngroups x ny x nx':>26s} {'ramp [MB]':>9s} {'load':>5s} "
+ROW_HEADER = (f"{'nints x ngroups x ny x nx':>26s} {'cores':>5s} {'ramp [MB]':>9s} {'load':>5s} "
               f"{'stcal jump/fit/total [s]':>25s} {'detcal jump/fit/total [s]':>26s} "
               f"{'speed-up wall':>13s} {'speed-up CPU':>12s} {'stcal peak [MB]':>15s} "
               f"{'detcal peak [MB]':>16s} {'detcal peak/ramp':>16s} {'identical':>9s}")
@@ -202,7 +213,7 @@ def format_row(r):
     tot = {w: r["res"][w]["jump_s"] + r["res"][w]["ramp_fit_s"] for w in ("stcal", "detcal")}
     same = "yes" if (r["gdq_differ"] == 0 and r["same_slope"]) else (
         f"no: {r['gdq_differ']} GROUPDQ, {r['nan_mismatch']} NaN, max rel {r['max_rel']:.1e}")
-    return (f"{f'{n} x {g} x {size} x {size}':>26s} {r['ramp_mb']:9.0f} {r['load']:5.1f} "
+    return (f"{f'{n} x {g} x {size} x {size}':>26s} {r['threads']:5d} {r['ramp_mb']:9.0f} {r['load']:5.1f} "
             f"{st['jump_s']:7.2f} {st['ramp_fit_s']:7.2f} {tot['stcal']:8.2f}  "
             f"{dc['jump_s']:7.2f} {dc['ramp_fit_s']:7.2f} {tot['detcal']:8.2f}  "
             f"{tot['stcal'] / tot['detcal']:12.1f}x {st['cpu_s'] / dc['cpu_s']:11.1f}x "
@@ -222,26 +233,31 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1,
                     help="detcal runs per shape (the fastest is kept; stcal runs once)")
     ap.add_argument("--ncr", type=int, default=None, help="cosmic rays (default 3000 per 2048^2)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="cores for both: stcal max_cores, detcal threads (default 1)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
-    ap.add_argument("--child", nargs=2, metavar=("WHICH", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=3, metavar=("WHICH", "PATH", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:
         _reset_peak()
-        which, path = args.child
-        result = child_detcal(path) if which == "detcal" else child_stcal(path)
+        which, path, threads = args.child
+        child = child_detcal if which == "detcal" else child_stcal
+        result = child(path, int(threads))
         print(json.dumps(result))
         return 0
 
     if args.shapes:
         print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}; "
-              f"speed-up = stcal time / detcal time (wall: jump + ramp_fit; CPU: process time); "
+              f"speed-up = stcal time / detcal time (wall: jump + ramp_fit; CPU: process and "
+              f"child-process time); "
               f"peak = VmHWM of the run's own process, inputs included", flush=True)
         print(ROW_HEADER, flush=True)
         for nints, ngroups, size in args.shapes:
             ncr = args.ncr if args.ncr is not None else int(3000 * size ** 2 / 2048 ** 2)
-            r = run_shape(nints, ngroups, size, ncr, args.seed, args.workdir, args.repeat)
+            r = run_shape(nints, ngroups, size, ncr, args.seed, args.workdir, args.repeat,
+                          args.threads)
             print(format_row(r), flush=True)
         return 0
 
@@ -253,7 +269,7 @@ def main(argv=None):
               f"{ncr} cosmic rays in {time.perf_counter() - t:.1f} s")
         res = {}
         for which in ("stcal", "detcal"):
-            res[which] = run_child(which, path)
+            res[which] = run_child(which, path, args.threads)
         g_d = np.load(os.path.join(path, "detcal_gdq.npy"))
         g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
         s_d = np.load(os.path.join(path, "detcal_slope.npy"))

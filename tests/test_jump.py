@@ -12,7 +12,7 @@ from astropy.io import fits
 
 from detcal import dqflags
 from detcal.io import Ramp, Reference
-from detcal.steps import jump
+from detcal.steps import jump, median
 from detcal.steps.jump import detect_jumps, signed_median
 from detcal.steps.median import sort_columns
 
@@ -200,16 +200,55 @@ def test_primary_cosmic_ray_rate_is_per_thousand_pixels_per_second():
 
 def test_sort_columns_and_signed_median_match_numpy():
     rng = np.random.default_rng(0)
-    for n in (1, 2, 3, 9, 17, 40):
+    for n in (1, 2, 3, 9, 17, 32, 33, 40, 99):
         x = rng.normal(size=(n, 50)).astype(np.float32)
         x[rng.random(x.shape) < 0.2] = np.nan
         x[:, 0] = np.nan
+        x[:, 1] = np.round(x[:, 1])                        # ties
         ref = np.sort(x, axis=0)
         np.testing.assert_array_equal(sort_columns(x), np.where(np.isnan(ref), np.inf, ref))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             expect = np.nanmedian(x.astype(np.float64), axis=0)
         np.testing.assert_array_equal(signed_median(x.reshape(1, n, 50)), expect)
+        np.testing.assert_array_equal(median.nanmedian_columns(x), expect)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 10, 31, 32, 33, 39, 99])
+def test_median_columns_and_tiled_transpose_match_numpy(n):
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 3001)).cumsum(axis=0)          # float64, no NaN, not a tile multiple
+    x[:, :7] = np.round(x[:, :7])                          # ties
+    np.testing.assert_array_equal(median.median_columns(x), np.median(x, axis=0))
+    np.testing.assert_array_equal(median.transpose(x), x.T)
+    np.testing.assert_array_equal(median.transpose(x.astype(np.float32), dtype=np.float64),
+                                  x.astype(np.float32).T.astype(np.float64))
+
+
+def test_parameters_object_and_keywords_are_the_same_and_unknown_names_fail():
+    case = parity_case(1, 12, seed=5, ny=48, nx=48)
+    by_keyword = detect_jumps(*case, rejection_threshold=5.0, flag_4_neighbors=False)
+    by_object = detect_jumps(*case, parameters=jump.JumpParameters(rejection_threshold=5.0,
+                                                                    flag_4_neighbors=False))
+    default = detect_jumps(*case)
+    np.testing.assert_array_equal(by_keyword[0], by_object[0])
+    assert not np.array_equal(by_keyword[0], default[0])
+    with pytest.raises(TypeError, match="rejection_treshold"):
+        detect_jumps(*case, rejection_treshold=5.0)
+    with pytest.raises(TypeError, match="not both"):
+        detect_jumps(*case, parameters=jump.JumpParameters(), flag_4_neighbors=False)
+    assert jump.JumpParameters().rejection_threshold == jump.DEFAULTS["rejection_threshold"]
+
+
+@pytest.mark.parametrize("nints, ngroups", [(2, 10), (1, 14)])   # iterative, single pass
+def test_threads_and_block_size_do_not_change_the_flags(nints, ngroups):
+    case = parity_case(nints, ngroups, seed=40 + ngroups, ny=48, nx=48)
+    whole, _, info = detect_jumps(*case, memory_mb=100)
+    for params in ({"memory_mb": 1e-6, "threads": 2}, {"memory_mb": 0.05, "threads": 3}):
+        out, _, other = detect_jumps(*case, **params)
+        np.testing.assert_array_equal(out, whole)
+        assert other == info
+    assert info["n_jump_groups"] > info["n_primary_crs"] > 0     # neighbours across blocks
 
 
 def _ramp(data, gdq, pdq):

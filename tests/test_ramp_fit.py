@@ -170,7 +170,7 @@ def test_group_selectors_mark_outer_groups_do_not_use():
     assert rate["var_rnoise"][0, 0] == pytest.approx(hand_var_rnoise(5), rel=1e-6)
 
 
-def test_inputs_are_not_modified_and_blocks_do_not_matter():
+def test_inputs_are_not_modified_and_blocks_and_threads_do_not_matter():
     rng = np.random.default_rng(1)
     case = linear(2, 6, rate=3.0, ny=9, nx=7)
     case["data"] = case["data"] + rng.normal(0, 5, case["data"].shape).astype(np.float32)
@@ -178,11 +178,13 @@ def test_inputs_are_not_modified_and_blocks_do_not_matter():
     copies = {k: np.copy(v) for k, v in case.items() if isinstance(v, np.ndarray)}
     whole = fit_ramps(**case)
     one_row = fit_ramps(**case, memory_mb=1e-6)
+    two_threads = fit_ramps(**case, memory_mb=1e-6, threads=2)
     for k, v in copies.items():
         np.testing.assert_array_equal(case[k], v)
-    for a, b in zip(whole, one_row):
-        for key in a:
-            np.testing.assert_array_equal(a[key], b[key])
+    for other in (one_row, two_threads):
+        for a, b in zip(whole, other):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_run_uses_the_dark_current_stored_by_the_dark_step():
