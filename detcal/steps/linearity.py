@@ -178,7 +178,9 @@ def run(ramp, refs):
         log.info("linearity: ZEROFRAME linearised too (its 0 values kept)")
     nolin = (ramp.pixeldq & _NO_LIN) != 0
     added = int((nolin & ((before & _NO_LIN) == 0)).sum())
-    nsat = int(((ramp.groupdq & _SAT) != 0).sum())
+    plane = np.empty(ramp.data.shape[2:], np.uint8)        # counted plane by plane: no cube temporaries
+    nsat = sum(int(np.count_nonzero(np.bitwise_and(g, _SAT, out=plane)))
+               for g in ramp.groupdq.reshape((-1,) + plane.shape))
     log.info("linearity: %s, %d coefficients, %d pixels without correction (NO_LIN_CORR, %d new), "
              "%d saturated groups left unchanged", meta["DETECTOR"], coeffs.shape[0], int(nolin.sum()),
              added, nsat)
