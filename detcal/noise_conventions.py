@@ -27,12 +27,12 @@ The analyses own these conventions; the simulator imports them (never the revers
 
 import numpy as np
 
+from .multiaccum import PIXEL_TIME_S
+
 #: Frequency [Hz] at which the 1/f PSD level is reported.
 REF_FREQUENCY_HZ = 1.0
 #: Low end 1/T_ref of the band of the 1/f rms: T_ref [s] = one NIRCam full-frame time.
 REF_TIME_S = 10.73677
-#: Default pixel read time [s] (NIRCam/NIRISS 10 us).
-PIXEL_TIME_S = 10e-6
 
 
 def rms_band(pixel_time=PIXEL_TIME_S, ref_time=REF_TIME_S):

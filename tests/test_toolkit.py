@@ -30,7 +30,8 @@ STATISTICS = ("MAD_TO_SIGMA", "mad_sigma", "mad_sigma_along", "clipped_sigma", "
 ONE_PLACE = {"tables.py": ("write_tsv", "write_json", "read_json", "records", "jsonable"),
              "inventory.py": ("check_one_group", "check_same_group", "group_values", "group_name"),
              "plots.py": ("save_figure",),
-             "multiaccum.py": ("frames_per_integration", "readout_frames", "group_frames", "group_time"),
+             "multiaccum.py": ("frames_per_integration", "readout_frames", "group_frames", "group_time",
+                               "frame_samples", "frame_time", "PIXEL_TIME_S", "PIXEL_TIME", "ROW_OVERHEAD"),
              "analysis/common.py": ("amplifier_gains", "output_gains", "read_gain", "mean_gain",
                                     "dead_outputs", "good_pixels", "amplifier_labels")}
 

@@ -65,10 +65,11 @@ from scipy.optimize import least_squares  # noqa: E402
 
 from .. import dqflags, io, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
+from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
 from .common import dead_outputs, good_pixels, mean_gain, output_gains, save_figure, subsample_rows  # noqa: E402
-from .noise import (MAX_FLAGGED_FRACTION, MIN_TEMPORAL, PIXEL_TIME, ROW_OVERHEAD,  # noqa: E402
-                    check_same_configuration, grow_outliers, nothing_measured, open_ramp)
+from .noise import (MAX_FLAGGED_FRACTION, MIN_TEMPORAL, check_same_configuration,  # noqa: E402
+                    grow_outliers, nothing_measured, open_ramp)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.effnoise")
@@ -447,7 +448,7 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
     return pd.DataFrame(rows), summary
 
 
-def pink_ols_variance(ns, geom, tgroup, tframe, nframes=1, groupgap=0, dt=PIXEL_TIME,
+def pink_ols_variance(ns, geom, tgroup, tframe, nframes=1, groupgap=0, dt=PIXEL_TIME_S,
                       row_overhead=ROW_OVERHEAD, refpix=True, max_pixels=256, max_ref=256):
     """Variance of the accumulated OLS signal that a unit 1/f stream adds, per N: (len(ns),).
 

@@ -112,6 +112,7 @@ from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
 from .. import dqflags, inventory, io, keywords, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..geometry import Geometry  # noqa: E402
+from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402  (pixel clock when no TSAMPLE)
 from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
 from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
@@ -120,10 +121,6 @@ from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # n
 
 log = logging.getLogger("detcal.analysis.noise")
 
-#: Pixel read time [s] when the header has no TSAMPLE [us].
-PIXEL_TIME = 10e-6
-#: NIRCam row overhead [pixel times] (JDox frame-time formula).
-ROW_OVERHEAD = 12
 #: JWQL read-noise monitor / NRC-09: minimum samples for a temporal (per-pixel) statistic.
 MIN_TEMPORAL = 10
 #: Blocks of integrations for the jackknife errors of the power-spectrum fit.
@@ -396,7 +393,7 @@ def cin(x):
     return out
 
 
-def cds_pink_autocovariance(lags, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME):
+def cds_pink_autocovariance(lags, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME_S):
     """Autocovariance of the CDS of a unit 1/f stream, ``S(f) = 1/f`` up to Nyquist [DN^2].
 
     The stream is sampled every ``dt``; a group is the mean of ``nframes`` reads ``tframe``
@@ -426,7 +423,7 @@ def cds_pink_autocovariance(lags, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME)
     return out
 
 
-def pink_kernel(layout, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME):
+def pink_kernel(layout, tgroup, tframe=None, nframes=1, dt=PIXEL_TIME_S):
     """Expected periodogram ``K`` (nf,) of the CDS of a unit 1/f stream seen through ``layout``.
 
     Normalised as :func:`frame_periodograms` (``2 dt |X|^2 / n``), so a 1/f stream of amplitude
@@ -682,7 +679,7 @@ class RampFile:
     @property
     def pixel_time(self):
         tsample = keywords.optional(self.header, "TSAMPLE")
-        return float(tsample) * 1e-6 if tsample else PIXEL_TIME
+        return float(tsample) * 1e-6 if tsample else PIXEL_TIME_S
 
 
 @contextmanager
@@ -902,7 +899,7 @@ def spectra_and_fit(sums, dead, live):
 
 
 @keyword_parameters(NoiseParameters)
-def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME, tgroup=None, tframe=None,
+def analyse_cds_frames(frames, geom, pixeldq=None, dt=PIXEL_TIME_S, tgroup=None, tframe=None,
                        nframes=1, mean_frame=None, parameters=None):
     """CDS noise decomposition and power spectra of a sequence of CDS frames (no file access).
 

@@ -19,8 +19,8 @@ over the band from ``1/T_ref`` to the Nyquist frequency, ``T_ref`` = one full-fr
 import numpy as np
 import scipy.fft
 
+from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD, frame_samples
 from ..noise_conventions import pink_amplitude  # noqa: F401  (the analyses' convention)
-from .params import frame_samples
 
 #: Largest stream (samples) the exact method generates in one FFT (2x this is transformed).
 EXACT_MAX_SAMPLES = 2**24
@@ -78,7 +78,7 @@ def choose_method(nframes_total, period, window, nread, method="auto"):
     return "exact" if (total <= EXACT_MAX_SAMPLES and total <= 4 * nread * window) else "split"
 
 
-def pink_windows(read_frames, nframes_total, period, window, rms, rng, pixel_time=10e-6,
+def pink_windows(read_frames, nframes_total, period, window, rms, rng, pixel_time=PIXEL_TIME_S,
                  method="auto", nstreams=None):
     """1/f noise of one continuous time stream, sampled in the read windows of the given frames.
 
@@ -158,7 +158,7 @@ class Clock:
     pixel_time : float [s]
     """
 
-    def __init__(self, ny, nx, noutputs, pixel_time=10e-6, row_overhead=12):
+    def __init__(self, ny, nx, noutputs, pixel_time=PIXEL_TIME_S, row_overhead=ROW_OVERHEAD):
         if noutputs not in (1, 4) or nx % noutputs:
             raise ValueError(f"cannot read {nx} columns through {noutputs} outputs")
         self.ny, self.nx, self.noutputs = int(ny), int(nx), int(noutputs)

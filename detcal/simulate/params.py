@@ -12,6 +12,7 @@ parameters :data:`MIRI_PARAMETERS`).
 import zlib
 
 from ..geometry import MIRI_REF_COLUMNS, family
+from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD, frame_time  # noqa: F401  (frame_time: simulate API)
 from ..multiaccum import frames_per_integration  # noqa: F401  (simulate API; defined there)
 
 #: Readout patterns: READPATT -> (NFRAMES, GROUPGAP). The one definition in detcal.
@@ -134,7 +135,8 @@ PARAMETERS = {
 }
 
 _COMMON = {
-    "noutputs": 4, "tframe": None, "pixel_time": 10e-6, "row_overhead": 12, "pixel_pitch": 18.0,
+    "noutputs": 4, "tframe": None, "pixel_time": PIXEL_TIME_S, "row_overhead": ROW_OVERHEAD,
+    "pixel_pitch": 18.0,
     "fastaxis": None, "slowaxis": None, "rn_scatter": 0.05, "ref_rn_ratio": 0.8,
     "c_pink": 3.0, "u_pink": 1.0, "amp_offset": 30.0, "amp_drift": 3.0, "pink_method": "auto",
     "bias_level": 11000.0, "bias_amp_sigma": 300.0, "bias_col_sigma": 20.0, "bias_gradient": 150.0,
@@ -226,7 +228,7 @@ MIRI_PARAMETERS = {
 #: integrations 2+, none of integration 1).
 PRESETS["miri_imager"] = {
     "instrument": "MIRI", "exp_type": "MIR_DARKIMG", "rapid_pattern": "FAST", "tframe": None,
-    "pixel_time": 10e-6, "pixel_pitch": 25.0,
+    "pixel_time": PIXEL_TIME_S, "pixel_pitch": 25.0,
     "gain": 4.0, "rn_cds": 24.0, "rn_scatter": 0.05, "ref_rn_ratio": 0.8, "ktc": 100.0,
     "amp_offset": 40.0, "amp_drift": 2.0,
     "bias_level": 12000.0, "bias_amp_sigma": 200.0, "bias_row_sigma": 10.0, "bias_gradient": 100.0,
@@ -281,24 +283,6 @@ SPEC_KEYS = {
     "cadence": 1.0,        # hours between exposure starts
     "dark_ngroups": 0,     # minimum NGROUPS of the DARK reference (0: what the exposures need)
 }
-
-
-def frame_time(ny, nx, noutputs, pixel_time=10e-6, row_overhead=12):
-    """NIRCam frame time [s] of an ny x nx array (JDox; jwql ``calc_frame_time``).
-
-    4 outputs: ((nx/4 + 12) * (ny + 1) + 1) * 10 us; 1 output: (nx + 12) * (ny + 2) * 10 us.
-    ``frame_time(2048, 2048, 4) == 10.73677``.
-    """
-    return round(frame_samples(ny, nx, noutputs, row_overhead) * pixel_time, 9)
-
-
-def frame_samples(ny, nx, noutputs, row_overhead=12):
-    """Number of pixel times in one frame (the read window of the 1/f stream)."""
-    if noutputs == 4:
-        return (nx // 4 + row_overhead) * (ny + 1) + 1
-    if noutputs == 1:
-        return (nx + row_overhead) * (ny + 2)
-    raise ValueError(f"noutputs must be 1 or 4, got {noutputs}")
 
 
 def pattern(readpatt):
