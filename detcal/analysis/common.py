@@ -156,6 +156,28 @@ def dead_outputs(output_var, fraction=DEAD_OUTPUT_FRACTION):
     return [int(k) for k in np.flatnonzero(np.isfinite(v) & (v <= fraction * np.nanmax(v)))]
 
 
+def dead_amplifier_note(amplifiers, consequence, detail=""):
+    """The notes' sentence on dead or flat amplifiers (1-based numbers): what was done with them.
+
+    ``dead or flat amplifier(s) 2, 3<detail>: <consequence>``.
+    """
+    return f"dead or flat amplifier(s) {', '.join(str(a) for a in amplifiers)}{detail}: {consequence}"
+
+
+def temporal_note(quantity, count, unit, minimum):
+    """The notes' sentence when a temporal (per-pixel) statistic has too few samples."""
+    return (f"temporal {quantity} not computed: {count} {unit}(s), at least {minimum} needed "
+            "(spatial only)")
+
+
+def join_notes(log, *notes):
+    """An analysis' note: the non-empty ``notes`` joined by '; ', each logged as a warning."""
+    notes = [n for n in notes if n]
+    for n in notes:
+        log.warning(n)
+    return "; ".join(notes)
+
+
 # ----------------------------------------------------------------------------------------------
 # Gains
 # ----------------------------------------------------------------------------------------------

@@ -834,10 +834,8 @@ def dark_summary(table, detector, ngroups, nfiles, nints, parameters, dead=(), a
         log.warning(empty)
         note = "; ".join(s for s in (note, empty) if s)
     if dead:
-        dead_note = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
-                     + ": left out of the whole-array value")
-        log.warning(dead_note)
-        note = "; ".join(s for s in (note, dead_note) if s)
+        note = "; ".join(s for s in (note, common.join_notes(log, common.dead_amplifier_note(
+            [k + 1 for k in dead], "left out of the whole-array value"))) if s)
     exp = expected_dark(detector, parameters.expected)
     return {
         "detector": detector,

@@ -67,7 +67,8 @@ from .. import dqflags, io, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
-from .common import dead_outputs, good_pixels, mean_gain, output_gains, save_figure, subsample_rows  # noqa: E402
+from .common import (dead_amplifier_note, dead_outputs, good_pixels, join_notes, mean_gain,  # noqa: E402
+                     output_gains, save_figure, subsample_rows, temporal_note)
 from .noise import (MAX_FLAGGED_FRACTION, MIN_TEMPORAL, check_same_configuration,  # noqa: E402
                     grow_outliers, nothing_measured, open_ramp)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
@@ -749,17 +750,11 @@ def effective_noise_conventions(read_noise_source):
 
 
 def _effnoise_note(stats, min_ramps):
-    note = ""
-    if not stats["temporal_ok"]:
-        note = (f"temporal effective noise not computed: {stats['nramps']} ramp(s), "
-                f"at least {min_ramps} needed (spatial only)")
-        log.warning(note)
     dead = [k + 1 for k in range(stats["nout"]) if k not in live_outputs(stats)]
-    if dead:
-        dead_note = f"dead or flat amplifier(s) {', '.join(map(str, dead))}: left out of the output average"
-        log.warning(dead_note)
-        note = "; ".join(s for s in (note, dead_note) if s)
-    return note, dead
+    temporal = (not stats["temporal_ok"]
+                and temporal_note("effective noise", stats["nramps"], "ramp", min_ramps))
+    dead_note = dead and dead_amplifier_note(dead, "left out of the output average")
+    return join_notes(log, temporal, dead_note), dead
 
 
 @keyword_parameters(EffectiveNoiseParameters)

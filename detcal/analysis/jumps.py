@@ -962,9 +962,8 @@ def jump_summary(g, grp, n_files, eff, areas, pileup, dead=()):
         "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
     }
     if dead:
-        summary["note"] = ("dead or flat amplifier(s) " + ", ".join(str(k + 1) for k in dead)
-                           + ": no detection area (left out of the CR rate)")
-        logging.getLogger(__name__).warning(summary["note"])
+        summary["note"] = common.join_notes(logging.getLogger(__name__), common.dead_amplifier_note(
+            [k + 1 for k in dead], "no detection area (left out of the CR rate)"))
     if not g.n_usable_differences:
         summary["note"] = "; ".join(s for s in (
             summary.get("note"), "no usable group differences (every group DO_NOT_USE or SATURATED, e.g. "

@@ -115,8 +115,8 @@ from ..geometry import Geometry  # noqa: E402
 from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402  (pixel clock when no TSAMPLE)
 from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
-from .common import (DEAD_OUTPUT_FRACTION, dead_outputs, good_pixels, mean_gain,  # noqa: E402
-                     output_gains, save_figure, subsample_rows)
+from .common import (DEAD_OUTPUT_FRACTION, dead_amplifier_note, dead_outputs, good_pixels,  # noqa: E402
+                     join_notes, mean_gain, output_gains, save_figure, subsample_rows, temporal_note)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.noise")
@@ -1187,23 +1187,14 @@ def _open_noise_group(paths, gain_path, gain, pixel_time):
 
 def decomposition_note(result, min_frames):
     """What the numbers leave out: temporal statistics, dead outputs, a failed spectrum fit."""
-    note = ""
-    if not result["temporal_ok"]:
-        note = (f"temporal CDS noise not computed: {result['nframes']} CDS frame(s), at least "
-                f"{min_frames} needed (spatial only)")
-        log.warning(note)
     dead = [k + 1 for k in result["dead_outputs"]]
-    if dead:
-        dead_note = (f"dead or flat amplifier(s) {', '.join(map(str, dead))} (CDS noise < "
-                     f"{np.sqrt(DEAD_OUTPUT_FRACTION):g} x the largest output's): left out of the output "
-                     "averages")
-        log.warning(dead_note)
-        note = "; ".join(s for s in (note, dead_note) if s)
-    if not np.isfinite(result["fit"].get("mean_white_var", np.nan)):
-        fit_note = "power-spectrum fit not computed: non-finite or degenerate spectra (NaN amplitudes)"
-        log.warning(fit_note)
-        note = "; ".join(s for s in (note, fit_note) if s)
-    return note
+    limit = f" (CDS noise < {np.sqrt(DEAD_OUTPUT_FRACTION):g} x the largest output's)"
+    fit_failed = not np.isfinite(result["fit"].get("mean_white_var", np.nan))
+    return join_notes(
+        log,
+        not result["temporal_ok"] and temporal_note("CDS noise", result["nframes"], "CDS frame", min_frames),
+        dead and dead_amplifier_note(dead, "left out of the output averages", limit),
+        fit_failed and "power-spectrum fit not computed: non-finite or degenerate spectra (NaN amplitudes)")
 
 
 def decomposition_conventions(result, p, dt):
