@@ -522,8 +522,11 @@ def drift_tests(per, starts, labels, alpha):
 
     per : quantity -> [exposure] -> {label: values};  starts : float (nexp,) EXPSTART [MJD].
 
-    Returns (results {(quantity, label): :func:`trend_test` dict}, trend rows (list of dict,
-    the trends table), family size).
+    Returns (results {(quantity, label): :func:`trend_test` dict}, trend rows, family size). A
+    trend row (the trends table): ``quantity``, ``column``, ``unit``, ``amplifier``, the results
+    of :func:`trend_test`, ``family_size`` (tests in the Holm family), ``p_slope_holm`` (adjusted
+    p-value), ``alpha_familywise``, ``flagged`` and ``p_excess_holm`` (the excess scatter tests,
+    Holm-adjusted as a family of their own; information, not a drift).
     """
     results, rows = {}, []
     for q, (col, _) in QUANTITIES.items():
@@ -568,7 +571,10 @@ def _exposure_row(per, results, e, lab, row, gains):
 def exposure_table(per, results, names, starts, owner, labels, gains=None):
     """The stability table: one row per (exposure in EXPSTART order, amplifier).
 
-    ``gains`` (label -> median gain [e-/DN]) adds ``dark_e_per_s`` and its error.
+    Columns: ``exposure``, ``expstart_mjd``, ``amplifier``, ``n_integrations``, then per quantity
+    its value, ``_err`` (total error: within-exposure error scaled by the exposures' scatter, see
+    :func:`trend_test`) and ``_err_within``: ``dark_DN_per_s``, (``dark_e_per_s`` with
+    ``gains``: label -> median gain [e-/DN]), ``cds_noise_DN``, ``bias_DN``, ``hot_pixels``.
     """
     rows = []
     for e in np.argsort(starts, kind="stable"):
@@ -623,7 +629,10 @@ def flagged_drifts(trend_rows):
 
 def stability_summary(detector, starts, nints, trend_rows, results, family, parameters, gain_given,
                       baseline=None, base_counts=None, dead=()):
-    """The JSON ``summary`` of a group: drift verdict, whole-array values, baseline counts."""
+    """The JSON ``summary`` of a group: ``any_drift``, flagged quantities, ``drift_tests`` (family
+    size), ``drift_alpha_familywise``, ``drift_min_p_holm``, ``excess_scatter``
+    (quantity:amplifier whose exposures scatter beyond their within-exposure errors, not a
+    drift), CDS noise / dark / bias / hot pixels of the group, baseline counts, dead outputs."""
     p = parameters
     flagged = flagged_drifts(trend_rows)
     p_adj = [r["p_slope_holm"] for r in trend_rows if np.isfinite(r["p_slope_holm"])]
@@ -698,23 +707,12 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
         ``{exposure}_rateints.fits`` (or ``rate``) of the group, one per exposure: dark,
         hot-pixel counts, slope images. EXPSTART [MJD] from their headers orders the exposures.
     table_path : str
-        One row per (exposure, amplifier): ``exposure``, ``expstart_mjd``, ``amplifier``,
-        ``n_integrations``, then per quantity its value, ``_err`` (total error: within-exposure
-        error scaled by the exposures' scatter, see :func:`trend_test`) and ``_err_within``:
-        ``dark_DN_per_s``, (``dark_e_per_s`` with gain), ``cds_noise_DN``, ``bias_DN``,
-        ``hot_pixels``.
+        :func:`exposure_table`: one row per (exposure, amplifier).
     json_path : str
-        ``summary`` (:func:`stability_summary`: ``any_drift``, flagged quantities,
-        ``drift_tests`` (family size), ``drift_alpha_familywise``, ``drift_min_p_holm``,
-        ``excess_scatter`` (quantity:amplifier whose exposures scatter beyond their
-        within-exposure errors, not a drift), CDS noise / dark / bias of the group, baseline
-        counts), ``flagged`` (quantity, amplifier, slope, p-values), ``trends``, ``table``,
-        ``conventions``, ``parameters``.
+        ``summary`` (:func:`stability_summary`), ``flagged`` (:func:`flagged_drifts`),
+        ``trends``, ``table``, ``conventions``, ``parameters``.
     trends_tsv : str, optional
-        One row per (quantity, amplifier): ``unit`` and the drift-test results of
-        :func:`trend_test`, plus ``family_size`` (tests in the Holm family), ``p_slope_holm``
-        (adjusted p-value), ``alpha_familywise``, ``flagged`` and ``p_excess_holm`` (the excess
-        scatter tests, Holm-adjusted as a family of their own; information, not a drift).
+        :func:`drift_tests`: one row per (quantity, amplifier).
     group : str, optional
         Group name (default: from the first file's keywords).
     ramp_paths : list of str, optional
