@@ -910,7 +910,8 @@ class _GroupJumps:
 
 
 def jump_table(grp, eff, pileup):
-    """The jump table: one row per (exposure, amplifier), then the group's rows ('all')."""
+    """The jump table: one row per (exposure, amplifier) plus rows ``exposure = 'all'`` for the
+    group; columns (units in names): see :data:`CONVENTIONS` and :func:`_row`."""
     rows = []
     for name, start, nints, acc, unions in grp.per_file:
         for label, union in unions.items():
@@ -930,7 +931,9 @@ _SUMMARY_COLUMNS = (   # summary key <- table column of the group's whole-array 
 
 
 def jump_summary(g, grp, n_files, eff, areas, pileup, dead=()):
-    """The JSON ``summary`` from the group's whole-array row ``g`` of the table."""
+    """The JSON ``summary`` from the group's whole-array row ``g`` of the table: group numbers
+    (``cr_rate_events_per_cm2_per_s`` and its error, the upward and downward events, the noise
+    expectation, the efficiency, ``jump_regime``, ...) and the dead outputs."""
     touch, overlap = areas
     summary = {
         "detector": grp.detector,
@@ -1025,12 +1028,10 @@ def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_t
         ``skipped_inputs``). Headers need the jump step's keywords (TGROUP, ...); EXPSTART
         orders the files when present.
     table_path : str
-        One row per (exposure, amplifier) plus rows ``exposure = 'all'`` for the group; columns
-        (units in names): see :data:`CONVENTIONS` and :func:`_row`.
+        :func:`jump_table` (columns with units in their names: :data:`CONVENTIONS`, :func:`_row`).
     json_path : str
-        ``summary`` (group numbers: ``cr_rate_events_per_cm2_per_s`` and its error, the upward and
-        downward events, the noise expectation, the efficiency, ``jump_regime``, ...),
-        ``per_integration`` (all-amplifier numbers of every integration), ``table``, ``conventions``.
+        ``summary`` (:func:`jump_summary`), ``per_integration`` (all-amplifier numbers of every
+        integration), ``efficiency``, ``table``, ``conventions``, ``parameters``.
     group : str, optional
         Group name written to the outputs (default: from the first file's keywords).
     events_tsv : str, optional
