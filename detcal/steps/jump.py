@@ -65,7 +65,7 @@ import numpy as np
 from .. import dqflags
 from ..parameters import keyword_parameters
 from .descriptor import Param, Step
-from .median import median_sorted, nanmedian_columns, sort_columns
+from .median import median_sorted, nanmedian_columns, release_scratch, scratch, sort_columns
 
 log = logging.getLogger("detcal.jump")
 
@@ -222,9 +222,10 @@ def check_frame_shapes(ny, nx, arrays):
             raise ValueError(f"{name} shape {np.shape(arr)} does not match the frames {(ny, nx)}")
 
 
-def signed_median(d):
-    """NaN-ignoring median of ``d`` (nints, ndiffs, P) over integrations and differences (float64)."""
-    return nanmedian_columns(d.reshape(d.shape[0] * d.shape[1], -1))
+def signed_median(d, work=None):
+    """NaN-ignoring median of ``d`` (nints, ndiffs, P) over integrations and differences (float64).
+    ``work``: a key for :func:`detcal.steps.median.scratch` arrays (None: new arrays)."""
+    return nanmedian_columns(d.reshape(d.shape[0] * d.shape[1], -1), work)
 
 
 def _sigma(med, rn2_term):
@@ -233,12 +234,13 @@ def _sigma(med, rn2_term):
     return sig
 
 
-def _clipped_abs_median(A):
-    """stcal ``calc_med_first_diffs`` on |d| (nints, ndiffs, P): returns (median float64, usable count)."""
+def _clipped_abs_median(A, work=None):
+    """stcal ``calc_med_first_diffs`` on |d| (nints, ndiffs, P): returns (median float64, usable count).
+    ``work``: a key for :func:`detcal.steps.median.scratch` arrays (None: new arrays)."""
     N = A.shape[0] * A.shape[1]
     x = A.reshape(N, -1)
+    S = sort_columns(x, work)                              # NaN as +inf, last
     v = N - np.count_nonzero(np.isnan(x), axis=0)
-    S = sort_columns(x)                                    # NaN as +inf, last
     # Copies of the largest value: 1 unless the value before it is the same or it is +inf
     # (NaN are sorted as +inf: not counted as copies).
     top = np.take_along_axis(S, np.clip(v - 1, 0, N - 1)[None, :], axis=0)[0]
@@ -288,7 +290,7 @@ def _cr_pixels(A, rn2_term, thresholds):
     a jump, without its float64 arrays of the block: the ratio ``|float32(A - med)| / sig``
     grows with ``|A - med|``, so its largest value in an integration is at the integration's
     largest or smallest ``A`` (NaN ignored, as stcal's nanmax)."""
-    med, nuse = _clipped_abs_median(A)
+    med, nuse = _clipped_abs_median(A, work="jump.abs")
     sig = _sigma(med, rn2_term)
     with np.errstate(invalid="ignore"):
         ends = [np.abs(np.subtract(f.reduce(A, axis=1), med, dtype=np.float64).astype(np.float32))
@@ -303,7 +305,7 @@ def _iterative(d, rn2_term, thresholds):
     nints, ndiffs, npix = d.shape
     # Only pixels where a CR can be found matter: the search runs on those only (each pixel's
     # median and sigma are its own).
-    active = _cr_pixels(np.abs(d), rn2_term, thresholds)
+    active = _cr_pixels(np.abs(d, out=scratch("jump.A", d.shape, d.dtype)), rn2_term, thresholds)
     if active.size == 0:
         return np.zeros(0, np.intp)
     A = np.abs(d[:, :, active])
@@ -355,8 +357,8 @@ def _single_pass(d, med, sig, threshold):
     with np.errstate(invalid="ignore"):
         c = threshold * sig * (1.0 - 1e-5)
         L, U = _float32_bounds(med - c, med + c)
-        out = np.less(d, L)
-        out |= np.greater(d, U)
+        out = np.less(d, L, out=scratch("jump.below", d.shape, bool))
+        out |= np.greater(d, U, out=scratch("jump.above", d.shape, bool))
         cand = np.flatnonzero(out)        # NaN d, med or sig: never a candidate
         return cand[_ratio_at(d, med, sig, cand) > threshold]
 
@@ -467,17 +469,21 @@ class _Exposure:
         and of those that are JUMP and DO_NOT_USE or SATURATED (found in one pass over GROUPDQ).
         """
         nints, ngroups = self.nints, self.ngroups
-        D = np.multiply(self.data[:, :, r0:r1, :], self.gain[r0:r1], dtype=np.float32)
-        D = D.reshape(nints, ngroups, -1)
-        flags = self.g(r0, r1) & (_BAD | _JUMP)            # flagged groups are rare: one pass
+        npix = (r1 - r0) * self.nx
+        # Work arrays reused from block to block (d is valid until the next block of the thread).
+        D = scratch("jump.D", (nints, ngroups, r1 - r0, self.nx), np.float32)
+        np.multiply(self.data[:, :, r0:r1, :], self.gain[r0:r1], out=D, dtype=np.float32)
+        D = D.reshape(nints, ngroups, npix)
+        flags = np.bitwise_and(self.g(r0, r1), _BAD | _JUMP,          # flagged groups are rare
+                               out=scratch("jump.flags", (nints, ngroups, npix), np.uint8))
         at = np.flatnonzero(flags)
         val = flags.reshape(-1)[at]
         D.reshape(-1)[at[(val & _BAD) != 0]] = np.nan
-        d = D[:, 1:] - D[:, :-1]
-        del D
+        d = np.subtract(D[:, 1:], D[:, :-1], out=scratch("jump.d", (nints, ngroups - 1, npix),
+                                                          np.float32))
         med = sig = None
         if median:
-            med = signed_median(d)
+            med = signed_median(d, work="jump.median")
             sig = _sigma(med, self.rn2_term(r0, r1))
         if not with_flags:
             return d, med, sig
@@ -650,6 +656,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
         e2 = np.float32(p.after_jump_flag_dn2) * gmed
         map_blocks(lambda b: exp.after_jump(b, e1, n1, e2, n2), blocks, p.threads)
 
+    release_scratch()
     # JUMP is redundant on groups that are DO_NOT_USE or SATURATED. The search, the neighbours
     # and the after-jump flags never set it there, so after a search only input flags remain.
     if regime in ("single_pass", "iterative"):

@@ -20,6 +20,7 @@ How (measured on 2 shared cores, numpy 2.4, float32):
 """
 
 import functools
+import threading
 
 import numpy as np
 
@@ -31,6 +32,32 @@ TILE_BYTES = 1024 * 1024
 
 #: Longest column sorted with the sorting network.
 NETWORK_MAX = 32
+
+
+_scratch = threading.local()
+
+
+def scratch(key, shape, dtype):
+    """A work array of ``shape`` and ``dtype`` for ``key``, reused by the next call of the same
+    thread with the same key, shape and dtype (contents undefined).
+
+    Block loops allocate arrays of the same few MB at every block; a fresh allocation of that
+    size is a new memory mapping whose pages fault in again at first touch, which costs more
+    than the arithmetic on them (about 4x in ramp_fit's median rate on the shared benchmark
+    machine). :func:`release_scratch` frees this thread's arrays.
+    """
+    pool = getattr(_scratch, "arrays", None)
+    if pool is None:
+        pool = _scratch.arrays = {}
+    arr = pool.get(key)
+    if arr is None or arr.shape != tuple(shape) or arr.dtype != dtype:
+        arr = pool[key] = np.empty(shape, dtype)
+    return arr
+
+
+def release_scratch():
+    """Free the work arrays :func:`scratch` keeps for this thread."""
+    _scratch.arrays = {}
 
 
 def transpose(x, dtype=None, out=None):
@@ -82,11 +109,13 @@ def _median_network(n):
     return tuple(reversed(kept))
 
 
-def _run_network(x, pairs):
+def _run_network(x, pairs, work=None):
     """Apply the comparators ``pairs`` to the rows of ``x`` (N, P); returns the list of N rows
-    (views of a new buffer). Rows are ordered by np.minimum/np.maximum (NaN propagate)."""
+    (views of a new buffer, or of a :func:`scratch` array for the key ``work``). Rows are ordered
+    by np.minimum/np.maximum (NaN propagate)."""
     N = x.shape[0]
-    buf = np.empty((N + 1,) + x.shape[1:], x.dtype)
+    shape = (N + 1,) + x.shape[1:]
+    buf = np.empty(shape, x.dtype) if work is None else scratch(work, shape, x.dtype)
     np.copyto(buf[:N], x)
     rows = list(buf[:N])
     spare = buf[N]
@@ -99,23 +128,26 @@ def _run_network(x, pairs):
     return rows
 
 
-def _network_sort(x, nan):
-    """Sorting network over the rows of ``x`` (N, P) into a new array; ``nan``: np.isnan(x)."""
+def _network_sort(x, nan, work=None):
+    """Sorting network over the rows of ``x`` (N, P) into a new array (a :func:`scratch` array for
+    the key ``work``); ``nan``: np.isnan(x), sorted last as +inf."""
     x = np.where(nan, np.inf, x) if nan.any() else x
-    return np.stack(_run_network(x, _network(x.shape[0])))
+    out = None if work is None else scratch(f"{work}.sorted", x.shape, x.dtype)
+    return np.stack(_run_network(x, _network(x.shape[0]), work), out=out)
 
 
-def sort_columns(x):
+def sort_columns(x, work=None):
     """Sort ``x`` (N, P) along axis 0 into a new array; NaN become +inf (so they sort last).
 
     Up to :data:`NETWORK_MAX` rows a sorting network; above, contiguous rows of a transposed copy
     are sorted and a transposed (P, N) -> (N, P) view is returned. The values are those of
-    ``np.sort(x, axis=0)`` with NaN replaced by +inf.
+    ``np.sort(x, axis=0)`` with NaN replaced by +inf. ``work``: a key for :func:`scratch` arrays
+    (the result is then valid until the next call with that key).
     """
-    nan = np.isnan(x)
+    nan = np.isnan(x) if work is None else np.isnan(x, out=scratch(f"{work}.nan", x.shape, bool))
     if x.shape[0] <= NETWORK_MAX:
-        return _network_sort(x, nan)
-    out = transpose(x)
+        return _network_sort(x, nan, work)
+    out = transpose(x, out=None if work is None else scratch(f"{work}.rows", x.shape[::-1], x.dtype))
     np.copyto(out, np.inf, where=nan.T)
     out.sort(axis=1)
     return out.T
@@ -143,38 +175,45 @@ def median_sorted(S, n):
     return med
 
 
-def nanmedian_columns(x):
+def nanmedian_columns(x, work=None):
     """``np.nanmedian(x.astype(float64), axis=0)`` of ``x`` (N, P), float32 or float64, without
     its per-column Python overhead: float64 (P,), NaN for columns without a value.
 
     Long columns (N > :data:`NETWORK_MAX`): sorted as rows of a tiled transposed copy (NaN last);
     the count of values is taken only for the pixels whose largest sorted value is NaN.
+    ``work``: a key for :func:`scratch` arrays (None: new arrays).
     """
-    N = x.shape[0]
+    N, P = x.shape
+
+    def buffer(name, shape, dtype):
+        return np.empty(shape, dtype) if work is None else scratch(f"{work}.{name}", shape, dtype)
+
     if N <= NETWORK_MAX:
-        nan = np.isnan(x)
+        nan = np.isnan(x, out=buffer("nan", x.shape, bool))
         nvalid = N - np.count_nonzero(nan, axis=0)
-        return median_sorted(_network_sort(x, nan), nvalid)
-    rows = transpose(x)
+        return median_sorted(_network_sort(x, nan, work), nvalid)
+    rows = transpose(x, out=buffer("rows", (P, N), x.dtype))
     rows.sort(axis=1)                                 # numpy sorts NaN last
-    nvalid = np.full(rows.shape[0], N, np.intp)
+    nvalid = np.full(P, N, np.intp)
     some = np.flatnonzero(np.isnan(rows[:, -1]))
     if some.size:
         nvalid[some] = N - np.count_nonzero(np.isnan(rows[some]), axis=1)
     return median_sorted(rows.T, nvalid)
 
 
-def median_columns(x):
+def median_columns(x, work=None):
     """``np.median(x, axis=0)`` of ``x`` (N, P) float64 (N >= 1) whose columns have no NaN: float64
     (P,). A column with NaN gives NaN or a number (callers treat such columns themselves).
 
     N <= :data:`NETWORK_MAX`: the comparators of the sorting network that the middle values
-    depend on; above, the rows of a tiled transposed copy are sorted.
+    depend on; above, the rows of a tiled transposed copy are sorted. ``work``: a key for
+    :func:`scratch` arrays (None: new arrays).
     """
     N = x.shape[0]
     if N <= NETWORK_MAX:
-        rows = _run_network(x, _median_network(N))
+        rows = _run_network(x, _median_network(N), work)
         return (rows[(N - 1) // 2] + rows[N // 2]) / 2.0
-    rows = transpose(x)
+    out = None if work is None else scratch(work, x.shape[::-1], x.dtype)
+    rows = transpose(x, out=out)
     rows.sort(axis=1)
     return (rows[:, (N - 1) // 2] + rows[:, N // 2]) / 2.0

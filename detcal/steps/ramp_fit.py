@@ -68,7 +68,7 @@ import numpy as np
 from .. import dqflags
 from .descriptor import Param, Product, Step
 from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block
-from .median import median_columns, median_sorted, sort_columns
+from .median import median_columns, median_sorted, release_scratch, scratch, sort_columns
 
 log = logging.getLogger("detcal.ramp_fit")
 
@@ -175,7 +175,7 @@ def _near_float32_boundary(slope, y32, n, p, T):
     """
     A, R, C = _rounding_scales(n, p)
     eps = 32.0 * n * np.finfo(np.float64).eps
-    big = np.abs(y32).max(axis=1).astype(np.float64)          # (nints, P)
+    big = np.fmax(np.abs(y32.max(axis=1)), np.abs(y32.min(axis=1))).astype(np.float64)  # max |y|
     margin = eps * ((A + C) * big / T + R * np.abs(slope)) + 8.0 * eps * np.abs(slope)
     f32 = np.float32
     risky = (slope - margin).astype(f32) != (slope + margin).astype(f32)
@@ -285,9 +285,11 @@ def _median_rate_clean(y32, T):
     case), same arithmetic: y32 float32 (nints, ngroups >= 2, P) [DN] -> float64 (P,) [DN/s]."""
     nints, ngroups, npix = y32.shape
     acc = np.zeros(npix)
+    r = scratch("ramp_fit.r", (ngroups, npix), np.float64)
+    d = scratch("ramp_fit.d", (ngroups - 1, npix), np.float64)
     for i in range(nints):
-        r = np.divide(y32[i], T, dtype=np.float64)
-        med = median_columns(np.subtract(r[1:], r[:-1]))
+        np.divide(y32[i], T, out=r, dtype=np.float64)
+        med = median_columns(np.subtract(r[1:], r[:-1], out=d), work="ramp_fit.median")
         acc += np.where(np.isnan(med), 0.0, med)
     return acc / float(nints)
 
@@ -706,6 +708,7 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
             rateints[k][:, r0:r1] = ri[k].reshape(nints, r1 - r0, nx)
 
     map_blocks(fit, blocks, threads)
+    release_scratch()
     return rate, rateints
 
 
