@@ -581,24 +581,31 @@ def jackknife_errors(stats, summary, *args, **kwargs):
 # ---------------------------------------------------------------------------------------------
 # Figure (drawn from the table)
 # ---------------------------------------------------------------------------------------------
+def _draw_noise_curves(draw, t, measured, theory=None, theory_label="theory"):
+    """Measured spatial/temporal points (column pattern ``measured`` with ``{stat}``) and, with
+    ``theory`` (a function of the theory column, None: no e- values), the theory curves."""
+    for stat, mk in (("spatial", "o"), ("temporal", "s")):
+        y = t[measured.format(stat=stat)]
+        if y.notna().any():
+            draw(t.time_s, y, mk, ms=4, label=f"measured, {stat}")
+    curves = (("theory_e", "k-", theory_label), ("theory_plus_excess_e", "r--", "theory + excess"))
+    for col, style, label in curves:
+        if theory is not None and t[col].notna().any():
+            draw(t.time_s, theory(t[col]), style, lw=1.2, label=label)
+
+
 def plot_effective_noise(table, path, title="", note=""):
     """Effective noise [e- or DN] vs (N-1) TGROUP per channel (top) and slope noise [DN/s] (bottom)."""
-    chans = [c for c in table.amplifier.unique()]
-    chans = [c for c in chans if c not in ("all", "reference")] + [c for c in ("all", "reference") if c in chans]
+    chans, last = list(table.amplifier.unique()), ("all", "reference")
+    chans = [c for c in chans if c not in last] + [c for c in last if c in chans]
     use_e = table.eff_noise_spatial_e.notna().any()
     unit = "e-" if use_e else "DN"
     fig, axs = plt.subplots(2, len(chans), figsize=(3.6 * len(chans), 7), squeeze=False)
     for j, c in enumerate(chans):
         t = table[table.amplifier == c].sort_values("ngroups_fit")
         ax = axs[0, j]
-        for stat, mk in (("spatial", "o"), ("temporal", "s")):
-            y = t[f"eff_noise_{stat}_{'e' if use_e else 'DN'}"]
-            if y.notna().any():
-                ax.plot(t.time_s, y, mk, ms=4, label=f"measured, {stat}")
-        if use_e and t.theory_e.notna().any():
-            ax.plot(t.time_s, t.theory_e, "k-", lw=1.2, label="theory (MULTIACCUM)")
-        if use_e and t.theory_plus_excess_e.notna().any():
-            ax.plot(t.time_s, t.theory_plus_excess_e, "r--", lw=1.2, label="theory + excess")
+        _draw_noise_curves(ax.plot, t, "eff_noise_{stat}_" + ("e" if use_e else "DN"),
+                           (lambda y: y) if use_e else None, "theory (MULTIACCUM)")
         names = {"all": "channel average", "reference": "reference pixels"}
         label = names[c] if c in names else f"amplifier {c}"
         ax.set_title(label, fontsize=10)
@@ -607,15 +614,8 @@ def plot_effective_noise(table, path, title="", note=""):
         if ax.get_legend_handles_labels()[0]:      # nothing drawn when nothing was measured
             ax.legend(fontsize=7)
         ax = axs[1, j]
-        for stat, mk in (("spatial", "o"), ("temporal", "s")):
-            y = t[f"slope_noise_{stat}_DN_per_s"]
-            if y.notna().any():
-                ax.loglog(t.time_s, y, mk, ms=4, label=f"measured, {stat}")
-        if use_e and t.theory_e.notna().any():
-            ax.loglog(t.time_s, t.theory_e / t.gain_e_per_DN / t.time_s, "k-", lw=1.2, label="theory")
-        if use_e and t.theory_plus_excess_e.notna().any():
-            ax.loglog(t.time_s, t.theory_plus_excess_e / t.gain_e_per_DN / t.time_s, "r--", lw=1.2,
-                      label="theory + excess")
+        _draw_noise_curves(ax.loglog, t, "slope_noise_{stat}_DN_per_s",
+                           (lambda y, t=t: y / t.gain_e_per_DN / t.time_s) if use_e else None)
         ax.set_xlabel("time (N-1) x TGROUP [s]")
         ax.set_ylabel("slope noise [DN/s]")
     fig.suptitle(" ".join(s for s in (title, note) if s), fontsize=11)
