@@ -433,7 +433,8 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, sums):
     sum_r, sum_p, sum_e, sum_num = sums
     pidx = _power_index(_snr(y32[:, -1].astype(np.float64) - y32[:, 0], rn, g))
     p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
-    slope = np.matmul(weight_table(ngroups)[p0], y32)   # float64 sums of float32 data, any order
+    # float64 sums of float32 data in any order (einsum's own loops: no BLAS threads)
+    slope = np.einsum("k,ikp->ip", weight_table(ngroups)[p0], y32, dtype=np.float64)
     slope /= T
     redo = pidx != p0
     redo |= _near_float32_boundary(slope, y32, ngroups, p0, T)
