@@ -679,7 +679,8 @@ def run(ramp, refs, **params):
     """Apply :func:`detect_jumps` to a :class:`detcal.io.Ramp` (updated and returned).
 
     ``refs['gain']``, ``refs['readnoise']``: GAIN and READNOISE References cut to the subarray.
-    ``params``: keyword arguments of :func:`detect_jumps` (defaults: :data:`DEFAULTS`).
+    ``params``: the fields of :class:`JumpParameters` (the config's jump parameters; defaults:
+    :data:`DEFAULTS`), passed to :func:`detect_jumps` as keywords.
     Like jwst, a ramp with NGROUPS <= 2 is left unchanged (S_JUMP = SKIPPED). Sets PRIMECRS.
     """
     meta = ramp.meta("jump")

@@ -33,11 +33,14 @@ Reproduces ``stcal.ramp_fitting.ramp_fit.ramp_fit`` with ``algorithm='OLS_C'``,
 Arithmetic is float64 as in the C code (TGROUP/TFRAME rounded to float32 as stcal passes them,
 weights through float32 ``powf``), outputs float32. Vectorised: pixels without any GROUPDQ flag and
 with finite data (the common case) get closed-form weighted slopes over groups (the most common
-weight exponent of the block with scalar coefficients) and a median rate sorted on the transposed
-ramp; flagged pixels go through a vectorised segment path. Segment slopes of flagged pixels, of
-ramps with another exponent and of closed-form slopes whose float64 value lies within a rounding
-bound of a float32 boundary use stcal's own weighted sums in group order, so the float32 outputs
-are bit-identical. Work is done in blocks of rows sized from a memory budget.
+weight exponent of the block with scalar coefficients) and a median rate from
+:func:`detcal.steps.median.median_columns` (a median-only sorting network up to 32 differences,
+sorted rows of a tiled transposed copy above); flagged pixels go through a vectorised segment path.
+Segment slopes of flagged pixels, of ramps with another exponent and of closed-form slopes whose
+float64 value lies within a rounding bound of a float32 boundary use stcal's own weighted sums in
+group order, so the float32 outputs are bit-identical. Work is done in blocks of rows sized from a
+memory budget (``memory_mb`` per thread), optionally on several threads (``threads``): the result
+does not depend on either.
 
 * ZEROFRAME (level-1b ``ZEROFRAME`` extension, float32 (nints, ny, nx) [DN]), as stcal uses it:
   only when ``suppress_one_group`` is off, for an integration without any good group (group 0
