@@ -179,6 +179,38 @@ def holm(pvalues):
     return out, m
 
 
+def within_exposure_scatter(vals, means, same):
+    """(dof, sum of squares) of the integrations about their exposure means.
+
+    vals : list of k 1-D arrays (finite values of each exposure);  means : (k,) their means;
+    same : every exposure has the same complete integrations. Then integration number is a
+    factor too (two-way additive model, dof ``(k - 1)(n - 1)``): integration i of every exposure
+    shares a systematic offset (RSCD, reset anomaly, first-integration effects), which is not
+    measurement noise. Otherwise the scatter about the exposure means pooled (dof ``sum(n_e - 1)``).
+    """
+    k = len(vals)
+    n0 = vals[0].size if k else 0
+    if same and k >= 2 and n0 >= 2:
+        d = np.array(vals) - means[:, None]
+        d -= d.mean(axis=0, keepdims=True)
+        return int((k - 1) * (n0 - 1)), float(np.sum(d ** 2))
+    n = np.array([v.size for v in vals], np.float64)
+    return int(np.sum(n - 1)), float(sum(((v - v.mean()) ** 2).sum() for v in vals))
+
+
+def weighted_line(t, m, w):
+    """Weighted least-squares line of ``m`` vs ``t``: (slope, sum w (t - t_w)^2, residual
+    variance of unit weight with k - 2 dof); slope and variance NaN when ``sxx <= 0``."""
+    tw = float(np.sum(w * t) / w.sum())
+    sxx = float(np.sum(w * (t - tw) ** 2))
+    if sxx <= 0:
+        return math.nan, sxx, math.nan
+    mw = float(np.sum(w * m) / w.sum())
+    b = float(np.sum(w * (t - tw) * (m - mw)) / sxx)
+    resid = m - mw - b * (t - tw)
+    return b, sxx, float(np.sum(w * resid ** 2) / (len(m) - 2))
+
+
 def trend_test(times, values, poisson=False):
     """Drift test of one quantity measured on the integrations of several exposures.
 
@@ -248,14 +280,7 @@ def trend_test(times, values, poisson=False):
         return out
     grand = float(np.sum(n * m) / n.sum())
     out["mean"] = grand
-    if same and k >= 2 and n[0] >= 2:
-        # two-way additive model: integration i of every exposure shares a systematic offset
-        # (RSCD, reset anomaly, first-integration effects), which is not measurement noise
-        d = np.array(vals) - m[:, None]
-        d -= d.mean(axis=0, keepdims=True)
-        dof_w, ss_w = int((k - 1) * (n[0] - 1)), float(np.sum(d ** 2))
-    else:
-        dof_w, ss_w = int(np.sum(n - 1)), float(sum(((v - v.mean()) ** 2).sum() for v in vals))
+    dof_w, ss_w = within_exposure_scatter(vals, m, same)
     var_w = ss_w / dof_w if dof_w > 0 else nan
     if poisson and dof_w > 0:
         var_w = max(var_w, max(grand, 1.0))
@@ -265,14 +290,9 @@ def trend_test(times, values, poisson=False):
     if k < 3:
         return out
     w = n if dof_w > 0 else np.ones(k)
-    tw = float(np.sum(w * t) / w.sum())
-    sxx = float(np.sum(w * (t - tw) ** 2))
+    b, sxx, s2_res = weighted_line(t, m, w)
     if sxx <= 0:
         return out
-    mw = float(np.sum(w * m) / w.sum())
-    b = float(np.sum(w * (t - tw) * (m - mw)) / sxx)
-    resid = m - mw - b * (t - tw)
-    s2_res = float(np.sum(w * resid ** 2) / (k - 2))          # variance of unit weight
     if dof_w > 0 and var_w > 0:
         ratio = s2_res / var_w                                 # chi2 / (k - 2)
         scale2 = max(1.0, ratio)
@@ -283,7 +303,8 @@ def trend_test(times, values, poisson=False):
                    exposure_errors=np.sqrt(s2 / n))
     else:
         s2 = max(s2_res, max(grand, 1.0)) if poisson else s2_res
-        out.update(method="fit_residuals", within_sigma=math.sqrt(s2), exposure_errors=np.full(k, math.sqrt(s2)))
+        out.update(method="fit_residuals", within_sigma=math.sqrt(s2),
+                   exposure_errors=np.full(k, math.sqrt(s2)))
     se = math.sqrt(s2 / sxx) if s2 > 0 else nan
     z = b / se if np.isfinite(se) else (math.inf if b else 0.0)
     # the error bar is the 68.3 % interval of Student's t (k - 2 dof), so that +/- 1 and 2 of it
