@@ -213,7 +213,7 @@ def block_size(memory_mb, bytes_per_value, shape, axis=0):
 
     A block of an array of ``shape`` is the array cut to ``n`` indices along ``axis``; it costs
     ``bytes_per_value`` bytes per element (its own bytes plus every temporary the caller makes per
-    element, e.g. 4 for a float32 copy alone, 48 for :func:`detcal.reffiles.common.sigma_clipped_stats`).
+    element, e.g. 4 for a float32 copy alone, 48 for :func:`detcal.analysis.robust.sigma_clipped_stats`).
 
     Parameters
     ----------

@@ -156,7 +156,7 @@ def test_sigma_clipped_stats_equal_astropy_sigma_clip_then_nan_statistics():
     x[:3, 1] = [1.0, 1.0, 1.0]            # all equal
     x[3:, 1] = np.nan
     for maxiters in (1, 3, 5, None):
-        ours = common.sigma_clipped_stats(x, sigma=3.0, maxiters=maxiters, work_mb=0.01)  # many blocks
+        ours = robust.sigma_clipped_stats(x, sigma=3.0, maxiters=maxiters, work_mb=0.01)  # many blocks
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             c = sigma_clip(x, sigma=3.0, maxiters=maxiters, axis=0, masked=False)
@@ -173,7 +173,7 @@ def test_clip_bias_factor_is_the_truncated_gaussian_std():
     assert robust.clip_bias_factor(3.0, 3) == pytest.approx(0.98489, abs=2e-5)
     rng = np.random.default_rng(4)
     x = rng.normal(0, 1, (200, 4000))
-    st = common.sigma_clipped_stats(x, 3.0, 3, ddof=1)
+    st = robust.sigma_clipped_stats(x, 3.0, 3, ddof=1)
     assert np.mean(st["std"]) / robust.clip_bias_factor(3.0, 3) == pytest.approx(1.0, abs=0.003)
 
 

@@ -24,7 +24,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "detcal"
 #: The robust statistics: defined in detcal/analysis/robust.py and nowhere else.
 STATISTICS = ("MAD_TO_SIGMA", "mad_sigma", "mad_sigma_along", "clipped_sigma", "clipped_stats",
               "ClippedStats", "clipped_mean_std_images", "truncated_normal_std", "clip_bias_factor",
-              "median_variance", "chi2_median_factor", "PixelMoments", "robust_sigma")
+              "median_variance", "chi2_median_factor", "PixelMoments", "robust_sigma", "sigma_clipped_stats",
+              "STATS_WORK_MB", "STATS_BYTES_PER_VALUE")
 
 #: Shared helpers and conventions, each defined in one module only.
 ONE_PLACE = {"tables.py": ("write_tsv", "write_json", "read_json", "records", "jsonable"),

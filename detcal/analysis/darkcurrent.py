@@ -383,7 +383,7 @@ def ramp_differences(data, groupdq, masks, sigma=DIFF_CLIP_SIGMA, maxiters=5):
     fitted = dnu[:, union].mean(axis=1) < 0.5 if union.any() else np.ones(data.shape[0], bool)
     out = {}
     for label, sel in masks.items():
-        st = rcommon.sigma_clipped_stats(d[:, sel].T, sigma=sigma, maxiters=maxiters)
+        st = robust.sigma_clipped_stats(d[:, sel].T, sigma=sigma, maxiters=maxiters)
         out[label] = st["mean"]
     return out, fitted
 

@@ -14,8 +14,8 @@ the values given. The statistics, by what they measure:
 * :func:`clipped_stats`: **iterative sigma clipping** of a set of values, astropy
   ``sigma_clip`` defaults (median centre, std with ddof=0 as width, ``maxiters=5``, strict
   bounds); the mean, median and std (ddof=0) of what is kept.
-  :func:`detcal.reffiles.common.sigma_clipped_stats` is the same statistic along the first axis
-  of a cube, in bounded memory.
+  :func:`sigma_clipped_stats` is the same statistic along the first axis of a stack, in bounded
+  memory (the reference-file builders' per-pixel statistics; jwst_reffiles' ``sigma_clip`` use).
 * :func:`clipped_mean_std_images`: the same clipping **per pixel along the first axis** of a
   cube (JWQL mean image); sample std (ddof=1) of what is kept.
 * :func:`clip_bias_factor`: the expected clipped std / true std of Gaussian data after
@@ -25,8 +25,9 @@ the values given. The statistics, by what they measure:
 * :func:`median_variance`: the **median of per-pixel sample variances**, divided by the median
   of ``chi2(dof)/dof`` (:func:`chi2_median_factor`) so that it is unbiased for Gaussian noise.
 
-Only numpy, scipy and the memory-budget helper :func:`detcal.io.block_size` are imported: any
-layer above the core (dqflags, keywords, geometry, io) may use this module.
+Besides numpy and scipy only the memory-budget helper :func:`detcal.io.block_size` and the steps'
+column sort (:func:`detcal.steps.median.sort_columns`) are imported: the analyses, the
+reference-file builders and the CCD branch all use this module.
 """
 
 import contextlib
@@ -39,11 +40,17 @@ import scipy.stats
 from scipy import optimize
 
 from .. import io
+from ..steps.median import sort_columns
 
 #: MAD -> sigma of a Gaussian: the multiplier ``1 / Phi^-1(3/4)`` (1.482602218505602).
 MAD_TO_SIGMA = float(1.0 / scipy.stats.norm.ppf(0.75))
 
 ClippedStats = namedtuple("ClippedStats", "mean median std npix lower upper")
+
+#: Working memory of one block of :func:`sigma_clipped_stats` [MB].
+STATS_WORK_MB = 256
+#: Bytes of temporaries per value in :func:`sigma_clipped_stats` (sorted copy, masks, squares).
+STATS_BYTES_PER_VALUE = 48
 
 
 @contextlib.contextmanager
@@ -307,3 +314,84 @@ class PixelMoments:
         """Sample variance (ddof=1) of every pixel followed: (npix,); NaN with fewer than 2 samples."""
         c = self.count
         return np.where(c >= 2, self.m2[self.keys.index(key)] / np.maximum(c - 1, 1), np.nan)
+
+
+def _window_stats(s, lo, hi, idx, ddof=0):
+    """Median, mean and std of the sorted columns ``s[lo:hi, j]`` (per column j), float64."""
+    m = hi - lo
+    inwin = (idx >= lo) & (idx < hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(inwin, s, 0.0).sum(axis=0) / m
+        d = np.where(inwin, s - mean, 0.0)
+        var = np.einsum("ij,ij->j", d, d) / (m - ddof)
+        var[m - ddof <= 0] = np.nan
+        n = s.shape[0]
+        a = np.take_along_axis(s, np.clip(lo + (m - 1) // 2, 0, n - 1)[None], 0)[0]
+        b = np.take_along_axis(s, np.clip(lo + m // 2, 0, n - 1)[None], 0)[0]
+        med = np.where(m > 0, 0.5 * (a + b), np.nan)
+    mean[m == 0] = np.nan
+    return med, mean, np.sqrt(var)
+
+
+def sigma_clipped_stats(values, sigma=3.0, maxiters=5, ddof=0, work_mb=STATS_WORK_MB):
+    """Sigma-clipped mean, median, std and count along axis 0 (astropy ``sigma_clip`` semantics).
+
+    Per column: centre = median, width = std (ddof 0) of the values still in; values with
+    ``x < centre - sigma*width`` or ``x > centre + sigma*width`` are dropped; repeated until
+    nothing changes or ``maxiters`` iterations (``None``: until convergence). NaN (and inf) are
+    missing values. Because the retained values are always a contiguous run of the sorted column,
+    each column is sorted once and the iterations move two indices.
+
+    Parameters
+    ----------
+    values : ndarray, float, shape (n, ...)           any unit; NaN = missing
+    sigma : float                                      clip threshold [sigma]
+    maxiters : int or None
+    ddof : int                                         delta degrees of freedom of the returned
+                                                       std (the clipping itself uses 0, as astropy)
+    work_mb : float                                    memory of one block of columns [MB]
+
+    Returns
+    -------
+    dict of ndarrays of shape ``values.shape[1:]``: ``mean``, ``median``, ``std`` (float64,
+    NaN where nothing is left), ``count`` (int32, values retained), ``n_good`` (int32, finite
+    values before clipping).
+    """
+    values = np.asarray(values)
+    n = values.shape[0]
+    out_shape = values.shape[1:]
+    flat = values.reshape(n, -1)
+    npix = flat.shape[1]
+    res = {k: np.empty(npix, np.float64) for k in ("mean", "median", "std")}
+    res["count"] = np.empty(npix, np.int32)
+    res["n_good"] = np.empty(npix, np.int32)
+    block = io.block_size(work_mb, STATS_BYTES_PER_VALUE, (n, npix), axis=1)
+    idx = np.arange(n)[:, None]
+    iters = math.inf if maxiters is None else int(maxiters)
+    for c0 in range(0, npix, block):
+        c1 = min(npix, c0 + block)
+        x = np.array(flat[:, c0:c1], dtype=np.float64)
+        x[~np.isfinite(x)] = np.nan
+        s = sort_columns(x)                     # NaN -> +inf, sorted last
+        del x
+        good = np.count_nonzero(np.isfinite(s), axis=0).astype(np.int64)
+        lo = np.zeros_like(good)
+        hi = good.copy()
+        it = 0
+        while it < iters:
+            it += 1
+            med, _, std = _window_stats(s, lo, hi, idx, ddof=0)
+            with np.errstate(invalid="ignore"):
+                lower = med - sigma * std
+                upper = med + sigma * std
+                new_lo = np.maximum(lo, np.count_nonzero(s < lower, axis=0))
+                new_hi = np.minimum(hi, np.count_nonzero(s <= upper, axis=0))
+            changed = np.any(new_lo != lo) or np.any(new_hi != hi)
+            lo, hi = new_lo, new_hi
+            if not changed:
+                break
+        med, mean, std = _window_stats(s, lo, hi, idx, ddof=ddof)
+        res["median"][c0:c1], res["mean"][c0:c1], res["std"][c0:c1] = med, mean, std
+        res["count"][c0:c1] = hi - lo
+        res["n_good"][c0:c1] = good
+    return {k: v.reshape(out_shape) for k, v in res.items()}

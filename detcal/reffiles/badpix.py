@@ -96,6 +96,7 @@ import pandas as pd
 from scipy import stats
 
 from .. import __version__, dqflags, inventory, io, keywords
+from ..analysis import robust
 from ..analysis.robust import clip_bias_factor, mad_sigma
 from ..errors import InputError
 from ..geometry import family
@@ -345,7 +346,7 @@ def cds_variance(cds, gain, sigma=3.0, maxiters=3):
     fewer than 3 pairs), ``poisson`` float64 [DN^2] = max(clipped mean, 0) / gain, ``count``
     int32 pairs kept
     """
-    st = common.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
+    st = robust.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
     std = st["std"] / clip_bias_factor(sigma, maxiters)
     poisson = np.maximum(st["mean"], 0.0) / np.asarray(gain, np.float64)
     var = np.where(st["count"] >= 3, np.maximum(std ** 2 - poisson, 0.0), np.nan)
@@ -670,7 +671,7 @@ def first_pass(rate_readers, jump_readers, gain, p):
         pairs = readnoise.pair_groups(ngroups, *readnoise.SKIP[fam])
     npairs = len(pairs) * len(jump_ints)
     per_pixel = nrate * 4 * 3 * 4 + ngroups * 5 * 2 + npairs * 4 + 64
-    avail_mb = p.memory_mb - 300 - 1.25 * common.STATS_WORK_MB
+    avail_mb = p.memory_mb - 300 - 1.25 * robust.STATS_WORK_MB
     rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
     out = {"rate": np.full((ny, nx), np.nan), "r_pix": np.full((ny, nx), np.nan),
            "n_sat": np.zeros((ny, nx), np.int32), "measured": np.zeros((ny, nx), bool),

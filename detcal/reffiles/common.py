@@ -3,24 +3,21 @@
 * :func:`open_inputs` opens the input ramps of one reference file lazily
   (:class:`detcal.io.RampReader`) and rejects a set that mixes configuration groups
   (:data:`detcal.keywords.GROUP`), naming the odd file and keyword.
-* :func:`sigma_clipped_stats` is astropy's ``sigma_clip`` (median centre, ``std`` width,
-  ``maxiters`` iterations, strict bounds) along the first axis, followed by the mean, median, std
-  and count of what survives: the same numbers as ``sigma_clip(..., masked=False)`` then
-  ``nanmean``/``nanmedian``/``nanstd``, without a masked array and in bounded memory.
+* the clipped statistics of the stacks (astropy ``sigma_clip`` along the first axis, in
+  bounded memory) are :func:`detcal.analysis.robust.sigma_clipped_stats`.
 * :func:`reference_meta` / :func:`header_for` build complete JWST reference headers.
 """
 
 import logging
-import math
 import re
 
 import numpy as np
 from astropy.time import Time
 
 from .. import inventory, io, keywords, tables
+from ..analysis import robust
 from ..errors import InputError
 from ..geometry import Geometry
-from ..steps.median import sort_columns
 
 log = logging.getLogger("detcal.reffiles")
 
@@ -33,12 +30,6 @@ DARK_EXP_TYPE = keywords.DARK_EXP_TYPE
 
 _PEDIGREE = re.compile(r"^(GROUND|DUMMY|SIMULATION|INFLIGHT \d{4}-\d{2}-\d{2} \d{4}-\d{2}-\d{2})$")
 _USEAFTER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
-
-#: Working memory of one block of :func:`sigma_clipped_stats` [MB].
-STATS_WORK_MB = 256
-#: Bytes of temporaries per value in :func:`sigma_clipped_stats` (sorted copy, masks, squares).
-STATS_BYTES_PER_VALUE = 48
-
 
 # --------------------------------------------------------------------------------------------
 # Inputs
@@ -194,87 +185,6 @@ def config_label(header):
 # --------------------------------------------------------------------------------------------
 # Statistics
 # --------------------------------------------------------------------------------------------
-def _window_stats(s, lo, hi, idx, ddof=0):
-    """Median, mean and std of the sorted columns ``s[lo:hi, j]`` (per column j), float64."""
-    m = hi - lo
-    inwin = (idx >= lo) & (idx < hi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(inwin, s, 0.0).sum(axis=0) / m
-        d = np.where(inwin, s - mean, 0.0)
-        var = np.einsum("ij,ij->j", d, d) / (m - ddof)
-        var[m - ddof <= 0] = np.nan
-        n = s.shape[0]
-        a = np.take_along_axis(s, np.clip(lo + (m - 1) // 2, 0, n - 1)[None], 0)[0]
-        b = np.take_along_axis(s, np.clip(lo + m // 2, 0, n - 1)[None], 0)[0]
-        med = np.where(m > 0, 0.5 * (a + b), np.nan)
-    mean[m == 0] = np.nan
-    return med, mean, np.sqrt(var)
-
-
-def sigma_clipped_stats(values, sigma=3.0, maxiters=5, ddof=0, work_mb=STATS_WORK_MB):
-    """Sigma-clipped mean, median, std and count along axis 0 (astropy ``sigma_clip`` semantics).
-
-    Per column: centre = median, width = std (ddof 0) of the values still in; values with
-    ``x < centre - sigma*width`` or ``x > centre + sigma*width`` are dropped; repeated until
-    nothing changes or ``maxiters`` iterations (``None``: until convergence). NaN (and inf) are
-    missing values. Because the retained values are always a contiguous run of the sorted column,
-    each column is sorted once and the iterations move two indices.
-
-    Parameters
-    ----------
-    values : ndarray, float, shape (n, ...)           any unit; NaN = missing
-    sigma : float                                      clip threshold [sigma]
-    maxiters : int or None
-    ddof : int                                         delta degrees of freedom of the returned
-                                                       std (the clipping itself uses 0, as astropy)
-    work_mb : float                                    memory of one block of columns [MB]
-
-    Returns
-    -------
-    dict of ndarrays of shape ``values.shape[1:]``: ``mean``, ``median``, ``std`` (float64,
-    NaN where nothing is left), ``count`` (int32, values retained), ``n_good`` (int32, finite
-    values before clipping).
-    """
-    values = np.asarray(values)
-    n = values.shape[0]
-    out_shape = values.shape[1:]
-    flat = values.reshape(n, -1)
-    npix = flat.shape[1]
-    res = {k: np.empty(npix, np.float64) for k in ("mean", "median", "std")}
-    res["count"] = np.empty(npix, np.int32)
-    res["n_good"] = np.empty(npix, np.int32)
-    block = io.block_size(work_mb, STATS_BYTES_PER_VALUE, (n, npix), axis=1)
-    idx = np.arange(n)[:, None]
-    iters = math.inf if maxiters is None else int(maxiters)
-    for c0 in range(0, npix, block):
-        c1 = min(npix, c0 + block)
-        x = np.array(flat[:, c0:c1], dtype=np.float64)
-        x[~np.isfinite(x)] = np.nan
-        s = sort_columns(x)                     # NaN -> +inf, sorted last
-        del x
-        good = np.count_nonzero(np.isfinite(s), axis=0).astype(np.int64)
-        lo = np.zeros_like(good)
-        hi = good.copy()
-        it = 0
-        while it < iters:
-            it += 1
-            med, _, std = _window_stats(s, lo, hi, idx, ddof=0)
-            with np.errstate(invalid="ignore"):
-                lower = med - sigma * std
-                upper = med + sigma * std
-                new_lo = np.maximum(lo, np.count_nonzero(s < lower, axis=0))
-                new_hi = np.minimum(hi, np.count_nonzero(s <= upper, axis=0))
-            changed = np.any(new_lo != lo) or np.any(new_hi != hi)
-            lo, hi = new_lo, new_hi
-            if not changed:
-                break
-        med, mean, std = _window_stats(s, lo, hi, idx, ddof=ddof)
-        res["median"][c0:c1], res["mean"][c0:c1], res["std"][c0:c1] = med, mean, std
-        res["count"][c0:c1] = hi - lo
-        res["n_good"][c0:c1] = good
-    return {k: v.reshape(out_shape) for k, v in res.items()}
-
-
 def half_sample_mode(x):
     """Mode of a sample by the half-sample method (Bickel & Fruehwirth 2006); NaN ignored.
 
@@ -318,7 +228,7 @@ def region_stats(image, masks, sigma=3.0, maxiters=5, percentiles=(5, 25, 50, 75
         v = v[np.isfinite(v)]
         row = {"region": name, "npix": int(v.size)}
         if v.size:
-            st = sigma_clipped_stats(v[:, None], sigma=sigma, maxiters=maxiters)
+            st = robust.sigma_clipped_stats(v[:, None], sigma=sigma, maxiters=maxiters)
             row["clipped_mean"], row["clipped_std"] = float(st["mean"][0]), float(st["std"][0])
             pct = np.percentile(v, percentiles)
         else:

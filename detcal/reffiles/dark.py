@@ -44,6 +44,7 @@ import pandas as pd
 from astropy.io import fits
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis import robust
 from ..analysis.robust import MAD_TO_SIGMA
 from ..errors import InputError
 from ..geometry import family
@@ -198,7 +199,7 @@ def combine(values, stat="mean", sigma=3.0, maxiters=5):
     """
     if stat not in ("mean", "median"):
         raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
-    st = common.sigma_clipped_stats(values, sigma=sigma, maxiters=maxiters, ddof=0)
+    st = robust.sigma_clipped_stats(values, sigma=sigma, maxiters=maxiters, ddof=0)
     empty = st["count"] == 0
     dark = np.where(empty, 0.0, st[stat]).astype(np.float32)
     err = np.where(empty, 0.0, st["std"]).astype(np.float32)
@@ -336,7 +337,7 @@ def plan_chunks(nvalues, ngroups, ny, nx, nclass, memory_mb, count_bytes=2):
     """
     mb = 1e6
     outputs = nclass * ngroups * ny * nx * (4 + 4 + 2 * count_bytes)
-    work = 1.25 * min(common.STATS_WORK_MB * mb, nvalues * common.STATS_BYTES_PER_VALUE * ny * nx)
+    work = 1.25 * min(robust.STATS_WORK_MB * mb, nvalues * robust.STATS_BYTES_PER_VALUE * ny * nx)
     fixed = BASELINE_MB * mb + outputs + work
     avail = memory_mb * mb - fixed
     per_group_row = (4 * nvalues + 5 + 8) * nx       # stack + read buffers + mask temporaries

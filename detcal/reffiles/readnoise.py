@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis import robust
 from ..analysis.robust import clip_bias_factor
 from ..errors import InputError
 from ..geometry import family
@@ -98,7 +99,7 @@ def cds_noise(cds, sigma=3.0, maxiters=3, nframes=1, unbias=True):
     noise : float32 (ny, nx) [DN] CDS noise, NaN with fewer than 2 values
     count : int32 (ny, nx) values kept
     """
-    st = common.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
+    st = robust.sigma_clipped_stats(cds, sigma=sigma, maxiters=maxiters, ddof=1)
     factor = clip_bias_factor(sigma, maxiters) if unbias else 1.0
     noise = st["std"] / factor * np.sqrt(float(nframes))
     return noise.astype(np.float32), st["count"]
@@ -255,7 +256,7 @@ def _make_readnoise(readers, out_path, p, gain_path, outputs, keywords_):
     entries = [(r, i) for r in readers for i in range(r.shape[0])]
     nvalues = len(entries) * len(pairs)
     per_pixel = 4 * nvalues + 10 * ngroups + 4 * len(pairs)        # stack + read buffers + CDS
-    avail_mb = p.memory_mb - 300 - 1.25 * common.STATS_WORK_MB
+    avail_mb = p.memory_mb - 300 - 1.25 * robust.STATS_WORK_MB
     rows = io.block_size(avail_mb, per_pixel, (ny, nx)) if avail_mb > 0 else 1
     noise, count = cds_noise_map(entries, pairs, (ny, nx), nframes, rows, p)
 

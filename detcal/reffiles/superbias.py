@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, dqflags, io, keywords
+from ..analysis import robust
 from ..analysis.robust import clip_bias_factor
 from ..errors import InputError
 from ..geometry import family
@@ -66,7 +67,7 @@ def superbias_from_stack(frames, sigma=3.0, maxiters=3):
     scatter : float32 (ny, nx) [DN] clipped std (ddof 1), NaN for count < 2
     count : int32 (ny, nx) values kept
     """
-    st = common.sigma_clipped_stats(frames, sigma=sigma, maxiters=maxiters, ddof=1)
+    st = robust.sigma_clipped_stats(frames, sigma=sigma, maxiters=maxiters, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = st["std"] / np.sqrt(st["count"])
     return (st["mean"].astype(np.float32), err.astype(np.float32), st["std"].astype(np.float32),
@@ -94,7 +95,7 @@ def flag_unreliable(err, populations, sigma=3.0, maxiters=3, threshold=5.0):
         vals = err[mask]
         vals = vals[np.isfinite(vals)]
         if vals.size:
-            st = common.sigma_clipped_stats(vals[:, None], sigma=sigma, maxiters=maxiters)
+            st = robust.sigma_clipped_stats(vals[:, None], sigma=sigma, maxiters=maxiters)
             limit = float(st["mean"][0] + threshold * st["std"][0])
         else:
             limit = float("nan")
@@ -313,10 +314,10 @@ def _residual_scatter(entries, bias, cm, lm, labels, lines, rows, two, parameter
             if two:
                 res[1, j] = g1 - g0 - cm[1, j][lab] - lines.expand(lm[1, j], r0, r1)
         keep = lines.variance_kept(r0, r1)
-        st = common.sigma_clipped_stats(res[0], sigma, maxiters, ddof=1)
+        st = robust.sigma_clipped_stats(res[0], sigma, maxiters, ddof=1)
         bias_scatter[r0:r1] = st["std"] / factor / np.sqrt(keep)
         if two:
-            st = common.sigma_clipped_stats(res[1], sigma, maxiters, ddof=1)
+            st = robust.sigma_clipped_stats(res[1], sigma, maxiters, ddof=1)
             frame_noise[r0:r1] = st["std"] / factor / np.sqrt(keep) / np.sqrt(2.0)
         del res
     return bias_scatter, frame_noise
@@ -389,7 +390,7 @@ def _make_superbias(readers, out_path, p, gain_path, outputs, keywords_):
     geom = common.geometry_of(first)
     masks = common.regions(geom)
     ref_mask = masks["reference"]
-    per_pixel = n * (4 + 4 + common.STATS_BYTES_PER_VALUE)      # stack, read buffer, statistics
+    per_pixel = n * (4 + 4 + robust.STATS_BYTES_PER_VALUE)      # stack, read buffer, statistics
     rows = io.block_size(p.memory_mb - 300, per_pixel, (ny, nx)) if p.memory_mb > 300 else 1
 
     bias, err, _, count = bias_pass(entries, rows, (ny, nx), p)
