@@ -16,7 +16,8 @@ raw file
     when the subarray spans every output, i.e. the whole fast-scan width); TFRAME and TGROUP finite
     and > 0 [s]; NGROUPS >= :data:`MIN_NGROUPS`; DETECTOR of the INSTRUME; a floating-point SCI
     holds no NaN/inf (level-1b SCI is integer DN); PIXELDQ/GROUPDQ, when present, integer; the
-    file name is ASCII (names are written into FITS HISTORY cards, which are ASCII only).
+    file name is ASCII (names are written into FITS HISTORY cards, which are ASCII only; also
+    for references).
 configuration group (:data:`detcal.keywords.GROUP`)
     the files agree on INSTRUME, TFRAME, TGROUP, subarray placement and orientation (the group key
     already fixes DETECTOR, READPATT, NOUTPUTS, NGROUPS, NFRAMES, GROUPGAP).
@@ -60,6 +61,10 @@ GROUP_AGREE = ("INSTRUME", "TFRAME", "TGROUP", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1
 #: Reference header values that select any detector/instrument (CRDS wildcards).
 WILDCARDS = {"", "ANY", "N/A", "MULTIPLE", "GENERIC"}
 
+#: The problem of a raw file or reference whose path is not ASCII (the products name their inputs).
+NON_ASCII = ("file name has non-ASCII characters; FITS headers (where products record their inputs) "
+             "are ASCII only: rename the file")
+
 #: A reference is refused when more than this fraction of the pixels a file uses is unusable.
 MAX_BAD_FRACTION = 0.5
 
@@ -83,10 +88,7 @@ def _ext_bitpix(ext_header):
 
 def raw_problems(path, row):
     """Problems of one raw file whose inventory ``row`` could be read (list of messages)."""
-    out = []
-    if not str(path).isascii():
-        out.append("file name has non-ASCII characters; FITS headers (where products record "
-                   "their inputs) are ASCII only: rename the file")
+    out = [] if str(path).isascii() else [NON_ASCII]
     for key in ("TFRAME", "TGROUP"):
         val = row[key]
         if not (isinstance(val, float) and math.isfinite(val) and val > 0):
@@ -181,11 +183,11 @@ def reference_problems(path, key, rows, superbias=None):
     Returns a list of messages (the caller names the file).
     """
     reftype = io.REFTYPES[key]
+    out = [] if str(path).isascii() else [NON_ASCII]
     try:
         header, exts = io.read_headers(path)
     except InputError as err:
-        return [err.problem]
-    out = []
+        return out + [err.problem]
     found = str(keywords.optional(header, "REFTYPE") or "").upper()
     if found and found != reftype:
         out.append(f"REFTYPE is {found!r}, but it was given as the {reftype} reference ({key})")

@@ -136,6 +136,19 @@ def copy_to(new):
     return damage
 
 
+def rename_in_place(new_name):
+    """Rename the file within its directory (the case names the new path)."""
+    def damage(path):
+        shutil.move(path, Path(path).with_name(new_name))
+    return damage
+
+
+def below_superbias(path):
+    """SATURATION 1 DN below the SUPERBIAS of the same detector (positive, but no usable range)."""
+    bias = fits.getdata(Path(path).with_name("superbias.fits"), "SCI")
+    set_data("SCI", lambda a: (bias - 1.0).astype(a.dtype))(path)
+
+
 def fill(value):
     return set_data("SCI", lambda a: np.full_like(a, value))
 
@@ -205,6 +218,11 @@ CASES = [
     ("ref-readnoise-nan", REF.format("readnoise"), fill(np.nan), r"READNOISE is non-finite or <= 0 on 1024"),
     ("ref-saturation-zero", REF.format("saturation"), fill(0.0),
      r"SATURATION is at or below the SUPERBIAS on 1024 of the 1024"),
+    ("ref-saturation-below-superbias", REF.format("saturation"), below_superbias,
+     r"SATURATION is at or below the SUPERBIAS on 1024 of the 1024"),
+    ("ref-readnoise-zero", REF.format("readnoise"), fill(0.0), r"READNOISE is non-finite or <= 0 on 1024"),
+    ("ref-non-ASCII-name", REF.format("superbias"), rename_in_place("süperbias.fits"),
+     r"file name has non-ASCII characters", "references/NRCA1/süperbias.fits"),
     ("ref-dark-other-detector", REF.format("dark"), header(DETECTOR="NRCB1"),
      r"DETECTOR=NRCB1 but the raw files that use it have DETECTOR=NRCA1"),
     ("ref-instrume-other", REF.format("gain"), header(INSTRUME="MIRI"),
@@ -237,31 +255,45 @@ def _tree(root):
     return out
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_clear_error(case, base, tmp_path, capsys):
+def run_case(case, base, root):
+    """Copy the good set ``base`` to ``root``, damage it as ``case`` says and run
+    ``python -m detcal.validate`` (:func:`detcal.validate.main`) on it with every reference.
+
+    Returns (exit code, stdout, stderr, path the message must name, tree before, tree after).
+    """
+    import contextlib
+    import io as _io
+
     name, target, damage, pattern, *named = case      # named: the file the message names, if moved
-    root = tmp_path / "data"
     shutil.copytree(base, root)
     refs = {k: root / REF.format(k) for k in REF_KEYS}
     if damage is None:
         refs["gain"] = root / target
     else:
         damage(str(root / target))
+    bad = root / (named[0] if named else target)
+    refs = {k: (bad if p == root / target else p) for k, p in refs.items()}     # a moved reference
     before = _tree(root)
     argv = [str(root / "uncal" / "*_uncal.fits"), str(root / "more" / "*_uncal.fits")] + [
         f"--reference=NRCA1:{k}={p}" for k, p in refs.items()]
     if not (root / "more").exists():
         argv.pop(1)
-    rc = validate.main(argv)
-    out, err = capsys.readouterr()
+    out, err = _io.StringIO(), _io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = validate.main(argv)
+    return rc, out.getvalue(), err.getvalue(), str(bad), before, _tree(root)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_error(case, base, tmp_path):
+    rc, out, err, bad, before, after = run_case(case, base, tmp_path / "data")
     assert rc == 1
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
     assert lines[0].startswith("error: ")
-    bad = str(root / (named[0] if named else target))
     assert all(bad in line for line in lines), lines        # every line names the damaged file
-    assert any(__import__("re").search(pattern, line) for line in lines), lines
-    assert _tree(root) == before                            # nothing written, nothing changed
+    assert any(__import__("re").search(case[3], line) for line in lines), lines
+    assert after == before                                  # nothing written, nothing changed
 
 
 def test_all_problems_listed_at_once(base, tmp_path):
@@ -317,12 +349,23 @@ WORKFLOW_CASES = [
 @pytest.mark.workflow
 @pytest.mark.parametrize("case", WORKFLOW_CASES, ids=[c[0] for c in WORKFLOW_CASES])
 def test_workflow_stops_before_any_job(case, base, tmp_path):
+    rc, text, before, after = run_workflow_case(case, base, tmp_path)
+    assert rc != 0
+    assert "Traceback (most recent call last)" not in text
+    assert __import__("re").search(case[3], text), text[-2000:]
+    assert len([line for line in text.splitlines() if line.startswith("error:")]) == 1
+    assert after == before                                    # nothing written, products untouched
+
+
+def run_workflow_case(case, base, tmp):
+    """Run ``snakemake`` on a working directory with products of an earlier run and the user's
+    config of ``case``; returns (exit code, stdout + stderr, tree before, tree after)."""
     wid, cfg, damages, pattern = case
-    root = tmp_path / "data"
+    root = tmp / "data"
     shutil.copytree(base, root)
     for target, damage in damages or ():
         damage(str(root / target))
-    work = tmp_path / "work"
+    work = tmp / "work"
     shutil.copytree(REPO / "config", work / "config")
     products = work / "results" / "rates"
     products.mkdir(parents=True)
@@ -339,13 +382,8 @@ def test_workflow_stops_before_any_job(case, base, tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
                            "-d", str(work), "--cores", "1", "--configfile", str(work / "my.yaml")],
                           capture_output=True, text=True, timeout=120)
-    text = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "Traceback (most recent call last)" not in text
-    assert __import__("re").search(pattern, text), text[-2000:]
-    assert len([line for line in text.splitlines() if line.startswith("error:")]) == 1
     after = {k: v for k, v in _tree(work).items() if not k.startswith(".snakemake")}
-    assert after == before                                    # nothing written, products untouched
+    return proc.returncode, proc.stdout + proc.stderr, before, after
 
 
 # ---- values that can occur: a ramp saturated everywhere ------------------------------------------
@@ -776,3 +814,39 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
         err = np.hypot(got[err_name], want[err_name])
         assert abs(got[name] - want[name]) <= 3 * err, (name, got[name], want[name], err)
     assert abs(got["cds_noise_DN"] - want["cds_noise_DN"]) < abs(np.sqrt(0.75) - 1) * want["cds_noise_DN"] / 3
+
+
+# ---- the table of cases for the issue's note: python tests/test_bad_inputs.py [--workflow] -------
+def print_table(with_workflow=False):
+    """Markdown table (case, exit code, the message) of :data:`CASES` (and, with ``with_workflow``,
+    :data:`WORKFLOW_CASES` through ``snakemake``), made the way the tests make them; the paths of
+    the temporary directory are shortened to ``<data>`` / ``<work>``."""
+    import re
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = tmp / "good"
+        simulate.write_detector_set(SPEC, str(base), 5)
+        print("| case | exit code | message (stderr; one line per problem) |\n|---|---|---|")
+        rows = []
+        for k, case in enumerate(CASES):
+            rc, out, err, *_ = run_case(case, base, tmp / f"c{k}" / "data")
+            rows.append((case[0], rc, err.strip().replace(str(tmp / f"c{k}" / "data"), "<data>")))
+        if with_workflow:
+            for k, case in enumerate(WORKFLOW_CASES):
+                rc, text, *_ = run_workflow_case(case, base, tmp / f"w{k}")
+                errors = [line for line in text.splitlines() if line.startswith("error:")]
+                lines = [errors[0]] if errors else text.strip().splitlines()[-1:]
+                idx = text.splitlines().index(lines[0]) if errors else 0
+                lines += [ln for ln in text.splitlines()[idx + 1:idx + 4]        # further problem lines
+                          if ln and not ln.startswith(("Error", "[")) and 'File "' not in ln]
+                rows.append((case[0], rc, "\n".join(lines).replace(str(tmp / f"w{k}" / "data"), "<data>")
+                             .replace(str(tmp / f"w{k}" / "work"), "<work>")))
+        for name, rc, message in rows:
+            cell = re.sub(r"\s*\n\s*", " <br> ", message).replace("|", "\\|")
+            print(f"| {name} | {rc} | {cell} |")
+
+
+if __name__ == "__main__":
+    print_table(with_workflow="--workflow" in sys.argv)
