@@ -571,3 +571,33 @@ def test_clipped_mean_images_are_the_same_for_every_memory_budget():
         for a, b in zip(robust.clipped_mean_std_images(cube, 3.0, 5, work_mb=work_mb), whole):
             np.testing.assert_array_equal(a, b)
     assert io.block_size(256, robust.CLIP_IMAGE_BYTES_PER_VALUE, (40, 2048, 2048), axis=1) == 65
+
+
+def test_reset_job_reads_only_the_reset_planes_and_groups_it_uses(fits_writer, monkeypatch):
+    """runner.run_step_file reads the MIRI RESET lazily (reset.LAZY_REFERENCES): integrations 3-4
+    of a 5-integration exposure use plane 2 (the last of a 2-plane reference; its first 3 groups),
+    read a chunk of groups at a time; ERR and plane 1 are never read; same product as read whole."""
+    from detcal import runner
+    from detcal.steps import reset
+    rng = np.random.default_rng(12)
+    keys = dict(INTSTART=3, INTEND=4, NINTS=5)
+    ramp = make_ramp(2, 5, NY, NX, instrument="MIRI", data=rng.normal(1e4, 30, (2, 5, NY, NX)), **keys)
+    ramp_path = fits_writer.ramp(ramp, name="miri_ramp.fits")
+    sci = rng.normal(-20, 8, (2, 3, NY, NX)).astype(np.float32)
+    sci[0, 1, 2, 3] = sci[1, 2, 4, 5] = np.nan
+    path = fits_writer.reference("RESET", ramp, name="reset.fits", SCI=sci, ERR=np.ones_like(sci),
+                                 DQ=np.zeros((NY, NX), np.uint32),
+                                 header=make_reference_header("RESET", ramp, NINTS=2, NGROUPS=3))
+    monkeypatch.setattr(runner, "read_lazily", lambda step, key: False)
+    whole = runner.run_step_file("reset", ramp_path, {"reset": path}, fits_writer.path("whole.fits"))
+    monkeypatch.undo()
+    reads = []
+    original = io.SectionReader.read
+    monkeypatch.setattr(io.SectionReader, "read", lambda self, ext, *a, **k: (
+        reads.append((ext, k.get("ints"), k.get("groups"))), original(self, ext, *a, **k))[1])
+    monkeypatch.setattr(reset, "CHUNK_MB", 2 * NY * NX * 4 / 1e6)         # 2 groups per chunk
+    lazy = runner.run_step_file("reset", ramp_path, {"reset": path}, fits_writer.path("lazy.fits"))
+    np.testing.assert_array_equal(lazy.data, whole.data)
+    np.testing.assert_array_equal(lazy.pixeldq, whole.pixeldq)
+    assert [r for r in reads if r[0] != "DQ"] == [("SCI", 1, slice(0, 2, 1)), ("SCI", 1, slice(2, 3, 1))]
+    np.testing.assert_array_equal(lazy.data[:, :3], ramp.data[:, :3] - np.nan_to_num(sci[1]))

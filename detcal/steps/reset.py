@@ -22,6 +22,11 @@ instrument family, as the other MIRI steps).
 Shapes: data float32 (nints, ngroups, ny, nx) [DN]; reference SCI float32 (reset_nints',
 ngroups', ny, nx) [DN], cut to the science subarray by :func:`detcal.io.read_reference`
 (``like=ramp``).
+
+Memory: the ramp is corrected in place (when it owns a writable float32 SCI) and the reference
+subtracted plane by plane, :data:`CHUNK_MB` of groups at a time; the runner reads it lazily
+(:data:`LAZY_REFERENCES`), so only the planes and groups used are read, never its ERR: the job
+holds the ramp plus one chunk.
 """
 
 import logging
@@ -30,6 +35,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from ..io import LazyArray, block_size, blocks
 from .descriptor import Step
 from .guards import skip_unless_miri
 
@@ -44,6 +50,13 @@ DESCRIPTOR = Step(
 
 #: Reference files (config keys) this step reads.
 REFERENCES = DESCRIPTOR.references
+
+#: References read by sections (:func:`detcal.io.read_reference` with ``lazy=True``): only the
+#: RESET planes and groups used are read, never its ERR.
+LAZY_REFERENCES = ("reset",)
+
+#: Work space of :func:`subtract_reset`: chunks of groups of one reference plane [MB of float32].
+CHUNK_MB = 64
 
 
 def reset_planes(nints, intstart, reset_nints):
@@ -92,7 +105,8 @@ def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngrou
     elif out is not data:
         np.copyto(out, data)
     pdq = np.array(pixeldq, dtype=np.uint32, copy=True)
-    reset = np.asarray(reset, dtype=np.float32)
+    if not isinstance(reset, LazyArray):    # a LazyArray (the runner's) is read plane by plane below
+        reset = np.asarray(reset, dtype=np.float32)
     if out.ndim != 4 or reset.ndim != 4:
         raise ValueError(f"data and reset must be 4-D, got shapes {out.shape} and {reset.shape}")
     if reset.shape[-2:] != out.shape[-2:]:
@@ -106,12 +120,20 @@ def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngrou
     nints, ngroups = out.shape[:2]
     ngroups_corr = min(ngroups, reset_ngroups)
     planes = reset_planes(nints, intstart, reset_nints)
-    used = reset[sorted(set(planes)), :ngroups_corr] if nints else reset[:0]
-    n_nan = int(np.count_nonzero(np.isnan(used)))
-    ref = np.where(np.isnan(used), np.float32(0.0), used) if n_nan else used
-    index = {p: k for k, p in enumerate(sorted(set(planes)))}
-    for k, plane in enumerate(planes):
-        out[k, :ngroups_corr] -= ref[index[plane]]
+    # plane by plane, a chunk of groups at a time: only the planes and groups used are read (from
+    # a LazyArray), and the work space is one chunk (CHUNK_MB), not the reference
+    chunk = block_size(CHUNK_MB, 4, (ngroups_corr,) + tuple(out.shape[2:]), axis=0)
+    n_nan = 0
+    for plane in sorted(set(planes)):
+        ints = [k for k, p in enumerate(planes) if p == plane]
+        for groups in blocks(ngroups_corr, chunk):
+            ref = reset[plane, groups]                 # read from disk, or a view: our copy
+            ref = ref.read() if isinstance(ref, LazyArray) else np.array(ref, np.float32, copy=True)
+            nan = np.isnan(ref)
+            n_nan += int(np.count_nonzero(nan))
+            ref[nan] = 0.0                             # our copy: NaN counts as 0
+            for k in ints:
+                out[k, groups] -= ref
     if nints and reset_dq is not None:
         pdq |= np.asarray(reset_dq, dtype=np.uint32)
     return out, pdq, {"groups": ngroups_corr, "planes": planes, "nan": n_nan}
