@@ -187,7 +187,6 @@ def run_chain_file(raw_path, family, enabled, references, outputs, names=None, p
     _log_usage(log, "read", time.perf_counter() - start)
     ramps = {"main": ramp}
     current = {"main": raw_path}
-    made = {}
     for i, (branch, step) in enumerate(plan):
         start = time.perf_counter()
         main = branch == "main"
@@ -209,14 +208,12 @@ def run_chain_file(raw_path, family, enabled, references, outputs, names=None, p
             pixels=pixels if main else (), exposure=exposure,
             table=outputs.get(f"table_{step}") if main else None,
             figure=outputs.get(f"figure_{step}") if main else None)
-        made.update({prefix + name: product for name, product in result.products.items()})
         if desc.ramp_product and any(b == branch for b, _ in plan[i + 1:]):
             ramps[branch] = result.ramp            # the branch goes on; otherwise it is freed
             current[branch] = names.get(key, current[branch])
         del ramp, result
         refs.release(i)
         _log_usage(log, f"{branch} {step}", time.perf_counter() - start)
-    return made
 
 
 def _chain_plan(family, enabled, outputs):
