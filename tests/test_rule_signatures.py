@@ -203,3 +203,26 @@ def test_keyword_parameters_builds_one_object_and_rejects_unknown_or_doubled_nam
         analysis("a", parameters=P(), sigma=1.0)
     with pytest.raises(TypeError, match="both arguments and fields"):
         keyword_parameters(P)(lambda path, sigma=1, parameters=None: None)
+
+
+#: Parameters the default config sets apart from the function's default, and why.
+DELIBERATE = {"exclude_flags": "MIRI DARK keeps the groups the no-dark branch flags DO_NOT_USE",
+              "jump_parameters": "the jump step's configured parameters",
+              "expected": "the config's (empty) table of expected dark currents"}
+
+
+def test_default_config_passes_the_parameter_dataclasses_defaults(jobs):
+    """The schema's defaults and the dataclasses' defaults are one set of numbers."""
+    checked = 0
+    for job in jobs:
+        if script_of(job) != "group_analysis.py":
+            continue
+        cls = getattr(resolve(job.params.function), "parameters_class", None)
+        if cls is None:
+            continue
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name, value in dict(job.params.kwargs).items():
+            if name in defaults and name not in DELIBERATE:
+                assert value == defaults[name], (job.rule.name, name, value, defaults[name])
+                checked += 1
+    assert checked >= 10
