@@ -518,6 +518,38 @@ def linear_start(ramp, start, last, noise, nints, nsigma=LINEAR_SIGMA,
         s += 1
 
 
+def class_mean_ramps(diffs, fitted, first, label):
+    """Mean ramp of each class (integration 1; the later ones) of amplifier ``label``.
+
+    Per class k (None where the class is empty): ``ramps[k]`` the cumulative sum of the
+    integrations' mean first differences [DN] (0 at group 0), ``groups[k]`` bool, every group up
+    to the last one ramp fitting used, ``members[k]`` the integrations, ``last[k]`` that last
+    group, ``noise[k]`` (white, random walk) of :func:`difference_noise` from the second half of
+    the differences (two integrations or more), ``groups_fit[k]`` bool, the groups ramp fitting
+    used. Returns (ramps, groups, members, last, noise, groups_fit), each a 2-list.
+    """
+    ramps, groups, members, last = [None, None], [None, None], [None, None], [0, 0]
+    noise, groups_fit = [None, None], [None, None]
+    for k, cls in enumerate((first, ~first)):
+        idx = np.flatnonzero(cls)
+        if idx.size == 0:
+            continue
+        stack = np.stack([diffs[i][label] for i in idx])
+        d = np.nanmean(stack, axis=0)
+        if idx.size >= 2:       # from the second half: integrations differ in their anomaly
+            noise[k] = difference_noise(stack[:, stack.shape[1] // 2:])
+        ramps[k] = np.concatenate([[0.0], np.cumsum(d)])
+        used = np.flatnonzero(np.any(np.stack([fitted[i] for i in idx]), axis=0))
+        groups_fit[k] = np.zeros(ramps[k].size, bool)
+        groups_fit[k][used] = True
+        groups[k] = np.zeros(ramps[k].size, bool)
+        if used.size:
+            groups[k][: used[-1] + 1] = True
+            last[k] = int(used[-1])
+        members[k] = idx
+    return ramps, groups, members, last, noise, groups_fit
+
+
 def anomaly_bias(diffs, fitted, first, label):
     """Slope bias of each integration from the reset anomaly and RSCD [DN/group].
 
@@ -549,25 +581,7 @@ def anomaly_bias(diffs, fitted, first, label):
     """
     n = len(diffs)
     bias = np.full(n, math.nan)
-    ramps, groups, members, last = [None, None], [None, None], [None, None], [0, 0]
-    noise, groups_fit = [None, None], [None, None]
-    for k, cls in enumerate((first, ~first)):
-        idx = np.flatnonzero(cls)
-        if idx.size == 0:
-            continue
-        stack = np.stack([diffs[i][label] for i in idx])
-        d = np.nanmean(stack, axis=0)
-        if idx.size >= 2:       # from the second half: integrations differ in their anomaly
-            noise[k] = difference_noise(stack[:, stack.shape[1] // 2:])
-        ramps[k] = np.concatenate([[0.0], np.cumsum(d)])
-        used = np.flatnonzero(np.any(np.stack([fitted[i] for i in idx]), axis=0))
-        groups_fit[k] = np.zeros(ramps[k].size, bool)
-        groups_fit[k][used] = True
-        groups[k] = np.zeros(ramps[k].size, bool)
-        if used.size:
-            groups[k][: used[-1] + 1] = True
-            last[k] = int(used[-1])
-        members[k] = idx
+    ramps, groups, members, last, noise, groups_fit = class_mean_ramps(diffs, fitted, first, label)
     fit = fit_anomaly(ramps, groups)
     if fit is None:
         return bias, None
