@@ -26,9 +26,8 @@ def fused_outputs(fam):
         out["nodark_rate"] = "results/nodark/{exposure}_rate.fits"
         out["nodark_rateints"] = "results/nodark/{exposure}_rateints.fits"
     if REFFILES_ON and fam == "NIR":
-        needed.add(
-            "saturation"
-        )  # the SUPERBIAS builder reads these (rule superbias_reffile)
+        # the SUPERBIAS builder reads these (rule superbias_reffile)
+        needed.add("saturation")
     for step in chain:
         if step not in pipeline.RAMP_STEPS:
             continue
@@ -36,9 +35,8 @@ def fused_outputs(fam):
             out[step] = step_output(step)
         out[f"table_{step}"] = step_table(step)
         out[f"figure_{step}"] = step_figure(step)
-        out.update(
-            step_extra_outputs(step)
-        )  # further products by name (dark_current: dark)
+        # further products by name (dark_current: dark)
+        out.update(step_extra_outputs(step))
     if "ramp_fit" in chain:
         out["rate"] = "results/rates/{exposure}_rate.fits"
         out["rateints"] = "results/rates/{exposure}_rateints.fits"
