@@ -9,7 +9,9 @@ readout patterns"). With frames counted from 0 after the reset:
 * an integration of NGROUPS groups spans ``NGROUPS NFRAMES + (NGROUPS - 1) GROUPGAP`` frames
   (:func:`frames_per_integration`): what a DARK reference must cover to be averaged into the
   pattern, and what the simulator reads;
-* consecutive groups are ``TGROUP = (NFRAMES + GROUPGAP) TFRAME`` [s] apart (:func:`group_time`).
+* consecutive groups are ``TGROUP = (NFRAMES + GROUPGAP) TFRAME`` [s] apart (:func:`group_time`);
+* the integrations of a file are numbered from INTSTART (1-based; a segmented exposure's later
+  files start higher): :func:`int_numbers`.
 
 Frame timing of the H2RG (NIR) readout: pixels are read every :data:`PIXEL_TIME_S` (10 us) per
 output, each row costs :data:`ROW_OVERHEAD` (12) more pixel times, so a frame of ny x nx pixels
@@ -21,6 +23,9 @@ The simulator imports these (never the reverse); the noise of a MULTIACCUM slope
 formula (:func:`detcal.analysis.effnoise.multiaccum_variance`).
 """
 
+import numpy as np
+
+from . import keywords
 
 #: Pixel read time [s] of the NIR (H2RG, SIDECAR) readout: NIRCam/NIRISS 10 us.
 PIXEL_TIME_S = 10e-6
@@ -62,3 +67,10 @@ def frame_time(ny, nx, noutputs, pixel_time=PIXEL_TIME_S, row_overhead=ROW_OVERH
     ``frame_time(2048, 2048, 4) == 10.73677``.
     """
     return round(frame_samples(ny, nx, noutputs, row_overhead) * pixel_time, 9)
+
+
+def int_numbers(header, nints):
+    """Absolute 1-based integration number of each of the ``nints`` integrations of a file with
+    primary ``header``: INTSTART + i (INTSTART 1 when absent)."""
+    start = keywords.optional(header, "INTSTART", 1) or 1
+    return start + np.arange(nints)

@@ -61,8 +61,8 @@ import pandas as pd
 
 from .. import dqflags, inventory, io, tables
 from ..errors import InputError
+from ..multiaccum import int_numbers
 from ..parameters import keyword_parameters
-from ..reffiles import common as rcommon
 from . import common, robust
 
 log = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=DIFF_CLI
             if nints_expected is not None and reader.shape[0] != nints_expected[k]:
                 raise InputError(reader.path, f"{reader.shape[0]} integrations, but its rateints "
                                               f"product has {nints_expected[k]}")
-            for i, number in enumerate(rcommon.int_numbers(reader)):
+            for i, number in enumerate(int_numbers(reader.header, reader.shape[0])):
                 sel = masks[len(diffs)] if isinstance(masks, (list, tuple)) else masks
                 dif, fit = ramp_differences(reader.read("SCI", i), reader.read("GROUPDQ", i),
                                             sel, sigma, maxiters)

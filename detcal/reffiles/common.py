@@ -111,12 +111,6 @@ def gain_map(gain, reader):
     return np.where(g > 0, g, np.nan).astype(np.float32)
 
 
-def int_numbers(reader):
-    """Absolute 1-based integration number of each integration in a file (INTSTART + i)."""
-    start = keywords.optional(reader.header, "INTSTART", 1) or 1
-    return start + np.arange(reader.shape[0])
-
-
 # --------------------------------------------------------------------------------------------
 # Headers
 # --------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from ..analysis import robust
 from ..analysis.robust import MAD_TO_SIGMA
 from ..errors import InputError
 from ..geometry import family
+from ..multiaccum import int_numbers
 from ..parameters import keyword_parameters
 from . import common
 
@@ -494,7 +495,7 @@ def dark_slots(readers, split):
     (one class when the inputs hold only one kind). Returns (entries [(reader, index in file,
     integration number)], bounds [(start, stop) per class]).
     """
-    entries = [(r, i, n) for r in readers for i, n in enumerate(common.int_numbers(r))]
+    entries = [(r, i, n) for r in readers for i, n in enumerate(int_numbers(r.header, r.shape[0]))]
     cls = [1 if (split and n > 1) else 0 for _, _, n in entries]
     if split and (0 not in cls or 1 not in cls):
         log.warning("MIRI dark: the inputs hold %s; the dark has one integration",
