@@ -317,7 +317,8 @@ def run_shape(family, nints, ngroups, size, args):
                "steps": STEPS[family], "family": family, "inline": args.inline}
         load = os.getloadavg()[0]
         res = {}
-        for which in (["jwst"] if not args.no_jwst else []) + ["detcal"] + (["perstep"] if args.per_step else []):
+        which_runs = ([] if args.no_jwst else ["jwst"]) + ["detcal"] + (["perstep"] if args.per_step else [])
+        for which in which_runs:
             runs = [run_child(which, job) for _ in range(args.repeat if which != "jwst" else 1)]
             res[which] = min(runs, key=lambda r: r["wall_s"])
         agree = {}
@@ -366,11 +367,11 @@ def format_steps(r):
                      f"comparison, not counted)") if which == "jwst" else ""
             lines.append(f"    {which:>7s} per stage [s]: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items())
                          + extra)
+            res = r["res"][which]
+            how = "" if which != "detcal" else (
+                ", runner.run_chain_file" if res["fused"] else ", steps in place")
             lines.append(f"    {'':>7s} whole process (interpreter start, imports, run) "
-                         f"{r['res'][which]['process_s']:.2f} s, CPU of the run "
-                         f"{r['res'][which]['cpu_s']:.2f} s" + (
-                             "" if which != "detcal" else
-                             f", {'runner.run_chain_file' if r['res'][which]['fused'] else 'steps in place'}"))
+                         f"{res['process_s']:.2f} s, CPU of the run {res['cpu_s']:.2f} s{how}")
     return "\n".join(lines)
 
 
