@@ -126,16 +126,15 @@ def header_row(path):
     for key in keywords.INVENTORY:
         if key not in meta:
             meta[key] = keywords.optional(header, key)
-    for key in keywords.GROUP_OPTIONAL:
-        meta[key] = keywords.optional(header, key)
     if sci.get("NAXIS") != 4:
-        raise InputError(path, f"SCI has {sci.get('NAXIS')} dimensions; a ramp needs 4 (nints, ngroups, ny, nx)")
+        raise InputError(path, f"SCI has {sci.get('NAXIS')} dimensions; a ramp needs 4 "
+                               "(nints, ngroups, ny, nx)")
     try:
         fam = family(meta["INSTRUME"])
     except ValueError as exc:
         raise InputError(path, str(exc)) from None
     row = {"exposure": exposure_name(path), "path": path, "family": fam,
-           "group": keywords.group_id(meta)}
+           "group": group_name(header, path)}
     row.update({k: meta[k] for k in keywords.INVENTORY})
     return row
 
