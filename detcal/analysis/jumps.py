@@ -82,6 +82,7 @@ columns 0-based in the science frame (numpy indices). Signals in DN.
 import functools
 import logging
 import math
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -344,26 +345,15 @@ def step_sigma(center_dn, gain, readnoise, nframes):
 
 
 def jump_regime(all_dnu, parameters=None):
-    """The regime the jump step chose for an exposure (mirrors :func:`detcal.steps.jump.detect_jumps`).
+    """The regime the jump step chose for an exposure (:func:`detcal.steps.jump.choose_regime`).
 
     all_dnu : bool (nints, ngroups), groups that are DO_NOT_USE in every pixel
     parameters : jump-step parameters (default :data:`detcal.steps.jump.DEFAULTS`)
 
     Returns 'skipped', 'sigma_clip', 'single_pass' or 'iterative'.
     """
-    p = dict(jump_step.DEFAULTS, **(parameters or {}))
-    nints, ngroups = all_dnu.shape
-    n_flagged = all_dnu.sum(axis=1)
-    min_usable_groups = ngroups - int(n_flagged.max(initial=0))
-    total_groups = nints * ngroups - int(n_flagged.sum())
-    sigclip_ok = (nints if p["only_use_ints"] else total_groups) >= p["minimum_sigclip_groups"]
-    if ngroups < 2 or (not sigclip_ok and min_usable_groups < p["minimum_groups"]):
-        return "skipped"
-    if sigclip_ok:
-        return "sigma_clip"
-    if min_usable_groups - 1 >= p["min_diffs_single_pass"]:
-        return "single_pass"
-    return "iterative"
+    return jump_step.choose_regime(np.asarray(all_dnu, bool),
+                                   types.SimpleNamespace(**dict(jump_step.DEFAULTS, **(parameters or {}))))
 
 
 @functools.lru_cache(maxsize=256)

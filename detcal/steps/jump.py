@@ -425,18 +425,29 @@ def _choose_regime(gdq, params):
     nints, ngroups = gdq.shape[:2]
     all_dnu = np.array([[bool(np.all(gdq[i, k] & _DNU)) for k in range(ngroups)]
                         for i in range(nints)]).reshape(nints, ngroups)
+    return choose_regime(all_dnu, params), all_dnu
+
+
+def choose_regime(all_dnu, params):
+    """The regime of an exposure: 'skipped', 'sigma_clip', 'single_pass' or 'iterative'.
+
+    all_dnu : bool (nints, ngroups), groups that are DO_NOT_USE in every pixel
+    params : :class:`JumpParameters` (or any object with ``only_use_ints``,
+        ``minimum_sigclip_groups``, ``minimum_groups`` and ``min_diffs_single_pass``)
+    """
+    nints, ngroups = all_dnu.shape
     n_flagged = all_dnu.sum(axis=1)
     min_usable_groups = ngroups - int(n_flagged.max(initial=0))
     total_groups = nints * ngroups - int(n_flagged.sum())
     sigclip_groups = nints if params.only_use_ints else total_groups
     sigclip_ok = sigclip_groups >= params.minimum_sigclip_groups
     if ngroups < 2 or (not sigclip_ok and min_usable_groups < params.minimum_groups):
-        return "skipped", all_dnu
+        return "skipped"
     if sigclip_ok:
-        return "sigma_clip", all_dnu
+        return "sigma_clip"
     if min_usable_groups - 1 >= params.min_diffs_single_pass:
-        return "single_pass", all_dnu
-    return "iterative", all_dnu
+        return "single_pass"
+    return "iterative"
 
 
 class _Exposure:
