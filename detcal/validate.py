@@ -40,11 +40,11 @@ import pickle
 import numpy as np
 from astropy.io import fits
 
+from . import inventory as _inventory
 from . import io, keywords
 from .errors import InputError
 from .geometry import MIRI_NOUTPUTS, Geometry
 from .multiaccum import frames_per_integration
-from . import inventory as _inventory
 
 #: Fewest groups per integration the workflow's products can be made from: the jump step needs
 #: two group differences, the DARK builder and the CDS statistics three groups.
@@ -525,7 +525,8 @@ def config_problems(config, schema_path, configfiles=()):
         except (OSError, yaml.YAMLError):
             continue
     lines = []
-    for err in sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path))):
+    errors = jsonschema.Draft7Validator(schema).iter_errors(config)
+    for err in sorted(errors, key=lambda e: list(map(str, e.path))):
         path = list(err.path)
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))

@@ -229,7 +229,8 @@ CASES = [
      r"INSTRUME=MIRI but the raw files that use it have INSTRUME=NIRCAM"),
     ("ref-dark-too-few-groups", REF.format("dark"),
      rewrite(lambda h: [h.__setitem__(i, type(h[i])(h[i].data[:2].copy(), header=h[i].header, name=h[i].name))
-                        for i in range(1, len(h)) if h[i].name in ("SCI", "ERR", "DQ") and h[i].data is not None
+                        for i in range(1, len(h))
+                        if h[i].name in ("SCI", "ERR", "DQ") and h[i].data is not None
                         and h[i].data.ndim == 3]),
      r"DARK has 2 groups .* NGROUPS=4 .* needs 4"),
     ("ref-superbias-too-small", REF.format("superbias"),
@@ -328,8 +329,8 @@ def test_config_problems_name_file_key_and_value(tmp_path):
                                      [REPO / "config/config.yaml", user])
     assert len(lines) == 3, lines
     assert lines[0].startswith(f"{user}: unknown config key kep (value ['jump'])")
-    assert any(f"{user}: config key reffiles:hot_threshold = 'x'" in l for l in lines)
-    assert any(f"{user}: config key steps:jump = 3: 3 is not of type 'boolean'" in l for l in lines)
+    assert any(f"{user}: config key reffiles:hot_threshold = 'x'" in line for line in lines)
+    assert any(f"{user}: config key steps:jump = 3: 3 is not of type 'boolean'" in line for line in lines)
 
 
 # ---- through snakemake ------------------------------------------------------------------------
@@ -395,6 +396,7 @@ def test_saturated_ramp_is_left_out_of_the_cds_noise(tmp_path):
     them (the issue measured the CDS noise 18 % low)."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
+
     from detcal import io
     from detcal.analysis import noise
 
@@ -456,8 +458,9 @@ def test_real_data_regimes_pass(tmp_path, capsys):
     live output taken for a dead one there."""
     import glob
 
-    from detcal.analysis import common
     from test_campaign_mixed import make_campaign
+
+    from detcal.analysis import common
 
     raw, refs = make_campaign(tmp_path)
     argv = [raw] + [f"--reference={det}:{k}={p}" for det, given in refs.items() for k, p in given.items()]
@@ -553,21 +556,25 @@ def _group_analyses(products, refs, out):
     o = f"{out}/"
     calls = {
         "jumps": lambda: jumps.jump_statistics_file(
-            paths("jump"), o + "j.tsv", o + "j.json", group="g", events_tsv=o + "je.tsv", map_fits=o + "jm.fits",
+            paths("jump"), o + "j.tsv", o + "j.json", group="g", events_tsv=o + "je.tsv",
+            map_fits=o + "jm.fits",
             map_png=o + "jm.png", examples_tsv=o + "jx.tsv", ramp_png=o + "jr.png", grid_png=o + "jg.png",
             significance_png=o + "js.png", gain_path=refs["gain"], readnoise_path=refs["readnoise"]),
         "dark_current": lambda: darkcurrent.dark_current_file(
             paths("rateints"), refs["gain"], o + "d.tsv", o + "d.json", group="g", histogram_tsv=o + "dh.tsv",
-            histogram_png=o + "dh.png", image_fits=o + "di.fits", image_png=o + "di.png", ramp_paths=paths("jump")),
+            histogram_png=o + "dh.png", image_fits=o + "di.fits", image_png=o + "di.png",
+            ramp_paths=paths("jump")),
         "stability": lambda: stability.stability_file(
             paths("rateints"), o + "s.tsv", o + "s.json", trends_tsv=o + "st.tsv", group="g",
-            ramp_paths=paths("jump"), bias_paths=paths("raw"), gain_path=refs["gain"], baseline_tsv=o + "sb.tsv",
+            ramp_paths=paths("jump"), bias_paths=paths("raw"), gain_path=refs["gain"],
+            baseline_tsv=o + "sb.tsv",
             baseline_pixels_tsv=o + "sbp.tsv", trend_png=o + "st.png", baseline_png=o + "sb.png"),
         "effective_noise": lambda: effnoise.effective_noise_files(
             paths("noise"), o + "e.tsv", o + "e.json", o + "e.png", gain_path=refs["gain"],
             readnoise_path=refs["readnoise"]),
         "noise_decomposition": lambda: noise.noise_decomposition_files(
-            paths("noise"), o + "n.tsv", o + "p.tsv", o + "n.json", o + "n.png", o + "p.png", gain_path=refs["gain"]),
+            paths("noise"), o + "n.tsv", o + "p.tsv", o + "n.json", o + "n.png", o + "p.png",
+            gain_path=refs["gain"]),
     }
     failures = {}
     for name, call in calls.items():
@@ -618,6 +625,7 @@ def test_group_saturated_everywhere_is_measured_as_nan_with_a_note(tmp_path):
     verdicts and those notes (the noise analyses stopped the run with one line before)."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
+
     from detcal.analysis import noise, summary
 
     spec = dict(SPEC, ngroups=5, nints=2)
@@ -644,7 +652,8 @@ def test_group_saturated_everywhere_is_measured_as_nan_with_a_note(tmp_path):
     assert ef["nramps"] == 0 and ef["nramps_excluded_flagged"] == nramps
     assert ef["summary"]["effective_noise_max_n_e"] is None
     assert ef["summary"]["note"].startswith(f"no usable data: all {nramps} ramps")
-    for tsv, col in (("n.tsv", "cds_noise_DN"), ("e.tsv", "eff_noise_spatial_DN"), ("d.tsv", "mean_DN_per_s")):
+    for tsv, col in (("n.tsv", "cds_noise_DN"), ("e.tsv", "eff_noise_spatial_DN"),
+                     ("d.tsv", "mean_DN_per_s")):
         table = pd.read_csv(out / tsv, sep="\t")
         assert len(table) and table[col].isna().all(), tsv
     assert (out / "n.png").exists() and (out / "p.png").exists() and (out / "e.png").exists()
@@ -697,7 +706,8 @@ def test_snakemake_message_for_malformed_yaml_is_the_documented_one(tmp_path):
     assert proc.returncode == 1
     assert SNAKEMAKE_BAD_YAML in text and "Traceback" not in text
     readme = (REPO / "config" / "README.md").read_text()
-    assert SNAKEMAKE_BAD_YAML in " ".join(readme.split()) and "python -m detcal.validate --configfile" in readme
+    assert SNAKEMAKE_BAD_YAML in " ".join(readme.split())
+    assert "python -m detcal.validate --configfile" in readme
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == ["my.yaml"]
 
 
@@ -709,6 +719,7 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
     same data with a live amplifier there, and the averages are the live outputs'."""
     sys.path.insert(0, str(REPO / "tests"))
     import truthkit
+
     from detcal import dqflags
     from detcal.analysis import darkcurrent, effnoise, jumps, noise, stability
     from detcal.geometry import Geometry
@@ -735,7 +746,8 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
                                                    o + "d.json", group="g", raw_paths=[p["raw"] for p in out])
         mask[name] = badpix.make_mask([p["rateints"] for p in out], [p["jump"] for p in out], o + "mask.fits",
                                       gain_path=refs["gain"], raw_paths=[p["raw"] for p in out])
-        stab[name] = stability.stability_file([p["rateints"] for p in out], o + "s.tsv", o + "s.json", group="g",
+        stab[name] = stability.stability_file([p["rateints"] for p in out], o + "s.tsv", o + "s.json",
+                                              group="g",
                                               ramp_paths=[p["jump"] for p in out],
                                               bias_paths=[p["raw"] for p in out], gain_path=refs["gain"])
         cr[name] = jumps.jump_statistics_file([p["jump"] for p in out], o + "j.tsv", o + "j.json", group="g",
@@ -760,9 +772,11 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
     assert ((dq[(amp == 1) & ~ref] & flag) == flag).all()
     assert mask["dead"]["counts"]["dead"] - mask["live"]["counts"]["dead"] == int(((amp == 1) & ~ref).sum())
     # stability: the whole-array values are the live amplifiers', theirs unchanged
-    assert stab["live"]["summary"]["dead_amplifiers"] == [] and stab["dead"]["summary"]["dead_amplifiers"] == [2]
+    assert stab["live"]["summary"]["dead_amplifiers"] == []
+    assert stab["dead"]["summary"]["dead_amplifiers"] == [2]
     live_amps = [r for r in stab["dead"]["table"] if r.get("amplifier") in ("1", "3", "4")]
-    assert live_amps and live_amps == [r for r in stab["live"]["table"] if r.get("amplifier") in ("1", "3", "4")]
+    assert live_amps
+    assert live_amps == [r for r in stab["live"]["table"] if r.get("amplifier") in ("1", "3", "4")]
     # CR rate: the dead amplifier is no detection area; the others' rows are unchanged
     got, want = cr["dead"]["summary"], cr["live"]["summary"]
     assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2] and "amplifier(s) 2" in got["note"]
@@ -772,7 +786,8 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
     for a in ("1", "3", "4"):
         assert rows[a]["n_active_pixels"] == live_rows[a]["n_active_pixels"]
         assert rows[a]["n_events_up"] == live_rows[a]["n_events_up"]
-    assert rows["all"]["exposure_cm2_s"] == pytest.approx(sum(rows[a]["exposure_cm2_s"] for a in ("1", "3", "4")))
+    live_area = sum(rows[a]["exposure_cm2_s"] for a in ("1", "3", "4"))
+    assert rows["all"]["exposure_cm2_s"] == pytest.approx(live_area)
     # dark current: the dead amplifier's row stays, the whole-array value is the live amplifiers'
     got, want = dark["dead"]["summary"], dark["live"]["summary"]
     assert want["dead_amplifiers"] == [] and got["dead_amplifiers"] == [2]
@@ -787,7 +802,8 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
         assert eff[eff.amplifier == chan].reset_index(drop=True).equals(
             live_eff[live_eff.amplifier == chan].reset_index(drop=True))
     for col in ("eff_noise_temporal_DN", "eff_noise_spatial_DN"):
-        per = eff[eff.amplifier.isin(["1", "3", "4"])].pivot(index="ngroups_fit", columns="amplifier", values=col)
+        per = eff[eff.amplifier.isin(["1", "3", "4"])].pivot(index="ngroups_fit", columns="amplifier",
+                                                            values=col)
         avg = eff[eff.amplifier == "all"].set_index("ngroups_fit")[col]
         np.testing.assert_allclose(avg, np.sqrt((per ** 2).mean(axis=1)), rtol=1e-6)
     assert live_doc["dead_amplifiers"] == [] and doc["dead_amplifiers"] == [2]

@@ -821,7 +821,8 @@ def effective_noise_files(ramp_paths, table_path, json_path, figure_path, gain_p
         "nramps_excluded_flagged": len(excluded), "ramps_excluded_flagged": [list(e) for e in excluded],
         "note": note, "group_counts": ns,
         "dead_amplifiers": dead, "n_dead_amplifiers": len(dead),
-        "summary": effective_noise_headline(summary["all"]) | ({"note": note} if stats["nramps"] == 0 else {}),
+        # nothing measured: the note also in the summary, so the group's summary row says why
+        "summary": effective_noise_headline(summary["all"]) | ({"note": note} if not stats["nramps"] else {}),
         "conventions": effective_noise_conventions(p.read_noise_source),
         "channels": summary,
     }

@@ -679,7 +679,8 @@ def stability_summary(detector, starts, nints, trend_rows, results, family, para
         "baseline": str(baseline) if baseline else None,
         "dead_amplifiers": [k + 1 for k in dead], "n_dead_amplifiers": len(dead),
     }
-    if not any(v is not None and np.isfinite(v) for v in (whole.get(q) for q in ("dark", "cds_noise", "bias"))):
+    values = [whole.get(q) for q in ("dark", "cds_noise", "bias")]
+    if not any(v is not None and np.isfinite(v) for v in values):
         # a valid input: every ramp of the group saturated or DO_NOT_USE; no value, so no verdict
         note = (f"no usable pixel: no slope, CDS difference or group-1 value in any of the {int(nints)} "
                 "integrations (every ramp saturated or flagged DO_NOT_USE): nothing measured (NaN)")
