@@ -237,6 +237,17 @@ def read_group(rateints_paths):
     return cube, dq, headers, owner
 
 
+def read_rate_group(rateints_paths, group=None):
+    """The rateints products of one configuration group: (paths, cube, dq, headers, owner, group).
+
+    :func:`read_group` of the products (paths as str); ``group``: the group's name, by default
+    the inventory's name of the first file (:func:`detcal.inventory.group_name`).
+    """
+    paths = [str(x) for x in rateints_paths]
+    cube, dq, headers, owner = read_group(paths)
+    return paths, cube, dq, headers, owner, group or inventory.group_name(headers[0], paths[0])
+
+
 # ----------------------------------------------------------------------------------------------
 # MIRI: the reset-anomaly (and RSCD) bias of the slopes, from the data
 # ----------------------------------------------------------------------------------------------
@@ -950,10 +961,8 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
     dict: the JSON document written.
     """
     p = parameters
-    paths = [str(x) for x in rateints_paths]
-    cube, dq, headers, owner = read_group(paths)
+    paths, cube, dq, headers, owner, group = read_rate_group(rateints_paths, group)
     header = headers[0]
-    group = group or inventory.group_name(header, paths[0])
     detector = str(header["DETECTOR"]).strip()
     geom, amp_map, active = common.layout(header, cube.shape, paths[0])
     select = pixel_selection(active, dq, p.exclude_dq)

@@ -78,7 +78,7 @@ from .. import dqflags, inventory, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from . import common, robust
-from .darkcurrent import read_group
+from .darkcurrent import read_rate_group
 
 _ONE_SIGMA = float(sstats.norm.cdf(1.0))
 
@@ -763,11 +763,9 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
     dict: the JSON document written.
     """
     p = parameters
-    paths = [str(x) for x in rateints_paths]
-    cube, dq, headers, owner = read_group(paths)
+    paths, cube, dq, headers, owner, group = read_rate_group(rateints_paths, group)
     names = [inventory.exposure_name(x, product=True) for x in paths]
     header = headers[0]
-    group = group or inventory.group_name(header, paths[0])
     geom, amp_map, usable, masks, dead = _group_masks(header, cube, dq, paths[0], bias_paths)
     labels = list(masks)
     gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None
