@@ -181,12 +181,17 @@ def noise_input(wildcards):
     return EXPOSURES.loc[wildcards.exposure, "path"] if step is None else ramp_path(wildcards.exposure, step)
 
 
+def noise_path(exposure):
+    """Path of the NIR noise analyses' refpix product (rule refpix_noise, or the fused chain)."""
+    return f"results/noise/{exposure}_{pipeline.SUFFIX['refpix']}.fits"
+
+
 def noise_product(exposure):
     """The ramp the noise analyses read (detcal.noise_conventions.REFPIX_PARAMETERS): NIR with
     refpix on: superbias + refpix without side reference pixels (rule refpix_noise); otherwise
     (MIRI, refpix off) the product before dark_current."""
     if EXPOSURES.loc[exposure, "family"] == "NIR" and STEPS_ON.get("refpix", True):
-        return f"results/noise/{exposure}_{pipeline.SUFFIX['refpix']}.fits"
+        return noise_path(exposure)
     return product_before_dark(exposure)
 
 

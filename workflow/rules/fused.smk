@@ -17,9 +17,7 @@ def fused_outputs(fam):
     needed = set()  # temporary ramp products read by later rules
     if ANALYSES_ON:
         if fam == "NIR" and STEPS_ON.get("refpix", True):
-            out["noise"] = temp(
-                f"results/noise/{{exposure}}_{pipeline.SUFFIX['refpix']}.fits"
-            )
+            out["noise"] = temp(noise_path("{exposure}"))
         else:  # noise_product(): the product before dark_current
             needed.add(pipeline.product_before(fam, STEPS_ON, "dark_current"))
         out["nodark_jump"] = temp(nodark_path("{exposure}", "jump"))

@@ -9,7 +9,7 @@ rule refpix_noise:
     input:
         ramp=noise_input,
     output:
-        ramp=temp("results/noise/{exposure}_refpixstep.fits"),
+        ramp=temp(noise_path("{exposure}")),
     log:
         "logs/refpix_noise/{exposure}.log",
     conda:
