@@ -200,7 +200,7 @@ def run_chain_file(raw_path, family, enabled, references, outputs, names=None, p
         ramp = ramps.pop(branch)
         result = _run_step(
             step, ramp, refs.get(step, ramp, i),
-            noise_parameters if branch == "noise" else params.get(step, {}),
+            dict(noise_parameters or {}) if branch == "noise" else params.get(step, {}),
             [current[branch], *references.get(step, {}).values()],
             skip_groups=tuple(skip_groups) if (branch == "nodark" and step == "jump") else (0, 0),
             output=outputs.get(key),
