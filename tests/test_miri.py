@@ -325,6 +325,10 @@ def test_miri_refpix_full_frame_matches_jwst(odd_even_rows):
           f"max correction {np.abs(got - data).max():.3g} DN")
     np.testing.assert_array_equal(got, expect)
     assert np.abs(got - data).max() > 5
+    inplace, _ = subtract_reference_pixels(data, pixeldq, miri_geom(1024, 1032), out=data,
+                                           odd_even_rows=odd_even_rows)      # as run() calls it
+    assert inplace is data
+    np.testing.assert_array_equal(inplace, expect)
 
 
 @pytest.mark.parity

@@ -340,3 +340,7 @@ def test_refpix_subarrays_match_jwst(shape, start, fast, slow, noutputs, name):
     print(f"refpix {name} at {start}: max |detcal - jwst| = "
           f"{np.abs(got.astype(np.float64) - expect).max():.3g} DN ({reason})")
     np.testing.assert_array_equal(got, expect)
+    inplace, _ = subtract_reference_pixels(data, pixeldq, nir(shape, start, noutputs=noutputs, fast=fast,
+                                                              slow=slow), subarray=name, out=data)
+    assert inplace is data                                        # in place, as run() calls it
+    np.testing.assert_array_equal(inplace, expect)

@@ -490,9 +490,10 @@ def _nir_single_output(src, dst, dq, geom, odd_even_columns, siglimit):
 # Public entry points
 # --------------------------------------------------------------------------------------------
 def _nir(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
-         side_gain, odd_even_rows, siglimit, subarray, zeroframe_pass=False):
+         side_gain, odd_even_rows, siglimit, subarray, zeroframe_pass=False, out=None):
     del odd_even_rows  # MIRI only
-    out = np.empty_like(data)
+    # out may be data: every reference value is gathered before the first frame is written
+    out = np.empty_like(data) if out is None else out
     src = to_detector(data, geom.fastaxis, geom.slowaxis)
     dst = to_detector(out, geom.fastaxis, geom.slowaxis)
     if geom.is_full_frame or geom.noutputs != 1:
@@ -524,10 +525,11 @@ def _miri_row_sets(ny, odd_even_rows):
     return [slice(0, ny, 2), slice(1, ny, 2)] if odd_even_rows else [slice(0, ny)]
 
 
-def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit):
-    """MIRI full-frame correction (module docstring); returns (corrected copy, reason or None)."""
+def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit, out=None):
+    """MIRI full-frame correction (module docstring); returns (corrected data, reason or None).
+    ``out`` may be ``data``: an integration is read (its first read copied) before it is written."""
     nints, ngroups, ny, nx = data.shape
-    out = np.empty_like(data)
+    out = np.empty_like(data) if out is None else out
     good_dq = (pixeldq & _DNU) == 0
     sets = miri_reference_sets(ny, nx, odd_even_rows)
     column = {("left", k): k for k in range(MIRI_NOUTPUTS)}
@@ -580,14 +582,18 @@ def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit):
 
 
 def _miri(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
-          side_gain, odd_even_rows, siglimit, subarray):
+          side_gain, odd_even_rows, siglimit, subarray, out=None):
     del odd_even_columns, use_side_ref_pixels, side_smoothing_length, side_gain  # NIR only
     if not geom.is_full_frame:
-        return data.copy(), "MIRI subarray: reference-pixel correction skipped (as jwst)"
+        if out is None:
+            out = data.copy()
+        elif out is not data:
+            out[...] = data
+        return out, "MIRI subarray: reference-pixel correction skipped (as jwst)"
     if geom.shape[1] % MIRI_NOUTPUTS or geom.shape[1] < 2 * MIRI_REF_COLUMNS:
         raise ValueError(f"a MIRI full frame needs a multiple of {MIRI_NOUTPUTS} columns including "
                          f"{MIRI_REF_COLUMNS} reference columns a side, got {geom.shape[1]}")
-    return _miri_full_frame(data, pixeldq, odd_even_rows, siglimit)
+    return _miri_full_frame(data, pixeldq, odd_even_rows, siglimit, out)
 
 
 def _zeroframe_pass(zeroframe, pixeldq, geom, reasons, params):
@@ -604,7 +610,7 @@ _FAMILY = {"NIR": _nir, "MIRI": _miri}
 
 def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_side_ref_pixels=True,
                               side_smoothing_length=11, side_gain=1.0, odd_even_rows=True,
-                              siglimit=3.0, subarray=None, zeroframe_pass=False):
+                              siglimit=3.0, subarray=None, zeroframe_pass=False, out=None):
     """Correct bias drifts with the reference pixels (jwst ``refpix``, see the module docstring).
 
     Parameters
@@ -625,10 +631,13 @@ def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_si
                                                                group (nints, 1, ny, nx): jwst
                                                                corrects it after the science
                                                                frames in their (float64) buffer
+    out : ndarray, float32, shape of ``data``, optional        where to write the result; may be
+                                                               ``data`` itself (in place)
 
     Returns
     -------
-    data : ndarray, float32, shape (nints, ngroups, ny, nx)   corrected copy [DN]
+    data : ndarray, float32, shape (nints, ngroups, ny, nx)   corrected [DN]: ``out``, or a new
+                                                               array
     reason : str or None                                       why (part of) the data were left
                                                                uncorrected; None if all was done
     """
@@ -637,6 +646,8 @@ def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_si
         raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
     if data.dtype != np.float32:
         data = data.astype(np.float32)
+    if out is not None and (out.shape != data.shape or out.dtype != np.float32):
+        raise ValueError(f"out must be float32 of shape {data.shape}, got {out.dtype} {out.shape}")
     if tuple(pixeldq.shape) != data.shape[2:]:
         raise ValueError(f"pixeldq shape {pixeldq.shape} does not match frames {data.shape[2:]}")
     if tuple(geom.shape) != data.shape[2:]:
@@ -648,7 +659,7 @@ def subtract_reference_pixels(data, pixeldq, geom, odd_even_columns=True, use_si
     extra = {"zeroframe_pass": True} if zeroframe_pass and geom.family == "NIR" else {}
     return _FAMILY[geom.family](data, pixeldq, geom, bool(odd_even_columns), bool(use_side_ref_pixels),
                                 side_smoothing_length, float(side_gain), bool(odd_even_rows),
-                                float(siglimit), subarray, **extra)
+                                float(siglimit), subarray, out=out, **extra)
 
 
 def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_smoothing_length=11,
@@ -661,10 +672,13 @@ def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_s
     """
     meta = ramp.meta("refpix")
     geom = ramp.geometry
+    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
+    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
     ramp.data, reason = subtract_reference_pixels(
         ramp.data, ramp.pixeldq, geom, odd_even_columns=odd_even_columns,
         use_side_ref_pixels=use_side_ref_pixels, side_smoothing_length=side_smoothing_length,
-        side_gain=side_gain, odd_even_rows=odd_even_rows, siglimit=siglimit, subarray=meta["SUBARRAY"])
+        side_gain=side_gain, odd_even_rows=odd_even_rows, siglimit=siglimit, subarray=meta["SUBARRAY"],
+        out=ramp.data if inplace else None)
     if geom.family == "MIRI":
         log.info("refpix: %s %s MIRI %s, %d int x %d groups, odd_even_rows=%s%s", meta["DETECTOR"],
                  meta["SUBARRAY"], "full frame" if geom.is_full_frame else "subarray",
