@@ -181,13 +181,13 @@ def join_notes(log, *notes):
 # ----------------------------------------------------------------------------------------------
 # Gains
 # ----------------------------------------------------------------------------------------------
-def read_gain(path, header, shape):
-    """GAIN reference [e-/DN] cut to the subarray of a product with ``header`` and (ny, nx) ``shape``.
-
-    Returns float32 (ny, nx) [e-/DN], per pixel.
+def read_gain(path, header, shape, product=None):
+    """The one GAIN reader: the reference [e-/DN] cut to the subarray of a product with
+    ``header`` and (..., ny, nx) ``shape`` (``product``: its file, named in errors; default the
+    header's FILENAME). Returns float32 (ny, nx) [e-/DN], per pixel, as stored.
     """
     like = types.SimpleNamespace(data=np.empty((1, 1) + tuple(shape[-2:]), np.float32), header=header,
-                                 path=str(header.get("FILENAME", "<product>")))
+                                 path=str(product or header.get("FILENAME", "<product>")))
     return io.read_reference(path, "GAIN", like=like).data.astype(np.float32)
 
 

@@ -726,7 +726,7 @@ def _references(ramp, gain_path, readnoise_path):
     """(gain, readnoise) [e-/DN], [DN CDS] float64 (ny, nx) cut to the ramp, or (None, None)."""
     if not (gain_path and readnoise_path):
         return None, None
-    gain = io.read_reference(gain_path, "GAIN", like=ramp).data.astype(np.float64)
+    gain = common.read_gain(gain_path, ramp.header, ramp.data.shape, ramp.path).astype(np.float64)
     rn = io.read_reference(readnoise_path, "READNOISE", like=ramp).data.astype(np.float64)
     return gain, rn
 

@@ -89,13 +89,6 @@ def geometry_of(reader):
     return Geometry.from_header(reader.header, reader.shape[-2:], reader.path)
 
 
-def like_ramp(reader):
-    """A data-less :class:`detcal.io.Ramp` standing for ``reader`` (anything with ``header``,
-    ``path`` and a ``shape`` ending in (ny, nx)) in ``read_reference(like=...)``."""
-    dummy = np.broadcast_to(np.zeros((), np.float32), (1, 1) + tuple(reader.shape[-2:]))
-    return io.Ramp(dummy, None, None, reader.header, reader.path)
-
-
 def gain_map(gain, reader):
     """Gain [e-/DN] as float32 (ny, nx) from a number or a GAIN reference path (cut like the data)."""
     shape = tuple(reader.shape[-2:])
@@ -106,8 +99,8 @@ def gain_map(gain, reader):
         if not gain > 0:
             raise ValueError(f"gain must be > 0 e-/DN, got {gain}")
         return np.full(shape, float(gain), np.float32)
-    ref = io.read_reference(gain, "GAIN", like=like_ramp(reader))
-    g = np.asarray(ref.data, np.float32)
+    from ..analysis.common import read_gain      # the one GAIN reader (matplotlib: imported at use)
+    g = read_gain(gain, reader.header, reader.shape, reader.path)
     return np.where(g > 0, g, np.nan).astype(np.float32)
 
 
