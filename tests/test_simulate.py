@@ -108,7 +108,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_different_data(tmp_pat
 def test_plan_names_the_files_before_they_are_written(tmp_path):
     planned = sim.planned_files(SMALL_SPEC, str(tmp_path))
     assert sim.plan(SMALL_SPEC) == ["demo_nrca1_e001", "demo_nrca1_e002"] == planned["exposures"]
-    assert sim.exposure_name("NRCA1", 0) == "demo_nrca1_e001"
+    assert sim.simulated_exposure_name("NRCA1", 0) == "demo_nrca1_e001"
     assert not any(os.path.exists(p) for p in _all_files(planned))
     written = sim.write_detector_set(SMALL_SPEC, str(tmp_path), seed=1)
     assert written == planned

@@ -92,7 +92,7 @@ def reduce_exposure(uncal, references, workdir, family, branches=("main", "nodar
 
     def path(tag, step):
         # one folder per branch and the workflow's product names, so that analyses that take the
-        # exposure name from a file name (analysis.common.exposure_name) see the real one
+        # exposure name from a file name (inventory.exposure_name) see the real one
         os.makedirs(os.path.join(workdir, tag), exist_ok=True)
         return os.path.join(workdir, tag, f"{name}_{pipeline.SUFFIX.get(step, step)}.fits")
 

@@ -32,14 +32,14 @@ from .demo import (REFERENCE_KEYS, detector_module, planned_files, plan, read_tr
 from .h2rg import (CR_DTYPE, Detector, exposure_header, group_frames, linearity_forward,
                    linearity_inverse, make_detector, simulate_exposure)
 from .params import (DETECTORS, MIRI_PARAMETERS, MIRI_READ_PATTERNS, PARAMETERS, PRESETS,
-                     READ_PATTERNS, SPEC_KEYS, exposure_name, frame_time, frames_per_integration,
-                     normalize_spec, parameters_for, pattern, resolve_params)
+                     READ_PATTERNS, SPEC_KEYS, frame_time, frames_per_integration, normalize_spec,
+                     parameters_for, pattern, resolve_params, simulated_exposure_name)
 
 __all__ = [
     "CR_DTYPE", "DETECTORS", "ccd", "Detector", "MIRI_PARAMETERS", "MIRI_READ_PATTERNS", "PARAMETERS",
     "PRESETS", "READ_PATTERNS", "REFERENCE_KEYS", "SPEC_KEYS", "detector_module", "exposure_header",
-    "exposure_name", "frame_time", "frames_per_integration", "group_frames", "linearity_forward",
+    "frame_time", "frames_per_integration", "group_frames", "linearity_forward",
     "linearity_inverse", "make_detector", "miri", "normalize_spec", "parameters_for", "pattern",
     "plan", "planned_files", "read_truth", "reference_arrays", "reference_keys", "resolve_params",
-    "simulate_exposure", "write_detector_set", "write_references", "write_truth",
+    "simulate_exposure", "simulated_exposure_name", "write_detector_set", "write_references", "write_truth",
 ]

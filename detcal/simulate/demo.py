@@ -22,7 +22,8 @@ from astropy.table import Table
 from .. import io
 from . import h2rg, miri
 from .h2rg import CR_DTYPE
-from .params import detector_key, exposure_name, frames_per_integration, normalize_spec, parameters_for
+from .params import (detector_key, frames_per_integration, normalize_spec, parameters_for,
+                     simulated_exposure_name)
 
 #: Reference files written for every NIR detector (config keys of detcal.io.REFTYPES).
 REFERENCE_KEYS = ("mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise")
@@ -73,7 +74,7 @@ TRUTH_KEYWORDS = {
 def plan(spec):
     """Exposure names of a detector spec, without simulating: ``['demo_nrca1_e001', ...]``."""
     s = normalize_spec(spec)
-    return [exposure_name(s["name"], i, s["prefix"]) for i in range(s["nexposures"])]
+    return [simulated_exposure_name(s["name"], i, s["prefix"]) for i in range(s["nexposures"])]
 
 
 def planned_files(spec, outdir):

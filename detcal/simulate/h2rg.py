@@ -34,7 +34,7 @@ from ..geometry import NREF
 from ..multiaccum import frames_per_integration, group_frames, group_time
 from . import noise
 from .detector import ADC_MAX, DetectorBase
-from .params import detector_key, exposure_name, normalize_spec, pattern
+from .params import detector_key, normalize_spec, pattern, simulated_exposure_name
 
 # component numbers of the random streams (never renumber: it changes every simulated file)
 _BIAS, _DARK, _POP, _RN, _WELL, _NL = range(6)
@@ -406,7 +406,7 @@ def simulate_exposure(det, readpatt=None, ngroups=None, nints=None, index=0, see
     seed : int, optional
         Seed of the exposure's random streams; default ``det.seed``.
     exposure : str, optional
-        Exposure name; default :func:`~detcal.simulate.params.exposure_name`.
+        Exposure name; default :func:`~detcal.simulate.params.simulated_exposure_name`.
     expstart : float, optional
         Start MJD; default spec ``expstart + index * cadence/24``.
 
@@ -447,7 +447,7 @@ def read_exposure(det, integrate, make_header, pink_method, readpatt=None, ngrou
     ngroups = int(ngroups or spec["ngroups"])
     nints = int(nints or spec["nints"])
     seed = det.seed if seed is None else int(seed)
-    exposure = exposure or exposure_name(det.name, index, spec["prefix"])
+    exposure = exposure or simulated_exposure_name(det.name, index, spec["prefix"])
     if expstart is None:
         expstart = spec["expstart"] + index * spec["cadence"] / 24.0
     nframes, groupgap = pattern(readpatt)

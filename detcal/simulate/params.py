@@ -374,8 +374,10 @@ def orientation(name, params):
     return fast, slow
 
 
-def exposure_name(detector, index, prefix="demo"):
-    """Name of exposure ``index`` (0-based) of a detector: ``exposure_name('NRCA1', 0) == 'demo_nrca1_e001'``."""
+def simulated_exposure_name(detector, index, prefix="demo"):
+    """Name of simulated exposure ``index`` (0-based) of a detector:
+    ``simulated_exposure_name('NRCA1', 0) == 'demo_nrca1_e001'`` (read back by
+    :func:`detcal.inventory.exposure_name`)."""
     return f"{prefix}_{str(detector).strip().lower()}_e{int(index) + 1:03d}"
 
 
