@@ -153,6 +153,9 @@ def test_saturation_matches_stcal_on_a_dark_with_few_saturated_pixels(grow):
     np.testing.assert_array_equal(our_pdq, ref_pdq)
     assert ref_gdq[0, 4, grow, grow] & SAT and ref_gdq[0, 4, ny - 1 - grow, nx - 1 - grow] & SAT
     assert 0 < np.count_nonzero(ref_gdq[0, 4] & SAT) < ny * nx // 8     # the sparse regime
+    inplace, _ = flag_saturation(data, gdq, pdq, thr, sat_dq, n_pix_grow_sat=grow, out=gdq)  # as run()
+    assert inplace is gdq
+    np.testing.assert_array_equal(inplace, ref_gdq)
     # the two ways of growing agree on sparse and on dense masks
     for density in (0.001, 0.3):
         mask = rng.random((ny, nx)) < density
@@ -269,3 +272,6 @@ def test_dq_init_initialize_matches_do_dqinit_on_arrays():
     pdq, gdq = initialize(ramp.pixeldq, ramp.groupdq, mask)
     np.testing.assert_array_equal(pdq, theirs.pixeldq)
     np.testing.assert_array_equal(gdq, theirs.groupdq)
+    _, inplace = initialize(ramp.pixeldq, ramp.groupdq, mask, out=ramp.groupdq)   # as run()
+    assert inplace is ramp.groupdq
+    np.testing.assert_array_equal(inplace, theirs.groupdq)

@@ -24,7 +24,7 @@ DESCRIPTOR = Step(
 REFERENCES = DESCRIPTOR.references
 
 
-def initialize(pixeldq, groupdq, mask_dq):
+def initialize(pixeldq, groupdq, mask_dq, out=None):
     """Merge the bad-pixel mask into the DQ arrays.
 
     Parameters
@@ -32,14 +32,16 @@ def initialize(pixeldq, groupdq, mask_dq):
     pixeldq : ndarray, uint32, shape (ny, nx)
     groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)
     mask_dq : ndarray, uint32, shape (ny, nx)        MASK reference DQ (DQ_DEF already applied)
+    out : ndarray, uint8, shape of ``groupdq``, optional   where to write the new GROUPDQ; may be
+                                                     ``groupdq`` itself (in place)
 
     Returns
     -------
     pixeldq : ndarray, uint32, shape (ny, nx)                       new array, ``pixeldq | mask_dq``
-    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)        new array; DO_NOT_USE in every
-        group of the pixels whose mask has DO_NOT_USE
+    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)        ``out`` or a new array;
+        DO_NOT_USE in every group of the pixels whose mask has DO_NOT_USE
 
-    The inputs are not modified.
+    The inputs are not modified (except ``groupdq`` when it is ``out``).
     """
     mask_dq = np.asarray(mask_dq, dtype=np.uint32)
     if mask_dq.shape != np.shape(pixeldq) or mask_dq.shape != np.shape(groupdq)[-2:]:
@@ -47,7 +49,7 @@ def initialize(pixeldq, groupdq, mask_dq):
                          f"groupdq {np.shape(groupdq)}")
     pdq = np.bitwise_or(np.asarray(pixeldq, dtype=np.uint32), mask_dq)
     dnu = (mask_dq & np.uint32(dqflags.DO_NOT_USE)).astype(np.uint8)
-    gdq = np.bitwise_or(np.asarray(groupdq, dtype=np.uint8), dnu)
+    gdq = np.bitwise_or(np.asarray(groupdq, dtype=np.uint8), dnu, out=out)
     return pdq, gdq
 
 
@@ -63,7 +65,9 @@ def run(ramp, refs):
         got = None if ref.dq is None else ref.dq.shape
         raise InputError(ref.path, f"MASK DQ has shape {got}, but the science frames are {shape}; "
                                    "read it with like=ramp to cut a subarray")
-    ramp.pixeldq, ramp.groupdq = initialize(ramp.pixeldq, ramp.groupdq, ref.dq)
+    gdq = ramp.groupdq         # in place when the ramp owns a writable uint8 GROUPDQ (no new cube)
+    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
+    ramp.pixeldq, ramp.groupdq = initialize(ramp.pixeldq, gdq, ref.dq, out=gdq if inplace else None)
     ramp.header["R_MASK"] = os.path.basename(ref.path)
     n_dnu = int(np.count_nonzero(ref.dq & dqflags.DO_NOT_USE))
     n_flag = int(np.count_nonzero(ref.dq))

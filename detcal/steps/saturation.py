@@ -122,7 +122,7 @@ def _flag(gdq, where, bits, scratch=None):
 
 
 def flag_saturation(data, groupdq, pixeldq, sat_thresh, sat_dq, n_pix_grow_sat=1, nframes=1,
-                    bias=None, atod_limit=ATOD_LIMIT):
+                    bias=None, atod_limit=ATOD_LIMIT, out=None):
     """Flag saturated and A-to-D-floor groups (see the module docstring for the algorithm).
 
     Parameters
@@ -143,20 +143,27 @@ def flag_saturation(data, groupdq, pixeldq, sat_thresh, sat_dq, n_pix_grow_sat=1
         NaN bias values make the check false for that pixel, as in jwst.
     atod_limit : float                                             [DN]
         Unchecked pixels get the threshold ``atod_limit + 1``.
+    out : ndarray, uint8, shape of ``groupdq``, optional            where to write the new GROUPDQ;
+        may be ``groupdq`` itself (in place: a fresh cube's page faults cost more than the step)
 
     Returns
     -------
-    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)       new array
+    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)       ``out``, or a new array
     pixeldq : ndarray, uint32, shape (ny, nx)                      new array, ``pixeldq | sat_dq``
         (sat_dq with NO_SAT_CHECK added where the threshold is NaN)
 
-    The inputs are not modified.
+    The inputs are not modified (except ``groupdq`` when it is ``out``).
     """
     data = np.asarray(data)
     if data.ndim != 4:
         raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
     nints, ngroups, ny, nx = data.shape
-    gdq = np.array(groupdq, dtype=np.uint8, copy=True)
+    if out is None:
+        gdq = np.array(groupdq, dtype=np.uint8, copy=True)
+    else:                 # only gdq is read from here on, so out may be groupdq itself
+        gdq = out
+        if out is not groupdq:
+            np.copyto(gdq, groupdq)
     if gdq.shape != data.shape:
         raise ValueError(f"groupdq shape {gdq.shape} differs from data shape {data.shape}")
     thr = np.array(sat_thresh, copy=True)
@@ -288,9 +295,11 @@ def run(ramp, refs, n_pix_grow_sat=1):
     else:
         bias = _reference_array(bias_ref, "data", shape)
         ramp.header["R_SUPERB"] = os.path.basename(bias_ref.path)
+    gdq = ramp.groupdq         # flagged in place when the ramp owns a writable uint8 GROUPDQ
+    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
     ramp.groupdq, ramp.pixeldq = flag_saturation(
-        ramp.data, ramp.groupdq, ramp.pixeldq, thresh, sat_dq, n_pix_grow_sat=n_pix_grow_sat,
-        nframes=meta["NFRAMES"], bias=bias)
+        ramp.data, gdq, ramp.pixeldq, thresh, sat_dq, n_pix_grow_sat=n_pix_grow_sat,
+        nframes=meta["NFRAMES"], bias=bias, out=gdq if inplace else None)
     if ramp.correct_zeroframe(lambda zf: flag_zeroframe(zf, thresh, sat_dq, n_pix_grow_sat)):
         log.info("saturation: %d ZEROFRAME values saturated or at the A-to-D floor set to 0",
                  int(np.count_nonzero(ramp.zeroframe == 0)))
