@@ -104,6 +104,7 @@ def _cpu_s():
 
 
 def child_detcal(path, threads=1):
+    """Run detcal's jump + ramp_fit on the arrays in ``path``; returns times, peaks, counts."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from detcal.steps.jump import detect_jumps
     from detcal.steps.ramp_fit import fit_ramps
@@ -121,6 +122,7 @@ def child_detcal(path, threads=1):
 
 
 def child_stcal(path, threads=1):
+    """Run stcal's jump + ramp_fit (OLS_C) on the arrays in ``path``; returns times, peaks, counts."""
     import logging
     logging.disable(logging.INFO)
     from stcal.jump.jump import detect_jumps_data
@@ -158,6 +160,7 @@ def child_stcal(path, threads=1):
 
 
 def run_child(which, path, threads=1):
+    """Run :func:`child_detcal` or :func:`child_stcal` in a fresh subprocess; returns its dict."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", which, path,
                           str(threads)],
@@ -208,6 +211,7 @@ ROW_HEADER = (f"{'nints x ngroups x ny x nx':>26s} {'cores':>5s} {'ramp [MB]':>9
 
 
 def format_row(r):
+    """One table row (see :data:`ROW_HEADER`) from a :func:`run_shape` result."""
     n, g, size = r["shape"]
     st, dc = r["res"]["stcal"], r["res"]["detcal"]
     tot = {w: r["res"][w]["jump_s"] + r["res"][w]["ramp_fit_s"] for w in ("stcal", "detcal")}
@@ -222,6 +226,7 @@ def format_row(r):
 
 
 def main(argv=None):
+    """Command line: one default shape, a table of ``--shapes``, or a ``--child`` run."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=2048, help="frame size ny = nx (default 2048)")
     ap.add_argument("--ngroups", type=int, default=10)
