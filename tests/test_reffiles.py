@@ -326,6 +326,25 @@ def test_dark_dq_is_zero_unless_a_minimum_count_is_asked_for(tmp_path):
     assert summary["unreliable"] == 1 and dq[7, 7] == dqflags.UNRELIABLE_DARK
 
 
+def test_dark_of_a_pixel_without_any_value_is_flagged_not_zero_and_clean(tmp_path):
+    """A pixel saturated from group 0 in every integration has no dark: its 0 DN is a placeholder
+    (UNRELIABLE_DARK), not a measured "no dark current"; a pixel that lost only its late groups is
+    extrapolated (fill='extrapolate') and stays clean, but is flagged with fill='zero'."""
+    paths = small_ramp_files(tmp_path, n=2, nints=2)
+    for path in paths:
+        with fits.open(path, mode="update") as hdul:
+            hdul["GROUPDQ"].data[:, :, 3, 4] |= dqflags.GROUP["SATURATED"]     # never a value
+            hdul["GROUPDQ"].data[:, 4:, 9, 9] |= dqflags.GROUP["SATURATED"]    # late groups lost
+    summary = make_dark(paths, tmp_path / "a.fits")
+    ref = io.read_reference(tmp_path / "a.fits", "DARK")
+    assert ref.data[:, 3, 4].tolist() == [0.0] * ref.data.shape[0]
+    assert ref.dq[3, 4] == dqflags.UNRELIABLE_DARK and ref.dq[9, 9] == 0
+    assert summary["unreliable"] == 1 and summary["pixels_filled"] == 1
+    make_dark(paths, tmp_path / "b.fits", fill="zero")
+    dq = io.read_reference(tmp_path / "b.fits", "DARK").dq
+    assert dq[3, 4] == dq[9, 9] == dqflags.UNRELIABLE_DARK and np.count_nonzero(dq) == 2
+
+
 def test_groups_flagged_do_not_use_everywhere_can_be_kept_with_exclude_flags(tmp_path):
     paths = small_ramp_files(tmp_path, n=2, nints=2)
     for p in paths:                         # e.g. MIRI's first groups, kept out of slope fits

@@ -574,6 +574,11 @@ def accumulate_dark(entries, bounds, shape, plan, exclude, parameters, count_dty
 def finish_dark(dark, err, used, times, fill, min_count):
     """Fill the groups without a value (in place) and flag UNRELIABLE_DARK.
 
+    UNRELIABLE_DARK marks the pixels with fewer than ``min_count`` values in some group, and
+    always those whose dark is a placeholder: a group without any value that was not filled
+    (``fill='zero'``, or a pixel without a value in any group, e.g. saturated from the first
+    group on in every integration), whose 0 DN would otherwise read as a measured "no dark".
+
     Returns (dq uint32 (ny, nx), pixels without data in some group, pixels filled, unreliable).
     """
     nclass, _, ny, nx = dark.shape
@@ -581,13 +586,13 @@ def finish_dark(dark, err, used, times, fill, min_count):
     n_filled = 0
     if fill == "extrapolate":
         n_filled = sum(fill_missing(dark[c], err[c], used[c], times) for c in range(nclass))
+        unfilled = np.any(np.all(used == 0, axis=1), axis=0)
+    else:
+        unfilled = np.any(used == 0, axis=(0, 1))
+    low = unfilled | (np.any(used < min_count, axis=(0, 1)) if min_count > 0 else False)
     dq2 = np.zeros((ny, nx), np.uint32)
-    n_unreliable = 0
-    if min_count > 0:
-        low = np.any(used < min_count, axis=(0, 1))
-        dq2[low] = dqflags.UNRELIABLE_DARK
-        n_unreliable = int(low.sum())
-    return dq2, no_data, n_filled, n_unreliable
+    dq2[low] = dqflags.UNRELIABLE_DARK
+    return dq2, no_data, n_filled, int(np.count_nonzero(low))
 
 
 def dark_table(dark, err, used, good, times, masks):
