@@ -6,9 +6,9 @@
 rule jump_statistics:
     input:
         ramp_paths=group_paths("jump"),
-        raw_paths=group_paths("raw"),                  # dead outputs are found on the raw files
-        gain_path=group_reference("gain"),             # the references the jump step used: event
-        readnoise_path=group_reference("readnoise"),   # significances, noise expectation, efficiency
+        raw_paths=group_paths("raw"),  # dead outputs are found on the raw files
+        gain_path=group_reference("gain"),  # the references the jump step used: event
+        readnoise_path=group_reference("readnoise"),  # significances, noise expectation, efficiency
     output:
         table_path=group_report("results/analysis/{group}/jumps.tsv", "jumps_table", "Jumps", "jump statistics table"),
         json_path="results/analysis/{group}/jumps.json",
@@ -18,7 +18,9 @@ rule jump_statistics:
         map_png=group_report("results/plots/{group}/jumps_map.png", "jumps_map", "Jumps", "jumps per pixel"),
         ramp_png=group_report("results/plots/{group}/jumps_ramp.png", "jumps_ramp", "Jumps", "flagged ramp"),
         grid_png=group_report("results/plots/{group}/jumps_grid.png", "jumps_grid", "Jumps", "example ramps"),
-        significance_png=group_report("results/plots/{group}/jumps_significance.png", "jumps_significance", "Jumps", "events by significance"),
+        significance_png=group_report(
+            "results/plots/{group}/jumps_significance.png", "jumps_significance", "Jumps", "events by significance"
+        ),
     log:
         "logs/analysis/jumps/{group}.log",
     benchmark:
@@ -27,8 +29,10 @@ rule jump_statistics:
         "../../envs/detcal.yaml"
     params:
         function="detcal.analysis.jumps.jump_statistics_file",
-        kwargs={"pixel_pitch_um": config["analysis"]["pixel_pitch_um"] or None,
-                "jump_parameters": step_parameters("jump")},
+        kwargs={
+            "pixel_pitch_um": config["analysis"]["pixel_pitch_um"] or None,
+            "jump_parameters": step_parameters("jump"),
+        },
     script:
         "../scripts/group_analysis.py"
 
@@ -36,16 +40,25 @@ rule jump_statistics:
 rule dark_current_analysis:
     input:
         rateints_paths=group_paths("rateints"),
-        ramp_paths=group_paths("jump"),        # MIRI: the anomaly bias is measured on these ramps
-        raw_paths=group_paths("raw"),          # dead outputs are found on the raw files
+        ramp_paths=group_paths("jump"),  # MIRI: the anomaly bias is measured on these ramps
+        raw_paths=group_paths("raw"),  # dead outputs are found on the raw files
         gain_path=group_reference("gain"),
     output:
-        table_path=group_report("results/analysis/{group}/darkcurrent.tsv", "darkcurrent_table", "Dark current", "dark current table"),
+        table_path=group_report(
+            "results/analysis/{group}/darkcurrent.tsv", "darkcurrent_table", "Dark current", "dark current table"
+        ),
         json_path="results/analysis/{group}/darkcurrent.json",
         histogram_tsv="results/analysis/{group}/darkcurrent_histograms.tsv",
         image_fits="results/analysis/{group}/darkcurrent_slopes.fits",
-        histogram_png=group_report("results/plots/{group}/darkcurrent_histograms.png", "darkcurrent_histograms", "Dark current", "histograms per amplifier"),
-        image_png=group_report("results/plots/{group}/darkcurrent_slopes.png", "darkcurrent_slopes", "Dark current", "slope image"),
+        histogram_png=group_report(
+            "results/plots/{group}/darkcurrent_histograms.png",
+            "darkcurrent_histograms",
+            "Dark current",
+            "histograms per amplifier",
+        ),
+        image_png=group_report(
+            "results/plots/{group}/darkcurrent_slopes.png", "darkcurrent_slopes", "Dark current", "slope image"
+        ),
     log:
         "logs/analysis/darkcurrent/{group}.log",
     benchmark:
@@ -67,13 +80,17 @@ rule stability:
         bias_paths=group_paths("raw"),
         gain_path=group_reference("gain"),
     output:
-        table_path=group_report("results/analysis/{group}/stability.tsv", "stability_table", "Stability", "stability table"),
+        table_path=group_report(
+            "results/analysis/{group}/stability.tsv", "stability_table", "Stability", "stability table"
+        ),
         trends_tsv="results/analysis/{group}/stability_trends.tsv",
         json_path="results/analysis/{group}/stability.json",
         baseline_tsv="results/analysis/{group}/stability_baseline.tsv",
         baseline_pixels_tsv="results/analysis/{group}/stability_baseline_pixels.tsv",
         trend_png=group_report("results/plots/{group}/stability_trends.png", "stability_trends", "Stability", "trends"),
-        baseline_png=group_report("results/plots/{group}/stability_baseline.png", "stability_baseline", "Stability", "baseline comparison"),
+        baseline_png=group_report(
+            "results/plots/{group}/stability_baseline.png", "stability_baseline", "Stability", "baseline comparison"
+        ),
     log:
         "logs/analysis/stability/{group}.log",
     benchmark:
@@ -93,9 +110,19 @@ rule effective_noise:
         gain_path=group_reference("gain"),
         readnoise_path=group_reference("readnoise"),
     output:
-        table_path=group_report("results/analysis/{group}/effective_noise.tsv", "effective_noise_table", "Effective noise", "effective noise table"),
+        table_path=group_report(
+            "results/analysis/{group}/effective_noise.tsv",
+            "effective_noise_table",
+            "Effective noise",
+            "effective noise table",
+        ),
         json_path="results/analysis/{group}/effective_noise.json",
-        figure_path=group_report("results/plots/{group}/effective_noise.png", "effective_noise", "Effective noise", "effective noise vs time"),
+        figure_path=group_report(
+            "results/plots/{group}/effective_noise.png",
+            "effective_noise",
+            "Effective noise",
+            "effective noise vs time",
+        ),
     log:
         "logs/analysis/effective_noise/{group}.log",
     benchmark:
@@ -104,7 +131,10 @@ rule effective_noise:
         "../../envs/detcal.yaml"
     params:
         function="detcal.analysis.effnoise.effective_noise_files",
-        kwargs={"min_ramps": config["analysis"]["min_ramps"], "read_noise_source": config["analysis"]["read_noise_source"]},
+        kwargs={
+            "min_ramps": config["analysis"]["min_ramps"],
+            "read_noise_source": config["analysis"]["read_noise_source"],
+        },
     script:
         "../scripts/group_analysis.py"
 
@@ -117,8 +147,12 @@ rule noise_decomposition:
         table_path=group_report("results/analysis/{group}/cds_noise.tsv", "cds_noise_table", "Noise", "CDS noise table"),
         spectrum_table_path="results/analysis/{group}/power_spectrum.tsv",
         json_path="results/analysis/{group}/noise_decomposition.json",
-        cds_figure_path=group_report("results/plots/{group}/cds_noise.png", "cds_noise", "Noise", "CDS noise components"),
-        psd_figure_path=group_report("results/plots/{group}/power_spectrum.png", "power_spectrum", "Noise", "power spectrum"),
+        cds_figure_path=group_report(
+            "results/plots/{group}/cds_noise.png", "cds_noise", "Noise", "CDS noise components"
+        ),
+        psd_figure_path=group_report(
+            "results/plots/{group}/power_spectrum.png", "power_spectrum", "Noise", "power spectrum"
+        ),
     log:
         "logs/analysis/noise_decomposition/{group}.log",
     benchmark:
@@ -138,12 +172,12 @@ rule group_summary:
     output:
         tsv="results/analysis/{group}/summary.tsv",
         json="results/analysis/{group}/summary.json",
-    params:
-        products=group_products,
     log:
         "logs/analysis/summary/{group}.log",
     conda:
         "../../envs/detcal.yaml"
+    params:
+        products=group_products,
     script:
         "../scripts/group_summary.py"
 

@@ -104,8 +104,12 @@ if CCD_ON:
             summary_tsv="results/ccd/summary.tsv",
             bias_png=ccd_report("results/plots/ccd/master_bias.png", "ccd_master_bias", "master bias"),
             darks_png=ccd_report("results/plots/ccd/master_darks.png", "ccd_master_darks", "master darks"),
-            histogram_png=ccd_report("results/plots/ccd/dark_rate_histogram.png", "ccd_dark_rate", "dark-rate histogram"),
-            linearity_png=ccd_report("results/plots/ccd/dark_linearity.png", "ccd_dark_linearity", "dark rate per exposure time"),
+            histogram_png=ccd_report(
+                "results/plots/ccd/dark_rate_histogram.png", "ccd_dark_rate", "dark-rate histogram"
+            ),
+            linearity_png=ccd_report(
+                "results/plots/ccd/dark_linearity.png", "ccd_dark_linearity", "dark rate per exposure time"
+            ),
         log:
             "logs/ccd/analysis.log",
         conda:

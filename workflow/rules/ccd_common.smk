@@ -54,8 +54,10 @@ def ccd_master_bias():
 
 def ccd_dark_inputs(wildcards):
     """The darks of one exposure time, the decisions, and the master bias when it is subtracted."""
-    out = {"dark_paths": CCD_PLAN["dark_exptimes"][int(wildcards.ccd_exptime)]["files"],
-           "decisions_json": "results/ccd/decisions.json"}
+    out = {
+        "dark_paths": CCD_PLAN["dark_exptimes"][int(wildcards.ccd_exptime)]["files"],
+        "decisions_json": "results/ccd/decisions.json",
+    }
     if CCD_PLAN["bias_subtract"]:
         out["master_bias"] = "results/ccd/master_bias.fits"
     return out
@@ -74,8 +76,14 @@ def ccd_summary_rows():
 def ccd_targets():
     if not CCD_ON:
         return []
-    return ["results/ccd/inventory.tsv", "results/ccd/summary.tsv", "results/ccd/dark_rate.fits",
-            *ccd_master_darks(), *ccd_scaled_darks(), *ccd_master_bias()]
+    return [
+        "results/ccd/inventory.tsv",
+        "results/ccd/summary.tsv",
+        "results/ccd/dark_rate.fits",
+        *ccd_master_darks(),
+        *ccd_scaled_darks(),
+        *ccd_master_bias(),
+    ]
 
 
 def ccd_demo_outdir(wildcards, output):

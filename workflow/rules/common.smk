@@ -11,28 +11,30 @@ from detcal.steps import descriptor as step_descriptors
 from detcal import validate as input_checks
 from detcal.errors import InputError
 
-
 # config files in the order they were merged (--configfile ones last: they win)
 CONFIGFILES = [f for f in workflow.configfiles if f not in workflow.overwrite_configfiles] + list(
-    workflow.overwrite_configfiles)
+    workflow.overwrite_configfiles
+)
 
 # the schema file completed with the steps, parameters and keep blocks of the registered steps
 SCHEMA = input_checks.config_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
-with tempfile.TemporaryDirectory() as schema_dir:   # snakemake's validate reads a file
+with tempfile.TemporaryDirectory() as schema_dir:  # snakemake's validate reads a file
     schema_file = os.path.join(schema_dir, "config.schema.json")
     with open(schema_file, "w") as fh:
         json.dump(SCHEMA, fh)
     try:
-        validate(config, schema=schema_file)   # also fills in the defaults
-    except WorkflowError:   # Snakemake's message is the whole schema: say the file, key, value instead
-        raise WorkflowError("error: invalid configuration\n" + "\n".join(
-            input_checks.config_problems(config, SCHEMA, CONFIGFILES))) from None
+        validate(config, schema=schema_file)  # also fills in the defaults
+    except WorkflowError:  # Snakemake's message is the whole schema: say the file, key, value instead
+        raise WorkflowError(
+            "error: invalid configuration\n" + "\n".join(input_checks.config_problems(config, SCHEMA, CONFIGFILES))
+        ) from None
 if config["raw"] in ("", []):
     raise WorkflowError(
         f"error: {input_checks.config_source(CONFIGFILES, ['raw'])}config key raw = {config['raw']!r} is "
-        "empty: give a glob or a list of raw files, or `raw: demo` to run the simulated demo")
+        "empty: give a glob or a list of raw files, or `raw: demo` to run the simulated demo"
+    )
 
-DEMO = config["raw"] == "demo"     # the simulated demo only when asked for (raw: demo)
+DEMO = config["raw"] == "demo"  # the simulated demo only when asked for (raw: demo)
 DEMO_DIR = "results/demo"
 STEPS_ON = config["steps"]
 
@@ -48,18 +50,18 @@ def _load_exposures():
         if DEMO:
             return demo.table(config["demo"], DEMO_DIR)
         # every raw file and every given reference checked before any job; all problems at once
-        return input_checks.inventory(input_checks.expand(config["raw"]),
-                                      input_checks.config_references(config["references"]),
-                                      cache=INVENTORY_CACHE)
+        return input_checks.inventory(
+            input_checks.expand(config["raw"]),
+            input_checks.config_references(config["references"]),
+            cache=INVENTORY_CACHE,
+        )
     except InputError as err:
         raise WorkflowError(f"error: {err}") from None
 
 
 EXPOSURES = _load_exposures()
 DEMO_REFERENCES = demo.reference_files(config["demo"], DEMO_DIR) if DEMO else {}
-KEEP = set(config["keep"]) | {
-    pipeline.last_ramp_step(fam, STEPS_ON) for fam in set(EXPOSURES["family"])
-}
+KEEP = set(config["keep"]) | {pipeline.last_ramp_step(fam, STEPS_ON) for fam in set(EXPOSURES["family"])}
 
 
 wildcard_constraints:
@@ -92,8 +94,7 @@ def _exposure_group(wildcards):
 
 def _step_labels(step):
     def labels(wildcards):
-        return {"detector": EXPOSURES.loc[wildcards.exposure, "DETECTOR"],
-                "exposure": wildcards.exposure, "step": step}
+        return {"detector": EXPOSURES.loc[wildcards.exposure, "DETECTOR"], "exposure": wildcards.exposure, "step": step}
 
     return labels
 
@@ -113,9 +114,11 @@ def step_extra_outputs(step):
     """Further products of a step (its descriptor's ``products``) that are made: always, or when
     their switch parameter is on in the config (dark_current's ``dark_output``)."""
     params = step_parameters(step)
-    return {name: f"results/ramps/{{exposure}}/{{exposure}}_{product.suffix}.fits"
-            for name, product in step_descriptors.get(step).products.items()
-            if product.switch is None or params.get(product.switch)}
+    return {
+        name: f"results/ramps/{{exposure}}/{{exposure}}_{product.suffix}.fits"
+        for name, product in step_descriptors.get(step).products.items()
+        if product.switch is None or params.get(product.switch)
+    }
 
 
 def ramp_step_mem_mb(wildcards, input, attempt):
@@ -241,8 +244,12 @@ def crds_choices(wildcards=None):
         given = _given_references(detector)
         chain = pipeline.chain(row["family"], STEPS_ON)
         keys = {k for step in chain for k in pipeline.REFERENCES.get(step, ()) if not given.get(k)}
-        required = {k for step in chain for k in pipeline.REFERENCES.get(step, ())
-                    if k not in pipeline.OPTIONAL_REFERENCES.get(step, ())}
+        required = {
+            k
+            for step in chain
+            for k in pipeline.REFERENCES.get(step, ())
+            if k not in pipeline.OPTIONAL_REFERENCES.get(step, ())
+        }
         choice = {"CRDS_CTX": crds_refs.context_name()}
         for key in sorted(keys):
             path = crds_reference(exposure, key, optional=key not in required)
@@ -381,12 +388,12 @@ def group_labels(figure):
 
 def group_report(path, caption, category, figure):
     """Report item of a per-group figure or table."""
-    return report(path, caption=f"../report/{caption}.rst", category=category,
-                  subcategory="{group}", labels=group_labels(figure))
+    return report(
+        path, caption=f"../report/{caption}.rst", category=category, subcategory="{group}", labels=group_labels(figure)
+    )
 
 
-ANALYSES_ON = bool(config["analysis"]["enabled"] and STEPS_ON.get("jump", True)
-                   and STEPS_ON.get("ramp_fit", True))
+ANALYSES_ON = bool(config["analysis"]["enabled"] and STEPS_ON.get("jump", True) and STEPS_ON.get("ramp_fit", True))
 
 
 def analysis_targets():
@@ -427,8 +434,9 @@ def reffile_targets():
     """The reference files each group gets (DARK: NFRAMES=1/GROUPGAP=0 groups; SUPERBIAS: NIR)."""
     out = []
     for group in GROUPS:
-        out += [f"results/reffiles/{group}/{kind}.fits"
-                for kind, why in group_reference_products(group).items() if not why]
+        out += [
+            f"results/reffiles/{group}/{kind}.fits" for kind, why in group_reference_products(group).items() if not why
+        ]
     return out
 
 
@@ -450,10 +458,13 @@ def reffile_kwargs(kind):
                 # must keep them (they hold the reset anomaly it exists to remove)
                 out["exclude_flags"] = ("SATURATED",)
         if kind == "mask":
-            out.update(hot_threshold=cfg["hot_threshold"], warm_threshold=cfg["warm_threshold"],
-                       false_flags=cfg["mask_false_flags"],
-                       detect_probability=cfg["mask_detect_probability"],
-                       noisy_min_ratio=cfg["mask_noisy_min_ratio"])
+            out.update(
+                hot_threshold=cfg["hot_threshold"],
+                warm_threshold=cfg["warm_threshold"],
+                false_flags=cfg["mask_false_flags"],
+                detect_probability=cfg["mask_detect_probability"],
+                noisy_min_ratio=cfg["mask_noisy_min_ratio"],
+            )
         return out
 
     kwargs.__name__ = f"{kind}_kwargs"

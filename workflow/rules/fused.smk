@@ -62,11 +62,7 @@ def fused_names(fam):
 
     def names(wildcards):
         exposure = wildcards.exposure
-        out = {
-            step: ramp_path(exposure, step)
-            for step in pipeline.chain(fam, STEPS_ON)
-            if step in pipeline.RAMP_STEPS
-        }
+        out = {step: ramp_path(exposure, step) for step in pipeline.chain(fam, STEPS_ON) if step in pipeline.RAMP_STEPS}
         for step in pipeline.nodark_steps(fam, STEPS_ON) + ("jump",):
             out[f"nodark_{step}"] = nodark_path(exposure, step)
         return out
@@ -101,9 +97,7 @@ for fam in sorted(set(EXPOSURES["family"])):
         benchmark:
             "results/benchmarks/detector1/{exposure}.tsv"
         wildcard_constraints:
-            exposure="|".join(
-                re.escape(e) for e in EXPOSURES.index[EXPOSURES["family"] == fam]
-            ),
+            exposure="|".join(re.escape(e) for e in EXPOSURES.index[EXPOSURES["family"] == fam]),
         conda:
             "../../envs/detcal.yaml"
         threads: 1
@@ -112,9 +106,7 @@ for fam in sorted(set(EXPOSURES["family"])):
         params:
             family=fam,
             enabled=STEPS_ON,
-            parameters={
-                step: step_parameters(step) for step in pipeline.chain(fam, STEPS_ON)
-            },
+            parameters={step: step_parameters(step) for step in pipeline.chain(fam, STEPS_ON)},
             names=fused_names(fam),
             pixels=config["sample_pixels"],
             skip_groups=nodark_skip_groups,

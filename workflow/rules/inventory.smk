@@ -4,12 +4,12 @@ rule inventory:
         EXPOSURES["path"].tolist(),
     output:
         report("results/inventory.tsv", caption="../report/inventory.rst", category="Inventory"),
-    params:
-        crds=crds_choices,
-        cache=INVENTORY_CACHE,
     log:
         "logs/inventory.log",
     conda:
         "../../envs/detcal.yaml"
+    params:
+        crds=crds_choices,
+        cache=INVENTORY_CACHE,
     script:
         "../scripts/inventory.py"

@@ -8,8 +8,15 @@ rule dark_reffile:
     output:
         out_path="results/reffiles/{group}/dark.fits",
         counts_path="results/reffiles/{group}/dark_counts.fits",
-        table_path=group_report("results/analysis/{group}/dark_reffile.tsv", "dark_reffile_table", "Reference files", "DARK contributions table"),
-        figure_path=group_report("results/plots/{group}/dark_reffile.png", "dark_reffile", "Reference files", "DARK contributions"),
+        table_path=group_report(
+            "results/analysis/{group}/dark_reffile.tsv",
+            "dark_reffile_table",
+            "Reference files",
+            "DARK contributions table",
+        ),
+        figure_path=group_report(
+            "results/plots/{group}/dark_reffile.png", "dark_reffile", "Reference files", "DARK contributions"
+        ),
     log:
         "logs/reffiles/dark/{group}.log",
     benchmark:
@@ -29,8 +36,15 @@ rule superbias_reffile:
         gain_path=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/superbias.fits",
-        table_path=group_report("results/analysis/{group}/superbias_reffile.tsv", "superbias_reffile_table", "Reference files", "SUPERBIAS table"),
-        figure_path=group_report("results/plots/{group}/superbias_reffile.png", "superbias_reffile", "Reference files", "SUPERBIAS"),
+        table_path=group_report(
+            "results/analysis/{group}/superbias_reffile.tsv",
+            "superbias_reffile_table",
+            "Reference files",
+            "SUPERBIAS table",
+        ),
+        figure_path=group_report(
+            "results/plots/{group}/superbias_reffile.png", "superbias_reffile", "Reference files", "SUPERBIAS"
+        ),
     log:
         "logs/reffiles/superbias/{group}.log",
     conda:
@@ -48,8 +62,18 @@ rule readnoise_reffile:
         gain_path=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/readnoise.fits",
-        table_path=group_report("results/analysis/{group}/readnoise_reffile.tsv", "readnoise_reffile_table", "Reference files", "READNOISE per amplifier"),
-        figure_path=group_report("results/plots/{group}/readnoise_reffile.png", "readnoise_reffile", "Reference files", "READNOISE map and histogram"),
+        table_path=group_report(
+            "results/analysis/{group}/readnoise_reffile.tsv",
+            "readnoise_reffile_table",
+            "Reference files",
+            "READNOISE per amplifier",
+        ),
+        figure_path=group_report(
+            "results/plots/{group}/readnoise_reffile.png",
+            "readnoise_reffile",
+            "Reference files",
+            "READNOISE map and histogram",
+        ),
     log:
         "logs/reffiles/readnoise/{group}.log",
     conda:
@@ -65,12 +89,16 @@ rule mask_reffile:
     input:
         rateints_paths=group_paths("rateints"),
         jump_paths=group_paths("jump"),
-        raw_paths=group_paths("raw"),          # a dead output is flat only in the raw files
+        raw_paths=group_paths("raw"),  # a dead output is flat only in the raw files
         gain_path=group_reference("gain"),
     output:
         out_path="results/reffiles/{group}/mask.fits",
-        table_path=group_report("results/analysis/{group}/mask_reffile.tsv", "mask_reffile_table", "Reference files", "bad pixels per type"),
-        figure_path=group_report("results/plots/{group}/mask_reffile.png", "mask_reffile", "Reference files", "bad-pixel map"),
+        table_path=group_report(
+            "results/analysis/{group}/mask_reffile.tsv", "mask_reffile_table", "Reference files", "bad pixels per type"
+        ),
+        figure_path=group_report(
+            "results/plots/{group}/mask_reffile.png", "mask_reffile", "Reference files", "bad-pixel map"
+        ),
     log:
         "logs/reffiles/mask/{group}.log",
     conda:
