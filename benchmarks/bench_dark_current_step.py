@@ -62,9 +62,9 @@ def _peak_mb():
 def write_inputs(workdir, nints, ngroups, size):
     """Write the ramp and the DARK (same readout: NFRAMES=1, GROUPGAP=0); return their paths."""
     sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
-    from conftest import make_header, make_reference_header
-
     from detcal import io
+
+    from conftest import make_header, make_reference_header
 
     rng = np.random.default_rng(5)
     shape = (nints, ngroups, size, size)

@@ -39,9 +39,9 @@ import pandas as pd
 from scipy import stats as sstats
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-import test_truth_stability as T  # noqa: E402
-
 from detcal.simulate.params import PRESETS  # noqa: E402
+
+import test_truth_stability as T  # noqa: E402
 
 
 def old_verdict(table, alpha=1e-3):

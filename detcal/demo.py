@@ -12,7 +12,6 @@ from .geometry import family
 from .simulate import params as simparams
 
 
-
 def _specs(demo):
     specs = [simparams.normalize_spec(spec) for spec in demo["detectors"]]
     names = [s["name"] for s in specs]

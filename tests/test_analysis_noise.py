@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from conftest import make_reference_header
 from detcal import io
 from detcal.analysis import effnoise, noise, robust
 from detcal.geometry import Geometry
@@ -19,6 +18,7 @@ from detcal.noise_conventions import pink_amplitude
 from detcal.simulate import make_detector, simulate_exposure
 from detcal.simulate.noise import Clock
 
+from conftest import make_reference_header
 
 # ---------------------------------------------------------------------------------------------
 # helpers

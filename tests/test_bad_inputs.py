@@ -395,10 +395,10 @@ def test_saturated_ramp_is_left_out_of_the_cds_noise(tmp_path):
     group's noise tables are the same as without that exposure. Unflagged, the same ramps lower
     them (the issue measured the CDS noise 18 % low)."""
     sys.path.insert(0, str(REPO / "tests"))
-    import truthkit
-
     from detcal import io
     from detcal.analysis import noise
+
+    import truthkit
 
     files = simulate.write_detector_set(dict(SPEC, nints=3, nexposures=4), str(tmp_path / "sim"), 11)
     with fits.open(files["uncal"][1], mode="update") as hdul:
@@ -458,9 +458,9 @@ def test_real_data_regimes_pass(tmp_path, capsys):
     live output taken for a dead one there."""
     import glob
 
-    from test_campaign_mixed import make_campaign
-
     from detcal.analysis import common
+
+    from test_campaign_mixed import make_campaign
 
     raw, refs = make_campaign(tmp_path)
     argv = [raw] + [f"--reference={det}:{k}={p}" for det, given in refs.items() for k, p in given.items()]
@@ -624,9 +624,9 @@ def test_group_saturated_everywhere_is_measured_as_nan_with_a_note(tmp_path):
     NaN numbers, zero counts and a note saying why, and the group's summary row shows N/A
     verdicts and those notes (the noise analyses stopped the run with one line before)."""
     sys.path.insert(0, str(REPO / "tests"))
-    import truthkit
-
     from detcal.analysis import noise, summary
+
+    import truthkit
 
     spec = dict(SPEC, ngroups=5, nints=2)
     files = simulate.write_detector_set(spec, str(tmp_path / "sim"), 7)
@@ -718,12 +718,12 @@ def test_dead_output_is_flagged_and_left_out_of_the_group_statistics(tmp_path):
     note) and leave it out of the output averages: the other outputs' rows equal those of the
     same data with a live amplifier there, and the averages are the live outputs'."""
     sys.path.insert(0, str(REPO / "tests"))
-    import truthkit
-
     from detcal import dqflags
     from detcal.analysis import darkcurrent, effnoise, jumps, noise, stability
     from detcal.geometry import Geometry
     from detcal.reffiles import badpix
+
+    import truthkit
 
     spec = dict(SPEC, ngroups=5, nints=3, nexposures=4)
     files = simulate.write_detector_set(spec, str(tmp_path / "sim"), 21)

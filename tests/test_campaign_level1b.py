@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from detcal import dqflags, io, pipeline, runner, simulate
 from detcal.steps.ramp_fit import fit_ramps
+
 from test_ramp_fit import assert_products_match, parity_case, stcal_fit
 
 SAT = dqflags.SATURATED

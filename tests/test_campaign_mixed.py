@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-import crdskit
 from detcal import inventory, simulate
+
+import crdskit
 from test_crds_certify import MINI_FULL_FRAME, check_reference
 from test_workflow import snakemake
 

@@ -9,11 +9,12 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-import ccdkit
 from detcal.analysis import summary
 from detcal.ccd import products
 from detcal.errors import InputError
 from detcal.simulate import ccd as sim
+
+import ccdkit
 
 SPEC = {"rows": 32, "columns": 40, "overscan": 8, "nbias": 4, "darks": {10: 3, 100: 3},
         "flats": {10: 2}, "lights": {30: 1}}

@@ -17,7 +17,6 @@ from detcal.ccd import process
 from detcal.ccd.sections import parse_section
 from detcal.simulate import ccd as sim
 
-
 pytestmark = pytest.mark.parity
 
 SPEC = {"rows": 40, "columns": 48, "overscan": 8, "nbias": 5, "darks": {70: 5, 300: 5}}

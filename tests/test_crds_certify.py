@@ -25,10 +25,11 @@ from unittest import mock
 import numpy as np
 import pytest
 
-import crdskit
-import truthkit
 from detcal import io
 from detcal.reffiles import badpix
+
+import crdskit
+import truthkit
 
 pytestmark = pytest.mark.parity
 

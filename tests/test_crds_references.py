@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-import crdskit
 from detcal import crds_refs, simulate
 from detcal.errors import InputError
+
+import crdskit
 from test_workflow import snakemake
 
 SPEC = {"name": "NRCA1", "preset": "nircam_sw", "size": 32, "ngroups": 3, "nints": 1, "nexposures": 1}

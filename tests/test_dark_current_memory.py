@@ -73,9 +73,9 @@ def test_in_place_dark_correction_refuses_a_short_dark_with_the_file_name():
 
 
 def test_dark_run_without_dark_output_corrects_the_ramp_in_place_with_the_same_result():
-    from test_linearity_dark import dark_ref, make_ramp
-
     from detcal.steps import dark_current
+
+    from test_linearity_dark import dark_ref, make_ramp
 
     data, _, dark, dq = case(2, 9, (30, NY, NX))
     copied, _ = dark_current.run(make_ramp(data.copy(), NFRAMES=2, GROUPGAP=1),

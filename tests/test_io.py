@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import make_header, make_ramp, make_reference_header
 from detcal import dqflags, io
 from detcal.errors import InputError
+
+from conftest import make_header, make_ramp, make_reference_header
 
 NY, NX = 8, 10
 

@@ -10,8 +10,13 @@ from detcal import dqflags
 from detcal.errors import InputError
 from detcal.io import Ramp, Reference
 from detcal.steps import dark_current, linearity
-from detcal.steps.dark_current import (correct_dark, match_dark, resolve_average_dark_current,
-                                       ramp_average_dark_current, subtract_dark)
+from detcal.steps.dark_current import (
+    correct_dark,
+    match_dark,
+    ramp_average_dark_current,
+    resolve_average_dark_current,
+    subtract_dark,
+)
 from detcal.steps.linearity import correct_linearity
 
 SAT, DNU, NOLIN, HOT = (dqflags.SATURATED, dqflags.DO_NOT_USE, dqflags.NO_LIN_CORR, dqflags.HOT)

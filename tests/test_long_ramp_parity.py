@@ -10,9 +10,10 @@ assertions (bit-identical GROUPDQ / PIXELDQ / slopes / errors), at 34 to 100 gro
 import numpy as np
 import pytest
 
+from detcal.steps.jump import detect_jumps
+
 import test_jump
 import test_ramp_fit
-from detcal.steps.jump import detect_jumps
 
 
 @pytest.mark.parity

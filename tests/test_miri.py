@@ -11,7 +11,6 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_ramp
 
 from detcal import dqflags, io, pipeline, plots, runner
 from detcal import simulate as sim
@@ -20,6 +19,8 @@ from detcal.geometry import Geometry
 from detcal.simulate import miri
 from detcal.steps import REGISTRY, dark_current, refpix, rscd
 from detcal.steps.refpix import subtract_reference_pixels
+
+from conftest import make_ramp
 
 DNU, SAT = dqflags.DO_NOT_USE, dqflags.SATURATED
 FLUX_ESTIMATED = dqflags.FLUX_ESTIMATED

@@ -17,12 +17,13 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_ramp, make_reference_header
 
 from detcal import dqflags, io, pipeline, runner
 from detcal import simulate as sim
 from detcal.errors import InputError
 from detcal.steps import REGISTRY, lastframe, reset
+
+from conftest import make_ramp, make_reference_header
 
 DNU = dqflags.DO_NOT_USE
 

@@ -12,11 +12,11 @@ import warnings
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
-from conftest import make_header
 from detcal import dqflags, inventory, io, runner
 from detcal.errors import InputError
+
+from conftest import make_header
 from test_refpix import border, realistic
 
 DNU, REF = dqflags.DO_NOT_USE, dqflags.REFERENCE_PIXEL

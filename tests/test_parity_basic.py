@@ -11,11 +11,12 @@ from stcal.saturation.saturation import flag_saturated_pixels
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags as jwst_dqflags
 
-from conftest import make_ramp
 from detcal import dqflags, io, steps
 from detcal.steps.dq_init import initialize
 from detcal.steps.saturation import ATOD_LIMIT, flag_saturation, read_pattern
 from detcal.steps.superbias import subtract_superbias
+
+from conftest import make_ramp
 
 pytestmark = pytest.mark.parity
 

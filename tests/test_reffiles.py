@@ -16,14 +16,24 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clip
 
-from conftest import make_ramp
 from detcal import dqflags, io, keywords, steps
 from detcal import simulate as sim
 from detcal.analysis import robust
 from detcal.errors import InputError
-from detcal.reffiles import common, make_dark, make_mask, make_readnoise, make_superbias
-from detcal.reffiles import badpix, dark, readnoise, superbias
+from detcal.reffiles import (
+    badpix,
+    common,
+    dark,
+    make_dark,
+    make_mask,
+    make_readnoise,
+    make_superbias,
+    readnoise,
+    superbias,
+)
 from detcal.steps import dark_current
+
+from conftest import make_ramp
 
 FULL_TFRAME = 10.73677
 JUMP, DNU, SAT = dqflags.JUMP_DET, dqflags.DO_NOT_USE, dqflags.SATURATED

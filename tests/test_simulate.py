@@ -12,8 +12,8 @@ import pytest
 from scipy.ndimage import maximum_filter
 
 from detcal import dqflags, io, keywords
-from detcal.geometry import Geometry
 from detcal import simulate as sim
+from detcal.geometry import Geometry
 from detcal.simulate import noise
 
 FULL_TFRAME = 10.73677

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import yaml
 from astropy.io import fits
-from conftest import make_ramp
 
 from detcal import io, keywords, pipeline, runner, steps, validate
 from detcal.errors import InputError
 from detcal.steps import descriptor
+
+from conftest import make_ramp
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"

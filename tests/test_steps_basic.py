@@ -5,12 +5,13 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import make_ramp, make_reference
 from detcal import dqflags, pipeline, steps
 from detcal.errors import InputError
 from detcal.steps.dq_init import initialize
 from detcal.steps.saturation import flag_saturation, grow
 from detcal.steps.superbias import subtract_superbias
+
+from conftest import make_ramp, make_reference
 
 DNU, SAT, AD = dqflags.DO_NOT_USE, dqflags.SATURATED, dqflags.AD_FLOOR
 HOT, NSC = dqflags.HOT, dqflags.NO_SAT_CHECK

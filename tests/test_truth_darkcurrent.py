@@ -22,9 +22,10 @@ import math
 
 import numpy as np
 import pytest
-from truthkit import reduce_campaign
 
 from detcal.analysis import common, darkcurrent, robust
+
+from truthkit import reduce_campaign
 
 NSEEDS = 20
 

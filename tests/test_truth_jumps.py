@@ -52,10 +52,11 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from truthkit import reduce_campaign
 
 from detcal import pipeline
 from detcal.analysis import jumps
+
+from truthkit import reduce_campaign
 
 FULL_TFRAME = 10.73677
 NO_PINK = {"c_pink": 0.0, "u_pink": 0.0}

@@ -59,6 +59,7 @@ from astropy.io import fits
 
 from detcal import dqflags, io
 from detcal.reffiles import make_mask
+
 from truthkit import reduce_campaign
 
 POPULATIONS = {"warm_frac": 0.03, "hot_frac": 0.01, "noisy_frac": 0.02}

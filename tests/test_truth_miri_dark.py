@@ -11,10 +11,11 @@ import math
 
 import numpy as np
 import pytest
-from truthkit import reduce_campaign
 
 from detcal import dqflags, io, pipeline, steps
 from detcal.simulate import miri
+
+from truthkit import reduce_campaign
 
 SPEC = {"name": "MIRIMAGE", "preset": "miri_imager", "size": 32, "ngroups": 20, "nints": 3,
         "nexposures": 1}

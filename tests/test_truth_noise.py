@@ -25,9 +25,10 @@ What the simulator's truth is for each number (truth file, detcal.simulate.demo.
 import numpy as np
 import pytest
 
-import truthkit
 from detcal.analysis import effnoise, noise
 from detcal.noise_conventions import pink_amplitude
+
+import truthkit
 
 #: A small NIRCam SW-like detector: 4 outputs 16 columns wide, natural (mini-frame) timing.
 SPEC = {"name": "NRCA1", "preset": "nircam_sw", "size": 64, "ngroups": 10, "nints": 4,

@@ -27,8 +27,14 @@ TINY_DEMO = {
 def snakemake(workdir, config=None, dryrun=False, targets=(), lint=False):
     """Run the workflow in ``workdir`` (which gets a copy of config/); return the DAG's job rules."""
     from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DAGSettings, DeploymentSettings,
-                                          ExecutionSettings, OutputSettings, ResourceSettings)
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        DeploymentSettings,
+        ExecutionSettings,
+        OutputSettings,
+        ResourceSettings,
+    )
 
     workdir = Path(workdir)
     if not (workdir / "config").exists():

@@ -19,9 +19,10 @@ from astropy.io import fits
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags as jwst_dqflags
 
-from conftest import make_ramp
 from detcal import dqflags, io, pipeline, runner, simulate
-from detcal.steps import linearity, ramp_fit, refpix, saturation, superbias
+from detcal.steps import linearity, ramp_fit, saturation, superbias
+
+from conftest import make_ramp
 from test_parity_basic import model_meta
 from test_refpix import border, realistic
 

@@ -67,10 +67,25 @@ from .. import dqflags, io, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
-from .common import (dead_amplifier_note, dead_outputs, good_pixels, join_notes, mean_gain,  # noqa: E402
-                     output_gains, save_figure, subsample_rows, temporal_note)
-from .noise import (MAX_FLAGGED_FRACTION, MIN_TEMPORAL, check_same_configuration,  # noqa: E402
-                    grow_outliers, nothing_measured, open_ramp)
+from .common import (  # noqa: E402
+    dead_amplifier_note,
+    dead_outputs,
+    good_pixels,
+    join_notes,
+    mean_gain,
+    output_gains,
+    save_figure,
+    subsample_rows,
+    temporal_note,
+)
+from .noise import (  # noqa: E402
+    MAX_FLAGGED_FRACTION,
+    MIN_TEMPORAL,
+    check_same_configuration,
+    grow_outliers,
+    nothing_measured,
+    open_ramp,
+)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.effnoise")

@@ -115,8 +115,18 @@ from ..geometry import Geometry  # noqa: E402
 from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402  (pixel clock when no TSAMPLE)
 from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
-from .common import (DEAD_OUTPUT_FRACTION, dead_amplifier_note, dead_outputs, good_pixels,  # noqa: E402
-                     join_notes, mean_gain, output_gains, save_figure, subsample_rows, temporal_note)
+from .common import (  # noqa: E402
+    DEAD_OUTPUT_FRACTION,
+    dead_amplifier_note,
+    dead_outputs,
+    good_pixels,
+    join_notes,
+    mean_gain,
+    output_gains,
+    save_figure,
+    subsample_rows,
+    temporal_note,
+)
 from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
 
 log = logging.getLogger("detcal.analysis.noise")

@@ -99,7 +99,7 @@ def gain_map(gain, reader):
         if not gain > 0:
             raise ValueError(f"gain must be > 0 e-/DN, got {gain}")
         return np.full(shape, float(gain), np.float32)
-    from ..analysis.common import read_gain      # the one GAIN reader (matplotlib: imported at use)
+    from ..analysis.common import read_gain  # the one GAIN reader (matplotlib: imported at use)
     g = read_gain(gain, reader.header, reader.shape, reader.path)
     return np.where(g > 0, g, np.nan).astype(np.float32)
 

@@ -26,14 +26,44 @@ and a truth file; not a ramp detector, so it has its own file writer)::
 """
 
 from . import ccd, miri
-from .demo import (REFERENCE_KEYS, detector_module, planned_files, plan, read_truth,
-                   reference_arrays, reference_keys, write_detector_set, write_references,
-                   write_truth)
-from .h2rg import (CR_DTYPE, Detector, exposure_header, group_frames, linearity_forward,
-                   linearity_inverse, make_detector, simulate_exposure)
-from .params import (DETECTORS, MIRI_PARAMETERS, MIRI_READ_PATTERNS, PARAMETERS, PRESETS,
-                     READ_PATTERNS, SPEC_KEYS, frame_time, frames_per_integration, normalize_spec,
-                     parameters_for, pattern, resolve_params, simulated_exposure_name)
+from .demo import (
+    REFERENCE_KEYS,
+    detector_module,
+    plan,
+    planned_files,
+    read_truth,
+    reference_arrays,
+    reference_keys,
+    write_detector_set,
+    write_references,
+    write_truth,
+)
+from .h2rg import (
+    CR_DTYPE,
+    Detector,
+    exposure_header,
+    group_frames,
+    linearity_forward,
+    linearity_inverse,
+    make_detector,
+    simulate_exposure,
+)
+from .params import (
+    DETECTORS,
+    MIRI_PARAMETERS,
+    MIRI_READ_PATTERNS,
+    PARAMETERS,
+    PRESETS,
+    READ_PATTERNS,
+    SPEC_KEYS,
+    frame_time,
+    frames_per_integration,
+    normalize_spec,
+    parameters_for,
+    pattern,
+    resolve_params,
+    simulated_exposure_name,
+)
 
 __all__ = [
     "CR_DTYPE", "DETECTORS", "ccd", "Detector", "MIRI_PARAMETERS", "MIRI_READ_PATTERNS", "PARAMETERS",

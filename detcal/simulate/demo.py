@@ -22,8 +22,7 @@ from astropy.table import Table
 from .. import io
 from . import h2rg, miri
 from .h2rg import CR_DTYPE
-from .params import (detector_key, frames_per_integration, normalize_spec, parameters_for,
-                     simulated_exposure_name)
+from .params import detector_key, frames_per_integration, normalize_spec, parameters_for, simulated_exposure_name
 
 #: Reference files written for every NIR detector (config keys of detcal.io.REFTYPES).
 REFERENCE_KEYS = ("mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise")

@@ -12,8 +12,12 @@ parameters :data:`MIRI_PARAMETERS`).
 import zlib
 
 from ..geometry import MIRI_REF_COLUMNS, family
-from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD, frame_time  # noqa: F401  (frame_time: simulate API)
-from ..multiaccum import frames_per_integration  # noqa: F401  (simulate API; defined there)
+from ..multiaccum import (  # frame_time, frames_per_integration: simulate API (defined there)
+    PIXEL_TIME_S,
+    ROW_OVERHEAD,
+    frame_time,  # noqa: F401
+    frames_per_integration,  # noqa: F401
+)
 
 #: Readout patterns: READPATT -> (NFRAMES, GROUPGAP). The one definition in detcal.
 #: NIRCam from JDox "NIRCam Detector Readout Patterns"; NIRISS NISRAPID/NIS (no dropped frames).
