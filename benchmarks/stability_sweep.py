@@ -133,7 +133,8 @@ def main():
     for c in rate.columns[1:]:
         rate[c] = (100 * rate[c]).round(1)
     print("\nflag rates [% of groups]\n" + rate.to_string())
-    print("\nper regime\n" + (100 * res.groupby(["kind", "regime"])[["any_drift", "old_any_drift"]].mean()).round(1).to_string())
+    per_regime = 100 * res.groupby(["kind", "regime"])[["any_drift", "old_any_drift"]].mean()
+    print("\nper regime\n" + per_regime.round(1).to_string())
     cov = []
     for q in ("dark", "bias"):
         z = (res[f"{q}_slope_per_day"] - res[f"{q}_slope_truth_per_day"]).abs() / res[f"{q}_slope_err_per_day"]

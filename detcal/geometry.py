@@ -94,9 +94,11 @@ class Geometry:
 
     @property
     def is_full_frame(self):
+        """True when the array is the whole detector (shape == full_shape)."""
         return self.shape == self.full_shape
 
     def cut(self, full_array):
+        """View of this array's pixels in a full-frame array (..., ny_full, nx_full), science frame."""
         y0, x0 = self.start
         return full_array[..., y0:y0 + self.shape[0], x0:x0 + self.shape[1]]
 
@@ -133,7 +135,9 @@ class Geometry:
         return np.ascontiguousarray(self.cut(self.full_frame_amplifier_map()))
 
     def to_detector(self, a):
+        """View of ``a`` (..., ny, nx) in the detector frame (:func:`to_detector`)."""
         return to_detector(a, self.fastaxis, self.slowaxis)
 
     def to_science(self, a):
+        """View of a detector-frame ``a`` in the science frame (:func:`to_science`)."""
         return to_science(a, self.fastaxis, self.slowaxis)

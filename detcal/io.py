@@ -94,10 +94,12 @@ class Ramp:
 
     @property
     def geometry(self):
+        """The :class:`detcal.geometry.Geometry` of the ramp, from its header and SCI shape."""
         return Geometry.from_header(self.header, self.data.shape, self.path)
 
     @property
     def shape(self):
+        """(nints, ngroups, ny, nx) of SCI."""
         return self.data.shape
 
 
@@ -590,6 +592,7 @@ def atomic_path(path):
 
 
 def atomic_write(hdul, path):
+    """Write ``hdul`` to ``path`` through :func:`atomic_path`, with NEXTEND set to detect truncation."""
     hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
     with atomic_path(path) as tmp:
         hdul.writeto(tmp, overwrite=True, checksum=False)

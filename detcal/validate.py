@@ -416,6 +416,7 @@ class RawCheckCache:
         return dict(entry[1]), list(entry[2])
 
     def put(self, path, row, problems):
+        """Remember (row, problems) for ``path`` as it is now (size and modification time)."""
         try:
             stamp = self._stamp(path)
         except OSError:
@@ -424,6 +425,7 @@ class RawCheckCache:
         self._dirty = True
 
     def save(self):
+        """Write the cache file if anything changed; a cache that cannot be written is skipped."""
         if not (self.path and self._dirty):
             return
         try:

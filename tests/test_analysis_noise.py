@@ -293,7 +293,8 @@ def test_noise_decomposition_files_write_tables_json_and_figures(tmp_path):
     assert set(tab.amplifier) == {"1", "2", "3", "4", "all"} and set(tab.pixels) == {"active", "reference"}
     assert {"cds_noise_DN", "cds_noise_e", "cds_noise_raw_DN"} <= set(tab.columns)
     spec = pd.read_csv(out["s.tsv"], sep="\t")
-    assert {"frequency_Hz", "psd_mean_DN2_per_Hz", "psd_cross_DN2_per_Hz", "model_total_DN2_per_Hz"} <= set(spec.columns)
+    assert {"frequency_Hz", "psd_mean_DN2_per_Hz", "psd_cross_DN2_per_Hz",
+            "model_total_DN2_per_Hz"} <= set(spec.columns)
     assert (spec.frequency_Hz.diff().dropna() > 0).all()
     assert out["c.png"].stat().st_size > 10_000 and out["p.png"].stat().st_size > 10_000
 

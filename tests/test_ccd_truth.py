@@ -2,7 +2,8 @@
 rules call (tests/ccdkit.run_branch), compared with the simulator's truth file.
 
 Sweep: 100 seeds of a 64 x 96 (+ 8 overscan columns) CCD, 6 bias frames, 3 darks at 7 and
-70 s and 5 at 300 s (the one with most cosmic rays), lights at 120 s (so the 300 s master is scaled), 3 % hot pixels. Per seed:
+70 s and 5 at 300 s (the one with most cosmic rays), lights at 120 s (so the 300 s master is
+scaled), 3 % hot pixels. Per seed:
 
 * dark rate = mean over the pixels that are not hot of dark_rate.fits [e-/s], vs the truth's mean
   over the same pixels; sigma = the per-pixel UNCERT combined ⊕ RATECOH (the error common to all

@@ -322,7 +322,8 @@ def test_screenshot_of_a_figure_in_the_report(page, report):
             while (!cond()) {{ if (Date.now() - t0 > 5000) throw new Error(what); await sleep(20); }} }};
         app.setView({{navbarMode: 'menu', content: 'rulegraph'}});
         await until('menu', () => app.state.navbarMode === 'menu');
-        const item = [...document.querySelectorAll('nav li')].find(li => li.textContent.trim() === {json.dumps(category)});
+        const item = [...document.querySelectorAll('nav li')]
+            .find(li => li.textContent.trim() === {json.dumps(category)});
         (item.querySelector('a') || item).click();
         await until('category', () => document.querySelector('nav td a[type=button]'));
         document.querySelector('nav td a[type=button]').click();

@@ -194,4 +194,5 @@ def test_a_drift_of_3_exposure_errors_is_flagged_through_the_pipeline(pipeline_s
         whole = trends[(trends.quantity == kind) & (trends.amplifier == "all")].iloc[0]
         assert doc["summary"]["any_drift"] and kind in doc["summary"]["flagged"], (regime, kind, doc["flagged"])
         # the measured slope agrees with the injected one within 3 of its (68 %) error bars
-        assert abs(whole.slope_per_day - truth) <= 3 * whole.slope_err_per_day, (regime, kind, whole.slope_per_day, truth)
+        assert abs(whole.slope_per_day - truth) <= 3 * whole.slope_err_per_day, \
+            (regime, kind, whole.slope_per_day, truth)

@@ -127,7 +127,8 @@ def test_real_data_run_through_configfile_without_edits(tmp_path, demo_run):
     raw = io.read_ramp(data / "raw" / f"{exposure}_uncal.fits")
     bias = io.read_reference(refs["superbias"], "SUPERBIAS", like=raw).data
     np.testing.assert_allclose(ramp.data, raw.data - bias, atol=0.01)
-    history = "\n".join(fits.getheader(work / "results/ramps" / exposure / f"{exposure}_saturationstep.fits")["HISTORY"])
+    saturation_product = work / "results/ramps" / exposure / f"{exposure}_saturationstep.fits"
+    history = "\n".join(fits.getheader(saturation_product)["HISTORY"])
     assert "saturation input bias_for_saturation.fits" in history
     assert "superbias input superbias.fits" in "\n".join(ramp.header["HISTORY"])
 

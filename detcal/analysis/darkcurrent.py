@@ -299,8 +299,8 @@ def fit_anomaly(ramps, fit_groups, powers=DECAY_POWERS, taus=DECAY_TAUS):
     Returns
     -------
     dict: ``rate`` [DN/group], ``anomaly`` list of float64 (ngroups,) [DN] per class (None if
-    absent), ``terms`` the same split into the model's terms, ``tau1``, ``power``, ``tau2`` [groups], ``amplitudes`` [DN], ``rms`` [DN]
-    residual; None with fewer than 7 finite fitted groups.
+    absent), ``terms`` the same split into the model's terms, ``tau1``, ``power``, ``tau2``
+    [groups], ``amplitudes`` [DN], ``rms`` [DN] residual; None with fewer than 7 finite fitted groups.
     """
     present = [k for k, r in enumerate(ramps) if r is not None]
     blocks = []

@@ -385,9 +385,9 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
     Returns
     -------
     table : pandas.DataFrame, one row per (channel, N): column ``amplifier`` = '1'..'N' (output
-        index + 1), 'all' (output average), 'reference'. Columns: amplifier, ngroups_fit, time_s, slope_noise_{spatial,temporal}_DN_per_s,
-        eff_noise_{spatial,temporal}_{DN,e}, gain_e_per_DN, theory_e, theory_plus_excess_e,
-        temporal_valid
+        index + 1), 'all' (output average), 'reference'. Columns: amplifier, ngroups_fit, time_s,
+        slope_noise_{spatial,temporal}_DN_per_s, eff_noise_{spatial,temporal}_{DN,e}, gain_e_per_DN,
+        theory_e, theory_plus_excess_e, temporal_valid
     summary : dict per channel: gain, dark rate [DN/s, e-/s], read noise [e-] (n2 and reference;
         which one the theory used), fit (see :func:`fit_excess_variance`), statistic fitted
     """

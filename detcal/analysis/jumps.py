@@ -68,9 +68,9 @@ active area (what a simulator's ``cr_rate`` or a particle flux means), estimated
   efficiency is NaN and the rate is not corrected.
 * ``pileup_correction``: hits that merge with another into one event are put back to first order,
   ``1 + rho x (A_touch / 2 + A_overlap x link_groups)``, with ``rho = (N_up - N_down) /
-  n_usable`` the hits per pixel and usable difference and ``A_touch`` (``A_overlap``) the mean number of offsets at which
-  two hits' footprints touch (share a pixel), from up to 400 measured footprints of upward events
-  of >= 2 pixels (:func:`merge_areas`). It multiplies the rate and its error.
+  n_usable`` the hits per pixel and usable difference and ``A_touch`` (``A_overlap``) the mean
+  number of offsets at which two hits' footprints touch (share a pixel), from up to 400 measured
+  footprints of upward events of >= 2 pixels (:func:`merge_areas`). It multiplies the rate and its error.
 * Error: Poisson errors of both counts, ``sqrt(N_up + N_down) / (exposure x efficiency)``, with
   the efficiency's error added in quadrature. ``cr_rate_gaussian_noise_corrected`` has the
   error ``sqrt(N_up) / (exposure x efficiency)`` (the expectation carries no counting noise).

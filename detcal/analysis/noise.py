@@ -212,9 +212,9 @@ def mean_cds_frame(frames, shape, good, clip=10.0):
 
     A CDS frame holds the pixel's dark signal over TGROUP (and any fixed pattern) besides its
     noise; the analysis subtracts this mean from every frame. Values more than ``clip`` MAD
-    sigma (:func:`detcal.analysis.robust.mad_sigma` of the frame's ``good`` pixels) from the frame median (cosmic rays, hot pixels)
-    and their neighbours (:func:`grow_outliers`) are left out of the mean, as the analysis leaves
-    them out of its statistics.
+    sigma (:func:`detcal.analysis.robust.mad_sigma` of the frame's ``good`` pixels) from the frame
+    median (cosmic rays, hot pixels) and their neighbours (:func:`grow_outliers`) are left out of
+    the mean, as the analysis leaves them out of its statistics.
 
     Parameters
     ----------
@@ -325,6 +325,7 @@ class StreamLayout:
 
     @property
     def nrows(self):
+        """Number of analysed rows."""
         return self.rows.stop - self.rows.start
 
     @property
@@ -340,6 +341,7 @@ class StreamLayout:
 
     @property
     def nused(self):
+        """Number of samples of the stream that hold data (used columns x analysed rows)."""
         return int(self.colmask.sum()) * self.nrows
 
 
@@ -565,7 +567,11 @@ def fit_binned_spectra(auto, cross, kb, nk, dt, live=None):
             def var_of(m):
                 return m ** 2
         p, err, chi2 = fit_linear_psd(y, design, nk, var_of)
-        wv.append(p[0]); wv_err.append(err[0]); at.append(p[1]); at_err.append(err[1]); chis.append(chi2)
+        wv.append(p[0])
+        wv_err.append(err[0])
+        at.append(p[1])
+        at_err.append(err[1])
+        chis.append(chi2)
     ac = res["a_corr"] if nout > 1 else 0.0
     ace = res["a_corr_err"] if nout > 1 else 0.0
     res.update({
@@ -688,6 +694,7 @@ class RampFile:
 
     @property
     def pixel_time(self):
+        """Time [s] between two pixel reads: TSAMPLE [us], or the NIR default without it."""
         tsample = keywords.optional(self.header, "TSAMPLE")
         return float(tsample) * 1e-6 if tsample else PIXEL_TIME_S
 

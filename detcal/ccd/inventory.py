@@ -72,6 +72,7 @@ def read_frame(path):
 
 
 def read_header(path):
+    """(header, (ny, nx)) of a raw CCD frame, without reading its data."""
     _, header, shape = _open_image(path, False)
     return header, shape
 

@@ -225,7 +225,8 @@ def master_dark_file(dark_paths, decisions_json, output_fits, master_bias=None):
         mb = read_ccd(master_bias, "master bias")
         bias, bias_unc = np.asarray(mb.data, np.float64), np.asarray(mb.uncertainty.array, np.float64)
         if bias.shape != tuple(_trimmed_shape(settings)):
-            raise InputError(master_bias, f"shape {bias.shape} differs from the trimmed frames {_trimmed_shape(settings)}")
+            raise InputError(master_bias,
+                             f"shape {bias.shape} differs from the trimmed frames {_trimmed_shape(settings)}")
     exptimes = [float(inv.read_header(p)[0]["EXPTIME"]) for p in dark_paths]
     errs = []
     with _frame_stack(dark_paths, settings, output_fits, subtract=None if bias is None else np.nan_to_num(bias),
@@ -344,6 +345,7 @@ def _level_error(master, nused):
 
 
 def exptime_tag(exptime):
+    """Three-digit exposure-time label of file names ('007' for 7 s)."""
     return f"{inv.exptime_label(exptime):03d}"
 
 
@@ -394,7 +396,8 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
         if m.meta.get("BIASSUB"):
             r_t = g * np.asarray(m.data, np.float64) / float(m.meta["EXPTIME"])
             h_t = process.hot_pixels(r_t, thr)
-            counts.append({"source": f"master dark {float(m.meta['EXPTIME']):g} s", "exptime_s": float(m.meta["EXPTIME"]),
+            counts.append({"source": f"master dark {float(m.meta['EXPTIME']):g} s",
+                           "exptime_s": float(m.meta["EXPTIME"]),
                            "threshold_e_per_s": thr, "n_hot": int(h_t.sum()), "pct_hot": 100.0 * h_t.mean()})
     tables.write_tsv(pd.DataFrame(counts), hot_counts_tsv)
     level, level_err, npix = dark_level(rate, sigma, hot)
@@ -476,7 +479,8 @@ def _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png,
     for m in masters:
         if m.meta.get("BIASSUB"):
             r_t = g * np.asarray(m.data, np.float64) / float(m.meta["EXPTIME"])
-            ax.plot(rate.ravel(), r_t.ravel(), ".", ms=2, alpha=0.5, label=f"master dark {float(m.meta['EXPTIME']):g} s")
+            ax.plot(rate.ravel(), r_t.ravel(), ".", ms=2, alpha=0.5,
+                    label=f"master dark {float(m.meta['EXPTIME']):g} s")
             drawn = True
     top = max(np.nanmax(rate), thr) * 1.1
     ax.plot([0, top], [0, top], "k-", lw=1, label="1:1")

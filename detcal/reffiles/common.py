@@ -68,6 +68,7 @@ def open_inputs(paths, step="inventory", what="input"):
 
 
 def close_all(readers):
+    """Close every reader of ``readers``."""
     for r in readers:
         r.close()
 

@@ -147,7 +147,8 @@ def first_cosmic_ray(data, groupdq, threshold=CR_THRESHOLD):
     group g over the pixels (the anomaly shape, common to the array) minus the pixel's median
     residual (its dark rate) leave noise, whose scatter is the pixel's MAD-based sigma over its
     groups (never below the median of those sigmas over the array); a residual above
-    ``threshold`` sigma is a cosmic ray, and group g+1 and later carry its charge. Differences touching a SATURATED group are ignored.
+    ``threshold`` sigma is a cosmic ray, and group g+1 and later carry its charge. Differences
+    touching a SATURATED group are ignored.
 
     Parameters
     ----------

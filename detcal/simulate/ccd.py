@@ -161,6 +161,7 @@ def simulate_frame(spec, truth, kind, exptime, rng):
 
 
 def frame_header(spec, kind, exptime, index):
+    """FITS header of raw frame number ``index`` (IMAGETYP of ``kind``, EXPTIME [s], GAIN, RDNOISE, DATE-OBS)."""
     s = normalize_spec(spec)
     p = s["params"]
     h = fits.Header()

@@ -32,30 +32,37 @@ class DetectorBase:
     # --- identity and readout -------------------------------------------------------------
     @property
     def name(self):
+        """DETECTOR name of the spec."""
         return self.spec["name"]
 
     @property
     def params(self):
+        """The detector's resolved parameters."""
         return self.spec["params"]
 
     @property
     def instrument(self):
+        """INSTRUME of the detector."""
         return self.params["instrument"]
 
     @property
     def gain(self):
+        """Gain [e-/DN]."""
         return float(self.params["gain"])
 
     @property
     def tframe(self):
+        """Frame time [s]."""
         return self.spec["tframe"]
 
     @property
     def fastaxis(self):
+        """FASTAXIS (jwst convention, +-1 or +-2)."""
         return self.spec["fastaxis"]
 
     @property
     def slowaxis(self):
+        """SLOWAXIS (jwst convention, +-1 or +-2)."""
         return self.spec["slowaxis"]
 
     @property

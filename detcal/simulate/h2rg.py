@@ -48,6 +48,7 @@ CR_DTYPE = np.dtype([("exposure", "U40"), ("integration", "i4"), ("frame", "i4")
 
 
 def seeded_rng(seed, *key):
+    """Generator of the independent random stream ``key`` (ints) of ``seed``."""
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key)))
 
 
@@ -152,14 +153,17 @@ class Detector(DetectorBase):
     # --- identity and readout -------------------------------------------------------------
     @property
     def size(self):
+        """Side [pixels] of the square array."""
         return self.spec["size"]
 
     @property
     def shape(self):
+        """(ny, nx) of the array."""
         return (self.size, self.size)
 
     @property
     def noutputs(self):
+        """Number of readout outputs (amplifiers)."""
         return self.params["noutputs"]
 
     @property

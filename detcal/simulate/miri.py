@@ -126,10 +126,12 @@ class Detector(DetectorBase):
     # --- identity and readout -------------------------------------------------------------
     @property
     def shape(self):
+        """(ny, nx) of the array, reference columns included."""
         return tuple(self.spec["shape"])
 
     @property
     def noutputs(self):
+        """Number of readout outputs (4, interleaved by column)."""
         return MIRI_NOUTPUTS
 
     @property
@@ -148,9 +150,11 @@ class Detector(DetectorBase):
         return np.ascontiguousarray(a)
 
     def to_detector(self, a):
+        """Contiguous copy of a science-frame array in the detector frame (the same for MIRI)."""
         return np.ascontiguousarray(a)
 
     def science_coords(self, yd, xd):
+        """Science-frame (y, x) of detector-frame pixel indices (the same for MIRI)."""
         return yd, xd
 
     def layout(self):
