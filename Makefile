@@ -34,7 +34,11 @@ demo: $(VENV)/.stamp-run
 test: $(VENV)/.stamp-test
 	$(VENV)/bin/python -m pytest -ra
 
-lint: $(VENV)/.stamp-run
+# ruff and snakefmt (test extra) with the pyproject config; fix with `ruff check --fix .` and
+# `snakefmt Snakefile workflow/rules`. tests/test_lint.py runs the first two in `make test`.
+lint: $(VENV)/.stamp-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/snakemake --lint
 
 # The filter hides one harmless RuntimeWarning per job whose temporary input is gone, which
