@@ -32,7 +32,8 @@ the chunk being built are read from disk (cut to the subarray), the DQ's first g
 DQ, and ERR not at all, so the job holds the ramp plus one chunk.
 
 The average dark current for ramp fitting's Poisson term
-(:func:`resolve_average_dark_current`) follows jwst's priority: the ``average_dark_current`` parameter, else the reference's AVDRKCUR image
+(:func:`resolve_average_dark_current`) follows jwst's priority: the ``average_dark_current``
+parameter, else the reference's AVDRKCUR image
 (if non-zero and of the right shape), else its AVDRKCUR header keyword, else 0. :func:`run`
 stores it on the ramp as an AVDRKCUR image extension (the RampModel layout; omitted when zero),
 which :func:`ramp_average_dark_current` reads back.
