@@ -26,7 +26,6 @@ GROUPDQ compared). The files' headers come from the tests' helpers (``tests/conf
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,26 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("copy", "in place", "by chunks")
 
 
-def _reset_peak():
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0; else a no-op): a child
-    inherits in ``ru_maxrss`` the parent's resident size at the spawn."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_mb():
-    """Peak resident memory of this process [MB]: VmHWM, else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from procstats import peak_mb, reset_peak  # noqa: E402 (this directory)
 
 
 def write_inputs(workdir, nints, ngroups, size):
@@ -92,8 +72,8 @@ def child(mode, ramp_path, dark_path, out, memory_mb):
     sys.path.insert(0, ROOT)
     from detcal import runner
 
-    _reset_peak()                          # after the imports: the job's data alone
-    base = _peak_mb()
+    reset_peak()                          # after the imports: the job's data alone
+    base = peak_mb()
     params = {"memory_mb": memory_mb}
     if mode == "copy":
         params["dark_output"] = True
@@ -101,7 +81,7 @@ def child(mode, ramp_path, dark_path, out, memory_mb):
         runner.read_lazily = lambda step, key: False          # the dark read whole, ERR included
     t0 = time.perf_counter()
     runner.run_step_file("dark_current", ramp_path, {"dark": dark_path}, out, params=params)
-    return {"seconds": time.perf_counter() - t0, "base_mb": base, "peak_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - t0, "base_mb": base, "peak_mb": peak_mb()}
 
 
 def main(argv=None):

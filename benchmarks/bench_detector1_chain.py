@@ -43,13 +43,13 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from procstats import peak_mb, reset_peak  # noqa: E402 (this directory)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,28 +76,6 @@ JWST_OVERRIDES = {"dq_init": {"mask": "mask"},
 # --------------------------------------------------------------------------------------------
 # process helpers
 # --------------------------------------------------------------------------------------------
-def _reset_peak():
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0; else a no-op): a child
-    inherits the parent's resident size at the spawn in ``ru_maxrss``, so VmHWM is read after this."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _maxrss_mb():
-    """Peak resident memory of this process [MB]: VmHWM (see :func:`_reset_peak`), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def simulate(workdir, family, nints, ngroups, size, seed, tframe):
     """Write one raw exposure and its references under ``workdir``; returns the files dict."""
     sys.path.insert(0, REPO)
@@ -147,7 +125,7 @@ def child_detcal(job):
     stem = os.path.join(job["out"], "detcal")
     refs = {step: {k: job["refs"][k] for k in JWST_OVERRIDES[step].values() if k in job["refs"]}
             for step in job["steps"]}
-    base = _maxrss_mb()
+    base = peak_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     fused = hasattr(runner, "run_chain_file") and not job.get("inline")
     if fused:
@@ -179,7 +157,7 @@ def child_detcal(job):
         io.write_rate(stem + "_rateints.fits", rateints, ramp.header, tables=ramp.tables, step="ramp_fit")
         times["write"] = time.perf_counter() - t
     return {"wall_s": time.perf_counter() - t0 - untimed["s"], "cpu_s": time.process_time() - c0,
-            "steps": times, "base_mb": base, "peak_mb": _maxrss_mb(), "rate": stem + "_rate.fits",
+            "steps": times, "base_mb": base, "peak_mb": peak_mb(), "rate": stem + "_rate.fits",
             "fused": fused}
 
 
@@ -187,7 +165,7 @@ def child_perstep(job):
     """The workflow's per-step file chain: every step reads and writes the 4-D ramp file."""
     sys.path.insert(0, REPO)
     from detcal import pipeline, runner
-    base = _maxrss_mb()
+    base = peak_mb()
     times = {}
     t0, c0 = time.perf_counter(), time.process_time()
     current = job["uncal"]
@@ -206,7 +184,7 @@ def child_perstep(job):
         times[step] = time.perf_counter() - t
     os.remove(current)
     return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "steps": times,
-            "base_mb": base, "peak_mb": _maxrss_mb(), "rate": stem + "_rate.fits"}
+            "base_mb": base, "peak_mb": peak_mb(), "rate": stem + "_rate.fits"}
 
 
 class _StepTimer(logging.Handler):
@@ -258,7 +236,7 @@ def child_jwst(job):
     for name in run:
         steps[name] = {f"override_{k}": job["refs"].get(v, "N/A") if v else "N/A"   # MIRI: no superbias
                        for k, v in JWST_OVERRIDES[name].items()}
-    base = _maxrss_mb()
+    base = peak_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     # opened here as the pipeline opens it (the simulated raw file has no ASDF extension, which
     # stpipe's reading of the CRDS parameters from a path needs)
@@ -268,7 +246,7 @@ def child_jwst(job):
     wall = time.perf_counter() - t0 - saved["s"]
     stem = os.path.join(job["out"], os.path.basename(job["uncal"]).replace("_uncal.fits", ""))
     return {"wall_s": wall, "cpu_s": time.process_time() - c0, "steps": timer.times,
-            "ramp_save_s": saved["s"], "base_mb": base, "peak_mb": _maxrss_mb(),
+            "ramp_save_s": saved["s"], "base_mb": base, "peak_mb": peak_mb(),
             "rate": stem + "_rate.fits", "ramp": stem + "_ramp.fits"}
 
 
@@ -409,7 +387,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.child:
-        _reset_peak()
+        reset_peak()
         which, path = args.child
         with open(path) as f:
             job = json.load(f)

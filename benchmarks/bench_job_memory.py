@@ -22,16 +22,9 @@ import sys
 import tempfile
 import time
 
+from procstats import peak_mb, reset_peak  # noqa: E402 (this directory)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _peak_mb():
-    """Peak resident memory of this process [MB] (VmHWM)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise OSError("no VmHWM in /proc/self/status")
 
 
 def child(step, ramp_path, references, out):
@@ -39,15 +32,14 @@ def child(step, ramp_path, references, out):
     sys.path.insert(0, REPO)
     from detcal import runner
 
-    with open("/proc/self/clear_refs", "w") as f:       # reset VmHWM after the imports
-        f.write("5")
-    base = _peak_mb()
+    reset_peak()                                        # after the imports
+    base = peak_mb()
     t0 = time.perf_counter()
     if step == "ramp_fit":
         runner.run_ramp_fit_file(ramp_path, references, out + "_rate.fits", out + "_rateints.fits")
     else:
         runner.run_step_file(step, ramp_path, references, out)
-    return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb() - base}
+    return {"seconds": time.perf_counter() - t0, "peak_mb": peak_mb() - base}
 
 
 def main(argv=None):

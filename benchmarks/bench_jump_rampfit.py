@@ -23,7 +23,6 @@ the peak) and detcal ``threads=2`` (row blocks on two threads).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,9 @@ import time
 import numpy as np
 
 TFRAME = 10.73676  # NIRCam full-frame frame time [s]
+
+
+from procstats import cpu_s, peak_mb, reset_peak  # noqa: E402 (this directory)
 
 
 def simulate(path, nints, ngroups, ny, nx, ncr, seed):
@@ -73,52 +75,22 @@ def _load(path):
     return data, gdq, pdq, gain, rn
 
 
-def _reset_peak():
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0; else a no-op).
-
-    A child started by ``subprocess`` inherits in ``ru_maxrss`` the parent's resident size at
-    the time of the spawn (vfork/exec), so the peak is read from ``VmHWM`` after this reset."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _maxrss_mb():
-    """Peak resident memory of this process [MB]: VmHWM (see :func:`_reset_peak`), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _cpu_s():
-    """CPU time [s] of this process (all threads) and of its finished child processes."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 def child_detcal(path, threads=1):
     """Run detcal's jump + ramp_fit on the arrays in ``path``; returns times, peaks, counts."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from detcal.steps.jump import detect_jumps
     from detcal.steps.ramp_fit import fit_ramps
     data, gdq, pdq, gain, rn = _load(path)
-    base = _maxrss_mb()
-    t0, c0 = time.perf_counter(), _cpu_s()
+    base = peak_mb()
+    t0, c0 = time.perf_counter(), cpu_s()
     gdq, pdq, info = detect_jumps(data, gdq, pdq, gain, rn, 1, TFRAME, threads=threads)
     t1 = time.perf_counter()
     rate, _ = fit_ramps(data, gdq, pdq, gain, rn, TFRAME, TFRAME, 1, 0, threads=threads)
-    t2, c2 = time.perf_counter(), _cpu_s()
+    t2, c2 = time.perf_counter(), cpu_s()
     np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
     np.save(os.path.join(path, "detcal_slope.npy"), rate["sci"])
     return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
-            "peak_mb": _maxrss_mb(), "n_primary": info["n_primary_crs"]}
+            "peak_mb": peak_mb(), "n_primary": info["n_primary_crs"]}
 
 
 def child_stcal(path, threads=1):
@@ -132,8 +104,8 @@ def child_stcal(path, threads=1):
     from stdatamodels.jwst.datamodels import dqflags
     pix = dqflags.pixel
     data, gdq, pdq, gain, rn = _load(path)
-    base = _maxrss_mb()
-    t0, c0 = time.perf_counter(), _cpu_s()
+    base = peak_mb()
+    t0, c0 = time.perf_counter(), cpu_s()
     jd = JumpData(gain2d=gain, rnoise2d=rn, dqflags=pix)
     jd.init_arrays_from_arrays(data, gdq, pdq)
     jd.nframes = 1
@@ -152,11 +124,11 @@ def child_stcal(path, threads=1):
     rd.suppress_one_group_ramps = True
     rd.start_row, rd.num_rows = 0, ny
     image_info, _, _ = ramp_fit_data(rd, False, rn.copy(), gain, "OLS_C", "optimal", str(threads))
-    t2, c2 = time.perf_counter(), _cpu_s()
+    t2, c2 = time.perf_counter(), cpu_s()
     np.save(os.path.join(path, "stcal_gdq.npy"), gdq)
     np.save(os.path.join(path, "stcal_slope.npy"), image_info["slope"])
     return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
-            "peak_mb": _maxrss_mb(), "n_primary": int(n_primary)}
+            "peak_mb": peak_mb(), "n_primary": int(n_primary)}
 
 
 def run_child(which, path, threads=1):
@@ -246,7 +218,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.child:
-        _reset_peak()
+        reset_peak()
         which, path, threads = args.child
         child = child_detcal if which == "detcal" else child_stcal
         result = child(path, int(threads))
