@@ -67,17 +67,7 @@ from .. import dqflags, io, tables  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402
 from ..parameters import keyword_parameters  # noqa: E402
-from .common import (  # noqa: E402
-    dead_amplifier_note,
-    dead_outputs,
-    good_pixels,
-    join_notes,
-    mean_gain,
-    output_gains,
-    save_figure,
-    subsample_rows,
-    temporal_note,
-)
+from . import common  # noqa: E402
 from .noise import (  # noqa: E402
     MAX_FLAGGED_FRACTION,
     MIN_TEMPORAL,
@@ -301,7 +291,7 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
     """
     ns = sorted({int(n) for n in ns})
     ref = geom.reference_mask()
-    good = np.ones(geom.shape, bool) if pixeldq is None else good_pixels(pixeldq)
+    good = np.ones(geom.shape, bool) if pixeldq is None else common.good_pixels(pixeldq)
     amp = geom.amplifier_map()
     nout = int(amp.max()) + 1
     masks = [(~ref) & good & (amp == k) for k in range(nout)]
@@ -310,7 +300,7 @@ def measure_effective_noise(ramps, geom, tgroup, ns, pixeldq=None, min_ramps=MIN
         masks.append(ref & good)
         names.append("reference")
     nblk = max(int(jackknife_blocks), 1)
-    followed = subsample_rows(np.logical_or.reduce(masks), max(max_temporal_pixels // nblk, 1))
+    followed = common.subsample_rows(np.logical_or.reduce(masks), max(max_temporal_pixels // nblk, 1))
     blocks = [PixelMoments(ns, followed) for _ in range(nblk)]
     chan_of = np.full(geom.shape, -1, int)
     for c, m in enumerate(masks):
@@ -406,11 +396,11 @@ def effective_noise_table(stats, gains, tgroup, tframe, nframes=1, groupgap=0,
         if name == "all":
             v = {s: np.nanmean(var_dn[s][live], axis=0) if np.isfinite(var_dn[s][live]).any()
                  else np.full(len(ns), np.nan) for s in var_dn}
-            g = mean_gain(gains[live])
+            g = common.mean_gain(gains[live])
             dark_dn = float(np.mean(np.asarray(stats["dark_rate"])[live]))
         else:
             v = {s: var_dn[s][c] for s in var_dn}
-            g = float(gains[c]) if name != "reference" else mean_gain(gains)
+            g = float(gains[c]) if name != "reference" else common.mean_gain(gains)
             dark_dn = float(stats["dark_rate"][c]) if name != "reference" else 0.0
         flux = max(dark_dn * g, 0.0) if np.isfinite(g) else np.nan
         meas_e2 = v[use] * g ** 2
@@ -635,7 +625,7 @@ def plot_effective_noise(table, path, title="", note=""):
         ax.set_ylabel("slope noise [DN/s]")
     fig.suptitle(" ".join(s for s in (title, note) if s), fontsize=11)
     fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    common.save_figure(fig, path, dpi=100)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -674,7 +664,7 @@ def live_outputs(stats):
     """Outputs (0-based) of the output average: all but the dead or flat ones
     (:func:`detcal.analysis.common.dead_outputs` of the spatial slope variance at the first N)."""
     nout = stats["nout"]
-    dead = dead_outputs(np.asarray(stats["spatial_var"], float)[:nout, 0])
+    dead = common.dead_outputs(np.asarray(stats["spatial_var"], float)[:nout, 0])
     return [k for k in range(nout) if k not in dead] or list(range(nout))
 
 
@@ -707,8 +697,8 @@ def _open_effnoise_group(paths, gain_path, readnoise_path, gain, read_noise_sour
     with open_ramp(paths[0]) as first:
         meta, geom, shape, header = first.meta, first.geom, first.shape, first.header
         pixeldq = first.pixeldq.copy()
-        active = ~geom.reference_mask() & good_pixels(pixeldq)
-        gains = output_gains(gain_path, header, shape, geom.amplifier_map(), active, gain)
+        active = ~geom.reference_mask() & common.good_pixels(pixeldq)
+        gains = common.output_gains(gain_path, header, shape, geom.amplifier_map(), active, gain)
         rn_ref = None
         if readnoise_path:
             like = io.Ramp(np.empty((0, 0) + shape[2:], np.float32), None, None, header, first.path)
@@ -767,9 +757,9 @@ def effective_noise_conventions(read_noise_source):
 def _effnoise_note(stats, min_ramps):
     dead = [k + 1 for k in range(stats["nout"]) if k not in live_outputs(stats)]
     temporal = (not stats["temporal_ok"]
-                and temporal_note("effective noise", stats["nramps"], "ramp", min_ramps))
-    dead_note = dead and dead_amplifier_note(dead, "left out of the output average")
-    return join_notes(log, temporal, dead_note), dead
+                and common.temporal_note("effective noise", stats["nramps"], "ramp", min_ramps))
+    dead_note = dead and common.dead_amplifier_note(dead, "left out of the output average")
+    return common.join_notes(log, temporal, dead_note), dead
 
 
 @keyword_parameters(EffectiveNoiseParameters)
