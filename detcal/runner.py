@@ -63,39 +63,18 @@ def run_step_file(step, ramp_path, reference_paths, output_path, params=None, pi
 
 def _run_step_file(step, ramp_path, reference_paths, output_path, params, pixels, table, figure,
                    exposure, extra_output, skip_groups, product_paths):
-    params = dict(params or {})
+    """Read the ramp and the references, then :func:`_run_step` (the fused chain's step too)."""
     desc = steps.descriptor.get(step)
     product_paths = dict(product_paths or {})
     if extra_output and desc.products:
         product_paths.setdefault(next(iter(desc.products)), extra_output)
-    log = logging.getLogger(f"detcal.{step}")
     ramp = io.read_ramp(ramp_path, step)
-    log.info("%s: %s, shape %s, params %s", step, ramp_path, ramp.shape, params)
+    logging.getLogger(f"detcal.{step}").info("%s: %s", step, ramp_path)
     refs = {key: io.read_reference(path, io.REFTYPES[key], like=ramp, lazy=read_lazily(step, key))
             for key, path in reference_paths.items()}
-    if any(skip_groups):
-        log.info("flagging the first %d and last %d groups DO_NOT_USE", *skip_groups)
-        pipeline.flag_skipped_groups(ramp.groupdq, *skip_groups)
-    pixels = plots.valid_pixels(pixels, ramp.shape)
-    before = plots.sample_ramps(ramp.data, pixels)
-    result = desc.apply(ramp, refs, **params)
-    ramp, inputs = result.ramp, [ramp_path, *reference_paths.values()]
-    for name, product in result.products.items():
-        if product_paths.get(name):
-            _WRITERS[desc.products[name].kind](product, ramp, product_paths[name], step, inputs, params)
-    if not desc.ramp_product:
-        return result
-    io.write_ramp(ramp, output_path, step=step, inputs=inputs,
-                  params=dict(params, **({"skip_groups": tuple(skip_groups)} if any(skip_groups) else {})))
-    if table or figure:
-        samples = plots.step_table(step, before, plots.sample_ramps(ramp.data, pixels),
-                                   plots.sample_ramps(ramp.groupdq, pixels), pixels)
-        if table:
-            with io.atomic_path(table) as tmp:
-                samples.to_csv(tmp, sep="\t", index=False)
-        if figure:
-            plots.plot_step(samples, step, exposure, figure)
-    return result
+    return _run_step(step, ramp, refs, dict(params or {}), [ramp_path, *reference_paths.values()],
+                     skip_groups=tuple(skip_groups), output=output_path, product_paths=product_paths,
+                     pixels=pixels, exposure=exposure, table=table, figure=figure)
 
 
 def read_lazily(step, key):
@@ -283,7 +262,9 @@ def _branch_copy(ramp, share_data=False):
 
 def _run_step(step, ramp, refs, params, inputs, skip_groups=(0, 0), output=None, product_paths=None,
               pixels=(), exposure="", table=None, figure=None):
-    """One step in memory, as :func:`run_step_file` applies it to a file; returns the
+    """One step on a ramp in memory (the per-step jobs through :func:`run_step_file`, the fused
+    chain directly): apply it, write the products asked for (``output``: the ramp; the step's
+    further products; the sample-pixel ``table``/``figure``), and return the
     :class:`~detcal.steps.StepResult` with its ramp as the next job would read it back."""
     desc = steps.descriptor.get(step)
     log = logging.getLogger(f"detcal.{step}")
