@@ -164,30 +164,58 @@ def _padded_weights(ngroups):
 
 @functools.lru_cache(maxsize=256)
 def _rounding_scales(n, p, start=0):
-    """Scale-free sizes of stcal's weighted sums for a segment of ``n`` groups starting at group
-    ``start`` (stcal's x values are group numbers) and weight row ``p`` (1/rn^2 = 1):
-    ``(sumw sumx / den, (sumw sumxx + sumx^2) / den, sum |c_k|)``."""
+    """Coefficients ``(KM, KS)`` of the rounding bound of :func:`_rounding_margin` for a segment
+    of ``n`` groups starting at group ``start`` with weight row ``p``: the closed-form slope and
+    stcal's are both within ``u (KM max|y| / T + KS |slope|) / 2`` of the exact weighted
+    least-squares slope (u = 2**-53, the float64 unit roundoff); the factor 2 is spare.
+
+    First-order bounds, from the weights ``w`` (scale-free; stcal's 1/rn^2 scaling rounds every
+    weight by one u: a weight perturbation of at most ``2 u C max|y|``), its x values (group
+    numbers ``start + k``), ``sw, sx, sxx`` and ``den = sw sxx - sx^2``,
+    ``A = sw sx / den``, ``R = (sw sxx + sx^2) / den``, ``C = sum |c_k|`` (c: the slope
+    coefficients, which do not depend on ``start``):
+
+    * stcal: sequential sums (:func:`_stcal_slopes`), each rounding bounded by u times the
+      partial sum it makes (``|partial sums of w y| <= max|y| * partial sums of w``), then
+      ``num = sw sxy - sx sy``, ``den``, ``num / den / T``;
+    * closed form: the coefficients of :func:`weight_table` (x from 0; the rounding of ``den``
+      scales every coefficient alike, so it errs by a relative amount only) and a float64 sum of
+      ``n`` products in any order, then ``/ T``.
+    """
     w = _padded_weights(n)[n, p]
-    x = start + np.arange(n, dtype=np.float64)
-    sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
-    den = sw * sxx - sx * sx
-    return sw * sx / den, (sw * sxx + sx * sx) / den, float(np.abs(weight_table(n)[p]).sum())
+    x0 = np.arange(n, dtype=np.float64)
+    ex = {}
+    for name, x in (("stcal", start + x0), ("closed", x0)):
+        sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
+        den = sw * sxx - sx * sx
+        ex[name] = (sw, sx, sxx, den, sw * sx / den, (sw * sxx + sx * sx) / den)
+    sw, sx, sxx, den, _, R = ex["stcal"]
+    x = start + x0
+
+    def part(t):       # sum of the partial sums that sequential addition rounds
+        return float(np.cumsum(t)[1:].sum())
+
+    dsw, dsx, dsxx = part(w), part(w * x) + sx, part(w * x * x) + 2.0 * sxx   # / u
+    dsy, dsxy = part(w) + sw, part(w * x) + 2.0 * sx                          # / (u max|y|)
+    C = float(np.abs(weight_table(n)[p]).sum())
+    stcal_m = (sw * dsxy + sx * dsw + sx * dsy + sw * dsx + 2.0 * sw * sx) / den + 2.0 * C
+    stcal_s = (sw * dsxx + sxx * dsw + 2.0 * sx * dsx + sw * sxx + sx * sx) / den + 4.0
+    *_, A0, R0 = ex["closed"]
+    closed_m = 2.0 * n * A0 + (n + 3.0) * C
+    closed_s = (2.0 * n + 1.0) * R0 + 3.0
+    return 2.0 * (stcal_m + closed_m), 2.0 * (stcal_s + closed_s) + 16.0
 
 
 def _rounding_margin(slope, y32, n, start, p, T):
     """Bound (P,) [DN/s] on the distance between the closed-form slopes ``slope`` (P,) of one
     integration's segments ``y32`` (n, P) (groups ``start`` .. ``start + n - 1``, weight row
-    ``p``) and stcal's arithmetic for them.
-
-    Both computations are within ``32 n eps (A + C) max|y| / T + 32 n eps R |slope|`` of the
-    exact value (A, R, C from :func:`_rounding_scales`; the rounding of weighted sums of n terms
-    and of one cancelling difference, with a factor of 4 to spare), plus ``8 * 32 n eps |slope|``
-    for the products' own rounding.
+    ``p``) and the slopes stcal's arithmetic gives them (:func:`_rounding_scales`; the extra
+    ``16 u |slope|`` covers the few operations that turn a slope into SCI, the same for both).
     """
-    A, R, C = _rounding_scales(n, p, start)
-    eps = 32.0 * n * np.finfo(np.float64).eps
+    KM, KS = _rounding_scales(n, p, start)
+    u = np.finfo(np.float64).eps / 2.0
     big = np.fmax(np.abs(y32.max(axis=0)), np.abs(y32.min(axis=0))).astype(np.float64)  # max |y|
-    return eps * ((A + C) * big / T + R * np.abs(slope)) + 8.0 * eps * np.abs(slope)
+    return u * (KM / T) * big + (u * KS) * np.abs(slope)
 
 
 def _near_float32_boundary(slope, margin, ns):
@@ -205,8 +233,8 @@ def _near_float32_boundary(slope, margin, ns):
     w = np.array([float(n) ** 3 - n for n in ns])
     w /= w.sum()
     mean = np.einsum("i,ip->p", w, slope)
-    eps = 32.0 * max(ns) * np.finfo(np.float64).eps
-    m = margin.max(axis=0) + 8.0 * eps * nints * np.abs(slope).max(axis=0)
+    u = np.finfo(np.float64).eps / 2.0    # the exposure sums' own rounding, generously
+    m = margin.max(axis=0) + 64.0 * (nints + 4) * u * np.abs(slope).max(axis=0)
     risky |= ((mean - m).astype(f32) != (mean + m).astype(f32))[None, :]
     return risky
 
@@ -243,6 +271,29 @@ def _stcal_slopes(Y, start, n, pidx, invrn2, T, ngroups):
             sumxx += xval * xwt
             sumy += Y[:, k] * w
             sumxy += Y[:, k] * xwt
+    num = sumw * sumxy - sumx * sumy
+    den = sumw * sumxx - sumx * sumx
+    return num * (1.0 / den) / T
+
+
+def _stcal_slopes_rows(y32, start, p, invrn2, T):
+    """:func:`_stcal_slopes` of segments that share their groups and weight row: ``y32``
+    float32 (n, S) [DN] (group ``start + k`` in row k, no NaN), weight row ``p``, ``invrn2``
+    float64 (S,) ``1 / rn^2`` -> slopes float64 (S,) [DN/s], bit-identical to stcal's.
+
+    Whole-row products, then sums over axis 0, which numpy adds row after row for every column:
+    stcal's group order.
+    """
+    n = y32.shape[0]
+    w = _padded_weights(n)[n, p][:, None] * invrn2            # stcal: powf(...) * invrn2
+    x = start + np.arange(n, dtype=np.float64)[:, None]
+    xwt = x * w
+    sumw = np.add.reduce(w, axis=0)
+    sumx = np.add.reduce(xwt, axis=0)
+    sumxx = np.add.reduce(x * xwt, axis=0)
+    y = y32.astype(np.float64)
+    sumy = np.add.reduce(np.multiply(y, w, out=w), axis=0)
+    sumxy = np.add.reduce(np.multiply(y, xwt, out=xwt), axis=0)
     num = sumw * sumxy - sumx * sumy
     den = sumw * sumxx - sumx * sumx
     return num * (1.0 / den) / T
@@ -326,17 +377,18 @@ def _median_rate_clean(y32, T, ranges):
 
 def _common_ranges(gdq):
     """The groups [lo, hi) of each integration left when the leading and trailing groups that are
-    DO_NOT_USE in every pixel of the block are set aside (lastframe, rscd, the branch without
-    dark's skip groups, the group selectors flag whole groups so), and the GROUPDQ that a pixel
-    without other flags has: uint8 (nints, ngroups), DO_NOT_USE outside [lo, hi), 0 inside.
+    DO_NOT_USE in most pixels of the block are set aside (lastframe, rscd, the branch without
+    dark's skip groups, the group selectors flag whole groups so; rscd flags fewer groups in
+    pixels that saturate early), and the GROUPDQ that a pixel without other flags then has:
+    uint8 (nints, ngroups), DO_NOT_USE outside [lo, hi), 0 inside.
 
     gdq : uint8 (nints, ngroups, P). Such a pixel's ramp is, for stcal, one segment [lo, hi)
     (a DO_NOT_USE group ends a run and is not JUMP_DET, so it starts none) whose median rate
     uses the differences inside it. When an integration would keep fewer than 3 groups, no group
     is set aside anywhere (ranges (0, ngroups), pattern 0): the general path takes such ramps.
     """
-    nints, ngroups, _ = gdq.shape
-    common = (np.bitwise_and.reduce(gdq, axis=2) & _U8_DNU) != 0     # (nints, ngroups)
+    nints, ngroups, npix = gdq.shape
+    common = 2 * np.count_nonzero(gdq & _U8_DNU, axis=2) > npix     # (nints, ngroups)
     ranges = []
     for i in range(nints):
         lo, hi = 0, ngroups
@@ -493,7 +545,6 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums):
     error bound of a float32 rounding boundary) and for the few ramps of other exponents, the
     slope is redone with stcal's arithmetic.
     """
-    ngroups = y32.shape[1]
     sum_r, sum_p, sum_e, sum_num = sums
     nints, _, npix = y32.shape
     slope = np.empty((nints, npix))
@@ -514,11 +565,9 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums):
     redo |= _near_float32_boundary(slope, margin, ns)
     for i, (lo, hi) in enumerate(ranges):
         n = hi - lo
-        op = np.flatnonzero(redo[i])
-        if op.size:
-            slope[i, op] = _stcal_slopes(
-                y32[i, lo:hi, op].astype(np.float64), np.full(op.size, lo, np.int64),
-                np.full(op.size, n), pidx[i, op], 1.0 / (rn[op] * rn[op]), T, ngroups)
+        for p in np.unique(pidx[i, redo[i]]):
+            op = np.flatnonzero(redo[i] & (pidx[i] == p))
+            slope[i, op] = _stcal_slopes_rows(y32[i, lo:hi][:, op], lo, p, 1.0 / (rn[op] * rn[op]), T)
         var_p = _var_poisson(mr, dc, T * g * (n - 1.0))
         var_r = _var_rnoise(rn, T, float(n), g)
         var_r = np.where(bad_gain, 0.0, var_r)
