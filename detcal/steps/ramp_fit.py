@@ -357,13 +357,14 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
 
 
 def _median_rate_clean(y32, T, ranges):
-    """:func:`_median_rate` of pixels whose only GROUPDQ flags are the block's common DO_NOT_USE
-    groups (:func:`_common_ranges`) and with finite data (the common case), same arithmetic:
-    y32 float32 (nints, ngroups, P) [DN], ``ranges`` (lo, hi) per integration with
-    hi - lo >= 2 -> float64 (P,) [DN/s]. The DO_NOT_USE groups give NaN rates, hence NaN
-    differences, so the median is that of the differences inside [lo, hi)."""
+    """Per-integration medians of :func:`_median_rate` for pixels whose only GROUPDQ flags are the
+    block's common DO_NOT_USE groups (:func:`_common_ranges`) and with finite data (the common
+    case), same arithmetic: y32 float32 (nints, ngroups, P) [DN], ``ranges`` (lo, hi) per
+    integration with hi - lo >= 2 -> float64 (nints, P) [DN/s], NaN as 0. The DO_NOT_USE groups
+    give NaN rates, hence NaN differences, so the median is that of the differences inside
+    [lo, hi)."""
     nints, ngroups, npix = y32.shape
-    acc = np.zeros(npix)
+    meds = np.empty((nints, npix))
     r = scratch("ramp_fit.r", (ngroups, npix), np.float64)
     d = scratch("ramp_fit.d", (ngroups - 1, npix), np.float64)
     for i, (lo, hi) in enumerate(ranges):
@@ -371,8 +372,8 @@ def _median_rate_clean(y32, T, ranges):
         np.divide(y32[i, lo:hi], T, out=r[:n], dtype=np.float64)
         diffs = np.subtract(r[1:n], r[:n - 1], out=d[:n - 1])
         med = median_columns(diffs, work=f"ramp_fit.median.{n - 1}")
-        acc += np.where(np.isnan(med), 0.0, med)
-    return acc / float(nints)
+        meds[i] = np.where(np.isnan(med), 0.0, med)
+    return meds
 
 
 def _common_ranges(gdq):
@@ -453,15 +454,20 @@ def _substitute_zeroframe(y32, gdq, zf, suppress):
 
 @dataclasses.dataclass
 class _GroupCounts:
-    """Per-integration facts of a block's ramps (nints, P), filled for the flagged columns only.
+    """Per-integration facts of a block's ramps (nints, P), filled for the flagged ramps only.
 
-    fl: flagged columns (a GROUPDQ value other than the block's common DO_NOT_USE pattern of
-    :func:`_common_ranges`, non-finite data, or every column below 3 groups);
-    y_fl: their float64 ramp (nints, ngroups, len(fl)) with SATURATED groups NaN.
+    fi, fp: integration and pixel of the flagged ramps (a GROUPDQ value other than the block's
+    common DO_NOT_USE pattern of :func:`_common_ranges`, non-finite data, or every ramp below 3
+    groups), by integration then pixel; mixed (P,): pixels with flagged and unflagged ramps;
+    y_fl, gdq_fl: the flagged ramps as integrations of one-integration pixels, (1, ngroups, K),
+    float64 with SATURATED groups NaN, and uint8.
     """
 
-    fl: np.ndarray
+    fi: np.ndarray
+    fp: np.ndarray
+    mixed: np.ndarray
     y_fl: np.ndarray
+    gdq_fl: np.ndarray
     cnt_sat: np.ndarray
     cnt_dnu_sat: np.ndarray
     is0th: np.ndarray
@@ -471,33 +477,35 @@ class _GroupCounts:
 
 
 def _group_counts(y32, gdq, orig_gdq, is_zf, pattern):
-    """:class:`_GroupCounts` of a block. Pixels whose GROUPDQ is ``pattern`` (uint8 (nints,
+    """:class:`_GroupCounts` of a block. Ramps whose GROUPDQ is ``pattern`` (uint8 (nints,
     ngroups): the common DO_NOT_USE groups of :func:`_common_ranges`, 0 elsewhere) and with
-    finite data (the common case) need no per-group bookkeeping: one segment per ramp, no
-    saturated, jump or persistence group, some usable group."""
+    finite data (the common case) need no per-group bookkeeping: one segment, no saturated, jump
+    or persistence group, some usable group. Every integration of a pixel is fitted on its own
+    (stcal combines them afterwards), so only the flagged integrations of a pixel are flagged."""
     nints, ngroups, npix = y32.shape
     deviation = gdq ^ pattern[:, :, None] if pattern.any() else gdq
     # A sum that is not finite: some value is not (or, harmlessly, the sum overflows).
-    flagged = ((np.bitwise_or.reduce(deviation, axis=(0, 1)) != 0)
-               | ~np.isfinite(np.add.reduce(y32, axis=(0, 1))))
+    flagged = ((np.bitwise_or.reduce(deviation, axis=1) != 0)
+               | ~np.isfinite(np.add.reduce(y32, axis=1)))
     if ngroups < 3:
         flagged[:] = True
-    fl = np.flatnonzero(flagged)
-    c = _GroupCounts(fl, None, *(np.zeros((nints, npix), t) for t in (np.intp, np.intp, bool, bool,
-                                                                       bool, bool)))
-    if fl.size:
-        gdq_fl = gdq[:, :, fl]
-        orig_fl = orig_gdq[:, :, fl]
-        sat = (gdq_fl & np.uint8(_SAT)) != 0
-        c.y_fl = y32[:, :, fl].astype(np.float64)
-        c.y_fl[sat] = np.nan
-        c.cnt_sat[:, fl] = np.count_nonzero(sat, axis=1)
-        c.cnt_dnu_sat[:, fl] = np.count_nonzero((gdq_fl & np.uint8(_DNU | _SAT)) != 0, axis=1)
-        good0 = gdq_fl == 0
-        c.is0th[:, fl] = (np.count_nonzero(good0, axis=1) == 1) & good0[:, 0]
-        c.any_jump[:, fl] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
-        c.any_pers[:, fl] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
-        c.sat0[:, fl] = sat[:, 0]
+    fi, fp = np.nonzero(flagged)
+    nfl = np.count_nonzero(flagged, axis=0)
+    c = _GroupCounts(fi, fp, (nfl > 0) & (nfl < nints), None, None,
+                     *(np.zeros((nints, npix), t) for t in (np.intp, np.intp, bool, bool, bool, bool)))
+    if fi.size:
+        c.gdq_fl = gdq[fi, :, fp].T[None]                 # (1, ngroups, K)
+        orig_fl = orig_gdq[fi, :, fp]                      # (K, ngroups)
+        sat = (c.gdq_fl[0] & np.uint8(_SAT)) != 0         # (ngroups, K)
+        c.y_fl = y32[fi, :, fp].T[None].astype(np.float64)
+        c.y_fl[0][sat] = np.nan
+        c.cnt_sat[fi, fp] = np.count_nonzero(sat, axis=0)
+        c.cnt_dnu_sat[fi, fp] = np.count_nonzero((c.gdq_fl[0] & np.uint8(_DNU | _SAT)) != 0, axis=0)
+        good0 = c.gdq_fl[0] == 0
+        c.is0th[fi, fp] = (np.count_nonzero(good0, axis=0) == 1) & good0[0]
+        c.any_jump[fi, fp] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
+        c.any_pers[fi, fp] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
+        c.sat0[fi, fp] = sat[0]
     if is_zf is not None:
         c.is0th &= ~is_zf
     return c
@@ -520,21 +528,27 @@ def _block_dq(pdq, c, ngroups):
     return dq_i, dq_r
 
 
-def _block_median_rate(y32, gdq, c, T, one_group_time, suppress, is_zf, tf, ranges):
-    """The median rate mr (P,) of every pixel of a block: closed form for the unflagged ones,
-    :func:`_median_rate` for the flagged columns."""
-    npix = y32.shape[2]
+def _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges):
+    """The median rate mr (P,) of every pixel of a block: the mean over integrations of the
+    per-integration medians, closed form for the unflagged ramps, :func:`_median_rate` (one
+    integration at a time) for the flagged ones."""
+    nints, _, npix = y32.shape
     with np.errstate(invalid="ignore", divide="ignore"):
-        if c.fl.size == npix:
-            return _median_rate(c.y_fl, gdq, T, one_group_time, c.is0th, suppress, is_zf, tf)
-        mr = _median_rate_clean(y32, T, ranges)     # every pixel; the flagged ones are redone
-        if c.fl.size:
-            mr[c.fl] = _median_rate(c.y_fl, gdq[:, :, c.fl], T, one_group_time, c.is0th[:, c.fl],
-                                    suppress, None if is_zf is None else is_zf[:, c.fl], tf)
-    return mr
+        if c.fi.size == nints * npix:
+            meds = np.empty((nints, npix))
+        else:
+            meds = _median_rate_clean(y32, T, ranges)     # every ramp; the flagged ones are redone
+        if c.fi.size:
+            meds[c.fi, c.fp] = _median_rate(c.y_fl, c.gdq_fl, T, one_group_time,
+                                            c.is0th[c.fi, c.fp][None], suppress,
+                                            None if is_zf is None else is_zf[c.fi, c.fp][None], tf)
+    acc = np.zeros(npix)
+    for i in range(nints):                                # stcal's order
+        acc += meds[i]
+    return acc / float(nints)
 
 
-def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums):
+def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=None, mixed=None):
     """Integration sums (sum_r, sum_p, sum_e, sum_num; (nints, P) float64, filled in place) of
     one segment [lo, hi) per integration (``ranges``, hi - lo >= 3; :func:`_common_ranges`), for
     every pixel (the caller redoes the flagged).
@@ -543,7 +557,9 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums):
     the integration with scalar coefficients); they differ from stcal's weighted sums by rounding
     only. Where that rounding could change a float32 output (the float64 value lies within an
     error bound of a float32 rounding boundary) and for the few ramps of other exponents, the
-    slope is redone with stcal's arithmetic.
+    slope is redone with stcal's arithmetic. ``flagged`` (nints, P): ramps the caller redoes (not
+    redone here); ``mixed`` (P,): pixels whose other integrations the caller fits, so the
+    exposure rate is not the mean of these slopes: all of their slopes are redone.
     """
     sum_r, sum_p, sum_e, sum_num = sums
     nints, _, npix = y32.shape
@@ -563,6 +579,10 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums):
     ns = [hi - lo for lo, hi in ranges]
     redo = pidx != np.array(p0)[:, None]
     redo |= _near_float32_boundary(slope, margin, ns)
+    if mixed is not None:
+        redo |= mixed
+    if flagged is not None:
+        redo &= ~flagged
     for i, (lo, hi) in enumerate(ranges):
         n = hi - lo
         for p in np.unique(pidx[i, redo[i]]):
@@ -643,19 +663,23 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     ranges, pattern = _common_ranges(gdq)
     c = _group_counts(y32, gdq, orig_gdq, is_zf, pattern)
     dq_i, dq_r = _block_dq(pdq, c, ngroups)
-    mr = _block_median_rate(y32, gdq, c, T, one_group_time, suppress, is_zf, tf, ranges)
+    mr = _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges)
 
     sums = tuple(np.zeros((nints, npix)) for _ in range(4))     # sum_r, sum_p, sum_e, sum_num
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if ngroups >= 3 and c.fl.size < npix:
-            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums)
-        cols = c.fl
-        if cols.size:
+        if ngroups >= 3 and c.fi.size < nints * npix:
+            flagged = np.zeros((nints, npix), bool)
+            flagged[c.fi, c.fp] = True
+            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged, c.mixed)
+        if c.fi.size:
             for s in sums:
-                s[:, cols] = 0.0
-            _general(c.y_fl, gdq[:, :, cols], c.is0th[:, cols], mr[cols], g[cols], rn[cols],
-                     dc[cols], bad_gain[cols], T, one_group_time, suppress, cols, *sums,
-                     None if is_zf is None else is_zf[:, cols], tf)
+                s[c.fi, c.fp] = 0.0
+            # the flagged ramps as pixels of one integration, added at (0, fi * P + fp)
+            fp = c.fp
+            _general(c.y_fl, c.gdq_fl, c.is0th[c.fi, fp][None], mr[fp], g[fp], rn[fp], dc[fp],
+                     bad_gain[fp], T, one_group_time, suppress, c.fi * npix + fp,
+                     *(s.reshape(1, nints * npix) for s in sums),
+                     None if is_zf is None else is_zf[c.fi, fp][None], tf)
         return _products(sums, dq_i, dq_r, c.cnt_sat)
 
 
