@@ -41,8 +41,10 @@ weighted slopes (the most common weight exponent of the integration with scalar 
 and the median rate is that of the differences inside [lo, hi), from
 :func:`detcal.steps.median.median_columns` (a median-only sorting network up to 32 differences,
 sorted rows of a tiled transposed copy above). An integration keeping fewer than 3 groups
-disables this; other pixels (jumps, saturation, NaN, other DO_NOT_USE) go through a vectorised
-segment path.
+disables this; other ramps (an integration of a pixel with jumps, saturation, NaN, other
+DO_NOT_USE) go through a vectorised segment path, one integration at a time, so a pixel's other
+integrations keep the closed form (their slopes then redone with stcal's arithmetic, because the
+exposure rate combines them with the segment path's).
 Segment slopes of flagged pixels, of ramps with another exponent and of closed-form slopes whose
 float64 value lies within a rounding bound of a float32 boundary use stcal's own weighted sums in
 group order, so the float32 outputs are bit-identical. Work is done in blocks of rows sized from a
