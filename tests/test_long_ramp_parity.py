@@ -49,12 +49,13 @@ def test_ramp_fit_parity_with_stcal_on_long_ramps_in_one_row_blocks():
 
 
 def test_closed_form_slopes_near_a_float32_rounding_boundary_are_redone():
-    from detcal.steps.ramp_fit import _near_float32_boundary
+    from detcal.steps.ramp_fit import _near_float32_boundary, _rounding_margin
     a = np.float32(-4.333231e-05)
     b = np.nextafter(a, np.float32(0))
     mid = (np.float64(a) + np.float64(b)) / 2              # rounds either way within 1 ulp
     y32 = np.zeros((1, 40, 2), np.float32)
     y32[0, :, :] = 20.0
     slope = np.array([[mid, np.float64(a)]])
-    risky = _near_float32_boundary(slope, y32, 40, 0, 10.73676)
+    margin = _rounding_margin(slope[0], y32[0], 40, 0, 0, 10.73676)[None]
+    risky = _near_float32_boundary(slope, margin, [40])
     assert risky.tolist() == [[True, False]]

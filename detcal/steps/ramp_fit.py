@@ -31,11 +31,20 @@ Reproduces ``stcal.ramp_fitting.ramp_fit.ramp_fit`` with ``algorithm='OLS_C'``,
   makes the slope NaN and the variances 0; partial saturation sets SATURATED but keeps the slope.
 
 Arithmetic is float64 as in the C code (TGROUP/TFRAME rounded to float32 as stcal passes them,
-weights through float32 ``powf``), outputs float32. Vectorised: pixels without any GROUPDQ flag and
-with finite data (the common case) get closed-form weighted slopes over groups (the most common
-weight exponent of the block with scalar coefficients) and a median rate from
+weights through float32 ``powf``), outputs float32. Vectorised: pixels with finite data whose
+only GROUPDQ flags are the block's common DO_NOT_USE groups (leading/trailing groups flagged in
+every pixel of an integration, as lastframe, rscd, the branch without dark's skip groups and the
+group selectors flag them; none at all for a NIR dark) are the common case. For them each
+integration is one segment [lo, hi) of the remaining groups (a DO_NOT_USE group is not JUMP_DET,
+so it starts no segment; stcal's x values are group numbers from lo), fitted with closed-form
+weighted slopes (the most common weight exponent of the integration with scalar coefficients),
+and the median rate is that of the differences inside [lo, hi), from
 :func:`detcal.steps.median.median_columns` (a median-only sorting network up to 32 differences,
-sorted rows of a tiled transposed copy above); flagged pixels go through a vectorised segment path.
+sorted rows of a tiled transposed copy above). An integration keeping fewer than 3 groups
+disables this; other ramps (an integration of a pixel with jumps, saturation, NaN, other
+DO_NOT_USE) go through a vectorised segment path, one integration at a time, so a pixel's other
+integrations keep the closed form (their slopes then redone with stcal's arithmetic, because the
+exposure rate combines them with the segment path's).
 Segment slopes of flagged pixels, of ramps with another exponent and of closed-form slopes whose
 float64 value lies within a rounding bound of a float32 boundary use stcal's own weighted sums in
 group order, so the float32 outputs are bit-identical. Work is done in blocks of rows sized from a
@@ -155,36 +164,79 @@ def _padded_weights(ngroups):
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _rounding_scales(n, p):
-    """Scale-free sizes of stcal's weighted sums for a full segment of ``n`` groups and weight
-    row ``p`` (1/rn^2 = 1): ``(sumw sumx / den, (sumw sumxx + sumx^2) / den, sum |c_k|)``."""
-    w = _padded_weights(n)[n, p]
-    x = np.arange(n, dtype=np.float64)
-    sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
-    den = sw * sxx - sx * sx
-    return sw * sx / den, (sw * sxx + sx * sx) / den, float(np.abs(weight_table(n)[p]).sum())
+@functools.lru_cache(maxsize=256)
+def _rounding_scales(n, p, start=0):
+    """Coefficients ``(KM, KS)`` of the rounding bound of :func:`_rounding_margin` for a segment
+    of ``n`` groups starting at group ``start`` with weight row ``p``: the closed-form slope and
+    stcal's are both within ``u (KM max|y| / T + KS |slope|) / 2`` of the exact weighted
+    least-squares slope (u = 2**-53, the float64 unit roundoff); the factor 2 is spare.
 
+    First-order bounds, from the weights ``w`` (scale-free; stcal's 1/rn^2 scaling rounds every
+    weight by one u: a weight perturbation of at most ``2 u C max|y|``), its x values (group
+    numbers ``start + k``), ``sw, sx, sxx`` and ``den = sw sxx - sx^2``,
+    ``A = sw sx / den``, ``R = (sw sxx + sx^2) / den``, ``C = sum |c_k|`` (c: the slope
+    coefficients, which do not depend on ``start``):
 
-def _near_float32_boundary(slope, y32, n, p, T):
-    """True where the closed-form slopes (nints, P) [DN/s] of full ramps of ``n`` groups could
-    round to a different float32 rateints or rate value than stcal's arithmetic would give.
-
-    Both computations are within ``32 n eps (A + C) max|y| / T + 32 n eps R |slope|`` of the
-    exact value (A, R, C from :func:`_rounding_scales`; the rounding of weighted sums of n terms
-    and of one cancelling difference, with a factor of 4 to spare). A value is at risk when its
-    float32 rounding is not the same at both ends of that interval; the exposure rate of pixels
-    without flags is the mean of the integrations' slopes (equal read-noise weights).
+    * stcal: sequential sums (:func:`_stcal_slopes`), each rounding bounded by u times the
+      partial sum it makes (``|partial sums of w y| <= max|y| * partial sums of w``), then
+      ``num = sw sxy - sx sy``, ``den``, ``num / den / T``;
+    * closed form: the coefficients of :func:`weight_table` (x from 0; the rounding of ``den``
+      scales every coefficient alike, so it errs by a relative amount only) and a float64 sum of
+      ``n`` products in any order, then ``/ T``.
     """
-    A, R, C = _rounding_scales(n, p)
-    eps = 32.0 * n * np.finfo(np.float64).eps
-    big = np.fmax(np.abs(y32.max(axis=1)), np.abs(y32.min(axis=1))).astype(np.float64)  # max |y|
-    margin = eps * ((A + C) * big / T + R * np.abs(slope)) + 8.0 * eps * np.abs(slope)
+    w = _padded_weights(n)[n, p]
+    x0 = np.arange(n, dtype=np.float64)
+    ex = {}
+    for name, x in (("stcal", start + x0), ("closed", x0)):
+        sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
+        den = sw * sxx - sx * sx
+        ex[name] = (sw, sx, sxx, den, sw * sx / den, (sw * sxx + sx * sx) / den)
+    sw, sx, sxx, den, _, R = ex["stcal"]
+    x = start + x0
+
+    def part(t):       # sum of the partial sums that sequential addition rounds
+        return float(np.cumsum(t)[1:].sum())
+
+    dsw, dsx, dsxx = part(w), part(w * x) + sx, part(w * x * x) + 2.0 * sxx   # / u
+    dsy, dsxy = part(w) + sw, part(w * x) + 2.0 * sx                          # / (u max|y|)
+    C = float(np.abs(weight_table(n)[p]).sum())
+    stcal_m = (sw * dsxy + sx * dsw + sx * dsy + sw * dsx + 2.0 * sw * sx) / den + 2.0 * C
+    stcal_s = (sw * dsxx + sxx * dsw + 2.0 * sx * dsx + sw * sxx + sx * sx) / den + 4.0
+    *_, A0, R0 = ex["closed"]
+    closed_m = 2.0 * n * A0 + (n + 3.0) * C
+    closed_s = (2.0 * n + 1.0) * R0 + 3.0
+    return 2.0 * (stcal_m + closed_m), 2.0 * (stcal_s + closed_s) + 16.0
+
+
+def _rounding_margin(slope, y32, n, start, p, T):
+    """Bound (P,) [DN/s] on the distance between the closed-form slopes ``slope`` (P,) of one
+    integration's segments ``y32`` (n, P) (groups ``start`` .. ``start + n - 1``, weight row
+    ``p``) and the slopes stcal's arithmetic gives them (:func:`_rounding_scales`; the extra
+    ``16 u |slope|`` covers the few operations that turn a slope into SCI, the same for both).
+    """
+    KM, KS = _rounding_scales(n, p, start)
+    u = np.finfo(np.float64).eps / 2.0
+    big = np.fmax(np.abs(y32.max(axis=0)), np.abs(y32.min(axis=0))).astype(np.float64)  # max |y|
+    return u * (KM / T) * big + (u * KS) * np.abs(slope)
+
+
+def _near_float32_boundary(slope, margin, ns):
+    """True where the closed-form slopes (nints, P) [DN/s] could round to a different float32
+    rateints or rate value than stcal's arithmetic would give.
+
+    ``margin`` (nints, P): :func:`_rounding_margin`; ``ns``: the segment length of each
+    integration. A value is at risk when its float32 rounding is not the same at both ends of
+    its interval. The exposure rate of these pixels is the mean of the integrations' slopes
+    weighted by 1 / VAR_RNOISE, i.e. by ``n^3 - n`` (the pixel's read noise and gain cancel).
+    """
     f32 = np.float32
     risky = (slope - margin).astype(f32) != (slope + margin).astype(f32)
     nints = slope.shape[0]
-    mean = slope.sum(axis=0) / nints
-    m = margin.max(axis=0) + 8.0 * eps * nints * np.abs(slope).max(axis=0)
+    w = np.array([float(n) ** 3 - n for n in ns])
+    w /= w.sum()
+    mean = np.einsum("i,ip->p", w, slope)
+    u = np.finfo(np.float64).eps / 2.0    # the exposure sums' own rounding, generously
+    m = margin.max(axis=0) + 64.0 * (nints + 4) * u * np.abs(slope).max(axis=0)
     risky |= ((mean - m).astype(f32) != (mean + m).astype(f32))[None, :]
     return risky
 
@@ -221,6 +273,29 @@ def _stcal_slopes(Y, start, n, pidx, invrn2, T, ngroups):
             sumxx += xval * xwt
             sumy += Y[:, k] * w
             sumxy += Y[:, k] * xwt
+    num = sumw * sumxy - sumx * sumy
+    den = sumw * sumxx - sumx * sumx
+    return num * (1.0 / den) / T
+
+
+def _stcal_slopes_rows(y32, start, p, invrn2, T):
+    """:func:`_stcal_slopes` of segments that share their groups and weight row: ``y32``
+    float32 (n, S) [DN] (group ``start + k`` in row k, no NaN), weight row ``p``, ``invrn2``
+    float64 (S,) ``1 / rn^2`` -> slopes float64 (S,) [DN/s], bit-identical to stcal's.
+
+    Whole-row products, then sums over axis 0, which numpy adds row after row for every column:
+    stcal's group order.
+    """
+    n = y32.shape[0]
+    w = _padded_weights(n)[n, p][:, None] * invrn2            # stcal: powf(...) * invrn2
+    x = start + np.arange(n, dtype=np.float64)[:, None]
+    xwt = x * w
+    sumw = np.add.reduce(w, axis=0)
+    sumx = np.add.reduce(xwt, axis=0)
+    sumxx = np.add.reduce(x * xwt, axis=0)
+    y = y32.astype(np.float64)
+    sumy = np.add.reduce(np.multiply(y, w, out=w), axis=0)
+    sumxy = np.add.reduce(np.multiply(y, xwt, out=xwt), axis=0)
     num = sumw * sumxy - sumx * sumy
     den = sumw * sumxx - sumx * sumx
     return num * (1.0 / den) / T
@@ -283,18 +358,54 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
     return acc / float(nints)
 
 
-def _median_rate_clean(y32, T):
-    """:func:`_median_rate` of pixels without any GROUPDQ flag and with finite data (the common
-    case), same arithmetic: y32 float32 (nints, ngroups >= 2, P) [DN] -> float64 (P,) [DN/s]."""
+def _median_rate_clean(y32, T, ranges):
+    """Per-integration medians of :func:`_median_rate` for pixels whose only GROUPDQ flags are the
+    block's common DO_NOT_USE groups (:func:`_common_ranges`) and with finite data (the common
+    case), same arithmetic: y32 float32 (nints, ngroups, P) [DN], ``ranges`` (lo, hi) per
+    integration with hi - lo >= 2 -> float64 (nints, P) [DN/s], NaN as 0. The DO_NOT_USE groups
+    give NaN rates, hence NaN differences, so the median is that of the differences inside
+    [lo, hi)."""
     nints, ngroups, npix = y32.shape
-    acc = np.zeros(npix)
+    meds = np.empty((nints, npix))
     r = scratch("ramp_fit.r", (ngroups, npix), np.float64)
     d = scratch("ramp_fit.d", (ngroups - 1, npix), np.float64)
+    for i, (lo, hi) in enumerate(ranges):
+        n = hi - lo
+        np.divide(y32[i, lo:hi], T, out=r[:n], dtype=np.float64)
+        diffs = np.subtract(r[1:n], r[:n - 1], out=d[:n - 1])
+        med = median_columns(diffs, work=f"ramp_fit.median.{n - 1}")
+        meds[i] = np.where(np.isnan(med), 0.0, med)
+    return meds
+
+
+def _common_ranges(gdq):
+    """The groups [lo, hi) of each integration left when the leading and trailing groups that are
+    DO_NOT_USE in most pixels of the block are set aside (lastframe, rscd, the branch without
+    dark's skip groups, the group selectors flag whole groups so; rscd flags fewer groups in
+    pixels that saturate early), and the GROUPDQ that a pixel without other flags then has:
+    uint8 (nints, ngroups), DO_NOT_USE outside [lo, hi), 0 inside.
+
+    gdq : uint8 (nints, ngroups, P). Such a pixel's ramp is, for stcal, one segment [lo, hi)
+    (a DO_NOT_USE group ends a run and is not JUMP_DET, so it starts none) whose median rate
+    uses the differences inside it. When an integration would keep fewer than 3 groups, no group
+    is set aside anywhere (ranges (0, ngroups), pattern 0): the general path takes such ramps.
+    """
+    nints, ngroups, npix = gdq.shape
+    common = 2 * np.count_nonzero(gdq & _U8_DNU, axis=2) > npix     # (nints, ngroups)
+    ranges = []
     for i in range(nints):
-        np.divide(y32[i], T, out=r, dtype=np.float64)
-        med = median_columns(np.subtract(r[1:], r[:-1], out=d), work="ramp_fit.median")
-        acc += np.where(np.isnan(med), 0.0, med)
-    return acc / float(nints)
+        lo, hi = 0, ngroups
+        while lo < ngroups and common[i, lo]:
+            lo += 1
+        while hi > lo and common[i, hi - 1]:
+            hi -= 1
+        ranges.append((lo, hi))
+    pattern = np.zeros((nints, ngroups), np.uint8)
+    if any(hi - lo < 3 for lo, hi in ranges):
+        return [(0, ngroups)] * nints, pattern
+    for i, (lo, hi) in enumerate(ranges):
+        pattern[i, :lo] = pattern[i, hi:] = _U8_DNU
+    return ranges, pattern
 
 
 def _segments(gdq):
@@ -345,14 +456,20 @@ def _substitute_zeroframe(y32, gdq, zf, suppress):
 
 @dataclasses.dataclass
 class _GroupCounts:
-    """Per-integration facts of a block's ramps (nints, P), filled for the flagged columns only.
+    """Per-integration facts of a block's ramps (nints, P), filled for the flagged ramps only.
 
-    fl: flagged columns (any GROUPDQ flag or non-finite data, or every column below 3 groups);
-    y_fl: their float64 ramp (nints, ngroups, len(fl)) with SATURATED groups NaN.
+    fi, fp: integration and pixel of the flagged ramps (a GROUPDQ value other than the block's
+    common DO_NOT_USE pattern of :func:`_common_ranges`, non-finite data, or every ramp below 3
+    groups), by integration then pixel; mixed (P,): pixels with flagged and unflagged ramps;
+    y_fl, gdq_fl: the flagged ramps as integrations of one-integration pixels, (1, ngroups, K),
+    float64 with SATURATED groups NaN, and uint8.
     """
 
-    fl: np.ndarray
+    fi: np.ndarray
+    fp: np.ndarray
+    mixed: np.ndarray
     y_fl: np.ndarray
+    gdq_fl: np.ndarray
     cnt_sat: np.ndarray
     cnt_dnu_sat: np.ndarray
     is0th: np.ndarray
@@ -361,31 +478,36 @@ class _GroupCounts:
     sat0: np.ndarray
 
 
-def _group_counts(y32, gdq, orig_gdq, is_zf):
-    """:class:`_GroupCounts` of a block. Pixels without any GROUPDQ flag and with finite data
-    (the common case) need no per-group bookkeeping: one segment per ramp."""
+def _group_counts(y32, gdq, orig_gdq, is_zf, pattern):
+    """:class:`_GroupCounts` of a block. Ramps whose GROUPDQ is ``pattern`` (uint8 (nints,
+    ngroups): the common DO_NOT_USE groups of :func:`_common_ranges`, 0 elsewhere) and with
+    finite data (the common case) need no per-group bookkeeping: one segment, no saturated, jump
+    or persistence group, some usable group. Every integration of a pixel is fitted on its own
+    (stcal combines them afterwards), so only the flagged integrations of a pixel are flagged."""
     nints, ngroups, npix = y32.shape
+    deviation = gdq ^ pattern[:, :, None] if pattern.any() else gdq
     # A sum that is not finite: some value is not (or, harmlessly, the sum overflows).
-    flagged = ((np.bitwise_or.reduce(gdq, axis=(0, 1)) != 0)
-               | ~np.isfinite(np.add.reduce(y32, axis=(0, 1))))
+    flagged = ((np.bitwise_or.reduce(deviation, axis=1) != 0)
+               | ~np.isfinite(np.add.reduce(y32, axis=1)))
     if ngroups < 3:
         flagged[:] = True
-    fl = np.flatnonzero(flagged)
-    c = _GroupCounts(fl, None, *(np.zeros((nints, npix), t) for t in (np.intp, np.intp, bool, bool,
-                                                                       bool, bool)))
-    if fl.size:
-        gdq_fl = gdq[:, :, fl]
-        orig_fl = orig_gdq[:, :, fl]
-        sat = (gdq_fl & np.uint8(_SAT)) != 0
-        c.y_fl = y32[:, :, fl].astype(np.float64)
-        c.y_fl[sat] = np.nan
-        c.cnt_sat[:, fl] = np.count_nonzero(sat, axis=1)
-        c.cnt_dnu_sat[:, fl] = np.count_nonzero((gdq_fl & np.uint8(_DNU | _SAT)) != 0, axis=1)
-        good0 = gdq_fl == 0
-        c.is0th[:, fl] = (np.count_nonzero(good0, axis=1) == 1) & good0[:, 0]
-        c.any_jump[:, fl] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
-        c.any_pers[:, fl] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
-        c.sat0[:, fl] = sat[:, 0]
+    fi, fp = np.nonzero(flagged)
+    nfl = np.count_nonzero(flagged, axis=0)
+    c = _GroupCounts(fi, fp, (nfl > 0) & (nfl < nints), None, None,
+                     *(np.zeros((nints, npix), t) for t in (np.intp, np.intp, bool, bool, bool, bool)))
+    if fi.size:
+        c.gdq_fl = gdq[fi, :, fp].T[None]                 # (1, ngroups, K)
+        orig_fl = orig_gdq[fi, :, fp]                      # (K, ngroups)
+        sat = (c.gdq_fl[0] & np.uint8(_SAT)) != 0         # (ngroups, K)
+        c.y_fl = y32[fi, :, fp].T[None].astype(np.float64)
+        c.y_fl[0][sat] = np.nan
+        c.cnt_sat[fi, fp] = np.count_nonzero(sat, axis=0)
+        c.cnt_dnu_sat[fi, fp] = np.count_nonzero((c.gdq_fl[0] & np.uint8(_DNU | _SAT)) != 0, axis=0)
+        good0 = c.gdq_fl[0] == 0
+        c.is0th[fi, fp] = (np.count_nonzero(good0, axis=0) == 1) & good0[0]
+        c.any_jump[fi, fp] = np.any((orig_fl & np.uint8(_JUMP)) != 0, axis=1)  # before ZEROFRAME
+        c.any_pers[fi, fp] = np.any((orig_fl & np.uint8(_PERS)) != 0, axis=1)
+        c.sat0[fi, fp] = sat[0]
     if is_zf is not None:
         c.is0th &= ~is_zf
     return c
@@ -408,51 +530,73 @@ def _block_dq(pdq, c, ngroups):
     return dq_i, dq_r
 
 
-def _block_median_rate(y32, gdq, c, T, one_group_time, suppress, is_zf, tf):
-    """The median rate mr (P,) of every pixel of a block: closed form for the unflagged ones,
-    :func:`_median_rate` for the flagged columns."""
-    npix = y32.shape[2]
+def _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges):
+    """The median rate mr (P,) of every pixel of a block: the mean over integrations of the
+    per-integration medians, closed form for the unflagged ramps, :func:`_median_rate` (one
+    integration at a time) for the flagged ones."""
+    nints, _, npix = y32.shape
     with np.errstate(invalid="ignore", divide="ignore"):
-        if c.fl.size == npix:
-            return _median_rate(c.y_fl, gdq, T, one_group_time, c.is0th, suppress, is_zf, tf)
-        mr = _median_rate_clean(y32, T)     # every pixel; the flagged ones are redone
-        if c.fl.size:
-            mr[c.fl] = _median_rate(c.y_fl, gdq[:, :, c.fl], T, one_group_time, c.is0th[:, c.fl],
-                                    suppress, None if is_zf is None else is_zf[:, c.fl], tf)
-    return mr
+        if c.fi.size == nints * npix:
+            meds = np.empty((nints, npix))
+        else:
+            meds = _median_rate_clean(y32, T, ranges)     # every ramp; the flagged ones are redone
+        if c.fi.size:
+            meds[c.fi, c.fp] = _median_rate(c.y_fl, c.gdq_fl, T, one_group_time,
+                                            c.is0th[c.fi, c.fp][None], suppress,
+                                            None if is_zf is None else is_zf[c.fi, c.fp][None], tf)
+    acc = np.zeros(npix)
+    for i in range(nints):                                # stcal's order
+        acc += meds[i]
+    return acc / float(nints)
 
 
-def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, sums):
+def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=None, mixed=None):
     """Integration sums (sum_r, sum_p, sum_e, sum_num; (nints, P) float64, filled in place) of
-    full-ramp segments of n = ngroups >= 3 groups, for every pixel (the caller redoes the flagged).
+    one segment [lo, hi) per integration (``ranges``, hi - lo >= 3; :func:`_common_ranges`), for
+    every pixel (the caller redoes the flagged).
 
-    Closed-form weighted slopes (coefficients per weight exponent, the most common exponent with
-    scalar coefficients); they differ from stcal's weighted sums by rounding only. Where that
-    rounding could change a float32 output (the float64 value lies within an error bound of a
-    float32 rounding boundary) and for the few ramps of other exponents, the slope is redone with
-    stcal's arithmetic.
+    Closed-form weighted slopes (coefficients per weight exponent, the most common exponent of
+    the integration with scalar coefficients); they differ from stcal's weighted sums by rounding
+    only. Where that rounding could change a float32 output (the float64 value lies within an
+    error bound of a float32 rounding boundary) and for the few ramps of other exponents, the
+    slope is redone with stcal's arithmetic. ``flagged`` (nints, P): ramps the caller redoes (not
+    redone here); ``mixed`` (P,): pixels whose other integrations the caller fits, so the
+    exposure rate is not the mean of these slopes: all of their slopes are redone.
     """
-    ngroups = y32.shape[1]
     sum_r, sum_p, sum_e, sum_num = sums
-    pidx = _power_index(_snr(y32[:, -1].astype(np.float64) - y32[:, 0], rn, g))
-    p0 = int(np.bincount(pidx.ravel(), minlength=len(POWERS)).argmax())
-    # float64 sums of float32 data in any order (einsum's own loops: no BLAS threads)
-    slope = np.einsum("k,ikp->ip", weight_table(ngroups)[p0], y32, dtype=np.float64)
-    slope /= T
-    redo = pidx != p0
-    redo |= _near_float32_boundary(slope, y32, ngroups, p0, T)
-    oi, op = np.nonzero(redo)
-    if oi.size:
-        slope[oi, op] = _stcal_slopes(
-            y32[oi, :, op].astype(np.float64), np.zeros(oi.size, np.int64),
-            np.full(oi.size, ngroups), pidx[oi, op], 1.0 / (rn[op] * rn[op]), T, ngroups)
-    var_p = _var_poisson(mr, dc, T * g * (ngroups - 1.0))
-    var_r = _var_rnoise(rn, T, float(ngroups), g)
-    var_r = np.where(bad_gain, 0.0, var_r)
-    sum_r[:] = 1.0 / var_r
-    sum_p[:] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
-    sum_e[:] = 1.0 / (var_p + var_r)
-    sum_num[:] = slope / var_r
+    nints, _, npix = y32.shape
+    slope = np.empty((nints, npix))
+    margin = np.empty((nints, npix))
+    pidx = np.empty((nints, npix), np.intp)
+    p0 = []
+    for i, (lo, hi) in enumerate(ranges):
+        n = hi - lo
+        yi = y32[i, lo:hi]
+        pidx[i] = _power_index(_snr(yi[-1].astype(np.float64) - yi[0], rn, g))
+        p0.append(int(np.bincount(pidx[i], minlength=len(POWERS)).argmax()))
+        # float64 sums of float32 data in any order (einsum's own loops: no BLAS threads)
+        np.einsum("k,kp->p", weight_table(n)[p0[i]], yi, dtype=np.float64, out=slope[i])
+        slope[i] /= T
+        margin[i] = _rounding_margin(slope[i], yi, n, lo, p0[i], T)
+    ns = [hi - lo for lo, hi in ranges]
+    redo = pidx != np.array(p0)[:, None]
+    redo |= _near_float32_boundary(slope, margin, ns)
+    if mixed is not None:
+        redo |= mixed
+    if flagged is not None:
+        redo &= ~flagged
+    for i, (lo, hi) in enumerate(ranges):
+        n = hi - lo
+        for p in np.unique(pidx[i, redo[i]]):
+            op = np.flatnonzero(redo[i] & (pidx[i] == p))
+            slope[i, op] = _stcal_slopes_rows(y32[i, lo:hi][:, op], lo, p, 1.0 / (rn[op] * rn[op]), T)
+        var_p = _var_poisson(mr, dc, T * g * (n - 1.0))
+        var_r = _var_rnoise(rn, T, float(n), g)
+        var_r = np.where(bad_gain, 0.0, var_r)
+        sum_r[i] = 1.0 / var_r
+        sum_p[i] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
+        sum_e[i] = 1.0 / (var_p + var_r)
+        sum_num[i] = slope[i] / var_r
 
 
 def _products(sums, dq_i, dq_r, cnt_sat):
@@ -518,21 +662,26 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     y32, gdq, is_zf = _substitute_zeroframe(y32, gdq, zf, suppress)
     bad_gain = ~(g > 0.0)
     pdq = pdq | np.where(bad_gain, np.uint32(_DNU | dqflags.NO_GAIN_VALUE), np.uint32(0))
-    c = _group_counts(y32, gdq, orig_gdq, is_zf)
+    ranges, pattern = _common_ranges(gdq)
+    c = _group_counts(y32, gdq, orig_gdq, is_zf, pattern)
     dq_i, dq_r = _block_dq(pdq, c, ngroups)
-    mr = _block_median_rate(y32, gdq, c, T, one_group_time, suppress, is_zf, tf)
+    mr = _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges)
 
     sums = tuple(np.zeros((nints, npix)) for _ in range(4))     # sum_r, sum_p, sum_e, sum_num
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if ngroups >= 3 and c.fl.size < npix:
-            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, sums)
-        cols = c.fl
-        if cols.size:
+        if ngroups >= 3 and c.fi.size < nints * npix:
+            flagged = np.zeros((nints, npix), bool)
+            flagged[c.fi, c.fp] = True
+            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged, c.mixed)
+        if c.fi.size:
             for s in sums:
-                s[:, cols] = 0.0
-            _general(c.y_fl, gdq[:, :, cols], c.is0th[:, cols], mr[cols], g[cols], rn[cols],
-                     dc[cols], bad_gain[cols], T, one_group_time, suppress, cols, *sums,
-                     None if is_zf is None else is_zf[:, cols], tf)
+                s[c.fi, c.fp] = 0.0
+            # the flagged ramps as pixels of one integration, added at (0, fi * P + fp)
+            fp = c.fp
+            _general(c.y_fl, c.gdq_fl, c.is0th[c.fi, fp][None], mr[fp], g[fp], rn[fp], dc[fp],
+                     bad_gain[fp], T, one_group_time, suppress, c.fi * npix + fp,
+                     *(s.reshape(1, nints * npix) for s in sums),
+                     None if is_zf is None else is_zf[c.fi, fp][None], tf)
         return _products(sums, dq_i, dq_r, c.cnt_sat)
 
 

@@ -564,17 +564,35 @@ def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit, out=None):
             wide = wide.reshape(ngroups - 1, len(sets))
             index = {(k, side, rows.start): j for j, (k, side, rows) in enumerate(sets)}
             ok = np.ones(ngroups - 1, bool)
+            row_sets = _miri_row_sets(ny, odd_even_rows)
+            # value and width per (group, row set, output): a (row set, output) pattern that
+            # repeats over the frame (rows alternate with odd_even_rows, outputs every 4 columns)
+            values = np.zeros((ngroups - 1, len(row_sets), MIRI_NOUTPUTS))
+            wides = np.zeros(values.shape, bool)
             for k in range(MIRI_NOUTPUTS):
-                for rows in _miri_row_sets(ny, odd_even_rows):
+                for r, rows in enumerate(row_sets):
                     jl, jr = index[k, "left", rows.start], index[k, "right", rows.start]
                     value, is_wide, _ = _average_with_none((mean[:, jl], wide[:, jl], ok),
                                                            (mean[:, jr], wide[:, jr], ok))
-                    for g in range(1, ngroups):
+                    values[:, r, k], wides[:, r, k] = value, is_wide
+            tiled = ny % len(row_sets) == 0
+            for g in range(1, ngroups):
+                v, w = values[g - 1], wides[g - 1]
+                if tiled and (w.all() or not w.any()):     # one broadcast over the frame
+                    frame = diff[g].reshape(ny // len(row_sets), len(row_sets), nx // MIRI_NOUTPUTS,
+                                            MIRI_NOUTPUTS)
+                    if w.all():
+                        np.subtract(frame, v[None, :, None, :], out=frame, dtype=np.float64)
+                    else:
+                        np.subtract(frame, v.astype(np.float32)[None, :, None, :], out=frame)
+                    continue
+                for k in range(MIRI_NOUTPUTS):
+                    for r, rows in enumerate(row_sets):
                         block = diff[g, rows, k::MIRI_NOUTPUTS]     # a view: corrected in place
-                        if is_wide[g - 1]:
-                            np.subtract(block, np.float64(value[g - 1]), out=block, dtype=np.float64)
+                        if w[r, k]:
+                            np.subtract(block, np.float64(v[r, k]), out=block, dtype=np.float64)
                         else:
-                            np.subtract(block, np.float32(value[g - 1]), out=block)
+                            np.subtract(block, np.float32(v[r, k]), out=block)
         # jwst: data[i] += first_read (float64, stored as float32)
         for g in range(ngroups):
             np.add(diff[g], first, out=diff[g])

@@ -204,7 +204,6 @@ def flag_groups(groupdq, pixeldq, skip1, skip2, nints_total, intstart=1):
     groupdq = np.array(groupdq, dtype=np.uint8, copy=True)
     pixeldq = np.array(pixeldq, dtype=np.uint32, copy=True)
     nints, ngroups = groupdq.shape[:2]
-    gidx = np.arange(ngroups)[None, :, None, None]
     info = {"flagged": [-1] * nints, "backed_off": 0, "one_group": 0,
             "skips": {"int1": None, "int2+": None}}
     backed = np.zeros(pixeldq.shape, bool)
@@ -221,7 +220,8 @@ def flag_groups(groupdq, pixeldq, skip1, skip2, nints_total, intstart=1):
         if back.any():
             info["one_group"] += int(np.any(counts == 0, axis=0).sum())
         block = groupdq[sel]                               # a view: flagged in place
-        block[gidx < counts[:, None]] |= _DNU
+        for g in range(min(int(skip), ngroups)):           # counts <= skip: only these groups
+            block[:, g] |= np.where(counts > g, _DNU, np.uint8(0))
         for i in range(*sel.indices(nints)):
             info["flagged"][i] = int(skip)
     if backed.any():
