@@ -49,7 +49,7 @@ import tempfile
 import time
 
 import numpy as np
-from procstats import peak_mb, reset_peak  # noqa: E402 (this directory)
+from procstats import parse_shapes, peak_mb, reset_peak  # noqa: E402 (this directory)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -351,17 +351,6 @@ def format_steps(r):
             lines.append(f"    {'':>7s} whole process (interpreter start, imports, run) "
                          f"{res['process_s']:.2f} s, CPU of the run {res['cpu_s']:.2f} s{how}")
     return "\n".join(lines)
-
-
-def parse_shapes(text):
-    """``"1x10x2048,3x40x1024"`` -> [(nints, ngroups, size), ...]."""
-    shapes = []
-    for item in text.split(","):
-        parts = item.lower().strip().split("x")
-        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise argparse.ArgumentTypeError(f"shape {item!r} is not NINTSxNGROUPSxSIZE")
-        shapes.append(tuple(int(p) for p in parts))
-    return shapes
 
 
 def main(argv=None):

@@ -33,7 +33,7 @@ import numpy as np
 TFRAME = 10.73676  # NIRCam full-frame frame time [s]
 
 
-from procstats import cpu_s, peak_mb, reset_peak  # noqa: E402 (this directory)
+from procstats import cpu_s, parse_shapes, peak_mb, reset_peak  # noqa: E402 (this directory)
 
 
 def simulate(path, nints, ngroups, ny, nx, ncr, seed):
@@ -138,17 +138,6 @@ def run_child(which, path, threads=1):
                           str(threads)],
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def parse_shapes(text):
-    """``"1x10x2048,2x40x1024"`` -> [(nints, ngroups, size), ...]."""
-    shapes = []
-    for item in text.split(","):
-        parts = item.lower().strip().split("x")
-        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise argparse.ArgumentTypeError(f"shape {item!r} is not NINTSxNGROUPSxSIZE")
-        shapes.append(tuple(int(p) for p in parts))
-    return shapes
 
 
 def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat, threads=1):
