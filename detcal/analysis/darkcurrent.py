@@ -161,16 +161,16 @@ def amplifier_dark(image, masks, sigma=3.0, maxiters=5, hist_nsigma=7.0):
     return out
 
 
-def integration_means(cube, masks, sigma=3.0, maxiters=5, kept=None):
+def integration_means(cube, masks, sigma=3.0, maxiters=5, bounds=None):
     """Clipped mean of every integration's slope image per pixel selection.
 
     Parameters
     ----------
-    cube : float (n, ny, nx) [DN/s]
+    cube : float (n, ny, nx) [DN/s], or :class:`Integrations` (read one integration at a time)
     masks : dict label -> bool (ny, nx)
-    kept : list, optional
-        Filled with one dict per integration, label -> bool (ny, nx): the pixels the clipping
-        kept (within the final bounds).
+    bounds : list, optional
+        Filled with one dict per integration, label -> (lower, upper) [DN/s]: the final clipping
+        bounds (:func:`kept_pixels` gives the pixels kept, from the slope image again).
 
     Returns
     -------
@@ -178,14 +178,21 @@ def integration_means(cube, masks, sigma=3.0, maxiters=5, kept=None):
     """
     out = {label: np.empty(cube.shape[0]) for label in masks}
     for i, img in enumerate(cube):
-        keep = {}
+        clip = {}
         for label, sel in masks.items():
             st = robust.clipped_stats(img[sel], sigma, maxiters)
             out[label][i] = st.mean
-            keep[label] = sel & (img >= st.lower) & (img <= st.upper)
-        if kept is not None:
-            kept.append(keep)
+            clip[label] = (st.lower, st.upper)
+        if bounds is not None:
+            bounds.append(clip)
     return out
+
+
+def kept_pixels(image, masks, bounds):
+    """dict label -> bool (ny, nx): the pixels of ``masks`` whose slope in ``image`` (ny, nx)
+    [DN/s] is within that label's clipping ``bounds`` (lower, upper) of :func:`integration_means`."""
+    return {label: sel & (image >= bounds[label][0]) & (image <= bounds[label][1])
+            for label, sel in masks.items()}
 
 
 def sigma_stat(means, fallback=math.nan):
@@ -200,8 +207,132 @@ def sigma_stat(means, fallback=math.nan):
     return float(m.std(ddof=1) / math.sqrt(m.size)), "integration_scatter"
 
 
+#: Default working-memory budget [MB] of the blocks of rows of the per-pixel slope images
+#: (:meth:`RateGroup.images`; the analyses' ``memory_mb``).
+MEMORY_MB = 500
+
+#: Bytes per value of a block of rows of :meth:`RateGroup.images`: the SCI float32 as read plus
+#: the clipping's temporaries (:data:`detcal.analysis.robust.CLIP_IMAGE_BYTES_PER_VALUE`).
+IMAGE_BLOCK_BYTES_PER_VALUE = 4 + robust.CLIP_IMAGE_BYTES_PER_VALUE
+
+
+class RateGroup:
+    """The rateints products of one configuration group, read a part at a time.
+
+    Every file is checked from its headers (:class:`detcal.io.CubeReader`: a 2-D rate is one
+    integration) and against the first (frame size; :func:`detcal.inventory.check_one_group`)
+    before any data is read. The data are then read one integration at a time (:attr:`sci`,
+    :attr:`dq`, :meth:`persistent_dq`) or one block of rows of every integration at a time
+    (:meth:`images`), so that the memory of an analysis does not grow with the number of
+    integrations (only its per-integration scalars do).
+
+    Attributes
+    ----------
+    paths : list of str;  headers : primary headers, one per file, in the given order
+    owner : int (n,), index of each integration's file;  shape : (n, ny, nx), n integrations
+    name : the group's name (``group`` or the inventory's name of the first file,
+        :func:`detcal.inventory.group_name`)
+    sci, dq : :class:`Integrations` of SCI (float32 [DN/s]) and DQ (uint32), (n, ny, nx)
+
+    Use it as a context manager (the files are closed at the end), or call :meth:`close`.
+    """
+
+    def __init__(self, rateints_paths, group=None):
+        paths = [str(p) for p in rateints_paths]
+        if not paths:
+            raise ValueError("no rateints products given")
+        readers = [io.CubeReader(path, ("SCI", "DQ")) for path in paths]
+        first = readers[0]
+        for r in readers[1:]:
+            if r.shape[1:] != first.shape[1:]:
+                raise InputError(r.path, f"slope images are {r.shape[2]} x {r.shape[1]}, but "
+                                         f"{paths[0]} has {first.shape[2]} x {first.shape[1]}")
+        self.paths, self.readers = paths, readers
+        self.headers = [r.header for r in readers]
+        inventory.check_one_group(self.headers, paths)
+        self.owner = np.repeat(np.arange(len(readers)), [r.shape[0] for r in readers])
+        self.shape = (self.owner.size,) + tuple(first.shape[1:])
+        self.name = group or inventory.group_name(self.headers[0], paths[0])
+        self._start = np.concatenate([[0], np.cumsum([r.shape[0] for r in readers])])
+        self.sci, self.dq = Integrations(self, "SCI"), Integrations(self, "DQ")
+
+    def read(self, ext, i):
+        """Integration ``i`` (0-based over the group, file order) of ``ext``: (ny, nx)."""
+        k = int(self.owner[i])
+        return self.readers[k].read(ext, int(i - self._start[k]))
+
+    def rows(self, ext, rows):
+        """Rows ``rows`` (a slice) of every integration of ``ext``: (n, nrows, nx)."""
+        parts = [r.read(ext, rows=rows) for r in self.readers]
+        out = np.empty((self.shape[0],) + parts[0].shape[1:], parts[0].dtype) if len(parts) > 1 else parts[0]
+        if len(parts) > 1:
+            for k, part in enumerate(parts):
+                out[self._start[k]:self._start[k + 1]] = part
+        return out
+
+    def persistent_dq(self):
+        """uint32 (ny, nx): DQ bits set in every integration (:func:`common.persistent_dq`), read one
+        integration at a time."""
+        out = None
+        for plane in self.dq:
+            out = plane if out is None else np.bitwise_and(out, plane, out=out)
+        return out
+
+    def images(self, sigma=3.0, maxiters=5, memory_mb=MEMORY_MB):
+        """:func:`detcal.analysis.robust.clipped_mean_std_images` of the group's SCI, computed on
+        blocks of rows of every integration that fit ``memory_mb`` [MB]
+        (:data:`IMAGE_BLOCK_BYTES_PER_VALUE`; at least one row). The clipping is per pixel, so the
+        images do not depend on the blocks. Returns (mean, std, nused)."""
+        n, ny, nx = self.shape
+        mean = np.empty((ny, nx), np.float32)
+        std = np.empty((ny, nx), np.float32)
+        nused = np.empty((ny, nx), np.int16)
+        size = io.block_size(memory_mb, IMAGE_BLOCK_BYTES_PER_VALUE, self.shape, axis=1)
+        for rows in io.blocks(ny, size):
+            block = self.rows("SCI", rows)
+            mean[rows], std[rows], nused[rows] = robust.clipped_mean_std_images(block, sigma, maxiters,
+                                                                                 work_mb=memory_mb)
+            del block
+        return mean, std, nused
+
+    def close(self):
+        """Close the files (a later read reopens them)."""
+        for r in self.readers:
+            r.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Integrations:
+    """One extension of a :class:`RateGroup` as a sequence of integrations read on demand:
+    ``len``, ``shape`` (n, ny, nx), ``x[i]`` reads integration i (ny, nx), iteration reads one
+    integration at a time. What the per-integration measurements take in place of a cube."""
+
+    def __init__(self, group, ext):
+        self.group, self.ext, self.shape = group, ext, group.shape
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, i):
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError("integrations are read one at a time: index with an int")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"integration {i} of {len(self)}")
+        return self.group.read(self.ext, int(i) % len(self))
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self.group.read(self.ext, i)
+
+
 def read_group(rateints_paths):
-    """Stack the rateints products of a group.
+    """Stack the rateints products of a group (all of them in memory; the analyses use
+    :class:`RateGroup`, which reads a part at a time).
 
     Returns
     -------
@@ -210,31 +341,15 @@ def read_group(rateints_paths):
     headers : list of primary headers (one per file, in the given order)
     exposure_of : int (n_total_ints,), index of each integration's file
 
-    Every file is checked from its headers (:class:`detcal.io.CubeReader`: a 2-D rate is one
-    integration) before any is read; the cube is then filled file by file (peak memory: the
-    cube and DQ plus one file's arrays).
+    The files are checked as :class:`RateGroup` does before any is read.
     """
-    paths = [str(p) for p in rateints_paths]
-    if not paths:
-        raise ValueError("no rateints products given")
-    readers = [io.CubeReader(path, ("SCI", "DQ")) for path in paths]
-    first = readers[0]
-    for r in readers[1:]:
-        if r.shape[1:] != first.shape[1:]:
-            raise InputError(r.path, f"slope images are {r.shape[2]} x {r.shape[1]}, but "
-                                     f"{paths[0]} has {first.shape[2]} x {first.shape[1]}")
-    headers = [r.header for r in readers]
-    inventory.check_one_group(headers, paths)
-    owner = np.repeat(np.arange(len(readers)), [r.shape[0] for r in readers])
-    cube = np.empty((owner.size,) + first.shape[1:], np.float32)
-    dq = np.empty(cube.shape, np.uint32)
-    start = 0
-    for r in readers:
-        with r:
-            stop = start + r.shape[0]
+    with RateGroup(rateints_paths, group="-") as grp:
+        cube = np.empty(grp.shape, np.float32)
+        dq = np.empty(grp.shape, np.uint32)
+        for k, r in enumerate(grp.readers):
+            start, stop = grp._start[k], grp._start[k + 1]
             cube[start:stop], dq[start:stop] = r.read("SCI"), r.read("DQ")
-        start = stop
-    return cube, dq, headers, owner
+        return cube, dq, grp.headers, grp.owner
 
 
 def read_rate_group(rateints_paths, group=None):
@@ -403,7 +518,8 @@ def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=DIFF_CLI
                           maxiters=5):
     """:func:`ramp_differences` of every integration of the no-dark ramps of a group.
 
-    ``masks``: dict label -> bool (ny, nx), or a list of such dicts, one per integration.
+    ``masks``: dict label -> bool (ny, nx), or a list of such dicts, one per integration, or a
+    function of the integration's index (0-based over the group) returning that dict.
 
     Returns
     -------
@@ -418,7 +534,8 @@ def read_ramp_differences(ramp_paths, masks, nints_expected=None, sigma=DIFF_CLI
                 raise InputError(reader.path, f"{reader.shape[0]} integrations, but its rateints "
                                               f"product has {nints_expected[k]}")
             for i, number in enumerate(int_numbers(reader.header, reader.shape[0])):
-                sel = masks[len(diffs)] if isinstance(masks, (list, tuple)) else masks
+                sel = (masks(len(diffs)) if callable(masks) else
+                       masks[len(diffs)] if isinstance(masks, (list, tuple)) else masks)
                 dif, fit = ramp_differences(reader.read("SCI", i), reader.read("GROUPDQ", i),
                                             sel, sigma, maxiters)
                 diffs.append(dif)
@@ -754,6 +871,9 @@ class DarkCurrentParameters:
                                iterations] (3.0, 5)
     hist_nsigma : float        histogram range, mean +/- hist_nsigma std (:func:`amplifier_dark`) (7.0)
     exclude_dq : tuple of str  DQ flag names that exclude a pixel (:data:`EXCLUDE_DQ`)
+    memory_mb : float          working-memory budget [MB] of the blocks of rows of the slope
+                               images (:meth:`RateGroup.images`); the rest is read one
+                               integration at a time (:data:`MEMORY_MB`). Changes no number.
     """
 
     expected: dict = None
@@ -762,6 +882,7 @@ class DarkCurrentParameters:
     maxiters: int = 5
     hist_nsigma: float = 7.0
     exclude_dq: tuple = EXCLUDE_DQ
+    memory_mb: float = MEMORY_MB
 
     def as_dict(self):
         """The parameters as written to the JSON document."""
@@ -889,18 +1010,23 @@ def per_integration_rows(paths, owner, per_int):
             for i in range(len(owner))]
 
 
-def _read_anomaly(ramp_paths, paths, owner, kept, header):
-    """MIRI: (diffs, fitted, first, tgroup) of the no-dark ramps matched to the rateints."""
+def _read_anomaly(ramp_paths, grp, masks, bounds, header):
+    """MIRI: (diffs, fitted, first, tgroup) of the no-dark ramps matched to the rateints of
+    ``grp`` (:class:`RateGroup`); each integration's ramp is averaged over the pixels its clipped
+    mean kept (:func:`kept_pixels` of its slope image, read again)."""
+    paths, owner = grp.paths, grp.owner
     ramp_paths = [str(p) for p in ramp_paths]
     if len(ramp_paths) != len(paths):
         raise InputError(ramp_paths[0] if ramp_paths else paths[0],
                          f"{len(ramp_paths)} no-dark ramps for {len(paths)} rateints products")
     nints = [int(np.sum(owner == k)) for k in range(len(paths))]
-    diffs, fitted, first = read_ramp_differences(ramp_paths, kept, nints)
+    diffs, fitted, first = read_ramp_differences(ramp_paths, lambda i: kept_pixels(grp.sci[i], masks, bounds[i]),
+                                                 nints)
     return diffs, fitted, first, float(header.get("TGROUP") or header["TFRAME"])
 
 
-def _write_images(results, table, mean_img, std_img, nused, select, dq, headers, paths, title, outputs):
+def _write_images(results, table, mean_img, std_img, nused, select, pdq, nints, headers, paths, title,
+                  outputs):
     histogram_tsv, histogram_png, image_fits, image_png = outputs
     if histogram_tsv or histogram_png:
         hist = histogram_table(results)
@@ -909,8 +1035,8 @@ def _write_images(results, table, mean_img, std_img, nused, select, dq, headers,
         if histogram_png:
             plot_histograms(hist, table, histogram_png, f"dark rate histograms, {title}")
     if image_fits:
-        common.write_slope_images(image_fits, mean_img, std_img, nused, common.persistent_dq(dq), headers[0],
-                                  dq.shape[0], [common.expstart(h) for h in headers], paths)
+        common.write_slope_images(image_fits, mean_img, std_img, nused, pdq, headers[0],
+                                  nints, [common.expstart(h) for h in headers], paths)
     if image_png:
         plot_slope_image(mean_img, select, image_png, f"mean dark rate (clipped over integrations)\n{title}")
 
@@ -961,28 +1087,38 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
     dict: the JSON document written.
     """
     p = parameters
-    paths, cube, dq, headers, owner, group = read_rate_group(rateints_paths, group)
+    with RateGroup(rateints_paths, group) as grp:
+        return _dark_current_group(grp, gain_path, table_path, json_path, histogram_tsv, histogram_png,
+                                   image_fits, image_png, ramp_paths, raw_paths, p)
+
+
+def _dark_current_group(grp, gain_path, table_path, json_path, histogram_tsv, histogram_png, image_fits,
+                        image_png, ramp_paths, raw_paths, p):
+    """:func:`dark_current_file` on an open :class:`RateGroup` (memory: per-pixel images of one
+    frame, one integration, one block of rows of :meth:`RateGroup.images`)."""
+    paths, headers, owner, group, nints = grp.paths, grp.headers, grp.owner, grp.name, grp.shape[0]
     header = headers[0]
     detector = str(header["DETECTOR"]).strip()
-    geom, amp_map, active = common.layout(header, cube.shape, paths[0])
-    select = pixel_selection(active, dq, p.exclude_dq)
+    geom, amp_map, active = common.layout(header, grp.shape, paths[0])
+    pdq = grp.persistent_dq()
+    select = pixel_selection(active, pdq[None], p.exclude_dq)
     masks = common.amplifier_masks(amp_map, select, geom.noutputs)
     # a dead or flat output (found on the raw files) keeps its row, not in the whole-array value
     dead = common.dead_amplifiers(raw_paths) if raw_paths else []
     if dead:
         masks[common.ALL] &= ~np.isin(amp_map, dead)
-    gains = common.amplifier_gains(common.read_gain(gain_path, header, cube.shape), masks)
+    gains = common.amplifier_gains(common.read_gain(gain_path, header, grp.shape), masks)
 
-    mean_img, std_img, nused = robust.clipped_mean_std_images(cube, p.sigma, p.maxiters)
+    mean_img, std_img, nused = grp.images(p.sigma, p.maxiters, p.memory_mb)
     results = amplifier_dark(mean_img, masks, p.sigma, p.maxiters, p.hist_nsigma)
-    kept = []
-    per_int = integration_means(cube, masks, p.sigma, p.maxiters, kept)
+    bounds = []
+    per_int = integration_means(grp.sci, masks, p.sigma, p.maxiters, bounds)
     correct = ramp_paths is not None and common.family(header["INSTRUME"]) == "MIRI"
-    anomaly = _read_anomaly(ramp_paths, paths, owner, kept, header) if correct else None
-    table, anomaly_fits = amplifier_rows(results, per_int, masks, gains, cube.shape[0], group, detector, p,
+    anomaly = _read_anomaly(ramp_paths, grp, masks, bounds, header) if correct else None
+    table, anomaly_fits = amplifier_rows(results, per_int, masks, gains, nints, group, detector, p,
                                          anomaly)
     tables.write_tsv(table, table_path)
-    summary = dark_summary(table, detector, header.get("NGROUPS", 0), len(paths), cube.shape[0], p,
+    summary = dark_summary(table, detector, header.get("NGROUPS", 0), len(paths), nints, p,
                            dead, anomaly_fits if correct else None)
     doc = {"analysis": "darkcurrent", "group": group, "inputs": paths, "gain": str(gain_path),
            "conventions": CONVENTIONS, "parameters": p.as_dict(),
@@ -992,7 +1128,7 @@ def dark_current_file(rateints_paths, gain_path, table_path, json_path, group=No
                                            if f else None)
                                    for label, f in anomaly_fits.items()} if correct else "none")}
     tables.write_json(doc, json_path)
-    title = f"{group}: {len(paths)} files, {cube.shape[0]} integrations"
-    _write_images(results, table, mean_img, std_img, nused, select, dq, headers, paths, title,
+    title = f"{group}: {len(paths)} files, {nints} integrations"
+    _write_images(results, table, mean_img, std_img, nused, select, pdq, nints, headers, paths, title,
                   (histogram_tsv, histogram_png, image_fits, image_png))
     return doc

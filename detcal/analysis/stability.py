@@ -78,7 +78,7 @@ from .. import dqflags, inventory, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from . import common, robust
-from .darkcurrent import read_rate_group
+from .darkcurrent import MEMORY_MB, RateGroup
 
 _ONE_SIGMA = float(sstats.norm.cdf(1.0))
 
@@ -440,6 +440,9 @@ class StabilityParameters:
                             [sigma, iterations] (3.0, 5)
     hot_ratio, dead_ratio, noisy_ratio : JWQL baseline ratios (2.0, 0.1, 1.5)
     nsigma : float          significance of a baseline difference [sigma] (5.0)
+    memory_mb : float       working-memory budget [MB] of the blocks of rows of the slope images
+                            (:meth:`detcal.analysis.darkcurrent.RateGroup.images`); the rest is
+                            read one integration at a time (:data:`MEMORY_MB`). Changes no number.
     """
 
     hot_threshold: float = 1.0
@@ -450,6 +453,7 @@ class StabilityParameters:
     dead_ratio: float = 0.1
     noisy_ratio: float = 1.5
     nsigma: float = 5.0
+    memory_mb: float = MEMORY_MB
 
     def as_dict(self):
         """The parameters as written to the JSON document."""
@@ -468,9 +472,10 @@ _TREND_INTERNAL = ("used", "exposure_means", "exposure_errors", "exposure_errors
 def slope_measurements(cube, dq, owner, nexp, masks, gain, parameters):
     """Dark [DN/s] and hot-pixel count of every integration of the slope cube, by exposure.
 
-    cube : float (nints, ny, nx) [DN/s];  dq : uint32 (nints, ny, nx);  owner : int (nints,)
-    exposure index of each integration;  masks : label -> bool (ny, nx);  gain : float (ny, nx)
-    [e-/DN] or None (then the hot threshold is in DN/s).
+    cube : float (nints, ny, nx) [DN/s];  dq : uint32 (nints, ny, nx) (or the
+    :class:`detcal.analysis.darkcurrent.Integrations` of a group: one integration read at a
+    time);  owner : int (nints,) exposure index of each integration;  masks : label -> bool
+    (ny, nx);  gain : float (ny, nx) [e-/DN] or None (then the hot threshold is in DN/s).
 
     Returns {"dark": per, "hot_pixels": per}, ``per[e][label]`` the list over the integrations
     of exposure ``e``.
@@ -519,22 +524,25 @@ def _companions(kind, extra, names):
 def read_and_measure_companions(per, kind, extra, names, header, paths, masks, parameters):
     """Add the CDS noise (jump ramps) or bias (raw files) of every exposure to ``per[kind]``.
 
-    One file at a time (a ramp is read whole, a raw file only its group 1); each is checked to
-    belong to the group. Returns the paths read.
+    One integration at a time (of a ramp its groups, of a raw file only its group 1; the file is
+    checked from its headers, :class:`detcal.io.RampReader`, and to belong to the group first).
+    Returns the paths read.
     """
     extra = [str(x) for x in extra]
     matched = _companions(kind, extra, names)
     per[kind] = [{lab: [] for lab in masks} for _ in names]
     for e, path in matched.items():
-        if kind == "cds_noise":
-            ramp = io.read_ramp(path)
-            inventory.check_one_group([header, ramp.header], [paths[e], path])
-            per[kind][e] = ramp_cds_measurements(ramp.data, ramp.groupdq, ramp.pixeldq, masks)
-            del ramp
-        else:
-            g0, pdq, h = read_group_zero(path)
-            inventory.check_one_group([header, h], [paths[e], path])
-            per[kind][e] = bias_measurements(g0, pdq, masks, parameters)
+        with io.RampReader(path) as reader:
+            inventory.check_one_group([header, reader.header], [paths[e], path])
+            nints, pixeldq = reader.shape[0], reader.read("PIXELDQ")
+            if kind == "cds_noise":
+                for i in range(nints):
+                    for lab, v in amplifier_cds_noise(reader.read("SCI", i), reader.read("GROUPDQ", i), pixeldq,
+                                                      masks).items():
+                        per[kind][e][lab].append(v)
+            else:
+                per[kind][e] = bias_measurements((reader.read("SCI", i, 0) for i in range(nints)), pixeldq,
+                                                 masks, parameters)
     return extra
 
 
@@ -692,10 +700,11 @@ def stability_summary(detector, starts, nints, trend_rows, results, family, para
     return summary
 
 
-def _group_masks(header, cube, dq, path, bias_paths):
-    """Geometry, amplifier map, usable pixels, amplifier masks and dead outputs of a group."""
-    geom, amp_map, active = common.layout(header, cube.shape, path)
-    usable = active & ((common.persistent_dq(dq) & np.uint32(dqflags.DO_NOT_USE)) == 0)
+def _group_masks(header, shape, pdq, path, bias_paths):
+    """Geometry, amplifier map, usable pixels, amplifier masks and dead outputs of a group
+    (``shape`` (n, ny, nx), ``pdq`` uint32 (ny, nx) the DQ bits set in every integration)."""
+    geom, amp_map, active = common.layout(header, shape, path)
+    usable = active & ((pdq & np.uint32(dqflags.DO_NOT_USE)) == 0)
     masks = common.amplifier_masks(amp_map, usable, geom.noutputs)
     # a dead or flat output (found on the raw files) keeps its rows, not in the whole-array values
     dead = common.dead_amplifiers(bias_paths) if bias_paths else []
@@ -763,16 +772,27 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
     dict: the JSON document written.
     """
     p = parameters
-    paths, cube, dq, headers, owner, group = read_rate_group(rateints_paths, group)
+    with RateGroup(rateints_paths, group) as grp:
+        return _stability_group(grp, table_path, json_path, trends_tsv, ramp_paths, bias_paths, gain_path,
+                                baseline, baseline_output, baseline_tsv, baseline_pixels_tsv, trend_png,
+                                baseline_png, p)
+
+
+def _stability_group(grp, table_path, json_path, trends_tsv, ramp_paths, bias_paths, gain_path, baseline,
+                     baseline_output, baseline_tsv, baseline_pixels_tsv, trend_png, baseline_png, p):
+    """:func:`stability_file` on an open :class:`detcal.analysis.darkcurrent.RateGroup` (memory:
+    per-pixel images of one frame, one integration, one block of rows of its ``images``)."""
+    paths, headers, owner, group, nints = grp.paths, grp.headers, grp.owner, grp.name, grp.shape[0]
     names = [inventory.exposure_name(x, product=True) for x in paths]
     header = headers[0]
-    geom, amp_map, usable, masks, dead = _group_masks(header, cube, dq, paths[0], bias_paths)
+    pdq = grp.persistent_dq()
+    geom, amp_map, usable, masks, dead = _group_masks(header, grp.shape, pdq, paths[0], bias_paths)
     labels = list(masks)
-    gain = common.read_gain(gain_path, header, cube.shape) if gain_path else None
+    gain = common.read_gain(gain_path, header, grp.shape) if gain_path else None
     gains = common.amplifier_gains(gain, masks) if gain is not None else None
     starts = np.array([common.expstart(h) for h in headers])
 
-    per = slope_measurements(cube, dq, owner, len(paths), masks, gain, p)
+    per = slope_measurements(grp.sci, grp.dq, owner, len(paths), masks, gain, p)
     inputs = list(paths)
     for kind, extra in (("cds_noise", ramp_paths), ("bias", bias_paths)):
         if extra:
@@ -784,10 +804,9 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
     if trends_tsv:
         tables.write_tsv(trends, trends_tsv)
 
-    mean_img, std_img, nused = robust.clipped_mean_std_images(cube, p.sigma, p.maxiters)
+    mean_img, std_img, nused = grp.images(p.sigma, p.maxiters, p.memory_mb)
     if baseline_output:
-        common.write_slope_images(baseline_output, mean_img, std_img, nused, common.persistent_dq(dq), header,
-                                  cube.shape[0], starts, paths)
+        common.write_slope_images(baseline_output, mean_img, std_img, nused, pdq, header, nints, starts, paths)
     base_counts, pixels = None, pd.DataFrame(columns=_BASELINE_PIXEL_COLUMNS)
     if baseline:
         base = common.read_slope_images(baseline)
@@ -796,7 +815,7 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
                                                   geom.noutputs, p)
     _write_baseline_tables(base_counts, pixels, baseline_tsv, baseline_pixels_tsv)
 
-    summary = stability_summary(header["DETECTOR"], starts, cube.shape[0], trend_rows, results, family, p,
+    summary = stability_summary(header["DETECTOR"], starts, nints, trend_rows, results, family, p,
                                 gain is not None, baseline, base_counts, dead)
     doc = {"analysis": "stability", "group": group, "inputs": inputs, "conventions": CONVENTIONS,
            "parameters": p.as_dict(), "summary": summary, "flagged": flagged_drifts(trend_rows),
@@ -805,7 +824,7 @@ def stability_file(rateints_paths, table_path, json_path, trends_tsv=None, group
         doc["baseline_counts"] = tables.records(base_counts)
     tables.write_json(doc, json_path)
 
-    title = f"{group}: {len(paths)} exposures, {cube.shape[0]} integrations"
+    title = f"{group}: {len(paths)} exposures, {nints} integrations"
     if trend_png:
         plot_trends(table, trends, trend_png, f"stability, {title}")
     if baseline_png:
