@@ -67,7 +67,11 @@ rule dark_current_analysis:
         "../../envs/detcal.yaml"
     params:
         function="detcal.analysis.darkcurrent.dark_current_file",
-        kwargs={"expected": config["analysis"]["dark_expected"], "n_sigma": config["analysis"]["dark_n_sigma"]},
+        kwargs={
+            "expected": config["analysis"]["dark_expected"],
+            "n_sigma": config["analysis"]["dark_n_sigma"],
+            "memory_mb": config["analysis"]["memory_mb"],
+        },
     script:
         "../scripts/group_analysis.py"
 
@@ -99,7 +103,11 @@ rule stability:
         "../../envs/detcal.yaml"
     params:
         function="detcal.analysis.stability.stability_file",
-        kwargs={"hot_threshold": config["analysis"]["hot_threshold"], "alpha": config["analysis"]["stability_alpha"]},
+        kwargs={
+            "hot_threshold": config["analysis"]["hot_threshold"],
+            "alpha": config["analysis"]["stability_alpha"],
+            "memory_mb": config["analysis"]["memory_mb"],
+        },
     script:
         "../scripts/group_analysis.py"
 
