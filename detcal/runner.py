@@ -15,7 +15,7 @@ import time
 import numpy as np
 from astropy.io import fits
 
-from . import io, keywords, pipeline, plots, steps
+from . import io, keywords, pipeline, plots, steps, tables
 from .errors import InputError
 
 
@@ -290,9 +290,8 @@ def _run_step(step, ramp, refs, params, inputs, skip_groups=(0, 0), output=None,
         io.write_ramp(ramp, output)   # header already recorded (S_*, HISTORY)
     if table or figure:
         samples = plots.step_table(step, before, after, plots.sample_ramps(ramp.groupdq, pixels), pixels)
-        if table:
-            with io.atomic_path(table) as tmp:
-                samples.to_csv(tmp, sep="\t", index=False)
+        if table:   # a mapping of columns, written without pandas (a job's start-up)
+            tables.write_tsv(samples, table)
         if figure:
             plots.plot_step(samples, step, exposure, figure)
     return result
