@@ -391,3 +391,43 @@ def test_parity_with_stcal_when_a_group_is_do_not_use_everywhere():
     case[1][:, 0] |= DNU                        # 9 usable differences: iterative, not single pass
     info = assert_same_jumps(tuple(case))
     assert info["regime"] == "iterative"
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("ngroups, regime, in_place", [(15, "single_pass", False), (15, "single_pass", True),
+                                                       (8, "iterative", True)])
+def test_parity_with_stcal_when_groups_are_do_not_use_in_most_pixels(ngroups, regime, in_place):
+    """MIRI: lastframe flags the last group everywhere, rscd the first groups of the later
+    integrations in all but the early-saturating pixels. Such groups are made NaN by a mask and
+    only their JUMP flags are looked up; the flags must stay stcal's, in place or not."""
+    case = list(parity_case(3, ngroups, seed=16 + ngroups))
+    gdq = case[1]
+    gdq[:, -1] |= DNU
+    gdq[1:, :2] |= DNU
+    gdq[1:, :2, 10:14, 10:14] &= ~np.uint8(DNU)      # kept where the ramp saturates early
+    gdq[1, 1, 20:22, 20:22] |= JUMP                   # input JUMP on DO_NOT_USE groups: removed
+    gdq[1, 1, 12, 12] |= JUMP                         # ... and on a usable one: kept
+    before = gdq.copy()
+    info = assert_same_jumps(tuple(case), out=gdq if in_place else None)
+    assert info["regime"] == regime and info["n_all_dnu_groups"] == 3
+    assert np.array_equal(gdq, before) != in_place    # flagged in place only when asked
+
+
+def test_flagging_in_place_returns_the_input_groupdq_with_the_same_flags():
+    data, gdq, pdq, gain, rn, nframes, tgroup = parity_case(2, 10, seed=17)
+    new, new_pdq, info = detect_jumps(data, gdq, pdq, gain, rn, nframes, tgroup)
+    own = gdq.copy()
+    out, out_pdq, info_in_place = detect_jumps(data, own, pdq, gain, rn, nframes, tgroup, out=own)
+    assert out is own and info_in_place == info
+    np.testing.assert_array_equal(out, new)
+    np.testing.assert_array_equal(out_pdq, new_pdq)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        detect_jumps(data, gdq, pdq, gain, rn, nframes, tgroup, out=np.asfortranarray(gdq))
+
+
+def test_run_flags_the_ramps_own_groupdq_in_place():
+    data, gdq, pdq, gain, rn = flat(1, 6)
+    data[0, 3:, 3, 3] += 200.0
+    refs = {"gain": Reference("GAIN", gain), "readnoise": Reference("READNOISE", rn)}
+    out = jump.run(_ramp(data, gdq, pdq), refs)
+    assert out.groupdq is gdq and gdq[0, 3, 3, 3] & JUMP

@@ -35,7 +35,10 @@ flags are bit-identical. The work is done in blocks of rows sized from a memory 
 memory is the input and output arrays plus about ``memory_mb`` per thread), optionally on several
 threads (``threads``; numpy releases the GIL in its loops and sorts). Per block:
 
-* one pass over GROUPDQ finds the (rare) groups that are DO_NOT_USE, SATURATED or JUMP on input;
+* one pass over GROUPDQ finds the (rare) groups that are DO_NOT_USE, SATURATED or JUMP on input,
+  from the pixels whose OR over the groups is set (no scan of every value); groups that are
+  DO_NOT_USE in at least half of the pixels (MIRI: the last group, the groups rscd flags) are
+  made NaN by a mask instead, and only their JUMP flags are looked up;
 * the single-pass test never builds float64 arrays of the block: a float32 screen (``d`` outside
   ``med -+ threshold * sig`` shrunk by 1e-5) selects the candidates and stcal's float64 ratio is
   computed for those only;
@@ -51,7 +54,8 @@ DO_NOT_USE or SATURATED group, so the final clean-up of such groups only visits 
 
 Deliberate differences from stcal: when the exposure has too few usable groups the jump search is
 skipped and ``n_primary_crs`` is 0 (stcal reports -99); snowball and MIRI-shower flagging
-(off by default in jwst) are not implemented; inputs are never modified.
+(off by default in jwst) are not implemented; inputs are not modified (GROUPDQ only when it is
+given as ``out``: the runner flags its ramp's in place, which saves a GROUPDQ-sized cube).
 """
 
 import concurrent.futures
@@ -349,6 +353,20 @@ def _ratio_at(d, med, sig, idx):
     return r
 
 
+def _sparse_nonzero(x):
+    """``(np.flatnonzero(x), x.flat[that])`` of a 2-D ``x`` (rows, P) whose nonzero values are
+    rare: the columns with any are found by one OR over the rows (a SIMD reduction, much cheaper
+    than ``nonzero``'s scan of every value), then searched alone. Indices ascending, as
+    ``flatnonzero``."""
+    cols = np.flatnonzero(np.logical_or.reduce(x, axis=0) if x.dtype == bool
+                          else np.bitwise_or.reduce(x, axis=0))
+    if cols.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, x.dtype)
+    sub = x[:, cols]
+    r, c = np.nonzero(sub)
+    return r * x.shape[1] + cols[c], sub[r, c]
+
+
 def _single_pass(d, med, sig, threshold):
     """Flat indices into d of ``|d - med| / sig > threshold`` (float64, as stcal), without float64
     arrays of the whole block: a float32 screen keeps every difference outside ``med -+ threshold
@@ -359,7 +377,7 @@ def _single_pass(d, med, sig, threshold):
         L, U = _float32_bounds(med - c, med + c)
         out = np.less(d, L, out=scratch("jump.below", d.shape, bool))
         out |= np.greater(d, U, out=scratch("jump.above", d.shape, bool))
-        cand = np.flatnonzero(out)        # NaN d, med or sig: never a candidate
+        cand = _sparse_nonzero(out.reshape(-1, d.shape[-1]))[0]   # NaN d, med or sig: never one
         return cand[_ratio_at(d, med, sig, cand) > threshold]
 
 
@@ -420,12 +438,15 @@ def _after_jump(d, g, med, e1, n1, e2, n2):
 
 
 def _choose_regime(gdq, params):
-    """The regime of the whole exposure and the groups that are DO_NOT_USE in every pixel
-    (bool (nints, ngroups)): 'skipped', 'sigma_clip', 'single_pass' or 'iterative'."""
-    nints, ngroups = gdq.shape[:2]
-    all_dnu = np.array([[bool(np.all(gdq[i, k] & _DNU)) for k in range(ngroups)]
-                        for i in range(nints)]).reshape(nints, ngroups)
-    return choose_regime(all_dnu, params), all_dnu
+    """The regime of the whole exposure ('skipped', 'sigma_clip', 'single_pass' or 'iterative'),
+    the groups that are DO_NOT_USE in every pixel and those that are in at least half of them
+    (bool (nints, ngroups) each)."""
+    nints, ngroups, ny, nx = gdq.shape
+    plane = np.empty((ny, nx), np.uint8)
+    count = np.array([[np.count_nonzero(np.bitwise_and(gdq[i, k], _DNU, out=plane))
+                       for k in range(ngroups)] for i in range(nints)]).reshape(nints, ngroups)
+    all_dnu = count == ny * nx
+    return choose_regime(all_dnu, params), all_dnu, 2 * count >= ny * nx
 
 
 def choose_regime(all_dnu, params):
@@ -457,10 +478,15 @@ class _Exposure:
     flattened, so that GROUPDQ of the block is a view ``g`` (nints, ngroups, P) of ``gdq``.
     """
 
-    def __init__(self, data, gdq, gain, readnoise, nframes, params):
+    def __init__(self, data, gdq, gain, readnoise, nframes, params, dense=None):
         self.data, self.gdq, self.gain, self.readnoise = data, gdq, gain, readnoise
         self.nframes, self.params = nframes, params
         self.nints, self.ngroups, self.ny, self.nx = data.shape
+        # groups DO_NOT_USE in most pixels (MIRI lastframe and rscd: ~6 % of the values) are
+        # made NaN plane by plane, not by millions of flag lookups (DO_NOT_USE never changes here)
+        self.dense = (np.zeros((self.nints, self.ngroups), bool) if dense is None
+                      else np.asarray(dense, bool))
+        self.dense_planes = [tuple(ik) for ik in np.argwhere(self.dense)]
 
     def g(self, r0, r1):
         """GROUPDQ of rows r0:r1, a (nints, ngroups, P) view of gdq (blocks of whole rows)."""
@@ -487,9 +513,18 @@ class _Exposure:
         D = D.reshape(nints, ngroups, npix)
         flags = np.bitwise_and(self.g(r0, r1), _BAD | _JUMP,          # flagged groups are rare
                                out=scratch("jump.flags", (nints, ngroups, npix), np.uint8))
-        at = np.flatnonzero(flags)
-        val = flags.reshape(-1)[at]
-        D.reshape(-1)[at[(val & _BAD) != 0]] = np.nan
+        for i, k in self.dense_planes:      # mostly DO_NOT_USE: NaN by a mask, JUMP looked up
+            f = flags[i, k]
+            np.copyto(D[i, k], np.nan, where=(f & _BAD) != 0)
+            f &= _JUMP
+        at, val = _sparse_nonzero(flags.reshape(nints * ngroups, npix))
+        bad = (val & _BAD) != 0
+        if self.dense_planes:           # flags of the dense planes' JUMP groups, from GROUPDQ
+            plane, p = np.divmod(at, npix)
+            there = np.flatnonzero(self.dense.reshape(-1)[plane])
+            i, k = np.divmod(plane[there], ngroups)
+            bad[there] = (self.g(r0, r1)[i, k, p[there]] & _BAD) != 0
+        D.reshape(-1)[at[bad]] = np.nan
         d = np.subtract(D[:, 1:], D[:, :-1], out=scratch("jump.d", (nints, ngroups - 1, npix),
                                                           np.float32))
         med = sig = None
@@ -499,7 +534,7 @@ class _Exposure:
         if not with_flags:
             return d, med, sig
         is_jump = (val & _JUMP) != 0
-        return d, med, sig, at[is_jump], at[is_jump & ((val & _BAD) != 0)]
+        return d, med, sig, at[is_jump], at[is_jump & bad]
 
     def to_d(self, idx, npix):
         """Flat indices into g (nints, ngroups, P) of groups >= 1 -> flat indices into d."""
@@ -596,25 +631,30 @@ def _concat(index_tuples):
 
 
 @keyword_parameters(JumpParameters)
-def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, *, parameters):
+def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, *, out=None,
+                 parameters):
     """Flag cosmic-ray jumps with the two-point-difference method (stcal 1.20 parity).
 
     Parameters
     ----------
     data : ndarray, float32, shape (nints, ngroups, ny, nx)      [DN]   not modified
-    groupdq : ndarray, uint8, same shape                               not modified
+    groupdq : ndarray, uint8, same shape                               not modified (unless out)
     pixeldq : ndarray, uint32, shape (ny, nx)                          not modified
     gain : ndarray, float32, shape (ny, nx)                      [e-/DN]
     readnoise : ndarray, float32, shape (ny, nx)                 [DN]   CDS read noise
     nframes : int                                                       frames averaged per group
     tgroup : float or None                                       [s]    group time; needed for the
         after-jump times and the primary cosmic-ray rate
+    out : ndarray, uint8, C-contiguous, shape of ``groupdq``, optional: where to write the new
+        GROUPDQ; may be ``groupdq`` itself (flagged in place: no second cube, e.g. for the
+        runner, which owns its ramp)
     parameters : :class:`JumpParameters`, or its fields as keywords (thresholds, neighbour and
         after-jump settings, ``memory_mb``, ``threads``)
 
     Returns
     -------
-    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)      new array with JUMP_DET set
+    groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)      ``out`` or a new array, with
+                                                                  JUMP_DET set
     pixeldq : ndarray, uint32, shape (ny, nx)                     new array (NO_GAIN_VALUE)
     info : dict
         ``n_primary_crs`` (JUMP_DET groups before neighbour flagging, including those already
@@ -630,14 +670,22 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
     if nframes < 1:
         raise ValueError(f"nframes must be >= 1, got {nframes}")
 
-    gdq = np.array(groupdq, dtype=np.uint8, copy=True, order="C")
+    if out is None:
+        gdq = np.array(groupdq, dtype=np.uint8, copy=True, order="C")
+    else:     # blocks are views of gdq (reshaped rows): it must be C-contiguous uint8
+        if not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.flags.c_contiguous
+                and out.flags.writeable and out.shape == data.shape):
+            raise ValueError(f"out must be a writeable C-contiguous uint8 array of shape {data.shape}")
+        gdq = out
+        if out is not groupdq:
+            np.copyto(gdq, groupdq)
     pdq = np.array(pixeldq, dtype=np.uint32, copy=True)
     pdq[~(gain > 0.0)] |= np.uint32(dqflags.NO_GAIN_VALUE | dqflags.DO_NOT_USE)
 
     # DO_NOT_USE is never changed here: the groups DO_NOT_USE everywhere are those of the input.
-    regime, all_dnu = _choose_regime(gdq, p)
+    regime, all_dnu, dense = _choose_regime(gdq, p)
     blocks = row_blocks(ny, rows_per_block(nints, ngroups, nx, p.memory_mb))
-    exp = _Exposure(data, gdq, gain, readnoise, nframes, p)
+    exp = _Exposure(data, gdq, gain, readnoise, nframes, p, dense)
     n_primary = 0
     if regime in ("single_pass", "iterative"):
         found = map_blocks(lambda b: exp.search(b, regime), blocks, p.threads)
@@ -701,9 +749,12 @@ def run(ramp, refs, **params):
         ramp.header["S_JUMP"] = "SKIPPED"
         return ramp
     gain, rnoise = refs["gain"], refs["readnoise"]
+    gdq = ramp.groupdq     # flagged in place when the ramp owns a writable C-contiguous uint8 GROUPDQ
+    inplace = (isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
+               and gdq.flags.c_contiguous)
     ramp.groupdq, ramp.pixeldq, info = detect_jumps(
-        ramp.data, ramp.groupdq, ramp.pixeldq, gain.data, rnoise.data, meta["NFRAMES"],
-        meta["TGROUP"], **params)
+        ramp.data, gdq, ramp.pixeldq, gain.data, rnoise.data, meta["NFRAMES"],
+        meta["TGROUP"], out=gdq if inplace else None, **params)
     if info["primary_cosmic_rays"] is not None:
         ramp.header["PRIMECRS"] = (info["primary_cosmic_rays"],
                                    "Cosmic ray rate per thousand pixels per second")
