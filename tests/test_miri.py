@@ -332,6 +332,27 @@ def test_miri_refpix_full_frame_matches_jwst(odd_even_rows):
     np.testing.assert_array_equal(inplace, expect)
 
 
+@pytest.mark.parametrize("odd_even_rows", [True, False])
+def test_miri_refpix_blocks_of_rows_do_not_change_the_values(monkeypatch, odd_even_rows):
+    """The frame pass works on blocks of MIRI_BLOCK_ROWS rows; an odd number of rows leaves a
+    last block that splits a row pair, and a constant reference column takes the float64 path."""
+    from detcal.steps import refpix
+    data, _ = offset_ramp(nints=2, ngroups=5, ny=37, nx=24, seed=4)
+    data += np.random.default_rng(4).normal(0, 3, data.shape).astype(np.float32)
+    data[:, :, :, 22] = (900 + np.arange(5)[None, :, None] * 7.25).astype(np.float32)
+    pdq = np.zeros((37, 24), np.uint32)
+    pdq[5, 1] = DNU
+    results = []
+    for rows in (2, 6, 1024):
+        monkeypatch.setattr(refpix, "MIRI_BLOCK_ROWS", rows)
+        out, reason = subtract_reference_pixels(data, pdq, miri_geom(37, 24), odd_even_rows=odd_even_rows)
+        assert reason is None
+        results.append(out)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out.view(np.uint32), results[0].view(np.uint32))
+    assert np.abs(results[0] - data).max() > 1
+
+
 @pytest.mark.parity
 def test_miri_refpix_with_an_unusable_reference_column_matches_jwst():
     data, pixeldq = miri_frame(32, nints=2, ngroups=2)

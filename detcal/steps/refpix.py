@@ -525,9 +525,19 @@ def _miri_row_sets(ny, odd_even_rows):
     return [slice(0, ny, 2), slice(1, ny, 2)] if odd_even_rows else [slice(0, ny)]
 
 
+#: Rows per block of the MIRI full-frame pass (a multiple of 2, so that the row sets ``0::2`` and
+#: ``1::2`` keep their parity inside a block): the block's first read (float64) and its rows stay
+#: in the CPU cache through the subtract - correct - add of every group, so each value of the
+#: ramp is read and written once.
+MIRI_BLOCK_ROWS = 32
+
+
 def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit, out=None):
     """MIRI full-frame correction (module docstring); returns (corrected data, reason or None).
-    ``out`` may be ``data``: an integration is read (its first read copied) before it is written."""
+    ``out`` may be ``data``: a block's first read is copied before the block is written.
+
+    The reference columns are taken first (first read subtracted with the frame pass's
+    arithmetic), then every group of a block of rows is corrected in one pass."""
     nints, ngroups, ny, nx = data.shape
     out = np.empty_like(data) if out is None else out
     good_dq = (pixeldq & _DNU) == 0
@@ -546,57 +556,86 @@ def _miri_full_frame(data, pixeldq, odd_even_rows, siglimit, out=None):
     if missing and ngroups > 1:
         reason = ("MIRI reference columns without a usable (not DO_NOT_USE) pixel: "
                   f"{'; '.join(missing)}: no group corrected (jwst stops at the first group)")
+    row_sets = _miri_row_sets(ny, odd_even_rows)
+    nrs = len(row_sets)
+    ref_columns = sorted(set(column.values()))
+    at = {c: n for n, c in enumerate(ref_columns)}
+    correct = ngroups > 1 and not missing
+    step = max(nrs, MIRI_BLOCK_ROWS - MIRI_BLOCK_ROWS % nrs)
     for i in range(nints):
-        first = data[i, 0].astype(np.float64)
-        # jwst: data[i] = data[i] - first_read (float64, stored as float32); out[i] is the buffer
-        diff = out[i]
-        for g in range(ngroups):
-            np.subtract(data[i, g], first, out=diff[g])     # float64 arithmetic, float32 stored
-        if ngroups > 1 and not missing:
-            values = np.zeros((ngroups - 1, len(sets), nmax), np.float32)
-            for j, (k, side, rows) in enumerate(sets):
-                v = diff[1:, rows, column[side, k]]
-                values[:, j, :v.shape[1]] = v
-            flat = values.reshape(-1, nmax)
-            mean, wide, _ = clipped_means(flat, np.broadcast_to(good, values.shape).reshape(-1, nmax),
-                                          siglimit)
-            mean = mean.reshape(ngroups - 1, len(sets))
-            wide = wide.reshape(ngroups - 1, len(sets))
-            index = {(k, side, rows.start): j for j, (k, side, rows) in enumerate(sets)}
-            ok = np.ones(ngroups - 1, bool)
-            row_sets = _miri_row_sets(ny, odd_even_rows)
-            # value and width per (group, row set, output): a (row set, output) pattern that
-            # repeats over the frame (rows alternate with odd_even_rows, outputs every 4 columns)
-            values = np.zeros((ngroups - 1, len(row_sets), MIRI_NOUTPUTS))
-            wides = np.zeros(values.shape, bool)
-            for k in range(MIRI_NOUTPUTS):
-                for r, rows in enumerate(row_sets):
-                    jl, jr = index[k, "left", rows.start], index[k, "right", rows.start]
-                    value, is_wide, _ = _average_with_none((mean[:, jl], wide[:, jl], ok),
-                                                           (mean[:, jr], wide[:, jr], ok))
-                    values[:, r, k], wides[:, r, k] = value, is_wide
-            tiled = ny % len(row_sets) == 0
-            for g in range(1, ngroups):
-                v, w = values[g - 1], wides[g - 1]
-                if tiled and (w.all() or not w.any()):     # one broadcast over the frame
-                    frame = diff[g].reshape(ny // len(row_sets), len(row_sets), nx // MIRI_NOUTPUTS,
-                                            MIRI_NOUTPUTS)
-                    if w.all():
-                        np.subtract(frame, v[None, :, None, :], out=frame, dtype=np.float64)
-                    else:
-                        np.subtract(frame, v.astype(np.float32)[None, :, None, :], out=frame)
-                    continue
-                for k in range(MIRI_NOUTPUTS):
-                    for r, rows in enumerate(row_sets):
-                        block = diff[g, rows, k::MIRI_NOUTPUTS]     # a view: corrected in place
-                        if w[r, k]:
-                            np.subtract(block, np.float64(v[r, k]), out=block, dtype=np.float64)
-                        else:
-                            np.subtract(block, np.float32(v[r, k]), out=block)
-        # jwst: data[i] += first_read (float64, stored as float32)
-        for g in range(ngroups):
-            np.add(diff[g], first, out=diff[g])
+        if correct:
+            values, wides = _miri_group_values(data[i], ref_columns, at, sets, column, good, nmax,
+                                               row_sets, siglimit)
+            # the (row set, output) pattern as whole rows: contiguous broadcasts over a block
+            rows32 = np.tile(values.astype(np.float32), nx // MIRI_NOUTPUTS)
+            rows64 = np.tile(values, nx // MIRI_NOUTPUTS) if wides.any() else None
+        for y0 in range(0, ny, step):
+            y1 = min(ny, y0 + step)
+            # jwst: data[i] = data[i] - first_read (float64, stored as float32), the corrections,
+            # then data[i] += first_read (float64, stored as float32). Both operands are float32,
+            # and for + and - the float64 result rounded to float32 is the float32 result bit
+            # for bit (53 >= 2 x 24 + 2 bits: double rounding is innocuous), so float32 it is.
+            first = data[i, 0, y0:y1].copy()
+            for g in range(ngroups):
+                block = out[i, g, y0:y1]
+                np.subtract(data[i, g, y0:y1], first, out=block)
+                if correct and g > 0:
+                    _miri_subtract(block, values[g - 1], wides[g - 1], nrs, rows32[g - 1],
+                                   None if rows64 is None else rows64[g - 1])
+                np.add(block, first, out=block)
     return out, reason
+
+
+def _miri_group_values(frames, ref_columns, at, sets, column, good, nmax, row_sets, siglimit):
+    """Value and width (float32 or float64) to subtract per (group after the first, row set,
+    output) of one integration ``frames`` (ngroups, ny, nx): the average of the left and right
+    clipped means of the reference columns after the first-read subtraction."""
+    ngroups = frames.shape[0]
+    first = frames[0][:, ref_columns].astype(np.float64)
+    diff = np.empty((ngroups - 1, frames.shape[1], len(ref_columns)), np.float32)
+    np.subtract(frames[1:][:, :, ref_columns], first, out=diff)   # float64, stored as float32
+    values = np.zeros((ngroups - 1, len(sets), nmax), np.float32)
+    for j, (k, side, rows) in enumerate(sets):
+        v = diff[:, rows, at[column[side, k]]]
+        values[:, j, :v.shape[1]] = v
+    flat = values.reshape(-1, nmax)
+    mean, wide, _ = clipped_means(flat, np.broadcast_to(good, values.shape).reshape(-1, nmax), siglimit)
+    mean = mean.reshape(ngroups - 1, len(sets))
+    wide = wide.reshape(ngroups - 1, len(sets))
+    index = {(k, side, rows.start): j for j, (k, side, rows) in enumerate(sets)}
+    ok = np.ones(ngroups - 1, bool)
+    # value and width per (group, row set, output): a (row set, output) pattern that repeats over
+    # the frame (rows alternate with odd_even_rows, outputs every 4 columns)
+    out = np.zeros((ngroups - 1, len(row_sets), MIRI_NOUTPUTS))
+    wides = np.zeros(out.shape, bool)
+    for k in range(MIRI_NOUTPUTS):
+        for r, rows in enumerate(row_sets):
+            jl, jr = index[k, "left", rows.start], index[k, "right", rows.start]
+            value, is_wide, _ = _average_with_none((mean[:, jl], wide[:, jl], ok),
+                                                   (mean[:, jr], wide[:, jr], ok))
+            out[:, r, k], wides[:, r, k] = value, is_wide
+    return out, wides
+
+
+def _miri_subtract(block, v, w, nrs, rows32, rows64):
+    """Subtract the (row set, output) values ``v`` (float64 where ``w``, else float32 arithmetic)
+    from a block of rows (rows, nx) whose first row is in row set 0 (in place). ``rows32``,
+    ``rows64``: the values as whole rows (nrs, nx), float32 and float64 (None if not needed)."""
+    rows, nx = block.shape
+    if rows % nrs == 0 and (w.all() or not w.any()):      # one broadcast over the block
+        tiles = block.reshape(rows // nrs, nrs, nx)
+        if w.all():
+            np.subtract(tiles, rows64, out=tiles, dtype=np.float64)
+        else:
+            np.subtract(tiles, rows32, out=tiles)
+        return
+    for k in range(MIRI_NOUTPUTS):
+        for r in range(nrs):
+            part = block[r::nrs, k::MIRI_NOUTPUTS]     # a view: corrected in place
+            if w[r, k]:
+                np.subtract(part, np.float64(v[r, k]), out=part, dtype=np.float64)
+            else:
+                np.subtract(part, np.float32(v[r, k]), out=part)
 
 
 def _miri(data, pixeldq, geom, odd_even_columns, use_side_ref_pixels, side_smoothing_length,
