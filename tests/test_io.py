@@ -109,6 +109,32 @@ def test_uncal_uint16_reads_as_float32_with_zero_dq(fits_writer):
     assert ramp.groupdq.shape == raw.shape and ramp.pixeldq.shape == (NY, NX)
 
 
+def test_uncal_is_read_in_chunks_with_astropys_values(fits_writer, monkeypatch):
+    """The raw reader converts chunk by chunk (here 7 values, not dividing the array): every
+    value of the uint16 range, 0 and 65535 included, as astropy reads it."""
+    monkeypatch.setattr(io, "RAW_CHUNK", 7)
+    raw = np.random.default_rng(5).integers(0, 65536, (2, 3, NY, NX), dtype=np.uint16)
+    raw[0, 0, 0, :4] = [0, 32767, 32768, 65535]
+    path = fits_writer.uncal(raw, make_header(2, 3, NY, NX))
+    with fits.open(path) as hdul:
+        expect = np.asarray(hdul["SCI"].data, np.float32)
+    with io.open_fits(path, skip=("SCI",)) as hdul:
+        assert io._read_uint16_sci(path, hdul) is not None        # the chunked reader applies
+    got = io.read_ramp(path).data
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expect)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_truncated_uncal_is_an_input_error_naming_the_file(keep, fits_writer):
+    path = fits_writer.uncal(np.ones((2, 3, NY, NX), np.uint16), make_header(2, 3, NY, NX))
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[:int(len(raw) * keep)])
+    with pytest.raises(InputError, match="(truncated|corrupted)") as err:
+        io.read_ramp(path)
+    assert err.value.path == path
+
+
 def test_write_uncal_refuses_non_uint16_data(tmp_path):
     with pytest.raises(ValueError, match="uint16"):
         io.write_uncal(np.zeros((1, 2, 2, 2), np.float32), make_header(1, 2, 2, 2), tmp_path / "x.fits")

@@ -87,6 +87,17 @@ def test_lastframe_flags_only_the_last_group_and_only_when_more_than_2_groups(ng
         assert ramp.header["S_LASTFR"] == "SKIPPED"
 
 
+def test_lastframe_flags_the_ramps_own_groupdq_in_place_and_the_function_copies_otherwise():
+    ramp = _random_ramp(2, 5, 6, 8, seed=7)
+    gdq = ramp.groupdq
+    before = gdq.copy()
+    lastframe.run(ramp, {})
+    assert ramp.groupdq is gdq and (gdq[:, -1] & DNU).all()
+    copy, flagged = lastframe.flag_last_group(before)
+    assert flagged and copy is not before and not (before[:, -1] & DNU).all()
+    np.testing.assert_array_equal(copy, gdq)
+
+
 def test_lastframe_and_reset_skip_non_miri_data(caplog):
     ramp = make_ramp(1, 5, 4, 4, instrument="NIRCAM", data=np.ones((1, 5, 4, 4)))
     lastframe.run(ramp, {})

@@ -37,19 +37,24 @@ REFERENCES = DESCRIPTOR.references
 MIN_NGROUPS = 3
 
 
-def flag_last_group(groupdq):
+def flag_last_group(groupdq, out=None):
     """Flag the final group of every integration DO_NOT_USE when there are more than 2 groups.
 
     Parameters
     ----------
     groupdq : ndarray, uint8, shape (nints, ngroups, ny, nx)
+    out : ndarray, uint8, shape of ``groupdq``, optional   where to write the result; may be
+        ``groupdq`` itself (in place: no new cube)
 
     Returns
     -------
-    groupdq : ndarray, uint8, same shape    new array, last group OR DO_NOT_USE
-    flagged : bool                          False when NGROUPS < :data:`MIN_NGROUPS` (unchanged copy)
+    groupdq : ndarray, uint8, same shape    ``out`` or a new array, last group OR DO_NOT_USE
+    flagged : bool                          False when NGROUPS < :data:`MIN_NGROUPS` (unchanged)
     """
-    out = np.array(groupdq, dtype=np.uint8, copy=True)
+    if out is None:
+        out = np.array(groupdq, dtype=np.uint8, copy=True)
+    elif out is not groupdq:
+        np.copyto(out, groupdq)
     if out.ndim != 4:
         raise ValueError(f"groupdq must be 4-D (nints, ngroups, ny, nx), got shape {out.shape}")
     if out.shape[1] < MIN_NGROUPS:
@@ -67,7 +72,9 @@ def run(ramp, refs=None):
     """
     if skip_unless_miri(ramp, "lastframe", "the last-frame flagging"):
         return ramp
-    ramp.groupdq, flagged = flag_last_group(ramp.groupdq)
+    gdq = ramp.groupdq         # in place when the ramp owns a writable uint8 GROUPDQ (no new cube)
+    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
+    ramp.groupdq, flagged = flag_last_group(gdq, out=gdq if inplace else None)
     nints, ngroups = ramp.data.shape[:2]
     if not flagged:
         log.warning("lastframe: %s has NGROUPS=%d < %d: too few groups to flag the last one; "
