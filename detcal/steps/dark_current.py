@@ -175,7 +175,9 @@ def matched_groups(dark, mode, g0, g1, nframes, groupgap):
 
     def frames(a, b):
         block = dark[..., a:b, :, :].copy()
-        block[np.isnan(block)] = 0.0
+        nan = np.isnan(block)
+        if nan.any():
+            block[nan] = 0.0
         return block
 
     if mode == "direct":
@@ -284,7 +286,7 @@ def correct_dark(data, pixeldq, dark, dark_dq, dark_nframes, dark_groupgap, nfra
 
 def correct_dark_in_place(data, pixeldq, dark, dark_dq, dark_nframes, dark_groupgap, nframes,
                           groupgap, intstart=1, extrapolate=False, dark_name="<dark>",
-                          memory_mb=64):
+                          memory_mb=16):
     """:func:`correct_dark` without copies of the ramp or of the dark: ``data`` is modified.
 
     The matched dark is built and subtracted a chunk of groups at a time (chunks of at most
@@ -374,7 +376,7 @@ def _header_float(header, key):
 
 
 def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=None,
-        memory_mb=64):
+        memory_mb=16):
     """Subtract ``refs['dark']`` (a DARK :class:`detcal.io.Reference`) from a ramp.
 
     Parameters
@@ -388,7 +390,9 @@ def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=N
     average_dark_current : float or None   overrides the reference's AVDRKCUR          [e-/s]
     memory_mb : float             without ``dark_output`` the ramp is corrected in place and
                                   the matched dark built in chunks of this size [MB]
-                                  (:func:`correct_dark_in_place`); with it, the whole matched
+                                  (:func:`correct_dark_in_place`; small chunks are reused
+                                  heap memory and stay in the cache: MIRI full frame 0.21 s
+                                  at 64 MB, 0.16-0.18 s at 16); with it, the whole matched
                                   dark and a corrected copy of the ramp are made
 
     Returns

@@ -55,8 +55,10 @@ REFERENCES = DESCRIPTOR.references
 #: RESET planes and groups used are read, never its ERR.
 LAZY_REFERENCES = ("reset",)
 
-#: Work space of :func:`subtract_reset`: chunks of groups of one reference plane [MB of float32].
-CHUNK_MB = 64
+#: Work space of :func:`subtract_reset`: chunks of groups of one reference plane [MB of float32];
+#: small enough to stay in the CPU cache between reading a chunk and subtracting it (full-frame
+#: MIRI, one group: 0.24 s at 64 MB, 0.17 s at 4 MB for 3 x 40 groups).
+CHUNK_MB = 4
 
 
 def reset_planes(nints, intstart, reset_nints):
@@ -130,8 +132,10 @@ def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngrou
             ref = reset[plane, groups]                 # read from disk, or a view: our copy
             ref = ref.read() if isinstance(ref, LazyArray) else np.array(ref, np.float32, copy=True)
             nan = np.isnan(ref)
-            n_nan += int(np.count_nonzero(nan))
-            ref[nan] = 0.0                             # our copy: NaN counts as 0
+            count = int(np.count_nonzero(nan))
+            if count:
+                n_nan += count
+                ref[nan] = 0.0                         # our copy: NaN counts as 0
             for k in ints:
                 out[k, groups] -= ref
     if nints and reset_dq is not None:
