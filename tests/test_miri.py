@@ -145,6 +145,18 @@ def test_rscd_flags_integration_1_with_group_skip1():
     assert np.all(ramp.groupdq[1, :4] == DNU) and not ramp.groupdq[1, 4:].any()
 
 
+def test_rscd_flags_the_ramps_own_groupdq_in_place_and_flag_groups_copies_otherwise():
+    gdq = np.zeros((3, 10, 2, 4), np.uint8)
+    gdq[1, 2:, 0, 0] = SAT                                  # a back-off
+    ramp = rscd_ramp(nints=3, ny=2, nx=4, groupdq=gdq.copy())
+    own = ramp.groupdq
+    rscd.run(ramp, {"rscd": rscd_reference([("FULL", "FAST", 1, 3)])})
+    assert ramp.groupdq is own
+    copy, _, _ = rscd.flag_groups(gdq, np.zeros((2, 4), np.uint32), 1, 3, 3)
+    assert copy is not gdq and not (gdq & DNU).any()
+    np.testing.assert_array_equal(copy, own)
+
+
 def test_rscd_backs_off_for_early_saturation_and_sets_flux_estimated():
     gdq = np.zeros((2, 10, 1, 4), np.uint8)
     gdq[1, 3:, 0, 0] = SAT       # first saturated group 3 <= skip+1: flag max(0, 3-2) = 1 group

@@ -182,7 +182,7 @@ def skip_counts(groupdq, skip):
     return np.maximum(counts, 0), backed_off
 
 
-def flag_groups(groupdq, pixeldq, skip1, skip2, nints_total, intstart=1):
+def flag_groups(groupdq, pixeldq, skip1, skip2, nints_total, intstart=1, out=None):
     """Flag the RSCD-affected groups (steps 3-5 of the module docstring).
 
     Parameters
@@ -192,16 +192,23 @@ def flag_groups(groupdq, pixeldq, skip1, skip2, nints_total, intstart=1):
     skip1, skip2 : int       counts after :func:`effective_skips`
     nints_total : int        NINTS of the exposure (header); integrations 2+ are flagged only if > 1
     intstart : int           INTSTART: 1-based number of the file's first integration
+    out : ndarray, uint8, shape of ``groupdq``, optional   where to write the new GROUPDQ; may be
+                             ``groupdq`` itself (in place: no new cube)
 
     Returns
     -------
-    groupdq : ndarray, uint8     new array with DO_NOT_USE added
+    groupdq : ndarray, uint8     ``out`` or a new array, with DO_NOT_USE added
     pixeldq : ndarray, uint32    new array with FLUX_ESTIMATED on backed-off pixels
     info : dict   ``flagged`` (groups flagged per integration, int list; -1 = not processed),
                   ``backed_off`` (pixels), ``one_group`` (pixels left with no flagged group after a
                   back-off), ``skips`` ({'int1': n or None, 'int2+': n or None})
     """
-    groupdq = np.array(groupdq, dtype=np.uint8, copy=True)
+    if out is None:
+        groupdq = np.array(groupdq, dtype=np.uint8, copy=True)
+    else:
+        if out is not groupdq:
+            np.copyto(out, groupdq)
+        groupdq = out
     pixeldq = np.array(pixeldq, dtype=np.uint32, copy=True)
     nints, ngroups = groupdq.shape[:2]
     info = {"flagged": [-1] * nints, "backed_off": 0, "one_group": 0,
@@ -261,8 +268,10 @@ def run(ramp, refs):
         log.info("%s: nothing flagged (S_RSCD = SKIPPED)", where)
         ramp.header["S_RSCD"] = "SKIPPED"
         return ramp
-    ramp.groupdq, ramp.pixeldq, info = flag_groups(ramp.groupdq, ramp.pixeldq, skip1, skip2,
-                                                   nints_total, intstart)
+    gdq = ramp.groupdq         # in place when the ramp owns a writable uint8 GROUPDQ (no new cube)
+    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
+    ramp.groupdq, ramp.pixeldq, info = flag_groups(gdq, ramp.pixeldq, skip1, skip2, nints_total,
+                                                   intstart, out=gdq if inplace else None)
     applied = [s for s in info["skips"].values() if s]
     if not applied:
         why = ("single-integration exposure: RSCD affects the integrations after the first, and "
