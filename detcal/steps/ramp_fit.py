@@ -71,6 +71,7 @@ included); :func:`run` leaves such a ZEROFRAME out and says so.
 import ctypes
 import ctypes.util
 import dataclasses
+import fractions
 import functools
 import logging
 import math
@@ -110,6 +111,10 @@ _U8_DNU = np.uint8(_DNU)
 _U8_NOT_PERS = np.uint8(0xFF & ~_PERS)
 _INVALID = np.uint32(_DNU | _SAT)
 
+#: Factor on the first-order rounding bound of :func:`_rounding_scales` (the neglected
+#: second-order terms are ~n u of it, below 1e-13 at 1000 groups).
+SPARE = 1.25
+
 #: Approximate bytes of temporaries per pixel-group (used to size the row blocks; measured with
 #: tracemalloc: 12 MB of temporaries for a 16 MB budget at 1 x 100 and 2 x 10 groups).
 _BYTES_PER_PIXEL_GROUP = 32
@@ -138,16 +143,19 @@ def weight_table(n):
 
     Returns float64 (len(POWERS), n): ``slope * TGROUP = sum_k c[p, k] * y_k``, the weighted
     least-squares slope with stcal's optimal weights ``powf(|(k - mid) / mid|, P)`` (the 1/rn^2
-    factor cancels).
+    factor cancels). Each coefficient is the exact rational value rounded once to float64 (so
+    ``|c - exact| <= 2**-53 |exact|``: on a ramp with a large pedestal the closed-form slope then
+    errs only by the rounding of its own sum, :func:`_rounding_scales`).
     """
-    mid = (n - 1) / 2.0
-    invmid = 1.0 / mid
-    x = np.arange(n, dtype=np.float64)
+    weights = _padded_weights(n)[n]
     table = np.empty((len(POWERS), n))
-    for row, p in enumerate(POWERS):
-        w = np.array([_powf(abs((k - mid) * invmid), p) for k in range(n)])
-        sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
-        table[row] = w * (x * sw - sx) / (sw * sxx - sx * sx)
+    for row in range(len(POWERS)):
+        w = [fractions.Fraction(float(v)) for v in weights[row]]
+        sw = sum(w)
+        sx = sum(wk * k for k, wk in enumerate(w))
+        sxx = sum(wk * k * k for k, wk in enumerate(w))
+        den = sw * sxx - sx * sx
+        table[row] = [float(wk * (k * sw - sx) / den) for k, wk in enumerate(w)]
     return table
 
 
@@ -168,31 +176,25 @@ def _padded_weights(ngroups):
 def _rounding_scales(n, p, start=0):
     """Coefficients ``(KM, KS)`` of the rounding bound of :func:`_rounding_margin` for a segment
     of ``n`` groups starting at group ``start`` with weight row ``p``: the closed-form slope and
-    stcal's are both within ``u (KM max|y| / T + KS |slope|) / 2`` of the exact weighted
-    least-squares slope (u = 2**-53, the float64 unit roundoff); the factor 2 is spare.
+    stcal's differ by at most ``u (KM max|y| / T + KS |slope|) / SPARE`` (u = 2**-53, the float64
+    unit roundoff; :data:`SPARE` covers the second-order terms, relative size ~n u, many times).
 
-    First-order bounds, from the weights ``w`` (scale-free; stcal's 1/rn^2 scaling rounds every
-    weight by one u: a weight perturbation of at most ``2 u C max|y|``), its x values (group
-    numbers ``start + k``), ``sw, sx, sxx`` and ``den = sw sxx - sx^2``,
-    ``A = sw sx / den``, ``R = (sw sxx + sx^2) / den``, ``C = sum |c_k|`` (c: the slope
-    coefficients, which do not depend on ``start``):
+    First-order bounds of each one's distance from the exact weighted least-squares slope, from
+    the weights ``w`` (scale-free; stcal's 1/rn^2 scaling rounds every weight by one u: a weight
+    perturbation of at most ``2 u C max|y|``), its x values (group numbers ``start + k``),
+    ``sw, sx, sxx``, ``den = sw sxx - sx^2`` and ``C = sum |c_k|`` (c: the slope coefficients,
+    which do not depend on ``start``):
 
     * stcal: sequential sums (:func:`_stcal_slopes`), each rounding bounded by u times the
       partial sum it makes (``|partial sums of w y| <= max|y| * partial sums of w``), then
       ``num = sw sxy - sx sy``, ``den``, ``num / den / T``;
-    * closed form: the coefficients of :func:`weight_table` (x from 0; the rounding of ``den``
-      scales every coefficient alike, so it errs by a relative amount only) and a float64 sum of
-      ``n`` products in any order, then ``/ T``.
+    * closed form: the correctly rounded coefficients of :func:`weight_table` (``u C max|y|``),
+      a float64 sum of ``n`` products in any order (``n u C max|y|``), then ``/ T``.
     """
     w = _padded_weights(n)[n, p]
-    x0 = np.arange(n, dtype=np.float64)
-    ex = {}
-    for name, x in (("stcal", start + x0), ("closed", x0)):
-        sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
-        den = sw * sxx - sx * sx
-        ex[name] = (sw, sx, sxx, den, sw * sx / den, (sw * sxx + sx * sx) / den)
-    sw, sx, sxx, den, _, R = ex["stcal"]
-    x = start + x0
+    x = start + np.arange(n, dtype=np.float64)
+    sw, sx, sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
+    den = sw * sxx - sx * sx
 
     def part(t):       # sum of the partial sums that sequential addition rounds
         return float(np.cumsum(t)[1:].sum())
@@ -202,21 +204,22 @@ def _rounding_scales(n, p, start=0):
     C = float(np.abs(weight_table(n)[p]).sum())
     stcal_m = (sw * dsxy + sx * dsw + sx * dsy + sw * dsx + 2.0 * sw * sx) / den + 2.0 * C
     stcal_s = (sw * dsxx + sxx * dsw + 2.0 * sx * dsx + sw * sxx + sx * sx) / den + 4.0
-    *_, A0, R0 = ex["closed"]
-    closed_m = 2.0 * n * A0 + (n + 3.0) * C
-    closed_s = (2.0 * n + 1.0) * R0 + 3.0
-    return 2.0 * (stcal_m + closed_m), 2.0 * (stcal_s + closed_s) + 16.0
+    closed_m = (n + 3.0) * C
+    closed_s = 3.0
+    return SPARE * (stcal_m + closed_m), SPARE * (stcal_s + closed_s) + 16.0
 
 
-def _rounding_margin(slope, y32, n, start, p, T):
+def _rounding_margin(slope, y32, n, start, p, T, extremes=None):
     """Bound (P,) [DN/s] on the distance between the closed-form slopes ``slope`` (P,) of one
     integration's segments ``y32`` (n, P) (groups ``start`` .. ``start + n - 1``, weight row
     ``p``) and the slopes stcal's arithmetic gives them (:func:`_rounding_scales`; the extra
     ``16 u |slope|`` covers the few operations that turn a slope into SCI, the same for both).
+    ``extremes``: (min, max) of ``y32`` over axis 0 if known.
     """
     KM, KS = _rounding_scales(n, p, start)
     u = np.finfo(np.float64).eps / 2.0
-    big = np.fmax(np.abs(y32.max(axis=0)), np.abs(y32.min(axis=0))).astype(np.float64)  # max |y|
+    ymin, ymax = (y32.min(axis=0), y32.max(axis=0)) if extremes is None else extremes
+    big = np.fmax(np.abs(ymax), np.abs(ymin)).astype(np.float64)        # max |y|
     return u * (KM / T) * big + (u * KS) * np.abs(slope)
 
 
@@ -241,64 +244,56 @@ def _near_float32_boundary(slope, margin, ns):
     return risky
 
 
+def _column_sums(a):
+    """Sums over axis 0 of a C-contiguous float64 (n, S) array, row after row (stcal's group
+    order): numpy reduces axis 0 of such an array row by row when it has several columns, but sums
+    a single column pairwise (as a contiguous vector), so that one is accumulated."""
+    if a.shape[1] != 1:
+        return np.add.reduce(a, axis=0)
+    return np.add.accumulate(a, axis=0)[-1]
+
+
+def _stcal_sums_slopes(y, w, x, T):
+    """stcal's slopes from segment values ``y`` (n, S) (float32 or float64), weights ``w``
+    float64 (n, S) C-contiguous (``powf(...) * invrn2``; overwritten) and x values ``x`` float64
+    (n, S) or (n, 1): weighted sums in group order (:func:`_column_sums`), then
+    ``(sumw sumxy - sumx sumy) / (sumw sumxx - sumx^2) / T`` -> float64 (S,) [DN/s]."""
+    xwt = x * w
+    sumw = _column_sums(w)
+    sumx = _column_sums(xwt)
+    sumxx = _column_sums(x * xwt)
+    sumy = _column_sums(np.multiply(y, w, out=w))
+    sumxy = _column_sums(np.multiply(y, xwt, out=xwt))
+    num = sumw * sumxy - sumx * sumy
+    den = sumw * sumxx - sumx * sumx
+    return num * (1.0 / den) / T
+
+
 def _stcal_slopes(Y, start, n, pidx, invrn2, T, ngroups):
     """Segment slopes [DN/s] with stcal's arithmetic (weighted sums in group order, then
     ``(sumw sumxy - sumx sumy) / (sumw sumxx - sumx^2) / T``), so that they are bit-identical.
 
-    Y : float64 (S, maxn) segment values, NaN and positions beyond ``n`` set to 0;
-    start, n, pidx : int (S,) first group, length (>= 3), weight-exponent row; invrn2 : float64
-    (S,) ``1 / rn^2``. Padded positions have weight 0 and add exact zeros.
+    Y : float64 (S, maxn) segment values, NaN and positions beyond ``n`` set to 0 (a transposed
+    view of a C-contiguous (maxn, S) array is used without a copy); start, n, pidx : int (S,)
+    first group, length (>= 3), weight-exponent row; invrn2 : float64 (S,) ``1 / rn^2``. Padded
+    positions have weight 0 and add exact zeros.
     """
     S, maxn = Y.shape
     W = _padded_weights(ngroups)
-    if S <= 256:  # few segments: whole-array running sums (add.accumulate is sequential)
-        w = W[n, pidx, :maxn] * invrn2[:, None]
-        xval = start.astype(np.float64)[:, None] + np.arange(maxn, dtype=np.float64)
-        xwt = xval * w
-
-        def total(terms):  # left-to-right running sum from 0, as the C loop
-            return np.add.accumulate(terms, axis=1)[:, -1]
-
-        sumw, sumx, sumxx = total(w), total(xwt), total(xval * xwt)
-        sumy, sumxy = total(Y * w), total(Y * xwt)
-    else:         # many segments: one vector operation per group
-        sumw, sumx, sumxx, sumy, sumxy = (np.zeros(S) for _ in range(5))
-        xstart = start.astype(np.float64)
-        for k in range(maxn):
-            w = W[n, pidx, k] * invrn2
-            xval = xstart + float(k)
-            xwt = xval * w
-            sumw += w
-            sumx += xwt
-            sumxx += xval * xwt
-            sumy += Y[:, k] * w
-            sumxy += Y[:, k] * xwt
-    num = sumw * sumxy - sumx * sumy
-    den = sumw * sumxx - sumx * sumx
-    return num * (1.0 / den) / T
+    w = np.multiply(W[n, pidx, :maxn].T, invrn2, out=np.empty((maxn, S)))
+    x = start.astype(np.float64) + np.arange(maxn, dtype=np.float64)[:, None]
+    return _stcal_sums_slopes(np.ascontiguousarray(Y.T), w, x, T)
 
 
 def _stcal_slopes_rows(y32, start, p, invrn2, T):
     """:func:`_stcal_slopes` of segments that share their groups and weight row: ``y32``
     float32 (n, S) [DN] (group ``start + k`` in row k, no NaN), weight row ``p``, ``invrn2``
     float64 (S,) ``1 / rn^2`` -> slopes float64 (S,) [DN/s], bit-identical to stcal's.
-
-    Whole-row products, then sums over axis 0, which numpy adds row after row for every column:
-    stcal's group order.
     """
     n = y32.shape[0]
     w = _padded_weights(n)[n, p][:, None] * invrn2            # stcal: powf(...) * invrn2
     x = start + np.arange(n, dtype=np.float64)[:, None]
-    xwt = x * w
-    sumw = np.add.reduce(w, axis=0)
-    sumx = np.add.reduce(xwt, axis=0)
-    sumxx = np.add.reduce(x * xwt, axis=0)
-    y = y32.astype(np.float64)
-    sumy = np.add.reduce(np.multiply(y, w, out=w), axis=0)
-    sumxy = np.add.reduce(np.multiply(y, xwt, out=xwt), axis=0)
-    num = sumw * sumxy - sumx * sumy
-    den = sumw * sumxx - sumx * sumx
-    return num * (1.0 / den) / T
+    return _stcal_sums_slopes(y32, w, x, T)
 
 
 def _power_index(snr):
@@ -382,16 +377,18 @@ def _common_ranges(gdq):
     """The groups [lo, hi) of each integration left when the leading and trailing groups that are
     DO_NOT_USE in most pixels of the block are set aside (lastframe, rscd, the branch without
     dark's skip groups, the group selectors flag whole groups so; rscd flags fewer groups in
-    pixels that saturate early), and the GROUPDQ that a pixel without other flags then has:
-    uint8 (nints, ngroups), DO_NOT_USE outside [lo, hi), 0 inside.
+    pixels that saturate early): a list of (lo, hi), one per integration.
 
-    gdq : uint8 (nints, ngroups, P). Such a pixel's ramp is, for stcal, one segment [lo, hi)
-    (a DO_NOT_USE group ends a run and is not JUMP_DET, so it starts none) whose median rate
-    uses the differences inside it. When an integration would keep fewer than 3 groups, no group
-    is set aside anywhere (ranges (0, ngroups), pattern 0): the general path takes such ramps.
+    gdq : uint8 (nints, ngroups, P). A pixel whose only flags are DO_NOT_USE outside [lo, hi) has,
+    for stcal, one segment [lo, hi) (a DO_NOT_USE group ends a run and is not JUMP_DET, so it
+    starts none) whose median rate uses the differences inside it. When an integration would keep
+    fewer than 3 groups, no group is set aside anywhere (ranges (0, ngroups)): the general path
+    takes such ramps. The majority is taken over every 16th pixel: any choice gives the same
+    products (ramps that differ go through the general path), it only decides which is faster.
     """
     nints, ngroups, npix = gdq.shape
-    common = 2 * np.count_nonzero(gdq & _U8_DNU, axis=2) > npix     # (nints, ngroups)
+    sample = gdq[:, :, ::16]
+    common = 2 * np.count_nonzero(sample & _U8_DNU, axis=2) > sample.shape[2]   # (nints, ngroups)
     ranges = []
     for i in range(nints):
         lo, hi = 0, ngroups
@@ -400,12 +397,21 @@ def _common_ranges(gdq):
         while hi > lo and common[i, hi - 1]:
             hi -= 1
         ranges.append((lo, hi))
-    pattern = np.zeros((nints, ngroups), np.uint8)
     if any(hi - lo < 3 for lo, hi in ranges):
-        return [(0, ngroups)] * nints, pattern
+        return [(0, ngroups)] * nints
+    return ranges
+
+
+def _extremes(y32, ranges):
+    """Smallest and largest value (float32 (nints, P) each) of every ramp over the groups
+    [lo, hi) of its integration (``ranges``); NaN where a value is NaN."""
+    nints, _, npix = y32.shape
+    ymin = np.empty((nints, npix), np.float32)
+    ymax = np.empty((nints, npix), np.float32)
     for i, (lo, hi) in enumerate(ranges):
-        pattern[i, :lo] = pattern[i, hi:] = _U8_DNU
-    return ranges, pattern
+        np.minimum.reduce(y32[i, lo:hi], axis=0, out=ymin[i])
+        np.maximum.reduce(y32[i, lo:hi], axis=0, out=ymax[i])
+    return ymin, ymax
 
 
 def _segments(gdq):
@@ -478,17 +484,22 @@ class _GroupCounts:
     sat0: np.ndarray
 
 
-def _group_counts(y32, gdq, orig_gdq, is_zf, pattern):
-    """:class:`_GroupCounts` of a block. Ramps whose GROUPDQ is ``pattern`` (uint8 (nints,
-    ngroups): the common DO_NOT_USE groups of :func:`_common_ranges`, 0 elsewhere) and with
-    finite data (the common case) need no per-group bookkeeping: one segment, no saturated, jump
-    or persistence group, some usable group. Every integration of a pixel is fitted on its own
-    (stcal combines them afterwards), so only the flagged integrations of a pixel are flagged."""
+def _group_counts(y32, gdq, orig_gdq, is_zf, ranges, extremes, prepare=None):
+    """:class:`_GroupCounts` of a block. Ramps whose GROUPDQ is the block's common pattern
+    (:func:`_common_ranges`: DO_NOT_USE outside the integration's groups ``ranges`` [lo, hi), 0
+    inside) and with finite data inside [lo, hi) (``extremes``: :func:`_extremes`; the common
+    case) need no per-group bookkeeping: one segment, no saturated, jump or persistence group, some
+    usable group (the DO_NOT_USE groups' values are not used). Every integration of a pixel is
+    fitted on its own (stcal combines them afterwards), so only the flagged integrations of a
+    pixel are flagged."""
     nints, ngroups, npix = y32.shape
-    deviation = gdq ^ pattern[:, :, None] if pattern.any() else gdq
-    # A sum that is not finite: some value is not (or, harmlessly, the sum overflows).
-    flagged = ((np.bitwise_or.reduce(deviation, axis=1) != 0)
-               | ~np.isfinite(np.add.reduce(y32, axis=1)))
+    flagged = np.empty((nints, npix), bool)
+    for i, (lo, hi) in enumerate(ranges):
+        np.not_equal(np.bitwise_or.reduce(gdq[i, lo:hi], axis=0), 0, out=flagged[i])
+        for k in (*range(lo), *range(hi, ngroups)):
+            flagged[i] |= gdq[i, k] != _U8_DNU
+    flagged |= ~np.isfinite(extremes[0])             # min and max are NaN or inf if a value is
+    flagged |= ~np.isfinite(extremes[1])
     if ngroups < 3:
         flagged[:] = True
     fi, fp = np.nonzero(flagged)
@@ -498,6 +509,9 @@ def _group_counts(y32, gdq, orig_gdq, is_zf, pattern):
     if fi.size:
         c.gdq_fl = gdq[fi, :, fp].T[None]                 # (1, ngroups, K)
         orig_fl = orig_gdq[fi, :, fp]                      # (K, ngroups)
+        if prepare is not None:                            # (no ZEROFRAME: orig is gdq)
+            c.gdq_fl = prepare(c.gdq_fl)
+            orig_fl = c.gdq_fl[0].T
         sat = (c.gdq_fl[0] & np.uint8(_SAT)) != 0         # (ngroups, K)
         c.y_fl = y32[fi, :, fp].T[None].astype(np.float64)
         c.y_fl[0][sat] = np.nan
@@ -550,7 +564,8 @@ def _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges):
     return acc / float(nints)
 
 
-def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=None, mixed=None):
+def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=None, mixed=None,
+                      extremes=None):
     """Integration sums (sum_r, sum_p, sum_e, sum_num; (nints, P) float64, filled in place) of
     one segment [lo, hi) per integration (``ranges``, hi - lo >= 3; :func:`_common_ranges`), for
     every pixel (the caller redoes the flagged).
@@ -577,7 +592,8 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=Non
         # float64 sums of float32 data in any order (einsum's own loops: no BLAS threads)
         np.einsum("k,kp->p", weight_table(n)[p0[i]], yi, dtype=np.float64, out=slope[i])
         slope[i] /= T
-        margin[i] = _rounding_margin(slope[i], yi, n, lo, p0[i], T)
+        margin[i] = _rounding_margin(slope[i], yi, n, lo, p0[i], T,
+                                     None if extremes is None else (extremes[0][i], extremes[1][i]))
     ns = [hi - lo for lo, hi in ranges]
     redo = pidx != np.array(p0)[:, None]
     redo |= _near_float32_boundary(slope, margin, ns)
@@ -649,12 +665,17 @@ def _products(sums, dq_i, dq_r, cnt_sat):
     return rate, rateints
 
 
-def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, tf=None):
+def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, tf=None,
+               prepare=None):
     """Fit the ramps of one block of pixels.
 
-    y32 : float32 (nints, ngroups, P) [DN]; gdq : uint8 same shape (after suppression);
-    pdq : uint32 (P,); g, rn, dc : float64 (P,) (gain, read noise per group in e-, dark current);
-    zf : float32 (nints, P) ZEROFRAME [DN] or None (used only when not ``suppress``), tf TFRAME [s].
+    y32 : float32 (nints, ngroups, P) [DN]; gdq : uint8 same shape (after suppression, or before
+    it when ``prepare`` is given); pdq : uint32 (P,); g, rn, dc : float64 (P,) (gain, read noise
+    per group in e-, dark current); zf : float32 (nints, P) ZEROFRAME [DN] or None (used only when
+    not ``suppress``, and not with ``prepare``), tf TFRAME [s]; prepare : None or a function
+    applying the one-good-group suppression (and the first kept MIRI group's JUMP clearing) to
+    GROUPDQ of flagged ramps (:func:`_prepare_flagged`): a ramp that suppression or that clearing
+    would change is not one of the block's common pattern, so the block's GROUPDQ needs no copy.
     Returns (rate dict of (P,) arrays, rateints dict of (nints, P) arrays).
     """
     nints, ngroups, npix = y32.shape
@@ -662,8 +683,9 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     y32, gdq, is_zf = _substitute_zeroframe(y32, gdq, zf, suppress)
     bad_gain = ~(g > 0.0)
     pdq = pdq | np.where(bad_gain, np.uint32(_DNU | dqflags.NO_GAIN_VALUE), np.uint32(0))
-    ranges, pattern = _common_ranges(gdq)
-    c = _group_counts(y32, gdq, orig_gdq, is_zf, pattern)
+    ranges = _common_ranges(gdq)
+    extremes = _extremes(y32, ranges)
+    c = _group_counts(y32, gdq, orig_gdq, is_zf, ranges, extremes, prepare)
     dq_i, dq_r = _block_dq(pdq, c, ngroups)
     mr = _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges)
 
@@ -672,7 +694,8 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
         if ngroups >= 3 and c.fi.size < nints * npix:
             flagged = np.zeros((nints, npix), bool)
             flagged[c.fi, c.fp] = True
-            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged, c.mixed)
+            _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged, c.mixed,
+                              extremes)
         if c.fi.size:
             for s in sums:
                 s[c.fi, c.fp] = 0.0
@@ -721,15 +744,15 @@ def _general(y, gdq, is0th, mr, g, rn, dc, bad_gain, T, one_group_time, suppress
         # zero-padded table of every length.
         ii, mm, ss, nn = si[sel], sm[sel], start[sel], length[sel]
         maxn = int(nn.max())
-        k = np.arange(maxn)
-        pos = ss[:, None] + k
-        inside = k < nn[:, None]
-        seg = yt[ii[:, None], mm[:, None], np.where(inside, pos, 0)]
+        k = np.arange(maxn)[:, None]
+        pos = ss + k                                       # (maxn, S): group order in rows
+        inside = k < nn
+        seg = yt[ii, mm, np.where(inside, pos, 0)]
         last = yt[ii, mm, ss + nn - 1]
-        pidx = _power_index(_snr(last - seg[:, 0], rns[sel], gs[sel]))
+        pidx = _power_index(_snr(last - seg[0], rns[sel], gs[sel]))
         seg = np.where(inside & ~np.isnan(seg), seg, 0.0)
         rsel = rns[sel]
-        slope[sel] = _stcal_slopes(seg, ss, nn, pidx, 1.0 / (rsel * rsel), T, ngroups)
+        slope[sel] = _stcal_slopes(seg.T, ss, nn, pidx, 1.0 / (rsel * rsel), T, ngroups)
         n = nn.astype(np.float64)
         var_p[sel] = _var_poisson(mrs[sel], dcs[sel], T * gs[sel] * (n - 1.0))
         vr = _var_rnoise(rns[sel], T, n, gs[sel])
@@ -754,6 +777,18 @@ def _prepare_gdq(gdq, suppress, firstgroup, lastgroup):
     if suppress:
         one = np.count_nonzero((gdq & _U8_NOT_PERS) == 0, axis=1) == 1   # (nints, ...)
         gdq |= np.where(one, _U8_DNU, np.uint8(0))[:, None]
+    return gdq
+
+
+def _prepare_flagged(gdq, suppress, clear_jump0):
+    """:func:`_prepare_gdq`'s suppression, then the first kept MIRI group's JUMP_DET clearing,
+    for flagged ramps gathered as ``gdq`` uint8 (1, ngroups, K) (modified in place and returned).
+    The groups set aside before are DO_NOT_USE in every ramp, so they change no good-group count."""
+    if suppress:
+        one = np.count_nonzero((gdq & _U8_NOT_PERS) == 0, axis=1) == 1
+        gdq |= np.where(one, _U8_DNU, np.uint8(0))[:, None]
+    if clear_jump0:
+        gdq[:, 0] &= np.uint8(0xFF & ~_JUMP)
     return gdq
 
 
@@ -839,11 +874,19 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     rate = {k: np.empty((ny, nx), np.uint32 if k == "dq" else np.float32) for k in PRODUCT_NAMES}
     rateints = {k: np.empty((nints,) + v.shape, v.dtype) for k, v in rate.items()}
 
+    prepare = None
+    if zeroframe is None and (suppress or g_lo > 0):
+        prepare = functools.partial(_prepare_flagged, suppress=suppress, clear_jump0=g_lo > 0)
+
     def fit(block):
         r0, r1 = block
-        gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)[:, g_lo:g_hi]
-        if g_lo > 0:
-            gdq[:, 0] &= np.uint8(0xFF & ~_JUMP)
+        if zeroframe is None and first is None:            # no copy: see _fit_block's prepare
+            gdq = groupdq[:, g_lo:g_hi, r0:r1]
+        else:
+            gdq = _prepare_gdq(groupdq[:, :, r0:r1], prepare is None and suppress, first,
+                               last)[:, g_lo:g_hi]
+            if g_lo > 0 and prepare is None:
+                gdq[:, 0] &= np.uint8(0xFF & ~_JUMP)
         npix = (r1 - r0) * nx
         gdq = gdq.reshape(nints, g_hi - g_lo, npix)
         y32 = np.asarray(data[:, g_lo:g_hi, r0:r1, :], np.float32).reshape(nints, g_hi - g_lo, npix)
@@ -855,7 +898,7 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
         if zeroframe is not None:
             zf = np.asarray(zeroframe[:, r0:r1], np.float32).reshape(nints, npix)
         r, ri = _fit_block(y32, gdq, pixeldq[r0:r1].ravel(), g, rn, dc, T, one_group_time,
-                           suppress, zf, tf)
+                           suppress, zf, tf, prepare)
         for k in rate:
             rate[k][r0:r1] = r[k].reshape(r1 - r0, nx)
             rateints[k][:, r0:r1] = ri[k].reshape(nints, r1 - r0, nx)
@@ -867,17 +910,43 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
 
 def _miri_group_range(groupdq, blocks, suppress, first, last):
     """Groups [lo, hi) kept for MIRI: leading groups and one trailing group that are DO_NOT_USE in
-    every pixel of every integration are dropped (stcal ``discard_miri_groups``)."""
-    ngroups = groupdq.shape[1]
-    all_dnu = np.ones(ngroups, bool)
+    every pixel of every integration are dropped (stcal ``discard_miri_groups``).
+
+    DO_NOT_USE after :func:`_prepare_gdq`. A group that is not DO_NOT_USE in the input everywhere
+    (nor set aside by the group selectors) is not so after it either as soon as one ramp without
+    DO_NOT_USE there keeps two good groups (suppression spares it): such a witness among the first
+    ramps decides; otherwise every block is prepared."""
+    nints, ngroups = groupdq.shape[:2]
+    sure = np.zeros(ngroups, bool)        # DO_NOT_USE in every ramp, before suppression
+    if first is not None:
+        sure[:first] = True
+        sure[last + 1:] = True
+    raw = np.full(ngroups, 0xFF, np.uint8)
     for r0, r1 in blocks:
-        gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)
-        all_dnu &= np.all((gdq & _U8_DNU) != 0, axis=(0, 2, 3))
+        g = groupdq[:, :, r0:r1].reshape(nints, ngroups, -1)
+        raw &= np.bitwise_and.reduce(np.bitwise_and.reduce(g, axis=2), axis=0)
+    sure |= (raw & _U8_DNU) != 0
+
+    def all_dnu(k):
+        if sure[k]:
+            return True
+        if not suppress:
+            return False
+        i, y, x = np.nonzero((groupdq[:, k] & _U8_DNU) == 0)
+        ramps = groupdq[i[:256], :, y[:256], x[:256]] | np.where(sure, _U8_DNU, np.uint8(0))
+        if np.any(np.count_nonzero((ramps & _U8_NOT_PERS) == 0, axis=1) >= 2):
+            return False
+        every = np.ones(ngroups, bool)
+        for r0, r1 in blocks:
+            gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)
+            every &= np.all((gdq & _U8_DNU) != 0, axis=(0, 2, 3))
+        return bool(every[k])
+
     lo = 0
-    while lo < ngroups and all_dnu[lo]:
+    while lo < ngroups and all_dnu(lo):
         lo += 1
     hi = ngroups
-    if lo < ngroups and all_dnu[hi - 1]:
+    if lo < ngroups and all_dnu(hi - 1):
         hi -= 1
     return lo, hi
 
