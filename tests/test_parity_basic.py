@@ -124,6 +124,25 @@ def test_saturation_flags_match_stcal(nframes, grow, use_bias):
             assert ref_gdq[0, 1, g2[0], g2[1]] == DNU
 
 
+@pytest.mark.parametrize("nframes, grow, use_bias", [(1, 1, True), (1, 0, False), (4, 2, True)])
+def test_saturation_matches_stcal_without_saturated_flags_on_input(nframes, grow, use_bias):
+    """A raw ramp has no SATURATED flags before the step (the step then takes a group's
+    SATURATED pixels as those crossed so far); some groups have no A-to-D-floor value (skipped
+    after a minimum that ignores NaN), one has NaN values beside floor values."""
+    data, gdq, pdq, thr, sat_dq, bias, _ = saturation_case(nframes, seed=40 + nframes + grow)
+    gdq &= ~np.uint8(SAT)
+    data[1, 3][data[1, 3] <= 0] = 5.0                   # no floor value in this group
+    data[1, 4, :3, :3] = np.nan                         # NaN beside the floor values
+    data[0, 5, 0, 0] = 0.0
+    bias = bias if use_bias else None
+    ref_gdq, ref_pdq = stcal_saturation(data, gdq, pdq, thr, sat_dq, bias, grow, nframes)
+    our_gdq, our_pdq = flag_saturation(data, gdq, pdq, thr, sat_dq, n_pix_grow_sat=grow,
+                                       nframes=nframes, bias=bias)
+    np.testing.assert_array_equal(our_gdq, ref_gdq)
+    np.testing.assert_array_equal(our_pdq, ref_pdq)
+    assert np.any(ref_gdq & SAT) and np.any(ref_gdq[1, 4] & AD) and not np.any(ref_gdq[1, 3] & AD)
+
+
 def test_saturation_matches_stcal_on_a_single_group_and_two_group_ramp():
     for ngroups in (1, 2):
         data, gdq, pdq, thr, sat_dq, bias, _ = saturation_case(4, seed=7, ngroups=ngroups)

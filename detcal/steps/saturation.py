@@ -189,16 +189,23 @@ def flag_saturation(data, groupdq, pixeldq, sat_thresh, sat_dq, n_pix_grow_sat=1
         d = data[i]
         g = gdq[i]
         crossed[...] = False
+        # without SATURATED on input (raw files) a group's SATURATED pixels are those crossed so
+        # far, and the grown flags contain them: two passes per group fewer
+        seeded = bool(np.bitwise_or.reduce(g, axis=None) & _SAT) if g.size else False
         for k in range(ngroups):
             # 1.-2. forward pass, then growth of this group's SATURATED bits (not cascading)
             np.greater_equal(d[k], thr, out=scratch)
             crossed |= scratch
-            _flag(g[k], crossed, _SAT, bits)
-            np.not_equal(np.bitwise_and(g[k], _SAT, out=bits), 0, out=sat[k])
+            if seeded or n_pix_grow_sat <= 0:
+                _flag(g[k], crossed, _SAT, bits)
+                np.not_equal(np.bitwise_and(g[k], _SAT, out=bits), 0, out=sat[k])
+            else:
+                np.copyto(sat[k], crossed)
             if n_pix_grow_sat > 0:
                 _flag(g[k], grow_in_place(sat[k], n_pix_grow_sat), _SAT, bits)
-            # 3. A-to-D floor (this group only)
-            _flag(g[k], np.less_equal(d[k], 0, out=scratch), _LOW, bits)
+            # 3. A-to-D floor (this group only); a NaN-ignoring minimum skips the rest (a read)
+            if d[k].size and np.fmin.reduce(d[k], axis=None) <= 0:
+                _flag(g[k], np.less_equal(d[k], 0, out=scratch), _LOW, bits)
 
         # 5. backward pass over frame-averaged groups. It reads only flags of the forward pass
         #    (it adds DO_NOT_USE, never SATURATED), so the order of the groups does not matter.
