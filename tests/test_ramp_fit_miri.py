@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from detcal import dqflags
-from detcal.steps import ramp_fit
+from detcal.steps import median, ramp_fit
 
 import test_ramp_fit
 
@@ -233,3 +233,25 @@ def test_miri_group_range_matches_its_definition_when_suppression_empties_a_grou
     assert ramp_fit._miri_group_range(gdq, blocks, True, 2, 5) == definition(True, 2, 5) == (2, 7)
     gdq[1, :-1, 0, 0] = 0                        # two good groups in this ramp: group 0 stays
     assert ramp_fit._miri_group_range(gdq, blocks, True, None, None) == definition(True) == (0, 7)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_median_of_differences_is_numpys_median_of_the_float64_rate_differences(seed):
+    # the int32-key median against np.median of fl(y[k+1] / T) - fl(y[k] / T), bit for bit, on
+    # MIRI-like (pedestal, distinct differences), NIR-like (around 0), negative, quantised (ties
+    # at the middle ranks), equal values (differences of 0) and short/long ramps (network / keys)
+    rng = np.random.default_rng(seed)
+    T = float(np.float32(MIRI_TFRAME))
+    P = 300
+    for n in (5, 33, 34, 38, 50, 101):
+        cases = [12000 + np.cumsum(rng.normal(0.05, 14, (n, P)), axis=0),
+                 rng.normal(0, 10, (n, P)) + 0.01 * np.arange(n)[:, None],
+                 -(12000 + np.cumsum(rng.normal(0.05, 14, (n, P)), axis=0)),
+                 100 + np.round(rng.normal(0, 2, (n, P)) * 4) / 4,
+                 np.where(rng.random((n, P)) < 0.5, 7.0, 7.0 + 2.0 ** -10)]
+        for y in cases:
+            y32 = y.astype(np.float32)
+            r = y32.astype(np.float64) / T
+            expect = np.median(r[1:] - r[:-1], axis=0)
+            got = median.median_of_differences(y32, T, work="test")
+            np.testing.assert_array_equal(got.view(np.int64), expect.view(np.int64))

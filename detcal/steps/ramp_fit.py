@@ -39,8 +39,9 @@ integration is one segment [lo, hi) of the remaining groups (a DO_NOT_USE group 
 so it starts no segment; stcal's x values are group numbers from lo), fitted with closed-form
 weighted slopes (the most common weight exponent of the integration with scalar coefficients),
 and the median rate is that of the differences inside [lo, hi), from
-:func:`detcal.steps.median.median_columns` (a median-only sorting network up to 32 differences,
-sorted rows of a tiled transposed copy above). An integration keeping fewer than 3 groups
+:func:`detcal.steps.median.median_of_differences` (a median-only sorting network up to 32
+differences; above, int32 sort keys of the float32 differences that identify the middle elements,
+whose float64 rate differences are then computed exactly). An integration keeping fewer than 3 groups
 disables this; other ramps (an integration of a pixel with jumps, saturation, NaN, other
 DO_NOT_USE) go through a vectorised segment path, one integration at a time, so a pixel's other
 integrations keep the closed form (their slopes then redone with stcal's arithmetic, because the
@@ -81,7 +82,7 @@ import numpy as np
 from .. import dqflags
 from .descriptor import Param, Product, Step
 from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block
-from .median import median_columns, median_sorted, release_scratch, scratch, sort_columns
+from .median import median_of_differences, median_sorted, release_scratch, sort_columns
 
 log = logging.getLogger("detcal.ramp_fit")
 
@@ -353,22 +354,18 @@ def _median_rate(y, gdq, T, one_group_time, is0th, suppress, is_zf=None, tf=None
     return acc / float(nints)
 
 
-def _median_rate_clean(y32, T, ranges):
+def _median_rate_clean(y32, T, ranges, extremes):
     """Per-integration medians of :func:`_median_rate` for pixels whose only GROUPDQ flags are the
     block's common DO_NOT_USE groups (:func:`_common_ranges`) and with finite data (the common
     case), same arithmetic: y32 float32 (nints, ngroups, P) [DN], ``ranges`` (lo, hi) per
-    integration with hi - lo >= 2 -> float64 (nints, P) [DN/s], NaN as 0. The DO_NOT_USE groups
-    give NaN rates, hence NaN differences, so the median is that of the differences inside
-    [lo, hi)."""
+    integration with hi - lo >= 2, ``extremes`` (:func:`_extremes`) -> float64 (nints, P) [DN/s],
+    NaN as 0. The DO_NOT_USE groups give NaN rates, hence NaN differences, so the median is that
+    of the differences inside [lo, hi) (:func:`detcal.steps.median.median_of_differences`)."""
     nints, ngroups, npix = y32.shape
     meds = np.empty((nints, npix))
-    r = scratch("ramp_fit.r", (ngroups, npix), np.float64)
-    d = scratch("ramp_fit.d", (ngroups - 1, npix), np.float64)
     for i, (lo, hi) in enumerate(ranges):
-        n = hi - lo
-        np.divide(y32[i, lo:hi], T, out=r[:n], dtype=np.float64)
-        diffs = np.subtract(r[1:n], r[:n - 1], out=d[:n - 1])
-        med = median_columns(diffs, work=f"ramp_fit.median.{n - 1}")
+        big = np.fmax(np.abs(extremes[0][i]), np.abs(extremes[1][i])).astype(np.float64)
+        med = median_of_differences(y32[i, lo:hi], T, big, work=f"ramp_fit.median.{hi - lo - 1}")
         meds[i] = np.where(np.isnan(med), 0.0, med)
     return meds
 
@@ -544,7 +541,7 @@ def _block_dq(pdq, c, ngroups):
     return dq_i, dq_r
 
 
-def _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges):
+def _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges, extremes):
     """The median rate mr (P,) of every pixel of a block: the mean over integrations of the
     per-integration medians, closed form for the unflagged ramps, :func:`_median_rate` (one
     integration at a time) for the flagged ones."""
@@ -553,7 +550,7 @@ def _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges):
         if c.fi.size == nints * npix:
             meds = np.empty((nints, npix))
         else:
-            meds = _median_rate_clean(y32, T, ranges)     # every ramp; the flagged ones are redone
+            meds = _median_rate_clean(y32, T, ranges, extremes)   # the flagged ones are redone
         if c.fi.size:
             meds[c.fi, c.fp] = _median_rate(c.y_fl, c.gdq_fl, T, one_group_time,
                                             c.is0th[c.fi, c.fp][None], suppress,
@@ -687,7 +684,7 @@ def _fit_block(y32, gdq, pdq, g, rn, dc, T, one_group_time, suppress, zf=None, t
     extremes = _extremes(y32, ranges)
     c = _group_counts(y32, gdq, orig_gdq, is_zf, ranges, extremes, prepare)
     dq_i, dq_r = _block_dq(pdq, c, ngroups)
-    mr = _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges)
+    mr = _block_median_rate(y32, c, T, one_group_time, suppress, is_zf, tf, ranges, extremes)
 
     sums = tuple(np.zeros((nints, npix)) for _ in range(4))     # sum_r, sum_p, sum_e, sum_num
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
