@@ -44,6 +44,12 @@ does **not** subtract a dark, and the GAIN reference [e-/DN].
    (:func:`stratified_sigma`), so it includes the late slope's larger noise. The truth this
    estimates is the mean dark rate of the pixels the clipping kept (``clip_lower/upper``).
 
+Memory (:class:`RateGroup`): the group is never stacked. The per-integration values (clipped
+means, the DQ bits set in every integration, MIRI's kept pixels, re-derived from each
+integration's clipping bounds) are read one integration at a time, the slope image from blocks of
+rows of every integration that fit ``memory_mb``; what grows with the number of integrations are
+per-integration scalars only. The numbers do not depend on ``memory_mb``.
+
 Known offsets of the input slopes (measured on simulated 10-group RAPID ramps, see the tests):
 the optimally weighted ramp fit reads a 0.5 e-/s dark 0.3 % high compared with plain OLS (its
 weights depend on each ramp's own SNR, which is near the 5 and 10 switch points there), and

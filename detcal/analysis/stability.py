@@ -50,6 +50,11 @@ without multiple-testing control: 4 of 52), on 64 of 64 groups with a dark or bi
 per-exposure errors per exposure; whole-array slopes within 1 / 2 error bars of the truth in
 68 / 98 % (dark) and 79 / 96 % (bias) of 116 groups.
 
+Memory: the slopes are read one integration at a time and the slope images by blocks of rows
+(:class:`detcal.analysis.darkcurrent.RateGroup`, ``memory_mb``), the ramps (CDS noise) and raw
+files (bias, group 1 only) one integration at a time: nothing grows with the number of
+integrations but per-integration scalars.
+
 Baseline comparison (JWQL dark monitor): the per-pixel clipped mean and std of the slopes over
 all integrations are compared with a baseline in the slope-image format
 (:func:`detcal.analysis.common.write_slope_images`; e.g. the ``image_fits`` of a previous
