@@ -115,7 +115,7 @@ log = logging.getLogger("detcal.refpix")
 
 _DNU = np.uint32(dqflags.DO_NOT_USE)
 _REF = np.uint32(dqflags.REFERENCE_PIXEL)
-_ROW_CHUNK = 128     # rows per block when applying corrections (keeps float64 temporaries small)
+_ROW_CHUNK = 32      # rows per block when applying corrections (float64 work rows stay in the cache)
 _FRAME_CHUNK = 32    # frames per block in the running median
 
 
@@ -421,6 +421,10 @@ def _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
         return "no usable reference pixels (top/bottom or side): data left unchanged"
 
     # ---- apply, row block by row block ------------------------------------------------------
+    # Each ufunc computes in float64 (an operand is float64) and rounds once into its output:
+    # a float64 block for jwst's float64 work buffer, a float32 one for its float32 buffer.
+    chunk = min(_ROW_CHUNK, ny)
+    work = {np.float64: np.empty((chunk, nx)), np.float32: np.empty((chunk, nx), np.float32)}
     for f, (i, g) in enumerate(frames):
         c = corr[f]
         c32 = c.astype(np.float32)
@@ -429,13 +433,13 @@ def _nir_multi_output(src, dst, dq, geom, odd_even_columns, use_side_ref_pixels,
             np.subtract(src[i, g], c32, out=dst[i, g])
             continue
         for r in range(0, ny, _ROW_CHUNK):
-            tmp = src[i, g, r:r + _ROW_CHUNK].astype(np.float64)
-            tmp -= c
-            if not wide_frame[f]:
-                tmp = tmp.astype(np.float32).astype(np.float64)   # jwst's float32 work buffer
-            if side is not None:
-                tmp -= side[f, r:r + _ROW_CHUNK, None]
-            dst[i, g, r:r + _ROW_CHUNK] = tmp
+            rows = slice(r, r + _ROW_CHUNK)
+            if side is None:
+                np.subtract(src[i, g, rows], c, out=dst[i, g, rows])
+                continue
+            tmp = work[np.float64 if wide_frame[f] else np.float32][:dst[i, g, rows].shape[0]]
+            np.subtract(src[i, g, rows], c, out=tmp)
+            np.subtract(tmp, side[f, rows, None], out=dst[i, g, rows])
     if n_refs == 0:
         return "no usable top/bottom reference pixels: only the side correction was applied"
     if n_uncorrected:
