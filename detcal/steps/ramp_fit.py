@@ -82,7 +82,7 @@ import numpy as np
 from .. import dqflags
 from .descriptor import Param, Product, Step
 from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block
-from .median import median_of_differences, median_sorted, release_scratch, sort_columns
+from .median import NETWORK_MAX, median_of_differences, median_sorted, release_scratch, sort_columns
 
 log = logging.getLogger("detcal.ramp_fit")
 
@@ -117,8 +117,11 @@ _INVALID = np.uint32(_DNU | _SAT)
 SPARE = 1.25
 
 #: Approximate bytes of temporaries per pixel-group (used to size the row blocks; measured with
-#: tracemalloc: 12 MB of temporaries for a 16 MB budget at 1 x 100 and 2 x 10 groups).
+#: tracemalloc at a 16 MB budget: 15 MB at 2 x 10 groups; above 33 groups, whose median rate
+#: takes int32 keys (:func:`detcal.steps.median.median_of_differences`), 20 bytes give 10-15 MB
+#: at 1 x 40 to 1 x 100 and 3 x 40).
 _BYTES_PER_PIXEL_GROUP = 32
+_BYTES_PER_PIXEL_GROUP_KEYED = 20
 
 #: Keys of the rate and rateints dicts (FITS extensions SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE).
 PRODUCT_NAMES = ("sci", "err", "dq", "var_poisson", "var_rnoise")
@@ -579,12 +582,14 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=Non
     nints, _, npix = y32.shape
     slope = np.empty((nints, npix))
     margin = np.empty((nints, npix))
-    pidx = np.empty((nints, npix), np.intp)
+    delta = np.empty((nints, npix))
+    for i, (lo, hi) in enumerate(ranges):
+        np.subtract(y32[i, hi - 1], y32[i, lo], out=delta[i], dtype=np.float64)
+    pidx = _power_index(_snr(delta, rn, g))
     p0 = []
     for i, (lo, hi) in enumerate(ranges):
         n = hi - lo
         yi = y32[i, lo:hi]
-        pidx[i] = _power_index(_snr(yi[-1].astype(np.float64) - yi[0], rn, g))
         p0.append(int(np.bincount(pidx[i], minlength=len(POWERS)).argmax()))
         # float64 sums of float32 data in any order (einsum's own loops: no BLAS threads)
         np.einsum("k,kp->p", weight_table(n)[p0[i]], yi, dtype=np.float64, out=slope[i])
@@ -603,13 +608,15 @@ def _closed_form_sums(y32, mr, g, rn, dc, bad_gain, T, ranges, sums, flagged=Non
         for p in np.unique(pidx[i, redo[i]]):
             op = np.flatnonzero(redo[i] & (pidx[i] == p))
             slope[i, op] = _stcal_slopes_rows(y32[i, lo:hi][:, op], lo, p, 1.0 / (rn[op] * rn[op]), T)
-        var_p = _var_poisson(mr, dc, T * g * (n - 1.0))
-        var_r = _var_rnoise(rn, T, float(n), g)
-        var_r = np.where(bad_gain, 0.0, var_r)
-        sum_r[i] = 1.0 / var_r
-        sum_p[i] = np.where(var_p > 0.0, 1.0 / var_p, 0.0)
-        sum_e[i] = 1.0 / (var_p + var_r)
-        sum_num[i] = slope[i] / var_r
+    n = np.array(ns, np.float64)[:, None]                 # every integration at once
+    var_p = _var_poisson(mr, dc, T * g * (n - 1.0))
+    var_r = _var_rnoise(rn, T, n, g)
+    var_r = np.where(bad_gain, 0.0, var_r)
+    np.divide(1.0, var_r, out=sum_r)
+    np.divide(1.0, var_p, out=sum_p, where=var_p > 0.0)
+    sum_p[~(var_p > 0.0)] = 0.0
+    np.divide(1.0, var_p + var_r, out=sum_e)
+    np.divide(slope, var_r, out=sum_num)
 
 
 def _products(sums, dq_i, dq_r, cnt_sat):
@@ -859,7 +866,8 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     first, last = _group_selectors(firstgroup, lastgroup, ngroups)
     rn_scale = np.sqrt(2.0 * nframes)
 
-    blocks = row_blocks(ny, rows_per_block(nints, ngroups, nx, memory_mb, _BYTES_PER_PIXEL_GROUP))
+    per_value = _BYTES_PER_PIXEL_GROUP_KEYED if ngroups > NETWORK_MAX + 1 else _BYTES_PER_PIXEL_GROUP
+    blocks = row_blocks(ny, rows_per_block(nints, ngroups, nx, memory_mb, per_value))
 
     g_lo, g_hi = 0, ngroups
     if miri and ngroups > 1:
