@@ -1,7 +1,9 @@
 """Bounded memory of the group analyses (issue 15): dark current and stability read the group's
 rateints one integration (or one block of rows of every integration) at a time, so their peak
 memory does not grow with the number of integrations, and every number equals the one computed
-on the whole stacked group (:func:`detcal.analysis.darkcurrent.read_group`).
+on the whole stacked group (:func:`detcal.analysis.darkcurrent.read_group`). The jump statistics
+read each jump ramp one integration (or block of rows) at a time, so they no longer hold a whole
+exposure, with the numbers of the in-memory ramp.
 
 The group: simulated raw ramps of a small NIR detector (the stability analysis's bias and CDS
 noise inputs) and rateints products written beside them with random slopes, outliers (hot
@@ -19,7 +21,7 @@ from astropy.io import fits
 
 from detcal import dqflags, inventory, io
 from detcal import simulate as sim
-from detcal.analysis import common, darkcurrent, robust, stability
+from detcal.analysis import common, darkcurrent, jumps, robust, stability
 
 SIZE = 96             # pixels per side (4-pixel reference border)
 NEXP = 4              # exposures of the group (stability's trend test needs >= 3)
@@ -165,3 +167,62 @@ def test_memory_budget_changes_no_number(groups, tmp_path):
         a, b = common.read_slope_images(small / name), common.read_slope_images(large / name)
         for key in ("mean", "std", "nused", "dq"):
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def jump_ramps(group, fraction=1e-4, seed=2):
+    """Jump-step-like ramps of the group's raw files: JUMP_DET set on a random ``fraction`` of the
+    (group > 1, pixel) cells. Returns their paths."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for uncal in group[1]:
+        ramp = io.read_ramp(uncal)
+        hit = rng.random(ramp.groupdq.shape) < fraction
+        hit[:, 0] = False
+        ramp.groupdq[hit] |= np.uint8(dqflags.JUMP_DET)
+        path = uncal.replace("_uncal.fits", "_jump.fits")
+        io.write_ramp(ramp, path, step="jump")
+        out.append(path)
+    return out
+
+
+def run_jumps(group, paths, out, **kwargs):
+    gain = group[2]
+    return jumps.jump_statistics_file(paths, f"{out}/j.tsv", f"{out}/j.json", events_tsv=f"{out}/je.tsv",
+                                      map_fits=f"{out}/jm.fits", examples_tsv=f"{out}/jx.tsv", gain_path=gain,
+                                      readnoise_path=gain.replace("gain", "readnoise"), **kwargs)
+
+
+def test_jump_statistics_hold_one_integration_not_one_exposure(groups, tmp_path):
+    # 4 exposures of 1 and 4 integrations (4 groups, 96 x 96): one exposure's ramp (SCI float32 +
+    # GROUPDQ) grows by 3 x 4 x 96 x 96 x 5 bytes = 0.55 MB
+    peaks = {}
+    for n, group in groups.items():
+        paths = jump_ramps(group)
+        out = tmp_path / f"j{n}"
+        out.mkdir()
+        run_jumps(group, paths, out, memory_mb=0.5)
+        peaks[n] = peak_bytes(run_jumps, group, paths, out, memory_mb=0.5)
+    # measured: 1.47 -> 1.60 MB (+0.14 MB: the events and per-integration rows); the whole
+    # exposure in memory (before issue 15's change): 1.31 -> 1.95 MB (+0.65 MB)
+    assert peaks[4] - peaks[1] < 0.4 * (3 * 4 * SIZE * SIZE * 5), peaks
+
+
+def test_jump_statistics_equal_the_in_memory_ramp(groups, tmp_path):
+    group = groups[4]
+    paths = jump_ramps(group)
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir()
+    large.mkdir()
+    doc = run_jumps(group, paths, small, memory_mb=0.001)       # median differences a row at a time
+    run_jumps(group, paths, large)
+    for name in ("j.tsv", "je.tsv", "jx.tsv"):
+        assert (small / name).read_bytes() == (large / name).read_bytes(), name
+    # the per-integration rows of the first file, from its ramp read whole into memory
+    ramp = io.read_ramp(paths[0], "jump")
+    name = inventory.exposure_name(paths[0], product=True)
+    gain = common.read_gain(group[2], ramp.header, ramp.data.shape, ramp.path).astype(np.float64)
+    rn = io.read_reference(group[2].replace("gain", "readnoise"), "READNOISE", like=ramp).data.astype(np.float64)
+    whole = jumps.ramp_jump_statistics(ramp, name, common.expstart(ramp.header), gain, rn, [],
+                                       jumps.JumpStatisticsParameters(), [])
+    assert sum(r["n_jump_flags"] for r in whole["per_integration"]) > 0
+    assert whole["per_integration"] == [r for r in doc["per_integration"] if r["exposure"] == name]

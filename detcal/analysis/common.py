@@ -44,6 +44,10 @@ ALL = "all"
 #: Pixel pitch per instrument family [um] (CR hit area).
 PIXEL_PITCH_UM = {"NIR": 18.0, "MIRI": 25.0}
 
+#: Default working-memory budget [MB] of the group analyses' blocks of rows of every integration
+#: (config ``analysis: memory_mb``; jump statistics, dark current, stability). Changes no number.
+MEMORY_MB = 256
+
 
 # ----------------------------------------------------------------------------------------------
 # DQ and pixel selections

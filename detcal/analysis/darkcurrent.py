@@ -215,7 +215,7 @@ def sigma_stat(means, fallback=math.nan):
 
 #: Default working-memory budget [MB] of the blocks of rows of the per-pixel slope images
 #: (:meth:`RateGroup.images`; the analyses' ``memory_mb``).
-MEMORY_MB = 256
+MEMORY_MB = common.MEMORY_MB
 
 #: Bytes per value of a block of rows of :meth:`RateGroup.images`: the SCI float32 as read plus
 #: the clipping's temporaries (:data:`detcal.analysis.robust.CLIP_IMAGE_BYTES_PER_VALUE`).

@@ -92,7 +92,7 @@ from scipy import ndimage
 from scipy.signal import convolve2d
 from scipy.special import ndtr
 
-from .. import dqflags, inventory, io, tables
+from .. import dqflags, inventory, io, keywords, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from ..steps import jump as jump_step
@@ -329,6 +329,26 @@ def median_differences(data, groupdq, pixels):
     if ok.any():
         med[ok] = np.nanmedian(d[:, ok], axis=0)
     out[ys, xs] = med
+    return out
+
+
+#: Bytes per value of a block of rows of :func:`ramp_median_differences` (SCI float32 and GROUPDQ
+#: as read, the float64 section of the chosen pixels and its differences).
+MEDIAN_BYTES_PER_VALUE = 4 + 1 + 8 + 8
+
+
+def ramp_median_differences(ramp, pixels, memory_mb=common.MEMORY_MB):
+    """:func:`median_differences` of a ramp: whole for a :class:`detcal.io.Ramp` in memory, by
+    blocks of rows of every integration that fit ``memory_mb`` [MB] for a :class:`LazyRamp`
+    (the median is per pixel, so the result does not depend on the blocks)."""
+    if not isinstance(ramp, LazyRamp):
+        return median_differences(ramp.data, ramp.groupdq, pixels)
+    out = np.full(pixels.shape, np.nan)
+    nints, ngroups = ramp.data.shape[:2]
+    for rows in ramp.reader.row_blocks(memory_mb, MEDIAN_BYTES_PER_VALUE * nints * ngroups):
+        if pixels[rows].any():
+            out[rows] = median_differences(ramp.reader.read("SCI", rows=rows), ramp.reader.read("GROUPDQ", rows=rows),
+                                           pixels[rows])
     return out
 
 
@@ -615,22 +635,24 @@ def example_table(ramp, exposure, n_examples=9):
     cols = EXAMPLE_COLUMNS
     _, _, active = common.layout(ramp.header, ramp.data.shape, ramp.path)
     for i in range(ramp.data.shape[0]):
-        jump = ((ramp.groupdq[i] & _JUMP) != 0) & active[None]
+        groupdq = np.asarray(ramp.groupdq[i])              # one integration (read from a LazyRamp)
+        jump = ((groupdq & _JUMP) != 0) & active[None]
         pixels = _example_pixels(jump.any(axis=0), n_examples)
         if not pixels:
             continue
+        data = np.asarray(ramp.data[i])
         size = []
         for y, x in pixels:
-            d = np.diff(ramp.data[i, :, y, x].astype(np.float64))
+            d = np.diff(data[:, y, x].astype(np.float64))
             flagged = jump[1:, y, x]
             size.append(d[flagged].max() if flagged.any() else -np.inf)
         order = np.argsort(size)[::-1]
         rows = []
         for k, idx in enumerate(order):
             y, x = pixels[idx]
-            for g in range(ramp.data.shape[1]):
-                rows.append((k + 1, exposure, i + 1, y, x, g + 1, float(ramp.data[i, g, y, x]),
-                             int(jump[g, y, x]), int(ramp.groupdq[i, g, y, x])))
+            for g in range(data.shape[0]):
+                rows.append((k + 1, exposure, i + 1, y, x, g + 1, float(data[g, y, x]),
+                             int(jump[g, y, x]), int(groupdq[g, y, x])))
         return pd.DataFrame(rows, columns=cols)
     return pd.DataFrame([], columns=cols)
 
@@ -731,9 +753,9 @@ def _references(ramp, gain_path, readnoise_path):
     return gain, rn
 
 
-def _noise_probabilities(groupdq, regime, parameters, noise_e):
-    """Upward noise events expected per usable difference, per integration (:func:`noise_jump_probability`)."""
-    all_dnu = np.all((groupdq & _DNU) != 0, axis=(2, 3))                  # (nints, ngroups)
+def _noise_probabilities(all_dnu, regime, parameters, noise_e):
+    """Upward noise events expected per usable difference, per integration (:func:`noise_jump_probability`);
+    ``all_dnu`` bool (nints, ngroups): groups DO_NOT_USE in every pixel."""
     ok = ~all_dnu
     n_diffs = np.count_nonzero(ok[:, 1:] & ok[:, :-1], axis=1)
     if regime == "single_pass":
@@ -758,6 +780,10 @@ class JumpStatisticsParameters:
                                     would merge unrelated hits whose neighbour flags touch the same
                                     pixel in consecutive groups
     n_examples : int                example ramps drawn (9)
+    memory_mb : float               working-memory budget [MB] of the blocks of rows of the
+                                    per-pixel median difference (:func:`ramp_median_differences`);
+                                    the rest is read one integration at a time
+                                    (:data:`detcal.analysis.common.MEMORY_MB`). Changes no number.
     """
 
     jump_parameters: dict = None
@@ -765,6 +791,7 @@ class JumpStatisticsParameters:
     connectivity: int = 8
     link_groups: bool = None
     n_examples: int = 9
+    memory_mb: float = common.MEMORY_MB
 
     def jump_step_parameters(self):
         """The jump step's parameters: its defaults updated with ``jump_parameters``."""
@@ -818,7 +845,8 @@ def _event_rows(name, i, events):
 def ramp_jump_statistics(ramp, name, start, gain, rn, dead, parameters, footprints):
     """Jump statistics of every integration of one jump-step ramp (no file access).
 
-    ramp : :class:`detcal.io.Ramp`;  gain [e-/DN], rn [DN CDS] : float64 (ny, nx) or None;
+    ramp : :class:`detcal.io.Ramp` or :class:`LazyRamp` (read one integration, or one block of
+    rows, at a time);  gain [e-/DN], rn [DN CDS] : float64 (ny, nx) or None;
     dead : 0-based dead outputs (no detection area);  footprints : list, extended with the
     events' footprints (:func:`merge_areas`).
 
@@ -835,22 +863,28 @@ def ramp_jump_statistics(ramp, name, start, gain, rn, dead, parameters, footprin
         active = active & ~np.isin(amp_map, dead)
     pitch = common.pixel_pitch(ramp.header, p.pixel_pitch_um)
     link = meta["NFRAMES"] > 1 if p.link_groups is None else bool(p.link_groups)
-    flagged = (((ramp.groupdq & _JUMP) != 0).any(axis=(0, 1))) & active
-    center = median_differences(ramp.data, ramp.groupdq, flagged)
+    jumped_any = np.zeros(ramp.data.shape[-2:], bool)
+    all_dnu = np.zeros(ramp.data.shape[:2], bool)           # (nints, ngroups): DO_NOT_USE everywhere
+    for i in range(ramp.data.shape[0]):
+        groupdq = np.asarray(ramp.groupdq[i])
+        jumped_any |= ((groupdq & _JUMP) != 0).any(axis=0)
+        all_dnu[i] = np.all((groupdq & _DNU) != 0, axis=(1, 2))
+    flagged = jumped_any & active
+    center = ramp_median_differences(ramp, flagged, p.memory_mb)
     sigma = step_sigma(center, gain, rn, meta["NFRAMES"]) if gain is not None else None
     noise_e = math.nan
     if gain is not None:
         rn_e = (rn * gain)[active]
         rn_e = rn_e[np.isfinite(rn_e) & (rn_e > 0)]
         noise_e = float(np.median(rn_e)) / math.sqrt(meta["NFRAMES"]) if rn_e.size else math.nan
-    regime = jump_regime(np.all((ramp.groupdq & _DNU) != 0, axis=(2, 3)), jparams)
-    p_noise = _noise_probabilities(ramp.groupdq, regime, jparams, noise_e if gain is not None else None)
+    regime = jump_regime(all_dnu, jparams)
+    p_noise = _noise_probabilities(all_dnu, regime, jparams, noise_e if gain is not None else None)
     out = {"per_integration": [], "events": [], "significance": [], "acc": {}, "int_stats": [],
            "union": None, "jump_map": None}
     for i in range(ramp.data.shape[0]):
         stats, events, jumped, njump = integration_statistics(
-            ramp.data[i], ramp.groupdq[i], ramp.pixeldq, amp_map, active, geom.noutputs, meta["TGROUP"],
-            pitch, p.connectivity, link, center, sigma, p_noise[i], footprints,
+            np.asarray(ramp.data[i]), np.asarray(ramp.groupdq[i]), ramp.pixeldq, amp_map, active, geom.noutputs,
+            meta["TGROUP"], pitch, p.connectivity, link, center, sigma, p_noise[i], footprints,
             run_extra_s=(meta["NFRAMES"] - 1) * meta["TFRAME"])
         out["union"] = jumped if out["union"] is None else out["union"] | jumped
         out["jump_map"] = njump.astype(np.int32) if out["jump_map"] is None else out["jump_map"] + njump
@@ -865,6 +899,22 @@ def ramp_jump_statistics(ramp, name, start, gain, rn, dead, parameters, footprin
                pitch=pitch, detector=meta["DETECTOR"], regime=regime, noise_e=noise_e,
                has_gain=gain is not None, link=link, nints=ramp.data.shape[0])
     return out
+
+
+class LazyRamp:
+    """A jump-step ramp file in place of a :class:`detcal.io.Ramp`, read one integration (or one
+    block of rows) at a time: ``data`` and ``groupdq`` are :class:`detcal.io.LazyArray` of SCI and
+    GROUPDQ (``x[i]`` reads integration i), ``pixeldq``, ``header``, ``path`` and :meth:`meta`
+    as a Ramp's, ``reader`` the open :class:`detcal.io.RampReader`."""
+
+    def __init__(self, reader):
+        self.reader, self.header, self.path = reader, reader.header, reader.path
+        self.data, self.groupdq = reader.lazy("SCI"), reader.lazy("GROUPDQ")
+        self.pixeldq = reader.read("PIXELDQ")
+
+    def meta(self, step="inventory"):
+        """Typed dict of the keywords ``step`` needs (:func:`detcal.keywords.require`)."""
+        return keywords.require(self.header, step, self.path)
 
 
 class _GroupJumps:
@@ -1054,16 +1104,16 @@ def jump_statistics_file(ramp_paths, table_path, json_path, group=None, events_t
     jparams = p.jump_step_parameters()
     dead = common.dead_amplifiers(raw_paths) if raw_paths else []
     grp = _GroupJumps()
-    for path in paths:
-        ramp = io.read_ramp(path, "jump")
-        name = inventory.exposure_name(path, product=True)
-        start = common.expstart(ramp.header)
-        gain, rn = _references(ramp, gain_path, readnoise_path)
-        grp.add(name, start, ramp_jump_statistics(ramp, name, start, gain, rn, dead, p, grp.footprints))
-        if grp.examples is None and (examples_tsv or ramp_png or grid_png):
-            ex = example_table(ramp, name, p.n_examples)
-            grp.examples = ex if len(ex) else None
-        del ramp
+    for path in paths:          # one integration (or block of rows) of one file at a time
+        with io.RampReader(path, "jump") as reader:
+            ramp = LazyRamp(reader)
+            name = inventory.exposure_name(path, product=True)
+            start = common.expstart(ramp.header)
+            gain, rn = _references(ramp, gain_path, readnoise_path)
+            grp.add(name, start, ramp_jump_statistics(ramp, name, start, gain, rn, dead, p, grp.footprints))
+            if grp.examples is None and (examples_tsv or ramp_png or grid_png):
+                ex = example_table(ramp, name, p.n_examples)
+                grp.examples = ex if len(ex) else None
 
     sig = grp.signed_significance()
     if gain_path and readnoise_path:     # events on pixels without a sigma (GAIN 0) are left out

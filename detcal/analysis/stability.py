@@ -83,7 +83,7 @@ from .. import dqflags, inventory, io, tables
 from ..errors import InputError
 from ..parameters import keyword_parameters
 from . import common, robust
-from .darkcurrent import MEMORY_MB, RateGroup
+from .darkcurrent import RateGroup
 
 _ONE_SIGMA = float(sstats.norm.cdf(1.0))
 
@@ -447,7 +447,8 @@ class StabilityParameters:
     nsigma : float          significance of a baseline difference [sigma] (5.0)
     memory_mb : float       working-memory budget [MB] of the blocks of rows of the slope images
                             (:meth:`detcal.analysis.darkcurrent.RateGroup.images`); the rest is
-                            read one integration at a time (:data:`MEMORY_MB`). Changes no number.
+                            read one integration at a time
+                            (:data:`detcal.analysis.common.MEMORY_MB`). Changes no number.
     """
 
     hot_threshold: float = 1.0
@@ -458,7 +459,7 @@ class StabilityParameters:
     dead_ratio: float = 0.1
     noisy_ratio: float = 1.5
     nsigma: float = 5.0
-    memory_mb: float = MEMORY_MB
+    memory_mb: float = common.MEMORY_MB
 
     def as_dict(self):
         """The parameters as written to the JSON document."""

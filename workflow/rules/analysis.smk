@@ -32,6 +32,7 @@ rule jump_statistics:
         kwargs={
             "pixel_pitch_um": config["analysis"]["pixel_pitch_um"] or None,
             "jump_parameters": step_parameters("jump"),
+            "memory_mb": config["analysis"]["memory_mb"],
         },
     script:
         "../scripts/group_analysis.py"
