@@ -18,6 +18,15 @@ e- (single read), dark rate e-/s. detcal never imports ccdproc; tests/test_ccd_p
 compares each step with ccdproc 2.5 on the same frames.
 """
 
-from . import inventory, process, products, sections
+import importlib
 
 __all__ = ["inventory", "process", "products", "sections"]
+
+
+def __getattr__(name):
+    """Import a submodule on first use (PEP 562): the workflow's Snakefile imports only
+    :mod:`.inventory` to plan the CCD jobs, and every Snakemake start (two per job on a cluster)
+    would otherwise import :mod:`.products` and :mod:`.process` (matplotlib, scipy.stats) too."""
+    if name in __all__:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,6 @@ import pandas as pd
 from astropy.io import fits
 
 from ..errors import InputError
-from . import process
 from .sections import parse_section, section_string
 
 KINDS = ("bias", "dark", "flat", "light")
@@ -220,6 +219,8 @@ def judge_overscan(inventory, decisions, cfg):
     Returns dict: section (str), model, order, axis, subtract (bool), judged_on (str),
     scatter_active_adu, scatter_corrected_adu, ratio, useful (bool/None), reason (str).
     """
+    from . import process  # scipy.stats: not imported by the Snakefile's header-only plan
+
     section = cfg["overscan"]
     out = {"section": section or "", "model": cfg["overscan_model"], "order": int(cfg["overscan_order"]),
            "scatter_active_adu": math.nan, "scatter_corrected_adu": math.nan, "ratio": math.nan,
