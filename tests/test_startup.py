@@ -51,6 +51,17 @@ def test_inventory_and_summary_scripts_do_not_import_matplotlib():
     assert not {"matplotlib", "matplotlib.pyplot"} & set(_fresh_modules(code)["modules"])
 
 
+def test_the_workflow_parse_imports_no_plotting_nor_simulation_library():
+    """Every Snakemake start (each SLURM job's too) parses the Snakefile, which imports detcal to
+    plan the files; nothing is drawn or simulated there."""
+    lines = sorted({line.strip() for path in [ROOT / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk")]
+                    for line in path.read_text().splitlines() if line.startswith(("from detcal", "import detcal"))})
+    assert any("demo" in line for line in lines) and any("simulate" in line for line in lines)
+    loaded = _fresh_modules("\n".join(lines) + "\nimport sys\nfor m in ('scipy', 'astropy.table'):\n"
+                            "    assert m not in sys.modules, m")
+    assert not {"matplotlib", "matplotlib.pyplot"} & set(loaded["modules"])
+
+
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     spec = {"name": "NRCA1", "preset": "nircam_sw", "size": 32, "ngroups": 4, "nints": 1, "nexposures": 1}

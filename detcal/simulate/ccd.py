@@ -35,7 +35,6 @@ import os
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
 
 #: Default parameters (units in the names' comments); a spec's ``overrides`` replaces them.
 PARAMETERS = {
@@ -181,6 +180,8 @@ def write_ccd_set(spec, outdir, seed):
 
     Returns :func:`planned_files`.
     """
+    from astropy.table import Table  # at use: the workflow imports this module at every Snakemake start
+
     s = normalize_spec(spec)
     p = s["params"]
     truth = make_truth(s, seed)
@@ -219,6 +220,8 @@ def effective_readnoise(params):
 
 def read_truth(path):
     """dict: header (parameters), dark_rate, hot (bool), glow, bias, frames (Table)."""
+    from astropy.table import Table
+
     with fits.open(path) as hdul:
         return {"header": hdul[0].header.copy(), "dark_rate": hdul["DARKRATE"].data.astype(np.float64),
                 "hot": hdul["HOT"].data.astype(bool), "glow": hdul["GLOW"].data.astype(np.float64),

@@ -17,7 +17,6 @@ import os
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
 
 from .. import io
 from . import h2rg, miri
@@ -318,6 +317,8 @@ def read_truth(path):
         out["header"] = hdul[0].header.copy()
         for hdu in hdul[1:]:
             if isinstance(hdu, fits.BinTableHDU):
+                from astropy.table import Table  # at use: this package is imported at every Snakemake start
+
                 t = Table(hdu.data)
                 t.rename_columns(t.colnames, [c.lower() for c in t.colnames])
                 out[hdu.name.lower()] = t.as_array()

@@ -17,7 +17,6 @@ over the band from ``1/T_ref`` to the Nyquist frequency, ``T_ref`` = one full-fr
 """
 
 import numpy as np
-import scipy.fft
 
 from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD, frame_samples
 from ..noise_conventions import pink_amplitude  # noqa: F401  (the analyses' convention)
@@ -46,6 +45,14 @@ def _filter(nfft, dt, fmin=0.0, fmax=np.inf):
     return filt
 
 
+def _fft():
+    """scipy.fft, imported at first use: the workflow imports this package to plan the demo's
+    files at every Snakemake start (each SLURM job's too), where nothing is simulated."""
+    import scipy.fft
+
+    return scipy.fft
+
+
 def _draw(filt, amp, nfft, rng):
     """One random stream (nfft,) float32 from a filter of :func:`_filter` and amplitude ``amp``."""
     nf = filt.size
@@ -53,7 +60,7 @@ def _draw(filt, amp, nfft, rng):
     spec.real = rng.standard_normal(nf, dtype=np.float32)
     spec.imag = rng.standard_normal(nf, dtype=np.float32)
     spec *= filt * np.float32(np.sqrt(amp))
-    return scipy.fft.irfft(spec, n=nfft, workers=1)
+    return _fft().irfft(spec, n=nfft, workers=1)
 
 
 def pink_stream(n, amp, dt, rng, fmin=0.0, fmax=np.inf, nstreams=None):
@@ -62,7 +69,7 @@ def pink_stream(n, amp, dt, rng, fmin=0.0, fmax=np.inf, nstreams=None):
 
     Each is the first half of an FFT stream of length >= 2n (not periodic over n).
     """
-    nfft = scipy.fft.next_fast_len(2 * int(n), real=True)
+    nfft = _fft().next_fast_len(2 * int(n), real=True)
     filt = _filter(nfft, dt, fmin, fmax)
     out = np.stack([_draw(filt, amp, nfft, rng)[:n] for _ in range(nstreams or 1)])
     return out if nstreams else out[0]
@@ -118,7 +125,7 @@ def pink_windows(read_frames, nframes_total, period, window, rms, rng, pixel_tim
     amp = pink_amplitude(rms, pixel_time)
     if choose_method(nframes_total, period, window, nread, method) == "exact":
         total = nframes_total * period
-        nfft = scipy.fft.next_fast_len(2 * total, real=True)
+        nfft = _fft().next_fast_len(2 * total, real=True)
         filt = _filter(nfft, pixel_time)
         for s in range(nstreams or 1):
             stream = _draw(filt, amp, nfft, rng)
@@ -130,7 +137,7 @@ def pink_windows(read_frames, nframes_total, period, window, rms, rng, pixel_tim
     # [k-1/2, k+1/2] / (nfft dt)). Its window means are small, so window-to-window correlations
     # come from the coarse band below it: one stream over the whole integration sampled every
     # window/32 pixel times and linearly interpolated.
-    nfft = scipy.fft.next_fast_len(2 * window, real=True)
+    nfft = _fft().next_fast_len(2 * window, real=True)
     f_split = (FINE_KMIN - 0.5) / (nfft * pixel_time)
     filt = _filter(nfft, pixel_time, fmin=f_split)
     step = max(1, window // 32)                      # coarse sample spacing [pixel times]
