@@ -7,12 +7,15 @@ accounting) and stops every daemon again afterwards, also when a test fails
 cannot run SLURM fails these tests with the reason, it does not skip them.
 
 The tiny demo is run twice with the same command line, once locally (``--cores 2``) and once
-with ``--profile profiles/slurm`` (the profile file unchanged); the SLURM run must leave a
-COMPLETED SLURM job for every job of the workflow and the same results as the local run.
+with ``--profile profiles/slurm`` (the profile file unchanged, job groups included); the SLURM
+run must finish every job of the workflow, in fewer SLURM jobs than workflow jobs (one per job
+group of the profile, one per ungrouped job), all COMPLETED, with the same results as the local
+run. benchmarks/bench_slurm.py uses ``running_cluster`` and ``plugin_env`` from here.
 The SLURM executor plugin (extra ``cluster``, not part of the test extras) is installed for the
 SLURM run only when this environment lacks it (fixture ``cluster_env``).
 """
 
+import contextlib
 import fcntl
 import os
 import re
@@ -25,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from astropy.io import fits
@@ -43,7 +47,8 @@ CONFIG = {"demo": TINY_DEMO, "sample_pixels": [[10, 10], [30, 40]],
 #: Held while the test cluster is up; another session waits up to LOCK_WAIT seconds for it.
 LOCK = Path(tempfile.gettempdir()) / "detcal-slurm-test.lock"
 LOCK_WAIT = 1200
-#: Wall-time limit of one workflow run through SLURM (measured: ~3 min for 18 jobs).
+#: Wall-time limit of one workflow run through SLURM (measured: 2.7 min for the 20 workflow jobs in
+#: 6 SLURM jobs with the profile's job groups, 3 min in 20 SLURM jobs without).
 SLURM_RUN_TIMEOUT = 600
 
 
@@ -68,12 +73,19 @@ def _script(name, timeout):
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    """A running single-node SLURM; all its daemons are stopped at the end of the module.
+class ClusterError(RuntimeError):
+    """The test cluster could not be started (or stopped); the message says why."""
 
-    One machine has one such cluster: a lock file keeps two test sessions on a shared machine
-    from starting and stopping it under each other's feet (the second one waits).
+
+@contextlib.contextmanager
+def running_cluster(log=print):
+    """Hold LOCK, start the single-node SLURM (tests/cluster/slurm-up.sh), yield; always stop every
+    daemon again (slurm-down.sh) and release the lock, also when the body fails.
+
+    One machine has one such cluster: the lock keeps two sessions (tests, benchmarks/bench_slurm.py)
+    on a shared machine from starting and stopping it under each other's feet (the second waits
+    up to LOCK_WAIT seconds). Raises ClusterError when the cluster cannot be brought up or a
+    daemon survives slurm-down.sh.
     """
     lock = open(LOCK, "w")
     deadline = time.monotonic() + LOCK_WAIT
@@ -84,26 +96,38 @@ def slurm_cluster():
         except BlockingIOError:
             if time.monotonic() > deadline:
                 lock.close()
-                pytest.fail(f"another test session has held the SLURM test cluster ({LOCK}) for {LOCK_WAIT} s")
+                raise ClusterError(f"another session has held the SLURM test cluster ({LOCK}) for {LOCK_WAIT} s")
             time.sleep(2)
     try:
         if os.geteuid() != 0:
-            pytest.fail("the SLURM test cluster needs root (apt-get install, daemons); run as root, as CI does")
+            raise ClusterError("the SLURM test cluster needs root (apt-get install, daemons); run as root, as CI does")
         if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-            pytest.fail("no SLURM installed and no apt-get to install it (Debian packages slurmctld, slurmd, "
-                        "slurm-client, munge)")
+            raise ClusterError("no SLURM installed and no apt-get to install it (Debian packages slurmctld, slurmd, "
+                               "slurm-client, munge)")
         rc, out, seconds = _script("slurm-up.sh", timeout=900)
-        print(f"slurm-up.sh: {seconds:.1f} s (rc {rc})")
+        log(f"slurm-up.sh: {seconds:.1f} s (rc {rc})")
         if rc != 0:
-            pytest.fail(f"could not start the SLURM test cluster (tests/cluster/slurm-up.sh, rc {rc}):\n"
-                        f"{_tail(out)}")
+            raise ClusterError(f"could not start the SLURM test cluster (tests/cluster/slurm-up.sh, rc {rc}):\n"
+                               f"{_tail(out)}")
         yield
     finally:
         rc, out, seconds = _script("slurm-down.sh", timeout=120)
-        print(f"slurm-down.sh: {seconds:.1f} s (rc {rc})")
+        log(f"slurm-down.sh: {seconds:.1f} s (rc {rc})")
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
-        assert rc == 0, f"SLURM daemons left running after tests/cluster/slurm-down.sh:\n{_tail(out)}"
+        if rc != 0:
+            raise ClusterError(f"SLURM daemons left running after tests/cluster/slurm-down.sh:\n{_tail(out)}")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running single-node SLURM (running_cluster); all its daemons are stopped at the end of
+    the module. A machine that cannot run it fails the tests with the reason."""
+    try:
+        with running_cluster():
+            yield
+    except ClusterError as err:
+        pytest.fail(str(err))
 
 
 def _workdir(path):
@@ -144,27 +168,32 @@ def _job_stats(out):
     return counts
 
 
-@pytest.fixture(scope="module")
-def cluster_env(tmp_path_factory):
+def plugin_env(target):
     """Environment in which snakemake has the SLURM executor plugin (pyproject extra ``cluster``).
 
     The test extras leave the plugin out (installed, it probes the cluster at every snakemake
-    start); if this environment lacks it, it is installed into a directory of its own that only
-    the SLURM run sees (PYTHONPATH, which sbatch passes on to the jobs).
+    start); if this environment lacks it, it is installed into ``target`` (a directory of its own)
+    that only runs with this environment see (PYTHONPATH, which sbatch passes on to the jobs).
     """
     import importlib.util
 
     env = dict(os.environ)
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None:
         return env
-    target = tmp_path_factory.mktemp("slurm-plugin")
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                            "--target", str(target), "snakemake-executor-plugin-slurm==2.8.*",
                            "snakemake-executor-plugin-slurm-jobstep>=0.6,<1"],
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"installing the SLURM executor plugin failed:\n{_tail(proc.stdout + proc.stderr)}"
+    if proc.returncode != 0:
+        raise RuntimeError(f"installing the SLURM executor plugin failed:\n{_tail(proc.stdout + proc.stderr)}")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH")) if p)
     return env
+
+
+@pytest.fixture(scope="module")
+def cluster_env(tmp_path_factory):
+    """plugin_env in a temporary directory of this test session."""
+    return plugin_env(tmp_path_factory.mktemp("slurm-plugin"))
 
 
 @pytest.fixture(scope="module")
@@ -185,34 +214,73 @@ def test_slurm_profile_is_used_with_the_workflow_profile(runs):
     assert "SLURM run ID:" in slurm_out
 
 
-def test_every_job_ran_as_a_completed_slurm_job(runs):
-    """Each workflow job (but the target rule `all` and any `localrules`) has its own SLURM job:
-    submitted by this run (job name = the run ID), in this workdir, tagged with its rule,
-    COMPLETED per slurmctld and recorded in the jobcomp log."""
+def slurm_jobs(out):
+    """SLURM job ids that the snakemake run with output ``out`` submitted, in order."""
+    return re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", out)
+
+
+def finished_jobs(out):
+    """Rule -> number of workflow jobs that the run with output ``out`` finished (grouped jobs
+    one by one, `all` and local rules included)."""
+    return Counter(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", out, re.M))
+
+
+def local_rules(out):
+    """Rules that the run with output ``out`` ran on the submitting host (`localrules`)."""
+    return set(re.findall(r"^localrule (\w+):", out, re.M))
+
+
+def test_every_job_ran_in_a_completed_grouped_slurm_job(runs):
+    """Every workflow job (but `all` and the `localrules`) ran through SLURM, the jobs that
+    profiles/slurm groups (`groups`, `group-components`) in one SLURM job per group: the five
+    analyses and the four reference-file builders of the demo's one configuration group, and the
+    CCD branch, each one SLURM job; simulate_demo and the chain's jobs (one per exposure) one each.
+    Each SLURM job was submitted by this run (job name = the run ID), in this workdir, tagged with
+    its rule or group, COMPLETED per slurmctld and recorded in the jobcomp log."""
     local, local_out, slurm, slurm_out = runs
     jobs_per_rule = _job_stats(local_out)
     assert sum(jobs_per_rule.values()) >= 18 and _job_stats(slurm_out) == jobs_per_rule
-    local_rules = set(re.findall(r"^localrule (\w+):", slurm_out, re.M)) - {"all"}
-    expected = Counter({rule: n for rule, n in jobs_per_rule.items() if rule not in local_rules})
+    # every Snakemake job done, grouped or not
+    assert finished_jobs(slurm_out) == jobs_per_rule + Counter(all=1)
+    local = local_rules(slurm_out) - {"all"}
+    expected = Counter({rule: n for rule, n in jobs_per_rule.items() if rule not in local})
     # the detector1 chain: one job per exposure (fused mode, the default) or per step
     chain = {r for r in expected if r.startswith("detector1_")} or {"dq_init", "jump", "ramp_fit"} & set(expected)
-    assert "simulate_demo" in expected and chain, f"local rules: {local_rules}, jobs: {dict(expected)}"
+    assert "simulate_demo" in expected and chain, f"local rules: {local}, jobs: {dict(expected)}"
+
+    # the groups this run must have formed: the tiny demo has one configuration group
+    groups = yaml.safe_load((REPO / "profiles" / "slurm" / "profile.yaml").read_text())["groups"]
+    config_groups = set(pd.read_csv(slurm / "results" / "inventory.tsv", sep="\t")["group"])
+    assert len(config_groups) == 1
+    group_ids = {name.format(group=next(iter(config_groups))): sorted(r for r, g in groups.items() if g == name)
+                 for name in set(groups.values())}
+    assert set(groups) <= set(expected), f"grouped rules without jobs: {set(groups) - set(expected)}"
+    ungrouped = Counter({rule: n for rule, n in expected.items() if rule not in groups})
+    submitted = slurm_jobs(slurm_out)
+    assert len(submitted) == len(set(submitted)) == sum(ungrouped.values()) + len(group_ids)
+    assert len(submitted) <= sum(expected.values()) - 10, "job groups should save at least 10 SLURM jobs here"
+    print(f"SLURM jobs: {len(submitted)} for {sum(expected.values())} workflow jobs outside localrules")
 
     run_id = re.search(r"SLURM run ID: (\S+)", slurm_out)[1]
-    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", slurm_out)
-    assert len(submitted) == len(set(submitted)) == sum(expected.values())
-
     # slurmctld keeps finished jobs for MinJobAge = 600 s: id|name|state|comment|workdir
     table = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%k|%Z"], capture_output=True,
                            text=True, check=True).stdout
     jobs = {row.split("|")[0]: row.split("|") for row in table.splitlines()}
-    rules = Counter()
+    rules, formed = Counter(), Counter()
     for job_id in submitted:
         assert job_id in jobs, f"SLURM job {job_id} unknown to slurmctld"
         _, name, state, comment, workdir = jobs[job_id]
         assert (name, state, workdir) == (run_id, "COMPLETED", str(slurm)), jobs[job_id]
-        rules[re.fullmatch(r"rule_(\w+?)(_wildcards_.*)?", comment)[1]] += 1
-    assert rules == expected
+        # a group job's comment: rule_<group id>_<its rules, sorted, the first five>
+        group = [g for g in group_ids if comment.startswith(f"rule_{g}_")]
+        if group:
+            members = group_ids[group[0]]
+            assert comment == f"rule_{group[0]}_" + "_".join(members[:5] + ["..."] * (len(members) > 5)), comment
+            formed[group[0]] += 1
+        else:
+            rules[re.fullmatch(r"rule_(\w+?)(_wildcards_.*)?", comment)[1]] += 1
+    assert rules == ungrouped
+    assert formed == Counter(set(group_ids)), "one SLURM job per group"
 
     records = JOBCOMP.read_text()
     for job_id in submitted:
