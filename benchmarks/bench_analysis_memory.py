@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Peak memory of the dark-current and stability jobs against the number of integrations of a group.
+"""Peak memory of the jump-statistics, dark-current and stability jobs against the integrations of a group.
 
 Writes one configuration group of ``--exposures`` NIRCam short-wave exposures of ``--size``^2
 pixels (4 outputs): raw ramps from the simulator (:func:`detcal.simulate.write_detector_set`,
-``--ngroups`` groups; the jobs read them for dead outputs, the bias and the CDS noise) and, beside
-each, a rateints product with random slopes (outliers, NaN, DQ flags; the analyses' cost does not
-depend on the values). Then runs, each in a fresh subprocess as the workflow's jobs do, the
-functions the workflow's ``group_analysis.py`` calls with every output of their rules (tables,
-JSON, FITS, figures): :func:`detcal.analysis.darkcurrent.dark_current_file` and
+``--ngroups`` groups; the jobs read them for dead outputs, the bias and the CDS noise), beside each
+a rateints product with random slopes (outliers, NaN, DQ flags; the analyses' cost does not
+depend on the values) and a jump ramp (the raw ramp with JUMP_DET on a random 1e-4 of its
+cells). Then runs, each in a fresh subprocess as the workflow's jobs do, the functions the
+workflow's ``group_analysis.py`` calls with every output of their rules (tables, JSON, FITS,
+figures): :func:`detcal.analysis.jumps.jump_statistics_file`,
+:func:`detcal.analysis.darkcurrent.dark_current_file` and
 :func:`detcal.analysis.stability.stability_file`. Prints, per job as it is measured, the wall
 and CPU time and the peak resident memory above the interpreter with detcal imported
 (``VmHWM``, reset after the imports), beside the size of the group's rateints SCI + DQ (what
@@ -44,13 +46,19 @@ def use_code(code):
 def child(job, files, out, code, memory_mb):
     """One analysis job; returns its wall and CPU time and peak memory above the start [MB]."""
     use_code(code)
-    from detcal.analysis import darkcurrent, stability
+    from detcal.analysis import darkcurrent, jumps, stability
 
     extra = {"memory_mb": memory_mb} if memory_mb else {}
     o = lambda name: os.path.join(out, name)  # noqa: E731
     reset_peak()                                        # after the imports
     base, c0, t0 = peak_mb(), cpu_s(), time.perf_counter()
-    if job == "dark_current_analysis":
+    if job == "jump_statistics":
+        jumps.jump_statistics_file(files["jump"], o("j.tsv"), o("j.json"), events_tsv=o("je.tsv"),
+                                   map_fits=o("jm.fits"), map_png=o("jm.png"), examples_tsv=o("jx.tsv"),
+                                   ramp_png=o("jr.png"), grid_png=o("jg.png"), significance_png=o("js.png"),
+                                   raw_paths=files["uncal"], gain_path=files["gain"],
+                                   readnoise_path=files["readnoise"], **extra)
+    elif job == "dark_current_analysis":
         darkcurrent.dark_current_file(files["rateints"], files["gain"], o("dc.tsv"), o("dc.json"),
                                       histogram_tsv=o("hist.tsv"), histogram_png=o("hist.png"),
                                       image_fits=o("slopes.fits"), image_png=o("slopes.png"),
@@ -75,8 +83,15 @@ def write_group(work, size, nints, nexp, ngroups, seed=3):
             "nexposures": nexp}
     files = simulate.write_detector_set(spec, work, seed)
     rng = np.random.default_rng(seed)
-    rateints = []
+    rateints, jump = [], []
     for name, uncal in zip(files["exposures"], files["uncal"]):
+        ramp = io.read_ramp(uncal)
+        hit = rng.random(ramp.groupdq.shape) < 1e-4
+        hit[:, 0] = False
+        ramp.groupdq[hit] |= np.uint8(dqflags.JUMP_DET)
+        jump.append(os.path.join(work, f"{name}_jump.fits"))
+        io.write_ramp(ramp, jump[-1], step="jump")
+        del ramp, hit
         shape = (nints // nexp, size, size)
         sci = rng.normal(0.03, 0.01, shape).astype(np.float32)
         sci[rng.random(shape) < 0.001] = 1.0
@@ -87,7 +102,8 @@ def write_group(work, size, nints, nexp, ngroups, seed=3):
         path = os.path.join(work, f"{name}_rateints.fits")
         io.write_rate(path, prod, fits.getheader(uncal))
         rateints.append(path)
-    return {"rateints": rateints, "uncal": files["uncal"], "gain": files["references"]["gain"]}
+    return {"rateints": rateints, "uncal": files["uncal"], "jump": jump, "gain": files["references"]["gain"],
+            "readnoise": files["references"]["readnoise"]}
 
 
 def main(argv=None):
@@ -95,7 +111,8 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--nints", default="8,32,128", help="integrations of the group (comma-separated)")
     ap.add_argument("--exposures", type=int, default=4, help="exposures of the group (divides every --nints)")
-    ap.add_argument("--ngroups", type=int, default=2)
+    ap.add_argument("--ngroups", type=int, default=4)
+    ap.add_argument("--jobs", default="jump_statistics,dark_current_analysis,stability")
     ap.add_argument("--memory-mb", type=float, default=0, help="memory_mb of the analyses (0: their default)")
     ap.add_argument("--before", default=None, help="git revision to compare with (its detcal package)")
     ap.add_argument("--workdir", default=None)
@@ -122,7 +139,7 @@ def main(argv=None):
             gdir = os.path.join(work, f"group{n}")
             files = write_group(gdir, a.size, n, a.exposures, a.ngroups)
             stacked = n * a.size * a.size * 8 / 1e6
-            for job in ("dark_current_analysis", "stability"):
+            for job in a.jobs.split(","):
                 for label, code in codes:
                     out = os.path.join(gdir, f"{job}_{label}")
                     os.makedirs(out)
