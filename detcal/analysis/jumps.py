@@ -843,7 +843,8 @@ def _event_rows(name, i, events):
 
 
 def ramp_jump_statistics(ramp, name, start, gain, rn, dead, parameters, footprints):
-    """Jump statistics of every integration of one jump-step ramp (no file access).
+    """Jump statistics of every integration of one jump-step ramp (no file access but a
+    :class:`LazyRamp`'s reads of its own file).
 
     ramp : :class:`detcal.io.Ramp` or :class:`LazyRamp` (read one integration, or one block of
     rows, at a time);  gain [e-/DN], rn [DN CDS] : float64 (ny, nx) or None;
