@@ -106,7 +106,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_integrations(groups, tmp_p
 def test_results_equal_the_stacked_computation(groups, tmp_path):
     group = groups[4]
     rateints = group[0]
-    doc = run_dark(group, tmp_path, memory_mb=0.05)           # blocks of 2 rows of 16 integrations
+    doc = run_dark(group, tmp_path, memory_mb=0.05)           # blocks of 1 row of 16 integrations
     cube, dq, headers, owner = darkcurrent.read_group(rateints)
     assert cube.shape == (NEXP * 4, SIZE, SIZE)
     mean, std, nused = robust.clipped_mean_std_images(cube)
