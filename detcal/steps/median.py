@@ -262,7 +262,8 @@ def median_of_differences(y32, T, big=None, work=None):
         return np.bitwise_xor(v, tmp, out=v)
 
     keys = buffer("keys", (N, P), np.int32)
-    np.subtract(y32[1:], y32[:-1], out=keys.view(np.float32))
+    with np.errstate(over="ignore", invalid="ignore"):   # non-finite columns take the float64 path
+        np.subtract(y32[1:], y32[:-1], out=keys.view(np.float32))
     order_key(keys, buffer("flip", (N, P), np.int32))
     low = np.int32((1 << bits) - 1)
     np.bitwise_or(keys, low, out=keys)
@@ -283,7 +284,8 @@ def median_of_differences(y32, T, big=None, work=None):
         at = (rows[:, r] & low) * P + base
         y0 = flat[at]
         y1 = flat[at + P]
-        d32 = y1 - y0
+        with np.errstate(over="ignore", invalid="ignore"):
+            d32 = y1 - y0
         pos = order_key(d32.view(np.int32).copy(), np.empty(P, np.int32)) & low
         ok &= (pos != 0) | (bins[r - 1] < bins[r] - 1)
         ok &= (pos != low) | (bins[r + 1] > bins[r] + 1)
