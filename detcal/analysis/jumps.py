@@ -28,7 +28,11 @@ What is counted (per file, per integration, per amplifier and for the whole grou
   that are not DO_NOT_USE. Only these count in the detection time: a hit is seen only in the
   difference in which its charge arrives (hits before the read of group 1, NIR RAPID: during
   the first frame, are invisible), and groups flagged DO_NOT_USE (MIRI first/last groups, RSCD
-  groups) hide the hits that arrive next to them.
+  groups) hide the hits that arrive next to them. A row (file, amplifier or group) without any
+  usable difference (e.g. a group saturated everywhere) has its counts 0, its detection time 0 s
+  and every percentage, number per integration and rate NaN: nothing could be detected. Numbers
+  per integration (jump flags, events, % of pixels with a jump) are over the integrations with
+  a usable difference only (a saturated exposure in a good group does not lower them).
 
 The **CR rate** [events / cm^2 / s], convention: the rate of *all* cosmic-ray hits landing on the
 active area (what a simulator's ``cr_rate`` or a particle flux means), estimated as::
@@ -136,7 +140,8 @@ CONVENTIONS = {
                             "below the band, T = rejection_threshold); NaN without READNOISE/GAIN (rate "
                             "then not corrected)",
     "cr_rate_unit": "events / cm^2 / s",
-    "pct_pixels_with_jump": "100 x pixels with >= 1 JUMP_DET group / active (non-reference) pixels",
+    "pct_pixels_with_jump": "100 x pixels with >= 1 JUMP_DET group / active (non-reference) pixels; NaN (as "
+                            "the numbers per integration) where no group difference is usable",
     "detection_time": "usable differences per active pixel and integration x TGROUP, plus (NFRAMES - 1) x "
                       "TFRAME per run of consecutive usable differences [s]",
     "numbering": "integrations and groups 1-based; pixel_row / pixel_column 0-based, science frame",
@@ -493,6 +498,7 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
     stats : dict amplifier label -> dict with ``n_active_pixels``, ``n_jump_flags``,
         ``n_pixels_with_jump``, ``n_events``, ``n_events_up``, ``n_events_down``,
         ``n_event_pixels`` (sum of event sizes), ``n_usable_differences``,
+        ``n_integrations_usable`` (1 with any usable difference, else 0),
         ``noise_events_expected`` (upward, Gaussian), ``usable_pixel_time_s`` (TGROUP x usable
         differences), ``exposure_cm2_s`` (area-time product of usable differences)
     events : structured array (:data:`EVENT_DTYPE` plus ``amplifier`` label field)
@@ -526,6 +532,7 @@ def integration_statistics(data, groupdq, pixeldq, amp_map, active, noutputs, tg
             "n_events_down": int((in_amp & downward).sum()),
             "n_event_pixels": int(events["npix"][in_amp].sum()),
             "n_usable_differences": n_use,
+            "n_integrations_usable": int(n_use > 0),
             "noise_events_expected": n_use * p_noise,
             "usable_pixel_time_s": t_use,
             "exposure_cm2_s": t_use * pix_area,
@@ -573,20 +580,26 @@ def _row(exposure, expstart, label, nints, acc, union, eff, pileup=1.0):
     g_rate, g_err = (pileup * v for v in corrected_rate(up, ng, expo, eff["efficiency"], eff["efficiency_err"],
                                                         noise_var=0.0))
     raw, raw_err = rate_and_error(up, expo)
+    # numbers per integration count only the integrations with a usable difference (a saturated
+    # one saw nothing); none (all saturated / DO_NOT_USE, or no active pixel): nothing could be
+    # detected, so they and the percentages are undefined (NaN), not 0; the counts stay 0 and the
+    # detection time is a true 0 s
+    n_used = acc["n_integrations_usable"]
+    seen = acc["n_usable_differences"] > 0
     return {
         "exposure": exposure, "expstart_mjd": expstart, "amplifier": label,
         "n_integrations": nints, "n_active_pixels": n_act,
         "n_jump_flags": acc["n_jump_flags"],
-        "jump_flags_per_integration": acc["n_jump_flags"] / nints,
+        "jump_flags_per_integration": acc["n_jump_flags"] / n_used if seen else math.nan,
         "n_pixels_with_jump": union,
-        "pct_pixels_with_jump": 100.0 * union / n_act if n_act else math.nan,
-        "pct_pixels_with_jump_per_integration": (100.0 * acc["n_pixels_with_jump"] / nints / n_act
-                                                 if n_act else math.nan),
+        "pct_pixels_with_jump": 100.0 * union / n_act if seen else math.nan,
+        "pct_pixels_with_jump_per_integration": (100.0 * acc["n_pixels_with_jump"] / n_used / n_act
+                                                 if seen else math.nan),
         "n_events": acc["n_events"],
         "n_events_up": up,
         "n_events_down": down,
         "noise_events_expected_gaussian": ng,
-        "events_per_integration": acc["n_events"] / nints,
+        "events_per_integration": acc["n_events"] / n_used if seen else math.nan,
         "mean_pixels_per_event": acc["n_event_pixels"] / acc["n_events"] if acc["n_events"] else math.nan,
         "n_usable_differences": acc["n_usable_differences"],
         "detection_time_per_integration_s": acc["usable_pixel_time_s"] / (n_act * nints) if n_act else math.nan,
@@ -826,7 +839,8 @@ def _integration_row(name, start, i, a):
     rate, err = corrected_rate(a["n_events_up"], a["n_events_down"], a["exposure_cm2_s"])
     return {"exposure": name, "expstart_mjd": start, "integration": i + 1,
             "n_jump_flags": a["n_jump_flags"], "n_pixels_with_jump": a["n_pixels_with_jump"],
-            "pct_pixels_with_jump": 100.0 * a["n_pixels_with_jump"] / a["n_active_pixels"],
+            "pct_pixels_with_jump": (100.0 * a["n_pixels_with_jump"] / a["n_active_pixels"]
+                                     if a["n_usable_differences"] else math.nan),     # as _row
             "n_events": a["n_events"], "n_events_up": a["n_events_up"],
             "n_events_down": a["n_events_down"],
             "noise_events_expected_gaussian": a["noise_events_expected"],
@@ -1011,7 +1025,8 @@ def jump_summary(g, grp, n_files, eff, areas, pileup, dead=()):
     if not g.n_usable_differences:
         summary["note"] = "; ".join(s for s in (
             summary.get("note"), "no usable group differences (every group DO_NOT_USE or SATURATED, e.g. "
-            "MIRI ramps of <= 12 groups in the branch without dark subtraction): no CR rate") if s)
+            "MIRI ramps of <= 12 groups in the branch without dark subtraction): no CR rate, no jump "
+            "percentages or numbers per integration") if s)
     return summary
 
 

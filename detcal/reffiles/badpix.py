@@ -37,7 +37,12 @@ below it is.
   ``(r - T_warm) / sigma_Twarm > z_alpha`` and not HOT: WARM claims "rate above T_warm", so
   a hot pixel below the HOT detection limit flagged WARM is under-classified, not false. A
   pixel saturated (no slope, DQ SATURATED) in more than ``saturated_fraction`` (50 %) of its
-  integrations is HOT (jwst_reffiles' "saturated in all groups -> HOT"). **Detection limit**
+  integrations is HOT (jwst_reffiles' "saturated in all groups -> HOT"), unless more than
+  ``saturated_set_fraction`` (50 %) of the active pixels are: then the exposure set is unusable
+  (light leak, wrong bias or SATURATION reference), not a detector full of hot pixels, and those
+  pixels are not judged: no HOT, unmeasured (below), counted in a table row ``saturated set (not
+  judged)``, with the reason in the header (BPSATFR, BPNOTE), the log and the returned ``note``
+  (:func:`saturated_set`). **Detection limit**
   (stated for the median pixel): the true rate detected with probability
   ``detect_probability`` (95 %), the solution of ``r = T + z_alpha sigma_T + z_beta sigma_r``.
   A hot pixel between T_hot and its detection limit can come out WARM.
@@ -330,6 +335,21 @@ def saturated_count(slopes, dq):
     return (~np.isfinite(slopes) & ((np.asarray(dq) & dqflags.SATURATED) != 0)).sum(axis=0)
 
 
+def saturated_set(n_saturated, active, n_ints, saturated_fraction=0.5, set_fraction=0.5):
+    """Pixels the saturation rule would call HOT, and whether they make the exposure set unusable.
+
+    n_saturated : int (ny, nx) from :func:`saturated_count`;  active : bool (ny, nx)
+    n_ints : int  integrations in all
+    Returns saturated : bool (ny, nx) (active, saturated in more than ``saturated_fraction`` of
+    the integrations), fraction : float (of the active pixels; NaN without any), unusable : bool
+    (fraction > ``set_fraction``).
+    """
+    saturated = np.asarray(active) & (np.asarray(n_saturated) > saturated_fraction * n_ints)
+    nact = int(np.count_nonzero(active))
+    fraction = float(np.count_nonzero(saturated) / nact) if nact else float("nan")
+    return saturated, fraction, bool(fraction > set_fraction)
+
+
 def cds_variance(cds, gain, sigma=3.0, maxiters=3):
     """White CDS variance per pixel from a stack of CDS pairs, Poisson variance removed.
 
@@ -504,6 +524,8 @@ class MaskParameters:
                                  per-pixel false-alarm probability false_flags / active pixels (1)
     detect_probability : float   at which the detection limits are stated, in (0.5, 1) (0.95)
     saturated_fraction : float   saturated in more than this fraction of the integrations -> HOT (0.5)
+    saturated_set_fraction : float  unless more than this fraction of the active pixels are: then
+                                 the set is unusable there and they are not judged (0.5)
     noisy_min_ratio : float      a noisy pixel's CDS noise is also at least this factor over the
                                  population median (1.2): with many pairs per pixel the
                                  significance alone would flag pixels a few % noisier
@@ -523,6 +545,7 @@ class MaskParameters:
     false_flags: float = 1.0
     detect_probability: float = 0.95
     saturated_fraction: float = 0.5
+    saturated_set_fraction: float = 0.5
     noisy_min_ratio: float = 1.2
     noisy_sigma: float = 3.0
     noisy_maxiters: int = 3
@@ -578,7 +601,7 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, table_path=Non
         The group's raw files: every active pixel of an output dead or flat in all of them
         (:func:`detcal.analysis.common.dead_amplifiers`) is DEAD (and DO_NOT_USE with 'dead').
     hot_threshold, warm_threshold, false_flags, detect_probability, saturated_fraction,
-    noisy_min_ratio, noisy_sigma, noisy_maxiters, min_jumps, early_fraction, jump_ratio,
+    saturated_set_fraction, noisy_min_ratio, noisy_sigma, noisy_maxiters, min_jumps, early_fraction, jump_ratio,
     rc_fraction, telegraph_fraction, dead_ptp, dead_fraction, do_not_use, keep_unmeasured,
     memory_mb
         :class:`MaskParameters` (keywords, or ``parameters=`` one object).
@@ -589,7 +612,9 @@ def make_mask(rateints_paths, jump_paths, out_path, *, gain_path, table_path=Non
     ``alpha``, ``z_alpha``, ``noise_scale_k2``, ``expected_false_flags`` (type -> number),
     ``detection_limits`` (hot/warm [e-/s], noisy [noise factor]), ``noisy_population``
     (median CDS noise [DN], centre/width of t), ``n_integrations``, ``n_jump_integrations``,
-    ``unmeasured``.
+    ``unmeasured``, ``saturated_fraction_of_active`` (pixels saturated in more than
+    ``saturated_fraction`` of the integrations / active pixels), ``saturated_set`` (True: not
+    judged, not HOT) and ``note`` (why, or None).
     """
     parameters.check()
     rate_readers, jump_readers = [], []
@@ -776,10 +801,12 @@ def classify_pixels(m, r, gain, thresholds_dn, active, nrate, t_int, ngroups_rat
             "k2_pop": k2_pop, "noisy_population": nz, "tested": tested}
 
 
-def mask_table(flags, dq, active, reference, unmeasured, inherited, c, do_not_use):
+def mask_table(flags, dq, active, reference, unmeasured, inherited, c, do_not_use, saturated=None):
     """The MASK table: one row per type, DO_NOT_USE (any), unmeasured and reference pixels.
 
     c : :func:`classify_pixels` results (alpha, expected false flags, detection limits).
+    saturated : bool (ny, nx) or None   pixels of an unusable, saturated exposure set
+    (:func:`saturated_set`): a row ``saturated set (not judged)`` before the unmeasured row.
     """
     nact = int(active.sum())
     dnu = {t.lower() for t in do_not_use}
@@ -801,6 +828,10 @@ def mask_table(flags, dq, active, reference, unmeasured, inherited, c, do_not_us
     rows_t.append({"type": "do_not_use (any)", "dq_flag": "DO_NOT_USE", "dq_value": dqflags.DO_NOT_USE,
                    "npix": n_dnu, "fraction_of_active": n_dnu / nact if nact else nan,
                    "do_not_use": True, **extra})
+    if saturated is not None:
+        n_sat = int(np.count_nonzero(saturated))
+        rows_t.append({"type": "saturated set (not judged)", "dq_flag": "", "dq_value": 0, "npix": n_sat,
+                       "fraction_of_active": n_sat / nact if nact else nan, "do_not_use": False, **extra})
     rows_t.append({"type": "unmeasured (inputs' flags kept)" if inherited is not None else "unmeasured",
                    "dq_flag": "", "dq_value": 0, "npix": int(unmeasured.sum()),
                    "fraction_of_active": int(unmeasured.sum()) / nact if nact else nan,
@@ -867,6 +898,17 @@ def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, ou
     t_int = (ngroups_rate - 1) * keywords.value(first.header, "TGROUP", first.path)
 
     m = first_pass(rate_readers, jump_readers, gain, p)
+    sat, sat_frac, unusable = saturated_set(m["n_sat"], active, nrate, p.saturated_fraction,
+                                            p.saturated_set_fraction)
+    note = None
+    if unusable:    # a light leak or a wrong bias, not hot pixels: those pixels are not judged
+        note = (f"exposure set unusable: {100 * sat_frac:.0f} % of the active pixels saturated in more "
+                f"than {100 * p.saturated_fraction:g} % of the integrations (limit "
+                f"{100 * p.saturated_set_fraction:g} %; light leak or wrong bias?): not flagged HOT, "
+                f"not judged (unmeasured{', inputs flags kept' if p.keep_unmeasured else ''})")
+        log.warning("mask: %s", note)
+        m["n_sat"] = np.where(sat, 0, m["n_sat"])
+        m["measured"] &= ~sat
     r = rate_passes(rate_readers, m, gain, warm_dn, active, t_int, ngroups_rate, p)
     c = classify_pixels(m, r, gain, (hot_dn, warm_dn), active, nrate, t_int, ngroups_rate, p)
     flags = c["flags"]
@@ -877,11 +919,15 @@ def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, ou
     if p.keep_unmeasured and unmeasured.any() and jump_readers:
         inherited = np.where(unmeasured, jump_readers[0].read("PIXELDQ"), 0).astype(np.uint32)
     dq = assemble((ny, nx), reference, flags, p.do_not_use, inherited)
-    table = mask_table(flags, dq, active, reference, unmeasured, inherited, c, p.do_not_use)
+    table = mask_table(flags, dq, active, reference, unmeasured, inherited, c, p.do_not_use,
+                       sat if unusable else None)
 
     label = common.config_label(first.header)
     readers_for_header = rate_readers + jump_readers
     header = _mask_header(readers_for_header, keywords_, label, nrate, len(rate_readers), c, r["k2"], p)
+    if unusable:
+        header["BPSATFR"] = (float(sat_frac), "saturated fraction: set unusable")
+        header["BPNOTE"] = note
     params = p.recorded()
     params["gain"] = os.path.basename(gain_path) if isinstance(gain_path, str) else gain_path
     io.write_reference(out_path, "MASK", {"DQ": dq}, header, step="detcal.reffiles.make_mask",
@@ -905,7 +951,8 @@ def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, ou
             "noisy_population": {"median_cds_noise_DN": nz["median_noise"], "centre": nz["centre"],
                                  "width": nz["width"]},
             "n_integrations": nrate, "n_jump_integrations": len(m["jump_ints"]),
-            "unmeasured": int(unmeasured.sum())}
+            "unmeasured": int(unmeasured.sum()), "saturated_fraction_of_active": sat_frac,
+            "saturated_set": unusable, "note": note}
 
 
 def plot_mask_table(table, path, title=""):
