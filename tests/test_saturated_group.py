@@ -151,6 +151,10 @@ def test_mask_of_a_set_saturated_everywhere_flags_no_hot_pixel_and_says_why(sets
     (tmp_path / "old").mkdir()
     old = _mask(products, refs, tmp_path / "old", saturated_set_fraction=1.0)
     assert old["counts"]["hot"] == nact and not old["saturated_set"] and old["note"] is None
+    # not judged at all: a saturated ramp is flat, DEAD with any peak-to-peak tolerance otherwise
+    (tmp_path / "ptp").mkdir()
+    flat = _mask(products, refs, tmp_path / "ptp", dead_ptp=1e6)
+    assert all(flat["counts"][t] == 0 for t in badpix.TYPES) and flat["saturated_set"]
 
 
 def test_mask_keeps_an_isolated_pixel_saturated_in_every_group_hot(sets, tmp_path):

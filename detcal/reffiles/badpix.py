@@ -40,12 +40,12 @@ below it is.
   integrations is HOT (jwst_reffiles' "saturated in all groups -> HOT"), unless more than
   ``saturated_set_fraction`` (50 %) of the active pixels are: then the exposure set is unusable
   (light leak, wrong bias or SATURATION reference), not a detector full of hot pixels, and those
-  pixels are not judged: no HOT, unmeasured (below), counted in a table row ``saturated set (not
-  judged)``, with the reason in the header (BPSATFR, BPNOTE), the log and the returned ``note``
-  (:func:`saturated_set`). **Detection limit**
-  (stated for the median pixel): the true rate detected with probability
-  ``detect_probability`` (95 %), the solution of ``r = T + z_alpha sigma_T + z_beta sigma_r``.
-  A hot pixel between T_hot and its detection limit can come out WARM.
+  pixels are not judged: no flag of any type, unmeasured (below), counted in a table row
+  ``saturated set (not judged)``, with the reason in the header (BPSATFR, BPNOTE), the log and
+  the returned ``note`` (:func:`saturated_set`). **Detection limit** (stated for the median
+  pixel): the true rate detected with probability ``detect_probability`` (95 %), the solution
+  of ``r = T + z_alpha sigma_T + z_beta sigma_r``. A hot pixel between T_hot and its detection
+  limit can come out WARM.
   (This replaces jwst_reffiles' "above threshold in >= 75 % of the integrations", which has no
   error model: on short ramps, where one integration's slope noise exceeds the WARM threshold,
   noise alone met it in 0.5 % of normal pixels.)
@@ -902,10 +902,11 @@ def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, ou
                                             p.saturated_set_fraction)
     note = None
     if unusable:    # a light leak or a wrong bias, not hot pixels: those pixels are not judged
+        kept = ", inputs' flags kept" if p.keep_unmeasured and jump_readers else ""
         note = (f"exposure set unusable: {100 * sat_frac:.0f} % of the active pixels saturated in more "
                 f"than {100 * p.saturated_fraction:g} % of the integrations (limit "
                 f"{100 * p.saturated_set_fraction:g} %; light leak or wrong bias?): not flagged HOT, "
-                f"not judged (unmeasured{', inputs flags kept' if p.keep_unmeasured else ''})")
+                f"not judged (unmeasured{kept})")
         log.warning("mask: %s", note)
         m["n_sat"] = np.where(sat, 0, m["n_sat"])
         m["measured"] &= ~sat
@@ -914,6 +915,8 @@ def _make_mask(rate_readers, jump_readers, out_path, p, gain_path, raw_paths, ou
     flags = c["flags"]
     if raw_paths:
         flags["dead"] = _dead_outputs(flags["dead"], active, geom, raw_paths)
+    if unusable:    # no type from these data (a saturated ramp is also flat: DEAD with dead_ptp > 0)
+        flags = {name: f & ~sat for name, f in flags.items()}
     unmeasured = active & ~m["measured"]
     inherited = None
     if p.keep_unmeasured and unmeasured.any() and jump_readers:
