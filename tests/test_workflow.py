@@ -169,7 +169,8 @@ def test_demo_run_builds_reference_files_and_analyses(demo_run):
             assert ref.meta.reftype == kind.upper()
     summary = pd.read_csv(demo_run / "results/analysis/summary.tsv", sep="\t")
     assert list(summary["group"]) == [group]
-    assert summary["dark_verdict"].iloc[0] in ("PASS", "FAIL")
+    # TINY_DEMO's 5 groups of 18 ms frames cannot test a 1.9 e-/1000 s dark: N/A (darkcurrent.no_power)
+    assert summary["dark_verdict"].iloc[0] == "N/A"
     for name in ("jumps", "darkcurrent", "stability", "effective_noise", "noise_decomposition"):
         assert (demo_run / f"results/analysis/{group}/{name}.json").exists()
 
