@@ -31,8 +31,17 @@ Per configuration, one row (printed as soon as the run ends):
 * ``queued``: sum over the SLURM jobs of StartTime - SubmitTime [s] (waiting for a free CPU);
 * ``load``: the 1-min load average before and after the run (the machine is shared).
 
+``--campaign SIZExNEXP`` replaces the tiny demo by a realistic campaign: ``NEXP`` NIRCam-like raw
+darks of ``SIZE`` x ``SIZE`` pixels (``--nints`` x ``--ngroups``, 4 outputs, RAPID, TFRAME 10.7 s)
+with their reference files, simulated once (not timed, before the cluster is taken) by
+bench_campaign.py's ``simulate_campaign`` and given to every configuration as real data
+(``raw:`` glob, ``references:``, ``keep: []``), as benchmarks/bench_campaign.py runs it locally.
+The cluster is started and stopped (and its lock taken and released) around each configuration's
+run, so that tests/test_slurm.py on the same machine waits for one run, not for all of them.
+
     .venv/bin/python benchmarks/bench_slurm.py                       # all three, in that order
     .venv/bin/python benchmarks/bench_slurm.py --configs fused,fused-groups --repeat 2
+    .venv/bin/python benchmarks/bench_slurm.py --campaign 1024x4 --nints 2 --ngroups 10 --configs fused-groups,steps
 
 Needs root (as tests/test_slurm.py). Every product is left in ``--workdir`` (default: a new
 temporary directory, deleted at the end unless ``--keep``).
@@ -52,6 +61,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from bench_campaign import simulate_campaign  # noqa: E402  (benchmarks/ is the script's directory)
+
 from test_slurm import CONFIG, JOBCOMP, plugin_env, running_cluster  # noqa: E402
 
 SNAKEFILE = REPO / "Snakefile"
@@ -79,10 +90,11 @@ def profile_dir(root, grouped):
     return root
 
 
-def workdir(root, mode):
+def workdir(root, mode, settings):
+    """A work directory with the repository's config/ and config/bench.yaml = ``settings`` + the mode."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "config", root / "config", dirs_exist_ok=True)
-    (root / "config" / "bench.yaml").write_text(yaml.safe_dump({**CONFIG, "pipeline": {"mode": mode}}))
+    (root / "config" / "bench.yaml").write_text(yaml.safe_dump({**settings, "pipeline": {"mode": mode}}))
     return root
 
 
@@ -122,9 +134,9 @@ def done_in(path):
     return float(found[0])
 
 
-def run(name, root, env, timeout):
+def run(name, root, env, timeout, settings):
     mode, grouped = CONFIGS[name]
-    wd = workdir(root / name, mode)
+    wd = workdir(root / name, mode, settings)
     profile = profile_dir(root / "profiles" / name, grouped)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(wd),
            "--configfiles", "config/config.yaml", "config/bench.yaml", "--profile", str(profile)]
@@ -164,24 +176,41 @@ def main():
     parser.add_argument("--workdir", type=Path, help="where the runs go (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per snakemake run")
+    parser.add_argument("--campaign", help="SIZExNEXP: a simulated campaign of NEXP raw darks of SIZE^2 pixels "
+                        "instead of the tiny demo")
+    parser.add_argument("--nints", type=int, default=2, help="integrations per exposure (--campaign)")
+    parser.add_argument("--ngroups", type=int, default=10, help="groups per integration (--campaign)")
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (--campaign)")
     args = parser.parse_args()
     names = args.configs.split(",")
     unknown = set(names) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configurations {sorted(unknown)}; choose from {', '.join(CONFIGS)}")
+    if args.campaign and not re.fullmatch(r"\d+x\d+", args.campaign):
+        parser.error(f"--campaign {args.campaign}: expected SIZExNEXP, e.g. 1024x4")
 
     base = args.workdir or Path(tempfile.mkdtemp(prefix="bench_slurm_"))
     commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip()
     print(f"commit {commit}, workdir {base}", flush=True)
     try:
+        if args.campaign:
+            size, nexp = (int(v) for v in args.campaign.split("x"))
+            raw_glob, references = simulate_campaign(base / "campaign", size, nexp, args.nints, args.ngroups,
+                                                     args.seed)
+            settings = {"raw": raw_glob, "references": references, "keep": []}
+            print(f"campaign: {nexp} NRCA1 exposures of {size}^2, {args.nints} x {args.ngroups} groups, "
+                  f"seed {args.seed}", flush=True)
+        else:
+            settings = CONFIG
         env = plugin_env(base / "slurm-plugin")
-        with running_cluster(log=lambda text: print(text, flush=True)):
-            print("  ".join(f"{c:>14}" for c in COLUMNS), flush=True)
-            for repeat in range(args.repeat):
-                for name in names:
-                    row = run(name, base / f"run{repeat + 1}", env, args.timeout)
-                    print("  ".join(f"{c:>14}" for c in row), flush=True)
+        print("  ".join(f"{c:>14}" for c in COLUMNS), flush=True)
+        for repeat in range(args.repeat):
+            for name in names:
+                # the cluster (and its lock) per run: a waiting tests/test_slurm.py gets it in between
+                with running_cluster(log=lambda text: print(text, flush=True)):
+                    row = run(name, base / f"run{repeat + 1}", env, args.timeout, settings)
+                print("  ".join(f"{c:>14}" for c in row), flush=True)
     finally:
         if args.workdir is None and not args.keep:
             shutil.rmtree(base, ignore_errors=True)
