@@ -12,6 +12,7 @@ import numpy as np
 from .. import dqflags
 from ..errors import InputError
 from .descriptor import Step
+from .guards import owned
 
 log = logging.getLogger("detcal.dq_init")
 
@@ -65,9 +66,8 @@ def run(ramp, refs):
         got = None if ref.dq is None else ref.dq.shape
         raise InputError(ref.path, f"MASK DQ has shape {got}, but the science frames are {shape}; "
                                    "read it with like=ramp to cut a subarray")
-    gdq = ramp.groupdq         # in place when the ramp owns a writable uint8 GROUPDQ (no new cube)
-    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
-    ramp.pixeldq, ramp.groupdq = initialize(ramp.pixeldq, gdq, ref.dq, out=gdq if inplace else None)
+    gdq = ramp.groupdq         # in place when the ramp owns its GROUPDQ (no new cube)
+    ramp.pixeldq, ramp.groupdq = initialize(ramp.pixeldq, gdq, ref.dq, out=owned(gdq, np.uint8))
     ramp.header["R_MASK"] = os.path.basename(ref.path)
     n_dnu = int(np.count_nonzero(ref.dq & dqflags.DO_NOT_USE))
     n_flag = int(np.count_nonzero(ref.dq))

@@ -69,6 +69,7 @@ import numpy as np
 from .. import dqflags
 from ..parameters import keyword_parameters
 from .descriptor import Param, Step
+from .guards import owned
 from .median import median_sorted, nanmedian_columns, release_scratch, scratch, sort_columns
 
 log = logging.getLogger("detcal.jump")
@@ -749,12 +750,10 @@ def run(ramp, refs, **params):
         ramp.header["S_JUMP"] = "SKIPPED"
         return ramp
     gain, rnoise = refs["gain"], refs["readnoise"]
-    gdq = ramp.groupdq     # flagged in place when the ramp owns a writable C-contiguous uint8 GROUPDQ
-    inplace = (isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
-               and gdq.flags.c_contiguous)
+    gdq = ramp.groupdq     # flagged in place when the ramp owns its GROUPDQ (no new cube)
     ramp.groupdq, ramp.pixeldq, info = detect_jumps(
         ramp.data, gdq, ramp.pixeldq, gain.data, rnoise.data, meta["NFRAMES"],
-        meta["TGROUP"], out=gdq if inplace else None, **params)
+        meta["TGROUP"], out=owned(gdq, np.uint8), **params)
     if info["primary_cosmic_rays"] is not None:
         ramp.header["PRIMECRS"] = (info["primary_cosmic_rays"],
                                    "Cosmic ray rate per thousand pixels per second")

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import dqflags
 from .descriptor import Step
-from .guards import skip_unless_miri
+from .guards import owned, skip_unless_miri
 
 log = logging.getLogger("detcal.lastframe")
 
@@ -72,9 +72,8 @@ def run(ramp, refs=None):
     """
     if skip_unless_miri(ramp, "lastframe", "the last-frame flagging"):
         return ramp
-    gdq = ramp.groupdq         # in place when the ramp owns a writable uint8 GROUPDQ (no new cube)
-    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
-    ramp.groupdq, flagged = flag_last_group(gdq, out=gdq if inplace else None)
+    gdq = ramp.groupdq         # in place when the ramp owns its GROUPDQ (no new cube)
+    ramp.groupdq, flagged = flag_last_group(gdq, out=owned(gdq, np.uint8))
     nints, ngroups = ramp.data.shape[:2]
     if not flagged:
         log.warning("lastframe: %s has NGROUPS=%d < %d: too few groups to flag the last one; "

@@ -28,6 +28,7 @@ import numpy as np
 from .. import dqflags
 from ..errors import InputError
 from .descriptor import Step
+from .guards import owned
 
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
 DESCRIPTOR = Step(
@@ -168,10 +169,9 @@ def run(ramp, refs):
         log.warning("linearity: %s has INV_COEFFS and NFRAMES=%d > 1; jwst would use the read-level "
                     "correction, detcal applies the group-level one", ref.path, meta["NFRAMES"])
     before = ramp.pixeldq
-    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
-    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
+    # in place when the ramp owns its SCI (always, read from a file): no second cube
     ramp.data, ramp.pixeldq = correct_linearity(ramp.data, ramp.groupdq, ramp.pixeldq, coeffs, ref.dq,
-                                                out=ramp.data if inplace else None)
+                                                out=owned(ramp.data, np.float32))
     if ramp.correct_zeroframe(lambda zf: correct_linearity(
             zf[:, None], np.zeros((zf.shape[0], 1) + zf.shape[1:], np.uint8), before, coeffs,
             ref.dq)[0][:, 0]):

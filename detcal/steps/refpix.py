@@ -89,6 +89,7 @@ import numpy as np
 from .. import dqflags
 from ..geometry import MIRI_NOUTPUTS, MIRI_REF_COLUMNS, NREF, to_detector
 from .descriptor import Param, Step
+from .guards import owned
 
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
 DESCRIPTOR = Step(
@@ -733,13 +734,12 @@ def run(ramp, refs=None, odd_even_columns=True, use_side_ref_pixels=True, side_s
     """
     meta = ramp.meta("refpix")
     geom = ramp.geometry
-    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
-    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
+    # in place when the ramp owns its SCI (always, read from a file): no second cube
     ramp.data, reason = subtract_reference_pixels(
         ramp.data, ramp.pixeldq, geom, odd_even_columns=odd_even_columns,
         use_side_ref_pixels=use_side_ref_pixels, side_smoothing_length=side_smoothing_length,
         side_gain=side_gain, odd_even_rows=odd_even_rows, siglimit=siglimit, subarray=meta["SUBARRAY"],
-        out=ramp.data if inplace else None)
+        out=owned(ramp.data, np.float32))
     if geom.family == "MIRI":
         log.info("refpix: %s %s MIRI %s, %d int x %d groups, odd_even_rows=%s%s", meta["DETECTOR"],
                  meta["SUBARRAY"], "full frame" if geom.is_full_frame else "subarray",

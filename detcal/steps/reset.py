@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import LazyArray, block_size, blocks
 from .descriptor import Step
-from .guards import skip_unless_miri
+from .guards import owned, skip_unless_miri
 
 log = logging.getLogger("detcal.reset")
 
@@ -180,11 +180,10 @@ def run(ramp, refs):
             raise InputError(ref.path, f"RESET {key}={counts[key]} does not fit its SCI array of "
                                        f"shape {ref.data.shape}")
     intstart = ramp.get("INTSTART", 1) or 1
-    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
-    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
+    # in place when the ramp owns its SCI (always, read from a file): no second cube
     ramp.data, ramp.pixeldq, info = subtract_reset(ramp.data, ramp.pixeldq, ref.data, ref.dq,
                                                    counts["NINTS"], counts["NGROUPS"], intstart,
-                                                   out=ramp.data if inplace else None)
+                                                   out=owned(ramp.data, np.float32))
     ramp.header["R_RESET"] = os.path.basename(ref.path)
     planes = info["planes"]
     log.info("reset: %s, NGROUPS=%d, INTSTART=%d: subtracted the first %d group(s) of the RESET "

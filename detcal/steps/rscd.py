@@ -35,6 +35,7 @@ from .. import dqflags
 from ..errors import InputError
 from ..geometry import family
 from .descriptor import Step
+from .guards import owned
 
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
 DESCRIPTOR = Step(
@@ -268,10 +269,9 @@ def run(ramp, refs):
         log.info("%s: nothing flagged (S_RSCD = SKIPPED)", where)
         ramp.header["S_RSCD"] = "SKIPPED"
         return ramp
-    gdq = ramp.groupdq         # in place when the ramp owns a writable uint8 GROUPDQ (no new cube)
-    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
+    gdq = ramp.groupdq         # in place when the ramp owns its GROUPDQ (no new cube)
     ramp.groupdq, ramp.pixeldq, info = flag_groups(gdq, ramp.pixeldq, skip1, skip2, nints_total,
-                                                   intstart, out=gdq if inplace else None)
+                                                   intstart, out=owned(gdq, np.uint8))
     applied = [s for s in info["skips"].values() if s]
     if not applied:
         why = ("single-integration exposure: RSCD affects the integrations after the first, and "

@@ -36,6 +36,7 @@ import numpy as np
 from .. import dqflags
 from ..errors import InputError
 from .descriptor import Param, Step
+from .guards import owned
 
 log = logging.getLogger("detcal.saturation")
 
@@ -302,11 +303,10 @@ def run(ramp, refs, n_pix_grow_sat=1):
     else:
         bias = _reference_array(bias_ref, "data", shape)
         ramp.header["R_SUPERB"] = os.path.basename(bias_ref.path)
-    gdq = ramp.groupdq         # flagged in place when the ramp owns a writable uint8 GROUPDQ
-    inplace = isinstance(gdq, np.ndarray) and gdq.dtype == np.uint8 and gdq.flags.writeable
+    gdq = ramp.groupdq         # flagged in place when the ramp owns its GROUPDQ (no new cube)
     ramp.groupdq, ramp.pixeldq = flag_saturation(
         ramp.data, gdq, ramp.pixeldq, thresh, sat_dq, n_pix_grow_sat=n_pix_grow_sat,
-        nframes=meta["NFRAMES"], bias=bias, out=gdq if inplace else None)
+        nframes=meta["NFRAMES"], bias=bias, out=owned(gdq, np.uint8))
     if ramp.correct_zeroframe(lambda zf: flag_zeroframe(zf, thresh, sat_dq, n_pix_grow_sat)):
         log.info("saturation: %d ZEROFRAME values saturated or at the A-to-D floor set to 0",
                  int(np.count_nonzero(ramp.zeroframe == 0)))

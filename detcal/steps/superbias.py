@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from .descriptor import Step
+from .guards import owned
 
 log = logging.getLogger("detcal.superbias")
 
@@ -69,10 +70,9 @@ def run(ramp, refs):
             raise InputError(ref.path, f"SUPERBIAS {name} has shape {arr.shape}, but the science "
                                        f"frames are {shape}; read it with like=ramp to cut a subarray")
     n_nan = int(np.count_nonzero(np.isnan(ref.data)))
-    # in place when the ramp owns a writable float32 SCI (always, read from a file): no second cube
-    inplace = ramp.data.dtype == np.float32 and ramp.data.flags.writeable
+    # in place when the ramp owns its SCI (always, read from a file): no second cube
     ramp.data, ramp.pixeldq = subtract_superbias(ramp.data, ramp.pixeldq, ref.data, ref.dq,
-                                                 out=ramp.data if inplace else None)
+                                                 out=owned(ramp.data, np.float32))
     if ramp.correct_zeroframe(lambda zf: subtract_superbias(zf[:, None], ramp.pixeldq, ref.data,
                                                            None)[0][:, 0]):
         log.info("superbias: subtracted from the ZEROFRAME too (its 0 values kept)")
