@@ -104,7 +104,7 @@ CONVENTIONS = {
     "sigma_stat": "std(ddof=1) of the per-integration clipped means / sqrt(n_integrations)",
     "units": "DN/s; e-/s = DN/s x gain (amplifier median of the GAIN reference); e-/1000s = 1000 x e-/s",
     "verdict": "PASS if |mean - expected| <= n_sigma x sqrt(expected_unc^2 + sigma_stat^2); N/A without "
-               "an expectation or when sigma_stat > 5 x expected (the test has no power)",
+               f"an expectation or when sigma_stat > {NO_POWER_RATIO:g} x expected (the test has no power)",
     "miri_anomaly": "MIRI: reset-anomaly/RSCD slope bias measured on the no-dark ramps (slope of each "
                     "integration's mean ramp over the fitted groups minus over the groups where a fitted "
                     "anomaly model says the ramp is linear within 1 % of the rate or 0.25 sigma) and "
@@ -378,17 +378,6 @@ def read_group(rateints_paths):
             start, stop = grp._start[k], grp._start[k + 1]
             cube[start:stop], dq[start:stop] = r.read("SCI"), r.read("DQ")
         return cube, dq, grp.headers, grp.owner
-
-
-def read_rate_group(rateints_paths, group=None):
-    """The rateints products of one configuration group: (paths, cube, dq, headers, owner, group).
-
-    :func:`read_group` of the products (paths as str); ``group``: the group's name, by default
-    the inventory's name of the first file (:func:`detcal.inventory.group_name`).
-    """
-    paths = [str(x) for x in rateints_paths]
-    cube, dq, headers, owner = read_group(paths)
-    return paths, cube, dq, headers, owner, group or inventory.group_name(headers[0], paths[0])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -374,16 +374,6 @@ def compare_baseline(mean, std, nused, base_mean, base_std, base_nused, select, 
 # ----------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------
-def read_group_zero(path):
-    """Group 1 (index 0) of every integration of a ramp file, read without loading the other groups.
-
-    Returns (float32 (nints, ny, nx) [DN], pixeldq uint32 (ny, nx) or zeros, primary header).
-    The file is checked from its headers as a ramp (:class:`detcal.io.RampReader`).
-    """
-    with io.RampReader(path) as reader:
-        return reader.read("SCI", groups=0), reader.read("PIXELDQ"), reader.header
-
-
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
@@ -500,10 +490,14 @@ def slope_measurements(cube, dq, owner, nexp, masks, gain, parameters):
 
 
 def ramp_cds_measurements(data, groupdq, pixeldq, masks):
-    """CDS noise [DN] of every integration of one ramp: label -> list over integrations."""
+    """CDS noise [DN] of every integration of one ramp: label -> list over integrations.
+
+    data, groupdq : (nints, ngroups, ny, nx) arrays, or :class:`detcal.io.LazyArray` of a ramp
+    file (then one integration is read at a time).
+    """
     out = {lab: [] for lab in masks}
     for i in range(data.shape[0]):
-        for lab, v in amplifier_cds_noise(data[i], groupdq[i], pixeldq, masks).items():
+        for lab, v in amplifier_cds_noise(np.asarray(data[i]), np.asarray(groupdq[i]), pixeldq, masks).items():
             out[lab].append(v)
     return out
 
@@ -542,10 +536,7 @@ def read_and_measure_companions(per, kind, extra, names, header, paths, masks, p
             inventory.check_one_group([header, reader.header], [paths[e], path])
             nints, pixeldq = reader.shape[0], reader.read("PIXELDQ")
             if kind == "cds_noise":
-                for i in range(nints):
-                    for lab, v in amplifier_cds_noise(reader.read("SCI", i), reader.read("GROUPDQ", i), pixeldq,
-                                                      masks).items():
-                        per[kind][e][lab].append(v)
+                per[kind][e] = ramp_cds_measurements(reader.lazy("SCI"), reader.lazy("GROUPDQ"), pixeldq, masks)
             else:
                 per[kind][e] = bias_measurements((reader.read("SCI", i, 0) for i in range(nints)), pixeldq,
                                                  masks, parameters)
