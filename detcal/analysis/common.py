@@ -23,20 +23,19 @@ No Snakemake, no logging configuration.
 import math
 import types
 
-import matplotlib
+import numpy as np
+from astropy.io import fits
+from scipy import optimize
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.io import fits  # noqa: E402
-from scipy import optimize  # noqa: E402
-
-from .. import dqflags, io, keywords  # noqa: E402
-from ..errors import InputError  # noqa: E402
-from ..geometry import Geometry, family  # noqa: E402
-from ..plots import save_figure  # noqa: E402,F401  (the one figure writer, used as common.save_figure)
-from . import robust  # noqa: E402
-from .robust import quiet_warnings  # noqa: E402
+from .. import dqflags, io, keywords
+from ..errors import InputError
+from ..geometry import Geometry, family
+from ..plots import (
+    plt,  # pyplot on the Agg backend (plots.pyplot)
+    save_figure,  # noqa: F401  (the one figure writer, used as common.save_figure)
+)
+from . import robust
+from .robust import quiet_warnings
 
 #: Label of the whole-array row in per-amplifier tables.
 ALL = "all"

@@ -55,20 +55,17 @@ import logging
 import os
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.optimize import least_squares  # noqa: E402
-
-from .. import dqflags, io, tables  # noqa: E402
-from ..errors import InputError  # noqa: E402
-from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402
-from ..parameters import keyword_parameters  # noqa: E402
-from . import common  # noqa: E402
-from .noise import (  # noqa: E402
+from .. import dqflags, io, tables
+from ..errors import InputError
+from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD
+from ..parameters import keyword_parameters
+from ..plots import plt  # pyplot on the Agg backend (plots.pyplot)
+from . import common
+from .noise import (
     MAX_FLAGGED_FRACTION,
     MIN_TEMPORAL,
     check_same_configuration,
@@ -76,7 +73,7 @@ from .noise import (  # noqa: E402
     nothing_measured,
     open_ramp,
 )
-from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
+from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance
 
 log = logging.getLogger("detcal.analysis.effnoise")
 

@@ -98,24 +98,21 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import scipy.fft
+import scipy.special
+from astropy.io import fits
+from scipy.signal import savgol_coeffs, savgol_filter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.fft  # noqa: E402
-import scipy.special  # noqa: E402
-from astropy.io import fits  # noqa: E402
-from scipy.signal import savgol_coeffs, savgol_filter  # noqa: E402
-
-from .. import dqflags, inventory, io, keywords, tables  # noqa: E402
-from ..errors import InputError  # noqa: E402
-from ..geometry import Geometry  # noqa: E402
-from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # noqa: E402  (pixel clock when no TSAMPLE)
-from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band  # noqa: E402
-from ..parameters import keyword_parameters  # noqa: E402
-from .common import (  # noqa: E402
+from .. import dqflags, inventory, io, keywords, tables
+from ..errors import InputError
+from ..geometry import Geometry
+from ..multiaccum import PIXEL_TIME_S, ROW_OVERHEAD  # (pixel clock when no TSAMPLE)
+from ..noise_conventions import REF_FREQUENCY_HZ, REF_TIME_S, pink_psd, pink_rms, rms_band
+from ..parameters import keyword_parameters
+from ..plots import plt  # pyplot on the Agg backend (plots.pyplot)
+from .common import (
     DEAD_OUTPUT_FRACTION,
     dead_amplifier_note,
     dead_outputs,
@@ -127,7 +124,7 @@ from .common import (  # noqa: E402
     subsample_rows,
     temporal_note,
 )
-from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance  # noqa: E402
+from .robust import PixelMoments, clipped_sigma, mad_sigma, median_variance
 
 log = logging.getLogger("detcal.analysis.noise")
 

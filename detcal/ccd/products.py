@@ -33,7 +33,7 @@ import pandas as pd
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from .. import __version__, tables
+from .. import __version__, plots, tables
 from ..analysis import common
 from ..errors import InputError
 from . import inventory as inv
@@ -429,7 +429,7 @@ def analysis_file(bias_paths, decisions_json, master_darks, dark_rate, readnoise
 
 def _figures(master_bias, masters, rate, hot, thr, expected, level, g, bias_png, darks_png,
              histogram_png, linearity_png):
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     if master_bias:
