@@ -23,8 +23,10 @@ from the headers alone (truncation, shapes, keywords) and raises one
 """
 
 import contextlib
+import io as io_module
 import math
 import os
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -1002,24 +1004,147 @@ def write_rate(path, products, header, tables=(), step="ramp_fit", inputs=(), pa
     ``products``: dict with 'sci', 'err', 'dq', 'var_poisson', 'var_rnoise' (as returned by
     :func:`detcal.steps.ramp_fit.fit_ramps`); ``header``: the ramp's primary header (copied; S_RAMP
     set COMPLETE, HISTORY added). For 3-D products an INT_TIMES table among ``tables`` (e.g.
-    ``ramp.tables``) is written too. SCI and ERR carry BUNIT = 'DN/s'.
+    ``ramp.tables``) is written too. SCI and ERR carry BUNIT = 'DN/s'. One :class:`RateWriter`
+    call with every row (the one definition of the layout).
     """
-    ndim = np.ndim(products["sci"])
-    if ndim not in (2, 3):
-        raise ValueError(f"rate products must be 2-D or 3-D, got SCI of shape {np.shape(products['sci'])}")
-    header = header.copy()
-    header["S_RAMP"] = "COMPLETE"
-    header["DATAMODL"] = "ImageModel" if ndim == 2 else "CubeModel"
-    add_history(header, step, inputs, params)
-    hdus = [fits.PrimaryHDU(header=header)]
-    for key, extname, dtype, bunit in RATE_EXTENSIONS:
-        arr = np.asarray(products[key], dtype=dtype)
-        if arr.shape != np.shape(products["sci"]):
-            raise ValueError(f"rate product {key} has shape {arr.shape}, SCI has {np.shape(products['sci'])}")
-        hdu = fits.ImageHDU(arr, name=extname)
-        if bunit:
-            hdu.header["BUNIT"] = bunit
-        hdus.append(hdu)
-    if ndim == 3:
-        hdus += [t.copy() for t in tables if t.name == "INT_TIMES"]
-    atomic_write(fits.HDUList(hdus), path)
+    shape = np.shape(products["sci"])
+    if len(shape) not in (2, 3):
+        raise ValueError(f"rate products must be 2-D or 3-D, got SCI of shape {shape}")
+    for key, *_ in RATE_EXTENSIONS:
+        if np.shape(products[key]) != shape:
+            raise ValueError(f"rate product {key} has shape {np.shape(products[key])}, SCI has {shape}")
+    with RateWriter(path, shape, header, tables, step, inputs, params) as writer:
+        writer.write(slice(None), products)
+
+
+class RateWriter:
+    """A rate (2-D) or rateints (3-D) product written by blocks of rows as they are computed.
+
+    ``with RateWriter(path, shape, header, tables, step, inputs, params) as w: w.write(rows,
+    products)``: the file is the one :func:`write_rate` writes for the whole arrays, byte for
+    byte (primary header with S_RAMP, DATAMODL, HISTORY, NEXTEND; SCI, ERR, DQ, VAR_POISSON,
+    VAR_RNOISE with BUNIT on SCI and ERR; a 3-D product's INT_TIMES table; no checksum).
+
+    On entry the headers (made by astropy as for whole arrays) and the tables are written at
+    their offsets and the file is sized; :meth:`write` puts each block's big-endian values at
+    their offsets with plain positional writes (no memory map: nothing of the product stays
+    resident). The file goes through :func:`atomic_path`: it appears at ``path`` only when the
+    ``with`` block ends without an exception and every row was written.
+
+    shape : (ny, nx) for a rate, (nints, ny, nx) for a rateints
+    header : the ramp's primary header (copied); tables : its extra HDUs (INT_TIMES is written
+        for a rateints); step, inputs, params : provenance (HISTORY), as :func:`add_history`
+    """
+
+    #: Most bytes of one positional write (a block is converted to big-endian in pieces this size).
+    PIECE = 1 << 22
+
+    def __init__(self, path, shape, header, tables=(), step="ramp_fit", inputs=(), params=None):
+        self.path = str(path)
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) not in (2, 3):
+            raise ValueError(f"rate products must be 2-D or 3-D, got shape {self.shape}")
+        header = header.copy()
+        header["S_RAMP"] = "COMPLETE"
+        header["DATAMODL"] = "ImageModel" if len(self.shape) == 2 else "CubeModel"
+        add_history(header, step, inputs, params)
+        hdus = [fits.PrimaryHDU(header=header)]
+        for _, extname, dtype, bunit in RATE_EXTENSIONS:
+            # the header astropy makes for a whole array of this dtype and shape (no data made)
+            hdu = fits.ImageHDU(np.broadcast_to(np.zeros((), dtype), self.shape), name=extname)
+            if bunit:
+                hdu.header["BUNIT"] = bunit
+            hdus.append(hdu)
+        if len(self.shape) == 3:
+            hdus += [t.copy() for t in tables if t.name == "INT_TIMES"]
+        hdul = fits.HDUList(hdus)
+        hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
+        hdul.update_extend()        # as HDUList.writeto does
+        self._pieces = [(0, hdul[0].header.tostring().encode("ascii"))]
+        self._offsets = {}
+        pos = len(self._pieces[0][1])
+        nbytes = math.prod(self.shape) * 4
+        for (key, *_), hdu in zip(RATE_EXTENSIONS, hdul[1:6]):
+            head = hdu.header.tostring().encode("ascii")
+            self._pieces.append((pos, head))
+            self._offsets[key] = pos + len(head)
+            pos += len(head) + _padded(nbytes)
+        for table in hdul[6:]:
+            self._pieces.append((pos, _hdu_bytes(table)))
+            pos += len(self._pieces[-1][1])
+        self.size = pos
+        self._written = np.zeros(self.shape[-2], bool)
+        self._stack = None
+        self._fd = None
+
+    def __enter__(self):
+        stack = contextlib.ExitStack()
+        try:
+            tmp = stack.enter_context(atomic_path(self.path))
+            self._fd = os.open(tmp, os.O_WRONLY)
+            stack.callback(os.close, self._fd)
+            for offset, data in self._pieces:
+                self._pwrite(data, offset)
+            os.ftruncate(self._fd, self.size)      # data and padding not yet written read as 0
+        except BaseException:
+            stack.__exit__(*sys.exc_info())
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(self, *exc):
+        stack, self._stack = self._stack, None
+        if exc[0] is None and not self._written.all():
+            missing = np.flatnonzero(~self._written)
+            exc = (ValueError, ValueError(f"{self.path}: rows {missing[0]}..{missing[-1]} of the rate product "
+                                          f"were never written ({missing.size} rows)"), None)
+            if stack.__exit__(*exc):
+                return False
+            raise exc[1]
+        return stack.__exit__(*exc)
+
+    def _pwrite(self, data, offset):
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            n = os.pwrite(self._fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def write(self, rows, products):
+        """Write rows ``rows`` (a slice, or (r0, r1)) of every product: ``products`` maps 'sci',
+        'err', 'dq', 'var_poisson', 'var_rnoise' to arrays of shape (r1 - r0, nx) (rate) or
+        (nints, r1 - r0, nx) (rateints)."""
+        if self._fd is None:
+            raise ValueError("RateWriter.write outside its 'with' block")
+        ny, nx = self.shape[-2:]
+        r0, r1, _ = (rows if isinstance(rows, slice) else slice(*rows)).indices(ny)
+        r1 = max(r0, r1)
+        want = self.shape[:-2] + (r1 - r0, nx)
+        nints = self.shape[0] if len(self.shape) == 3 else 1
+        step = max(1, self.PIECE // (4 * nx))
+        for key, _, dtype, _ in RATE_EXTENSIONS:
+            arr = np.asarray(products[key])
+            if arr.shape != want:
+                raise ValueError(f"rate product {key}: block of shape {arr.shape}, expected {want}")
+            arr = arr.reshape(nints, r1 - r0, nx)
+            for i in range(nints):
+                for a in range(0, r1 - r0, step):
+                    b = min(r1 - r0, a + step)
+                    block = np.asarray(arr[i, a:b], dtype)
+                    if block.dtype == np.uint32:    # FITS: int32 with BZERO = 2**31
+                        be = np.bitwise_xor(block, np.uint32(1 << 31)).astype(">u4")
+                    else:
+                        be = block.astype(">f4")
+                    self._pwrite(be, self._offsets[key] + ((i * ny + r0 + a) * nx) * 4)
+        self._written[r0:r1] = True
+
+
+def _padded(nbytes):
+    """``nbytes`` rounded up to whole 2880-byte FITS blocks."""
+    return -(-nbytes // 2880) * 2880
+
+
+def _hdu_bytes(hdu):
+    """The bytes astropy writes for a (table) extension ``hdu``, header and padded data."""
+    buf = io_module.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf, checksum=False)
+    return buf.getvalue()[len(fits.PrimaryHDU().header.tostring()):]
