@@ -402,6 +402,10 @@ class SectionReader:
         """:class:`LazyArray` of extension ``ext``: its values are read on demand."""
         return LazyArray(self, ext.upper())
 
+    def has(self, ext):
+        """True when the file has extension ``ext`` (with data of the expected shape)."""
+        return ext.upper() in self._present
+
     def close(self):
         """Close the file (it is reopened by the next :meth:`read`)."""
         if getattr(self, "_hdul", None) is not None:
@@ -451,6 +455,8 @@ class LazyArray:
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
+        if not all(k is Ellipsis or isinstance(k, (slice, int, np.integer)) for k in key):
+            return np.asarray(self)[key]         # advanced indexing (masks, index arrays): read
         if sum(k is Ellipsis for k in key) > 1:
             raise IndexError("an index can only have a single ellipsis ('...')")
         if Ellipsis in key:
@@ -499,18 +505,21 @@ class RampReader(SectionReader):
 
     ``RampReader(path, step)`` checks the file's structure (truncation) and the keywords ``step``
     needs from the headers alone, as :func:`read_ramp` does, without reading any data.
-    :meth:`read` then returns one section of SCI (float32 [DN]), GROUPDQ (uint8) or PIXELDQ
-    (uint32): only the requested integrations, groups and rows are read from disk. A missing
-    GROUPDQ or PIXELDQ reads as zeros. Use it as a context manager, or call :meth:`close`.
+    :meth:`read` then returns one section of SCI (float32 [DN]), GROUPDQ (uint8), PIXELDQ
+    (uint32), ZEROFRAME (float32 (nints, ny, nx) [DN]) or the AVDRKCUR image (float32 (ny, nx),
+    present only with that shape): only the requested integrations, groups and rows are read
+    from disk. A missing GROUPDQ or PIXELDQ reads as zeros; :meth:`has` tells what is present.
+    Use it as a context manager, or call :meth:`close`.
 
     Attributes: ``path``, ``header`` (primary), ``shape`` (nints, ngroups, ny, nx).
     """
 
     _main = "SCI"
     _zeros_if_absent = frozenset({"GROUPDQ", "PIXELDQ"})
-    _dtypes = {"SCI": np.float32, "GROUPDQ": np.uint8, "PIXELDQ": np.uint32, "ZEROFRAME": np.float32}
+    _dtypes = {"SCI": np.float32, "GROUPDQ": np.uint8, "PIXELDQ": np.uint32, "ZEROFRAME": np.float32,
+               "AVDRKCUR": np.float32}
     _axes = {"SCI": ("int", "group", "row", "col"), "GROUPDQ": ("int", "group", "row", "col"),
-             "PIXELDQ": ("row", "col"), "ZEROFRAME": ("int", "row", "col")}
+             "PIXELDQ": ("row", "col"), "ZEROFRAME": ("int", "row", "col"), "AVDRKCUR": ("row", "col")}
 
     def __init__(self, path, step="inventory"):
         self.path = str(path)
@@ -530,7 +539,15 @@ class RampReader(SectionReader):
                 if got != want:
                     raise InputError(self.path, f"{name} has shape {got}, expected {want}")
                 self._present.add(name)
+        avdrkcur = extensions.get("AVDRKCUR")       # dark_current's image (a ramp_fit input)
+        if avdrkcur is not None and avdrkcur.get("NAXIS", 0) and _ext_shape(avdrkcur) == shape[2:]:
+            self._present.add("AVDRKCUR")           # another shape is ignored, as ramp_fit does
         self._hdul = None
+
+    def table_hdus(self, names=_CARRY_THROUGH):
+        """Copies of the file's extensions named in ``names`` (the tables carried through the
+        products: INT_TIMES, ...), in file order."""
+        return [h.copy() for h in self._open_hdul()[1:] if h.name in names]
 
 
 class CubeReader(SectionReader):
@@ -840,7 +857,7 @@ def _lazy_reference(path, reftype, like):
 def _cut_window(image_shape, path, ref_header, ramp):
     """((ny, nx), (y0, x0)): the ramp's subarray inside a reference image of ``image_shape``
     (SUBSTRT/SUBSIZE of both files), or an InputError naming the reference."""
-    ny, nx = ramp.data.shape[-2:]
+    ny, nx = (ramp.shape if hasattr(ramp, "shape") else ramp.data.shape)[-2:]   # Ramp, RampReader
     sy = keywords.value(ramp.header, "SUBSTRT2", ramp.path) - 1
     sx = keywords.value(ramp.header, "SUBSTRT1", ramp.path) - 1
     ry = (keywords.optional(ref_header, "SUBSTRT2", 1) or 1) - 1

@@ -107,10 +107,63 @@ _WRITERS = {"reference": _write_extra, "rate": _write_rate, "rateints": _write_r
 
 
 def run_ramp_fit_file(ramp_path, reference_paths, rate_path, rateints_path, params=None):
-    """Fit the ramps of one file and write its ``rate`` and ``rateints`` products; return them."""
-    result = _run_step_file("ramp_fit", ramp_path, reference_paths, None, params, (), None, None, "", None,
-                            (0, 0), {"rate": rate_path, "rateints": rateints_path})
-    return result.products["rate"], result.products["rateints"]
+    """Fit the ramps of one file and write its ``rate`` and ``rateints`` products.
+
+    The ramp is read by blocks of rows (:class:`detcal.io.RampReader`; GAIN and READNOISE rows
+    through :class:`detcal.io.ReferenceReader`) and each block's rate and rateints rows are
+    written as they are computed (:func:`_fit_rows_and_write`), so the job holds neither the ramp
+    nor the products whole; the files are those of the whole-frame fit, byte for byte.
+
+    Returns (rate, rateints): dicts ('sci', 'err', 'dq', 'var_poisson', 'var_rnoise') of
+    :class:`detcal.io.LazyArray` over the written files (values read when used: a rate is (ny, nx),
+    a rateints (nints, ny, nx)); None for a product without a path.
+    """
+    step = "ramp_fit"
+    params = dict(params or {})
+    logging.getLogger(f"detcal.{step}").info("%s: %s", step, ramp_path)
+    with contextlib.ExitStack() as stack:
+        ramp = stack.enter_context(io.RampReader(ramp_path, step))
+        refs = {key: stack.enter_context(io.ReferenceReader(path, io.REFTYPES[key], like=ramp))
+                for key, path in reference_paths.items()}
+        _fit_rows_and_write(step, ramp, refs, params, [ramp_path, *reference_paths.values()],
+                            {"rate": rate_path, "rateints": rateints_path})
+    return tuple(None if path is None else _lazy_rate(path, three_d) for path, three_d
+                 in ((rate_path, False), (rateints_path, True)))
+
+
+def _lazy_rate(path, three_d):
+    """{products key: LazyArray} of a written rate (2-D) or rateints (3-D) file."""
+    reader = io.CubeReader(path, [ext for _, ext, _, _ in io.RATE_EXTENSIONS], rateints=three_d)
+    return {key: reader.lazy(ext) if three_d else reader.lazy(ext)[0] for key, ext, _, _ in io.RATE_EXTENSIONS}
+
+
+def _fit_rows_and_write(step, ramp, refs, params, inputs, product_paths):
+    """ramp_fit by blocks of rows (its module's ``run_rows``) on a ramp in memory (fused chain) or
+    a :class:`detcal.io.RampReader` (per-step job), writing the rate and rateints products asked
+    for in ``product_paths`` row block by row block (:class:`detcal.io.RateWriter`: the bytes of
+    :func:`detcal.io.write_rate`); logs the slopes from the written rate."""
+    desc = steps.descriptor.get(step)
+    nints, _, ny, nx = ramp.shape
+    paths = {desc.products[name].kind: path for name, path in (product_paths or {}).items() if path}
+    tables = ramp.tables if hasattr(ramp, "tables") else ramp.table_hdus(("INT_TIMES",))
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        if "rate" in paths:
+            writers["rate"] = stack.enter_context(io.RateWriter(paths["rate"], (ny, nx), ramp.header, (), step,
+                                                                inputs, params))
+        if "rateints" in paths:
+            writers["rateints"] = stack.enter_context(io.RateWriter(
+                paths["rateints"], (nints, ny, nx), ramp.header, tables, step, inputs, params))
+
+        def write(rows, rate, rateints):
+            for kind, products in (("rate", rate), ("rateints", rateints)):
+                if kind in writers:
+                    writers[kind].write(rows, products)
+
+        steps.REGISTRY[step].run_rows(ramp, refs, write, **params)
+    if "rate" in paths:
+        with io.CubeReader(paths["rate"], ("SCI",)) as rate:
+            steps.REGISTRY[step].log_slopes(rate.read("SCI", 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,6 +326,9 @@ def _run_step(step, ramp, refs, params, inputs, skip_groups=(0, 0), output=None,
     if any(skip_groups):
         log.info("flagging the first %d and last %d groups DO_NOT_USE", *skip_groups)
         pipeline.flag_skipped_groups(ramp.groupdq, *skip_groups)
+    if hasattr(steps.REGISTRY[step], "run_rows"):     # ramp_fit: products written by rows
+        _fit_rows_and_write(step, ramp, refs, params, inputs, product_paths)
+        return steps.StepResult(ramp)
     pixels = plots.valid_pixels(pixels, ramp.shape)
     before = plots.sample_ramps(ramp.data, pixels)
     result = desc.apply(ramp, refs, **params)

@@ -79,7 +79,7 @@ import math
 
 import numpy as np
 
-from .. import dqflags
+from .. import dqflags, keywords
 from .descriptor import Param, Product, Step
 from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block
 from .median import NETWORK_MAX, median_of_differences, median_sorted, release_scratch, sort_columns
@@ -810,7 +810,7 @@ def _group_selectors(firstgroup, lastgroup, ngroups):
 
 def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, groupgap,
               average_dark_current=None, suppress_one_group=True, *, firstgroup=None,
-              lastgroup=None, miri=False, memory_mb=16, zeroframe=None, threads=1):
+              lastgroup=None, miri=False, memory_mb=16, zeroframe=None, threads=1, group_range=None):
     """Fit slopes to every ramp with stcal's OLS_C optimal weighting.
 
     Parameters
@@ -834,6 +834,9 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
     zeroframe : ndarray, float32, shape (nints, ny, nx), or None   [DN] ZEROFRAME (used as stcal
                                 does, for integrations saturated in group 0, only when
                                 ``suppress_one_group`` is off; 0 = no value)
+    group_range : (lo, hi) or None   MIRI's groups kept (:func:`_miri_group_range`) when the
+                                arrays are a block of rows of a larger frame (it is decided from
+                                the whole frame: :func:`fit_rows`); None: from these arrays
 
     Inputs are not modified.
 
@@ -871,7 +874,8 @@ def fit_ramps(data, groupdq, pixeldq, gain, readnoise, tframe, tgroup, nframes, 
 
     g_lo, g_hi = 0, ngroups
     if miri and ngroups > 1:
-        g_lo, g_hi = _miri_group_range(groupdq, blocks, suppress, first, last)
+        g_lo, g_hi = (_miri_group_range(groupdq, blocks, suppress, first, last) if group_range is None
+                      else group_range)
         if g_hi - g_lo < 2:
             log.warning("ramp_fit: MIRI ramp has fewer than 2 usable groups; all slopes are NaN")
             return _unusable(pixeldq, gain, nints)
@@ -917,19 +921,27 @@ def _miri_group_range(groupdq, blocks, suppress, first, last):
     """Groups [lo, hi) kept for MIRI: leading groups and one trailing group that are DO_NOT_USE in
     every pixel of every integration are dropped (stcal ``discard_miri_groups``).
 
+    ``groupdq``: uint8 (nints, ngroups, ny, nx), or a function ``(r0, r1) -> groupdq[:, :, r0:r1]``
+    (a file read by rows); ``blocks``: [(r0, r1), ...] covering the rows. It is decided from the
+    whole frame, so a fit by blocks of rows computes it first and passes it to every block.
+
     DO_NOT_USE after :func:`_prepare_gdq`. A group that is not DO_NOT_USE in the input everywhere
     (nor set aside by the group selectors) is not so after it either as soon as one ramp without
     DO_NOT_USE there keeps two good groups (suppression spares it): such a witness among the first
-    ramps decides; otherwise every block is prepared."""
-    nints, ngroups = groupdq.shape[:2]
+    such ramps of a block decides (which ramps are looked at does not change the answer);
+    otherwise every block is prepared."""
+    read = groupdq if callable(groupdq) else (lambda r0, r1: groupdq[:, :, r0:r1])
+    raw = None
+    for r0, r1 in blocks:
+        g = read(r0, r1)
+        nints, ngroups = g.shape[:2]
+        g = g.reshape(nints, ngroups, -1)
+        found = np.bitwise_and.reduce(np.bitwise_and.reduce(g, axis=2), axis=0)
+        raw = found if raw is None else raw & found
     sure = np.zeros(ngroups, bool)        # DO_NOT_USE in every ramp, before suppression
     if first is not None:
         sure[:first] = True
         sure[last + 1:] = True
-    raw = np.full(ngroups, 0xFF, np.uint8)
-    for r0, r1 in blocks:
-        g = groupdq[:, :, r0:r1].reshape(nints, ngroups, -1)
-        raw &= np.bitwise_and.reduce(np.bitwise_and.reduce(g, axis=2), axis=0)
     sure |= (raw & _U8_DNU) != 0
 
     def all_dnu(k):
@@ -937,13 +949,17 @@ def _miri_group_range(groupdq, blocks, suppress, first, last):
             return True
         if not suppress:
             return False
-        i, y, x = np.nonzero((groupdq[:, k] & _U8_DNU) == 0)
-        ramps = groupdq[i[:256], :, y[:256], x[:256]] | np.where(sure, _U8_DNU, np.uint8(0))
-        if np.any(np.count_nonzero((ramps & _U8_NOT_PERS) == 0, axis=1) >= 2):
-            return False
+        for r0, r1 in blocks:
+            g = read(r0, r1)
+            i, y, x = np.nonzero((g[:, k] & _U8_DNU) == 0)
+            if i.size:
+                ramps = g[i[:256], :, y[:256], x[:256]] | np.where(sure, _U8_DNU, np.uint8(0))
+                if np.any(np.count_nonzero((ramps & _U8_NOT_PERS) == 0, axis=1) >= 2):
+                    return False
+                break
         every = np.ones(ngroups, bool)
         for r0, r1 in blocks:
-            gdq = _prepare_gdq(groupdq[:, :, r0:r1], suppress, first, last)
+            gdq = _prepare_gdq(read(r0, r1), suppress, first, last)
             every &= np.all((gdq & _U8_DNU) != 0, axis=(0, 2, 3))
         return bool(every[k])
 
@@ -1002,7 +1018,117 @@ def run(ramp, refs, **params):
     rate, rateints = fit_ramps(ramp.data, ramp.groupdq, ramp.pixeldq, gain.data, rnoise.data,
                                meta["TFRAME"], meta["TGROUP"], meta["NFRAMES"], meta["GROUPGAP"],
                                **params)
-    good = np.isfinite(rate["sci"])
-    log.info("ramp_fit: %d of %d pixels have a slope; median %.4g DN/s", int(good.sum()), good.size,
-             float(np.median(rate["sci"][good])) if good.any() else float("nan"))
+    log_slopes(rate["sci"])
     return rate, rateints
+
+
+def log_slopes(sci):
+    """Log how many pixels of a rate SCI (ny, nx) [DN/s] have a slope, and their median."""
+    sci = np.asarray(sci)
+    good = np.isfinite(sci)
+    log.info("ramp_fit: %d of %d pixels have a slope; median %.4g DN/s", int(good.sum()), good.size,
+             float(np.median(sci[good])) if good.any() else float("nan"))
+
+
+#: Bytes of one ramp value a block of rows of :func:`fit_rows` holds (SCI float32 + GROUPDQ uint8).
+_READ_BYTES_PER_PIXEL_GROUP = 5
+#: A block of rows of :func:`fit_rows` holds up to this many times ``memory_mb`` per thread of ramp
+#: values and products (fit_ramps' own temporaries come on top: ``memory_mb`` per thread).
+READ_BLOCK_FACTOR = 4
+
+
+def fit_rows(read, shape, tframe, tgroup, nframes, groupgap, write, *, suppress_one_group=True,
+             firstgroup=None, lastgroup=None, miri=False, memory_mb=16, threads=1):
+    """:func:`fit_ramps` on blocks of rows of a ramp that need not be in memory (a file read by
+    rows); each block's rate and rateints rows go to ``write`` as soon as they are computed.
+
+    read : function (name, r0, r1) -> rows r0:r1 of 'SCI' float32 (nints, ngroups, r1 - r0, nx)
+        [DN], 'GROUPDQ' uint8 (same shape), 'PIXELDQ' uint32 (r1 - r0, nx), 'gain' [e-/DN],
+        'readnoise' [DN] float32 (r1 - r0, nx), 'dark' float32 (r1 - r0, nx) or None (average dark
+        current), 'ZEROFRAME' float32 (nints, r1 - r0, nx) [DN] or None
+    shape : (nints, ngroups, ny, nx)
+    write : function ((r0, r1), rate, rateints) with the dicts :func:`fit_ramps` returns for those
+        rows; called once per block, in row order
+    other parameters : as :func:`fit_ramps` (``memory_mb``, ``threads``: its blocks)
+
+    The values are those of one :func:`fit_ramps` call on the whole frame, bit for bit: its
+    slopes are per pixel; what is decided from the whole frame (MIRI's group range
+    :func:`_miri_group_range`, from a first pass over GROUPDQ by blocks; the group selectors) is
+    decided here once and given to every block. A block holds about ``READ_BLOCK_FACTOR *
+    memory_mb * threads`` MB of ramp values and products, in whole multiples of fit_ramps' blocks.
+    Returns the number of blocks.
+    """
+    nints, ngroups, ny, nx = (int(n) for n in shape)
+    first, last = _group_selectors(firstgroup, lastgroup, ngroups)
+    suppress = bool(suppress_one_group) and ngroups > 1
+    per_value = _BYTES_PER_PIXEL_GROUP_KEYED if ngroups > NETWORK_MAX + 1 else _BYTES_PER_PIXEL_GROUP
+    inner = rows_per_block(nints, ngroups, nx, memory_mb, per_value)
+    per_pixel = nints * ngroups * _READ_BYTES_PER_PIXEL_GROUP + (nints + 1) * 20 + nints * 4 + 16
+    budget = int(READ_BLOCK_FACTOR * memory_mb * max(1, threads) * 1e6) // (per_pixel * nx)
+    rows = max(inner * max(1, threads), budget // inner * inner)
+    blocks = row_blocks(ny, rows)
+    group_range = None
+    if miri and ngroups > 1:
+        group_range = _miri_group_range(lambda r0, r1: read("GROUPDQ", r0, r1), blocks, suppress, first,
+                                        last)
+        if group_range[1] - group_range[0] < 2:
+            log.warning("ramp_fit: MIRI ramp has fewer than 2 usable groups; all slopes are NaN")
+    for r0, r1 in blocks:
+        if group_range is not None and group_range[1] - group_range[0] < 2:
+            write((r0, r1), *_unusable(read("PIXELDQ", r0, r1), read("gain", r0, r1), nints))
+            continue
+        rate, rateints = fit_ramps(
+            read("SCI", r0, r1), read("GROUPDQ", r0, r1), read("PIXELDQ", r0, r1), read("gain", r0, r1),
+            read("readnoise", r0, r1), tframe, tgroup, nframes, groupgap,
+            average_dark_current=read("dark", r0, r1), suppress_one_group=suppress_one_group,
+            firstgroup=first, lastgroup=last, miri=miri, memory_mb=memory_mb,
+            zeroframe=read("ZEROFRAME", r0, r1), threads=threads, group_range=group_range)
+        write((r0, r1), rate, rateints)
+    return len(blocks)
+
+
+def run_rows(ramp, refs, write, **params):
+    """:func:`run` by blocks of rows (:func:`fit_rows`): the same values, handed to ``write``
+    ((r0, r1), rate, rateints) as they are computed, so that neither the ramp (a file) nor the
+    products (written by rows, :class:`detcal.io.RateWriter`) need be whole in memory.
+
+    ramp : a :class:`detcal.io.Ramp` (in memory: the fused chain) or a
+        :class:`detcal.io.RampReader` (a file read by rows: the per-step job; SCI, GROUPDQ,
+        PIXELDQ, ZEROFRAME and the AVDRKCUR image rows of each block)
+    refs : 'gain', 'readnoise': References cut to the subarray, or
+        :class:`detcal.io.ReferenceReader` s cut to it (read by rows)
+    params : as :func:`run` (an explicit ``average_dark_current`` or ``zeroframe``: whole arrays)
+    """
+    in_memory = hasattr(ramp, "data")
+    header, path = ramp.header, ramp.path
+    meta = keywords.require(header, "ramp_fit", path)
+    params = dict(params)
+    params.setdefault("miri", meta["INSTRUME"].upper() == "MIRI")
+    arrays = {"dark": params.pop("average_dark_current", None), "ZEROFRAME": params.pop("zeroframe", None)}
+    if arrays["dark"] is None:
+        arrays["dark"] = _ramp_dark_current(ramp) if in_memory else (
+            ramp.lazy("AVDRKCUR") if ramp.has("AVDRKCUR") else None)
+    if arrays["ZEROFRAME"] is None:
+        present = ramp.zeroframe is not None if in_memory else ramp.has("ZEROFRAME")
+        if present and keywords.optional(header, "ZEROFRAM") is True:
+            arrays["ZEROFRAME"] = ramp.zeroframe if in_memory else ramp.lazy("ZEROFRAME")
+        elif present:
+            log.info("ramp_fit: ZEROFRAME extension but ZEROFRAM is not T, so no step corrected "
+                     "it: not used")
+    if in_memory:
+        arrays.update(SCI=ramp.data, GROUPDQ=ramp.groupdq, PIXELDQ=ramp.pixeldq)
+    else:
+        arrays.update(SCI=ramp.lazy("SCI"), GROUPDQ=ramp.lazy("GROUPDQ"), PIXELDQ=ramp.lazy("PIXELDQ"))
+    for key in ("gain", "readnoise"):
+        ref = refs[key]
+        arrays[key] = ref.data if hasattr(ref, "data") else ref.lazy("SCI")
+
+    def read(name, r0, r1):
+        arr = arrays[name]
+        if arr is None:
+            return None
+        rows = arr[..., r0:r1, :]
+        return rows if isinstance(rows, np.ndarray) else np.asarray(rows)
+
+    return fit_rows(read, ramp.shape, meta["TFRAME"], meta["TGROUP"], meta["NFRAMES"], meta["GROUPGAP"],
+                    write, **params)
