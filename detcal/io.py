@@ -484,6 +484,22 @@ class LazyArray:
                                 groups=keys.get("group", slice(None)), rows=keys.get("row", slice(None)),
                                 cols=keys.get("col", slice(None)))
 
+    def stored_bytes(self):
+        """(path, offset, stored dtype) of the window's values in its file when the window is a
+        whole extension stored unscaled (BSCALE 1, BZERO 0), else None."""
+        reader = self.reader
+        if (self.ext not in reader._present or reader._offset or reader._file_axes
+                or self.shape != reader.ext_shape(self.ext)):
+            return None
+        hdul = reader._open_hdul()
+        hdu = hdul[self.ext]
+        head = hdu.header
+        if head.get("BSCALE", 1) != 1 or head.get("BZERO", 0) != 0 or "BLANK" in head:
+            return None
+        dtype = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"),
+                 -32: np.dtype(">f4"), -64: np.dtype(">f8")}[head["BITPIX"]]
+        return reader.path, hdul.fileinfo(hdul.index_of(self.ext))["datLoc"], dtype
+
     def __array__(self, dtype=None, copy=None):
         arr = self.read()
         return arr if dtype is None else arr.astype(dtype, copy=False)
@@ -666,21 +682,32 @@ def atomic_write(hdul, path):
 
 
 def write_ramp(ramp, path, step=None, inputs=(), params=None):
-    """Write ``ramp`` in the RampModel layout; mark ``step`` COMPLETE (S_* keyword) and add HISTORY."""
+    """Write ``ramp`` in the RampModel layout; mark ``step`` COMPLETE (S_* keyword) and add HISTORY.
+
+    SCI, PIXELDQ, GROUPDQ (uint8), ZEROFRAME when the ramp has one (SCI and ZEROFRAME with
+    BUNIT = 'DN'), then ``ramp.tables``; written by :class:`ImageFileWriter`. An array of the
+    ramp that is a :class:`LazyArray` of another file (a step that reads SCI by rows and does not
+    change it: jump) is copied from that file, never whole in memory.
+    """
     header = ramp.header.copy()
     if step in keywords.CAL_STEP and header.get(keywords.CAL_STEP[step]) != "SKIPPED":
         header[keywords.CAL_STEP[step]] = "COMPLETE"  # a step that skipped itself says so
     add_history(header, step, inputs, params)
-    hdus = [fits.PrimaryHDU(header=header),
-            fits.ImageHDU(np.asarray(ramp.data, np.float32), name="SCI"),
-            fits.ImageHDU(np.asarray(ramp.pixeldq, np.uint32), name="PIXELDQ"),
-            fits.ImageHDU(np.asarray(ramp.groupdq, np.uint8), name="GROUPDQ")]
-    hdus[1].header["BUNIT"] = "DN"
+    shape = tuple(ramp.data.shape)
+    arrays = [("SCI", ramp.data, np.float32, shape, "DN"), ("PIXELDQ", ramp.pixeldq, np.uint32, shape[2:], None),
+              ("GROUPDQ", ramp.groupdq, np.uint8, shape, None)]
     if ramp.zeroframe is not None:
-        hdus.append(fits.ImageHDU(np.asarray(ramp.zeroframe, np.float32), name="ZEROFRAME"))
-        hdus[-1].header["BUNIT"] = "DN"
-    hdus += [t.copy() for t in ramp.tables]
-    atomic_write(fits.HDUList(hdus), path)
+        arrays.append(("ZEROFRAME", ramp.zeroframe, np.float32, (shape[0],) + shape[2:], "DN"))
+    for name, arr, _, want, _ in arrays:
+        if tuple(np.shape(arr)) != want:
+            raise ValueError(f"ramp {name} has shape {np.shape(arr)}, expected {want}")
+    images = [(name, dtype, want, bunit) for name, _, dtype, want, bunit in arrays]
+    with ImageFileWriter(path, header, images, [t.copy() for t in ramp.tables]) as writer:
+        for name, arr, *_ in arrays:
+            if isinstance(arr, LazyArray):
+                writer.copy_from(name, arr)
+            else:
+                writer.write(name, 0, arr)
 
 
 def write_uncal(data, header, path, tables=()):
@@ -1034,63 +1061,51 @@ def write_rate(path, products, header, tables=(), step="ramp_fit", inputs=(), pa
         writer.write(slice(None), products)
 
 
-class RateWriter:
-    """A rate (2-D) or rateints (3-D) product written by blocks of rows as they are computed.
+class ImageFileWriter:
+    """A FITS file of image extensions (then table extensions) whose values are written by parts.
 
-    ``with RateWriter(path, shape, header, tables, step, inputs, params) as w: w.write(rows,
-    products)``: the file is the one :func:`write_rate` writes for the whole arrays, byte for
-    byte (primary header with S_RAMP, DATAMODL, HISTORY, NEXTEND; SCI, ERR, DQ, VAR_POISSON,
-    VAR_RNOISE with BUNIT on SCI and ERR; a 3-D product's INT_TIMES table; no checksum).
-
-    On entry the headers (made by astropy as for whole arrays) and the tables are written at
-    their offsets and the file is sized; :meth:`write` puts each block's big-endian values at
-    their offsets with plain positional writes (no memory map: nothing of the product stays
-    resident). The file goes through :func:`atomic_path`: it appears at ``path`` only when the
-    ``with`` block ends without an exception and every row was written.
-
-    shape : (ny, nx) for a rate, (nints, ny, nx) for a rateints
-    header : the ramp's primary header (copied); tables : its extra HDUs (INT_TIMES is written
-        for a rateints); step, inputs, params : provenance (HISTORY), as :func:`add_history`
+    ``ImageFileWriter(path, header, images, tables)`` with ``images`` a list of (EXTNAME, dtype,
+    shape, BUNIT or None): used as a context manager, it makes the file that astropy writes for
+    ``HDUList([PrimaryHDU(header=header), ImageHDU(array, name=EXTNAME) (BUNIT set), ...,
+    *tables])`` through :func:`atomic_write` (NEXTEND set, no checksum), byte for byte, without
+    any whole array in memory: on entry the headers (made by astropy for arrays of that dtype
+    and shape) and the tables are written at their offsets and the file is sized; then
+    :meth:`write` puts values at their offsets with plain positional writes (big-endian; unsigned
+    integers with the FITS BZERO offset), and :meth:`copy_from` copies an extension's data from
+    another file. No memory map, so nothing of the product stays resident. The file goes
+    through :func:`atomic_path`: it appears at ``path`` only when the ``with`` block ends without
+    an exception and every value of every extension was written once.
     """
 
-    #: Most bytes of one positional write (a block is converted to big-endian in pieces this size).
-    PIECE = 1 << 22
+    #: Most bytes converted to big-endian at once (a block is written in pieces this size).
+    PIECE = 1 << 16
 
-    def __init__(self, path, shape, header, tables=(), step="ramp_fit", inputs=(), params=None):
+    def __init__(self, path, header, images, tables=()):
         self.path = str(path)
-        self.shape = tuple(int(s) for s in shape)
-        if len(self.shape) not in (2, 3):
-            raise ValueError(f"rate products must be 2-D or 3-D, got shape {self.shape}")
-        header = header.copy()
-        header["S_RAMP"] = "COMPLETE"
-        header["DATAMODL"] = "ImageModel" if len(self.shape) == 2 else "CubeModel"
-        add_history(header, step, inputs, params)
         hdus = [fits.PrimaryHDU(header=header)]
-        for _, extname, dtype, bunit in RATE_EXTENSIONS:
+        for extname, dtype, shape, bunit in images:
             # the header astropy makes for a whole array of this dtype and shape (no data made)
-            hdu = fits.ImageHDU(np.broadcast_to(np.zeros((), dtype), self.shape), name=extname)
+            hdu = fits.ImageHDU(np.broadcast_to(np.zeros((), dtype), tuple(shape)), name=extname)
             if bunit:
                 hdu.header["BUNIT"] = bunit
             hdus.append(hdu)
-        if len(self.shape) == 3:
-            hdus += [t.copy() for t in tables if t.name == "INT_TIMES"]
-        hdul = fits.HDUList(hdus)
+        hdul = fits.HDUList(hdus + list(tables))
         hdul[0].header["NEXTEND"] = (len(hdul) - 1, "number of extensions (detects truncation)")
         hdul.update_extend()        # as HDUList.writeto does
         self._pieces = [(0, hdul[0].header.tostring().encode("ascii"))]
-        self._offsets = {}
+        self.images = {}
         pos = len(self._pieces[0][1])
-        nbytes = math.prod(self.shape) * 4
-        for (key, *_), hdu in zip(RATE_EXTENSIONS, hdul[1:6]):
+        for (extname, dtype, shape, _), hdu in zip(images, hdul[1:]):
             head = hdu.header.tostring().encode("ascii")
             self._pieces.append((pos, head))
-            self._offsets[key] = pos + len(head)
-            pos += len(head) + _padded(nbytes)
-        for table in hdul[6:]:
+            dtype, shape = np.dtype(dtype), tuple(int(n) for n in shape)
+            self.images[extname] = (pos + len(head), dtype, shape)
+            pos += len(head) + _padded(math.prod(shape) * dtype.itemsize)
+        for table in hdul[1 + len(images):]:
             self._pieces.append((pos, _hdu_bytes(table)))
             pos += len(self._pieces[-1][1])
         self.size = pos
-        self._written = np.zeros(self.shape[-2], bool)
+        self._written = dict.fromkeys(self.images, 0)
         self._stack = None
         self._fd = None
 
@@ -1111,14 +1126,22 @@ class RateWriter:
 
     def __exit__(self, *exc):
         stack, self._stack = self._stack, None
-        if exc[0] is None and not self._written.all():
-            missing = np.flatnonzero(~self._written)
-            exc = (ValueError, ValueError(f"{self.path}: rows {missing[0]}..{missing[-1]} of the rate product "
-                                          f"were never written ({missing.size} rows)"), None)
-            if stack.__exit__(*exc):
-                return False
-            raise exc[1]
+        self._fd = None
+        if exc[0] is None:
+            problem = self._incomplete()
+            if problem:
+                err = ValueError(f"{self.path}: {problem}")
+                stack.__exit__(ValueError, err, None)
+                raise err
         return stack.__exit__(*exc)
+
+    def _incomplete(self):
+        """What was not written (None when every value was written once)."""
+        for extname, (_, _, shape) in self.images.items():
+            if self._written[extname] != math.prod(shape):
+                return (f"{extname}: {self._written[extname]} of {math.prod(shape)} values written "
+                        "(each must be written once)")
+        return None
 
     def _pwrite(self, data, offset):
         view = memoryview(data).cast("B")
@@ -1126,33 +1149,109 @@ class RateWriter:
             n = os.pwrite(self._fd, view, offset)
             view, offset = view[n:], offset + n
 
+    def write(self, extname, start, values):
+        """Write ``values`` (any shape; C order) at flat index ``start`` of extension ``extname``."""
+        if self._fd is None:
+            raise ValueError(f"{type(self).__name__}.write outside its 'with' block")
+        offset, dtype, shape = self.images[extname]
+        flat = np.asarray(values).reshape(-1)
+        if start < 0 or start + flat.size > math.prod(shape):
+            raise ValueError(f"{extname}: values {start}..{start + flat.size} outside its {shape}")
+        step = max(1, self.PIECE // dtype.itemsize)
+        for a in range(0, flat.size, step):
+            piece = np.asarray(flat[a:a + step], dtype)
+            if dtype.kind == "u" and dtype.itemsize > 1:     # FITS: signed with BZERO = 2**(bits-1)
+                piece = np.bitwise_xor(piece, dtype.type(1 << (8 * dtype.itemsize - 1)))
+            self._pwrite(piece.astype(dtype.newbyteorder(">")), offset + (start + a) * dtype.itemsize)
+        self._written[extname] += flat.size
+
+    def copy_from(self, extname, lazy):
+        """Write extension ``extname`` from ``lazy``, a :class:`LazyArray` of a whole extension
+        of another file with its values: the stored bytes are copied as they are (no reading into
+        memory) when it is stored as this file stores it (same big-endian dtype, no scaling),
+        otherwise its planes are read and written one at a time."""
+        offset, dtype, shape = self.images[extname]
+        if lazy.shape != shape:
+            raise ValueError(f"{extname}: source of shape {lazy.shape}, expected {shape}")
+        source = lazy.stored_bytes()
+        if source is not None and dtype.kind == "f":
+            path, src_offset, src_dtype = source
+            if src_dtype == dtype.newbyteorder(">"):
+                _copy_bytes(path, src_offset, self._fd, offset, math.prod(shape) * dtype.itemsize)
+                self._written[extname] += math.prod(shape)
+                return
+        per_plane = math.prod(shape[-2:])
+        for n, index in enumerate(np.ndindex(shape[:-2])):
+            self.write(extname, n * per_plane, lazy[index] if index else lazy)
+
+
+def _copy_bytes(src_path, src_offset, dst_fd, dst_offset, nbytes):
+    """Copy ``nbytes`` of a file into an open one at the given offsets (in the kernel when it can)."""
+    with open(src_path, "rb") as src:
+        fd = src.fileno()
+        while nbytes:
+            try:
+                n = os.copy_file_range(fd, dst_fd, min(nbytes, 1 << 30), src_offset, dst_offset)
+            except (AttributeError, OSError):
+                n = 0
+            if n <= 0:            # not supported here (or across file systems): read and write
+                n = os.pwrite(dst_fd, os.pread(fd, min(nbytes, 1 << 22), src_offset), dst_offset)
+                if n <= 0:
+                    raise OSError(f"cannot copy data from {src_path}")
+            nbytes, src_offset, dst_offset = nbytes - n, src_offset + n, dst_offset + n
+
+
+class RateWriter(ImageFileWriter):
+    """A rate (2-D) or rateints (3-D) product written by blocks of rows as they are computed.
+
+    ``with RateWriter(path, shape, header, tables, step, inputs, params) as w: w.write(rows,
+    products)``: the file is the one :func:`write_rate` writes for the whole arrays, byte for
+    byte (primary header with S_RAMP, DATAMODL, HISTORY, NEXTEND; SCI, ERR, DQ, VAR_POISSON,
+    VAR_RNOISE with BUNIT on SCI and ERR; a 3-D product's INT_TIMES table; no checksum), written
+    as :class:`ImageFileWriter` does (atomic; every row must be written).
+
+    shape : (ny, nx) for a rate, (nints, ny, nx) for a rateints
+    header : the ramp's primary header (copied); tables : its extra HDUs (INT_TIMES is written
+        for a rateints); step, inputs, params : provenance (HISTORY), as :func:`add_history`
+    """
+
+    def __init__(self, path, shape, header, tables=(), step="ramp_fit", inputs=(), params=None):
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) not in (2, 3):
+            raise ValueError(f"rate products must be 2-D or 3-D, got shape {self.shape}")
+        header = header.copy()
+        header["S_RAMP"] = "COMPLETE"
+        header["DATAMODL"] = "ImageModel" if len(self.shape) == 2 else "CubeModel"
+        add_history(header, step, inputs, params)
+        tables = [t.copy() for t in tables if t.name == "INT_TIMES"] if len(self.shape) == 3 else []
+        super().__init__(path, header, [(extname, dtype, self.shape, bunit)
+                                        for _, extname, dtype, bunit in RATE_EXTENSIONS], tables)
+        self._rows = np.zeros(self.shape[-2], bool)
+
+    def _incomplete(self):
+        if not self._rows.all():
+            missing = np.flatnonzero(~self._rows)
+            return (f"rows {missing[0]}..{missing[-1]} of the rate product were never written "
+                    f"({missing.size} rows)")
+        return super()._incomplete()
+
     def write(self, rows, products):
         """Write rows ``rows`` (a slice, or (r0, r1)) of every product: ``products`` maps 'sci',
         'err', 'dq', 'var_poisson', 'var_rnoise' to arrays of shape (r1 - r0, nx) (rate) or
         (nints, r1 - r0, nx) (rateints)."""
-        if self._fd is None:
-            raise ValueError("RateWriter.write outside its 'with' block")
         ny, nx = self.shape[-2:]
         r0, r1, _ = (rows if isinstance(rows, slice) else slice(*rows)).indices(ny)
         r1 = max(r0, r1)
         want = self.shape[:-2] + (r1 - r0, nx)
         nints = self.shape[0] if len(self.shape) == 3 else 1
-        step = max(1, self.PIECE // (4 * nx))
-        for key, _, dtype, _ in RATE_EXTENSIONS:
+        for key, extname, _, _ in RATE_EXTENSIONS:
             arr = np.asarray(products[key])
             if arr.shape != want:
                 raise ValueError(f"rate product {key}: block of shape {arr.shape}, expected {want}")
             arr = arr.reshape(nints, r1 - r0, nx)
             for i in range(nints):
-                for a in range(0, r1 - r0, step):
-                    b = min(r1 - r0, a + step)
-                    block = np.asarray(arr[i, a:b], dtype)
-                    if block.dtype == np.uint32:    # FITS: int32 with BZERO = 2**31
-                        be = np.bitwise_xor(block, np.uint32(1 << 31)).astype(">u4")
-                    else:
-                        be = block.astype(">f4")
-                    self._pwrite(be, self._offsets[key] + ((i * ny + r0 + a) * nx) * 4)
-        self._written[r0:r1] = True
+                super().write(extname, (i * ny + r0) * nx, arr[i])
+        self._rows[r0:r1] = True
 
 
 def _padded(nbytes):

@@ -259,7 +259,11 @@ def test_failed_write_leaves_neither_partial_target_nor_temp_file(tmp_path, monk
         with open(name, "wb") as fh:
             fh.write(b"SIMPLE  =                    T")      # a partial file, then the disk fails
         raise OSError("disk full")
+    def broken_pwrite(fd, data, offset):                # write_ramp writes by parts
+        os.write(fd, b"SIMPLE  =                    T")
+        raise OSError("disk full")
     monkeypatch.setattr(fits.HDUList, "writeto", broken_writeto)
+    monkeypatch.setattr(io.os, "pwrite", broken_pwrite)
     with pytest.raises(OSError, match="disk full"):
         io.write_ramp(random_ramp(), tmp_path / "out.fits")
     assert os.listdir(tmp_path) == []
@@ -269,6 +273,7 @@ def test_failed_overwrite_keeps_the_previous_file(fits_writer, tmp_path, monkeyp
     path = fits_writer.ramp(random_ramp(seed=1), name="keep.fits")
     before = open(path, "rb").read()
     monkeypatch.setattr(fits.HDUList, "writeto", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(io.os, "pwrite", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         io.write_ramp(random_ramp(seed=2), path)
     assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["keep.fits"]

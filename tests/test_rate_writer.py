@@ -1,6 +1,7 @@
-"""io.RateWriter: rate/rateints products written by blocks of rows, byte for byte the file that
-astropy writes for the whole arrays (the layout io.write_rate had before it became one call of
-the writer), and no file left behind when the writing fails."""
+"""io.RateWriter and io.write_ramp (io.ImageFileWriter): products written by parts, byte for
+byte the files astropy writes for the whole arrays (the layouts of io.write_rate and
+io.write_ramp before they wrote through the writer), a lazy SCI copied from its file, and no
+file left behind when the writing fails."""
 
 import os
 
@@ -92,3 +93,61 @@ def test_no_file_after_a_failure_or_missing_rows(tmp_path):
         with io.RateWriter(path, (NY, NX), header) as w:
             w.write((0, 5), {k: v[0:4] for k, v in prod.items()})
     assert os.listdir(tmp_path) == []
+
+
+def astropy_ramp(ramp, path, step=None, inputs=(), params=None):
+    """The whole-array write of io.write_ramp before the ImageFileWriter (the reference layout)."""
+    header = ramp.header.copy()
+    if step:
+        header["S_JUMP"] = "COMPLETE"
+    io.add_history(header, step, inputs, params)
+    hdus = [fits.PrimaryHDU(header=header),
+            fits.ImageHDU(np.asarray(ramp.data, np.float32), name="SCI"),
+            fits.ImageHDU(np.asarray(ramp.pixeldq, np.uint32), name="PIXELDQ"),
+            fits.ImageHDU(np.asarray(ramp.groupdq, np.uint8), name="GROUPDQ")]
+    hdus[1].header["BUNIT"] = "DN"
+    if ramp.zeroframe is not None:
+        hdus.append(fits.ImageHDU(np.asarray(ramp.zeroframe, np.float32), name="ZEROFRAME"))
+        hdus[-1].header["BUNIT"] = "DN"
+    hdus += [t.copy() for t in ramp.tables]
+    io.atomic_write(fits.HDUList(hdus), path)
+
+
+@pytest.mark.parametrize("zeroframe", [False, True])
+def test_write_ramp_is_the_whole_array_file_and_copies_lazy_sci(tmp_path, zeroframe):
+    from conftest import make_ramp
+    rng = np.random.default_rng(5)
+    shape = (2, 3, NY, NX)
+    ramp = make_ramp(*shape, data=rng.normal(0, 9, shape).astype(np.float32),
+                     groupdq=rng.integers(0, 255, shape).astype(np.uint8),
+                     pixeldq=rng.choice(np.array([0, 1, 1 << 31], np.uint32), (NY, NX)))
+    ramp.tables = [int_times(2), fits.ImageHDU(np.ones((NY, NX), np.float32), name="AVDRKCUR")]
+    if zeroframe:
+        ramp.zeroframe = rng.normal(0, 9, (2, NY, NX)).astype(np.float32)
+    astropy_ramp(ramp, tmp_path / "ref.fits", "jump", ["in.fits"], {"a": 1})
+    ref = (tmp_path / "ref.fits").read_bytes()
+    io.write_ramp(ramp, tmp_path / "mine.fits", "jump", ["in.fits"], {"a": 1})
+    assert (tmp_path / "mine.fits").read_bytes() == ref
+    # SCI (and ZEROFRAME) of another file, never read into memory: copied as stored
+    with io.RampReader(tmp_path / "mine.fits") as reader:
+        ramp.data = reader.lazy("SCI")
+        if zeroframe:
+            ramp.zeroframe = reader.lazy("ZEROFRAME")
+        assert ramp.data.stored_bytes() is not None
+        io.write_ramp(ramp, tmp_path / "copied.fits", "jump", ["in.fits"], {"a": 1})
+    assert (tmp_path / "copied.fits").read_bytes() == ref
+
+
+def test_write_ramp_from_a_raw_file_sci_converts_its_planes(tmp_path):
+    """A lazy SCI stored otherwise (a raw uint16 file) is read plane by plane: the same file as
+    writing the ramp read whole."""
+    rng = np.random.default_rng(6)
+    header = make_header(2, 3, NY, NX)
+    io.write_uncal(rng.integers(0, 65535, (2, 3, NY, NX)).astype(np.uint16), header, tmp_path / "raw.fits")
+    whole = io.read_ramp(tmp_path / "raw.fits")
+    io.write_ramp(whole, tmp_path / "whole.fits", "dq_init")
+    with io.RampReader(tmp_path / "raw.fits") as reader:
+        whole.data = reader.lazy("SCI")
+        assert whole.data.stored_bytes() is None           # BZERO = 32768
+        io.write_ramp(whole, tmp_path / "lazy.fits", "dq_init")
+    assert (tmp_path / "lazy.fits").read_bytes() == (tmp_path / "whole.fits").read_bytes()
