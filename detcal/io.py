@@ -231,12 +231,14 @@ def _read_uint16_sci(path, hdul):
     return out
 
 
-def read_ramp(path, step="inventory"):
+def read_ramp(path, step="inventory", lazy_data=False):
     """Read a level-1b uncal or a RampModel-layout file into a :class:`Ramp`.
 
     ``step`` names the step that will use it: its keywords must be present (see
     :data:`detcal.keywords.STEP`). Missing PIXELDQ/GROUPDQ (raw files) are created as zeros.
     A raw file's uint16 SCI is read by :func:`_read_uint16_sci` (float32 in one pass).
+    ``lazy_data=True``: SCI is a :class:`LazyArray` of a :class:`RampReader` (float32 values
+    read by sections when used; checked from the headers), the rest is read.
     """
     path = str(path)
     with open_fits(path, skip=("SCI",)) as hdul:
@@ -245,11 +247,14 @@ def read_ramp(path, step="inventory"):
         if "SCI" not in names:
             raise InputError(path, "no SCI extension (a ramp file needs SCI, and optionally PIXELDQ, "
                                    "GROUPDQ)")
-        sci = _read_uint16_sci(path, hdul)
-        if sci is None:
-            sci = _read_data(path, hdul["SCI"])
-        _check_ramp_shape(path, sci, header, step)
-        data = _native(sci, np.float32)
+        if lazy_data:
+            data = RampReader(path, step).lazy("SCI")
+        else:
+            sci = _read_uint16_sci(path, hdul)
+            if sci is None:
+                sci = _read_data(path, hdul["SCI"])
+            _check_ramp_shape(path, sci, header, step)
+            data = _native(sci, np.float32)
         shape = data.shape
         pixeldq = _optional_array(hdul, "PIXELDQ", shape[2:], np.uint32, path)
         groupdq = _optional_array(hdul, "GROUPDQ", shape, np.uint8, path)

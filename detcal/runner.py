@@ -68,7 +68,8 @@ def _run_step_file(step, ramp_path, reference_paths, output_path, params, pixels
     product_paths = dict(product_paths or {})
     if extra_output and desc.products:
         product_paths.setdefault(next(iter(desc.products)), extra_output)
-    ramp = io.read_ramp(ramp_path, step)
+    # a step that reads SCI only by rows and leaves it as it is (jump) gets it from the file
+    ramp = io.read_ramp(ramp_path, step, lazy_data=getattr(steps.REGISTRY[step], "LAZY_DATA", False))
     logging.getLogger(f"detcal.{step}").info("%s: %s", step, ramp_path)
     refs = {key: io.read_reference(path, io.REFTYPES[key], like=ramp, lazy=read_lazily(step, key))
             for key, path in reference_paths.items()}
@@ -365,7 +366,8 @@ def _as_reread(ramp, step, inputs, params):
     primary = fits.PrimaryHDU(header=header)
     primary.header["NEXTEND"] = 3 + (ramp.zeroframe is not None) + len(ramp.tables)
     ramp.header = fits.Header.fromstring(primary.header.tostring())
-    ramp.data = np.asarray(ramp.data, np.float32)
+    if not isinstance(ramp.data, io.LazyArray):     # a file's SCI stays there (written by copy)
+        ramp.data = np.asarray(ramp.data, np.float32)
     ramp.pixeldq = np.asarray(ramp.pixeldq, np.uint32)
     ramp.groupdq = np.asarray(ramp.groupdq, np.uint8)
     if ramp.zeroframe is not None:

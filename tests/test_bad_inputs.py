@@ -491,6 +491,16 @@ def _half_then_enospc(original):
     return write
 
 
+_REAL_PWRITE = os.pwrite
+
+
+def _pwrite_half_then_enospc(fd, data, offset):
+    """os.pwrite that writes half of a piece and then finds the disk full (io.ImageFileWriter)."""
+    view = memoryview(data).cast("B")
+    _REAL_PWRITE(fd, view[: view.nbytes // 2], offset)
+    _enospc()
+
+
 def _full_disk_writers(monkeypatch, tmp_path, base):
     """(name, product path, callable writing it) for each kind of writer, with its write patched."""
     import pandas as pd
@@ -501,7 +511,7 @@ def _full_disk_writers(monkeypatch, tmp_path, base):
     ramp = io.read_ramp(str(base / E1))
     table = pd.DataFrame({"amplifier": [1, 2], "cds_noise_dn": [10.0, 11.0]})
     return [
-        ("fits", fits.HDUList, "writeto", _half_then_enospc(fits.HDUList.writeto),
+        ("fits", io.os, "pwrite", _pwrite_half_then_enospc,        # ramps are written by parts
          tmp_path / "p_ramp.fits", lambda p: io.write_ramp(ramp, p, step="test")),
         ("tsv", pd.DataFrame, "to_csv", _half_then_enospc(pd.DataFrame.to_csv),
          tmp_path / "t.tsv", lambda p: tables.write_tsv(table, p)),

@@ -135,6 +135,15 @@ _BAD = np.uint8(dqflags.DO_NOT_USE | dqflags.SATURATED)
 #: Approximate bytes of temporaries per pixel-group in the iterative search (used to size blocks).
 _BYTES_PER_PIXEL_GROUP = 28
 
+#: SCI not in memory (a file, :class:`detcal.io.LazyArray`): rows are read in chunks of whole
+#: blocks of about this many times ``memory_mb`` per thread (float32 values).
+READ_BLOCK_FACTOR = 2
+
+#: The per-step job gives :func:`run` the file's SCI as a :class:`detcal.io.LazyArray`, read by
+#: chunks of rows (:func:`detect_jumps` reads nothing else of it; the step does not change SCI,
+#: and :func:`detcal.io.write_ramp` copies it from the file).
+LAZY_DATA = True
+
 
 @dataclasses.dataclass(frozen=True)
 class JumpParameters:
@@ -209,11 +218,13 @@ def map_blocks(func, blocks, threads=1):
 def check_ramp_inputs(data, groupdq, gain, readnoise):
     """Common input checks of :func:`detect_jumps` and :func:`detcal.steps.ramp_fit.fit_ramps`.
 
-    Returns ``data`` as an ndarray (must be 4-D (nints, ngroups, ny, nx); ``groupdq`` of the same
-    shape) and ``gain``, ``readnoise`` as float32 arrays. Raises ValueError otherwise.
+    Returns ``data`` as an ndarray, or as it is when it is an array-like read when used (a
+    :class:`detcal.io.LazyArray` of a file: never read whole here) (must be 4-D (nints, ngroups,
+    ny, nx); ``groupdq`` of the same shape) and ``gain``, ``readnoise`` as float32 arrays. Raises ValueError otherwise.
     """
-    data = np.asarray(data)
-    if data.ndim != 4:
+    if not isinstance(data, np.ndarray) and not (hasattr(data, "shape") and hasattr(data, "dtype")):
+        data = np.asarray(data)        # an ndarray, or an array read when used (io.LazyArray) as it is
+    if len(data.shape) != 4:
         raise ValueError(f"data must be 4-D (nints, ngroups, ny, nx), got shape {data.shape}")
     if np.shape(groupdq) != data.shape:
         raise ValueError(f"groupdq shape {np.shape(groupdq)} does not match data {data.shape}")
@@ -488,6 +499,35 @@ class _Exposure:
         self.dense = (np.zeros((self.nints, self.ngroups), bool) if dense is None
                       else np.asarray(dense, bool))
         self.dense_planes = [tuple(ik) for ik in np.argwhere(self.dense)]
+        self._chunk = None          # (first row, SCI rows) read by map when data is not in memory
+
+    def map(self, func, blocks):
+        """``map_blocks(func, blocks, threads)``; when the data are not in memory (a file), the
+        blocks are taken in chunks of consecutive blocks, each chunk's rows of SCI read once
+        (about ``READ_BLOCK_FACTOR * memory_mb * threads`` MB) and dropped after its blocks."""
+        threads = self.params.threads
+        if isinstance(self.data, np.ndarray):
+            return map_blocks(func, blocks, threads)
+        per_block = max(1, blocks[0][1] - blocks[0][0]) if blocks else 1
+        budget = READ_BLOCK_FACTOR * self.params.memory_mb * max(1, threads) * 1e6
+        n = max(max(1, threads), int(budget // (self.nints * self.ngroups * self.nx * 4 * per_block)))
+        out = []
+        try:
+            for k in range(0, len(blocks), n):
+                chunk = blocks[k:k + n]
+                c0, c1 = chunk[0][0], chunk[-1][1]
+                self._chunk = (c0, np.asarray(self.data[:, :, c0:c1, :], np.float32))
+                out += map_blocks(func, chunk, threads)
+        finally:
+            self._chunk = None
+        return out
+
+    def rows(self, r0, r1):
+        """SCI of rows r0:r1 (nints, ngroups, r1 - r0, nx), from the chunk read by :meth:`map`."""
+        chunk = self._chunk
+        if chunk is not None and chunk[0] <= r0 and r1 <= chunk[0] + chunk[1].shape[2]:
+            return chunk[1][:, :, r0 - chunk[0]:r1 - chunk[0], :]
+        return self.data[:, :, r0:r1, :]
 
     def g(self, r0, r1):
         """GROUPDQ of rows r0:r1, a (nints, ngroups, P) view of gdq (blocks of whole rows)."""
@@ -510,7 +550,7 @@ class _Exposure:
         npix = (r1 - r0) * self.nx
         # Work arrays reused from block to block (d is valid until the next block of the thread).
         D = scratch("jump.D", (nints, ngroups, r1 - r0, self.nx), np.float32)
-        np.multiply(self.data[:, :, r0:r1, :], self.gain[r0:r1], out=D, dtype=np.float32)
+        np.multiply(self.rows(r0, r1), self.gain[r0:r1], out=D, dtype=np.float32)
         D = D.reshape(nints, ngroups, npix)
         flags = np.bitwise_and(self.g(r0, r1), _BAD | _JUMP,          # flagged groups are rare
                                out=scratch("jump.flags", (nints, ngroups, npix), np.uint8))
@@ -689,13 +729,13 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
     exp = _Exposure(data, gdq, gain, readnoise, nframes, p, dense)
     n_primary = 0
     if regime in ("single_pass", "iterative"):
-        found = map_blocks(lambda b: exp.search(b, regime), blocks, p.threads)
+        found = exp.map(lambda b: exp.search(b, regime), blocks)
         n_primary = sum(f[0] for f in found)
         if p.flag_4_neighbors:
             # Seeds come from the flags before any neighbour flagging, so deferring is exact.
             _flag_neighbours(gdq, *_concat([f[1] for f in found]))
     elif regime == "sigma_clip":
-        map_blocks(exp.sigma_clip, blocks, p.threads)
+        exp.map(exp.sigma_clip, blocks)
         # A group in which every pixel is JUMP or DO_NOT_USE: JUMP-only pixels are reset.
         for i in range(nints):
             for k in range(ngroups):
@@ -704,7 +744,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
                     plane[plane == _JUMP] = 0
         n_primary = _count_jumps(gdq, blocks)
         if p.flag_4_neighbors:
-            _flag_neighbours(gdq, *_concat(map_blocks(exp.seeds, blocks, p.threads)))
+            _flag_neighbours(gdq, *_concat(exp.map(exp.seeds, blocks)))
     else:
         log.info("jump: skipped, the exposure has fewer than %d usable groups", p.minimum_groups)
 
@@ -714,7 +754,7 @@ def detect_jumps(data, groupdq, pixeldq, gain, readnoise, nframes, tgroup=None, 
         gmed = np.nanmedian(gain)
         e1 = np.float32(p.after_jump_flag_dn1) * gmed
         e2 = np.float32(p.after_jump_flag_dn2) * gmed
-        map_blocks(lambda b: exp.after_jump(b, e1, n1, e2, n2), blocks, p.threads)
+        exp.map(lambda b: exp.after_jump(b, e1, n1, e2, n2), blocks)
 
     release_scratch()
     # JUMP is redundant on groups that are DO_NOT_USE or SATURATED. The search, the neighbours
