@@ -3,10 +3,20 @@
 
 Builds one simulated dark ramp (default 1 integration x 10 groups x 2048 x 2048: bias-subtracted,
 Gaussian read noise of 10 DN CDS, Poisson dark current, a few thousand cosmic-ray steps; seeded),
-writes it to a scratch directory, then runs each implementation in its own fresh Python
-subprocess so that the peak memory (``ru_maxrss``) of one does not hide the other's. Prints the
-wall times of both steps, the time ratio, both peak memories and the agreement of the results
-(fraction of equal GROUPDQ values, maximum relative slope difference).
+writes it to a scratch directory (``.npy`` arrays for stcal; a RampModel-layout FITS ramp with
+GAIN and READNOISE reference files for detcal), then runs each implementation in fresh Python
+subprocesses so that the peak memory of one does not hide the other's:
+
+* stcal: ``detect_jumps_data`` then ``ramp_fit_data`` on the arrays loaded in memory (no file
+  I/O timed: the comparison favours stcal);
+* detcal: the two per-step jobs the workflow runs, each in its own process, file to file:
+  ``runner.run_step_file('jump', ...)`` (ramp file -> jump product) then
+  ``runner.run_ramp_fit_file(...)`` (jump product -> rate and rateints files), timed with their
+  reading and writing; peak = the larger of the two jobs' peaks.
+
+Prints the wall times of both steps, the time ratio, both peak memories and the agreement of
+the results (GROUPDQ of the written jump product against stcal's, slopes of the written rate
+file against stcal's).
 
     .venv/bin/python benchmarks/bench_jump_rampfit.py                 # full frame (~1 min)
     .venv/bin/python benchmarks/bench_jump_rampfit.py --size 512      # quick check
@@ -75,22 +85,68 @@ def _load(path):
     return data, gdq, pdq, gain, rn
 
 
-def child_detcal(path, threads=1):
-    """Run detcal's jump + ramp_fit on the arrays in ``path``; returns times, peaks, counts."""
+def write_files(path):
+    """The detcal job inputs in ``path``: ramp.fits (RampModel layout: SCI float32, PIXELDQ and
+    GROUPDQ zeros, the keywords jump and ramp_fit read), gain.fits and readnoise.fits."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from detcal.steps.jump import detect_jumps
-    from detcal.steps.ramp_fit import fit_ramps
+    from astropy.io import fits
+
+    from detcal import io
     data, gdq, pdq, gain, rn = _load(path)
+    nints, ngroups, ny, nx = data.shape
+    header = fits.Header()
+    for key, val in dict(TELESCOP="JWST", INSTRUME="NIRCAM", DETECTOR="NRCA1", EXP_TYPE="NRC_DARK",
+                         READPATT="RAPID", NINTS=nints, NGROUPS=ngroups, NFRAMES=1, GROUPGAP=0,
+                         TFRAME=TFRAME, TGROUP=TFRAME, SUBARRAY="FULL", SUBSTRT1=1, SUBSTRT2=1,
+                         SUBSIZE1=nx, SUBSIZE2=ny, FASTAXIS=1, SLOWAXIS=2, NOUTPUTS=4,
+                         EXPSTART=60000.0, ZEROFRAM=False).items():
+        header[key] = val
+    io.write_ramp(io.Ramp(data, pdq, gdq, header, "ramp.fits"), os.path.join(path, "ramp.fits"))
+    meta = {k: header[k] for k in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2",
+                                   "SUBSIZE1", "SUBSIZE2")}
+    for reftype, arr in (("GAIN", gain), ("READNOISE", rn)):
+        io.write_reference(os.path.join(path, f"{reftype.lower()}.fits"), reftype, {"SCI": arr},
+                           io.reference_header(reftype, meta, f"benchmark {reftype.lower()}"))
+
+
+def child_detcal(path, threads=1, job="jump"):
+    """One of detcal's per-step jobs on the files in ``path``, as the workflow runs it (file in,
+    file out): ``jump`` (ramp.fits -> jump.fits) or ``ramp_fit`` (jump.fits -> rate.fits,
+    rateints.fits); returns its time (reading and writing included), CPU time and peak."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from detcal import runner
+    refs = {"gain": os.path.join(path, "gain.fits"), "readnoise": os.path.join(path, "readnoise.fits")}
     base = peak_mb()
     t0, c0 = time.perf_counter(), cpu_s()
-    gdq, pdq, info = detect_jumps(data, gdq, pdq, gain, rn, 1, TFRAME, threads=threads)
-    t1 = time.perf_counter()
-    rate, _ = fit_ramps(data, gdq, pdq, gain, rn, TFRAME, TFRAME, 1, 0, threads=threads)
-    t2, c2 = time.perf_counter(), cpu_s()
-    np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
-    np.save(os.path.join(path, "detcal_slope.npy"), rate["sci"])
-    return {"jump_s": t1 - t0, "ramp_fit_s": t2 - t1, "cpu_s": c2 - c0, "base_mb": base,
-            "peak_mb": peak_mb(), "n_primary": info["n_primary_crs"]}
+    if job == "jump":
+        out = runner.run_step_file("jump", os.path.join(path, "ramp.fits"), refs,
+                                   os.path.join(path, "jump.fits"), {"threads": threads})
+        extra = {"n_primary": -1}
+        del out
+    else:
+        runner.run_ramp_fit_file(os.path.join(path, "jump.fits"), refs, os.path.join(path, "rate.fits"),
+                                 os.path.join(path, "rateints.fits"), {"threads": threads})
+        extra = {}
+    t1, c1 = time.perf_counter(), cpu_s()
+    return {"s": t1 - t0, "cpu_s": c1 - c0, "base_mb": base, "peak_mb": peak_mb(), **extra}
+
+
+def run_detcal(path, threads=1):
+    """detcal's two jobs, each in a fresh subprocess; the written products saved for comparison
+    as detcal_gdq.npy (GROUPDQ of jump.fits) and detcal_slope.npy (SCI of rate.fits)."""
+    from astropy.io import fits
+    jump = run_child("detcal_jump", path, threads)
+    fit = run_child("detcal_ramp_fit", path, threads)
+    with fits.open(os.path.join(path, "jump.fits")) as hdul:
+        gdq = np.asarray(hdul["GROUPDQ"].data)
+        primary = int(round(hdul[0].header["PRIMECRS"] * TFRAME * (gdq.shape[0] * gdq.shape[1] - gdq.shape[0])
+                            * gdq.shape[2] * gdq.shape[3] / 1000.0))
+        np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
+    with fits.open(os.path.join(path, "rate.fits")) as hdul:
+        np.save(os.path.join(path, "detcal_slope.npy"), np.asarray(hdul["SCI"].data, np.float32))
+    return {"jump_s": jump["s"], "ramp_fit_s": fit["s"], "cpu_s": jump["cpu_s"] + fit["cpu_s"],
+            "base_mb": max(jump["base_mb"], fit["base_mb"]), "peak_mb": max(jump["peak_mb"], fit["peak_mb"]),
+            "jump_peak_mb": jump["peak_mb"], "ramp_fit_peak_mb": fit["peak_mb"], "n_primary": primary}
 
 
 def child_stcal(path, threads=1):
@@ -132,7 +188,8 @@ def child_stcal(path, threads=1):
 
 
 def run_child(which, path, threads=1):
-    """Run :func:`child_detcal` or :func:`child_stcal` in a fresh subprocess; returns its dict."""
+    """Run :func:`child_stcal` or one :func:`child_detcal` job (``detcal_jump``,
+    ``detcal_ramp_fit``) in a fresh subprocess; returns its dict."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", which, path,
                           str(threads)],
@@ -146,9 +203,10 @@ def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat, threads=1):
     of the row's numbers."""
     with tempfile.TemporaryDirectory(dir=workdir) as path:
         simulate(path, nints, ngroups, size, size, ncr, seed)
+        write_files(path)
         load = os.getloadavg()[0]
         res = {"stcal": run_child("stcal", path, threads)}
-        runs = [run_child("detcal", path, threads) for _ in range(repeat)]
+        runs = [run_detcal(path, threads) for _ in range(repeat)]
         res["detcal"] = min(runs, key=lambda r: r["jump_s"] + r["ramp_fit_s"])
         g_d = np.load(os.path.join(path, "detcal_gdq.npy"))
         g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
@@ -168,7 +226,7 @@ def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat, threads=1):
 ROW_HEADER = (f"{'nints x ngroups x ny x nx':>26s} {'cores':>5s} {'ramp [MB]':>9s} {'load':>5s} "
               f"{'stcal jump/fit/total [s]':>25s} {'detcal jump/fit/total [s]':>26s} "
               f"{'speed-up wall':>13s} {'speed-up CPU':>12s} {'stcal peak [MB]':>15s} "
-              f"{'detcal peak [MB]':>16s} {'detcal peak/ramp':>16s} {'identical':>9s}")
+              f"{'detcal peak jump/fit [MB]':>25s} {'detcal peak/ramp':>16s} {'identical':>9s}")
 
 
 def format_row(r):
@@ -182,7 +240,8 @@ def format_row(r):
             f"{st['jump_s']:7.2f} {st['ramp_fit_s']:7.2f} {tot['stcal']:8.2f}  "
             f"{dc['jump_s']:7.2f} {dc['ramp_fit_s']:7.2f} {tot['detcal']:8.2f}  "
             f"{tot['stcal'] / tot['detcal']:12.1f}x {st['cpu_s'] / dc['cpu_s']:11.1f}x "
-            f"{st['peak_mb']:15.0f} {dc['peak_mb']:16.0f} {dc['peak_mb'] / r['ramp_mb']:16.2f} "
+            f"{st['peak_mb']:15.0f} {dc['jump_peak_mb']:12.0f} {dc['ramp_fit_peak_mb']:12.0f} "
+            f"{dc['peak_mb'] / r['ramp_mb']:16.2f} "
             f"{same:>9s}")
 
 
@@ -209,8 +268,10 @@ def main(argv=None):
     if args.child:
         reset_peak()
         which, path, threads = args.child
-        child = child_detcal if which == "detcal" else child_stcal
-        result = child(path, int(threads))
+        if which.startswith("detcal_"):
+            result = child_detcal(path, int(threads), which[len("detcal_"):])
+        else:
+            result = child_stcal(path, int(threads))
         print(json.dumps(result))
         return 0
 
@@ -231,11 +292,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(dir=args.workdir) as path:
         t = time.perf_counter()
         simulate(path, args.nints, args.ngroups, args.size, args.size, ncr, args.seed)
+        write_files(path)
         print(f"simulated {args.nints} x {args.ngroups} x {args.size} x {args.size} dark ramp with "
               f"{ncr} cosmic rays in {time.perf_counter() - t:.1f} s")
-        res = {}
-        for which in ("stcal", "detcal"):
-            res[which] = run_child(which, path, args.threads)
+        res = {"stcal": run_child("stcal", path, args.threads), "detcal": run_detcal(path, args.threads)}
         g_d = np.load(os.path.join(path, "detcal_gdq.npy"))
         g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
         s_d = np.load(os.path.join(path, "detcal_slope.npy"))
@@ -245,7 +305,7 @@ def main(argv=None):
     nan_mismatch = int(np.count_nonzero(np.isnan(s_d) != np.isnan(s_s)))
     both = np.isfinite(s_d) & np.isfinite(s_s)
     rel = np.abs(s_d[both] - s_s[both]) / np.maximum(np.abs(s_s[both]), 1e-6)
-    print(f"{'':8s} {'jump [s]':>9s} {'ramp_fit [s]':>13s} {'total [s]':>10s} {'inputs [MB]':>12s} "
+    print(f"{'':8s} {'jump [s]':>9s} {'ramp_fit [s]':>13s} {'total [s]':>10s} {'start [MB]':>12s} "
           f"{'peak [MB]':>10s} {'primary CRs':>12s}")
     for which in ("stcal", "detcal"):
         r = res[which]
