@@ -110,15 +110,27 @@ def write_files(path):
 
 
 def child_detcal(path, threads=1, job="jump"):
-    """One of detcal's per-step jobs on the files in ``path``, as the workflow runs it (file in,
-    file out): ``jump`` (ramp.fits -> jump.fits) or ``ramp_fit`` (jump.fits -> rate.fits,
-    rateints.fits); returns its time (reading and writing included), CPU time and peak."""
+    """One of detcal's jobs on the files in ``path``, as the workflow runs it (file in, file
+    out): the per-step ``jump`` (ramp.fits -> jump.fits) or ``ramp_fit`` (jump.fits -> rate.fits,
+    rateints.fits), or ``fused`` (the fused chain's job with only jump and ramp_fit switched on:
+    ramp.fits read whole, jump and ramp_fit in memory, fused_rate.fits and fused_rateints.fits
+    written, no jump product); returns its time (reading and writing included), CPU time and
+    peak."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from detcal import runner
     refs = {"gain": os.path.join(path, "gain.fits"), "readnoise": os.path.join(path, "readnoise.fits")}
     base = peak_mb()
     t0, c0 = time.perf_counter(), cpu_s()
-    if job == "jump":
+    if job == "fused":                     # one job: the fused chain with only jump and ramp_fit on
+        from detcal import pipeline
+        enabled = {step: step in ("jump", "ramp_fit") for step in pipeline.chain("NIR", {})}
+        runner.run_chain_file(os.path.join(path, "ramp.fits"), "NIR", enabled,
+                              {"jump": refs, "ramp_fit": refs},
+                              {"rate": os.path.join(path, "fused_rate.fits"),
+                               "rateints": os.path.join(path, "fused_rateints.fits")},
+                              params={"jump": {"threads": threads}, "ramp_fit": {"threads": threads}})
+        extra = {}
+    elif job == "jump":
         out = runner.run_step_file("jump", os.path.join(path, "ramp.fits"), refs,
                                    os.path.join(path, "jump.fits"), {"threads": threads})
         extra = {"n_primary": -1}
@@ -132,8 +144,9 @@ def child_detcal(path, threads=1, job="jump"):
 
 
 def run_detcal(path, threads=1):
-    """detcal's two jobs, each in a fresh subprocess; the written products saved for comparison
-    as detcal_gdq.npy (GROUPDQ of jump.fits) and detcal_slope.npy (SCI of rate.fits)."""
+    """detcal's two per-step jobs, each in a fresh subprocess, then the fused job; the written
+    products saved for comparison as detcal_gdq.npy (GROUPDQ of jump.fits), detcal_slope.npy
+    (SCI of rate.fits) and fused_slope.npy (SCI of fused_rate.fits)."""
     from astropy.io import fits
     jump = run_child("detcal_jump", path, threads)
     fit = run_child("detcal_ramp_fit", path, threads)
@@ -144,9 +157,13 @@ def run_detcal(path, threads=1):
         np.save(os.path.join(path, "detcal_gdq.npy"), gdq)
     with fits.open(os.path.join(path, "rate.fits")) as hdul:
         np.save(os.path.join(path, "detcal_slope.npy"), np.asarray(hdul["SCI"].data, np.float32))
+    fused = run_child("detcal_fused", path, threads)
+    with fits.open(os.path.join(path, "fused_rate.fits")) as hdul:
+        np.save(os.path.join(path, "fused_slope.npy"), np.asarray(hdul["SCI"].data, np.float32))
     return {"jump_s": jump["s"], "ramp_fit_s": fit["s"], "cpu_s": jump["cpu_s"] + fit["cpu_s"],
             "base_mb": max(jump["base_mb"], fit["base_mb"]), "peak_mb": max(jump["peak_mb"], fit["peak_mb"]),
-            "jump_peak_mb": jump["peak_mb"], "ramp_fit_peak_mb": fit["peak_mb"], "n_primary": primary}
+            "jump_peak_mb": jump["peak_mb"], "ramp_fit_peak_mb": fit["peak_mb"], "n_primary": primary,
+            "fused_s": fused["s"], "fused_cpu_s": fused["cpu_s"], "fused_peak_mb": fused["peak_mb"]}
 
 
 def child_stcal(path, threads=1):
@@ -212,7 +229,8 @@ def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat, threads=1):
         g_s = np.load(os.path.join(path, "stcal_gdq.npy"))
         s_d = np.load(os.path.join(path, "detcal_slope.npy"))
         s_s = np.load(os.path.join(path, "stcal_slope.npy"))
-    same_slope = np.array_equal(s_d, s_s, equal_nan=True)
+        s_f = np.load(os.path.join(path, "fused_slope.npy"))
+    same_slope = np.array_equal(s_d, s_s, equal_nan=True) and np.array_equal(s_f, s_s, equal_nan=True)
     both = np.isfinite(s_d) & np.isfinite(s_s)
     rel = np.abs(s_d[both] - s_s[both]) / np.maximum(np.abs(s_s[both]), 1e-6)
     return {"shape": (nints, ngroups, size), "threads": threads, "res": res,
@@ -224,9 +242,10 @@ def run_shape(nints, ngroups, size, ncr, seed, workdir, repeat, threads=1):
 
 
 ROW_HEADER = (f"{'nints x ngroups x ny x nx':>26s} {'cores':>5s} {'ramp [MB]':>9s} {'load':>5s} "
-              f"{'stcal jump/fit/total [s]':>25s} {'detcal jump/fit/total [s]':>26s} "
-              f"{'speed-up wall':>13s} {'speed-up CPU':>12s} {'stcal peak [MB]':>15s} "
-              f"{'detcal peak jump/fit [MB]':>25s} {'detcal peak/ramp':>16s} {'identical':>9s}")
+              f"{'stcal jump/fit/total [s]':>25s} {'stcal peak [MB]':>15s} | "
+              f"{'per-step jump/fit/total [s]':>27s} {'speed-up wall/CPU':>17s} "
+              f"{'peak jump/fit [MB]':>18s} {'peak/ramp':>9s} | {'fused [s]':>9s} {'speed-up wall/CPU':>17s} "
+              f"{'peak [MB]':>9s} {'peak/ramp':>9s} | {'identical':>9s}")
 
 
 def format_row(r):
@@ -237,12 +256,12 @@ def format_row(r):
     same = "yes" if (r["gdq_differ"] == 0 and r["same_slope"]) else (
         f"no: {r['gdq_differ']} GROUPDQ, {r['nan_mismatch']} NaN, max rel {r['max_rel']:.1e}")
     return (f"{f'{n} x {g} x {size} x {size}':>26s} {r['threads']:5d} {r['ramp_mb']:9.0f} {r['load']:5.1f} "
-            f"{st['jump_s']:7.2f} {st['ramp_fit_s']:7.2f} {tot['stcal']:8.2f}  "
-            f"{dc['jump_s']:7.2f} {dc['ramp_fit_s']:7.2f} {tot['detcal']:8.2f}  "
-            f"{tot['stcal'] / tot['detcal']:12.1f}x {st['cpu_s'] / dc['cpu_s']:11.1f}x "
-            f"{st['peak_mb']:15.0f} {dc['jump_peak_mb']:12.0f} {dc['ramp_fit_peak_mb']:12.0f} "
-            f"{dc['peak_mb'] / r['ramp_mb']:16.2f} "
-            f"{same:>9s}")
+            f"{st['jump_s']:7.2f} {st['ramp_fit_s']:7.2f} {tot['stcal']:8.2f}  {st['peak_mb']:15.0f} | "
+            f"{dc['jump_s']:8.2f} {dc['ramp_fit_s']:8.2f} {tot['detcal']:8.2f}  "
+            f"{tot['stcal'] / tot['detcal']:7.1f}x {st['cpu_s'] / dc['cpu_s']:7.1f}x  "
+            f"{dc['jump_peak_mb']:8.0f} {dc['ramp_fit_peak_mb']:8.0f}  {dc['peak_mb'] / r['ramp_mb']:9.2f} | "
+            f"{dc['fused_s']:9.2f} {tot['stcal'] / dc['fused_s']:7.1f}x {st['cpu_s'] / dc['fused_cpu_s']:7.1f}x  "
+            f"{dc['fused_peak_mb']:9.0f} {dc['fused_peak_mb'] / r['ramp_mb']:9.2f} | {same:>9s}")
 
 
 def main(argv=None):
