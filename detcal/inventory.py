@@ -9,7 +9,7 @@ import os
 
 import pandas as pd
 
-from . import io, keywords, tables
+from . import keywords
 from .errors import InputError
 from .geometry import family
 
@@ -116,6 +116,8 @@ def expand_inputs(raw):
 
 def header_row(path):
     """Typed inventory keywords of one raw file plus ``exposure``, ``path``, ``family``, ``group``."""
+    from . import io  # astropy: imported by the first header read, not by the workflow's parse
+
     path = str(path)
     header, extensions = io.read_headers(path)
     if "SCI" not in extensions:
@@ -193,6 +195,8 @@ def write(table, path, crds=None):
     ``crds`` ({exposure: {'CRDS_CTX': context, 'R_<TYPE>': file name}}, optional) adds the CRDS
     context and the reference chosen for each type as columns (empty for other exposures).
     """
+    from . import tables
+
     out = table.rename(columns={"TFRAME": "TFRAME_s", "TGROUP": "TGROUP_s", "EXPSTART": "EXPSTART_mjd"})
     if crds:
         extra = pd.DataFrame.from_dict(crds, orient="index")

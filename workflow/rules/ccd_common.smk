@@ -1,8 +1,5 @@
 # CCD branch: parse-time plan (frames and header-only decisions, detcal.ccd.inventory) and the
 # input functions of the rules in ccd.smk.
-from detcal.ccd import inventory as ccd_inventory
-from detcal.simulate import ccd as ccd_simulator
-
 CCD = config["ccd"]
 CCD_DEMO = not CCD["raw"] and DEMO and CCD["demo"] is not None
 CCD_ON = bool(CCD["raw"]) or CCD_DEMO
@@ -13,6 +10,10 @@ def _ccd_plan():
     """(frames table, plan) of the CCD set; the demo's from its spec, without simulating."""
     if not CCD_ON:
         return None, None
+    # imported here, not at every parse of a workflow without the CCD branch (they import astropy)
+    from detcal.ccd import inventory as ccd_inventory
+    from detcal.simulate import ccd as ccd_simulator
+
     try:
         if CCD_DEMO:
             import pandas as pd

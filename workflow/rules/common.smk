@@ -1,14 +1,15 @@
 # Input functions and parse-time tables. Rules live in the other .smk files.
+import hashlib
 import json
+import pickle
 import re
 import tempfile
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from detcal import crds_refs, demo, inventory, noise_conventions, pipeline
+from detcal import inventory, noise_conventions, pipeline
 from detcal.steps import descriptor as step_descriptors
-from detcal import validate as input_checks
 from detcal.errors import InputError
 
 # config files in the order they were merged (--configfile ones last: they win)
@@ -16,23 +17,54 @@ CONFIGFILES = [f for f in workflow.configfiles if f not in workflow.overwrite_co
     workflow.overwrite_configfiles
 )
 
-# the schema file completed with the steps, parameters and keep blocks of the registered steps
-SCHEMA = input_checks.config_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
-with tempfile.TemporaryDirectory() as schema_dir:  # snakemake's validate reads a file
-    schema_file = os.path.join(schema_dir, "config.schema.json")
-    with open(schema_file, "w") as fh:
-        json.dump(SCHEMA, fh)
+# Every Snakemake of a cluster run parses this file: the submitting one, and on the cluster the
+# one of each SLURM job and, per workflow job, one more under srun (both `--mode remote`). The
+# submitting one validates the config and checks every raw file and given reference before it
+# submits a job; it leaves what it found (the validated config, the inventory, the demo's plan) in
+# PARSE_CACHE under the digest of the config as given, and a remote Snakemake of the same config
+# takes it from there: no schema validation, no FITS file read, no import of detcal.validate or
+# detcal.demo (astropy) at its parse (benchmarks/README.md, "bench_slurm.py"). Without a matching
+# entry a remote Snakemake parses as the submitting one does; only the submitting one writes it.
+PARSE_CACHE = ".snakemake/detcal/parse"
+PARSE_KEY = os.path.join(
+    PARSE_CACHE, hashlib.sha1(json.dumps(config, sort_keys=True, default=repr).encode()).hexdigest() + ".pickle"
+)
+
+
+def _submitted_parse():
+    """What the submitting Snakemake found for this config (remote Snakemakes only), or None."""
+    if not workflow.remote_exec:
+        return None
     try:
-        validate(config, schema=schema_file)  # also fills in the defaults
-    except WorkflowError:  # Snakemake's message is the whole schema: say the file, key, value instead
+        with open(PARSE_KEY, "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # noqa: BLE001 (none, or unreadable: parse in full)
+        return None
+
+
+PARSED = _submitted_parse()
+if PARSED is not None:
+    config.update(PARSED["config"])
+else:
+    from detcal import validate as input_checks
+
+    # the schema file completed with the steps, parameters and keep blocks of the registered steps
+    SCHEMA = input_checks.config_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    with tempfile.TemporaryDirectory() as schema_dir:  # snakemake's validate reads a file
+        schema_file = os.path.join(schema_dir, "config.schema.json")
+        with open(schema_file, "w") as fh:
+            json.dump(SCHEMA, fh)
+        try:
+            validate(config, schema=schema_file)  # also fills in the defaults
+        except WorkflowError:  # Snakemake's message is the whole schema: say the file, key, value instead
+            raise WorkflowError(
+                "error: invalid configuration\n" + "\n".join(input_checks.config_problems(config, SCHEMA, CONFIGFILES))
+            ) from None
+    if config["raw"] in ("", []):
         raise WorkflowError(
-            "error: invalid configuration\n" + "\n".join(input_checks.config_problems(config, SCHEMA, CONFIGFILES))
-        ) from None
-if config["raw"] in ("", []):
-    raise WorkflowError(
-        f"error: {input_checks.config_source(CONFIGFILES, ['raw'])}config key raw = {config['raw']!r} is "
-        "empty: give a glob or a list of raw files, or `raw: demo` to run the simulated demo"
-    )
+            f"error: {input_checks.config_source(CONFIGFILES, ['raw'])}config key raw = {config['raw']!r} is "
+            "empty: give a glob or a list of raw files, or `raw: demo` to run the simulated demo"
+        )
 
 DEMO = config["raw"] == "demo"  # the simulated demo only when asked for (raw: demo)
 DEMO_DIR = "results/demo"
@@ -40,7 +72,7 @@ STEPS_ON = config["steps"]
 
 
 # Raw files are read and checked once per change, not at every parse of this file (the main
-# process, --report, and each cluster job parse it): see detcal.validate.RawCheckCache.
+# process, --report, and each cluster job without PARSE_CACHE): see detcal.validate.RawCheckCache.
 INVENTORY_CACHE = ".snakemake/detcal/raw_checks.pickle"
 
 
@@ -48,6 +80,8 @@ def _load_exposures():
     """One row per exposure: path, family, group and the inventory keywords."""
     try:
         if DEMO:
+            from detcal import demo
+
             return demo.table(config["demo"], DEMO_DIR)
         # every raw file and every given reference checked before any job; all problems at once
         return input_checks.inventory(
@@ -59,8 +93,36 @@ def _load_exposures():
         raise WorkflowError(f"error: {err}") from None
 
 
-EXPOSURES = _load_exposures()
-DEMO_REFERENCES = demo.reference_files(config["demo"], DEMO_DIR) if DEMO else {}
+def _parse():
+    """(inventory table, demo references, demo files) as found by this parse; the submitting
+    Snakemake leaves them with the validated config in PARSE_CACHE (written atomically; a cache
+    that cannot be written costs the remote jobs time, not results)."""
+    exposures = _load_exposures()
+    demo_references, demo_files = {}, []
+    if DEMO:
+        from detcal import demo
+
+        demo_references = demo.reference_files(config["demo"], DEMO_DIR)
+        demo_files = demo.files(config["demo"], DEMO_DIR)
+    if not workflow.remote_exec:
+        found = {"config": config, "exposures": exposures, "demo_references": demo_references, "demo_files": demo_files}
+        tmp = None
+        try:
+            os.makedirs(PARSE_CACHE, exist_ok=True)
+            with tempfile.NamedTemporaryFile("wb", dir=PARSE_CACHE, suffix=".tmp", delete=False) as fh:
+                tmp = fh.name
+                pickle.dump(found, fh)
+            os.replace(tmp, PARSE_KEY)
+        except Exception:  # noqa: BLE001 (not writable, or a config value pickle cannot store)
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+    return exposures, demo_references, demo_files
+
+
+if PARSED is None:
+    EXPOSURES, DEMO_REFERENCES, DEMO_FILES = _parse()
+else:
+    EXPOSURES, DEMO_REFERENCES, DEMO_FILES = (PARSED[k] for k in ("exposures", "demo_references", "demo_files"))
 KEEP = set(config["keep"]) | {pipeline.last_ramp_step(fam, STEPS_ON) for fam in set(EXPOSURES["family"])}
 
 
@@ -223,6 +285,8 @@ def crds_reference(exposure, key, optional=False):
     """The CRDS best reference of type ``key`` for ``exposure`` (its headers: the raw file, or
     the inventory row of a demo file not simulated yet); None for an ``optional`` type CRDS
     has no file for."""
+    from detcal import crds_refs
+
     row = EXPOSURES.loc[exposure]
     header = None if os.path.exists(row["path"]) else {k: v for k, v in row.items() if v is not None}
     try:
@@ -236,6 +300,8 @@ def crds_reference(exposure, key, optional=False):
 def crds_choices(wildcards=None):
     """Params of the inventory rule: {exposure: {CRDS_CTX, R_<TYPE>: file name}} of every
     exposure whose references (those not given explicitly) come from CRDS; {} otherwise."""
+    from detcal import crds_refs
+
     out = {}
     for exposure, row in EXPOSURES.iterrows():
         detector = row["DETECTOR"]
@@ -473,7 +539,7 @@ def reffile_kwargs(kind):
 
 def demo_outputs():
     """Every file the demo simulation writes (known before it runs)."""
-    return demo.files(config["demo"], DEMO_DIR)
+    return list(DEMO_FILES)
 
 
 def demo_outdir(wildcards, output):
