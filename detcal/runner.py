@@ -1,8 +1,10 @@
 """File-level wrappers around the steps: what a workflow script calls.
 
 Kept here (not in the scripts) so it is tested without Snakemake. :func:`run_step_file` is one
-step of the per-step mode (one job per step, file in, file out); :func:`run_chain_file` the fused
-mode (one job per exposure: the whole chain in memory, writing the same files, bit for bit).
+step of the per-step mode (one job per step, file in, file out; jump reads its SCI by chunks of
+rows and copies it to its product, :func:`run_ramp_fit_file` reads by rows and writes the rates
+by rows); :func:`run_chain_file` the fused mode (one job per exposure: the whole chain in memory,
+writing the same files, bit for bit).
 :func:`logged` routes ``logging`` to a job's log file and turns an :class:`InputError` into one
 clear message and a non-zero exit.
 """
@@ -201,7 +203,8 @@ def run_chain_file(raw_path, family, enabled, references, outputs, names=None, p
         (:func:`detcal.pipeline.nodark_skip_groups`)
     noise_parameters : refpix parameters of the ``noise`` product
 
-    Memory: one ramp (float32 SCI, GROUPDQ, PIXELDQ) plus what the running step needs. The
+    Memory: one ramp (float32 SCI, GROUPDQ, PIXELDQ) plus what the running step needs (ramp_fit
+    writes the rate and rateints by blocks of rows as it fits them: never whole). The
     branch without dark starts from the product before dark_current; where it only runs jump
     and ramp_fit (NIR) it shares the main ramp's SCI read-only (those steps write only DQ), with
     its own DQ arrays; where it re-runs a step that changes SCI (MIRI refpix) it works on a copy,

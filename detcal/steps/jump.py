@@ -49,8 +49,11 @@ threads (``threads``; numpy releases the GIL in its loops and sorts). Per block:
 
 Neighbour seeds come from the flags before any neighbour flagging, so they are collected over all
 blocks and their neighbours flagged at the end: the result depends neither on the block size nor
-on the number of threads. The search, the neighbour and the after-jump flags never set JUMP on a
-DO_NOT_USE or SATURATED group, so the final clean-up of such groups only visits the input's.
+on the number of threads. ``data`` may also be an array read when used (the per-step job passes
+its file's SCI as a :class:`detcal.io.LazyArray`, :data:`LAZY_DATA`): each pass then reads it in
+chunks of whole blocks (:data:`READ_BLOCK_FACTOR`), never whole; GROUPDQ stays in memory. The
+search, the neighbour and the after-jump flags never set JUMP on a DO_NOT_USE or SATURATED
+group, so the final clean-up of such groups only visits the input's.
 
 Deliberate differences from stcal: when the exposure has too few usable groups the jump search is
 skipped and ``n_primary_crs`` is 0 (stcal reports -99); snowball and MIRI-shower flagging
@@ -59,9 +62,11 @@ given as ``out``: the runner flags its ramp's in place, which saves a GROUPDQ-si
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -136,7 +141,7 @@ _BAD = np.uint8(dqflags.DO_NOT_USE | dqflags.SATURATED)
 _BYTES_PER_PIXEL_GROUP = 28
 
 #: SCI not in memory (a file, :class:`detcal.io.LazyArray`): rows are read in chunks of whole
-#: blocks of about this many times ``memory_mb`` per thread (float32 values).
+#: blocks of about this many times ``memory_mb`` (float32 values; at least one block per thread).
 READ_BLOCK_FACTOR = 2
 
 #: The per-step job gives :func:`run` the file's SCI as a :class:`detcal.io.LazyArray`, read by
@@ -211,8 +216,32 @@ def map_blocks(func, blocks, threads=1):
     """
     if threads <= 1 or len(blocks) < 2:
         return [func(b) for b in blocks]
+    pool = getattr(_shared, "pool", None)
+    if pool is not None and pool._max_workers == int(threads):
+        return list(pool.map(func, blocks))
     with concurrent.futures.ThreadPoolExecutor(max_workers=int(threads)) as pool:
         return list(pool.map(func, blocks))
+
+
+_shared = threading.local()
+
+
+@contextlib.contextmanager
+def shared_threads(threads):
+    """Inside the block, :func:`map_blocks` calls of this thread with ``threads`` threads run on
+    one pool, shut down at the end: a loop over chunks of rows (a file read by chunks) keeps the
+    same worker threads, so their work arrays (:func:`detcal.steps.median.scratch`) are reused
+    from chunk to chunk instead of being made again (new pages, new allocator arenas) by a new
+    pool at every chunk."""
+    if threads <= 1 or getattr(_shared, "pool", None) is not None:
+        yield
+        return
+    _shared.pool = concurrent.futures.ThreadPoolExecutor(max_workers=int(threads))
+    try:
+        yield
+    finally:
+        pool, _shared.pool = _shared.pool, None
+        pool.shutdown()
 
 
 def check_ramp_inputs(data, groupdq, gain, readnoise):
@@ -504,20 +533,22 @@ class _Exposure:
     def map(self, func, blocks):
         """``map_blocks(func, blocks, threads)``; when the data are not in memory (a file), the
         blocks are taken in chunks of consecutive blocks, each chunk's rows of SCI read once
-        (about ``READ_BLOCK_FACTOR * memory_mb * threads`` MB) and dropped after its blocks."""
+        (about ``READ_BLOCK_FACTOR * memory_mb`` MB, at least one block per thread) and dropped
+        after its blocks."""
         threads = self.params.threads
         if isinstance(self.data, np.ndarray):
             return map_blocks(func, blocks, threads)
         per_block = max(1, blocks[0][1] - blocks[0][0]) if blocks else 1
-        budget = READ_BLOCK_FACTOR * self.params.memory_mb * max(1, threads) * 1e6
+        budget = READ_BLOCK_FACTOR * self.params.memory_mb * 1e6
         n = max(max(1, threads), int(budget // (self.nints * self.ngroups * self.nx * 4 * per_block)))
         out = []
         try:
-            for k in range(0, len(blocks), n):
-                chunk = blocks[k:k + n]
-                c0, c1 = chunk[0][0], chunk[-1][1]
-                self._chunk = (c0, np.asarray(self.data[:, :, c0:c1, :], np.float32))
-                out += map_blocks(func, chunk, threads)
+            with shared_threads(threads):
+                for k in range(0, len(blocks), n):
+                    chunk = blocks[k:k + n]
+                    c0, c1 = chunk[0][0], chunk[-1][1]
+                    self._chunk = (c0, np.asarray(self.data[:, :, c0:c1, :], np.float32))
+                    out += map_blocks(func, chunk, threads)
         finally:
             self._chunk = None
         return out

@@ -50,7 +50,11 @@ Segment slopes of flagged pixels, of ramps with another exponent and of closed-f
 float64 value lies within a rounding bound of a float32 boundary use stcal's own weighted sums in
 group order, so the float32 outputs are bit-identical. Work is done in blocks of rows sized from a
 memory budget (``memory_mb`` per thread), optionally on several threads (``threads``): the result
-does not depend on either.
+does not depend on either. :func:`fit_rows` / :func:`run_rows` fit a ramp that is not whole in
+memory (the per-step job reads its file by blocks of rows) and hand each block's rate and
+rateints rows to a writer as they are computed (:class:`detcal.io.RateWriter`); what depends on
+the whole frame (MIRI's group range, the group selectors) is decided once, first, so the values
+are those of one whole-frame call.
 
 * ZEROFRAME (level-1b ``ZEROFRAME`` extension, float32 (nints, ny, nx) [DN]), as stcal uses it:
   only when ``suppress_one_group`` is off, for an integration without any good group (group 0
@@ -81,7 +85,7 @@ import numpy as np
 
 from .. import dqflags, keywords
 from .descriptor import Param, Product, Step
-from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block
+from .jump import check_frame_shapes, check_ramp_inputs, map_blocks, row_blocks, rows_per_block, shared_threads
 from .median import NETWORK_MAX, median_of_differences, median_sorted, release_scratch, sort_columns
 
 log = logging.getLogger("detcal.ramp_fit")
@@ -1032,8 +1036,9 @@ def log_slopes(sci):
 
 #: Bytes of one ramp value a block of rows of :func:`fit_rows` holds (SCI float32 + GROUPDQ uint8).
 _READ_BYTES_PER_PIXEL_GROUP = 5
-#: A block of rows of :func:`fit_rows` holds up to this many times ``memory_mb`` per thread of ramp
-#: values and products (fit_ramps' own temporaries come on top: ``memory_mb`` per thread).
+#: A block of rows of :func:`fit_rows` holds up to this many times ``memory_mb`` of ramp values
+#: and products, whatever the number of threads (at least one fit_ramps block per thread);
+#: fit_ramps' own temporaries come on top (``memory_mb`` per thread).
 READ_BLOCK_FACTOR = 4
 
 
@@ -1055,7 +1060,8 @@ def fit_rows(read, shape, tframe, tgroup, nframes, groupgap, write, *, suppress_
     slopes are per pixel; what is decided from the whole frame (MIRI's group range
     :func:`_miri_group_range`, from a first pass over GROUPDQ by blocks; the group selectors) is
     decided here once and given to every block. A block holds about ``READ_BLOCK_FACTOR *
-    memory_mb * threads`` MB of ramp values and products, in whole multiples of fit_ramps' blocks.
+    memory_mb`` MB of ramp values and products (at least one of fit_ramps' blocks per thread), in
+    whole multiples of fit_ramps' blocks.
     Returns the number of blocks.
     """
     nints, ngroups, ny, nx = (int(n) for n in shape)
@@ -1064,7 +1070,7 @@ def fit_rows(read, shape, tframe, tgroup, nframes, groupgap, write, *, suppress_
     per_value = _BYTES_PER_PIXEL_GROUP_KEYED if ngroups > NETWORK_MAX + 1 else _BYTES_PER_PIXEL_GROUP
     inner = rows_per_block(nints, ngroups, nx, memory_mb, per_value)
     per_pixel = nints * ngroups * _READ_BYTES_PER_PIXEL_GROUP + (nints + 1) * 20 + nints * 4 + 16
-    budget = int(READ_BLOCK_FACTOR * memory_mb * max(1, threads) * 1e6) // (per_pixel * nx)
+    budget = int(READ_BLOCK_FACTOR * memory_mb * 1e6) // (per_pixel * nx)
     rows = max(inner * max(1, threads), budget // inner * inner)
     blocks = row_blocks(ny, rows)
     group_range = None
@@ -1073,17 +1079,18 @@ def fit_rows(read, shape, tframe, tgroup, nframes, groupgap, write, *, suppress_
                                         last)
         if group_range[1] - group_range[0] < 2:
             log.warning("ramp_fit: MIRI ramp has fewer than 2 usable groups; all slopes are NaN")
-    for r0, r1 in blocks:
-        if group_range is not None and group_range[1] - group_range[0] < 2:
-            write((r0, r1), *_unusable(read("PIXELDQ", r0, r1), read("gain", r0, r1), nints))
-            continue
-        rate, rateints = fit_ramps(
-            read("SCI", r0, r1), read("GROUPDQ", r0, r1), read("PIXELDQ", r0, r1), read("gain", r0, r1),
-            read("readnoise", r0, r1), tframe, tgroup, nframes, groupgap,
-            average_dark_current=read("dark", r0, r1), suppress_one_group=suppress_one_group,
-            firstgroup=first, lastgroup=last, miri=miri, memory_mb=memory_mb,
-            zeroframe=read("ZEROFRAME", r0, r1), threads=threads, group_range=group_range)
-        write((r0, r1), rate, rateints)
+    with shared_threads(threads):          # the same worker threads (and work arrays) for every block
+        for r0, r1 in blocks:
+            if group_range is not None and group_range[1] - group_range[0] < 2:
+                write((r0, r1), *_unusable(read("PIXELDQ", r0, r1), read("gain", r0, r1), nints))
+                continue
+            rate, rateints = fit_ramps(
+                read("SCI", r0, r1), read("GROUPDQ", r0, r1), read("PIXELDQ", r0, r1), read("gain", r0, r1),
+                read("readnoise", r0, r1), tframe, tgroup, nframes, groupgap,
+                average_dark_current=read("dark", r0, r1), suppress_one_group=suppress_one_group,
+                firstgroup=first, lastgroup=last, miri=miri, memory_mb=memory_mb,
+                zeroframe=read("ZEROFRAME", r0, r1), threads=threads, group_range=group_range)
+            write((r0, r1), rate, rateints)
     return len(blocks)
 
 
