@@ -151,3 +151,30 @@ def test_write_ramp_from_a_raw_file_sci_converts_its_planes(tmp_path):
         assert whole.data.stored_bytes() is None           # BZERO = 32768
         io.write_ramp(whole, tmp_path / "lazy.fits", "dq_init")
     assert (tmp_path / "lazy.fits").read_bytes() == (tmp_path / "whole.fits").read_bytes()
+
+
+def test_row_reads_are_astropy_sections(tmp_path):
+    """SectionReader reads whole rows of unscaled extensions by positional reads (one array, no
+    pieces): the values of astropy's section for every kind of key; cut columns and scaled
+    extensions (uint32 PIXELDQ, BZERO) still go through astropy."""
+    from conftest import make_ramp
+    rng = np.random.default_rng(8)
+    shape = (3, 4, NY, NX)
+    ramp = make_ramp(*shape, data=rng.normal(0, 9, shape).astype(np.float32),
+                     groupdq=rng.integers(0, 255, shape).astype(np.uint8),
+                     pixeldq=rng.integers(0, 1 << 32, (NY, NX), dtype=np.uint64).astype(np.uint32))
+    io.write_ramp(ramp, tmp_path / "r.fits")
+    keys = [dict(), dict(rows=slice(3, 9)), dict(ints=1, rows=slice(0, 2)), dict(ints=slice(1, 3), groups=2),
+            dict(groups=slice(0, 4, 2), rows=4), dict(rows=slice(5, 5)), dict(cols=slice(2, 7)),
+            dict(ints=2, groups=3, rows=12)]
+    with io.RampReader(tmp_path / "r.fits") as reader, fits.open(tmp_path / "r.fits") as hdul:
+        for key in keys:
+            for ext, arr in (("SCI", ramp.data), ("GROUPDQ", ramp.groupdq)):
+                index = tuple(key.get(a, slice(None)) for a in ("ints", "groups", "rows", "cols"))
+                got = reader.read(ext, **key)
+                np.testing.assert_array_equal(got, arr[index])
+                np.testing.assert_array_equal(got, hdul[ext].section[index])
+                assert got.dtype == arr.dtype and got.dtype.isnative
+        assert reader._read_rows("SCI", (0, 0, slice(0, NY, 1), slice(2, 7, 1))) is None
+        assert reader._read_rows("PIXELDQ", (slice(0, NY, 1), slice(0, NX, 1))) is None
+        np.testing.assert_array_equal(reader.read("PIXELDQ", rows=slice(2, 6)), ramp.pixeldq[2:6])
