@@ -7,8 +7,6 @@ cannot be used is an :class:`~detcal.errors.InputError` naming it.
 import glob
 import os
 
-import pandas as pd
-
 from . import keywords
 from .errors import InputError
 from .geometry import family
@@ -148,6 +146,8 @@ def scan(paths):
 
 def table(rows):
     """DataFrame (index: exposure) of :func:`header_row` rows; exposure names must be unique."""
+    import pandas as pd  # here, not at import: the workflow's cluster jobs use this module without it
+
     frame = pd.DataFrame(rows, columns=["exposure", "path", "family", "group", *keywords.INVENTORY])
     dup = frame["exposure"][frame["exposure"].duplicated()]
     if len(dup):
@@ -195,6 +195,8 @@ def write(table, path, crds=None):
     ``crds`` ({exposure: {'CRDS_CTX': context, 'R_<TYPE>': file name}}, optional) adds the CRDS
     context and the reference chosen for each type as columns (empty for other exposures).
     """
+    import pandas as pd
+
     from . import tables
 
     out = table.rename(columns={"TFRAME": "TFRAME_s", "TGROUP": "TGROUP_s", "EXPSTART": "EXPSTART_mjd"})

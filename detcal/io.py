@@ -40,6 +40,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from . import __version__, dqflags, keywords, multiaccum
 from .errors import InputError
 from .geometry import Geometry
+from .reftypes import DATAMODL, LAYOUT, MAIN, REFTYPES  # noqa: F401 (io's names, re-exported)
 
 
 # --------------------------------------------------------------------------------------------
@@ -787,34 +788,8 @@ def write_uncal(data, header, path, tables=()):
 # --------------------------------------------------------------------------------------------
 # Reference files
 # --------------------------------------------------------------------------------------------
-#: Extensions of each reference type: name -> (dtype, ndim or tuple of allowed ndims, required).
-LAYOUT = {
-    "MASK": {"DQ": (np.uint32, 2, True)},
-    "SATURATION": {"SCI": (np.float32, 2, True), "DQ": (np.uint32, 2, False)},
-    "SUPERBIAS": {"SCI": (np.float32, 2, True), "DQ": (np.uint32, 2, False), "ERR": (np.float32, 2, False)},
-    "LINEARITY": {"COEFFS": (np.float32, 3, True), "DQ": (np.uint32, 2, False),
-                  "INV_COEFFS": (np.float32, 3, False)},
-    "DARK": {"SCI": (np.float32, (3, 4), True), "DQ": (np.uint32, (2, 4), False),
-             "ERR": (np.float32, (3, 4), False), "AVDRKCUR": (np.float32, 2, False)},
-    "GAIN": {"SCI": (np.float32, 2, True)},
-    "READNOISE": {"SCI": (np.float32, 2, True)},
-    "RSCD": {},
-    # jwst ResetModel: SCI/ERR (nints, ngroups, ny, nx), DQ 2-D (OR-ed into PIXELDQ)
-    "RESET": {"SCI": (np.float32, 4, True), "DQ": (np.uint32, 2, False), "ERR": (np.float32, 4, False)},
-}
-
-#: Config key (``references: {DET: {key: path}}``) -> REFTYPE.
-REFTYPES = {"mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS",
-            "linearity": "LINEARITY", "dark": "DARK", "gain": "GAIN", "readnoise": "READNOISE",
-            "rscd": "RSCD", "reset": "RESET"}
-
-#: The main array of each type (the one whose last two axes are the image).
-MAIN = {"MASK": "DQ", "LINEARITY": "COEFFS"}
-
-#: DATAMODL of each type: the stdatamodels class ``datamodels.open`` returns (MIRI DARK: 4-D).
-DATAMODL = {"MASK": "MaskModel", "SATURATION": "SaturationModel", "SUPERBIAS": "SuperBiasModel",
-            "LINEARITY": "LinearityModel", "DARK": "DarkModel", "GAIN": "GainModel",
-            "READNOISE": "ReadnoiseModel", "RSCD": "RSCDModel", "RESET": "ResetModel"}
+# The reference types' tables LAYOUT, REFTYPES, MAIN and DATAMODL are detcal.reftypes' (imported
+# above: the same dicts), which the step registry reads without importing astropy.
 
 
 def datamodl(reftype, instrument):

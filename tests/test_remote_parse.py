@@ -6,12 +6,13 @@ mode) validates the config, checks the raw files and references and leaves the r
 ``.snakemake/detcal/parse/<digest of the config>.pickle``; a remote Snakemake of the same config
 takes it from there. These tests run real ``snakemake -n`` processes on two simulated raw files
 and show: the submitting parse writes the entry; a remote parse reads no raw file and imports
-neither the checking modules (detcal.validate) nor the demo planner, and plans the
-same job; it plans what the submitting parse saw (a raw file added since is unknown to it until
-the next submitting parse, which sees it); without an entry a remote parse checks everything
-itself and writes nothing.
+neither the checking modules (detcal.validate) nor the demo planner, nor pandas, astropy, scipy
+or matplotlib, and plans the same job; it plans what the submitting parse saw (a raw file added
+since is unknown to it until the next submitting parse, which sees it); without an entry (or with
+an entry of another format) a remote parse checks everything itself and writes nothing.
 """
 
+import pickle
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,10 @@ SPEC = {"name": "NRCA1", "preset": "nircam_sw", "size": 32, "ngroups": 4, "nints
 #: modules only a full parse imports (config and raw/reference checks, the demo's planner and
 #: simulator); not jsonschema, which Snakemake itself imports (nbformat) after the parse
 CHECKING_MODULES = ("detcal.validate", "detcal.demo", "detcal.simulate")
+#: libraries a remote parse does not import (each ~0.1-0.4 s of every cluster job's start-up): the
+#: inventory rows come as plain records (no pandas), the step registry reads the descriptors
+#: without the steps' file I/O (no astropy); numpy is Snakemake's own import (yte)
+HEAVY_MODULES = ("pandas", "astropy", "astropy.io.fits", "astropy.units", "scipy", "matplotlib", "detcal.io")
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +120,23 @@ def test_other_config_is_parsed_in_full(campaign):
     assert rc == 0, out[-3000:]
     assert "detcal.validate" in imported
     assert _entries(work) == before
+
+
+def test_remote_parse_imports_no_heavy_library(campaign):
+    """What a cluster job's Snakemake imports for the parse: none of pandas, astropy, scipy,
+    matplotlib (the submitting parse, which reads the raw headers, imports pandas and astropy);
+    an entry of another format (an older workflow's) is not taken."""
+    _, work = campaign
+    rc, out, imported = _snakemake(work)
+    assert rc == 0, out[-3000:]
+    assert {"pandas", "astropy.io.fits"} <= imported
+    rc, out, imported = _snakemake(work, remote_target="demo_nrca1_e001")
+    assert rc == 0 and "exposure=demo_nrca1_e001" in out, out[-3000:]
+    assert not imported & set(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
+
+    (entry,) = _entries(work)
+    found = pickle.loads(entry.read_bytes())
+    entry.write_bytes(pickle.dumps({**found, "format": found["format"] - 1}))
+    rc, out, imported = _snakemake(work, remote_target="demo_nrca1_e001")
+    assert rc == 0, out[-3000:]
+    assert "detcal.validate" in imported  # parsed in full

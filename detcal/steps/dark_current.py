@@ -42,13 +42,14 @@ which :func:`ramp_average_dark_current` reads back.
 import logging
 
 import numpy as np
-from astropy.io import fits
 
 from .. import keywords
 from ..errors import InputError
-from ..io import LazyArray, Reference, block_size
 from ..multiaccum import frames_per_integration
 from .descriptor import Param, Product, Step
+
+# detcal.io and astropy.io.fits are imported where used: every Snakemake parse imports this
+# module for its DESCRIPTOR (the step registry), and a cluster job's parse must not pay astropy.
 
 #: What this step is (detcal.steps.descriptor): the one place the package and the workflow read.
 DESCRIPTOR = Step(
@@ -130,6 +131,8 @@ def _prepare_dark(dark, dark_nframes, dark_groupgap, ngroups, nframes, groupgap,
     """Checks and mode of :func:`match_dark`; returns the dark to match from (integrations cut,
     extrapolated if asked) and ``info``. A :class:`detcal.io.LazyArray` dark stays lazy (cut to
     its integrations without reading) unless it is extrapolated."""
+    from ..io import LazyArray
+
     if not isinstance(dark, LazyArray):
         dark = np.asarray(dark)
     if dark.ndim not in (3, 4):
@@ -205,6 +208,8 @@ def combined_dark_dq(dark_dq):
     """
     if dark_dq is None:
         return None
+    from ..io import LazyArray
+
     if isinstance(dark_dq, LazyArray) and dark_dq.ndim == 4:
         dark_dq = dark_dq[:, :1]                # only the first group is used: read only it
     dark_dq = np.asarray(dark_dq, np.uint32)
@@ -303,6 +308,8 @@ def correct_dark_in_place(data, pixeldq, dark, dark_dq, dark_nframes, dark_group
     data : the same array, pixeldq : ndarray, uint32 (ny, nx), info : dict from
     :func:`match_dark` plus ``last_group_mean`` (mean of the matched dark's last group [DN])
     """
+    from ..io import block_size
+
     if not (isinstance(data, np.ndarray) and data.dtype == np.float32 and data.flags.writeable):
         raise ValueError("correct_dark_in_place needs a writeable float32 ndarray")
     nints, ngroups = data.shape[:2]
@@ -399,6 +406,10 @@ def run(ramp, refs, dark_output=False, extrapolate=False, average_dark_current=N
     -------
     ramp, or (ramp, dark Reference) when ``dark_output`` is set
     """
+    from astropy.io import fits
+
+    from ..io import Reference
+
     meta = ramp.meta("dark_current")
     ref = refs["dark"]
     dark_nframes = keywords.value(ref.header, "NFRAMES", ref.path, needed_by="dark_current")

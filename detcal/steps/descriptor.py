@@ -9,7 +9,8 @@ derived table or block                         from the descriptors
 ---------------------------------------------  -------------------------------------------------
 ``detcal.steps.REGISTRY`` (name -> module)     :data:`MODULES`
 ``detcal.io.REFTYPES``, ``LAYOUT``,            :attr:`Step.reference_types` (the types a step
-``DATAMODL``, ``MAIN`` (types a step brings)   brings; the built-in types are io's own)
+``DATAMODL``, ``MAIN`` (types a step brings)   brings; the built-in types and the tables are
+                                               :mod:`detcal.reftypes`', which io re-exports)
 ``detcal.pipeline.ORDER`` (per family)         :attr:`Step.position`
 ``detcal.pipeline.REFERENCES``,                :attr:`Step.references`,
 ``OPTIONAL_REFERENCES``                        :attr:`Step.optional_references`
@@ -40,6 +41,8 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass, field
+
+from .. import reftypes  # detcal.io's tables of reference types, without astropy
 
 #: Instrument families a step can belong to (detcal.geometry.family).
 FAMILIES = ("NIR", "MIRI")
@@ -202,26 +205,22 @@ def register(module):
 
 
 def _add_reference_types(desc):
-    from .. import io
-
     for key, ref in desc.reference_types.items():
-        io.REFTYPES[key] = ref.reftype
-        io.LAYOUT[ref.reftype] = ref.layout
-        io.DATAMODL[ref.reftype] = ref.datamodl
+        reftypes.REFTYPES[key] = ref.reftype
+        reftypes.LAYOUT[ref.reftype] = ref.layout
+        reftypes.DATAMODL[ref.reftype] = ref.datamodl
         if ref.main != "SCI":
-            io.MAIN[ref.reftype] = ref.main
+            reftypes.MAIN[ref.reftype] = ref.main
 
 
 def unregister(name):
     """Remove step ``name`` (and the reference types it brought) from the registry: a temporary
     step registered by a test."""
-    from .. import io
-
     desc = DESCRIPTORS.pop(name, None)
     MODULES.pop(name, None)
     for key, ref in (desc.reference_types if desc else {}).items():
-        io.REFTYPES.pop(key, None)
-        for table in (io.LAYOUT, io.DATAMODL, io.MAIN):
+        reftypes.REFTYPES.pop(key, None)
+        for table in (reftypes.LAYOUT, reftypes.DATAMODL, reftypes.MAIN):
             table.pop(ref.reftype, None)
 
 
@@ -244,8 +243,6 @@ def _load(module):
 
 
 def _check(desc, module):
-    from .. import io
-
     where = f"step {desc.name!r} ({module.__name__})"
     if not desc.position or set(desc.position) - set(FAMILIES):
         raise ValueError(f"{where}: position must map families {FAMILIES} to numbers, got {desc.position}")
@@ -254,12 +251,12 @@ def _check(desc, module):
         if taken:
             raise ValueError(f"{where}: position {pos} in {fam} is taken by {taken[0]}")
     clash = [k for k, ref in desc.reference_types.items()
-             if k in io.REFTYPES or ref.reftype in io.REFTYPES.values()]
+             if k in reftypes.REFTYPES or ref.reftype in reftypes.REFTYPES.values()]
     if clash:
         raise ValueError(f"{where}: reference types {clash} exist already (detcal.io.REFTYPES)")
-    unknown = [k for k in desc.references if k not in io.REFTYPES and k not in desc.reference_types]
+    unknown = [k for k in desc.references if k not in reftypes.REFTYPES and k not in desc.reference_types]
     if unknown:
-        raise ValueError(f"{where}: unknown reference keys {unknown}; known: {sorted(io.REFTYPES)} "
+        raise ValueError(f"{where}: unknown reference keys {unknown}; known: {sorted(reftypes.REFTYPES)} "
                          "(a new type goes in the descriptor's reference_types)")
     if set(desc.optional_references) - set(desc.references):
         raise ValueError(f"{where}: optional references {desc.optional_references} are not among "

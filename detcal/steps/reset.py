@@ -35,9 +35,11 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from ..io import LazyArray, block_size, blocks
 from .descriptor import Step
 from .guards import owned, skip_unless_miri
+
+# detcal.io (astropy) is imported where used: every Snakemake parse imports this module for its
+# DESCRIPTOR (the step registry), and a cluster job's parse must not pay astropy.
 
 log = logging.getLogger("detcal.reset")
 
@@ -102,6 +104,8 @@ def subtract_reset(data, pixeldq, reset, reset_dq, reset_nints=None, reset_ngrou
 
     The inputs are not modified (except ``data`` when it is ``out``).
     """
+    from ..io import LazyArray, block_size, blocks
+
     if out is None:
         out = np.array(data, dtype=np.float32, copy=True)
     elif out is not data:

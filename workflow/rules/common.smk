@@ -31,15 +31,20 @@ PARSE_KEY = os.path.join(
 )
 
 
+#: what an entry holds (a remote parse takes only an entry of this format): 2 = plain records
+PARSE_FORMAT = 2
+
+
 def _submitted_parse():
     """What the submitting Snakemake found for this config (remote Snakemakes only), or None."""
     if not workflow.remote_exec:
         return None
     try:
         with open(PARSE_KEY, "rb") as fh:
-            return pickle.load(fh)
+            found = pickle.load(fh)
     except Exception:  # noqa: BLE001 (none, or unreadable: parse in full)
         return None
+    return found if found.get("format") == PARSE_FORMAT else None
 
 
 PARSED = _submitted_parse()
@@ -94,10 +99,12 @@ def _load_exposures():
 
 
 def _parse():
-    """(inventory table, demo references, demo files) as found by this parse; the submitting
+    """(inventory rows, demo references, demo files) as found by this parse; the submitting
     Snakemake leaves them with the validated config in PARSE_CACHE (written atomically; a cache
-    that cannot be written costs the remote jobs time, not results)."""
-    exposures = _load_exposures()
+    that cannot be written costs the remote jobs time, not results). The inventory rows are plain
+    records, {exposure: {column: value}} in the table's order, so that a remote parse that takes
+    them needs no pandas (0.4 s of imports)."""
+    exposures = _load_exposures().to_dict("index")
     demo_references, demo_files = {}, []
     if DEMO:
         from detcal import demo
@@ -105,7 +112,13 @@ def _parse():
         demo_references = demo.reference_files(config["demo"], DEMO_DIR)
         demo_files = demo.files(config["demo"], DEMO_DIR)
     if not workflow.remote_exec:
-        found = {"config": config, "exposures": exposures, "demo_references": demo_references, "demo_files": demo_files}
+        found = {
+            "format": PARSE_FORMAT,
+            "config": config,
+            "exposures": exposures,
+            "demo_references": demo_references,
+            "demo_files": demo_files,
+        }
         tmp = None
         try:
             os.makedirs(PARSE_CACHE, exist_ok=True)
@@ -119,19 +132,26 @@ def _parse():
     return exposures, demo_references, demo_files
 
 
+# EXPOSURES: the inventory, {exposure: {column: value}} (columns of detcal.inventory.table), sorted
 if PARSED is None:
     EXPOSURES, DEMO_REFERENCES, DEMO_FILES = _parse()
 else:
     EXPOSURES, DEMO_REFERENCES, DEMO_FILES = (PARSED[k] for k in ("exposures", "demo_references", "demo_files"))
-KEEP = set(config["keep"]) | {pipeline.last_ramp_step(fam, STEPS_ON) for fam in set(EXPOSURES["family"])}
+FAMILIES = sorted({row["family"] for row in EXPOSURES.values()})
+KEEP = set(config["keep"]) | {pipeline.last_ramp_step(fam, STEPS_ON) for fam in FAMILIES}
+
+
+def exposures_where(column, value):
+    """Exposure names (inventory order) whose inventory ``column`` equals ``value``."""
+    return [exposure for exposure, row in EXPOSURES.items() if row[column] == value]
 
 
 wildcard_constraints:
-    exposure="|".join(re.escape(e) for e in EXPOSURES.index),
+    exposure="|".join(re.escape(e) for e in EXPOSURES),
 
 
 def _family(wildcards):
-    return EXPOSURES.loc[wildcards.exposure, "family"]
+    return EXPOSURES[wildcards.exposure]["family"]
 
 
 def ramp_path(exposure, step):
@@ -151,12 +171,12 @@ def step_table(step):
 
 
 def _exposure_group(wildcards):
-    return EXPOSURES.loc[wildcards.exposure, "group"]
+    return EXPOSURES[wildcards.exposure]["group"]
 
 
 def _step_labels(step):
     def labels(wildcards):
-        return {"detector": EXPOSURES.loc[wildcards.exposure, "DETECTOR"], "exposure": wildcards.exposure, "step": step}
+        return {"detector": EXPOSURES[wildcards.exposure]["DETECTOR"], "exposure": wildcards.exposure, "step": step}
 
     return labels
 
@@ -207,7 +227,7 @@ def step_input(step):
     def previous_product(wildcards):
         prev = pipeline.previous_step(_family(wildcards), STEPS_ON, step)
         if prev is None:
-            return EXPOSURES.loc[wildcards.exposure, "path"]
+            return EXPOSURES[wildcards.exposure]["path"]
         return ramp_path(wildcards.exposure, prev)
 
     previous_product.__name__ = f"{step}_input"
@@ -216,9 +236,9 @@ def step_input(step):
 
 def product_before_dark(exposure):
     """The product just before dark_current (superbias- and refpix-corrected for NIR)."""
-    step = pipeline.product_before(EXPOSURES.loc[exposure, "family"], STEPS_ON, "dark_current")
+    step = pipeline.product_before(EXPOSURES[exposure]["family"], STEPS_ON, "dark_current")
     if step is None:
-        return EXPOSURES.loc[exposure, "path"]
+        return EXPOSURES[exposure]["path"]
     return ramp_path(exposure, step)
 
 
@@ -232,7 +252,7 @@ def nodark_input(step):
 
     def previous_product(wildcards):
         exposure = wildcards.exposure
-        steps = pipeline.nodark_steps(EXPOSURES.loc[exposure, "family"], STEPS_ON)
+        steps = pipeline.nodark_steps(EXPOSURES[exposure]["family"], STEPS_ON)
         earlier = steps[: steps.index(step)] if step in steps else steps
         return nodark_path(exposure, earlier[-1]) if earlier else product_before_dark(exposure)
 
@@ -243,7 +263,7 @@ def nodark_input(step):
 def noise_input(wildcards):
     """Input of ``refpix_noise``: the product before refpix (superbias-corrected NIR ramps)."""
     step = pipeline.product_before(_family(wildcards), STEPS_ON, "refpix")
-    return EXPOSURES.loc[wildcards.exposure, "path"] if step is None else ramp_path(wildcards.exposure, step)
+    return EXPOSURES[wildcards.exposure]["path"] if step is None else ramp_path(wildcards.exposure, step)
 
 
 def noise_path(exposure):
@@ -255,7 +275,7 @@ def noise_product(exposure):
     """The ramp the noise analyses read (detcal.noise_conventions.REFPIX_PARAMETERS): NIR with
     refpix on: superbias + refpix without side reference pixels (rule refpix_noise); otherwise
     (MIRI, refpix off) the product before dark_current."""
-    if EXPOSURES.loc[exposure, "family"] == "NIR" and STEPS_ON.get("refpix", True):
+    if EXPOSURES[exposure]["family"] == "NIR" and STEPS_ON.get("refpix", True):
         return noise_path(exposure)
     return product_before_dark(exposure)
 
@@ -267,7 +287,7 @@ def noise_refpix_parameters(wildcards):
 
 def nodark_skip_groups(wildcards):
     """(first, last) groups the no-dark branch leaves out (MIRI: reset anomaly, last frame)."""
-    row = EXPOSURES.loc[wildcards.exposure]
+    row = EXPOSURES[wildcards.exposure]
     return pipeline.nodark_skip_groups(row["family"], row["NGROUPS"])
 
 
@@ -287,7 +307,7 @@ def crds_reference(exposure, key, optional=False):
     has no file for."""
     from detcal import crds_refs
 
-    row = EXPOSURES.loc[exposure]
+    row = EXPOSURES[exposure]
     header = None if os.path.exists(row["path"]) else {k: v for k, v in row.items() if v is not None}
     try:
         return crds_refs.best_references(row["path"], [key], header=header)[key]
@@ -303,7 +323,7 @@ def crds_choices(wildcards=None):
     from detcal import crds_refs
 
     out = {}
-    for exposure, row in EXPOSURES.iterrows():
+    for exposure, row in EXPOSURES.items():
         detector = row["DETECTOR"]
         if not uses_crds(detector):
             continue
@@ -340,7 +360,7 @@ def reference_path(detector, key, step=None, exposure=None):
         return path
     if uses_crds(detector):
         if exposure is None:
-            exposure = EXPOSURES.index[EXPOSURES["DETECTOR"] == detector][0]
+            exposure = exposures_where("DETECTOR", detector)[0]
         return crds_reference(exposure, key, optional=key in pipeline.OPTIONAL_REFERENCES.get(step, ()))
     if DEMO:
         return DEMO_REFERENCES.get(detector, {}).get(key)
@@ -351,7 +371,7 @@ def step_references(step):
     """Input function (use with unpack): named reference files a step reads for this exposure."""
 
     def references(wildcards):
-        detector = EXPOSURES.loc[wildcards.exposure, "DETECTOR"]
+        detector = EXPOSURES[wildcards.exposure]["DETECTOR"]
         out = {}
         for key in pipeline.REFERENCES[step]:
             path = reference_path(detector, key, step, wildcards.exposure)
@@ -375,7 +395,7 @@ def step_parameters(step):
 
 
 # ---- configuration groups ------------------------------------------------------------------
-GROUPS = sorted(set(EXPOSURES["group"]))
+GROUPS = sorted({row["group"] for row in EXPOSURES.values()})
 
 
 wildcard_constraints:
@@ -384,12 +404,12 @@ wildcard_constraints:
 
 def group_exposures(group):
     """Exposure names of one configuration group."""
-    return EXPOSURES.index[EXPOSURES["group"] == group].tolist()
+    return exposures_where("group", group)
 
 
 def group_row(group):
     """Inventory keywords shared by the group (those of its first exposure)."""
-    return EXPOSURES.loc[group_exposures(group)[0]]
+    return EXPOSURES[group_exposures(group)[0]]
 
 
 def group_paths(kind):
@@ -405,7 +425,7 @@ def group_paths(kind):
         out = []
         for exposure in group_exposures(wildcards.group):
             if kind == "raw":
-                out.append(EXPOSURES.loc[exposure, "path"])
+                out.append(EXPOSURES[exposure]["path"])
             elif kind == "before_dark":
                 out.append(product_before_dark(exposure))
             elif kind == "noise":
@@ -550,7 +570,7 @@ def demo_outdir(wildcards, output):
 def final_outputs():
     """Targets of the default target: inventory, every exposure's last products, analyses."""
     out = ["results/inventory.tsv"] + analysis_targets() + reffile_targets()
-    for exposure, row in EXPOSURES.iterrows():
+    for exposure, row in EXPOSURES.items():
         if "ramp_fit" in pipeline.chain(row["family"], STEPS_ON):
             out += [f"results/rates/{exposure}_rate.fits", f"results/rates/{exposure}_rateints.fits"]
         last = pipeline.last_ramp_step(row["family"], STEPS_ON)

@@ -82,14 +82,14 @@ def fused_mem_mb(wildcards, input, attempt):
     return max(1000, 500 + 8 * raw_mb + (input.size_mb - raw_mb)) * attempt
 
 
-for fam in sorted(set(EXPOSURES["family"])):
+for fam in FAMILIES:
 
     rule:
         name:
             f"detector1_{fam}"
         input:
             unpack(fused_references(fam)),
-            raw=lambda wildcards: EXPOSURES.loc[wildcards.exposure, "path"],
+            raw=lambda wildcards: EXPOSURES[wildcards.exposure]["path"],
         output:
             **fused_outputs(fam),
         log:
@@ -97,7 +97,7 @@ for fam in sorted(set(EXPOSURES["family"])):
         benchmark:
             "results/benchmarks/detector1/{exposure}.tsv"
         wildcard_constraints:
-            exposure="|".join(re.escape(e) for e in EXPOSURES.index[EXPOSURES["family"] == fam]),
+            exposure="|".join(re.escape(e) for e in exposures_where("family", fam)),
         conda:
             "../../envs/detcal.yaml"
         threads: 1

@@ -1,7 +1,7 @@
 # One row per input ramp with its configuration keywords and configuration group.
 rule inventory:
     input:
-        EXPOSURES["path"].tolist(),
+        [row["path"] for row in EXPOSURES.values()],
     output:
         report("results/inventory.tsv", caption="../report/inventory.rst", category="Inventory"),
     log:
