@@ -8,7 +8,11 @@ corrected by saturation, superbias, refpix and linearity as jwst does when ZEROF
 LINEARITY, DARK (3-D, MIRI 4-D), GAIN, READNOISE, RSCD, RESET (MIRI 4-D) in the layouts of
 the matching stdatamodels models. Every file written goes to a temporary name first and is
 renamed into place, so a failed write never leaves a partial file; it carries its provenance
-(detcal version, step, parameters, input names) in HISTORY cards.
+(detcal version, step, parameters, input names) in HISTORY cards. Ramp and rate products are
+written by parts through :class:`ImageFileWriter` (headers from astropy, values by positional
+writes: the bytes astropy writes for the whole arrays): a rate/rateints by rows as ramp_fit
+computes them (:class:`RateWriter`), a ramp's SCI that is a :class:`LazyArray` of another file
+copied from it (:func:`write_ramp`).
 
 Whole files are read by :func:`read_ramp`, :func:`read_reference` (FITS big-endian arrays are
 byte-swapped in place, so a read needs no second copy). Parts of files are read by the one
