@@ -208,8 +208,10 @@ def ramp_step_mem_mb(wildcards, input, attempt):
     holds the input ramp, the output ramp and the reference arrays at once: measured peak RSS =
     ~170 MB (interpreter and imports) + 0.6 to 1.2 x the input size (a 2 x 10 x 1024 x 1024 demo
     ramp, 109 MB per product: 278 MB for superbias, 400 MB for dark_current with its 88 MB dark;
-    jump 303 MB, ramp_fit 335 MB). Twice that margin, at least 1 GB, and doubled on each retry
-    (``attempt``) after an out-of-memory kill on a cluster. A profile's set-resources overrides it."""
+    jump and ramp_fit read by rows and need less: 0.6x and 0.4x a 2 x 20 x 1024^2 ramp above the
+    interpreter, benchmarks/README.md, bench_job_memory.py). Twice that margin, at least 1 GB,
+    and doubled on each retry (``attempt``) after an out-of-memory kill on a cluster. A profile's
+    set-resources overrides it."""
     return max(1000, 500 + 2 * input.size_mb) * attempt
 
 
