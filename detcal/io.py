@@ -406,13 +406,11 @@ class SectionReader:
         the section in memory). None when the key does not take whole rows (the columns cut, a
         step) or the extension is scaled: then astropy reads it."""
         hdul = self._open_hdul()
-        hdu = hdul[ext]
-        head = hdu.header
-        dtype = _STORED.get(head.get("BITPIX"))
-        shape = _ext_shape(head)
-        if (dtype is None or head.get("BSCALE", 1) != 1 or head.get("BZERO", 0) != 0 or "BLANK" in head
-                or len(shape) < 2 or len(key) != len(shape)):
+        stored = _unscaled_data(hdul, ext)
+        shape = _ext_shape(hdul[ext].header)
+        if stored is None or len(shape) < 2 or len(key) != len(shape):
             return None
+        data_start, dtype = stored
         cols = key[-1]
         if not (isinstance(cols, slice) and cols.indices(shape[-1]) == (0, shape[-1], 1)):
             return None
@@ -438,13 +436,13 @@ class SectionReader:
         if run == 0 or out.size == 0:
             return out
         flat = out.reshape(-1).view(np.uint8)
-        start = hdul.fileinfo(hdul.index_of(ext))["datLoc"]
         plane = shape[-2] * shape[-1] * dtype.itemsize
         strides = [math.prod(shape[k + 1:-2]) for k in range(len(shape) - 2)]
         with open(self.path, "rb") as f:
             fd = f.fileno()
             for n, index in enumerate(itertools.product(*lead)):
-                offset = start + sum(i * s for i, s in zip(index, strides)) * plane + r0 * shape[-1] * dtype.itemsize
+                offset = (data_start + sum(i * s for i, s in zip(index, strides)) * plane
+                          + r0 * shape[-1] * dtype.itemsize)
                 view = flat[n * run:(n + 1) * run]
                 got = os.preadv(fd, [view], offset)
                 if got != run:
@@ -487,6 +485,16 @@ class SectionReader:
 #: Stored (big-endian) dtype of each FITS BITPIX.
 _STORED = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"),
            -32: np.dtype(">f4"), -64: np.dtype(">f8")}
+
+
+def _unscaled_data(hdul, ext):
+    """(offset of the data in the file, stored big-endian dtype) of extension ``ext`` when its
+    values are stored as they are (no BSCALE/BZERO scaling, no BLANK), else None."""
+    head = hdul[ext].header
+    dtype = _STORED.get(head.get("BITPIX"))
+    if dtype is None or head.get("BSCALE", 1) != 1 or head.get("BZERO", 0) != 0 or "BLANK" in head:
+        return None
+    return hdul.fileinfo(hdul.index_of(ext))["datLoc"], dtype
 
 
 class LazyArray:
@@ -561,12 +569,8 @@ class LazyArray:
         if (self.ext not in reader._present or reader._offset or reader._file_axes
                 or self.shape != reader.ext_shape(self.ext)):
             return None
-        hdul = reader._open_hdul()
-        hdu = hdul[self.ext]
-        head = hdu.header
-        if head.get("BSCALE", 1) != 1 or head.get("BZERO", 0) != 0 or "BLANK" in head:
-            return None
-        return reader.path, hdul.fileinfo(hdul.index_of(self.ext))["datLoc"], _STORED[head["BITPIX"]]
+        stored = _unscaled_data(reader._open_hdul(), self.ext)
+        return None if stored is None else (reader.path, *stored)
 
     def __array__(self, dtype=None, copy=None):
         arr = self.read()

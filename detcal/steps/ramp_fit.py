@@ -996,6 +996,29 @@ def _ramp_dark_current(ramp):
     return None
 
 
+def _fit_parameters(ramp, params):
+    """(meta, params) of a fit of ``ramp``, a :class:`detcal.io.Ramp` in memory or a
+    :class:`detcal.io.RampReader`: the keywords ramp_fit needs, and ``params`` with ``miri`` (from
+    INSTRUME), ``average_dark_current`` (the AVDRKCUR image the dark_current step stored) and
+    ``zeroframe`` (only when ZEROFRAM = T: no step corrected it otherwise) filled in where not
+    given; a file's arrays as :class:`detcal.io.LazyArray` s."""
+    in_memory = hasattr(ramp, "data")
+    meta = keywords.require(ramp.header, "ramp_fit", ramp.path)
+    params = dict(params)
+    params.setdefault("miri", meta["INSTRUME"].upper() == "MIRI")
+    if params.get("average_dark_current") is None:
+        params["average_dark_current"] = _ramp_dark_current(ramp) if in_memory else (
+            ramp.lazy("AVDRKCUR") if ramp.has("AVDRKCUR") else None)
+    present = ramp.zeroframe is not None if in_memory else ramp.has("ZEROFRAME")
+    if present and params.get("zeroframe") is None:
+        if keywords.optional(ramp.header, "ZEROFRAM") is True:
+            params["zeroframe"] = ramp.zeroframe if in_memory else ramp.lazy("ZEROFRAME")
+        else:
+            log.info("ramp_fit: ZEROFRAME extension but ZEROFRAM is not T, so no step corrected "
+                     "it: not used")
+    return meta, params
+
+
 def run(ramp, refs, **params):
     """Fit the ramps of a :class:`detcal.io.Ramp`; returns ``(rate, rateints)``, not a Ramp.
 
@@ -1007,17 +1030,7 @@ def run(ramp, refs, **params):
     two dicts (see :func:`fit_ramps`) with :func:`detcal.io.write_rate`, passing ``ramp.header``
     (and ``tables=ramp.tables`` for the rateints INT_TIMES).
     """
-    meta = ramp.meta("ramp_fit")
-    params = dict(params)
-    params.setdefault("miri", meta["INSTRUME"].upper() == "MIRI")
-    if params.get("average_dark_current") is None:
-        params["average_dark_current"] = _ramp_dark_current(ramp)
-    if ramp.zeroframe is not None and "zeroframe" not in params:
-        if ramp.has_zeroframe:
-            params["zeroframe"] = ramp.zeroframe
-        else:
-            log.info("ramp_fit: ZEROFRAME extension but ZEROFRAM is not T, so no step corrected "
-                     "it: not used")
+    meta, params = _fit_parameters(ramp, params)
     gain, rnoise = refs["gain"], refs["readnoise"]
     rate, rateints = fit_ramps(ramp.data, ramp.groupdq, ramp.pixeldq, gain.data, rnoise.data,
                                meta["TFRAME"], meta["TGROUP"], meta["NFRAMES"], meta["GROUPGAP"],
@@ -1107,21 +1120,8 @@ def run_rows(ramp, refs, write, **params):
     params : as :func:`run` (an explicit ``average_dark_current`` or ``zeroframe``: whole arrays)
     """
     in_memory = hasattr(ramp, "data")
-    header, path = ramp.header, ramp.path
-    meta = keywords.require(header, "ramp_fit", path)
-    params = dict(params)
-    params.setdefault("miri", meta["INSTRUME"].upper() == "MIRI")
-    arrays = {"dark": params.pop("average_dark_current", None), "ZEROFRAME": params.pop("zeroframe", None)}
-    if arrays["dark"] is None:
-        arrays["dark"] = _ramp_dark_current(ramp) if in_memory else (
-            ramp.lazy("AVDRKCUR") if ramp.has("AVDRKCUR") else None)
-    if arrays["ZEROFRAME"] is None:
-        present = ramp.zeroframe is not None if in_memory else ramp.has("ZEROFRAME")
-        if present and keywords.optional(header, "ZEROFRAM") is True:
-            arrays["ZEROFRAME"] = ramp.zeroframe if in_memory else ramp.lazy("ZEROFRAME")
-        elif present:
-            log.info("ramp_fit: ZEROFRAME extension but ZEROFRAM is not T, so no step corrected "
-                     "it: not used")
+    meta, params = _fit_parameters(ramp, params)
+    arrays = {"dark": params.pop("average_dark_current"), "ZEROFRAME": params.pop("zeroframe", None)}
     if in_memory:
         arrays.update(SCI=ramp.data, GROUPDQ=ramp.groupdq, PIXELDQ=ramp.pixeldq)
     else:
